@@ -1,0 +1,1 @@
+"""Sandbox engines: one interface, several ways to boot an environment in isolation."""

@@ -1,0 +1,122 @@
+"""Host side of the guest-agent protocol: many concurrent calls over one byte stream."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from ..errors import SandboxError
+from ..guest.protocol import ProtocolError, encode, read_frame
+
+EventHandler = Callable[[str, bytes], None]
+
+
+class AgentGone(SandboxError):
+    """The sandbox's agent stream closed (the sandbox stopped or crashed)."""
+
+
+class AgentCallError(SandboxError):
+    """The agent ran the request and reported an error."""
+
+
+class _Pending:
+    def __init__(self, on_event: EventHandler | None) -> None:
+        self.on_event = on_event
+        self.done: queue.Queue[tuple[dict[str, Any], bytes]] = queue.Queue(maxsize=1)
+
+
+class AgentClient:
+    def __init__(self, reader: BinaryIO, writer: BinaryIO, name: str = "sandbox") -> None:
+        self._reader = reader
+        self._writer = writer
+        self._name = name
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed: str | None = None
+        self._thread = threading.Thread(target=self._read_loop, daemon=True, name=f"agent-{name}")
+        self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                message, data = read_frame(self._reader)
+                with self._lock:
+                    pending = self._pending.get(int(message.get("id", -1)))
+                if pending is None:
+                    continue
+                if "event" in message:
+                    if pending.on_event is not None:
+                        pending.on_event(str(message["event"]), data)
+                    continue
+                with self._lock:
+                    self._pending.pop(int(message["id"]), None)
+                pending.done.put((message, data))
+        except (ProtocolError, OSError, ValueError) as exc:
+            reason = str(exc) or "stream closed"
+        self._fail_all(reason)
+
+    def _fail_all(self, reason: str) -> None:
+        with self._lock:
+            self._closed = reason
+            pending = list(self._pending.values())
+            self._pending.clear()
+        for item in pending:
+            item.done.put(({"ok": False, "gone": True, "error": reason}, b""))
+
+    def call(
+        self,
+        op: str,
+        args: dict[str, Any] | None = None,
+        data: bytes = b"",
+        on_event: EventHandler | None = None,
+        timeout: float | None = None,
+    ) -> tuple[dict[str, Any], bytes]:
+        req_id = next(self._ids)
+        pending = _Pending(on_event)
+        with self._lock:
+            if self._closed is not None:
+                raise AgentGone(f"{self._name} is not running ({self._closed})")
+            self._pending[req_id] = pending
+        frame = encode({"id": req_id, "op": op, "args": args or {}}, data)
+        try:
+            with self._write_lock:
+                self._writer.write(frame)
+                self._writer.flush()
+        except (OSError, ValueError) as exc:
+            with self._lock:
+                self._pending.pop(req_id, None)
+            raise AgentGone(f"{self._name} is not running ({exc})") from exc
+        try:
+            message, payload = pending.done.get(timeout=timeout)
+        except queue.Empty:
+            with self._lock:
+                self._pending.pop(req_id, None)
+            raise AgentGone(f"{self._name} did not answer {op!r} within {timeout}s") from None
+        if message.get("gone"):
+            raise AgentGone(f"{self._name} stopped during {op!r} ({message.get('error')})")
+        if not message.get("ok"):
+            raise AgentCallError(str(message.get("error") or "agent error"))
+        result = message.get("result")
+        return (result if isinstance(result, dict) else {}), payload
+
+    def close(self) -> None:
+        """Close our end. The reader thread ends when the transport does (engine stopped)."""
+        try:
+            self._writer.close()
+        except (OSError, ValueError):
+            pass
+        self._thread.join(timeout=0.5)
+        if not self._thread.is_alive():
+            try:
+                self._reader.close()
+            except (OSError, ValueError):
+                pass

@@ -1,0 +1,118 @@
+"""The engine interface: boot a sandbox from an environment, hand back its agent stream."""
+
+from __future__ import annotations
+
+import abc
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..environments.store import InstalledEnvironment
+from .agent_client import AgentClient
+
+
+@dataclass
+class BootSpec:
+    sandbox_id: str
+    environment: InstalledEnvironment
+    workdir: Path  # private per-sandbox runtime directory on the host
+    agent_dir: Path  # staged guest agent package (contains pyro_guest/)
+    vcpu_count: int = 1
+    mem_mib: int = 1024
+    network: bool = False
+    boot_timeout: float = 120.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    isolation: str  # e.g. "gvisor-sentry", "vm-kvm", "vm-tcg", "none"
+    real_vm: bool
+    network: bool
+
+
+class Sandbox(abc.ABC):
+    """A running sandbox: its engine process and a connected agent client."""
+
+    info: EngineInfo
+    client: AgentClient
+    process: subprocess.Popen[bytes]
+    workdir: Path
+    hello: dict[str, Any]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    @abc.abstractmethod
+    def _shutdown(self) -> None:
+        """Engine-specific teardown after the process is gone (state dirs, sockets)."""
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop the sandbox: TERM, then KILL after ``grace``; then release the agent stream."""
+        if self.alive():
+            _signal_group(self.process, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process, signal.SIGKILL)
+                self.process.wait()
+        self._shutdown()
+        self.client.close()
+
+    def kill(self) -> None:
+        if self.alive():
+            _signal_group(self.process, signal.SIGKILL)
+            self.process.wait()
+        self._shutdown()
+        self.client.close()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            process.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+class Engine(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def info(self) -> EngineInfo: ...
+
+    @abc.abstractmethod
+    def unavailable_reason(self) -> str | None:
+        """Why this engine cannot run here (missing binary, no /dev/kvm …), or None."""
+
+    @abc.abstractmethod
+    def boot(self, spec: BootSpec) -> Sandbox: ...
+
+
+def wait_hello(sandbox: Sandbox, timeout: float, log: Path | None) -> dict[str, Any]:
+    """Wait for the agent's first answer; on failure include the engine's log tail."""
+    deadline = time.monotonic() + timeout
+    payload = os.urandom(64)
+    try:
+        result, _ = sandbox.client.call(
+            "hello", {"time": time.time()}, data=payload, timeout=max(0.1, deadline - time.monotonic())
+        )
+    except Exception as exc:
+        tail = ""
+        if log is not None and log.exists():
+            lines = log.read_text(errors="replace").strip().splitlines()[-12:]
+            tail = "\n" + "\n".join(lines) if lines else ""
+        sandbox.kill()
+        raise type(exc)(f"{sandbox.info.name} sandbox failed to boot: {exc}{tail}") from exc
+    return result

@@ -1,0 +1,179 @@
+"""Choose an engine: the strongest one that really boots here, proven by a cached boot probe.
+
+Order for ``auto``: firecracker > qemu-kvm > gvisor > qemu-tcg (ARCHITECTURE.md).
+``--engine`` / ``PYRO_ENGINE`` override it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..environments.store import InstalledEnvironment
+from ..errors import EngineUnavailable, PyroError
+from .base import BootSpec, Engine
+from .gvisor import GvisorEngine
+from .qemu import QemuEngine
+
+ENGINE_CHOICES = ("auto", "gvisor", "qemu")
+AUTO_ORDER = ("qemu-kvm", "gvisor", "qemu-tcg")
+PROBE_TIMEOUTS = {"qemu-kvm": 20.0, "gvisor": 30.0, "qemu-tcg": 120.0}
+
+Notify = Callable[[str], None]
+
+
+@dataclass
+class ProbeResult:
+    ok: bool
+    reason: str
+    seconds: float
+    checked_at: float
+    cached: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "reason": self.reason, "seconds": round(self.seconds, 2),
+            "checked_at": self.checked_at, "cached": self.cached,
+        }
+
+
+def _fingerprint(binary: str | None) -> str:
+    parts = [platform.release()]
+    if binary:
+        try:
+            st = os.stat(binary)
+            parts += [binary, str(st.st_size), str(int(st.st_mtime))]
+        except OSError:
+            parts.append("missing")
+    return "|".join(parts)
+
+
+class EngineSelector:
+    def __init__(self, cache: Path, runtime_root: Path) -> None:
+        self.cache = cache
+        self.runtime_root = runtime_root
+        self.probe_file = cache / "engine-probes.json"
+        self.engines: dict[str, Engine] = {
+            "qemu-kvm": QemuEngine("kvm"),
+            "gvisor": GvisorEngine(runtime_root / "runsc"),
+            "qemu-tcg": QemuEngine("tcg"),
+        }
+
+    def _binary(self, key: str) -> str | None:
+        return shutil.which("runsc" if key == "gvisor" else "qemu-system-x86_64")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with (self.cache / ".engine-probes.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                data = json.loads(self.probe_file.read_text())
+            except (OSError, ValueError):
+                data = {}
+            yield data
+            tmp = self.probe_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, indent=1))
+            tmp.replace(self.probe_file)
+
+    def cached_probe(self, key: str) -> ProbeResult | None:
+        try:
+            data = json.loads(self.probe_file.read_text())
+        except (OSError, ValueError):
+            return None
+        entry = data.get(key)
+        if not isinstance(entry, dict) or entry.get("fingerprint") != _fingerprint(self._binary(key)):
+            return None
+        return ProbeResult(
+            bool(entry["ok"]), str(entry["reason"]), float(entry["seconds"]),
+            float(entry["checked_at"]), cached=True,
+        )
+
+    def probe(
+        self, key: str, env: InstalledEnvironment, agent_dir: Path, notify: Notify | None = None,
+        refresh: bool = False,
+    ) -> ProbeResult:
+        """Boot a real sandbox with ``key`` and run ``true``; remember the answer."""
+        engine = self.engines[key]
+        static = engine.unavailable_reason()
+        if static:
+            return ProbeResult(False, static, 0.0, time.time())
+        if not refresh:
+            cached = self.cached_probe(key)
+            if cached is not None:
+                return cached
+        if notify:
+            notify(f"probing engine {key} with a real boot (once; the answer is cached)")
+        started = time.monotonic()
+        workdir = Path(tempfile.mkdtemp(prefix="probe-", dir=self._probe_root()))
+        spec = BootSpec(
+            sandbox_id=uuid.uuid4().hex[:12], environment=env, workdir=workdir,
+            agent_dir=agent_dir, boot_timeout=PROBE_TIMEOUTS[key],
+        )
+        try:
+            sandbox = engine.boot(spec)
+            try:
+                result, _ = sandbox.client.call("exec", {"command": "true", "timeout_seconds": 30})
+                ok = result.get("exit_code") == 0
+                reason = "boots and runs commands" if ok else "boots but cannot run commands"
+            finally:
+                sandbox.kill()
+        except PyroError as exc:
+            ok, reason = False, str(exc).splitlines()[0][:300]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        result_obj = ProbeResult(ok, reason, time.monotonic() - started, time.time())
+        with self._locked() as data:
+            data[key] = {**result_obj.as_dict(), "fingerprint": _fingerprint(self._binary(key))}
+        return result_obj
+
+    def _probe_root(self) -> Path:
+        root = self.runtime_root / "probes"
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return root
+
+    def select(
+        self, requested: str | None, env: InstalledEnvironment, agent_dir: Path,
+        notify: Notify | None = None,
+    ) -> tuple[str, Engine]:
+        """Return (key, engine) for ``requested`` (auto, gvisor, qemu), or raise why not."""
+        name = (requested or os.environ.get("PYRO_ENGINE") or "auto").strip().lower()
+        if name not in ENGINE_CHOICES:
+            raise EngineUnavailable(
+                f"unknown engine {name!r}; choose one of: {', '.join(ENGINE_CHOICES)}"
+            )
+        if name == "gvisor":
+            order: tuple[str, ...] = ("gvisor",)
+        elif name == "qemu":
+            order = ("qemu-kvm", "qemu-tcg")
+        else:
+            order = AUTO_ORDER
+        reasons = []
+        for key in order:
+            engine = self.engines[key]
+            if name == "gvisor":
+                # An explicit request skips the probe: a failure is reported by the boot itself.
+                static = engine.unavailable_reason()
+                if static:
+                    reasons.append(f"{key}: {static}")
+                    continue
+                return key, engine
+            result = self.probe(key, env, agent_dir, notify)
+            if result.ok:
+                return key, engine
+            reasons.append(f"{key}: {result.reason}")
+        raise EngineUnavailable(
+            f"no usable engine for {name!r} on this host ({'; '.join(reasons)}); "
+            "run 'pyro doctor' for what to install"
+        )

@@ -1,0 +1,153 @@
+"""gVisor engine: ``runsc`` (systrap platform) with the agent as the container's entry process.
+
+The environment's rootfs directory is the container root under a memory overlay
+(``--overlay2=root:memory``), so the base is never modified; the agent talks over stdio pipes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ..errors import EngineUnavailable
+from .agent_client import AgentClient
+from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
+
+CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW", "CAP_NET_ADMIN", "CAP_SYS_CHROOT", "CAP_MKNOD", "CAP_AUDIT_WRITE",
+    "CAP_SETFCAP", "CAP_SYS_PTRACE", "CAP_SYS_ADMIN", "CAP_SYS_RESOURCE", "CAP_IPC_LOCK",
+]
+GUEST_ENV = [
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "PYTHONPATH=/opt/pyro",
+    "PYTHONDONTWRITEBYTECODE=1",
+    "HOME=/root",
+    "LANG=C.UTF-8",
+]
+INFO = EngineInfo(name="gvisor", isolation="gvisor-sentry", real_vm=False, network=False)
+
+
+def oci_config(spec: BootSpec, rootfs: Path) -> dict[str, Any]:
+    caps = {key: CAPABILITIES for key in ("bounding", "effective", "permitted", "inheritable")}
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/usr/bin/python3", "-S", "-B", "-m", "pyro_guest.agent", "--init"],
+            "env": GUEST_ENV,
+            "cwd": "/",
+            "capabilities": caps,
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+        },
+        "root": {"path": str(rootfs), "readonly": False},
+        "hostname": "pyro",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=1777"]},
+            {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=755"]},
+            {"destination": "/opt/pyro", "type": "bind", "source": str(spec.agent_dir),
+             "options": ["rbind", "ro"]},
+        ],
+        "linux": {
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "resources": {
+                "memory": {"limit": spec.mem_mib * 1024 * 1024},
+                "cpu": {"quota": spec.vcpu_count * 100000, "period": 100000},
+            },
+        },
+    }
+
+
+class GvisorSandbox(Sandbox):
+    def __init__(
+        self, engine: GvisorEngine, container_id: str, process: subprocess.Popen[bytes],
+        workdir: Path,
+    ) -> None:
+        self.info = INFO
+        self.engine = engine
+        self.container_id = container_id
+        self.process = process
+        self.workdir = workdir
+        assert process.stdout is not None and process.stdin is not None
+        self.client = AgentClient(process.stdout, process.stdin, name=f"sandbox {container_id}")
+        self.hello = {}
+
+    def _shutdown(self) -> None:
+        runsc = self.engine.runsc_base()
+        for action in (["kill", "--all", self.container_id, "KILL"],
+                       ["delete", "--force", self.container_id]):
+            subprocess.run(
+                [*runsc, *action], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                check=False, timeout=30,
+            )
+
+
+class GvisorEngine(Engine):
+    name = "gvisor"
+
+    def __init__(self, state_root: Path) -> None:
+        self.state_root = state_root
+
+    def info(self) -> EngineInfo:
+        return INFO
+
+    def runsc_path(self) -> str | None:
+        return shutil.which("runsc")
+
+    def runsc_base(self) -> list[str]:
+        return [
+            self.runsc_path() or "runsc", "--root", str(self.state_root),
+            "--platform", os.environ.get("PYRO_GVISOR_PLATFORM", "systrap"),
+        ]
+
+    def unavailable_reason(self) -> str | None:
+        if self.runsc_path() is None:
+            return "runsc not found (install it: apt-get install -t bookworm-backports runsc)"
+        if os.geteuid() != 0:
+            return "the gvisor engine needs root to run runsc"
+        return None
+
+    def boot(self, spec: BootSpec) -> Sandbox:
+        reason = self.unavailable_reason()
+        if reason:
+            raise EngineUnavailable(f"gvisor engine is not available: {reason}")
+        if spec.network:
+            raise EngineUnavailable(
+                "the gvisor engine does not support guest networking yet; use --engine qemu"
+            )
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        bundle = spec.workdir / "bundle"
+        bundle.mkdir(parents=True, exist_ok=True)
+        config = oci_config(spec, spec.environment.rootfs_dir)
+        (bundle / "config.json").write_text(json.dumps(config, indent=1))
+        container_id = f"pyro-{spec.sandbox_id}"
+        log = spec.workdir / "engine.log"
+        cmd = [
+            *self.runsc_base(), "--network", "none", "--overlay2", "root:memory",
+            "--ignore-cgroups", "run", "--bundle", str(bundle), container_id,
+        ]
+        with log.open("ab") as log_handle:
+            process = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_handle,
+                start_new_session=True,
+            )
+        sandbox = GvisorSandbox(self, container_id, process, spec.workdir)
+        sandbox.hello = wait_hello(sandbox, spec.boot_timeout, log)
+        return sandbox

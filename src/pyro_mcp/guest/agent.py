@@ -1,0 +1,153 @@
+"""The guest agent: one framed, multiplexed request stream; each request runs in a thread.
+
+Run inside the sandbox as ``python3 -m pyro_guest.agent [--init] [--channel stdio|virtio]``.
+With ``--init`` it is the sandbox's PID 1: a small parent reaps orphans and the agent runs
+as its child (and, in a VM, the machine powers off when the agent ends).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from . import boot
+from .execution import run_command
+from .protocol import PROTOCOL_VERSION, ProtocolError, encode, read_frame
+
+AGENT_VERSION = "3.6.0"
+
+Emit = Callable[[str, bytes], None]
+Handler = Callable[[dict[str, Any], bytes, Emit], dict[str, Any]]
+
+
+def op_hello(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
+    if args.get("time"):
+        boot.set_clock(float(args["time"]))
+    if data:
+        boot.mix_entropy(data)
+    uname = os.uname()
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "agent_version": AGENT_VERSION,
+        "kernel": f"{uname.sysname} {uname.release}",
+        "python": sys.version.split()[0],
+        "pid": os.getpid(),
+    }
+
+
+def op_exec(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
+    return run_command(args, emit)
+
+
+def op_sync(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
+    os.sync()
+    return {}
+
+
+HANDLERS: dict[str, Handler] = {
+    "hello": op_hello,
+    "exec": op_exec,
+    "sync": op_sync,
+}
+
+
+class Agent:
+    def __init__(self, reader: BinaryIO, writer: BinaryIO) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.lock = threading.Lock()
+        self.frames = 0
+
+    def send(self, message: dict[str, Any], data: bytes = b"") -> None:
+        frame = encode(message, data)
+        with self.lock:
+            try:
+                self.writer.write(frame)
+                self.writer.flush()
+            except OSError:
+                pass  # the host went away; the request's result is lost with it
+
+    def handle(self, message: dict[str, Any], data: bytes) -> None:
+        req_id = message.get("id")
+        handler = HANDLERS.get(str(message.get("op")))
+
+        def emit(kind: str, chunk: bytes) -> None:
+            self.send({"id": req_id, "event": kind}, chunk)
+
+        if handler is None:
+            self.send({"id": req_id, "ok": False, "error": f"unknown op {message.get('op')!r}"})
+            return
+        try:
+            result = handler(message.get("args") or {}, data, emit)
+        except Exception as exc:  # every failure becomes an error reply, never a dead agent
+            self.send({"id": req_id, "ok": False, "error": str(exc) or type(exc).__name__})
+            return
+        self.send({"id": req_id, "ok": True, "result": result})
+
+    def serve(self) -> None:
+        while True:
+            message, data = read_frame(self.reader)
+            self.frames += 1
+            threading.Thread(target=self.handle, args=(message, data), daemon=True).start()
+
+
+def serve_stdio() -> None:
+    reader = os.fdopen(os.dup(0), "rb")
+    writer = os.fdopen(os.dup(1), "wb")
+    # Nothing else may write to the protocol stream: point fds 0/1 at /dev/null.
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    try:
+        Agent(reader, writer).serve()
+    except ProtocolError:
+        return  # host closed the stream: the sandbox ends with us
+
+
+def serve_virtio() -> None:
+    """Serve the host over the virtio-serial port until the host hangs up for good.
+
+    Reads return EOF while no host is connected: before the first frame that means "not yet",
+    so poll; after it, the host has gone and the VM ends (its owner is gone too).
+    """
+    path = boot.find_virtio_port("org.pyro.agent")
+    while True:
+        fd = os.open(path, os.O_RDWR)
+        reader = os.fdopen(fd, "rb")
+        writer = os.fdopen(os.dup(fd), "wb")
+        agent = Agent(reader, writer)
+        try:
+            agent.serve()
+        except ProtocolError:
+            pass
+        reader.close()
+        writer.close()
+        if agent.frames:
+            return
+        time.sleep(0.01)
+
+
+def main(argv: list[str] | None = None) -> None:
+    # No argparse: every import costs real time in an emulated guest.
+    args = sys.argv[1:] if argv is None else argv
+    init = "--init" in args
+    channel = args[args.index("--channel") + 1] if "--channel" in args else "stdio"
+    if channel not in ("stdio", "virtio"):
+        sys.exit(f"pyro-guest-agent: unknown channel {channel!r}")
+    if channel == "virtio":
+        boot.setup_vm()
+    if init:
+        boot.become_init(poweroff=channel == "virtio")
+    if channel == "virtio":
+        serve_virtio()
+    else:
+        serve_stdio()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

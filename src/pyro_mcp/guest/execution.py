@@ -1,0 +1,146 @@
+"""Run one shell command in the guest: bounded, streamed, killed as a group on timeout."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_MAX_OUTPUT = 1024 * 1024
+CHUNK = 64 * 1024
+DRAIN_IDLE_SECONDS = 0.2
+DRAIN_MAX_SECONDS = 2.0
+
+Emit = Callable[[str, bytes], None]
+
+
+class Capture:
+    """Keeps the first ``limit`` bytes of a stream and counts what it drops."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.kept = 0
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.limit - self.kept
+        if room > 0:
+            part = chunk[:room]
+            self.parts.append(part)
+            self.kept += len(part)
+        self.dropped += max(0, len(chunk) - max(room, 0))
+
+    def text(self) -> str:
+        return b"".join(self.parts).decode("utf-8", errors="replace")
+
+
+def base_env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = {
+        "PATH": DEFAULT_PATH,
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TERM": "dumb",
+        "PYRO_SANDBOX": "1",
+        "PYRO_UID": str(os.getuid()),
+    }
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    command = args["command"]
+    cwd = args.get("cwd") or "/"
+    timeout = float(args.get("timeout_seconds") or 30)
+    limit = int(args.get("max_output_bytes") or DEFAULT_MAX_OUTPUT)
+    stream = bool(args.get("stream"))
+    if args.get("mkdir_cwd"):
+        os.makedirs(cwd, exist_ok=True)
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - the guest runs what the host asked, by design
+            ["/bin/sh", "-lc", command],
+            cwd=cwd,
+            env=base_env(args.get("env")),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise RuntimeError(f"cannot start command: {exc}") from exc
+    captures = {"stdout": Capture(limit), "stderr": Capture(limit)}
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+        os.set_blocking(pipe.fileno(), False)
+        sel.register(pipe, selectors.EVENT_READ, name)
+    deadline = started + timeout
+    timed_out = False
+    exited_at: float | None = None
+    last_data = time.monotonic()
+    while sel.get_map():
+        now = time.monotonic()
+        if exited_at is None and proc.poll() is not None:
+            exited_at = now
+        if exited_at is not None and (
+            now - last_data > DRAIN_IDLE_SECONDS or now - exited_at > DRAIN_MAX_SECONDS
+        ):
+            break  # background children may hold the pipes open; do not wait for them
+        if exited_at is None and now >= deadline:
+            timed_out = True
+            _kill_group(proc)
+            exited_at = time.monotonic()
+            last_data = exited_at
+            continue
+        for key, _ in sel.select(timeout=min(0.05, max(0.0, deadline - now))):
+            try:
+                chunk = os.read(key.fd, CHUNK)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                sel.unregister(key.fileobj)
+                continue
+            last_data = time.monotonic()
+            captures[key.data].add(chunk)
+            if stream:
+                emit(key.data, chunk)
+    sel.close()
+    proc.stdout.close()
+    proc.stderr.close()
+    exit_code = proc.wait()
+    if timed_out:
+        exit_code = 124
+        note = f"command timed out after {_fmt_seconds(timeout)}s\n"
+        captures["stderr"].add(note.encode())
+        if stream:
+            emit("stderr", note.encode())
+    result: dict[str, Any] = {
+        "exit_code": exit_code if exit_code >= 0 else 128 - exit_code,
+        "duration_ms": int((time.monotonic() - started) * 1000),
+        "timed_out": timed_out,
+    }
+    for name, cap in captures.items():
+        result[name] = cap.text()
+        result[f"{name}_truncated"] = cap.dropped > 0
+        result[f"{name}_dropped_bytes"] = cap.dropped
+    return result
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _fmt_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

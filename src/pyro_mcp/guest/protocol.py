@@ -1,0 +1,58 @@
+"""Framing shared by the guest agent and the host client.
+
+One byte stream carries frames in both directions. A frame is an 8-byte header
+(two big-endian uint32: JSON length, data length), a UTF-8 JSON object, then raw data bytes.
+
+Host -> guest: ``{"id": N, "op": NAME, "args": {...}}`` (+ data for uploads).
+Guest -> host: ``{"id": N, "event": KIND}`` + data (streamed output, zero or more), then
+exactly one ``{"id": N, "ok": true, "result": {...}}`` or ``{"id": N, "ok": false, "error": MSG}``.
+Requests are independent: the agent runs each in its own thread, so replies may interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any, BinaryIO
+
+HEADER = struct.Struct(">II")
+MAX_JSON = 4 * 1024 * 1024
+MAX_DATA = 256 * 1024 * 1024
+PROTOCOL_VERSION = 1
+
+
+class ProtocolError(Exception):
+    """The stream is closed or carries something that is not a frame."""
+
+
+def encode(message: dict[str, Any], data: bytes = b"") -> bytes:
+    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    return HEADER.pack(len(body), len(data)) + body + data
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    chunks = []
+    remaining = size
+    while remaining:
+        chunk = stream.read(remaining)
+        if not chunk:
+            raise ProtocolError("stream closed")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(stream: BinaryIO) -> tuple[dict[str, Any], bytes]:
+    """Read one frame; raises ProtocolError on EOF or a malformed frame."""
+    header = _read_exact(stream, HEADER.size)
+    json_len, data_len = HEADER.unpack(header)
+    if json_len > MAX_JSON or data_len > MAX_DATA:
+        raise ProtocolError(f"frame too large ({json_len} + {data_len} bytes)")
+    try:
+        message = json.loads(_read_exact(stream, json_len))
+    except ValueError as exc:
+        raise ProtocolError(f"malformed frame: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError("malformed frame: not an object")
+    data = _read_exact(stream, data_len) if data_len else b""
+    return message, data
