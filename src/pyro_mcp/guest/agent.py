@@ -48,10 +48,18 @@ def op_sync(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
     return {}
 
 
+def op_network(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
+    name = boot.configure_network(
+        args["guest_ip"], args["gateway_ip"], args["subnet_cidr"], list(args["dns_servers"])
+    )
+    return {"interface": name}
+
+
 HANDLERS: dict[str, Handler] = {
     "hello": op_hello,
     "exec": op_exec,
     "sync": op_sync,
+    "network": op_network,
 }
 
 

@@ -82,3 +82,47 @@ def become_init(poweroff: bool) -> None:
             pass
         time.sleep(10)
     os._exit(0)
+
+
+SIOCSIFADDR = 0x8916
+SIOCSIFNETMASK = 0x891C
+SIOCADDRT = 0x890B
+IFF_RUNNING = 0x40
+RTF_UP = 0x1
+RTF_GATEWAY = 0x2
+
+
+def _sockaddr(ip: str) -> bytes:
+    return struct.pack("HH4s8x", socket.AF_INET, 0, socket.inet_aton(ip))
+
+
+def _ifreq_addr(name: bytes, ip: str) -> bytes:
+    return struct.pack("16s16s", name, _sockaddr(ip))
+
+
+def configure_network(guest_ip: str, gateway_ip: str, subnet_cidr: str, dns: list[str]) -> str:
+    """Static IPv4 set-up with ioctls (the guest has no DHCP client and may lack iproute2)."""
+    names = sorted(n for n in os.listdir("/sys/class/net") if n != "lo")
+    if not names:
+        raise RuntimeError("no network interface in the guest")
+    name = names[0].encode()
+    prefix = int(subnet_cidr.split("/")[1])
+    netmask = socket.inet_ntoa(struct.pack(">I", (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock, SIOCSIFADDR, _ifreq_addr(name, guest_ip))
+        fcntl.ioctl(sock, SIOCSIFNETMASK, _ifreq_addr(name, netmask))
+        req = struct.pack("16sH14s", name, 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(sock, SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(
+            sock, SIOCSIFFLAGS, struct.pack("16sH14s", name, flags | IFF_UP | IFF_RUNNING, b"")
+        )
+        route = struct.pack(
+            "@L16s16s16sHhLPhPLLH",
+            0, _sockaddr("0.0.0.0"), _sockaddr(gateway_ip), _sockaddr("0.0.0.0"),
+            RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0,
+        )
+        route += b"\0" * (120 - len(route))
+        fcntl.ioctl(sock, SIOCADDRT, route)
+    with open("/etc/resolv.conf", "w") as handle:
+        handle.write("".join(f"nameserver {server}\n" for server in dns))
+    return name.decode()

@@ -1,0 +1,79 @@
+"""Entry point of ``pyro``: parse, call the operation, print, exit with the right code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from typing import Any
+
+from ..api import Pyro, operations
+from ..errors import PyroError
+from .output import emit_error, emit_json, notice, progress_printer
+from .parser import UsageError, build_parser, print_help_and_exit
+from .runners import EXTRA_COMMANDS, RUNNERS
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C, so sandboxes are cleaned up
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_cli(sys.argv[1:] if argv is None else argv))
+
+
+def run_cli(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    tail: list[str] | None = None
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, tail = argv[:cut], argv[cut + 1 :]
+    as_json = "--json" in argv
+    try:
+        parser = build_parser(operations(), EXTRA_COMMANDS)
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        emit_error(str(exc), as_json)
+        return 2
+    op = getattr(args, "_operation", None)
+    runner = getattr(args, "_runner", None)
+    if op is None and runner is None:
+        print_help_and_exit(getattr(args, "_group", parser))
+    pyro = Pyro(backend_name=getattr(args, "engine", None))
+    pyro.manager.progress = progress_printer("pull")
+    pyro.manager.notify = notice("engine")
+    try:
+        if runner is not None:
+            return int(runner(pyro, args))
+        kwargs = {
+            p.name: tail if p.meta.cli == "remainder" else getattr(args, p.name)
+            for p in op.params
+        }
+        if op.cli_runner:
+            return RUNNERS[op.cli_runner](pyro, kwargs, as_json)
+        result = getattr(pyro, op.name)(**kwargs)
+        rendered = op.render(result) if op.render else None
+        if as_json:
+            emit_json(result)
+        elif rendered is not None:
+            sys.stdout.write(rendered.stdout)
+            sys.stderr.write(rendered.stderr)
+        else:
+            emit_json(result)
+        return rendered.exit_code if rendered is not None else 0
+    except (PyroError, ValueError, RuntimeError, OSError) as exc:
+        emit_error(str(exc), as_json)
+        return 1
+    except KeyboardInterrupt:
+        emit_error("interrupted", as_json)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as exc:  # never a traceback for users; PYRO_DEBUG=1 shows it
+        if os.environ.get("PYRO_DEBUG"):
+            traceback.print_exc()
+        emit_error(f"internal error: {type(exc).__name__}: {exc}", as_json)
+        return 1
+    finally:
+        pyro.close()

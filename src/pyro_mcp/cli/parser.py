@@ -1,0 +1,116 @@
+"""Build the argparse tree from the operation declarations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn
+
+from ..engines.detect import ENGINE_CHOICES
+from ..operations.registry import Operation, ParamInfo
+from ..version import __version__
+
+
+class UsageError(Exception):
+    """Bad command-line words; shown as one ``[error]`` line."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
+    meta = param.meta
+    help_text = meta.help
+    if not param.required and param.default not in (None, False, [], {}):
+        help_text += f" (default: {param.default})"
+    if meta.cli == "positional":
+        kwargs: dict[str, Any] = {"help": help_text, "metavar": meta.metavar or param.name.upper()}
+        if not param.required:
+            kwargs.update(nargs="?", default=param.default)
+        parser.add_argument(param.name, **kwargs)
+        return
+    if meta.cli == "remainder":
+        # Everything after the first `--` (split off before parsing); shown in usage only.
+        parser.usage = f"%(prog)s [options] -- {meta.metavar or param.name.upper()} ..."
+        parser.epilog = f"Everything after `--` is the command: {help_text}"
+        return
+    flag = meta.cli or flag_name(param.name)
+    if param.annotation is bool:
+        parser.add_argument(flag, dest=param.name, action="store_true", help=help_text)
+        return
+    kwargs = {"dest": param.name, "help": help_text, "default": param.default}
+    if param.required:
+        kwargs["required"] = True
+    if param.annotation in (int, float):
+        kwargs["type"] = param.annotation
+    if meta.choices:
+        kwargs["choices"] = meta.choices
+    if meta.metavar:
+        kwargs["metavar"] = meta.metavar
+    parser.add_argument(flag, **kwargs)
+
+
+def common_options() -> argparse.ArgumentParser:
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--engine", choices=ENGINE_CHOICES, default=argparse.SUPPRESS,
+        help="Sandbox engine (default: $PYRO_ENGINE or auto, the strongest that boots here).",
+    )
+    return common
+
+
+def build_parser(ops: list[Operation], extra: dict[tuple[str, ...], Any]) -> Parser:
+    """``extra`` maps a CLI path to a function(subparser) for commands without an operation."""
+    parser = Parser(
+        prog="pyro",
+        description="Disposable, isolated Linux sandboxes and workspaces for coding agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"pyro {__version__}")
+    parser.add_argument(
+        "--engine", choices=ENGINE_CHOICES, default=None,
+        help="Sandbox engine (default: $PYRO_ENGINE or auto, the strongest that boots here).",
+    )
+    common = common_options()
+    groups: dict[tuple[str, ...], argparse._SubParsersAction[Any]] = {
+        (): parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    }
+    commands: list[tuple[tuple[str, ...], str, str, Any]] = []
+    for op in ops:
+        if op.cli_path:
+            commands.append((op.cli_path, op.summary, op.description, op))
+    for path, (summary, builder) in extra.items():
+        commands.append((path, summary, summary, builder))
+    for path, summary, description, target in sorted(commands, key=lambda c: c[0]):
+        for depth in range(1, len(path)):
+            prefix = path[:depth]
+            if prefix not in groups:
+                group = groups[prefix[:-1]].add_parser(
+                    prefix[-1], help=f"{prefix[-1]} commands"
+                )
+                groups[prefix] = group.add_subparsers(
+                    dest="_".join(prefix) + "_command", metavar="COMMAND", parser_class=Parser
+                )
+                group.set_defaults(_group=group)
+        sub = groups[path[:-1]].add_parser(
+            path[-1], help=summary, description=description, parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if isinstance(target, Operation):
+            for param in target.params:
+                add_param(sub, param)
+            sub.add_argument("--json", action="store_true", help="Print the result as JSON.")
+            sub.set_defaults(_operation=target)
+        else:
+            target(sub)
+    return parser
+
+
+def print_help_and_exit(parser: argparse.ArgumentParser) -> NoReturn:
+    parser.print_help(sys.stderr)
+    sys.exit(2)

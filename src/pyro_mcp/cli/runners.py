@@ -1,0 +1,104 @@
+"""CLI commands that need more than "call, then print": streaming runs, demo, mcp serve."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..api import Pyro
+from ..errors import ValidationError
+from ..manager import join_command
+from ..operations.registry import PROFILES
+from .output import emit_json
+
+
+def remainder_command(words: list[str] | None) -> str:
+    words = list(words or [])
+    if words and words[0] == "--":
+        words = words[1:]
+    if not words:
+        raise ValidationError("command is required after `--`")
+    return join_command(words)
+
+
+def _write(stream_name: str, chunk: bytes) -> None:
+    target = sys.stdout if stream_name == "stdout" else sys.stderr
+    target.buffer.write(chunk)
+    target.flush()
+
+
+def run(pyro: Pyro, kwargs: dict[str, Any], as_json: bool) -> int:
+    kwargs["command"] = remainder_command(kwargs.get("command"))
+    if as_json:
+        result = pyro.run_in_vm(**kwargs)
+        emit_json(result)
+        return int(result["exit_code"])
+
+    def phase(name: str) -> None:
+        sys.stderr.write(f"[run] phase={name}\n")
+        sys.stderr.flush()
+
+    result = pyro.run_in_vm(**kwargs, on_output=_write, on_phase=phase)
+    sys.stderr.write(
+        f"[run] environment={result['environment']} engine={result['engine']} "
+        f"execution_mode={result['execution_mode']} exit_code={result['exit_code']} "
+        f"duration_ms={result['duration_ms']}\n"
+    )
+    return int(result["exit_code"])
+
+
+RUNNERS = {"run": run}
+
+
+def add_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mode", nargs="?", choices=["ollama"], help="ollama: a local model "
+                        "drives the vm_* tools (needs an Ollama server).")
+    parser.add_argument("--network", action="store_true",
+                        help="Fetch https://example.com from inside the sandbox instead.")
+    parser.add_argument("--base-url", default="http://localhost:11434/v1",
+                        help="Ollama's OpenAI-compatible endpoint (demo ollama).")
+    parser.add_argument("--model", default="llama3.2:3b", help="Model name (demo ollama).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log each model step.")
+    parser.set_defaults(_runner=demo)
+
+
+def demo(pyro: Pyro, args: argparse.Namespace) -> int:
+    if args.mode == "ollama":
+        from .ollama_demo import run_ollama_demo
+
+        return run_ollama_demo(pyro, args.base_url, args.model, args.verbose)
+    if args.network:
+        command = (
+            "python3 -c \"import urllib.request as u; "
+            "r = u.urlopen('https://example.com', timeout=20); print(r.status, len(r.read()))\""
+        )
+    else:
+        command = "git --version"
+    result = pyro.run_in_vm(environment="debian:12", command=command, network=args.network)
+    emit_json(result)
+    return int(result["exit_code"])
+
+
+def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile", choices=PROFILES, default="workspace-full",
+        help="Which tools to expose: vm-run (1 tool), workspace-core (recommended for chat "
+        "hosts) or workspace-full (everything; the 3.x default).",
+    )
+    parser.set_defaults(_runner=mcp_serve)
+
+
+def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
+    server = pyro.create_server(profile=args.profile)
+    try:
+        server.run("stdio")
+    finally:
+        pyro.close()
+    return 0
+
+
+EXTRA_COMMANDS = {
+    ("demo",): ("Run a one-shot demo in debian:12 and print the JSON result.", add_demo),
+    ("mcp", "serve"): ("Serve the MCP tools over stdio.", add_mcp_serve),
+}

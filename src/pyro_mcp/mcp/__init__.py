@@ -1,0 +1,1 @@
+"""The MCP surface, derived from the operation declarations."""

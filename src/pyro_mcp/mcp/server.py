@@ -1,0 +1,92 @@
+"""Build the FastMCP server for a profile from the operation declarations."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from ..operations.registry import PROFILES, Operation, ParamInfo, collect
+from ..version import __version__
+
+if typing.TYPE_CHECKING:
+    from ..api import Pyro
+
+SERVER_NAME = "pyro_mcp"
+INSTRUCTIONS = (
+    "pyro-mcp runs commands in disposable, isolated Linux sandboxes. Use vm_run for one-shot "
+    "commands. Nothing you run can touch the host; host files are only visible when they are "
+    "explicitly seeded or synced in."
+)
+
+
+def _annotation(param: ParamInfo) -> Any:
+    meta = param.meta
+    base = param.annotation
+    if meta.choices:
+        base = typing.Literal[meta.choices]  # type: ignore[valid-type]
+    field = Field(description=meta.help, ge=meta.ge, le=meta.le, gt=meta.gt)
+    return Annotated[base, field]
+
+
+def tool_signature(op: Operation, profile: str) -> inspect.Signature:
+    parameters = [
+        inspect.Parameter(
+            p.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=p.default,
+            annotation=_annotation(p),
+        )
+        for p in op.mcp_params(profile)
+    ]
+    return inspect.Signature(parameters, return_annotation=dict[str, Any])
+
+
+def _make_tool(pyro: Pyro, op: Operation, profile: str) -> Any:
+    method = getattr(pyro, op.name)
+
+    async def tool(**kwargs: Any) -> dict[str, Any]:
+        # Tools block (boots, commands): run them off the event loop so calls overlap.
+        result = await anyio.to_thread.run_sync(functools.partial(method, **kwargs))
+        if isinstance(result, list):
+            return {"count": len(result), "items": result}
+        return typing.cast(dict[str, Any], result)
+
+    tool.__name__ = op.mcp_name or op.name
+    tool.__doc__ = op.description
+    tool.__signature__ = tool_signature(op, profile)  # type: ignore[attr-defined]
+    return tool
+
+
+def tools_for_profile(profile: str) -> list[Operation]:
+    from ..api import Pyro
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    return [op for op in collect(Pyro) if op.mcp_name and profile in op.profiles]
+
+
+def create_server(pyro: Pyro, *, profile: str = "workspace-full") -> FastMCP:
+    ops = tools_for_profile(profile)
+    server = FastMCP(SERVER_NAME, instructions=INSTRUCTIONS)
+    server._mcp_server.version = __version__
+    for op in ops:
+        server.add_tool(
+            _make_tool(pyro, op, profile),
+            name=op.mcp_name,
+            description=op.description,
+            annotations=ToolAnnotations(
+                readOnlyHint=op.read_only,
+                destructiveHint=op.destructive,
+                idempotentHint=op.idempotent,
+                openWorldHint=False,
+            ),
+            structured_output=True,
+        )
+    return server

@@ -1,0 +1,13 @@
+"""The base of the operation mixins: what every SDK method reaches through."""
+
+from __future__ import annotations
+
+from ..manager import VmManager
+
+
+class OperationsBase:
+    _manager: VmManager
+
+    @property
+    def manager(self) -> VmManager:
+        return self._manager

@@ -1,0 +1,62 @@
+"""Environment operations: list, pull, inspect, prune (PRODUCT_SPEC §1.3)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from .base import OperationsBase
+from .params import EnvironmentName
+from .registry import FULL, HumanOutput, Param, operation
+from .render import details
+
+
+def _render_list(items: list[dict[str, Any]]) -> HumanOutput:
+    lines = [
+        f"{env['name']} [{'installed' if env['installed'] else 'not installed'}] "
+        f"{env['description']}"
+        for env in items
+    ]
+    return HumanOutput(stdout="\n".join(lines) + "\n")
+
+
+def _render_inspect(data: dict[str, Any]) -> HumanOutput:
+    return HumanOutput(stdout=details(data, skip=("host_ca_certificates",)))
+
+
+def _render_prune(data: dict[str, Any]) -> HumanOutput:
+    if not data["count"]:
+        return HumanOutput(stdout="Nothing to prune.\n")
+    return HumanOutput(
+        stdout="".join(f"deleted {path}\n" for path in data["deleted_environment_dirs"])
+    )
+
+
+class EnvironmentOperations(OperationsBase):
+    @operation(mcp="vm_list_environments", cli=("env", "list"), profiles=FULL, read_only=True,
+               idempotent=True, render=_render_list)
+    def list_environments(self) -> list[dict[str, Any]]:
+        """List the environment catalog and which environments are installed here."""
+        return self._manager.list_environments()
+
+    @operation(cli=("env", "pull"), render=_render_inspect, idempotent=True)
+    def pull_environment(
+        self,
+        environment: EnvironmentName,
+        force: Annotated[bool, Param("Rebuild even if it is already installed.")] = False,
+    ) -> dict[str, Any]:
+        """Build (or rebuild) an environment into the local cache, with progress.
+
+        Environments are built reproducibly from Debian packages with mmdebstrap: a rootfs,
+        an ext4 image, Debian's cloud kernel and a small initramfs, with a sha256 manifest.
+        """
+        return self._manager.pull_environment(environment, force=force)
+
+    @operation(cli=("env", "inspect"), read_only=True, idempotent=True, render=_render_inspect)
+    def inspect_environment(self, environment: EnvironmentName) -> dict[str, Any]:
+        """Show one environment: catalog facts and, when installed, its manifest."""
+        return self._manager.inspect_environment(environment)
+
+    @operation(cli=("env", "prune"), destructive=True, idempotent=True, render=_render_prune)
+    def prune_environments(self) -> dict[str, Any]:
+        """Delete partial builds and unknown, stale or broken environment installs."""
+        return self._manager.prune_environments()

@@ -1,0 +1,106 @@
+"""Shared plumbing: where things live, which engine runs a sandbox, and booting one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .engines.base import BootSpec, Engine, Sandbox
+from .engines.bundle import stage_agent
+from .engines.detect import EngineSelector
+from .engines.host import HostEngine
+from .environments.build import Progress
+from .environments.store import EnvironmentStore, InstalledEnvironment
+from .errors import EngineUnavailable
+from .paths import cache_dir, environment_cache_dir, home_dir, private_dir
+
+Notify = Callable[[str], None]
+
+HOST_COMPAT_WARNING = (
+    "allow_host_compat: no sandbox engine works here, so commands run directly on the host "
+    "with NO isolation"
+)
+
+
+@dataclass
+class EngineChoice:
+    key: str  # qemu-kvm, gvisor, qemu-tcg, host
+    engine: Engine
+
+    @property
+    def execution_mode(self) -> str:
+        # The contract's name for "runs inside the guest through its agent" is guest_vsock.
+        return "host_compat" if self.key == "host" else "guest_vsock"
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        engine: str | None = None,
+        home: str | os.PathLike[str] | None = None,
+        cache: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.engine_request = engine
+        self.home = home_dir(home)
+        self.cache = cache_dir(cache)
+        self.store = EnvironmentStore(environment_cache_dir(self.cache))
+        self.selector = EngineSelector(self.cache, self.runtime_root)
+
+    @property
+    def runtime_root(self) -> Path:
+        return self.home / "runtime"
+
+    def agent_dir(self) -> Path:
+        return stage_agent(self.cache)
+
+    def environment(self, name: str, progress: Progress | None = None) -> InstalledEnvironment:
+        """The installed environment, built on first use."""
+        return self.store.ensure(name, progress)
+
+    def choose_engine(
+        self, env: InstalledEnvironment, allow_host_compat: bool, notify: Notify | None = None
+    ) -> EngineChoice:
+        try:
+            key, engine = self.selector.select(self.engine_request, env, self.agent_dir(), notify)
+        except EngineUnavailable as exc:
+            if allow_host_compat:
+                return EngineChoice("host", HostEngine())
+            raise EngineUnavailable(
+                f"{exc}. To run unisolated on the host instead, opt in with "
+                "--allow-host-compat (allow_host_compat=true)"
+            ) from exc
+        return EngineChoice(key, engine)
+
+    def sandbox_dir(self, kind: str, sandbox_id: str) -> Path:
+        private_dir(self.home)
+        return private_dir(self.runtime_root / kind / sandbox_id)
+
+    def boot(
+        self,
+        choice: EngineChoice,
+        env: InstalledEnvironment,
+        sandbox_id: str,
+        workdir: Path,
+        *,
+        vcpu_count: int,
+        mem_mib: int,
+        network: bool,
+    ) -> Sandbox:
+        spec = BootSpec(
+            sandbox_id=sandbox_id,
+            environment=env,
+            workdir=workdir,
+            agent_dir=self.agent_dir(),
+            vcpu_count=vcpu_count,
+            mem_mib=mem_mib,
+            network=network,
+        )
+        return choice.engine.boot(spec)
+
+    @staticmethod
+    def remove_dir(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)

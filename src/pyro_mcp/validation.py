@@ -1,0 +1,60 @@
+"""Input validation shared by every surface (the CLI, SDK and MCP all land here)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import ValidationError
+
+VCPU_RANGE = (1, 8)
+MEM_RANGE = (256, 32768)
+TTL_RANGE = (60, 3600)
+MAX_TIMEOUT_SECONDS = 86400
+
+
+def int_in_range(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{name} must be an integer between {low} and {high}")
+    if not low <= value <= high:
+        raise ValidationError(f"{name} must be between {low} and {high} (got {value})")
+    return value
+
+
+def vcpu_count(value: Any) -> int:
+    return int_in_range("vcpu_count", value, *VCPU_RANGE)
+
+
+def mem_mib(value: Any) -> int:
+    return int_in_range("mem_mib", value, *MEM_RANGE)
+
+
+def ttl_seconds(value: Any) -> int:
+    return int_in_range("ttl_seconds", value, *TTL_RANGE)
+
+
+def timeout_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError("timeout_seconds must be a number greater than 0")
+    if not math.isfinite(value) or value <= 0:
+        raise ValidationError(f"timeout_seconds must be greater than 0 (got {value})")
+    if value > MAX_TIMEOUT_SECONDS:
+        raise ValidationError(f"timeout_seconds must be at most {MAX_TIMEOUT_SECONDS}")
+    return float(value)
+
+
+def command(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("command must be a non-empty string")
+    if "\0" in value:
+        raise ValidationError("command must not contain NUL characters")
+    return value
+
+
+def identifier(kind: str, value: Any) -> str:
+    """IDs are 12 lowercase hex characters; anything else cannot name one of ours."""
+    if not isinstance(value, str) or len(value) != 12 or not all(
+        c in "0123456789abcdef" for c in value
+    ):
+        raise ValidationError(f"{kind} {value!r} does not exist")
+    return value

@@ -1,0 +1,267 @@
+"""Ephemeral VMs: in-memory records owned by this process (PRODUCT_SPEC §2.1–2.2).
+
+A VM that reaches its TTL is stopped and deleted by a timer, not only when something
+happens to look at it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import validation
+from .engines.agent_client import AgentGone
+from .engines.base import Sandbox
+from .environments.build import Progress
+from .environments.store import InstalledEnvironment
+from .errors import NotFoundError, StateError, ValidationError
+from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
+
+OutputHandler = Callable[[str, bytes], None]
+Phase = Callable[[str], None]
+
+GUEST_CWD = "/root"
+EXEC_SLACK_SECONDS = 30.0
+SLIRP_NETWORK = {
+    "guest_ip": "10.0.2.15",
+    "gateway_ip": "10.0.2.2",
+    "subnet_cidr": "10.0.2.0/24",
+    "mac_address": "52:54:00:12:34:56",
+    "dns_servers": ["10.0.2.3"],
+}
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class VmRecord:
+    vm_id: str
+    env: InstalledEnvironment
+    choice: EngineChoice
+    vcpu_count: int
+    mem_mib: int
+    ttl_seconds: int
+    network: bool
+    allow_host_compat: bool
+    workdir: Path
+    created_at: float = field(default_factory=time.time)
+    state: str = "created"
+    sandbox: Sandbox | None = None
+    timer: threading.Timer | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def expires_at(self) -> float:
+        return self.created_at + self.ttl_seconds
+
+    def payload(self) -> dict[str, Any]:
+        info = self.choice.engine.info()
+        data: dict[str, Any] = {
+            "vm_id": self.vm_id,
+            "environment": self.env.spec.name,
+            "environment_version": self.env.spec.version,
+            "vcpu_count": self.vcpu_count,
+            "mem_mib": self.mem_mib,
+            "ttl_seconds": self.ttl_seconds,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "state": self.state,
+            "network_enabled": self.network,
+            "allow_host_compat": self.allow_host_compat,
+            "guest_ip": SLIRP_NETWORK["guest_ip"] if self.network else None,
+            "tap_name": None,
+            "execution_mode": self.choice.execution_mode,
+            "engine": self.choice.key,
+            "isolation": info.isolation,
+            "metadata": {"engine": self.choice.key, "isolation": info.isolation},
+        }
+        if self.choice.key == "host":
+            data["warning"] = HOST_COMPAT_WARNING
+        return data
+
+
+class VmRegistry:
+    def __init__(self, runtime: Runtime, max_active: int) -> None:
+        self.runtime = runtime
+        self.max_active = max_active
+        self.vms: dict[str, VmRecord] = {}
+        self.lock = threading.RLock()
+
+    # -- lookup and expiry -------------------------------------------------------------
+    def get(self, vm_id: str) -> VmRecord:
+        with self.lock:
+            record = self.vms.get(vm_id) if isinstance(vm_id, str) else None
+            if record is None:
+                raise NotFoundError(f"vm {vm_id!r} does not exist")
+            if time.time() >= record.expires_at:
+                self._destroy(record)
+                raise StateError(f"vm {vm_id!r} expired and was automatically deleted")
+            return record
+
+    def reap_expired(self) -> dict[str, Any]:
+        now = time.time()
+        with self.lock:
+            expired = [r for r in self.vms.values() if now >= r.expires_at]
+            for record in expired:
+                self._destroy(record)
+        ids = [r.vm_id for r in expired]
+        return {"deleted_vm_ids": ids, "count": len(ids)}
+
+    def _expire(self, vm_id: str) -> None:
+        with self.lock:
+            record = self.vms.get(vm_id)
+            if record is not None and time.time() >= record.expires_at - 0.5:
+                self._destroy(record)
+
+    def _destroy(self, record: VmRecord) -> None:
+        if record.timer is not None:
+            record.timer.cancel()
+        if record.sandbox is not None:
+            record.sandbox.kill()
+            record.sandbox = None
+        self.runtime.remove_dir(record.workdir)
+        self.vms.pop(record.vm_id, None)
+        record.state = "deleted"
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def create(
+        self,
+        environment: str,
+        vcpu_count: int,
+        mem_mib: int,
+        ttl_seconds: int,
+        network: bool,
+        allow_host_compat: bool,
+        progress: Progress | None = None,
+        notify: Phase | None = None,
+    ) -> VmRecord:
+        vcpu = validation.vcpu_count(vcpu_count)
+        mem = validation.mem_mib(mem_mib)
+        ttl = validation.ttl_seconds(ttl_seconds)
+        self.reap_expired()
+        with self.lock:
+            if len(self.vms) >= self.max_active:
+                raise StateError(
+                    f"max active VMs reached ({self.max_active}); delete old VMs first"
+                )
+        env = self.runtime.environment(environment, progress)
+        choice = self.runtime.choose_engine(env, bool(allow_host_compat), notify)
+        if network and not choice.engine.info().network:
+            raise StateError(
+                f"the {choice.key} engine has no guest networking yet; "
+                "use --engine qemu for network=true"
+            )
+        vm_id = new_id()
+        record = VmRecord(
+            vm_id=vm_id, env=env, choice=choice, vcpu_count=vcpu, mem_mib=mem,
+            ttl_seconds=ttl, network=bool(network), allow_host_compat=bool(allow_host_compat),
+            workdir=self.runtime.sandbox_dir("vms", vm_id),
+        )
+        with self.lock:
+            self.vms[vm_id] = record
+        return record
+
+    def start(self, vm_id: str) -> VmRecord:
+        record = self.get(vm_id)
+        with record.lock:
+            if record.state not in ("created", "stopped"):
+                raise StateError(
+                    f"vm {vm_id!r} is {record.state}; only a created or stopped vm can start"
+                )
+            record.sandbox = self.runtime.boot(
+                record.choice, record.env, vm_id, record.workdir,
+                vcpu_count=record.vcpu_count, mem_mib=record.mem_mib, network=record.network,
+            )
+            if record.network:
+                record.sandbox.client.call("network", SLIRP_NETWORK, timeout=30)
+            record.state = "started"
+            delay = max(0.0, record.expires_at - time.time())
+            record.timer = threading.Timer(delay, self._expire, args=(vm_id,))
+            record.timer.daemon = True
+            record.timer.start()
+        return record
+
+    def exec(
+        self, vm_id: str, command: str, timeout_seconds: float,
+        on_output: OutputHandler | None = None,
+    ) -> dict[str, Any]:
+        command = validation.command(command)
+        timeout = validation.timeout_seconds(timeout_seconds)
+        record = self.get(vm_id)
+        if record.state != "started" or record.sandbox is None:
+            raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
+        cwd = GUEST_CWD if record.choice.key != "host" else str(record.workdir / "root")
+        args = {
+            "command": command, "timeout_seconds": timeout, "cwd": cwd,
+            "stream": on_output is not None,
+        }
+        try:
+            result, _ = record.sandbox.client.call(
+                "exec", args, on_event=on_output, timeout=timeout + EXEC_SLACK_SECONDS
+            )
+        except AgentGone as exc:
+            raise StateError(f"vm {vm_id!r} stopped while running the command: {exc}") from exc
+        return {
+            "vm_id": vm_id,
+            "environment": record.env.spec.name,
+            "environment_version": record.env.spec.version,
+            "command": command,
+            "stdout": result.get("stdout", ""),
+            "stderr": result.get("stderr", ""),
+            "exit_code": int(result.get("exit_code", -1)),
+            "duration_ms": int(result.get("duration_ms", 0)),
+            "execution_mode": record.choice.execution_mode,
+            "engine": record.choice.key,
+            "timed_out": bool(result.get("timed_out")),
+            "stdout_truncated": bool(result.get("stdout_truncated")),
+            "stderr_truncated": bool(result.get("stderr_truncated")),
+        }
+
+    def stop(self, vm_id: str) -> VmRecord:
+        record = self.get(vm_id)
+        with record.lock:
+            if record.state != "started":
+                raise StateError(f"vm {vm_id!r} is {record.state}; only a started vm can stop")
+            if record.timer is not None:
+                record.timer.cancel()
+            if record.sandbox is not None:
+                record.sandbox.kill()
+                record.sandbox = None
+            record.state = "stopped"
+        return record
+
+    def delete(self, vm_id: str, reason: str = "explicit_delete") -> dict[str, Any]:
+        with self.lock:
+            record = self.vms.get(vm_id) if isinstance(vm_id, str) else None
+            if record is None:
+                raise NotFoundError(f"vm {vm_id!r} does not exist")
+            self._destroy(record)
+        return {"vm_id": vm_id, "deleted": True, "reason": reason}
+
+    def network_info(self, vm_id: str) -> dict[str, Any]:
+        record = self.get(vm_id)
+        if not record.network:
+            return {"vm_id": vm_id, "network_enabled": False,
+                    "reason": "the vm was created without network"}
+        return {
+            "vm_id": vm_id, "network_enabled": True, "tap_name": None, **SLIRP_NETWORK,
+            "outbound_connectivity_expected": True,
+        }
+
+    def close_all(self) -> None:
+        with self.lock:
+            for record in list(self.vms.values()):
+                self._destroy(record)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be true or false")
+    return value
