@@ -23,4 +23,3 @@ def create_server(
 
 
 __all__ = ["Pyro", "VmManager", "__version__", "create_server"]
-

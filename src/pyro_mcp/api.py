@@ -37,7 +37,9 @@ class Pyro(VmOperations, EnvironmentOperations, HostOperations):
         ``cache_dir`` the built environments (default ``$PYRO_CACHE_DIR`` or ~/.cache/pyro-mcp).
         """
         self._manager = manager or VmManager(
-            engine=backend_name, base_dir=base_dir, cache_dir=cache_dir,
+            engine=backend_name,
+            base_dir=base_dir,
+            cache_dir=cache_dir,
             max_active_vms=max_active_vms,
         )
 

@@ -47,7 +47,9 @@ def _networking() -> dict[str, Any]:
     }
 
 
-def run_doctor(runtime: Runtime, probe: bool = True, notify: Notify | None = None) -> dict[str, Any]:
+def run_doctor(
+    runtime: Runtime, probe: bool = True, notify: Notify | None = None
+) -> dict[str, Any]:
     issues: list[str] = []
     env = runtime.store.installed(DEFAULT_ENVIRONMENT)
     if env is None:
@@ -61,7 +63,9 @@ def run_doctor(runtime: Runtime, probe: bool = True, notify: Notify | None = Non
         engine = runtime.selector.engines[key]
         static = engine.unavailable_reason()
         entry: dict[str, Any] = {
-            "available": static is None, "reason": static, "isolation": engine.info().isolation,
+            "available": static is None,
+            "reason": static,
+            "isolation": engine.info().isolation,
         }
         if static is None and env is not None and probe:
             result = runtime.selector.probe(key, env, agent_dir, notify)
@@ -73,7 +77,8 @@ def run_doctor(runtime: Runtime, probe: bool = True, notify: Notify | None = Non
         engines[key] = entry
     engines["firecracker"] = {
         "available": False,
-        "reason": "firecracker binary not found" if shutil.which("firecracker") is None
+        "reason": "firecracker binary not found"
+        if shutil.which("firecracker") is None
         else "the firecracker engine is not enabled in this build",
         "isolation": "vm-kvm",
     }
@@ -107,9 +112,7 @@ def run_doctor(runtime: Runtime, probe: bool = True, notify: Notify | None = Non
         "environment_cache": {
             "cache_dir": str(runtime.store.root),
             "installed": installed,
-            "tools": {
-                tool: shutil.which(tool) for tool in ("mmdebstrap", "mkfs.ext4", "busybox")
-            },
+            "tools": {tool: shutil.which(tool) for tool in ("mmdebstrap", "mkfs.ext4", "busybox")},
         },
         "state_dir": str(runtime.home),
     }

@@ -60,7 +60,10 @@ class VmManager:
         return self.vms.start(vm_id).payload()
 
     def exec_vm(
-        self, vm_id: str, command: str, timeout_seconds: float,
+        self,
+        vm_id: str,
+        command: str,
+        timeout_seconds: float,
         on_output: OutputHandler | None = None,
     ) -> dict[str, Any]:
         """Run one command; the VM is deleted afterwards (the contract's vm_exec)."""
@@ -104,8 +107,14 @@ class VmManager:
         started = time.monotonic()
         phase("create")
         record = self.vms.create(
-            environment, vcpu_count, mem_mib, ttl_seconds, network, allow_host_compat,
-            progress=self.progress, notify=self.notify,
+            environment,
+            vcpu_count,
+            mem_mib,
+            ttl_seconds,
+            network,
+            allow_host_compat,
+            progress=self.progress,
+            notify=self.notify,
         )
         reason = "run_vm_error_cleanup"
         try:

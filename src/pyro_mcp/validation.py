@@ -53,8 +53,10 @@ def command(value: Any) -> str:
 
 def identifier(kind: str, value: Any) -> str:
     """IDs are 12 lowercase hex characters; anything else cannot name one of ours."""
-    if not isinstance(value, str) or len(value) != 12 or not all(
-        c in "0123456789abcdef" for c in value
+    if (
+        not isinstance(value, str)
+        or len(value) != 12
+        or not all(c in "0123456789abcdef" for c in value)
     ):
         raise ValidationError(f"{kind} {value!r} does not exist")
     return value

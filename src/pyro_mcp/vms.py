@@ -160,8 +160,14 @@ class VmRegistry:
             )
         vm_id = new_id()
         record = VmRecord(
-            vm_id=vm_id, env=env, choice=choice, vcpu_count=vcpu, mem_mib=mem,
-            ttl_seconds=ttl, network=bool(network), allow_host_compat=bool(allow_host_compat),
+            vm_id=vm_id,
+            env=env,
+            choice=choice,
+            vcpu_count=vcpu,
+            mem_mib=mem,
+            ttl_seconds=ttl,
+            network=bool(network),
+            allow_host_compat=bool(allow_host_compat),
             workdir=self.runtime.sandbox_dir("vms", vm_id),
         )
         with self.lock:
@@ -176,8 +182,13 @@ class VmRegistry:
                     f"vm {vm_id!r} is {record.state}; only a created or stopped vm can start"
                 )
             record.sandbox = self.runtime.boot(
-                record.choice, record.env, vm_id, record.workdir,
-                vcpu_count=record.vcpu_count, mem_mib=record.mem_mib, network=record.network,
+                record.choice,
+                record.env,
+                vm_id,
+                record.workdir,
+                vcpu_count=record.vcpu_count,
+                mem_mib=record.mem_mib,
+                network=record.network,
             )
             if record.network:
                 record.sandbox.client.call("network", SLIRP_NETWORK, timeout=30)
@@ -189,7 +200,10 @@ class VmRegistry:
         return record
 
     def exec(
-        self, vm_id: str, command: str, timeout_seconds: float,
+        self,
+        vm_id: str,
+        command: str,
+        timeout_seconds: float,
         on_output: OutputHandler | None = None,
     ) -> dict[str, Any]:
         command = validation.command(command)
@@ -199,7 +213,9 @@ class VmRegistry:
             raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
         cwd = GUEST_CWD if record.choice.key != "host" else str(record.workdir / "root")
         args = {
-            "command": command, "timeout_seconds": timeout, "cwd": cwd,
+            "command": command,
+            "timeout_seconds": timeout,
+            "cwd": cwd,
             "stream": on_output is not None,
         }
         try:
@@ -248,10 +264,16 @@ class VmRegistry:
     def network_info(self, vm_id: str) -> dict[str, Any]:
         record = self.get(vm_id)
         if not record.network:
-            return {"vm_id": vm_id, "network_enabled": False,
-                    "reason": "the vm was created without network"}
+            return {
+                "vm_id": vm_id,
+                "network_enabled": False,
+                "reason": "the vm was created without network",
+            }
         return {
-            "vm_id": vm_id, "network_enabled": True, "tap_name": None, **SLIRP_NETWORK,
+            "vm_id": vm_id,
+            "network_enabled": True,
+            "tap_name": None,
+            **SLIRP_NETWORK,
             "outbound_connectivity_expected": True,
         }
 

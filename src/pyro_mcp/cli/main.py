@@ -10,6 +10,7 @@ from typing import Any
 
 from ..api import Pyro, operations
 from ..errors import PyroError
+from ..operations.registry import Operation
 from .output import emit_error, emit_json, notice, progress_printer
 from .parser import UsageError, build_parser, print_help_and_exit
 from .runners import EXTRA_COMMANDS, RUNNERS
@@ -36,19 +37,18 @@ def run_cli(argv: list[str]) -> int:
     except UsageError as exc:
         emit_error(str(exc), as_json)
         return 2
-    op = getattr(args, "_operation", None)
+    op: Operation | None = getattr(args, "_operation", None)
     runner = getattr(args, "_runner", None)
-    if op is None and runner is None:
-        print_help_and_exit(getattr(args, "_group", parser))
     pyro = Pyro(backend_name=getattr(args, "engine", None))
     pyro.manager.progress = progress_printer("pull")
     pyro.manager.notify = notice("engine")
     try:
         if runner is not None:
             return int(runner(pyro, args))
+        if op is None:
+            print_help_and_exit(getattr(args, "_group", parser))
         kwargs = {
-            p.name: tail if p.meta.cli == "remainder" else getattr(args, p.name)
-            for p in op.params
+            p.name: tail if p.meta.cli == "remainder" else getattr(args, p.name) for p in op.params
         }
         if op.cli_runner:
             return RUNNERS[op.cli_runner](pyro, kwargs, as_json)

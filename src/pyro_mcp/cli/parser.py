@@ -59,7 +59,9 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
 def common_options() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     common.add_argument(
-        "--engine", choices=ENGINE_CHOICES, default=argparse.SUPPRESS,
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default=argparse.SUPPRESS,
         help="Sandbox engine (default: $PYRO_ENGINE or auto, the strongest that boots here).",
     )
     return common
@@ -73,7 +75,9 @@ def build_parser(ops: list[Operation], extra: dict[tuple[str, ...], Any]) -> Par
     )
     parser.add_argument("--version", action="version", version=f"pyro {__version__}")
     parser.add_argument(
-        "--engine", choices=ENGINE_CHOICES, default=None,
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default=None,
         help="Sandbox engine (default: $PYRO_ENGINE or auto, the strongest that boots here).",
     )
     common = common_options()
@@ -90,15 +94,16 @@ def build_parser(ops: list[Operation], extra: dict[tuple[str, ...], Any]) -> Par
         for depth in range(1, len(path)):
             prefix = path[:depth]
             if prefix not in groups:
-                group = groups[prefix[:-1]].add_parser(
-                    prefix[-1], help=f"{prefix[-1]} commands"
-                )
+                group = groups[prefix[:-1]].add_parser(prefix[-1], help=f"{prefix[-1]} commands")
                 groups[prefix] = group.add_subparsers(
                     dest="_".join(prefix) + "_command", metavar="COMMAND", parser_class=Parser
                 )
                 group.set_defaults(_group=group)
         sub = groups[path[:-1]].add_parser(
-            path[-1], help=summary, description=description, parents=[common],
+            path[-1],
+            help=summary,
+            description=description,
+            parents=[common],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if isinstance(target, Operation):

@@ -52,12 +52,22 @@ RUNNERS = {"run": run}
 
 
 def add_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("mode", nargs="?", choices=["ollama"], help="ollama: a local model "
-                        "drives the vm_* tools (needs an Ollama server).")
-    parser.add_argument("--network", action="store_true",
-                        help="Fetch https://example.com from inside the sandbox instead.")
-    parser.add_argument("--base-url", default="http://localhost:11434/v1",
-                        help="Ollama's OpenAI-compatible endpoint (demo ollama).")
+    parser.add_argument(
+        "mode",
+        nargs="?",
+        choices=["ollama"],
+        help="ollama: a local model drives the vm_* tools (needs an Ollama server).",
+    )
+    parser.add_argument(
+        "--network",
+        action="store_true",
+        help="Fetch https://example.com from inside the sandbox instead.",
+    )
+    parser.add_argument(
+        "--base-url",
+        default="http://localhost:11434/v1",
+        help="Ollama's OpenAI-compatible endpoint (demo ollama).",
+    )
     parser.add_argument("--model", default="llama3.2:3b", help="Model name (demo ollama).")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log each model step.")
     parser.set_defaults(_runner=demo)
@@ -70,7 +80,7 @@ def demo(pyro: Pyro, args: argparse.Namespace) -> int:
         return run_ollama_demo(pyro, args.base_url, args.model, args.verbose)
     if args.network:
         command = (
-            "python3 -c \"import urllib.request as u; "
+            'python3 -c "import urllib.request as u; '
             "r = u.urlopen('https://example.com', timeout=20); print(r.status, len(r.read()))\""
         )
     else:
@@ -82,7 +92,9 @@ def demo(pyro: Pyro, args: argparse.Namespace) -> int:
 
 def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--profile", choices=PROFILES, default="workspace-full",
+        "--profile",
+        choices=PROFILES,
+        default="workspace-full",
         help="Which tools to expose: vm-run (1 tool), workspace-core (recommended for chat "
         "hosts) or workspace-full (everything; the 3.x default).",
     )

@@ -6,7 +6,7 @@ import itertools
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from ..errors import SandboxError
 from ..guest.protocol import ProtocolError, encode, read_frame
@@ -29,7 +29,7 @@ class _Pending:
 
 
 class AgentClient:
-    def __init__(self, reader: BinaryIO, writer: BinaryIO, name: str = "sandbox") -> None:
+    def __init__(self, reader: IO[bytes], writer: IO[bytes], name: str = "sandbox") -> None:
         self._reader = reader
         self._writer = writer
         self._name = name
@@ -108,12 +108,17 @@ class AgentClient:
         result = message.get("result")
         return (result if isinstance(result, dict) else {}), payload
 
+    def close_writer(self) -> None:
+        """Send EOF: the agent ends when its request stream does."""
+        with self._write_lock:
+            try:
+                self._writer.close()
+            except (OSError, ValueError):
+                pass
+
     def close(self) -> None:
         """Close our end. The reader thread ends when the transport does (engine stopped)."""
-        try:
-            self._writer.close()
-        except (OSError, ValueError):
-            pass
+        self.close_writer()
         self._thread.join(timeout=0.5)
         if not self._thread.is_alive():
             try:

@@ -53,26 +53,37 @@ class Sandbox(abc.ABC):
         return self.process.poll() is None
 
     @abc.abstractmethod
-    def _shutdown(self) -> None:
-        """Engine-specific teardown after the process is gone (state dirs, sockets)."""
+    def _shutdown(self, clean_exit: bool) -> None:
+        """Engine-specific teardown once the process is gone (state dirs, sockets)."""
+
+    def _request_exit(self) -> bool:
+        """Ask the sandbox to end by itself (e.g. EOF to its agent); True if that works."""
+        return False
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stop the sandbox: TERM, then KILL after ``grace``; then release the agent stream."""
+        """End the sandbox: politely if the engine can, else TERM, then KILL after ``grace``."""
+        self._end(grace, signal.SIGTERM)
+
+    def kill(self) -> None:
+        """End the sandbox now (its state is disposable)."""
+        self._end(1.0, signal.SIGKILL)
+
+    def _end(self, grace: float, first_signal: int) -> None:
+        clean = False
+        if self.alive() and self._request_exit():
+            try:
+                self.process.wait(timeout=grace)
+                clean = True
+            except subprocess.TimeoutExpired:
+                pass
         if self.alive():
-            _signal_group(self.process, signal.SIGTERM)
+            _signal_group(self.process, first_signal)
             try:
                 self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 _signal_group(self.process, signal.SIGKILL)
                 self.process.wait()
-        self._shutdown()
-        self.client.close()
-
-    def kill(self) -> None:
-        if self.alive():
-            _signal_group(self.process, signal.SIGKILL)
-            self.process.wait()
-        self._shutdown()
+        self._shutdown(clean)
         self.client.close()
 
 
@@ -106,7 +117,10 @@ def wait_hello(sandbox: Sandbox, timeout: float, log: Path | None) -> dict[str, 
     payload = os.urandom(64)
     try:
         result, _ = sandbox.client.call(
-            "hello", {"time": time.time()}, data=payload, timeout=max(0.1, deadline - time.monotonic())
+            "hello",
+            {"time": time.time()},
+            data=payload,
+            timeout=max(0.1, deadline - time.monotonic()),
         )
     except Exception as exc:
         tail = ""

@@ -43,8 +43,11 @@ class ProbeResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "reason": self.reason, "seconds": round(self.seconds, 2),
-            "checked_at": self.checked_at, "cached": self.cached,
+            "ok": self.ok,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 2),
+            "checked_at": self.checked_at,
+            "cached": self.cached,
         }
 
 
@@ -93,15 +96,24 @@ class EngineSelector:
         except (OSError, ValueError):
             return None
         entry = data.get(key)
-        if not isinstance(entry, dict) or entry.get("fingerprint") != _fingerprint(self._binary(key)):
+        if not isinstance(entry, dict) or entry.get("fingerprint") != _fingerprint(
+            self._binary(key)
+        ):
             return None
         return ProbeResult(
-            bool(entry["ok"]), str(entry["reason"]), float(entry["seconds"]),
-            float(entry["checked_at"]), cached=True,
+            bool(entry["ok"]),
+            str(entry["reason"]),
+            float(entry["seconds"]),
+            float(entry["checked_at"]),
+            cached=True,
         )
 
     def probe(
-        self, key: str, env: InstalledEnvironment, agent_dir: Path, notify: Notify | None = None,
+        self,
+        key: str,
+        env: InstalledEnvironment,
+        agent_dir: Path,
+        notify: Notify | None = None,
         refresh: bool = False,
     ) -> ProbeResult:
         """Boot a real sandbox with ``key`` and run ``true``; remember the answer."""
@@ -118,8 +130,11 @@ class EngineSelector:
         started = time.monotonic()
         workdir = Path(tempfile.mkdtemp(prefix="probe-", dir=self._probe_root()))
         spec = BootSpec(
-            sandbox_id=uuid.uuid4().hex[:12], environment=env, workdir=workdir,
-            agent_dir=agent_dir, boot_timeout=PROBE_TIMEOUTS[key],
+            sandbox_id=uuid.uuid4().hex[:12],
+            environment=env,
+            workdir=workdir,
+            agent_dir=agent_dir,
+            boot_timeout=PROBE_TIMEOUTS[key],
         )
         try:
             sandbox = engine.boot(spec)
@@ -144,7 +159,10 @@ class EngineSelector:
         return root
 
     def select(
-        self, requested: str | None, env: InstalledEnvironment, agent_dir: Path,
+        self,
+        requested: str | None,
+        env: InstalledEnvironment,
+        agent_dir: Path,
         notify: Notify | None = None,
     ) -> tuple[str, Engine]:
         """Return (key, engine) for ``requested`` (auto, gvisor, qemu), or raise why not."""

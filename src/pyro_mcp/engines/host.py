@@ -25,7 +25,11 @@ class HostSandbox(Sandbox):
         self.client = AgentClient(process.stdout, process.stdin, name="host process")
         self.hello = {}
 
-    def _shutdown(self) -> None:
+    def _request_exit(self) -> bool:
+        self.client.close_writer()
+        return True
+
+    def _shutdown(self, clean_exit: bool) -> None:
         return None
 
 
@@ -45,7 +49,10 @@ class HostEngine(Engine):
         with log.open("ab") as log_handle:
             process = subprocess.Popen(
                 [sys.executable, "-B", "-s", "-m", "pyro_guest.agent"],
-                cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_handle,
+                cwd=root,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log_handle,
                 env={"PYTHONPATH": str(spec.agent_dir), "PATH": "/usr/bin:/bin"},
                 start_new_session=True,
             )

@@ -61,7 +61,7 @@ class QemuSandbox(Sandbox):
         self.client = AgentClient(reader, writer, name=f"vm {workdir.name}")
         self.hello = {}
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, clean_exit: bool) -> None:
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
             self.sock.close()
@@ -97,30 +97,54 @@ class QemuEngine(Engine):
 
     def command(self, spec: BootSpec, initrd: Path, sock_path: Path) -> list[str]:
         env = spec.environment
-        accel = ["-accel", "kvm", "-cpu", "host"] if self.accel == "kvm" else [
-            "-accel", "tcg,tb-size=256", "-cpu", "max"]
+        accel = (
+            ["-accel", "kvm", "-cpu", "host"]
+            if self.accel == "kvm"
+            else ["-accel", "tcg,tb-size=256", "-cpu", "max"]
+        )
         upper = spec.extra.get("upper_device", "tmpfs")
         cmd = [
             qemu_binary() or "qemu-system-x86_64",
-            "-machine", "q35", *accel,
-            "-smp", str(spec.vcpu_count), "-m", str(spec.mem_mib),
-            "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-            "-serial", f"file:{spec.workdir / 'console.log'}",
-            "-kernel", str(env.kernel), "-initrd", str(initrd),
-            "-append", f"{KERNEL_ARGS} pyro.upper={upper}",
-            "-drive", f"file={env.rootfs_image},format=raw,if=virtio,readonly=on",
-            "-device", "virtio-rng-pci",
-            "-device", "virtio-serial-pci,id=vser",
-            "-chardev", f"socket,id=agent,path={sock_path},server=on,wait=off",
-            "-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}",
-            "-qmp", f"unix:{spec.workdir / 'qmp.sock'},server=on,wait=off",
+            "-machine",
+            "q35",
+            *accel,
+            "-smp",
+            str(spec.vcpu_count),
+            "-m",
+            str(spec.mem_mib),
+            "-nodefaults",
+            "-no-user-config",
+            "-nographic",
+            "-no-reboot",
+            "-serial",
+            f"file:{spec.workdir / 'console.log'}",
+            "-kernel",
+            str(env.kernel),
+            "-initrd",
+            str(initrd),
+            "-append",
+            f"{KERNEL_ARGS} pyro.upper={upper}",
+            "-drive",
+            f"file={env.rootfs_image},format=raw,if=virtio,readonly=on",
+            "-device",
+            "virtio-rng-pci",
+            "-device",
+            "virtio-serial-pci,id=vser",
+            "-chardev",
+            f"socket,id=agent,path={sock_path},server=on,wait=off",
+            "-device",
+            f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}",
+            "-qmp",
+            f"unix:{spec.workdir / 'qmp.sock'},server=on,wait=off",
         ]
         for disk in spec.extra.get("disks", []):
             cmd += ["-drive", f"file={disk},format=raw,if=virtio,cache=writeback"]
         if spec.network:
             cmd += [
-                "-netdev", "user,id=net0",
-                "-device", "virtio-net-pci,netdev=net0",
+                "-netdev",
+                "user,id=net0",
+                "-device",
+                "virtio-net-pci,netdev=net0",
             ]
         return cmd
 
@@ -137,8 +161,11 @@ class QemuEngine(Engine):
         log = spec.workdir / "engine.log"
         with log.open("ab") as log_handle:
             process = subprocess.Popen(
-                self.command(spec, initrd, sock_path), stdin=subprocess.DEVNULL,
-                stdout=log_handle, stderr=log_handle, start_new_session=True,
+                self.command(spec, initrd, sock_path),
+                stdin=subprocess.DEVNULL,
+                stdout=log_handle,
+                stderr=log_handle,
+                start_new_session=True,
             )
         sock = self._connect(process, sock_path, log)
         sandbox = QemuSandbox(self.info(), process, spec.workdir, sock)

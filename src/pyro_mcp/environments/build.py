@@ -43,13 +43,11 @@ def sha256_file(path: Path) -> str:
 
 def _run(cmd: list[str], what: str, progress: Progress | None = None, **kw: Any) -> str:
     """Run a build tool; stream its info lines as progress; raise BuildError with its tail."""
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
     lines: list[str] = []
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
+    for raw in proc.stdout:
+        line = raw.rstrip()
         lines.append(line)
         if progress is not None and line.startswith("I: "):
             progress("detail", line[3:])
@@ -89,7 +87,9 @@ def build_rootfs(spec: EnvironmentSpec, rootfs: Path, progress: Progress) -> Non
         f"deb {SECURITY_MIRROR} {DEBIAN_SUITE}-security main",
     ]
     env = dict(
-        os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH, LC_ALL="C.UTF-8",
+        os.environ,
+        SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH,
+        LC_ALL="C.UTF-8",
         PYRO_HOST_CA_DIR=str(HOST_CA_DIR) if host_ca_certificates() else "",
     )
     _run(cmd, "mmdebstrap", progress, env=env, stdin=subprocess.DEVNULL)
@@ -99,7 +99,7 @@ def installed_packages(rootfs: Path) -> list[str]:
     status = rootfs / "var/lib/dpkg/status"
     packages: list[str] = []
     name = version = ""
-    for line in status.read_text(errors="replace").splitlines() + [""]:
+    for line in [*status.read_text(errors="replace").splitlines(), ""]:
         if line.startswith("Package: "):
             name = line.split(": ", 1)[1]
         elif line.startswith("Version: "):
@@ -125,10 +125,21 @@ def build_image(rootfs: Path, image: Path) -> None:
     size_mib = int(_dir_size(rootfs) * 1.25 / (1024 * 1024)) + 64
     _run(
         [
-            "mkfs.ext4", "-q", "-F", "-m", "0", "-L", "pyro-root",
-            "-U", "8d5ad5d1-7a7e-4a4f-9f39-7079726f0001",
-            "-E", "root_owner=0:0,hash_seed=7079726f-6d63-7000-0000-000000000001",
-            "-d", str(rootfs), str(image), f"{size_mib}M",
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-L",
+            "pyro-root",
+            "-U",
+            "8d5ad5d1-7a7e-4a4f-9f39-7079726f0001",
+            "-E",
+            "root_owner=0:0,hash_seed=7079726f-6d63-7000-0000-000000000001",
+            "-d",
+            str(rootfs),
+            str(image),
+            f"{size_mib}M",
         ],
         "mkfs.ext4",
         env=dict(os.environ, E2FSPROGS_FAKE_TIME=SOURCE_DATE_EPOCH),
@@ -139,8 +150,8 @@ def resolve_kernel_package() -> str:
     out = subprocess.run(
         ["apt-cache", "depends", KERNEL_META_PACKAGE], capture_output=True, text=True, check=False
     ).stdout
-    for line in out.splitlines():
-        line = line.strip()
+    for raw in out.splitlines():
+        line = raw.strip()
         if line.startswith("Depends: linux-image-"):
             return line.split(": ", 1)[1]
     raise BuildError(
@@ -198,18 +209,14 @@ def build_environment(
     if not busybox.is_file():
         raise BuildError("busybox-static is not installed; run scripts/host-setup.sh")
     progress("initramfs", "busybox + virtio modules")
-    (partial / "initramfs.cpio.gz").write_bytes(
-        build_base_initramfs(busybox, kernel / "modules")
-    )
+    (partial / "initramfs.cpio.gz").write_bytes(build_base_initramfs(busybox, kernel / "modules"))
     progress("manifest", "sha256 of each artifact")
     artifacts = {}
     for name in ("rootfs.ext4", "vmlinuz", "initramfs.cpio.gz"):
         path = partial / name
         artifacts[name] = {"sha256": sha256_file(path), "size_bytes": path.stat().st_size}
     packages = installed_packages(rootfs)
-    certs = [
-        {"name": cert.name, "sha256": sha256_file(cert)} for cert in host_ca_certificates()
-    ]
+    certs = [{"name": cert.name, "sha256": sha256_file(cert)} for cert in host_ca_certificates()]
     manifest: dict[str, Any] = {
         "catalog_version": spec.catalog_version,
         "name": spec.name,

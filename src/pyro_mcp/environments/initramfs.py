@@ -69,7 +69,19 @@ class CpioWriter:
     def _entry(self, name: str, mode: int, data: bytes = b"", nlink: int = 1) -> None:
         encoded = name.encode() + b"\0"
         fields = [
-            self.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(encoded), 0,
+            self.ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            len(data),
+            0,
+            0,
+            0,
+            0,
+            len(encoded),
+            0,
         ]
         self.ino += 1
         header = b"070701" + b"".join(f"{value:08X}".encode() for value in fields)

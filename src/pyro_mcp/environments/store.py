@@ -99,8 +99,14 @@ class EnvironmentStore:
             info["install_manifest"] = {
                 key: manifest.get(key)
                 for key in (
-                    "source", "source_digest", "suite", "kernel_package", "kernel_release",
-                    "installed_at", "build_seconds", "artifacts",
+                    "source",
+                    "source_digest",
+                    "suite",
+                    "kernel_package",
+                    "kernel_release",
+                    "installed_at",
+                    "build_seconds",
+                    "artifacts",
                 )
             }
             info["install_manifest"]["package_count"] = len(manifest.get("packages", []))

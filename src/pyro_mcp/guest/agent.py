@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from . import boot
 from .execution import run_command
@@ -64,7 +64,7 @@ HANDLERS: dict[str, Handler] = {
 
 
 class Agent:
-    def __init__(self, reader: BinaryIO, writer: BinaryIO) -> None:
+    def __init__(self, reader: IO[bytes], writer: IO[bytes]) -> None:
         self.reader = reader
         self.writer = writer
         self.lock = threading.Lock()

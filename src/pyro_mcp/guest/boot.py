@@ -12,6 +12,7 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
+
 def setup_vm() -> None:
     """What an init does before services (the initramfs already mounted /proc, /sys, /run …)."""
     socket.sethostname("pyro")
@@ -118,8 +119,19 @@ def configure_network(guest_ip: str, gateway_ip: str, subnet_cidr: str, dns: lis
         )
         route = struct.pack(
             "@L16s16s16sHhLPhPLLH",
-            0, _sockaddr("0.0.0.0"), _sockaddr(gateway_ip), _sockaddr("0.0.0.0"),
-            RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0,
+            0,
+            _sockaddr("0.0.0.0"),
+            _sockaddr(gateway_ip),
+            _sockaddr("0.0.0.0"),
+            RTF_UP | RTF_GATEWAY,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
         )
         route += b"\0" * (120 - len(route))
         fcntl.ioctl(sock, SIOCADDRT, route)

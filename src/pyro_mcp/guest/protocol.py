@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 HEADER = struct.Struct(">II")
 MAX_JSON = 4 * 1024 * 1024
@@ -30,7 +30,7 @@ def encode(message: dict[str, Any], data: bytes = b"") -> bytes:
     return HEADER.pack(len(body), len(data)) + body + data
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
     chunks = []
     remaining = size
     while remaining:
@@ -42,7 +42,7 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(stream: BinaryIO) -> tuple[dict[str, Any], bytes]:
+def read_frame(stream: IO[bytes]) -> tuple[dict[str, Any], bytes]:
     """Read one frame; raises ProtocolError on EOF or a malformed frame."""
     header = _read_exact(stream, HEADER.size)
     json_len, data_len = HEADER.unpack(header)

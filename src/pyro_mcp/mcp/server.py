@@ -30,7 +30,7 @@ def _annotation(param: ParamInfo) -> Any:
     meta = param.meta
     base = param.annotation
     if meta.choices:
-        base = typing.Literal[meta.choices]  # type: ignore[valid-type]
+        base = typing.Literal[meta.choices]
     field = Field(description=meta.help, ge=meta.ge, le=meta.le, gt=meta.gt)
     return Annotated[base, field]
 

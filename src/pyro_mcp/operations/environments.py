@@ -32,8 +32,14 @@ def _render_prune(data: dict[str, Any]) -> HumanOutput:
 
 
 class EnvironmentOperations(OperationsBase):
-    @operation(mcp="vm_list_environments", cli=("env", "list"), profiles=FULL, read_only=True,
-               idempotent=True, render=_render_list)
+    @operation(
+        mcp="vm_list_environments",
+        cli=("env", "list"),
+        profiles=FULL,
+        read_only=True,
+        idempotent=True,
+        render=_render_list,
+    )
     def list_environments(self) -> list[dict[str, Any]]:
         """List the environment catalog and which environments are installed here."""
         return self._manager.list_environments()

@@ -8,30 +8,39 @@ from ..validation import MEM_RANGE, TTL_RANGE, VCPU_RANGE
 from .registry import Param
 
 EnvironmentName = Annotated[
-    str, Param("Environment name from the catalog, e.g. debian:12.", cli="positional",
-               metavar="ENVIRONMENT")
+    str,
+    Param(
+        "Environment name from the catalog, e.g. debian:12.",
+        cli="positional",
+        metavar="ENVIRONMENT",
+    ),
 ]
 VcpuCount = Annotated[
-    int, Param(f"Virtual CPUs ({VCPU_RANGE[0]}-{VCPU_RANGE[1]}).", ge=VCPU_RANGE[0],
-               le=VCPU_RANGE[1])
+    int,
+    Param(f"Virtual CPUs ({VCPU_RANGE[0]}-{VCPU_RANGE[1]}).", ge=VCPU_RANGE[0], le=VCPU_RANGE[1]),
 ]
 MemMib = Annotated[
-    int, Param(f"Memory in MiB ({MEM_RANGE[0]}-{MEM_RANGE[1]}).", ge=MEM_RANGE[0],
-               le=MEM_RANGE[1])
+    int, Param(f"Memory in MiB ({MEM_RANGE[0]}-{MEM_RANGE[1]}).", ge=MEM_RANGE[0], le=MEM_RANGE[1])
 ]
 TtlSeconds = Annotated[
-    int, Param(f"Lifetime in seconds ({TTL_RANGE[0]}-{TTL_RANGE[1]}); the sandbox is removed "
-               "when it ends.", ge=TTL_RANGE[0], le=TTL_RANGE[1])
+    int,
+    Param(
+        f"Lifetime in seconds ({TTL_RANGE[0]}-{TTL_RANGE[1]}); the sandbox is removed "
+        "when it ends.",
+        ge=TTL_RANGE[0],
+        le=TTL_RANGE[1],
+    ),
 ]
 TimeoutSeconds = Annotated[
-    float, Param("Kill the command (its whole process group) after this many seconds; "
-                 "exit code 124.", gt=0)
+    float,
+    Param(
+        "Kill the command (its whole process group) after this many seconds; exit code 124.", gt=0
+    ),
 ]
 AllowHostCompat = Annotated[
     bool, Param("Opt in to running UNISOLATED on the host when no sandbox engine works.")
 ]
 VmId = Annotated[str, Param("The VM's id (12 hex characters).", cli="positional")]
 ShellCommand = Annotated[
-    str, Param("The command; the guest runs it with /bin/sh -lc.", cli="remainder",
-               metavar="CMD")
+    str, Param("The command; the guest runs it with /bin/sh -lc.", cli="remainder", metavar="CMD")
 ]

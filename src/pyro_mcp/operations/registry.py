@@ -73,8 +73,11 @@ class Operation:
 
     def mcp_params(self, profile: str) -> list[ParamInfo]:
         return [
-            p for p in self.params
-            if p.meta.mcp and not p.meta.cli_only and (p.meta.in_core or profile != "workspace-core")
+            p
+            for p in self.params
+            if p.meta.mcp
+            and not p.meta.cli_only
+            and (p.meta.in_core or profile != "workspace-core")
         ]
 
 
@@ -128,13 +131,15 @@ def read_operation(func: Callable[..., Any]) -> Operation:
     params = []
     for name, parameter in inspect.signature(func).parameters.items():
         if name == "self" or parameter.kind in (
-            parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL, parameter.KEYWORD_ONLY
+            parameter.VAR_KEYWORD,
+            parameter.VAR_POSITIONAL,
+            parameter.KEYWORD_ONLY,
         ):
             continue  # keyword-only parameters are SDK-side hooks (callbacks), not surface args
         base, meta = _split_annotated(hints[name])
         params.append(ParamInfo(name, base, parameter.default, meta))
     doc = inspect.getdoc(func) or ""
-    summary, _, rest = doc.partition("\n")
+    summary, _, _rest = doc.partition("\n")
     return Operation(
         name=func.__name__,
         mcp_name=decl.mcp,

@@ -46,9 +46,16 @@ class VmOperations(OperationsBase):
         duration_ms, the engine and execution_mode.
         """
         return self._manager.run_in_vm(
-            environment=environment, command=command, vcpu_count=vcpu_count, mem_mib=mem_mib,
-            timeout_seconds=timeout_seconds, ttl_seconds=ttl_seconds, network=network,
-            allow_host_compat=allow_host_compat, on_output=on_output, on_phase=on_phase,
+            environment=environment,
+            command=command,
+            vcpu_count=vcpu_count,
+            mem_mib=mem_mib,
+            timeout_seconds=timeout_seconds,
+            ttl_seconds=ttl_seconds,
+            network=network,
+            allow_host_compat=allow_host_compat,
+            on_output=on_output,
+            on_phase=on_phase,
         )
 
     @operation(mcp="vm_create", profiles=FULL)
@@ -63,8 +70,12 @@ class VmOperations(OperationsBase):
     ) -> dict[str, Any]:
         """Create an ephemeral VM (state 'created'); the environment is built if missing."""
         return self._manager.create_vm(
-            environment=environment, vcpu_count=vcpu_count, mem_mib=mem_mib,
-            ttl_seconds=ttl_seconds, network=network, allow_host_compat=allow_host_compat,
+            environment=environment,
+            vcpu_count=vcpu_count,
+            mem_mib=mem_mib,
+            ttl_seconds=ttl_seconds,
+            network=network,
+            allow_host_compat=allow_host_compat,
         )
 
     @operation(mcp="vm_start", profiles=FULL)
