@@ -68,9 +68,9 @@ class EngineSelector:
         self.runtime_root = runtime_root
         self.probe_file = cache / "engine-probes.json"
         self.engines: dict[str, Engine] = {
-            "qemu-kvm": QemuEngine("kvm"),
+            "qemu-kvm": QemuEngine("kvm", cache / "vm-templates"),
             "gvisor": GvisorEngine(runtime_root / "runsc"),
-            "qemu-tcg": QemuEngine("tcg"),
+            "qemu-tcg": QemuEngine("tcg", cache / "vm-templates"),
         }
 
     def _binary(self, key: str) -> str | None:

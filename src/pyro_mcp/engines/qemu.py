@@ -16,8 +16,10 @@ from pathlib import Path
 
 from ..environments.initramfs import build_agent_initramfs
 from ..errors import EngineUnavailable, SandboxError
+from . import templates
 from .agent_client import AgentClient
 from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
+from .qmp import Qmp
 
 KERNEL_ARGS = (
     "console=ttyS0 quiet loglevel=1 panic=-1 reboot=t mitigations=off nokaslr "
@@ -77,10 +79,12 @@ class QemuSandbox(Sandbox):
 class QemuEngine(Engine):
     name = "qemu"
 
-    def __init__(self, accel: str) -> None:
+    def __init__(self, accel: str, template_root: Path | None = None) -> None:
         if accel not in ("kvm", "tcg"):
             raise ValueError(f"unknown accelerator {accel!r}")
         self.accel = accel
+        enabled = os.environ.get("PYRO_VM_TEMPLATES", "1") != "0"
+        self.template_root = template_root if enabled else None
 
     def info(self) -> EngineInfo:
         isolation = "vm-kvm" if self.accel == "kvm" else "vm-tcg"
@@ -148,29 +152,112 @@ class QemuEngine(Engine):
             ]
         return cmd
 
+    def _template_key(self, spec: BootSpec) -> str | None:
+        if self.template_root is None or spec.extra.get("disks"):
+            return None
+        artifacts = spec.environment.manifest.get("artifacts", {})
+        binary = qemu_binary() or ""
+        return templates.template_key(
+            {
+                "accel": self.accel,
+                "qemu": [binary, os.stat(binary).st_size if binary else 0],
+                "artifacts": {k: v.get("sha256") for k, v in artifacts.items()},
+                "agent": spec.agent_dir.name,
+                "vcpu": spec.vcpu_count,
+                "mem": spec.mem_mib,
+                "network": spec.network,
+                "upper": spec.extra.get("upper_device", "tmpfs"),
+            }
+        )
+
     def boot(self, spec: BootSpec) -> Sandbox:
         reason = self.unavailable_reason()
         if reason:
             raise EngineUnavailable(f"qemu engine ({self.accel}) is not available: {reason}")
         spec.workdir.mkdir(parents=True, exist_ok=True)
+        key = self._template_key(spec)
+        if key is not None and self.template_root is not None:
+            path = templates.template_path(self.template_root, key)
+            if templates.is_ready(path):
+                try:
+                    return self._restore(spec, path)
+                except SandboxError:
+                    shutil.rmtree(path, ignore_errors=True)  # stale or broken: boot cold
+        sandbox = self._cold_boot(spec)
+        if key is not None and self.template_root is not None:
+            self._save_template(sandbox, spec, key)
+        return sandbox
+
+    def _cold_boot(self, spec: BootSpec) -> QemuSandbox:
         initrd = spec.workdir / "initrd.cpio.gz"
         with initrd.open("wb") as out:
             out.write(spec.environment.initramfs.read_bytes())
             out.write(agent_initrd(spec.agent_dir).read_bytes())
-        sock_path = spec.workdir / "agent.sock"
-        log = spec.workdir / "engine.log"
-        with log.open("ab") as log_handle:
-            process = subprocess.Popen(
-                self.command(spec, initrd, sock_path),
+        process = self._spawn(spec, self.command(spec, initrd, spec.workdir / "agent.sock"))
+        return self._attach(spec, process, None)
+
+    def _restore(self, spec: BootSpec, path: Path) -> QemuSandbox:
+        cmd = self.command(spec, path / "initrd.cpio.gz", spec.workdir / "agent.sock")
+        process = self._spawn(spec, cmd + templates.incoming_argument(path))
+        return self._attach(spec, process, path)
+
+    def _spawn(self, spec: BootSpec, cmd: list[str]) -> subprocess.Popen[bytes]:
+        with (spec.workdir / "engine.log").open("ab") as log_handle:
+            return subprocess.Popen(
+                cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=log_handle,
                 stderr=log_handle,
                 start_new_session=True,
             )
-        sock = self._connect(process, sock_path, log)
+
+    def _attach(
+        self, spec: BootSpec, process: subprocess.Popen[bytes], template: Path | None
+    ) -> QemuSandbox:
+        log = spec.workdir / "engine.log"
+        try:
+            sock = self._connect(process, spec.workdir / "agent.sock", log)
+            if template is not None:
+                qmp = Qmp(spec.workdir / "qmp.sock")
+                try:
+                    templates.resume(qmp)
+                finally:
+                    qmp.close()
+        except SandboxError:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            raise
         sandbox = QemuSandbox(self.info(), process, spec.workdir, sock)
-        sandbox.hello = wait_hello(sandbox, spec.boot_timeout, spec.workdir / "console.log")
+        timeout = 20.0 if template is not None else spec.boot_timeout
+        logs = spec.workdir / ("engine.log" if template is not None else "console.log")
+        sandbox.hello = wait_hello(sandbox, timeout, logs)
+        sandbox.hello["boot"] = "template" if template is not None else "cold"
         return sandbox
+
+    def _save_template(self, sandbox: QemuSandbox, spec: BootSpec, key: str) -> None:
+        """Best effort: a failure here costs the next boot its speed-up, nothing else."""
+        assert self.template_root is not None
+        try:
+            sandbox.client.call("hello", {"standby": True}, timeout=10)
+            qmp = Qmp(spec.workdir / "qmp.sock")
+            try:
+                templates.save(
+                    qmp,
+                    self.template_root,
+                    key,
+                    spec.workdir / "initrd.cpio.gz",
+                    {"environment": spec.environment.spec.name, "accel": self.accel},
+                )
+            finally:
+                qmp.close()
+        except (SandboxError, OSError):
+            pass
+        finally:
+            try:
+                sandbox.client.call("hello", {"standby": False}, timeout=10)
+            except SandboxError:
+                pass
 
     @staticmethod
     def _connect(process: subprocess.Popen[bytes], path: Path, log: Path) -> socket.socket:

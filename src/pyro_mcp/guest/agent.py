@@ -21,10 +21,17 @@ from .protocol import PROTOCOL_VERSION, ProtocolError, encode, read_frame
 AGENT_VERSION = "3.6.0"
 
 Emit = Callable[[str, bytes], None]
+# Set while the VM is saved as a boot template: the host that saved it hangs up, and a
+# restored copy must then wait for its new host instead of powering off.
+STANDBY = threading.Event()
 Handler = Callable[[dict[str, Any], bytes, Emit], dict[str, Any]]
 
 
 def op_hello(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
+    if args.get("standby"):
+        STANDBY.set()
+    else:
+        STANDBY.clear()
     if args.get("time"):
         boot.set_clock(float(args["time"]))
     if data:
@@ -134,7 +141,7 @@ def serve_virtio() -> None:
             pass
         reader.close()
         writer.close()
-        if agent.frames:
+        if agent.frames and not STANDBY.is_set():
             return
         time.sleep(0.01)
 

@@ -1,0 +1,93 @@
+"""Boot templates for VM engines: a saved, booted, idle VM that later VMs resume from.
+
+The first boot of a given configuration is a real cold boot; right after its agent answers,
+the VM is paused, its state saved (QMP ``migrate`` to a file) and resumed. Later VMs of the
+same configuration start QEMU with ``-incoming`` from that file: no kernel boot, no agent
+start-up. This is safe because the root image is read-only and all writable state (the
+overlay's tmpfs upper layer) is in the saved RAM. Restored guests get the host's clock and
+fresh entropy in their first ``hello``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import SandboxError
+from .qmp import Qmp
+
+MIGRATE_TIMEOUT = 60.0
+
+
+def template_key(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def template_path(root: Path, key: str) -> Path:
+    return root / key
+
+
+def is_ready(path: Path) -> bool:
+    return (path / "state").is_file() and (path / "initrd.cpio.gz").is_file()
+
+
+def incoming_argument(path: Path) -> list[str]:
+    return ["-incoming", f"exec:cat {shlex.quote(str(path / 'state'))}"]
+
+
+def save(qmp: Qmp, root: Path, key: str, initrd: Path, meta: dict[str, Any]) -> None:
+    """Pause the VM behind ``qmp``, save its state into the template dir, resume it."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = root / f".partial-{key}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o700)
+    try:
+        shutil.copy2(initrd, tmp / "initrd.cpio.gz")
+        qmp.execute("stop")
+        try:
+            target = shlex.quote(str(tmp / "state"))
+            qmp.execute("migrate", uri=f"exec:cat > {target}")
+            _wait_migration(qmp)
+        finally:
+            qmp.execute("cont")
+        (tmp / "meta.json").write_text(json.dumps({**meta, "saved_at": time.time()}, indent=1))
+        final = template_path(root, key)
+        if not is_ready(final):
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_migration(qmp: Qmp) -> None:
+    deadline = time.monotonic() + MIGRATE_TIMEOUT
+    while time.monotonic() < deadline:
+        status = qmp.execute("query-migrate").get("status")
+        if status == "completed":
+            return
+        if status in ("failed", "cancelled"):
+            raise SandboxError(f"saving the boot template failed (migration {status})")
+        time.sleep(0.02)
+    raise SandboxError("saving the boot template timed out")
+
+
+def resume(qmp: Qmp, timeout: float = 30.0) -> None:
+    """Wait for an ``-incoming`` VM to finish loading, then let it run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = qmp.execute("query-status").get("status")
+        if status in ("paused", "postmigrate", "prelaunch"):
+            qmp.execute("cont")
+            return
+        if status == "running":
+            return
+        if status in ("internal-error", "shutdown", "guest-panicked"):
+            raise SandboxError(f"restoring the boot template failed (vm {status})")
+        time.sleep(0.005)
+    raise SandboxError("restoring the boot template timed out")
