@@ -14,12 +14,20 @@ from .operations.environments import EnvironmentOperations
 from .operations.host import HostOperations
 from .operations.registry import Operation, collect
 from .operations.vms import VmOperations
+from .operations.workspace_files import WorkspaceFileOperations
+from .operations.workspaces import WorkspaceOperations
 
 if TYPE_CHECKING:
     from mcp.server.fastmcp import FastMCP
 
 
-class Pyro(VmOperations, EnvironmentOperations, HostOperations):
+class Pyro(
+    VmOperations,
+    WorkspaceOperations,
+    WorkspaceFileOperations,
+    EnvironmentOperations,
+    HostOperations,
+):
     """Disposable, isolated Linux sandboxes and workspaces."""
 
     def __init__(

@@ -11,6 +11,7 @@ from .doctor import run_doctor
 from .environments.build import Progress
 from .runtime import Notify, Runtime
 from .vms import OutputHandler, Phase, VmRegistry
+from .workspaces.manager import WorkspaceManager
 
 DEFAULT_MAX_ACTIVE_VMS = 4
 
@@ -26,6 +27,10 @@ class VmManager:
     ) -> None:
         self.runtime = Runtime(engine=engine, home=base_dir, cache=cache_dir)
         self.vms = VmRegistry(self.runtime, max_active_vms)
+        self.workspaces = WorkspaceManager(
+            self.runtime, max_active_vms, active_vms=lambda: len(self.vms.vms)
+        )
+        self.vms.other_active = self.workspaces.store.count_active
         # Surfaces may set these to show progress (the CLI prints them to stderr).
         self.progress: Progress | None = None
         self.notify: Notify | None = None
@@ -139,5 +144,12 @@ class VmManager:
 
 
 def join_command(argv: list[str]) -> str:
-    """Arguments after ``--`` are joined with POSIX shell quoting (PRODUCT_SPEC §2.1)."""
+    """Arguments after ``--`` are joined with POSIX shell quoting (PRODUCT_SPEC §2.1).
+
+    One argument that contains white space is taken as a whole shell command instead
+    (``pyro run debian:12 -- "echo a | wc -c"``): quoting it into a single word would only
+    ever produce "command not found".
+    """
+    if len(argv) == 1 and any(ch.isspace() for ch in argv[0]):
+        return argv[0]
     return shlex.join(argv)

@@ -75,6 +75,14 @@ class Runtime:
             ) from exc
         return EngineChoice(key, engine)
 
+    def engine_by_key(self, key: str) -> EngineChoice:
+        """The engine a workspace was created with (it keeps it for its whole life)."""
+        if key == "host":
+            return EngineChoice("host", HostEngine())
+        if key not in self.selector.engines:
+            raise EngineUnavailable(f"unknown engine {key!r}")
+        return EngineChoice(key, self.selector.engines[key])
+
     def sandbox_dir(self, kind: str, sandbox_id: str) -> Path:
         private_dir(self.home)
         return private_dir(self.runtime_root / kind / sandbox_id)
@@ -89,8 +97,12 @@ class Runtime:
         vcpu_count: int,
         mem_mib: int,
         network: bool,
+        workspace_dir: Path | None = None,
+        workspace_disk: Path | None = None,
     ) -> Sandbox:
         spec = BootSpec(
+            workspace_dir=workspace_dir,
+            workspace_disk=workspace_disk,
             sandbox_id=sandbox_id,
             environment=env,
             workdir=workdir,

@@ -93,6 +93,7 @@ class VmRegistry:
         self.max_active = max_active
         self.vms: dict[str, VmRecord] = {}
         self.lock = threading.RLock()
+        self.other_active: Callable[[], int] = lambda: 0  # running workspaces count too
 
     # -- lookup and expiry -------------------------------------------------------------
     def get(self, vm_id: str) -> VmRecord:
@@ -147,7 +148,7 @@ class VmRegistry:
         ttl = validation.ttl_seconds(ttl_seconds)
         self.reap_expired()
         with self.lock:
-            if len(self.vms) >= self.max_active:
+            if len(self.vms) + self.other_active() >= self.max_active:
                 raise StateError(
                     f"max active VMs reached ({self.max_active}); delete old VMs first"
                 )

@@ -39,17 +39,21 @@ def run_cli(argv: list[str]) -> int:
         return 2
     op: Operation | None = getattr(args, "_operation", None)
     runner = getattr(args, "_runner", None)
-    pyro = Pyro(backend_name=getattr(args, "engine", None))
-    pyro.manager.progress = progress_printer("pull")
-    pyro.manager.notify = notice("engine")
+    pyro: Pyro | None = None
     try:
+        pyro = Pyro(backend_name=getattr(args, "engine", None))
+        pyro.manager.progress = progress_printer("pull")
+        pyro.manager.notify = notice("engine")
         if runner is not None:
             return int(runner(pyro, args))
         if op is None:
             print_help_and_exit(getattr(args, "_group", parser))
-        kwargs = {
-            p.name: tail if p.meta.cli == "remainder" else getattr(args, p.name) for p in op.params
-        }
+        kwargs = {}
+        for p in op.params:
+            value = tail if p.meta.cli == "remainder" else getattr(args, p.name)
+            if p.meta.cli_convert is not None and value is not None:
+                value = p.meta.cli_convert(value)
+            kwargs[p.name] = value
         if op.cli_runner:
             return RUNNERS[op.cli_runner](pyro, kwargs, as_json)
         result = getattr(pyro, op.name)(**kwargs)
@@ -76,4 +80,5 @@ def run_cli(argv: list[str]) -> int:
         emit_error(f"internal error: {type(exc).__name__}: {exc}", as_json)
         return 1
     finally:
-        pyro.close()
+        if pyro is not None:
+            pyro.close()

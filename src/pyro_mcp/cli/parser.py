@@ -45,9 +45,11 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
         parser.add_argument(flag, dest=param.name, action="store_true", help=help_text)
         return
     kwargs = {"dest": param.name, "help": help_text, "default": param.default}
+    if meta.cli_append:
+        kwargs.update(action="append", default=None)
     if param.required:
         kwargs["required"] = True
-    if param.annotation in (int, float):
+    if param.annotation in (int, float) and not meta.cli_append:
         kwargs["type"] = param.annotation
     if meta.choices:
         kwargs["choices"] = meta.choices

@@ -48,7 +48,22 @@ def run(pyro: Pyro, kwargs: dict[str, Any], as_json: bool) -> int:
     return int(result["exit_code"])
 
 
-RUNNERS = {"run": run}
+def workspace_exec(pyro: Pyro, kwargs: dict[str, Any], as_json: bool) -> int:
+    kwargs["command"] = remainder_command(kwargs.get("command"))
+    if as_json:
+        result = pyro.exec_workspace(**kwargs)
+        emit_json(result)
+        return int(result["exit_code"])
+    result = pyro.exec_workspace(**kwargs, on_output=_write)
+    sys.stderr.write(
+        f"[workspace-exec] workspace_id={result['workspace_id']} sequence={result['sequence']} "
+        f"cwd={result['cwd']} execution_mode={result['execution_mode']} "
+        f"exit_code={result['exit_code']} duration_ms={result['duration_ms']}\n"
+    )
+    return int(result["exit_code"])
+
+
+RUNNERS = {"run": run, "workspace_exec": workspace_exec}
 
 
 def add_demo(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-from ..errors import SandboxError
+from ..errors import SandboxError, ValidationError
 from ..guest.protocol import ProtocolError, encode, read_frame
 
 EventHandler = Callable[[str, bytes], None]
@@ -20,6 +20,10 @@ class AgentGone(SandboxError):
 
 class AgentCallError(SandboxError):
     """The agent ran the request and reported an error."""
+
+
+class AgentInvalid(ValidationError):
+    """The agent refused the request's input (a bad path, a rejected archive member)."""
 
 
 class _Pending:
@@ -104,7 +108,10 @@ class AgentClient:
         if message.get("gone"):
             raise AgentGone(f"{self._name} stopped during {op!r} ({message.get('error')})")
         if not message.get("ok"):
-            raise AgentCallError(str(message.get("error") or "agent error"))
+            error = str(message.get("error") or "agent error")
+            if message.get("kind") == "invalid":
+                raise AgentInvalid(error)
+            raise AgentCallError(error)
         result = message.get("result")
         return (result if isinstance(result, dict) else {}), payload
 

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ class BootSpec:
     mem_mib: int = 1024
     network: bool = False
     boot_timeout: float = 120.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    # A persistent /workspace: a host directory (gvisor bind mount) or an ext4 disk (VMs).
+    workspace_dir: Path | None = None
+    workspace_disk: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,18 @@ def oci_config(spec: BootSpec, rootfs: Path) -> dict[str, Any]:
                 "source": "tmpfs",
                 "options": ["nosuid", "nodev", "mode=755"],
             },
+            *(
+                [
+                    {
+                        "destination": "/workspace",
+                        "type": "bind",
+                        "source": str(spec.workspace_dir),
+                        "options": ["rbind", "rw"],
+                    }
+                ]
+                if spec.workspace_dir is not None
+                else []
+            ),
             {
                 "destination": "/opt/pyro",
                 "type": "bind",

@@ -106,7 +106,6 @@ class QemuEngine(Engine):
             if self.accel == "kvm"
             else ["-accel", "tcg,tb-size=256", "-cpu", "max"]
         )
-        upper = spec.extra.get("upper_device", "tmpfs")
         cmd = [
             qemu_binary() or "qemu-system-x86_64",
             "-machine",
@@ -127,7 +126,7 @@ class QemuEngine(Engine):
             "-initrd",
             str(initrd),
             "-append",
-            f"{KERNEL_ARGS} pyro.upper={upper}",
+            f"{KERNEL_ARGS} pyro.upper=tmpfs",
             "-drive",
             f"file={env.rootfs_image},format=raw,if=virtio,readonly=on",
             "-device",
@@ -141,8 +140,8 @@ class QemuEngine(Engine):
             "-qmp",
             f"unix:{spec.workdir / 'qmp.sock'},server=on,wait=off",
         ]
-        for disk in spec.extra.get("disks", []):
-            cmd += ["-drive", f"file={disk},format=raw,if=virtio,cache=writeback"]
+        if spec.workspace_disk is not None:
+            cmd += ["-drive", f"file={spec.workspace_disk},format=raw,if=virtio,cache=writeback"]
         if spec.network:
             cmd += [
                 "-netdev",
@@ -153,7 +152,7 @@ class QemuEngine(Engine):
         return cmd
 
     def _template_key(self, spec: BootSpec) -> str | None:
-        if self.template_root is None or spec.extra.get("disks"):
+        if self.template_root is None:
             return None
         artifacts = spec.environment.manifest.get("artifacts", {})
         binary = qemu_binary() or ""
@@ -166,7 +165,7 @@ class QemuEngine(Engine):
                 "vcpu": spec.vcpu_count,
                 "mem": spec.mem_mib,
                 "network": spec.network,
-                "upper": spec.extra.get("upper_device", "tmpfs"),
+                "workspace_disk": spec.workspace_disk is not None,
             }
         )
 
@@ -180,13 +179,26 @@ class QemuEngine(Engine):
             path = templates.template_path(self.template_root, key)
             if templates.is_ready(path):
                 try:
-                    return self._restore(spec, path)
+                    sandbox = self._restore(spec, path)
                 except SandboxError:
                     shutil.rmtree(path, ignore_errors=True)  # stale or broken: boot cold
+                else:
+                    self._mount_workspace(sandbox, spec)
+                    return sandbox
         sandbox = self._cold_boot(spec)
         if key is not None and self.template_root is not None:
             self._save_template(sandbox, spec, key)
+        self._mount_workspace(sandbox, spec)
         return sandbox
+
+    def _mount_workspace(self, sandbox: QemuSandbox, spec: BootSpec) -> None:
+        if spec.workspace_disk is None:
+            return
+        try:
+            sandbox.client.call("mount_workspace", {"device": "/dev/vdb"}, timeout=60)
+        except SandboxError:
+            sandbox.kill()
+            raise
 
     def _cold_boot(self, spec: BootSpec) -> QemuSandbox:
         initrd = spec.workdir / "initrd.cpio.gz"

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from . import boot
+from . import archive, boot, files, paths
 from .execution import run_command
 from .protocol import PROTOCOL_VERSION, ProtocolError, encode, read_frame
 
@@ -24,7 +24,8 @@ Emit = Callable[[str, bytes], None]
 # Set while the VM is saved as a boot template: the host that saved it hangs up, and a
 # restored copy must then wait for its new host instead of powering off.
 STANDBY = threading.Event()
-Handler = Callable[[dict[str, Any], bytes, Emit], dict[str, Any]]
+Result = dict[str, Any] | tuple[dict[str, Any], bytes]
+Handler = Callable[[dict[str, Any], bytes, Emit], Result]
 
 
 def op_hello(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
@@ -55,6 +56,43 @@ def op_sync(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
     return {}
 
 
+def op_file_list(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    return files.list_files(args["path"], bool(args.get("recursive")), _root(args))
+
+
+def op_file_read(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    result = files.read_file(args["path"], int(args["max_bytes"]), _root(args))
+    content = result.pop("content_bytes")
+    return result, content
+
+
+def op_file_write(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    return files.write_file(args["path"], data, _root(args))
+
+
+def op_file_delete(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    return files.delete_file(args["path"], _root(args))
+
+
+def op_tar_in(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    return archive.unpack(args["dest"], data, _root(args))
+
+
+def op_tar_out(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    payload, info = archive.pack(args["path"], _root(args))
+    return info, payload
+
+
+def op_mount_workspace(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    boot.mount_workspace(args["device"], paths.ROOT)
+    return {"mounted": paths.ROOT}
+
+
+def _root(args: dict[str, Any]) -> str:
+    """Tests (and the unisolated host-compat mode) may re-root the workspace."""
+    return str(args.get("root") or paths.ROOT)
+
+
 def op_network(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
     name = boot.configure_network(
         args["guest_ip"], args["gateway_ip"], args["subnet_cidr"], list(args["dns_servers"])
@@ -67,6 +105,13 @@ HANDLERS: dict[str, Handler] = {
     "exec": op_exec,
     "sync": op_sync,
     "network": op_network,
+    "file_list": op_file_list,
+    "file_read": op_file_read,
+    "file_write": op_file_write,
+    "file_delete": op_file_delete,
+    "tar_in": op_tar_in,
+    "tar_out": op_tar_out,
+    "mount_workspace": op_mount_workspace,
 }
 
 
@@ -99,15 +144,26 @@ class Agent:
         try:
             result = handler(message.get("args") or {}, data, emit)
         except Exception as exc:  # every failure becomes an error reply, never a dead agent
-            self.send({"id": req_id, "ok": False, "error": str(exc) or type(exc).__name__})
+            kind = "invalid" if isinstance(exc, ValueError) else "failed"
+            self.send({"id": req_id, "ok": False, "error": _describe(exc), "kind": kind})
             return
-        self.send({"id": req_id, "ok": True, "result": result})
+        if isinstance(result, tuple):
+            self.send({"id": req_id, "ok": True, "result": result[0]}, result[1])
+        else:
+            self.send({"id": req_id, "ok": True, "result": result})
 
     def serve(self) -> None:
         while True:
             message, data = read_frame(self.reader)
             self.frames += 1
             threading.Thread(target=self.handle, args=(message, data), daemon=True).start()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
 
 
 def serve_stdio() -> None:

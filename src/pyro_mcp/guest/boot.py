@@ -138,3 +138,22 @@ def configure_network(guest_ip: str, gateway_ip: str, subnet_cidr: str, dns: lis
     with open("/etc/resolv.conf", "w") as handle:
         handle.write("".join(f"nameserver {server}\n" for server in dns))
     return name.decode()
+
+
+BLKFLSBUF = 0x1261
+
+
+def mount_workspace(device: str, target: str) -> None:
+    """Mount the workspace disk. A VM resumed from a boot template saw a placeholder disk
+    at probe time, so drop any cached blocks of the device first."""
+    fd = os.open(device, os.O_RDONLY)
+    try:
+        fcntl.ioctl(fd, BLKFLSBUF, 0)
+    finally:
+        os.close(fd)
+    os.makedirs(target, exist_ok=True)
+    if os.path.ismount(target):
+        return
+    status = os.spawnv(os.P_WAIT, "/bin/mount", ["mount", "-t", "ext4", device, target])  # noqa: S606
+    if status != 0:
+        raise RuntimeError(f"cannot mount the workspace disk {device} (mount exit {status})")

@@ -31,6 +31,8 @@ class Param:
     in_core: bool = True  # False: omitted from the workspace-core MCP profile
     cli_only: bool = False
     mcp: bool = True  # False: not exposed as an MCP argument
+    cli_append: bool = False  # repeatable CLI flag collecting a list
+    cli_convert: Callable[[Any], Any] | None = None  # CLI value -> SDK value
 
 
 @dataclass(frozen=True)

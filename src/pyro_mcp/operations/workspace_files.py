@@ -1,0 +1,188 @@
+"""Working inside a workspace: exec, sync, files, patch, export, diff, reset (§2.5–2.11)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from .base import OperationsBase
+from .params import ShellCommand, TimeoutSeconds
+from .registry import CORE, Param, operation
+from .render_workspaces import (
+    render_diff,
+    render_exec,
+    render_export,
+    render_file_list,
+    render_file_read,
+    render_file_write,
+    render_patch,
+    render_sync,
+    render_workspace,
+)
+from .workspaces import WorkspaceId
+
+GuestPath = Annotated[
+    str,
+    Param(
+        "Path inside the workspace (relative paths are under /workspace).",
+        cli="positional",
+        metavar="PATH",
+    ),
+]
+
+
+class WorkspaceFileOperations(OperationsBase):
+    @operation(
+        mcp="workspace_exec",
+        cli=("workspace", "exec"),
+        profiles=CORE,
+        destructive=True,
+        render=render_exec,
+        cli_runner="workspace_exec",
+    )
+    def exec_workspace(
+        self,
+        workspace_id: WorkspaceId,
+        command: ShellCommand,
+        timeout_seconds: TimeoutSeconds = 30,
+        *,
+        on_output: Any = None,
+    ) -> dict[str, Any]:
+        """Run a command in /workspace (``/bin/sh -lc``); recorded in the history.
+
+        exit_code is the command's (124 after timeout_seconds, keeping the output so far).
+        """
+        return self._manager.workspaces.exec(workspace_id, command, timeout_seconds, on_output)
+
+    @operation(
+        mcp="workspace_sync_push",
+        cli=("workspace", "sync", "push"),
+        profiles=CORE,
+        render=render_sync,
+    )
+    def push_workspace_sync(
+        self,
+        workspace_id: WorkspaceId,
+        source_path: Annotated[
+            str,
+            Param(
+                "Host directory or .tar/.tar.gz/.tgz to copy in.",
+                cli="positional",
+                metavar="SOURCE_PATH",
+            ),
+        ],
+        dest: Annotated[str, Param("Destination under /workspace.")] = "/workspace",
+    ) -> dict[str, Any]:
+        """Copy host files into the workspace (overwrite files, merge dirs, delete nothing)."""
+        return self._manager.workspaces.sync_push(workspace_id, source_path, dest)
+
+    @operation(
+        mcp="workspace_file_list",
+        cli=("workspace", "file", "list"),
+        profiles=CORE,
+        read_only=True,
+        render=render_file_list,
+    )
+    def list_workspace_files(
+        self,
+        workspace_id: WorkspaceId,
+        path: Annotated[
+            str, Param("Directory or file under /workspace.", cli="positional", metavar="PATH")
+        ] = "/workspace",
+        recursive: Annotated[bool, Param("List subdirectories too.")] = False,
+    ) -> dict[str, Any]:
+        """List files under /workspace (symlinks are shown, never followed)."""
+        return self._manager.workspaces.file_list(workspace_id, path, recursive)
+
+    @operation(
+        mcp="workspace_file_read",
+        cli=("workspace", "file", "read"),
+        profiles=CORE,
+        read_only=True,
+        render=render_file_read,
+    )
+    def read_workspace_file(
+        self,
+        workspace_id: WorkspaceId,
+        path: GuestPath,
+        max_bytes: Annotated[
+            int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1048576)
+        ] = 65536,
+    ) -> dict[str, Any]:
+        """Read a regular file as UTF-8 text (truncated=true when it is longer than max_bytes).
+
+        A pure read: it never changes last_activity_at.
+        """
+        return self._manager.workspaces.file_read(workspace_id, path, max_bytes)
+
+    @operation(
+        mcp="workspace_file_write",
+        cli=("workspace", "file", "write"),
+        profiles=CORE,
+        render=render_file_write,
+    )
+    def write_workspace_file(
+        self,
+        workspace_id: WorkspaceId,
+        path: GuestPath,
+        text: Annotated[str, Param("The whole new content (UTF-8, at most 1 MiB).")],
+    ) -> dict[str, Any]:
+        """Create or replace a file atomically; parents are created, the mode is kept."""
+        return self._manager.workspaces.file_write(workspace_id, path, text)
+
+    @operation(
+        mcp="workspace_patch_apply",
+        cli=("workspace", "patch", "apply"),
+        profiles=CORE,
+        render=render_patch,
+    )
+    def apply_workspace_patch(
+        self,
+        workspace_id: WorkspaceId,
+        patch: Annotated[str, Param("A unified diff (one or more files, at most 1 MiB).")],
+    ) -> dict[str, Any]:
+        """Apply a unified diff strictly: every file is checked before anything is written."""
+        return self._manager.workspaces.patch_apply(workspace_id, patch)
+
+    @operation(
+        mcp="workspace_export", cli=("workspace", "export"), profiles=CORE, render=render_export
+    )
+    def export_workspace(
+        self,
+        workspace_id: WorkspaceId,
+        path: GuestPath,
+        output_path: Annotated[
+            str,
+            Param("Host path to create (it must not exist).", cli="--output", metavar="HOST_PATH"),
+        ],
+    ) -> dict[str, Any]:
+        """Copy a file, directory or symlink out of the workspace to a new host path."""
+        return self._manager.workspaces.export(workspace_id, path, output_path)
+
+    @operation(
+        mcp="workspace_diff",
+        cli=("workspace", "diff"),
+        profiles=CORE,
+        read_only=True,
+        render=render_diff,
+    )
+    def diff_workspace(self, workspace_id: WorkspaceId) -> dict[str, Any]:
+        """Compare /workspace with its create-time baseline: counts and text patches."""
+        return self._manager.workspaces.diff(workspace_id)
+
+    @operation(
+        mcp="workspace_reset",
+        cli=("workspace", "reset"),
+        profiles=CORE,
+        destructive=True,
+        render=render_workspace,
+    )
+    def reset_workspace(
+        self,
+        workspace_id: WorkspaceId,
+        snapshot: Annotated[str, Param("Snapshot to restore.")] = "baseline",
+    ) -> dict[str, Any]:
+        """Recreate the sandbox from the pristine environment and restore /workspace.
+
+        Command history is cleared; the id, name, labels and expiry are kept.
+        """
+        return self._manager.workspaces.reset(workspace_id, snapshot)

@@ -1,0 +1,1 @@
+"""Host-side workspace logic: records, files, patch, diff, snapshots, shells and services."""

@@ -1,0 +1,205 @@
+"""Tar member rules: every name and link in an archive is hostile until checked (spec §2.3).
+
+The same rules guard seed, sync push, export and diff. Validation reads tar bytes only; it never
+touches the filesystem, so it is safe to run on anything a guest or a user hands us.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from pyro_mcp.errors import ValidationError
+
+ArtifactType = Literal["file", "directory", "symlink"]
+
+MAX_SYMLINK_HOPS = 40
+"""Symlinks followed while checking one link target; more is treated as a loop."""
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """One validated member. ``path`` is relative and normalised (no ``./``, no trailing ``/``)."""
+
+    path: str
+    artifact_type: ArtifactType
+    size: int
+    """Content bytes of a regular file; 0 for directories and symlinks."""
+    mode: int
+    """Permission bits (``mode & 0o7777``)."""
+    mtime: int
+    link_target: str | None
+    """Target of a symlink, else None."""
+
+
+def _bad_characters(text: str) -> str | None:
+    if "\0" in text:
+        return "a NUL byte"
+    if "\\" in text:
+        return "a backslash"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        return "a control character"
+    return None
+
+
+def member_path(name: str) -> str:
+    """Normalise a raw member name; ``""`` means the archive root. Raise on anything unsafe."""
+    if not name:
+        raise ValidationError("archive member with an empty name")
+    bad = _bad_characters(name)
+    if bad:
+        raise ValidationError(f"archive member {name!r}: name contains {bad}")
+    if name.startswith("/"):
+        raise ValidationError(f"archive member {name!r}: absolute paths are not allowed")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValidationError(f"archive member {name!r}: '..' segments are not allowed")
+    return "/".join(parts)
+
+
+def validate_members(tar_bytes: bytes) -> list[MemberInfo]:
+    """Check a plain (uncompressed) tar against every safety rule; return its members in order.
+
+    Rejects: absolute names, ``..``, NUL/backslash/control characters, hard links, devices,
+    FIFOs and other special members, sparse members, symlinks that are absolute or resolve
+    outside the root (following other symlinks in the archive), members under a symlinked or
+    file parent, type conflicts, duplicates, truncated data and trailing garbage. The archive
+    root entry (``.`` or ``./``) is accepted and skipped. Each error names the member.
+    """
+    if not tar_bytes:
+        return []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+            raw_members = tar.getmembers()
+            end = tar.offset
+    except (tarfile.TarError, ValueError, OverflowError, EOFError) as exc:
+        raise ValidationError(f"not a valid tar archive: {exc}") from None
+    _check_framing(tar_bytes, raw_members, end)
+    kinds: dict[str, ArtifactType] = {}
+    explicit: set[str] = set()
+    members: list[MemberInfo] = []
+    for raw in raw_members:
+        info = _member_info(raw)
+        if info is not None:
+            _place(info, kinds, explicit)
+            members.append(info)
+    links = {m.path: m.link_target for m in members if m.link_target is not None}
+    for member in members:
+        if member.link_target is not None:
+            _check_link_escape(member.path, member.link_target, links)
+    return members
+
+
+def _check_framing(tar_bytes: bytes, raw_members: list[tarfile.TarInfo], end: int) -> None:
+    """tarfile silently stops at a corrupt header or a truncated member; we do not."""
+    for raw in raw_members:
+        if raw.isreg() and raw.offset_data + raw.size > len(tar_bytes):
+            raise ValidationError(f"archive member {raw.name!r}: data is truncated")
+    if end > len(tar_bytes) or tar_bytes.count(0, end) != len(tar_bytes) - end:
+        raise ValidationError(
+            f"archive has unreadable data after byte {end} (corrupt header or trailing garbage)"
+        )
+
+
+def _member_info(raw: tarfile.TarInfo) -> MemberInfo | None:
+    path = member_path(raw.name)
+    label = f"archive member {path or raw.name!r}"
+    kind: ArtifactType
+    if raw.islnk():
+        raise ValidationError(f"{label}: hard links are not allowed")
+    if raw.ischr() or raw.isblk():
+        raise ValidationError(f"{label}: device files are not allowed")
+    if raw.isfifo():
+        raise ValidationError(f"{label}: FIFOs are not allowed")
+    if raw.issparse():
+        raise ValidationError(f"{label}: sparse files are not supported")
+    if raw.isdir():
+        kind = "directory"
+    elif raw.issym():
+        kind = "symlink"
+    elif raw.isreg():
+        kind = "file"
+    else:
+        raise ValidationError(f"{label}: special member type {raw.type!r} is not allowed")
+    if not path:
+        if kind == "directory":
+            return None
+        raise ValidationError(f"{label}: the archive root must be a directory")
+    target = None
+    if kind == "symlink":
+        target = raw.linkname
+        if not target:
+            raise ValidationError(f"{label}: symlink has an empty target")
+        bad = _bad_characters(target)
+        if bad:
+            raise ValidationError(f"{label}: symlink target contains {bad}")
+        if target.startswith("/"):
+            raise ValidationError(f"{label}: symlink target {target!r} is absolute")
+    return MemberInfo(
+        path=path,
+        artifact_type=kind,
+        size=raw.size if kind == "file" else 0,
+        mode=raw.mode & 0o7777,
+        mtime=int(raw.mtime),
+        link_target=target,
+    )
+
+
+def _place(info: MemberInfo, kinds: dict[str, ArtifactType], explicit: set[str]) -> None:
+    """Record ``info`` in the virtual tree; refuse symlinked/file parents, conflicts, duplicates."""
+    label = f"archive member {info.path!r}"
+    parts = info.path.split("/")
+    for depth in range(1, len(parts)):
+        parent = "/".join(parts[:depth])
+        parent_kind = kinds.get(parent)
+        if parent_kind == "symlink":
+            raise ValidationError(
+                f"{label}: parent {parent!r} is a symlink; "
+                "members may not be extracted through a symlinked parent"
+            )
+        if parent_kind == "file":
+            raise ValidationError(f"{label}: parent {parent!r} is a regular file")
+        if parent_kind is None:
+            kinds[parent] = "directory"
+    existing = kinds.get(info.path)
+    if existing is not None and existing != info.artifact_type:
+        raise ValidationError(
+            f"{label}: type conflict, it is a {info.artifact_type} but earlier members "
+            f"make it a {existing}"
+        )
+    if info.path in explicit:
+        raise ValidationError(f"{label}: appears more than once")
+    kinds[info.path] = info.artifact_type
+    explicit.add(info.path)
+
+
+def _check_link_escape(path: str, target: str, links: dict[str, str]) -> None:
+    """Resolve ``target`` from the link's directory, following archive symlinks; stay inside."""
+    resolved = path.split("/")[:-1]
+    pending = deque(target.split("/"))
+    hops = 0
+    while pending:
+        part = pending.popleft()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                raise ValidationError(
+                    f"archive member {path!r}: symlink target {target!r} escapes the archive root"
+                )
+            resolved.pop()
+            continue
+        resolved.append(part)
+        nested = links.get("/".join(resolved))
+        if nested is not None:
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise ValidationError(
+                    f"archive member {path!r}: symlink target {target!r} loops or chains "
+                    f"through more than {MAX_SYMLINK_HOPS} symlinks"
+                )
+            resolved.pop()
+            pending.extendleft(reversed(nested.split("/")))

@@ -1,0 +1,300 @@
+"""Host-side archives: pack a seed/sync directory, load a seed tarball, unpack an export.
+
+Every path that comes from an archive or a user is hostile until checked; the member rules
+live in :mod:`pyro_mcp.workspaces.archive_rules` and apply to seed, sync and export alike.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pyro_mcp.errors import NotFoundError, StateError, ValidationError
+from pyro_mcp.workspaces.archive_rules import (
+    ArtifactType,
+    MemberInfo,
+    member_path,
+    validate_members,
+)
+
+__all__ = [
+    "ARCHIVE_SUFFIXES",
+    "MAX_ARCHIVE_BYTES",
+    "ArtifactType",
+    "MemberInfo",
+    "SeedArchive",
+    "extract_export",
+    "load_archive",
+    "member_path",
+    "pack_directory",
+    "seed_archive",
+    "validate_members",
+]
+
+MAX_ARCHIVE_BYTES = 512 * 1024 * 1024
+"""Largest plain tar we build or accept (after decompression), held in memory."""
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+_SPECIAL_KINDS = {
+    stat.S_IFSOCK: "socket",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+
+
+@dataclass(frozen=True)
+class SeedArchive:
+    """A validated plain tar ready for ``/workspace``, with the payload fields of §2.3."""
+
+    tar_bytes: bytes
+    mode: Literal["directory", "tar_archive"]
+    seed_path: str
+    entry_count: int
+    bytes_written: int
+
+
+def _too_big(what: str) -> ValidationError:
+    return ValidationError(f"{what} is larger than the {MAX_ARCHIVE_BYTES}-byte archive limit")
+
+
+class _Packer:
+    """Deterministic tar writer for one host directory's children."""
+
+    def __init__(self, root: Path, tar: tarfile.TarFile, buffer: io.BytesIO) -> None:
+        self.root = root
+        self.tar = tar
+        self.buffer = buffer
+        self.entry_count = 0
+        self.bytes_written = 0
+
+    def info(self, arcname: str, kind: bytes, st: os.stat_result) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(arcname)
+        info.type = kind
+        info.mode = stat.S_IMODE(st.st_mode) & 0o777
+        info.mtime = int(st.st_mtime)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    def add(self, host: Path, arcname: str, st: os.stat_result) -> bool:
+        """Add one entry; return True when it is a directory to descend into."""
+        if stat.S_ISDIR(st.st_mode):
+            self.tar.addfile(self.info(arcname, tarfile.DIRTYPE, st))
+        elif stat.S_ISLNK(st.st_mode):
+            self.add_symlink(host, arcname, st)
+        elif stat.S_ISREG(st.st_mode):
+            self.add_file(host, arcname)
+        else:
+            kind = _SPECIAL_KINDS.get(stat.S_IFMT(st.st_mode), "special file")
+            raise ValidationError(
+                f"{host} is a {kind}; only regular files, directories and symlinks can be copied"
+            )
+        self.entry_count += 1
+        if self.buffer.tell() > MAX_ARCHIVE_BYTES:
+            raise _too_big(f"directory {self.root}")
+        return stat.S_ISDIR(st.st_mode)
+
+    def add_symlink(self, host: Path, arcname: str, st: os.stat_result) -> None:
+        target = os.readlink(host)
+        if target.startswith("/"):
+            raise ValidationError(
+                f"symlink {host} -> {target} is absolute; symlinks must be relative"
+            )
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), target))
+        if resolved == ".." or resolved.startswith("../"):
+            raise ValidationError(f"symlink {host} -> {target} points outside {self.root}")
+        info = self.info(arcname, tarfile.SYMTYPE, st)
+        info.linkname = target
+        self.tar.addfile(info)
+
+    def add_file(self, host: Path, arcname: str) -> None:
+        # O_NOFOLLOW/O_NONBLOCK: if the entry was swapped for a symlink or FIFO since lstat,
+        # fail instead of following it or blocking; fstat re-checks the type on the open fd.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(host, flags)
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ValidationError(f"{host} changed type while it was being read")
+            if self.buffer.tell() + st.st_size + 3 * tarfile.BLOCKSIZE > MAX_ARCHIVE_BYTES:
+                raise _too_big(f"directory {self.root}")
+            info = self.info(arcname, tarfile.REGTYPE, st)
+            info.size = st.st_size
+            self.tar.addfile(info, handle)
+            self.bytes_written += st.st_size
+
+
+def _sorted_children(directory: Path) -> Iterator[str]:
+    with os.scandir(directory) as entries:
+        names = sorted(entry.name for entry in entries)
+    return iter(names)
+
+
+def pack_directory(source: Path) -> tuple[bytes, int, int]:
+    """Tar the children of ``source`` (sorted by name, never following symlinks).
+
+    Returns ``(tar_bytes, entry_count, bytes_written)`` where ``bytes_written`` is the total
+    size of regular files. Hard-linked files are stored as separate copies. Absolute or
+    escaping symlinks, sockets, FIFOs and devices are refused with the offending host path.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise ValidationError(f"{source} is not a directory")
+    buffer = io.BytesIO()
+    host: Path = source
+    try:
+        with tarfile.open(fileobj=buffer, mode="w:", format=tarfile.PAX_FORMAT) as tar:
+            packer = _Packer(source, tar, buffer)
+            stack = [(source, "", _sorted_children(source))]
+            while stack:
+                directory, prefix, names = stack[-1]
+                name = next(names, None)
+                if name is None:
+                    stack.pop()
+                    continue
+                host, arcname = directory / name, prefix + name
+                if packer.add(host, arcname, os.lstat(host)):
+                    stack.append((host, arcname + "/", _sorted_children(host)))
+    except OSError as exc:
+        raise ValidationError(f"cannot read {host}: {exc.strerror or exc}") from None
+    data = buffer.getvalue()
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise _too_big(f"directory {source}")
+    validate_members(data)  # belt and braces: the same rules the guest applies
+    return data, packer.entry_count, packer.bytes_written
+
+
+def _is_archive_name(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _load(path: Path) -> tuple[bytes, list[MemberInfo]]:
+    if not _is_archive_name(path):
+        raise ValidationError(f"{path} is not a .tar/.tar.gz/.tgz archive")
+    compressed = not path.name.lower().endswith(".tar")
+    limit = MAX_ARCHIVE_BYTES
+    try:
+        with open(path, "rb") as raw:
+            if compressed:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                    data = unzipped.read(limit + 1)
+            else:
+                data = raw.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValidationError(f"cannot read archive {path}: {exc}") from None
+    if len(data) > limit:
+        raise _too_big(f"archive {path} (decompressed)")
+    return data, validate_members(data)
+
+
+def load_archive(path: Path) -> bytes:
+    """Read a ``.tar``/``.tar.gz``/``.tgz`` file as validated plain tar bytes (bounded)."""
+    return _load(Path(path))[0]
+
+
+def seed_archive(seed_path: str | Path, *, label: str = "seed_path") -> SeedArchive:
+    """Turn a seed (or sync source) path into validated tar bytes. ``label`` names the argument."""
+    path = Path(seed_path)
+    if not path.exists():
+        raise NotFoundError(f"{label} {path} does not exist")
+    resolved = str(path.resolve())
+    if path.is_dir():
+        data, count, written = pack_directory(path)
+        return SeedArchive(data, "directory", resolved, count, written)
+    if path.is_file() and _is_archive_name(path):
+        data, members = _load(path)
+        written = sum(m.size for m in members)
+        return SeedArchive(data, "tar_archive", resolved, len(members), written)
+    raise ValidationError(f"{label} must be a directory or a .tar/.tar.gz/.tgz archive")
+
+
+def _export_kind(members: list[MemberInfo], requested: ArtifactType | None) -> ArtifactType:
+    single = members[0] if len(members) == 1 and "/" not in members[0].path else None
+    if requested is None:
+        if single is not None and single.artifact_type != "directory":
+            return single.artifact_type
+        return "directory"
+    if requested != "directory" and (single is None or single.artifact_type != requested):
+        raise ValidationError(f"export archive does not hold a single top-level {requested}")
+    return requested
+
+
+def _publish(source: Path, output_path: Path, kind: ArtifactType) -> None:
+    """Move the staged result to ``output_path`` without replacing anything already there."""
+    if kind != "directory":
+        try:
+            os.link(source, output_path, follow_symlinks=False)  # fails if output_path exists
+            return
+        except FileExistsError:
+            raise ValidationError(f"output_path already exists: {output_path}") from None
+        except OSError:
+            pass  # no hard links on this filesystem: fall back to a checked rename
+    if os.path.lexists(output_path):
+        raise ValidationError(f"output_path already exists: {output_path}")
+    os.rename(source, output_path)
+
+
+def extract_export(
+    tar_bytes: bytes, output_path: Path, *, artifact_type: ArtifactType | None = None
+) -> dict[str, Any]:
+    """Unpack an export tar at exactly ``output_path``, atomically (spec §2.9).
+
+    A single top-level file or symlink becomes that file or symlink; otherwise the members are
+    the children of a new directory. Pass ``artifact_type`` (the guest knows it) to remove the
+    ambiguity of a directory that holds one file. Extraction runs with tarfile's ``data``
+    filter in a temporary sibling directory and is renamed into place, so a failure leaves
+    nothing behind. Returns ``{artifact_type, entry_count, bytes_written}``.
+    """
+    if not hasattr(tarfile, "data_filter"):
+        raise StateError("this Python lacks tarfile extraction filters (3.11.4+); cannot export")
+    output_path = Path(output_path)
+    if os.path.lexists(output_path):
+        raise ValidationError(f"output_path already exists: {output_path}")
+    members = validate_members(tar_bytes)
+    kind = _export_kind(members, artifact_type)
+    created: list[Path] = []  # parent directories we made, deepest first
+    staging: Path | None = None
+    try:
+        probe = output_path.parent
+        while not os.path.lexists(probe) and probe != probe.parent:
+            created.append(probe)
+            probe = probe.parent
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.", dir=output_path.parent))
+        tree = staging / "tree"
+        tree.mkdir()
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+            tar.errorlevel = 2
+            tar.extractall(tree, filter="data")
+        _publish(tree if kind == "directory" else tree / members[0].path, output_path, kind)
+        created.clear()
+    except tarfile.TarError as exc:
+        raise ValidationError(f"export archive rejected: {exc}") from None
+    except OSError as exc:
+        raise StateError(f"export to {output_path} failed: {exc}") from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for directory in created:
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+    return {
+        "artifact_type": kind,
+        "entry_count": len(members),
+        "bytes_written": sum(m.size for m in members),
+    }

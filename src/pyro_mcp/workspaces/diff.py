@@ -1,0 +1,188 @@
+"""Workspace diff: compare two tars in memory, without extracting anything (spec §2.10).
+
+Improvement over the reference (§7.15): a permission change of a regular file (e.g. ``+x``)
+is reported as ``modified`` with an extra ``mode_change: "100644 -> 100755"`` field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import tarfile
+from dataclasses import dataclass
+from typing import Any
+
+from pyro_mcp.workspaces.archive_rules import ArtifactType, member_path, validate_members
+
+MAX_PATCH_BYTES = 1024 * 1024
+"""The joined ``patch`` (and any single ``text_patch``) is cut at this size."""
+
+CONTEXT_LINES = 3
+_NO_NEWLINE = "\\ No newline at end of file\n"
+
+
+@dataclass(frozen=True)
+class _Node:
+    kind: ArtifactType
+    mode: int = 0
+    data: bytes = b""
+    target: str | None = None
+
+
+def _read_tree(tar_bytes: bytes) -> dict[str, _Node]:
+    """Validated members by path, contents included; implied parent directories added."""
+    infos = {m.path: m for m in validate_members(tar_bytes)}
+    tree: dict[str, _Node] = {}
+    if not infos:
+        return tree
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+        for raw in tar:
+            path = member_path(raw.name)
+            info = infos.get(path)
+            if info is None:
+                continue
+            data = b""
+            if info.artifact_type == "file":
+                handle = tar.extractfile(raw)
+                data = handle.read() if handle is not None else b""
+            tree[path] = _Node(info.artifact_type, info.mode, data, info.link_target)
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                tree.setdefault("/".join(parts[:depth]), _Node("directory"))
+    return tree
+
+
+def _non_empty_dirs(tree: dict[str, _Node]) -> set[str]:
+    return {path.rpartition("/")[0] for path in tree if "/" in path}
+
+
+def _text(data: bytes) -> str | None:
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _lines(text: str) -> list[str]:
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _unified(path: str, old: str | None, new: str | None) -> str | None:
+    """A unified diff of one file (None side = absent), or None when there are no hunks."""
+    old_label = f"a/{path}" if old is not None else "/dev/null"
+    new_label = f"b/{path}" if new is not None else "/dev/null"
+    out: list[str] = []
+    for line in difflib.unified_diff(
+        _lines(old or ""),
+        _lines(new or ""),
+        fromfile=old_label,
+        tofile=new_label,
+        n=CONTEXT_LINES,
+    ):
+        out.append(line if line.endswith("\n") else f"{line}\n{_NO_NEWLINE}")
+    return "".join(out) or None
+
+
+def _bounded(text: str) -> tuple[str, bool]:
+    """Cut ``text`` to at most MAX_PATCH_BYTES of UTF-8, at a line end when possible."""
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_PATCH_BYTES:
+        return text, False
+    cut = raw[:MAX_PATCH_BYTES]
+    newline = cut.rfind(b"\n")
+    if newline >= 0:
+        cut = cut[: newline + 1]
+    return cut.decode("utf-8", "ignore"), True
+
+
+def _mode_label(mode: int) -> str:
+    return f"{0o100000 | mode:06o}"
+
+
+def _compare(path: str, old: _Node | None, new: _Node | None) -> dict[str, Any] | None:
+    """The entry for one path (at least one side present), or None when unchanged."""
+    if old is None or new is None:
+        node = new or old
+        assert node is not None
+        status = "added" if old is None else "deleted"
+        entry: dict[str, Any] = {"path": path, "status": status, "artifact_type": node.kind}
+        entry["text_patch"] = None
+        if node.kind == "file":
+            text = _text(node.data)
+            entry["_non_text"] = text is None
+            if text is not None:
+                pair = (None, text) if old is None else (text, None)
+                entry["text_patch"] = _unified(path, *pair)
+        return entry
+    if old.kind != new.kind:
+        return {
+            "path": path,
+            "status": "type_changed",
+            "artifact_type": new.kind,
+            "text_patch": None,
+        }
+    if new.kind == "directory":
+        return None
+    if new.kind == "symlink":
+        if old.target == new.target:
+            return None
+        return {"path": path, "status": "modified", "artifact_type": "symlink", "text_patch": None}
+    if old.data == new.data and old.mode == new.mode:
+        return None
+    entry = {"path": path, "status": "modified", "artifact_type": "file", "text_patch": None}
+    if old.data != new.data:
+        old_text, new_text = _text(old.data), _text(new.data)
+        entry["_non_text"] = old_text is None or new_text is None
+        if old_text is not None and new_text is not None:
+            entry["text_patch"] = _unified(path, old_text, new_text)
+    if old.mode != new.mode:
+        entry["mode_change"] = f"{_mode_label(old.mode)} -> {_mode_label(new.mode)}"
+    return entry
+
+
+def diff_trees(baseline_tar: bytes, current_tar: bytes) -> dict[str, Any]:
+    """Compare two plain tars (both validated first) as §2.10 describes.
+
+    Returns ``{changed, summary:{total, added, modified, deleted, type_changed, text_patched,
+    non_text}, entries:[{path, status, artifact_type, text_patch, [mode_change]}], patch,
+    patch_truncated}``. Entries are sorted by path; directories appear only when they are
+    empty on the side that has them (plus type changes).
+    """
+    old_tree, new_tree = _read_tree(baseline_tar), _read_tree(current_tar)
+    old_parents, new_parents = _non_empty_dirs(old_tree), _non_empty_dirs(new_tree)
+    entries: list[dict[str, Any]] = []
+    non_text = 0
+    for path in sorted(old_tree.keys() | new_tree.keys()):
+        old, new = old_tree.get(path), new_tree.get(path)
+        if old is None and new is not None and new.kind == "directory" and path in new_parents:
+            continue
+        if new is None and old is not None and old.kind == "directory" and path in old_parents:
+            continue
+        entry = _compare(path, old, new)
+        if entry is None:
+            continue
+        non_text += bool(entry.pop("_non_text", False))
+        if entry["text_patch"] is not None:
+            entry["text_patch"], truncated = _bounded(entry["text_patch"])
+            if truncated:
+                entry["patch_truncated"] = True
+        entries.append(entry)
+    patch, patch_truncated = _bounded("".join(e["text_patch"] or "" for e in entries))
+    summary = {"total": len(entries)}
+    for status in ("added", "modified", "deleted", "type_changed"):
+        summary[status] = sum(1 for e in entries if e["status"] == status)
+    summary["text_patched"] = sum(1 for e in entries if e["text_patch"] is not None)
+    summary["non_text"] = non_text
+    return {
+        "changed": bool(entries),
+        "summary": summary,
+        "entries": entries,
+        "patch": patch,
+        "patch_truncated": patch_truncated,
+    }

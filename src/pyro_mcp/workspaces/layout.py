@@ -1,0 +1,112 @@
+"""Where one workspace's files live on the host: a private directory per workspace."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import PyroError
+from ..paths import private_dir
+
+DISK_SIZE = "8G"  # sparse; every workspace disk has the same size (boot templates rely on it)
+
+
+class WorkspaceLayout:
+    def __init__(self, home: Path, workspace_id: str) -> None:
+        self.root = home / "workspaces" / workspace_id
+
+    def create(self) -> None:
+        private_dir(self.root.parent)
+        private_dir(self.root)
+        private_dir(self.runtime_dir)
+        private_dir(self.snapshots_dir)
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.root / "runtime"
+
+    @property
+    def volume_dir(self) -> Path:
+        """/workspace for engines that mount a host directory (gvisor, host compat)."""
+        return self.root / "volume"
+
+    @property
+    def disk(self) -> Path:
+        """/workspace for VM engines: an ext4 disk image."""
+        return self.root / "workspace.ext4"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "supervisor.sock"
+
+    @property
+    def status(self) -> Path:
+        return self.root / "supervisor.status"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "supervisor.log"
+
+    @property
+    def baseline(self) -> Path:
+        return self.root / "baseline.tar"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.root / "snapshots"
+
+    def fresh_volume(self, real_vm: bool) -> None:
+        """An empty /workspace: a new directory, or a new sparse ext4 disk."""
+        if real_vm:
+            self.disk.unlink(missing_ok=True)
+            with self.disk.open("wb") as handle:
+                handle.truncate(_size_bytes(DISK_SIZE))
+            result = subprocess.run(
+                [
+                    "mkfs.ext4",
+                    "-q",
+                    "-F",
+                    "-m",
+                    "0",
+                    "-L",
+                    "workspace",
+                    "-E",
+                    "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0",
+                    str(self.disk),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise PyroError(f"cannot create the workspace disk: {result.stderr.strip()}")
+        else:
+            if self.volume_dir.exists():
+                shutil.rmtree(self.volume_dir)
+            self.volume_dir.mkdir(mode=0o755)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _size_bytes(size: str) -> int:
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    return int(size[:-1]) * units[size[-1]]
+
+
+@contextlib.contextmanager
+def socket_address(path: Path) -> Iterator[str]:
+    """A Unix socket address for ``path``, also when it is longer than sun_path allows
+    (through /proc/self/fd of its directory)."""
+    if len(str(path)) < 100:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)

@@ -1,0 +1,271 @@
+"""Workspace lifecycle on the host: create, list, update, status, logs, stop, start, delete.
+
+The host side never talks to an engine directly: each running workspace has a supervisor
+process (see supervisor.py) reached over its Unix socket.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .. import validation
+from ..engines.agent_client import AgentClient, AgentGone
+from ..errors import NotFoundError, SandboxError, StateError, ValidationError
+from ..runtime import Runtime
+from .layout import WorkspaceLayout, socket_address
+from .store import Store
+
+SUPERVISOR_START_TIMEOUT = 300.0
+STOP_TIMEOUT = 30.0
+AGENT_SLACK_SECONDS = 60.0
+
+
+def empty_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:"):
+        pass
+    return buf.getvalue()
+
+
+def process_alive(pid: int | None, marker: str) -> bool:
+    """A live, non-zombie process whose command line mentions ``marker`` (no PID reuse)."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read()
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and marker.encode() in cmdline
+
+
+class WorkspaceLifecycle:
+    def __init__(self, runtime: Runtime, store: Store) -> None:
+        self.runtime = runtime
+        self.store = store
+        self._clients: dict[str, AgentClient] = {}
+        self._lock = threading.Lock()
+
+    # -- records -------------------------------------------------------------------------
+    def layout(self, workspace_id: str) -> WorkspaceLayout:
+        return WorkspaceLayout(self.runtime.home, workspace_id)
+
+    def record(self, workspace_id: str, *, refresh: bool = True) -> dict[str, Any]:
+        if not isinstance(workspace_id, str) or not workspace_id:
+            raise NotFoundError("workspace_id is required")
+        record = self.store.get(workspace_id)
+        if record is None:
+            raise NotFoundError(f"workspace {workspace_id!r} does not exist")
+        if time.time() >= record["expires_at"]:
+            self._destroy(record)
+            raise StateError(
+                f"workspace {workspace_id!r} expired (ttl {record['ttl_seconds']}s) and was "
+                "automatically deleted"
+            )
+        if refresh:
+            record = self._refresh(record)
+        return record
+
+    def _refresh(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A workspace whose supervisor died is stopped, whatever the record said."""
+        if record["state"] == "started" and not process_alive(
+            record["supervisor_pid"], record["workspace_id"]
+        ):
+            error = record["last_error"] or "the workspace supervisor is no longer running"
+            self.store.update(
+                record["workspace_id"], state="stopped", supervisor_pid=None, last_error=error
+            )
+            self._drop_client(record["workspace_id"])
+            record = dict(record, state="stopped", supervisor_pid=None, last_error=error)
+        return record
+
+    def touch(self, workspace_id: str, when: float | None = None) -> float:
+        """The activity rule: every call that acts on a workspace bumps last_activity_at;
+        pure reads (status, list, logs, file list/read, diff, export …) never do."""
+        stamp = time.time() if when is None else when
+        self.store.update(workspace_id, last_activity_at=stamp)
+        return stamp
+
+    def reap_expired(self) -> list[str]:
+        now = time.time()
+        reaped = []
+        for record in self.store.all():
+            if now >= record["expires_at"]:
+                self._destroy(record)
+                reaped.append(record["workspace_id"])
+        return reaped
+
+    # -- supervisor ----------------------------------------------------------------------
+    def spawn(self, workspace_id: str) -> None:
+        layout = self.layout(workspace_id)
+        layout.status.unlink(missing_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "pyro_mcp.workspaces.supervisor",
+            "--home",
+            str(self.runtime.home),
+            "--cache",
+            str(self.runtime.cache),
+            "--workspace",
+            workspace_id,
+        ]
+        with layout.log.open("ab") as log:
+            first = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                cwd=layout.root,
+            )
+        first.wait()  # it forks the real supervisor and exits at once
+        deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if layout.status.exists():
+                status = json.loads(layout.status.read_text())
+                if status.get("ok"):
+                    return
+                raise SandboxError(f"workspace {workspace_id!r} failed to start: {status['error']}")
+            time.sleep(0.005)
+        raise SandboxError(f"workspace {workspace_id!r} did not start within the time limit")
+
+    def client(self, workspace_id: str) -> AgentClient:
+        with self._lock:
+            client = self._clients.get(workspace_id)
+            if client is not None and not client.closed:
+                return client
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                with socket_address(self.layout(workspace_id).socket) as address:
+                    sock.connect(address)
+            except OSError as exc:
+                sock.close()
+                raise StateError(f"workspace {workspace_id!r} is not running ({exc})") from exc
+            client = AgentClient(
+                sock.makefile("rb"), sock.makefile("wb"), name=f"workspace {workspace_id}"
+            )
+            self._clients[workspace_id] = client
+            return client
+
+    def _drop_client(self, workspace_id: str) -> None:
+        with self._lock:
+            client = self._clients.pop(workspace_id, None)
+        if client is not None:
+            client.close()
+
+    def call(
+        self,
+        workspace_id: str,
+        op: str,
+        args: dict[str, Any] | None = None,
+        data: bytes = b"",
+        timeout: float | None = None,
+        on_event: Any = None,
+    ) -> tuple[dict[str, Any], bytes]:
+        try:
+            return self.client(workspace_id).call(
+                op,
+                args,
+                data,
+                on_event=on_event,
+                timeout=timeout if timeout is not None else AGENT_SLACK_SECONDS,
+            )
+        except AgentGone as exc:
+            self._drop_client(workspace_id)
+            record = self.store.get(workspace_id)
+            if record is not None:
+                self._refresh(record)
+            raise StateError(f"workspace {workspace_id!r} stopped during {op}: {exc}") from exc
+
+    def require_started(self, workspace_id: str, action: str) -> dict[str, Any]:
+        record = self.record(workspace_id)
+        if record["state"] != "started":
+            raise StateError(
+                f"workspace {workspace_id!r} must be in 'started' state before {action} "
+                f"(it is {record['state']}; run 'pyro workspace start {workspace_id}')"
+            )
+        return record
+
+    def stop_supervisor(self, record: dict[str, Any]) -> None:
+        workspace_id = record["workspace_id"]
+        pid = record["supervisor_pid"]
+        if process_alive(pid, workspace_id):
+            try:
+                self.client(workspace_id).call("supervisor_stop", timeout=10)
+            except (StateError, SandboxError):
+                pass
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while process_alive(pid, workspace_id) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if process_alive(pid, workspace_id):
+                os.killpg(pid, signal.SIGKILL)
+        self._drop_client(workspace_id)
+
+    def _destroy(self, record: dict[str, Any]) -> None:
+        self.stop_supervisor(record)
+        self.store.delete(record["workspace_id"])
+        self.layout(record["workspace_id"]).remove()
+
+    # -- create --------------------------------------------------------------------------
+    def new_record(self, **fields: Any) -> dict[str, Any]:
+        now = time.time()
+        ttl = validation.ttl_seconds(fields["ttl_seconds"])
+        return {
+            "workspace_id": uuid.uuid4().hex[:12],
+            "created_at": now,
+            "last_activity_at": now,
+            "expires_at": now + ttl,
+            "state": "starting",
+            "command_count": 0,
+            "reset_count": 0,
+            "last_command": None,
+            "last_reset_at": None,
+            "last_error": None,
+            "supervisor_pid": None,
+            **fields,
+            "ttl_seconds": ttl,
+        }
+
+    def boot_fresh(self, record: dict[str, Any], seed: bytes) -> dict[str, Any]:
+        """Fresh /workspace, supervisor up, seed unpacked. Raises with everything cleaned."""
+        workspace_id = record["workspace_id"]
+        layout = self.layout(workspace_id)
+        real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
+        layout.fresh_volume(real_vm)
+        self.spawn(workspace_id)
+        result, _ = self.call(workspace_id, "tar_in", {"dest": "/workspace"}, data=seed)
+        return result
+
+    def check_capacity(self, max_active: int, extra: int) -> None:
+        running = self.store.count_active() + extra
+        if running >= max_active:
+            raise StateError(
+                f"max active VMs reached ({max_active}); stop or delete a running workspace "
+                "first (stopped workspaces do not count)"
+            )
+
+    @staticmethod
+    def validate_update(name: Any, clear_name: bool, labels: Any, clear_labels: Any) -> None:
+        if name is not None and clear_name:
+            raise ValidationError("use either name or clear_name, not both")
+
+    @staticmethod
+    def host_path(value: Any, what: str) -> Path:
+        if not isinstance(value, str | os.PathLike) or not str(value).strip():
+            raise ValidationError(f"{what} must be a host path")
+        return Path(value).expanduser()

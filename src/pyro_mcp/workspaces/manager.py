@@ -1,0 +1,397 @@
+"""WorkspaceManager: the persistent-workspace operations behind every surface."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import validation
+from ..engines.agent_client import AgentInvalid
+from ..errors import StateError, ValidationError
+from ..runtime import Runtime
+from . import records
+from .archives import extract_export, seed_archive, validate_members
+from .diff import diff_trees
+from .lifecycle import WorkspaceLifecycle, empty_tar
+from .patch import parse_patch, plan_patch
+from .paths import normalize_workspace_path
+from .store import Store
+
+MAX_READ_BYTES = 1024 * 1024
+MAX_WRITE_BYTES = 1024 * 1024
+EXEC_SLACK_SECONDS = 30.0
+
+
+class WorkspaceManager(WorkspaceLifecycle):
+    def __init__(self, runtime: Runtime, max_active: int, active_vms: Any) -> None:
+        super().__init__(runtime, Store(runtime.home / "state.db"))
+        self.max_active = max_active
+        self.active_vms = active_vms  # callable: how many ephemeral VMs this process runs
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def create(
+        self,
+        *,
+        environment: str,
+        vcpu_count: int,
+        mem_mib: int,
+        ttl_seconds: int,
+        network_policy: str,
+        allow_host_compat: bool,
+        seed_path: str | None,
+        name: str | None,
+        labels: dict[str, str] | None,
+        progress: Any = None,
+        notify: Any = None,
+    ) -> dict[str, Any]:
+        vcpu = validation.vcpu_count(vcpu_count)
+        mem = validation.mem_mib(mem_mib)
+        policy = records.network_policy(network_policy)
+        clean_name = records.workspace_name(name) if name is not None else None
+        clean_labels = records.labels(labels)
+        seed_info: dict[str, Any] = {"mode": "empty", "seed_path": None}
+        seed = empty_tar()
+        if seed_path is not None:
+            archive = seed_archive(self.host_path(seed_path, "seed_path"))
+            seed = archive.tar_bytes
+            seed_info = {"mode": archive.mode, "seed_path": str(archive.seed_path)}
+        self.reap_expired()
+        self.check_capacity(self.max_active, self.active_vms())
+        env = self.runtime.environment(environment, progress)
+        choice = self.runtime.choose_engine(env, bool(allow_host_compat), notify)
+        if policy != "off" and not choice.engine.info().network:
+            raise StateError(
+                f"network_policy {policy!r} needs guest networking, which the {choice.key} "
+                "engine does not have yet; use --engine qemu or network_policy 'off'"
+            )
+        record = self.new_record(
+            name=clean_name,
+            labels=clean_labels,
+            environment=env.spec.name,
+            environment_version=env.spec.version,
+            vcpu_count=vcpu,
+            mem_mib=mem,
+            ttl_seconds=ttl_seconds,
+            network_policy=policy,
+            allow_host_compat=bool(allow_host_compat),
+            engine=choice.key,
+            workspace_seed=seed_info,
+            secrets=[],
+        )
+        layout = self.layout(record["workspace_id"])
+        layout.create()
+        layout.baseline.write_bytes(seed)
+        self.store.insert(record)
+        try:
+            unpacked = self.boot_fresh(record, seed)
+        except BaseException:
+            self._destroy(self.store.get(record["workspace_id"]) or record)
+            raise
+        seed_info.update(
+            destination="/workspace",
+            entry_count=unpacked.get("entry_count", 0),
+            bytes_written=unpacked.get("bytes_written", 0),
+        )
+        self.store.update(record["workspace_id"], workspace_seed=seed_info)
+        return records.payload(self.record(record["workspace_id"]))
+
+    def list_all(self) -> dict[str, Any]:
+        self.reap_expired()
+        rows = [self._refresh(r) for r in self.store.all()]
+        rows.sort(key=records.sort_key)
+        return {"count": len(rows), "workspaces": [records.list_entry(r) for r in rows]}
+
+    def status(self, workspace_id: str) -> dict[str, Any]:
+        return records.payload(self.record(workspace_id))
+
+    def update(
+        self,
+        workspace_id: str,
+        *,
+        name: str | None = None,
+        clear_name: bool = False,
+        labels: dict[str, str] | None = None,
+        clear_labels: list[str] | None = None,
+    ) -> dict[str, Any]:
+        self.validate_update(name, clear_name, labels, clear_labels)
+        record = self.record(workspace_id)
+        changes: dict[str, Any] = {}
+        if name is not None:
+            changes["name"] = records.workspace_name(name)
+        if clear_name:
+            changes["name"] = None
+        new_labels = dict(record["labels"])
+        new_labels.update(records.labels(labels))
+        for key in clear_labels or []:
+            new_labels.pop(records.label_key(key), None)
+        if new_labels != record["labels"]:
+            changes["labels"] = dict(sorted(new_labels.items()))
+        if not changes or all(record.get(k) == v for k, v in changes.items()):
+            raise ValidationError("workspace update requested no effective metadata change")
+        self.store.update(workspace_id, **changes, last_activity_at=time.time())
+        return records.payload(self.record(workspace_id))
+
+    def logs(self, workspace_id: str) -> dict[str, Any]:
+        self.record(workspace_id)
+        entries = self.store.commands(workspace_id)
+        for entry in entries:
+            entry.pop("workspace_id", None)
+            entry["stdout_file"] = entry["stderr_file"] = None
+        return {"workspace_id": workspace_id, "count": len(entries), "entries": entries}
+
+    def delete(self, workspace_id: str) -> dict[str, Any]:
+        record = self.store.get(workspace_id) if isinstance(workspace_id, str) else None
+        if record is None:
+            raise ValidationError(f"workspace {workspace_id!r} does not exist")
+        self._destroy(record)
+        return {"workspace_id": workspace_id, "deleted": True, "reason": "explicit_delete"}
+
+    def stop(self, workspace_id: str) -> dict[str, Any]:
+        record = self.record(workspace_id)
+        if record["state"] == "started":
+            self.stop_supervisor(record)
+            self.store.update(workspace_id, state="stopped", supervisor_pid=None)
+        self.touch(workspace_id)
+        return records.payload(self.record(workspace_id))
+
+    def start(self, workspace_id: str) -> dict[str, Any]:
+        record = self.record(workspace_id)
+        if record["state"] != "started":
+            self.check_capacity(self.max_active, self.active_vms())
+            self.store.update(workspace_id, state="starting", last_error=None)
+            try:
+                self.spawn(workspace_id)
+            except BaseException:
+                self.store.update(workspace_id, state="stopped")
+                raise
+        self.touch(workspace_id)
+        return records.payload(self.record(workspace_id))
+
+    # -- exec and files ------------------------------------------------------------------
+    def exec(
+        self,
+        workspace_id: str,
+        command: str,
+        timeout_seconds: float,
+        on_output: Any = None,
+    ) -> dict[str, Any]:
+        command = validation.command(command)
+        timeout = validation.timeout_seconds(timeout_seconds)
+        record = self.require_started(workspace_id, "workspace_exec")
+        args = {
+            "command": command,
+            "timeout_seconds": timeout,
+            "cwd": "/workspace",
+            "mkdir_cwd": True,
+            "stream": on_output is not None,
+        }
+        result, _ = self.call(
+            workspace_id, "exec", args, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_output
+        )
+        entry = {
+            "command": command,
+            "cwd": "/workspace",
+            "exit_code": int(result["exit_code"]),
+            "duration_ms": int(result["duration_ms"]),
+            "execution_mode": records.execution_mode(record["engine"]),
+            "stdout": result["stdout"],
+            "stderr": result["stderr"],
+        }
+        sequence = self.store.record_command(workspace_id, entry, time.time())
+        return {
+            "workspace_id": workspace_id,
+            "environment": record["environment"],
+            "environment_version": record["environment_version"],
+            **entry,
+            "sequence": sequence,
+            "timed_out": bool(result.get("timed_out")),
+            "stdout_truncated": bool(result.get("stdout_truncated")),
+            "stderr_truncated": bool(result.get("stderr_truncated")),
+        }
+
+    def sync_push(self, workspace_id: str, source_path: str, dest: str) -> dict[str, Any]:
+        record = self.require_started(workspace_id, "workspace_sync_push")
+        destination = normalize_workspace_path(dest)
+        archive = seed_archive(self.host_path(source_path, "source_path"))
+        result, _ = self.call(workspace_id, "tar_in", {"dest": destination}, data=archive.tar_bytes)
+        self.touch(workspace_id)
+        return {
+            "workspace_id": workspace_id,
+            "execution_mode": records.execution_mode(record["engine"]),
+            "workspace_sync": {
+                "mode": archive.mode,
+                "source_path": str(archive.seed_path),
+                "destination": destination,
+                "entry_count": result.get("entry_count", 0),
+                "bytes_written": result.get("bytes_written", 0),
+            },
+        }
+
+    def file_list(self, workspace_id: str, path: str, recursive: bool) -> dict[str, Any]:
+        record = self.require_started(workspace_id, "workspace_file_list")
+        result, _ = self.call(
+            workspace_id,
+            "file_list",
+            {"path": normalize_workspace_path(path), "recursive": bool(recursive)},
+        )
+        entries = [
+            {k: e[k] for k in ("path", "artifact_type", "size_bytes", "link_target")}
+            for e in result["entries"]
+        ]
+        return {
+            "workspace_id": workspace_id,
+            "path": result["path"],
+            "recursive": bool(recursive),
+            "entries": entries,
+            "truncated": result.get("truncated", False),
+            "execution_mode": records.execution_mode(record["engine"]),
+        }
+
+    def file_read(self, workspace_id: str, path: str, max_bytes: int) -> dict[str, Any]:
+        limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ_BYTES)
+        record = self.require_started(workspace_id, "workspace_file_read")
+        result, content = self.call(
+            workspace_id, "file_read", {"path": normalize_workspace_path(path), "max_bytes": limit}
+        )
+        # A pure read: last_activity_at is left alone (the 3.6.0 regression, §2.18).
+        return {
+            "workspace_id": workspace_id,
+            "path": result["path"],
+            "size_bytes": result["size_bytes"],
+            "max_bytes": limit,
+            "content": content.decode("utf-8", errors="replace"),
+            "truncated": result["truncated"],
+            "execution_mode": records.execution_mode(record["engine"]),
+        }
+
+    def file_write(self, workspace_id: str, path: str, text: str) -> dict[str, Any]:
+        if not isinstance(text, str):
+            raise ValidationError("text must be a string")
+        data = text.encode("utf-8")
+        if len(data) > MAX_WRITE_BYTES:
+            raise ValidationError(f"text is larger than {MAX_WRITE_BYTES} bytes (1 MiB)")
+        record = self.require_started(workspace_id, "workspace_file_write")
+        result, _ = self.call(
+            workspace_id, "file_write", {"path": normalize_workspace_path(path)}, data=data
+        )
+        self.touch(workspace_id)
+        return {
+            "workspace_id": workspace_id,
+            "path": result["path"],
+            "size_bytes": result["size_bytes"],
+            "bytes_written": result["bytes_written"],
+            "execution_mode": records.execution_mode(record["engine"]),
+        }
+
+    def patch_apply(self, workspace_id: str, patch: str) -> dict[str, Any]:
+        patches = parse_patch(patch)
+        record = self.require_started(workspace_id, "workspace_patch_apply")
+
+        def read(path: str) -> str | None:
+            try:
+                result, content = self.call(
+                    workspace_id, "file_read", {"path": path, "max_bytes": MAX_READ_BYTES}
+                )
+            except AgentInvalid as exc:
+                if "does not exist" in str(exc):
+                    return None
+                raise ValidationError(f"cannot patch {path}: {exc}") from exc
+            if result["truncated"]:
+                raise ValidationError(f"cannot patch {path}: larger than 1 MiB")
+            try:
+                return content.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValidationError(f"cannot patch {path}: not UTF-8 text") from None
+
+        plan = plan_patch(patches, read)  # every file computed before anything is written
+        for path, text, _status in plan:
+            if text is not None:
+                self.call(workspace_id, "file_write", {"path": path}, data=text.encode())
+        for path, text, _status in plan:
+            if text is None:
+                self.call(workspace_id, "file_delete", {"path": path})
+        self.touch(workspace_id)
+        entries = [{"path": path, "status": status} for path, _text, status in plan]
+        summary = {"total": len(entries)}
+        for status in ("added", "modified", "deleted"):
+            summary[status] = sum(1 for e in entries if e["status"] == status)
+        return {
+            "workspace_id": workspace_id,
+            "changed": bool(entries),
+            "summary": summary,
+            "entries": entries,
+            "patch": patch,
+            "execution_mode": records.execution_mode(record["engine"]),
+        }
+
+    def export(self, workspace_id: str, path: str, output_path: str) -> dict[str, Any]:
+        record = self.require_started(workspace_id, "workspace_export")
+        target = self.host_path(output_path, "output_path")
+        if target.exists() or target.is_symlink():
+            raise ValidationError(f"output_path already exists: {target}")
+        info, data = self.call(
+            workspace_id, "tar_out", {"path": normalize_workspace_path(path)}, timeout=600
+        )
+        validate_members(data)
+        result = extract_export(data, target)
+        return {
+            "workspace_id": workspace_id,
+            "workspace_path": info["workspace_path"],
+            "output_path": str(target),
+            "artifact_type": result["artifact_type"],
+            "entry_count": result["entry_count"],
+            "bytes_written": result["bytes_written"],
+            "execution_mode": records.execution_mode(record["engine"]),
+        }
+
+    def current_tree(self, workspace_id: str) -> bytes:
+        _info, data = self.call(workspace_id, "tar_out", {"path": "/workspace"}, timeout=600)
+        validate_members(data)
+        return data
+
+    def diff(self, workspace_id: str) -> dict[str, Any]:
+        self.require_started(workspace_id, "workspace_diff")
+        baseline = self.layout(workspace_id).baseline.read_bytes()
+        result = diff_trees(baseline, self.current_tree(workspace_id))
+        return {"workspace_id": workspace_id, **result}
+
+    def reset(self, workspace_id: str, snapshot: str = "baseline") -> dict[str, Any]:
+        record = self.record(workspace_id)
+        if snapshot != "baseline":
+            raise ValidationError(f"snapshot {snapshot!r} does not exist")
+        tar_bytes = self.layout(workspace_id).baseline.read_bytes()
+        if record["state"] == "started":
+            self.stop_supervisor(record)
+        self.store.update(workspace_id, state="stopped", supervisor_pid=None)
+        try:
+            self.store.update(workspace_id, state="starting")
+            unpacked = self.boot_fresh(self.record(workspace_id, refresh=False), tar_bytes)
+        except BaseException:
+            current = self.store.get(workspace_id)
+            if current is not None:
+                self.stop_supervisor(current)
+                self.store.update(workspace_id, state="stopped", supervisor_pid=None)
+            raise
+        now = time.time()
+        self.store.clear_commands(workspace_id)
+        self.store.update(
+            workspace_id,
+            command_count=0,
+            last_command=None,
+            reset_count=record["reset_count"] + 1,
+            last_reset_at=now,
+            last_activity_at=now,
+        )
+        payload = records.payload(self.record(workspace_id))
+        payload["workspace_reset"] = {
+            "snapshot_name": snapshot,
+            "kind": "baseline",
+            "destination": "/workspace",
+            "entry_count": unpacked.get("entry_count", 0),
+            "bytes_written": unpacked.get("bytes_written", 0),
+        }
+        return payload
+
+    def host_output(self, value: str) -> Path:
+        return self.host_path(value, "output_path")

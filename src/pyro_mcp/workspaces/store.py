@@ -1,0 +1,198 @@
+"""Workspace records in one SQLite database (WAL): safe for the CLI and a long-lived MCP
+server changing the same workspaces at once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS workspaces (
+    workspace_id TEXT PRIMARY KEY,
+    name TEXT,
+    labels TEXT NOT NULL DEFAULT '{}',
+    environment TEXT NOT NULL,
+    environment_version TEXT NOT NULL,
+    vcpu_count INTEGER NOT NULL,
+    mem_mib INTEGER NOT NULL,
+    ttl_seconds INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    last_activity_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    network_policy TEXT NOT NULL,
+    allow_host_compat INTEGER NOT NULL,
+    engine TEXT NOT NULL,
+    workspace_seed TEXT NOT NULL DEFAULT '{}',
+    secrets TEXT NOT NULL DEFAULT '[]',
+    command_count INTEGER NOT NULL DEFAULT 0,
+    last_command TEXT,
+    reset_count INTEGER NOT NULL DEFAULT 0,
+    last_reset_at REAL,
+    last_error TEXT,
+    supervisor_pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS commands (
+    workspace_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    command TEXT NOT NULL,
+    cwd TEXT NOT NULL,
+    exit_code INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    execution_mode TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    stdout TEXT NOT NULL,
+    stderr TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, sequence)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    workspace_id TEXT NOT NULL,
+    snapshot_name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    entry_count INTEGER NOT NULL,
+    bytes_written INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, snapshot_name)
+);
+"""
+JSON_COLUMNS = ("labels", "workspace_seed", "secrets", "last_command")
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self.connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            yield db
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @staticmethod
+    def _decode(row: sqlite3.Row) -> dict[str, Any]:
+        record = dict(row)
+        for key in JSON_COLUMNS:
+            if key in record and record[key] is not None:
+                record[key] = json.loads(record[key])
+        if "allow_host_compat" in record:
+            record["allow_host_compat"] = bool(record["allow_host_compat"])
+        return record
+
+    @staticmethod
+    def _encode(values: dict[str, Any]) -> dict[str, Any]:
+        out = dict(values)
+        for key in JSON_COLUMNS:
+            if key in out and out[key] is not None:
+                out[key] = json.dumps(out[key], sort_keys=True)
+        return out
+
+    def insert(self, record: dict[str, Any]) -> None:
+        values = self._encode(record)
+        columns = ", ".join(values)
+        marks = ", ".join(f":{k}" for k in values)
+        with self.connect() as db:
+            db.execute(f"INSERT INTO workspaces ({columns}) VALUES ({marks})", values)  # noqa: S608
+
+    def get(self, workspace_id: str) -> dict[str, Any] | None:
+        with self.connect() as db:
+            row = db.execute(
+                "SELECT * FROM workspaces WHERE workspace_id = ?", (workspace_id,)
+            ).fetchone()
+        return self._decode(row) if row else None
+
+    def all(self) -> list[dict[str, Any]]:
+        with self.connect() as db:
+            rows = db.execute("SELECT * FROM workspaces").fetchall()
+        return [self._decode(r) for r in rows]
+
+    def update(self, workspace_id: str, **values: Any) -> None:
+        if not values:
+            return
+        encoded = self._encode(values)
+        sets = ", ".join(f"{k} = :{k}" for k in encoded)
+        encoded["_id"] = workspace_id
+        with self.connect() as db:
+            db.execute(f"UPDATE workspaces SET {sets} WHERE workspace_id = :_id", encoded)  # noqa: S608
+
+    def delete(self, workspace_id: str) -> None:
+        with self.transaction() as db:
+            for table in ("workspaces", "commands", "snapshots"):
+                db.execute(f"DELETE FROM {table} WHERE workspace_id = ?", (workspace_id,))  # noqa: S608
+
+    def count_active(self) -> int:
+        with self.connect() as db:
+            row = db.execute("SELECT COUNT(*) FROM workspaces WHERE state = 'started'").fetchone()
+        return int(row[0])
+
+    # -- command history ----------------------------------------------------------------
+    def record_command(self, workspace_id: str, entry: dict[str, Any], activity: float) -> int:
+        """Append to the history; returns the new sequence number. Bumps activity."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT COALESCE(MAX(sequence), 0) FROM commands WHERE workspace_id = ?",
+                (workspace_id,),
+            ).fetchone()
+            sequence = int(row[0]) + 1
+            db.execute(
+                "INSERT INTO commands (workspace_id, sequence, command, cwd, exit_code, "
+                "duration_ms, execution_mode, recorded_at, stdout, stderr) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    workspace_id,
+                    sequence,
+                    entry["command"],
+                    entry["cwd"],
+                    entry["exit_code"],
+                    entry["duration_ms"],
+                    entry["execution_mode"],
+                    activity,
+                    entry["stdout"],
+                    entry["stderr"],
+                ),
+            )
+            last = {
+                "sequence": sequence,
+                "command": entry["command"],
+                "exit_code": entry["exit_code"],
+                "recorded_at": activity,
+            }
+            db.execute(
+                "UPDATE workspaces SET command_count = command_count + 1, last_command = ?, "
+                "last_activity_at = ? WHERE workspace_id = ?",
+                (json.dumps(last), activity, workspace_id),
+            )
+        return sequence
+
+    def commands(self, workspace_id: str) -> list[dict[str, Any]]:
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT * FROM commands WHERE workspace_id = ? ORDER BY sequence",
+                (workspace_id,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def clear_commands(self, workspace_id: str) -> None:
+        with self.connect() as db:
+            db.execute("DELETE FROM commands WHERE workspace_id = ?", (workspace_id,))

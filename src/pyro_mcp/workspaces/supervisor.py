@@ -1,0 +1,244 @@
+"""The per-workspace supervisor: a small detached host process that owns the sandbox.
+
+It boots the engine, holds the one agent stream, serves clients (CLI, SDK, MCP server) on a
+Unix socket in the workspace's private directory with the same framed protocol, stops the
+workspace when its TTL ends, and records a crash of the engine in the state database.
+Run as ``python -m pyro_mcp.workspaces.supervisor --home H --cache C --workspace ID``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..engines.agent_client import AgentGone
+from ..engines.base import Sandbox
+from ..errors import PyroError
+from ..guest.protocol import ProtocolError, encode, read_frame
+from ..runtime import Runtime
+from .layout import WorkspaceLayout, socket_address
+from .store import Store
+
+HOST_ROOT_OPS = ("file_list", "file_read", "file_write", "file_delete", "tar_in", "tar_out")
+
+
+class Supervisor:
+    def __init__(self, runtime: Runtime, store: Store, workspace_id: str) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.workspace_id = workspace_id
+        self.layout = WorkspaceLayout(runtime.home, workspace_id)
+        self.sandbox: Sandbox | None = None
+        self.listener: socket.socket | None = None
+        self.stopping = threading.Event()
+        self.host_root: str | None = None
+
+    # -- start-up --------------------------------------------------------------------------
+    def boot(self) -> None:
+        record = self.store.get(self.workspace_id)
+        if record is None:
+            raise PyroError(f"workspace {self.workspace_id!r} does not exist")
+        env = self.runtime.environment(record["environment"])
+        choice = self.runtime.engine_by_key(record["engine"])
+        real_vm = choice.engine.info().real_vm
+        if choice.key == "host":
+            self.host_root = str(self.layout.volume_dir)
+        self.sandbox = self.runtime.boot(
+            choice,
+            env,
+            self.workspace_id,
+            self.layout.runtime_dir,
+            vcpu_count=record["vcpu_count"],
+            mem_mib=record["mem_mib"],
+            network=record["network_policy"] != "off",
+            workspace_dir=None if real_vm else self.layout.volume_dir,
+            workspace_disk=self.layout.disk if real_vm else None,
+        )
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.layout.socket.unlink(missing_ok=True)
+        old = os.umask(0o177)
+        try:
+            with socket_address(self.layout.socket) as address:
+                listener.bind(address)
+        finally:
+            os.umask(old)
+        listener.listen(64)
+        self.listener = listener
+        self.store.update(
+            self.workspace_id, state="started", supervisor_pid=os.getpid(), last_error=None
+        )
+
+    # -- serving ---------------------------------------------------------------------------
+    def serve(self) -> None:
+        assert self.listener is not None and self.sandbox is not None
+        threading.Thread(target=self._watch_engine, daemon=True).start()
+        threading.Thread(target=self._watch_ttl, daemon=True).start()
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                break
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        writer = conn.makefile("wb")
+        lock = threading.Lock()
+
+        def send(message: dict[str, Any], data: bytes = b"") -> None:
+            with lock:
+                try:
+                    writer.write(encode(message, data))
+                    writer.flush()
+                except (OSError, ValueError):
+                    pass
+
+        try:
+            while True:
+                message, data = read_frame(reader)
+                threading.Thread(
+                    target=self._request, args=(message, data, send), daemon=True
+                ).start()
+        except (ProtocolError, OSError):
+            pass
+        finally:
+            for stream in (writer, reader, conn):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def _request(self, message: dict[str, Any], data: bytes, send: Any) -> None:
+        req_id = message.get("id")
+        op = str(message.get("op"))
+        args = dict(message.get("args") or {})
+        if op == "supervisor_status":
+            send({"id": req_id, "ok": True, "result": self._status()})
+            return
+        if op == "supervisor_stop":
+            send({"id": req_id, "ok": True, "result": {"stopping": True}})
+            threading.Thread(target=self.shutdown, args=("stopped",), daemon=True).start()
+            return
+        if self.host_root is not None:
+            args = self._host_args(op, args)
+        assert self.sandbox is not None
+
+        def on_event(kind: str, chunk: bytes) -> None:
+            send({"id": req_id, "event": kind}, chunk)
+
+        try:
+            result, payload = self.sandbox.client.call(op, args, data, on_event=on_event)
+        except PyroError as exc:
+            kind = "invalid" if isinstance(exc, ValueError) else "failed"
+            send({"id": req_id, "ok": False, "error": str(exc), "kind": kind})
+            return
+        send({"id": req_id, "ok": True, "result": result}, payload)
+
+    def _host_args(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Host-compat (unisolated) mode has no /workspace: re-root paths in its directory."""
+        assert self.host_root is not None
+        if op in HOST_ROOT_OPS:
+            args["root"] = self.host_root
+            for key in ("path", "dest"):
+                if isinstance(args.get(key), str) and args[key].startswith("/workspace"):
+                    args[key] = self.host_root + args[key][len("/workspace") :]
+        if op == "exec" and str(args.get("cwd", "")).startswith("/workspace"):
+            args["cwd"] = self.host_root + str(args["cwd"])[len("/workspace") :]
+        return args
+
+    def _status(self) -> dict[str, Any]:
+        assert self.sandbox is not None
+        return {
+            "pid": os.getpid(),
+            "engine_pid": self.sandbox.pid,
+            "engine_alive": self.sandbox.alive(),
+            "hello": self.sandbox.hello,
+        }
+
+    # -- watchers and shutdown -----------------------------------------------------------------
+    def _watch_engine(self) -> None:
+        assert self.sandbox is not None
+        code = self.sandbox.process.wait()
+        if not self.stopping.is_set():
+            self.shutdown(
+                "stopped", error=f"backing guest process is no longer running (exit {code})"
+            )
+
+    def _watch_ttl(self) -> None:
+        while not self.stopping.is_set():
+            record = self.store.get(self.workspace_id)
+            if record is None:
+                self.shutdown("deleted")
+                return
+            remaining = float(record["expires_at"]) - time.time()
+            if remaining <= 0:
+                self.shutdown("expired")
+                return
+            self.stopping.wait(min(remaining, 5.0))
+
+    def shutdown(self, reason: str, error: str | None = None) -> None:
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        if self.listener is not None:
+            try:
+                self.listener.close()
+            except OSError:
+                pass
+            self.layout.socket.unlink(missing_ok=True)
+        if self.sandbox is not None:
+            if self.sandbox.alive():
+                try:
+                    self.sandbox.client.call("sync", timeout=10)
+                except (PyroError, AgentGone):
+                    pass
+            self.sandbox.stop(grace=5.0)
+        if reason == "expired":
+            self.store.delete(self.workspace_id)
+            self.layout.remove()
+        elif reason != "deleted":
+            self.store.update(
+                self.workspace_id, state="stopped", supervisor_pid=None, last_error=error
+            )
+        os._exit(0)
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pyro-workspace-supervisor")
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--cache", required=True)
+    parser.add_argument("--workspace", required=True)
+    opts = parser.parse_args(argv)
+    if os.fork() > 0:  # detach: the spawner reaps this parent at once, no zombie later
+        os._exit(0)
+    os.setsid()
+    runtime = Runtime(home=opts.home, cache=opts.cache)
+    store = Store(runtime.home / "state.db")
+    supervisor = Supervisor(runtime, store, opts.workspace)
+    status_path = supervisor.layout.status
+    try:
+        supervisor.boot()
+    except Exception as exc:
+        message = str(exc) or type(exc).__name__
+        write_status(status_path, {"ok": False, "error": message})
+        store.update(opts.workspace, state="stopped", supervisor_pid=None, last_error=message)
+        sys.exit(1)
+    write_status(status_path, {"ok": True, "pid": os.getpid()})
+    supervisor.serve()
+
+
+if __name__ == "__main__":
+    main()
