@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,11 @@ class Supervisor:
             self.stopping.wait(min(remaining, 5.0))
 
     def shutdown(self, reason: str, error: str | None = None) -> None:
+        """Stop serving, record the new state at once, then tear the sandbox down.
+
+        The state is recorded before the (possibly slow) teardown, so a `start` racing with
+        it boots a new sandbox (each boot has its own engine id) instead of seeing a ghost.
+        """
         if self.stopping.is_set():
             return
         self.stopping.set()
@@ -193,6 +199,10 @@ class Supervisor:
             except OSError:
                 pass
             self.layout.socket.unlink(missing_ok=True)
+        if reason == "stopped":
+            self.store.update(
+                self.workspace_id, state="stopped", supervisor_pid=None, last_error=error
+            )
         if self.sandbox is not None:
             if self.sandbox.alive():
                 try:
@@ -203,10 +213,6 @@ class Supervisor:
         if reason == "expired":
             self.store.delete(self.workspace_id)
             self.layout.remove()
-        elif reason != "deleted":
-            self.store.update(
-                self.workspace_id, state="stopped", supervisor_pid=None, last_error=error
-            )
         os._exit(0)
 
 
