@@ -132,6 +132,11 @@ def _guest_path(name: str, line_no: int) -> str:
 def _git_name(line: str) -> str:
     """A readable name for a ``diff --git a/X b/X`` section, for error messages only."""
     rest = line.split(" ", 2)[-1]
+    if rest.startswith('"'):
+        try:
+            return _unquote(rest, 0)[0].removeprefix("a/")
+        except ValidationError:
+            return rest
     old, sep, new = rest.partition(" b/")
     if sep and old.startswith("a/") and old[2:] == new:
         return new
