@@ -7,8 +7,10 @@ import shlex
 import time
 from typing import Any
 
+from . import validation
 from .doctor import run_doctor
 from .environments.build import Progress
+from .environments.catalog import get_spec
 from .runtime import Notify, Runtime
 from .vms import OutputHandler, Phase, VmRegistry
 from .workspaces.manager import WorkspaceManager
@@ -110,6 +112,13 @@ class VmManager:
         """create → start → exec → delete, always deleting, also on errors and Ctrl-C."""
         phase = on_phase or (lambda name: None)
         started = time.monotonic()
+        # Every input is checked before anything is shown or booted.
+        get_spec(environment)
+        validation.command(command)
+        validation.timeout_seconds(timeout_seconds)
+        validation.vcpu_count(vcpu_count)
+        validation.mem_mib(mem_mib)
+        validation.ttl_seconds(ttl_seconds)
         phase("create")
         record = self.vms.create(
             environment,

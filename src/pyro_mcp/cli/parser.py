@@ -36,9 +36,9 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
         parser.add_argument(param.name, **kwargs)
         return
     if meta.cli == "remainder":
-        # Everything after the first `--` (split off before parsing); shown in usage only.
-        parser.usage = f"%(prog)s [options] -- {meta.metavar or param.name.upper()} ..."
+        # Everything after the first `--` (split off before parsing): see finish_usage().
         parser.epilog = f"Everything after `--` is the command: {help_text}"
+        parser.set_defaults(_remainder=meta.metavar or param.name.upper())
         return
     flag = meta.cli or flag_name(param.name)
     if param.annotation is bool:
@@ -112,6 +112,10 @@ def build_parser(ops: list[Operation], extra: dict[tuple[str, ...], Any]) -> Par
             for param in target.params:
                 add_param(sub, param)
             sub.add_argument("--json", action="store_true", help="Print the result as JSON.")
+            remainder = sub.get_default("_remainder")
+            if remainder:
+                usage = sub.format_usage().removeprefix("usage: ").strip()
+                sub.usage = f"{usage} -- {remainder} ..."
             sub.set_defaults(_operation=target)
         else:
             target(sub)

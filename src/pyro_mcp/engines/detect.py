@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..environments.store import InstalledEnvironment
-from ..errors import EngineUnavailable, PyroError
+from ..errors import EngineUnavailable, PyroError, ValidationError
 from .base import BootSpec, Engine
 from .gvisor import GvisorEngine
 from .qemu import QemuEngine
@@ -168,7 +168,8 @@ class EngineSelector:
         """Return (key, engine) for ``requested`` (auto, gvisor, qemu), or raise why not."""
         name = (requested or os.environ.get("PYRO_ENGINE") or "auto").strip().lower()
         if name not in ENGINE_CHOICES:
-            raise EngineUnavailable(
+            # A typo is bad input, never a reason to fall back to the host.
+            raise ValidationError(
                 f"unknown engine {name!r}; choose one of: {', '.join(ENGINE_CHOICES)}"
             )
         if name == "gvisor":

@@ -128,6 +128,7 @@ def pack(path: str, root: str = paths.ROOT) -> tuple[bytes, dict[str, Any]]:
     buf = io.BytesIO()
     count = 0
     written = 0
+    skipped: list[str] = []
     with tarfile.open(fileobj=buf, mode="w:", format=tarfile.PAX_FORMAT) as tar:
         if stat.S_ISDIR(st.st_mode):
             kind = "directory"
@@ -136,11 +137,12 @@ def pack(path: str, root: str = paths.ROOT) -> tuple[bytes, dict[str, Any]]:
                 for name in sorted(dirs + files):
                     full = os.path.join(current, name)
                     info = tar.gettarinfo(full, arcname=os.path.relpath(full, path))
-                    if not (info.isfile() or info.isdir() or info.issym()):
+                    if not (info.isfile() or info.isdir() or info.issym() or info.islnk()):
+                        skipped.append(os.path.relpath(full, path))
                         continue
                     _add(tar, full, info)
                     count += 1
-                    written += info.size if info.isfile() else 0
+                    written += info.size if info.isfile() or info.islnk() else 0
                     _check_size(buf)
         else:
             info = tar.gettarinfo(path, arcname=posixpath.basename(path))
@@ -162,6 +164,13 @@ def pack(path: str, root: str = paths.ROOT) -> tuple[bytes, dict[str, Any]]:
 def _add(tar: tarfile.TarFile, full: str, info: tarfile.TarInfo) -> None:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
+    info.mode &= 0o777  # never carry setuid/setgid bits out
+    if info.islnk():
+        # A file with several names: store each as its own regular file (the host
+        # rejects hard-link members).
+        info.type = tarfile.REGTYPE
+        info.linkname = ""
+        info.size = os.stat(full, follow_symlinks=False).st_size
     if info.isfile():
         with open(full, "rb") as handle:
             tar.addfile(info, handle)

@@ -16,6 +16,10 @@ from pyro_mcp.errors import ValidationError
 
 ArtifactType = Literal["file", "directory", "symlink"]
 
+MAX_ARCHIVE_BYTES = 256 * 1024 * 1024  # = the agent protocol's largest frame
+"""Largest plain tar we build or accept (after decompression); archives are held in memory.
+Code reads it as ``archive_rules.MAX_ARCHIVE_BYTES`` at call time, so tests can lower it."""
+
 MAX_SYMLINK_HOPS = 40
 """Symlinks followed while checking one link target; more is treated as a loop."""
 

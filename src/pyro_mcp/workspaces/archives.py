@@ -1,7 +1,8 @@
-"""Host-side archives: pack a seed/sync directory, load a seed tarball, unpack an export.
+"""Host-side archives: seed/sync sources, seed tarballs, export unpacking (§2.3, §2.6, §2.9).
 
-Every path that comes from an archive or a user is hostile until checked; the member rules
-live in :mod:`pyro_mcp.workspaces.archive_rules` and apply to seed, sync and export alike.
+Every path that comes from an archive or a user is hostile until checked. The member rules
+(and the size limit) live in :mod:`.archive_rules`, directory packing in :mod:`.archive_pack`;
+both are re-exported here, so this module is the one to import.
 """
 
 from __future__ import annotations
@@ -9,19 +10,19 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import posixpath
 import shutil
-import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pyro_mcp.errors import NotFoundError, StateError, ValidationError
+from pyro_mcp.workspaces import archive_rules
+from pyro_mcp.workspaces.archive_pack import pack_directory, too_big
 from pyro_mcp.workspaces.archive_rules import (
+    MAX_ARCHIVE_BYTES,
     ArtifactType,
     MemberInfo,
     member_path,
@@ -42,17 +43,7 @@ __all__ = [
     "validate_members",
 ]
 
-MAX_ARCHIVE_BYTES = 512 * 1024 * 1024
-"""Largest plain tar we build or accept (after decompression), held in memory."""
-
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-
-_SPECIAL_KINDS = {
-    stat.S_IFSOCK: "socket",
-    stat.S_IFIFO: "FIFO",
-    stat.S_IFCHR: "character device",
-    stat.S_IFBLK: "block device",
-}
 
 
 @dataclass(frozen=True)
@@ -74,7 +65,7 @@ def _load(path: Path) -> tuple[bytes, list[MemberInfo]]:
     if not _is_archive_name(path):
         raise ValidationError(f"{path} is not a .tar/.tar.gz/.tgz archive")
     compressed = not path.name.lower().endswith(".tar")
-    limit = MAX_ARCHIVE_BYTES
+    limit = archive_rules.MAX_ARCHIVE_BYTES
     try:
         with open(path, "rb") as raw:
             if compressed:
@@ -85,7 +76,7 @@ def _load(path: Path) -> tuple[bytes, list[MemberInfo]]:
     except (OSError, EOFError, zlib.error) as exc:
         raise ValidationError(f"cannot read archive {path}: {exc}") from None
     if len(data) > limit:
-        raise _too_big(f"archive {path} (decompressed)")
+        raise too_big(f"archive {path} (decompressed)")
     return data, validate_members(data)
 
 

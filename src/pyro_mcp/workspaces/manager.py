@@ -14,7 +14,7 @@ from . import records
 from .archives import extract_export, seed_archive, validate_members
 from .diff import diff_trees
 from .lifecycle import WorkspaceLifecycle, empty_tar
-from .patch import parse_patch, plan_patch
+from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
 from .store import Store
 
@@ -312,15 +312,9 @@ class WorkspaceManager(WorkspaceLifecycle):
             if text is None:
                 self.call(workspace_id, "file_delete", {"path": path})
         self.touch(workspace_id)
-        entries = [{"path": path, "status": status} for path, _text, status in plan]
-        summary = {"total": len(entries)}
-        for status in ("added", "modified", "deleted"):
-            summary[status] = sum(1 for e in entries if e["status"] == status)
         return {
             "workspace_id": workspace_id,
-            "changed": bool(entries),
-            "summary": summary,
-            "entries": entries,
+            **summarize_patch(plan),
             "patch": patch,
             "execution_mode": records.execution_mode(record["engine"]),
         }
@@ -334,7 +328,7 @@ class WorkspaceManager(WorkspaceLifecycle):
             workspace_id, "tar_out", {"path": normalize_workspace_path(path)}, timeout=600
         )
         validate_members(data)
-        result = extract_export(data, target)
+        result = extract_export(data, target, artifact_type=info["artifact_type"])
         return {
             "workspace_id": workspace_id,
             "workspace_path": info["workspace_path"],

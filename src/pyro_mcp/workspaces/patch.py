@@ -27,6 +27,7 @@ __all__ = [
     "apply_file_patch",
     "parse_patch",
     "plan_patch",
+    "split_lines",
     "summarize_patch",
 ]
 
@@ -68,7 +69,7 @@ def _shown(line: str) -> str:
 
 def _mismatch(actual: str, expected: str) -> str:
     if actual.rstrip("\r\n") == expected.rstrip("\r\n"):
-        if actual.endswith("\r\n") != expected.endswith("\r\n"):
+        if actual.endswith("\n") and expected.endswith("\n"):
             return "line endings differ (CRLF versus LF)"
         if expected.endswith("\n"):
             return "the file has no newline at its end here, but the patch expects one"
@@ -132,7 +133,7 @@ def apply_file_patch(fp: FilePatch, current: str | None) -> str | None:
     if fp.status == "deleted":
         if out:
             raise ValidationError(
-                f"{fp.path}: the delete would leave content behind ({len(out)} lines are "
+                f"{fp.path}: the delete would leave content behind ({len(out)} line(s) "
                 "not removed by the patch)"
             )
         return None

@@ -54,7 +54,7 @@ class Supervisor:
         self.sandbox = self.runtime.boot(
             choice,
             env,
-            self.workspace_id,
+            f"{self.workspace_id}-{uuid.uuid4().hex[:6]}",  # a fresh engine id every boot
             self.layout.runtime_dir,
             vcpu_count=record["vcpu_count"],
             mem_mib=record["mem_mib"],

@@ -1,0 +1,158 @@
+"""Pack a host directory's children into a deterministic tar, never following symlinks.
+
+The walk holds directory file descriptors (``O_NOFOLLOW``) and opens every entry relative to
+its parent's fd, so swapping a directory for a symlink mid-walk cannot lead us outside the
+source tree. The size limit lives in :data:`archive_rules.MAX_ARCHIVE_BYTES`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import stat
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from pyro_mcp.errors import ValidationError
+from pyro_mcp.workspaces import archive_rules
+
+_SPECIAL_KINDS = {
+    stat.S_IFSOCK: "socket",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: an entry swapped for a FIFO since lstat must not block the open.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def too_big(what: str) -> ValidationError:
+    limit = archive_rules.MAX_ARCHIVE_BYTES
+    return ValidationError(f"{what} is larger than the {limit}-byte archive limit")
+
+
+class _Packer:
+    """Deterministic tar writer: sorted names, int mtime, uid/gid 0, empty user/group names."""
+
+    def __init__(self, root: Path, tar: tarfile.TarFile, buffer: io.BytesIO) -> None:
+        self.root = root
+        self.tar = tar
+        self.buffer = buffer
+        self.entry_count = 0
+        self.bytes_written = 0
+
+    def info(self, arcname: str, kind: bytes, st: os.stat_result) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(arcname)
+        info.type = kind
+        info.mode = stat.S_IMODE(st.st_mode) & 0o777
+        info.mtime = int(st.st_mtime)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    def add(self, dir_fd: int, name: str, host: Path, arcname: str) -> int | None:
+        """Add one entry; return an open fd when it is a directory to descend into."""
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        child_fd = None
+        if stat.S_ISDIR(st.st_mode):
+            child_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            self.tar.addfile(self.info(arcname, tarfile.DIRTYPE, os.fstat(child_fd)))
+        elif stat.S_ISLNK(st.st_mode):
+            self.add_symlink(os.readlink(name, dir_fd=dir_fd), host, arcname, st)
+        elif stat.S_ISREG(st.st_mode):
+            self.add_file(os.open(name, _FILE_FLAGS, dir_fd=dir_fd), host, arcname)
+        else:
+            kind = _SPECIAL_KINDS.get(stat.S_IFMT(st.st_mode), "special file")
+            raise ValidationError(
+                f"{host} is a {kind}; only regular files, directories and symlinks can be copied"
+            )
+        self.entry_count += 1
+        if self.buffer.tell() > archive_rules.MAX_ARCHIVE_BYTES:
+            if child_fd is not None:
+                os.close(child_fd)
+            raise too_big(f"directory {self.root}")
+        return child_fd
+
+    def add_symlink(self, target: str, host: Path, arcname: str, st: os.stat_result) -> None:
+        if target.startswith("/"):
+            raise ValidationError(
+                f"symlink {host} -> {target} is absolute; symlinks must be relative"
+            )
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), target))
+        if resolved == ".." or resolved.startswith("../"):
+            raise ValidationError(f"symlink {host} -> {target} points outside {self.root}")
+        info = self.info(arcname, tarfile.SYMTYPE, st)
+        info.linkname = target
+        self.tar.addfile(info)
+
+    def add_file(self, fd: int, host: Path, arcname: str) -> None:
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ValidationError(f"{host} changed type while it was being read")
+            limit = archive_rules.MAX_ARCHIVE_BYTES
+            if self.buffer.tell() + st.st_size + 3 * tarfile.BLOCKSIZE > limit:
+                raise too_big(f"directory {self.root}")
+            info = self.info(arcname, tarfile.REGTYPE, st)
+            info.size = st.st_size
+            self.tar.addfile(info, handle)  # hard links become plain copies: no inode table
+            self.bytes_written += st.st_size
+
+
+def _sorted_children(dir_fd: int) -> Iterator[str]:
+    with os.scandir(dir_fd) as entries:
+        names = sorted(entry.name for entry in entries)
+    return iter(names)
+
+
+def _push(
+    stack: list[tuple[int, Path, str, Iterator[str]]], fd: int, host: Path, prefix: str
+) -> None:
+    try:
+        stack.append((fd, host, prefix, _sorted_children(fd)))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def pack_directory(source: Path) -> tuple[bytes, int, int]:
+    """Tar the children of ``source`` (sorted by name, never following symlinks).
+
+    Returns ``(tar_bytes, entry_count, bytes_written)`` where ``bytes_written`` is the total
+    size of regular files. Hard-linked files are stored as separate copies. Absolute or
+    escaping symlinks, sockets, FIFOs and devices are refused with the offending host path.
+    ``source`` itself may be a symlink to a directory (the user named it).
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise ValidationError(f"{source} is not a directory")
+    buffer = io.BytesIO()
+    host = source
+    stack: list[tuple[int, Path, str, Iterator[str]]] = []
+    try:
+        _push(stack, os.open(source, _DIR_FLAGS & ~os.O_NOFOLLOW), source, "")
+        with tarfile.open(fileobj=buffer, mode="w:", format=tarfile.PAX_FORMAT) as tar:
+            packer = _Packer(source, tar, buffer)
+            while stack:
+                dir_fd, directory, prefix, names = stack[-1]
+                name = next(names, None)
+                if name is None:
+                    os.close(stack.pop()[0])
+                    continue
+                host, arcname = directory / name, prefix + name
+                child_fd = packer.add(dir_fd, name, host, arcname)
+                if child_fd is not None:
+                    _push(stack, child_fd, host, arcname + "/")
+    except OSError as exc:
+        raise ValidationError(f"cannot read {host}: {exc.strerror or exc}") from None
+    finally:
+        for dir_fd, *_ in stack:
+            os.close(dir_fd)
+    data = buffer.getvalue()
+    if len(data) > archive_rules.MAX_ARCHIVE_BYTES:
+        raise too_big(f"directory {source}")
+    archive_rules.validate_members(data)  # belt and braces: the rules the guest applies too
+    return data, packer.entry_count, packer.bytes_written
