@@ -13,6 +13,7 @@ from .manager import VmManager
 from .operations.environments import EnvironmentOperations
 from .operations.host import HostOperations
 from .operations.registry import Operation, collect
+from .operations.snapshots import SnapshotOperations
 from .operations.vms import VmOperations
 from .operations.workspace_files import WorkspaceFileOperations
 from .operations.workspaces import WorkspaceOperations
@@ -25,6 +26,7 @@ class Pyro(
     VmOperations,
     WorkspaceOperations,
     WorkspaceFileOperations,
+    SnapshotOperations,
     EnvironmentOperations,
     HostOperations,
 ):

@@ -13,9 +13,10 @@ from ..runtime import Runtime
 from . import records
 from .archives import extract_export, seed_archive, validate_members
 from .diff import diff_trees
-from .lifecycle import WorkspaceLifecycle, empty_tar
+from .lifecycle import empty_tar
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
+from .snapshots import SnapshotMixin
 from .store import Store
 
 MAX_READ_BYTES = 1024 * 1024
@@ -23,7 +24,7 @@ MAX_WRITE_BYTES = 1024 * 1024
 EXEC_SLACK_SECONDS = 30.0
 
 
-class WorkspaceManager(WorkspaceLifecycle):
+class WorkspaceManager(SnapshotMixin):
     def __init__(self, runtime: Runtime, max_active: int, active_vms: Any) -> None:
         super().__init__(runtime, Store(runtime.home / "state.db"))
         self.max_active = max_active
@@ -349,43 +350,6 @@ class WorkspaceManager(WorkspaceLifecycle):
         baseline = self.layout(workspace_id).baseline.read_bytes()
         result = diff_trees(baseline, self.current_tree(workspace_id))
         return {"workspace_id": workspace_id, **result}
-
-    def reset(self, workspace_id: str, snapshot: str = "baseline") -> dict[str, Any]:
-        record = self.record(workspace_id)
-        if snapshot != "baseline":
-            raise ValidationError(f"snapshot {snapshot!r} does not exist")
-        tar_bytes = self.layout(workspace_id).baseline.read_bytes()
-        if record["state"] == "started":
-            self.stop_supervisor(record)
-        self.store.update(workspace_id, state="stopped", supervisor_pid=None)
-        try:
-            self.store.update(workspace_id, state="starting")
-            unpacked = self.boot_fresh(self.record(workspace_id, refresh=False), tar_bytes)
-        except BaseException:
-            current = self.store.get(workspace_id)
-            if current is not None:
-                self.stop_supervisor(current)
-                self.store.update(workspace_id, state="stopped", supervisor_pid=None)
-            raise
-        now = time.time()
-        self.store.clear_commands(workspace_id)
-        self.store.update(
-            workspace_id,
-            command_count=0,
-            last_command=None,
-            reset_count=record["reset_count"] + 1,
-            last_reset_at=now,
-            last_activity_at=now,
-        )
-        payload = records.payload(self.record(workspace_id))
-        payload["workspace_reset"] = {
-            "snapshot_name": snapshot,
-            "kind": "baseline",
-            "destination": "/workspace",
-            "entry_count": unpacked.get("entry_count", 0),
-            "bytes_written": unpacked.get("bytes_written", 0),
-        }
-        return payload
 
     def host_output(self, value: str) -> Path:
         return self.host_path(value, "output_path")

@@ -197,3 +197,36 @@ class Store:
     def clear_commands(self, workspace_id: str) -> None:
         with self.connect() as db:
             db.execute("DELETE FROM commands WHERE workspace_id = ?", (workspace_id,))
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def add_snapshot(
+        self,
+        workspace_id: str,
+        name: str,
+        created_at: float,
+        entry_count: int,
+        bytes_written: int,
+    ) -> None:
+        with self.connect() as db:
+            db.execute(
+                "INSERT INTO snapshots (workspace_id, snapshot_name, created_at, entry_count, "
+                "bytes_written) VALUES (?, ?, ?, ?, ?)",
+                (workspace_id, name, created_at, entry_count, bytes_written),
+            )
+
+    def snapshots(self, workspace_id: str) -> list[dict[str, Any]]:
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT snapshot_name, created_at, entry_count, bytes_written FROM snapshots "
+                "WHERE workspace_id = ?",
+                (workspace_id,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def delete_snapshot(self, workspace_id: str, name: str) -> bool:
+        with self.connect() as db:
+            cur = db.execute(
+                "DELETE FROM snapshots WHERE workspace_id = ? AND snapshot_name = ?",
+                (workspace_id, name),
+            )
+        return cur.rowcount > 0

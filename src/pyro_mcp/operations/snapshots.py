@@ -1,0 +1,69 @@
+"""Named snapshots of /workspace (PRODUCT_SPEC §2.11)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from .base import OperationsBase
+from .registry import FULL, HumanOutput, Param, operation
+from .workspaces import WorkspaceId
+
+SnapshotName = Annotated[
+    str, Param("Snapshot name ([A-Za-z0-9][A-Za-z0-9._-]{0,63}).", cli="positional", metavar="NAME")
+]
+
+
+def _render_snapshot(data: dict[str, Any]) -> HumanOutput:
+    snap = data["snapshot"]
+    return HumanOutput(
+        stdout=f"[workspace-snapshot] workspace_id={data['workspace_id']} "
+        f"snapshot_name={snap['snapshot_name']} entry_count={snap['entry_count']} "
+        f"bytes_written={snap['bytes_written']}\n"
+    )
+
+
+def _render_list(data: dict[str, Any]) -> HumanOutput:
+    lines = [
+        f"{s['snapshot_name']} kind={s['kind']} created_at={s['created_at']:.3f} "
+        f"entries={s['entry_count']} bytes={s['bytes_written']}"
+        for s in data["snapshots"]
+    ]
+    return HumanOutput(stdout="\n".join(lines) + "\n")
+
+
+def _render_delete(data: dict[str, Any]) -> HumanOutput:
+    return HumanOutput(stdout=f"Deleted snapshot {data['snapshot_name']}.\n")
+
+
+class SnapshotOperations(OperationsBase):
+    @operation(
+        mcp="snapshot_create",
+        cli=("workspace", "snapshot", "create"),
+        profiles=FULL,
+        render=_render_snapshot,
+    )
+    def create_snapshot(self, workspace_id: WorkspaceId, name: SnapshotName) -> dict[str, Any]:
+        """Save /workspace as a named snapshot that reset can return to."""
+        return self._manager.workspaces.snapshot_create(workspace_id, name)
+
+    @operation(
+        mcp="snapshot_list",
+        cli=("workspace", "snapshot", "list"),
+        profiles=FULL,
+        read_only=True,
+        render=_render_list,
+    )
+    def list_snapshots(self, workspace_id: WorkspaceId) -> dict[str, Any]:
+        """List snapshots: the implicit baseline first, then named ones, newest first."""
+        return self._manager.workspaces.snapshot_list(workspace_id)
+
+    @operation(
+        mcp="snapshot_delete",
+        cli=("workspace", "snapshot", "delete"),
+        profiles=FULL,
+        destructive=True,
+        render=_render_delete,
+    )
+    def delete_snapshot(self, workspace_id: WorkspaceId, name: SnapshotName) -> dict[str, Any]:
+        """Delete a named snapshot (the baseline cannot be deleted)."""
+        return self._manager.workspaces.snapshot_delete(workspace_id, name)
