@@ -53,6 +53,10 @@ def run_cli(argv: list[str]) -> int:
             value = tail if p.meta.cli == "remainder" else getattr(args, p.name)
             if p.meta.cli_convert is not None and value is not None:
                 value = p.meta.cli_convert(value)
+            for index, (_flag, convert) in enumerate(p.meta.cli_also):
+                extra = getattr(args, f"{p.name}__also{index}", None)
+                if extra:
+                    value = [*(value or []), *convert(extra)]
             kwargs[p.name] = value
         if op.cli_runner:
             return RUNNERS[op.cli_runner](pyro, kwargs, as_json)

@@ -56,6 +56,15 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
     if meta.metavar:
         kwargs["metavar"] = meta.metavar
     parser.add_argument(flag, **kwargs)
+    for index, (extra_flag, _convert) in enumerate(meta.cli_also):
+        parser.add_argument(
+            extra_flag,
+            dest=f"{param.name}__also{index}",
+            action="append",
+            default=None,
+            metavar="NAME=PATH",
+            help=f"(see {flag})",
+        )
 
 
 def common_options() -> argparse.ArgumentParser:

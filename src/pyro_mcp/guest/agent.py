@@ -7,6 +7,7 @@ as its child (and, in a VM, the machine powers off when the agent ends).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from . import archive, boot, files, paths
+from . import archive, boot, files, paths, secrets
 from .execution import run_command
 from .protocol import PROTOCOL_VERSION, ProtocolError, encode, read_frame
 
@@ -88,6 +89,11 @@ def op_mount_workspace(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
     return {"mounted": paths.ROOT}
 
 
+def op_secrets_install(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    values = json.loads(data.decode("utf-8")) if data else {}
+    return {"installed": secrets.install(values, str(args.get("dir") or secrets.SECRETS_DIR))}
+
+
 def _root(args: dict[str, Any]) -> str:
     """Tests (and the unisolated host-compat mode) may re-root the workspace."""
     return str(args.get("root") or paths.ROOT)
@@ -112,6 +118,7 @@ HANDLERS: dict[str, Handler] = {
     "tar_in": op_tar_in,
     "tar_out": op_tar_out,
     "mount_workspace": op_mount_workspace,
+    "secrets_install": op_secrets_install,
 }
 
 
@@ -145,7 +152,8 @@ class Agent:
             result = handler(message.get("args") or {}, data, emit)
         except Exception as exc:  # every failure becomes an error reply, never a dead agent
             kind = "invalid" if isinstance(exc, ValueError) else "failed"
-            self.send({"id": req_id, "ok": False, "error": _describe(exc), "kind": kind})
+            error = secrets.redact_text(_describe(exc))
+            self.send({"id": req_id, "ok": False, "error": error, "kind": kind})
             return
         if isinstance(result, tuple):
             self.send({"id": req_id, "ok": True, "result": result[0]}, result[1])

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import secrets
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_MAX_OUTPUT = 1024 * 1024
 CHUNK = 64 * 1024
@@ -68,7 +70,7 @@ def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:
         proc = subprocess.Popen(
             ["/bin/sh", "-lc", command],
             cwd=cwd,
-            env=base_env(args.get("env")),
+            env={**base_env(args.get("env")), **secrets.env_for(args.get("secret_env"))},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -77,6 +79,15 @@ def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:
     except OSError as exc:
         raise RuntimeError(f"cannot start command: {exc}") from exc
     captures = {"stdout": Capture(limit), "stderr": Capture(limit)}
+    redactors = {"stdout": secrets.StreamRedactor(), "stderr": secrets.StreamRedactor()}
+
+    def take(name: str, chunk: bytes) -> None:
+        safe = redactors[name].feed(chunk) if chunk else redactors[name].flush()
+        if safe:
+            captures[name].add(safe)
+            if stream:
+                emit(name, safe)
+
     sel = selectors.DefaultSelector()
     assert proc.stdout is not None and proc.stderr is not None
     for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
@@ -109,10 +120,10 @@ def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:
                 sel.unregister(key.fileobj)
                 continue
             last_data = time.monotonic()
-            captures[key.data].add(chunk)
-            if stream:
-                emit(key.data, chunk)
+            take(key.data, chunk)
     sel.close()
+    for name in captures:
+        take(name, b"")
     proc.stdout.close()
     proc.stderr.close()
     exit_code = proc.wait()

@@ -33,6 +33,8 @@ class Param:
     mcp: bool = True  # False: not exposed as an MCP argument
     cli_append: bool = False  # repeatable CLI flag collecting a list
     cli_convert: Callable[[Any], Any] | None = None  # CLI value -> SDK value
+    # More repeatable CLI flags feeding the same list parameter: ((flag, convert), ...)
+    cli_also: tuple[tuple[str, Callable[[Any], list[Any]]], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from ..workspaces.secrets import parse_secret_env
 from .base import OperationsBase
 from .params import ShellCommand, TimeoutSeconds
 from .registry import CORE, Param, operation
@@ -20,6 +21,18 @@ from .render_workspaces import (
 )
 from .workspaces import WorkspaceId
 
+SecretEnv = Annotated[
+    dict[str, str] | None,
+    Param(
+        "Map secrets into the environment: {SECRET: ENV_VAR} (CLI: --secret-env "
+        "SECRET[=ENV], repeatable).",
+        cli="--secret-env",
+        cli_append=True,
+        in_core=False,
+        metavar="SECRET[=ENV]",
+        cli_convert=parse_secret_env,
+    ),
+]
 GuestPath = Annotated[
     str,
     Param(
@@ -44,14 +57,18 @@ class WorkspaceFileOperations(OperationsBase):
         workspace_id: WorkspaceId,
         command: ShellCommand,
         timeout_seconds: TimeoutSeconds = 30,
+        secret_env: SecretEnv = None,
         *,
         on_output: Any = None,
     ) -> dict[str, Any]:
         """Run a command in /workspace (``/bin/sh -lc``); recorded in the history.
 
         exit_code is the command's (124 after timeout_seconds, keeping the output so far).
+        Output, history and errors never show a secret's value.
         """
-        return self._manager.workspaces.exec(workspace_id, command, timeout_seconds, on_output)
+        return self._manager.workspaces.exec(
+            workspace_id, command, timeout_seconds, on_output, secret_env=secret_env
+        )
 
     @operation(
         mcp="workspace_sync_push",

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from ..environments.catalog import DEFAULT_ENVIRONMENT
 from ..workspaces.records import NETWORK_POLICIES, parse_label_args
+from ..workspaces.secrets import parse_cli
 from .base import OperationsBase
 from .params import AllowHostCompat, MemMib, TtlSeconds, VcpuCount
 from .registry import CORE, FULL, Param, operation
@@ -58,6 +59,20 @@ class WorkspaceOperations(OperationsBase):
         ] = None,
         name: Annotated[str | None, Param("A name for humans and models (≤120 chars).")] = None,
         labels: Labels = None,
+        secrets: Annotated[
+            list[dict[str, str]] | None,
+            Param(
+                "Secrets as [{name, value}] or [{name, file_path}] (CLI: --secret NAME=VALUE, "
+                "--secret-file NAME=PATH). Values are never shown; map them into commands with "
+                "secret_env.",
+                cli="--secret",
+                cli_append=True,
+                in_core=False,
+                metavar="NAME=VALUE",
+                cli_convert=lambda v: parse_cli(v, "value"),
+                cli_also=(("--secret-file", lambda v: parse_cli(v, "file_path")),),
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """Create and start a persistent workspace, optionally seeded from the host.
 
@@ -74,6 +89,7 @@ class WorkspaceOperations(OperationsBase):
             seed_path=seed_path,
             name=name,
             labels=labels,
+            secrets=secrets,
             progress=self._manager.progress,
             notify=self._manager.notify,
         )

@@ -56,6 +56,10 @@ class WorkspaceLayout:
         return self.root / "baseline.tar"
 
     @property
+    def secrets_dir(self) -> Path:
+        return self.root / "secrets"
+
+    @property
     def snapshots_dir(self) -> Path:
         return self.root / "snapshots"
 

@@ -11,6 +11,7 @@ from ..engines.agent_client import AgentInvalid
 from ..errors import StateError, ValidationError
 from ..runtime import Runtime
 from . import records
+from . import secrets as secret_store
 from .archives import extract_export, seed_archive, validate_members
 from .diff import diff_trees
 from .lifecycle import empty_tar
@@ -43,6 +44,7 @@ class WorkspaceManager(SnapshotMixin):
         seed_path: str | None,
         name: str | None,
         labels: dict[str, str] | None,
+        secrets: Any = None,
         progress: Any = None,
         notify: Any = None,
     ) -> dict[str, Any]:
@@ -51,6 +53,7 @@ class WorkspaceManager(SnapshotMixin):
         policy = records.network_policy(network_policy)
         clean_name = records.workspace_name(name) if name is not None else None
         clean_labels = records.labels(labels)
+        secret_values = secret_store.resolve(secrets)
         seed_info: dict[str, Any] = {"mode": "empty", "seed_path": None}
         seed = empty_tar()
         if seed_path is not None:
@@ -61,6 +64,10 @@ class WorkspaceManager(SnapshotMixin):
         self.check_capacity(self.max_active, self.active_vms())
         env = self.runtime.environment(environment, progress)
         choice = self.runtime.choose_engine(env, bool(allow_host_compat), notify)
+        if secret_values and choice.key == "host":
+            raise StateError(
+                "secrets are unavailable for host_compat workspaces (no sandbox engine works here)"
+            )
         if policy != "off" and not choice.engine.info().network:
             raise StateError(
                 f"network_policy {policy!r} needs guest networking, which the {choice.key} "
@@ -78,11 +85,13 @@ class WorkspaceManager(SnapshotMixin):
             allow_host_compat=bool(allow_host_compat),
             engine=choice.key,
             workspace_seed=seed_info,
-            secrets=[],
+            secrets=[{"name": n, "source_kind": k} for n, _v, k in secret_values],
         )
         layout = self.layout(record["workspace_id"])
         layout.create()
         layout.baseline.write_bytes(seed)
+        if secret_values:
+            secret_store.store(layout.secrets_dir, secret_values)
         self.store.insert(record)
         try:
             unpacked = self.boot_fresh(record, seed)
@@ -176,16 +185,19 @@ class WorkspaceManager(SnapshotMixin):
         command: str,
         timeout_seconds: float,
         on_output: Any = None,
+        secret_env: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         command = validation.command(command)
         timeout = validation.timeout_seconds(timeout_seconds)
         record = self.require_started(workspace_id, "workspace_exec")
+        env_map = secret_store.env_mapping(secret_env, [s["name"] for s in record["secrets"]])
         args = {
             "command": command,
             "timeout_seconds": timeout,
             "cwd": "/workspace",
             "mkdir_cwd": True,
             "stream": on_output is not None,
+            "secret_env": env_map,
         }
         result, _ = self.call(
             workspace_id, "exec", args, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_output
@@ -261,7 +273,7 @@ class WorkspaceManager(SnapshotMixin):
             "path": result["path"],
             "size_bytes": result["size_bytes"],
             "max_bytes": limit,
-            "content": content.decode("utf-8", errors="replace"),
+            "content": self.redact(workspace_id, content.decode("utf-8", errors="replace")),
             "truncated": result["truncated"],
             "execution_mode": records.execution_mode(record["engine"]),
         }
@@ -349,7 +361,15 @@ class WorkspaceManager(SnapshotMixin):
         self.require_started(workspace_id, "workspace_diff")
         baseline = self.layout(workspace_id).baseline.read_bytes()
         result = diff_trees(baseline, self.current_tree(workspace_id))
+        result["patch"] = self.redact(workspace_id, result["patch"])
+        for entry in result["entries"]:
+            if entry.get("text_patch"):
+                entry["text_patch"] = self.redact(workspace_id, entry["text_patch"])
         return {"workspace_id": workspace_id, **result}
+
+    def redact(self, workspace_id: str, text: str) -> str:
+        """Model-facing text never shows a secret value (reads and diffs too, unlike 3.x)."""
+        return secret_store.redact(text, self.layout(workspace_id).secrets_dir)
 
     def host_output(self, value: str) -> Path:
         return self.host_path(value, "output_path")

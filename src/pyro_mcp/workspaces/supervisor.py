@@ -24,6 +24,7 @@ from ..engines.base import Sandbox
 from ..errors import PyroError
 from ..guest.protocol import ProtocolError, encode, read_frame
 from ..runtime import Runtime
+from . import secrets as secret_store
 from .layout import WorkspaceLayout, socket_address
 from .store import Store
 
@@ -62,6 +63,12 @@ class Supervisor:
             workspace_dir=None if real_vm else self.layout.volume_dir,
             workspace_disk=self.layout.disk if real_vm else None,
         )
+        if self.layout.secrets_dir.is_dir():
+            self.sandbox.client.call(
+                "secrets_install",
+                data=secret_store.install_payload(self.layout.secrets_dir),
+                timeout=30,
+            )
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.layout.socket.unlink(missing_ok=True)
         old = os.umask(0o177)
