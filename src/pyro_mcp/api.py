@@ -13,6 +13,7 @@ from .manager import VmManager
 from .operations.environments import EnvironmentOperations
 from .operations.host import HostOperations
 from .operations.registry import Operation, collect
+from .operations.shells import ShellOperations
 from .operations.snapshots import SnapshotOperations
 from .operations.vms import VmOperations
 from .operations.workspace_files import WorkspaceFileOperations
@@ -27,6 +28,7 @@ class Pyro(
     WorkspaceOperations,
     WorkspaceFileOperations,
     SnapshotOperations,
+    ShellOperations,
     EnvironmentOperations,
     HostOperations,
 ):

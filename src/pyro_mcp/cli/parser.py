@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
+import typing
 from typing import Any, NoReturn
 
 from ..engines.detect import ENGINE_CHOICES
@@ -18,6 +20,14 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def base_type(annotation: Any) -> Any:
+    """``int | None`` → ``int``: what the CLI string must convert to."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
 
 
 def flag_name(name: str) -> str:
@@ -42,15 +52,17 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
         return
     flag = meta.cli or flag_name(param.name)
     if param.annotation is bool:
-        parser.add_argument(flag, dest=param.name, action="store_true", help=help_text)
+        action = "store_false" if meta.cli_invert else "store_true"
+        parser.add_argument(flag, dest=param.name, action=action, help=help_text)
         return
     kwargs = {"dest": param.name, "help": help_text, "default": param.default}
     if meta.cli_append:
         kwargs.update(action="append", default=None)
     if param.required:
         kwargs["required"] = True
-    if param.annotation in (int, float) and not meta.cli_append:
-        kwargs["type"] = param.annotation
+    scalar = base_type(param.annotation)
+    if scalar in (int, float) and not meta.cli_append:
+        kwargs["type"] = scalar
     if meta.choices:
         kwargs["choices"] = meta.choices
     if meta.metavar:

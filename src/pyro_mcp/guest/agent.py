@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from . import archive, boot, files, paths, secrets
+from . import archive, boot, files, paths, secrets, shells
 from .execution import run_command
 from .protocol import PROTOCOL_VERSION, ProtocolError, encode, read_frame
 
@@ -94,6 +94,31 @@ def op_secrets_install(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
     return {"installed": secrets.install(values, str(args.get("dir") or secrets.SECRETS_DIR))}
 
 
+def op_shell_open(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    return shells.open_shell(args)
+
+
+def op_shell_read(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    shell = shells.get(str(args["shell_id"]))
+    return shell.read(int(args.get("cursor") or 0), int(args["max_chars"]))
+
+
+def op_shell_write(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    shell = shells.get(str(args["shell_id"]))
+    shell.write(data.decode("utf-8"))
+    return shell.summary()
+
+
+def op_shell_signal(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    shell = shells.get(str(args["shell_id"]))
+    shell.signal(str(args["signal"]))
+    return shell.summary()
+
+
+def op_shell_close(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    return shells.close_shell(str(args["shell_id"]))
+
+
 def _root(args: dict[str, Any]) -> str:
     """Tests (and the unisolated host-compat mode) may re-root the workspace."""
     return str(args.get("root") or paths.ROOT)
@@ -119,6 +144,11 @@ HANDLERS: dict[str, Handler] = {
     "tar_out": op_tar_out,
     "mount_workspace": op_mount_workspace,
     "secrets_install": op_secrets_install,
+    "shell_open": op_shell_open,
+    "shell_read": op_shell_read,
+    "shell_write": op_shell_write,
+    "shell_signal": op_shell_signal,
+    "shell_close": op_shell_close,
 }
 
 

@@ -32,6 +32,7 @@ class Param:
     cli_only: bool = False
     mcp: bool = True  # False: not exposed as an MCP argument
     cli_append: bool = False  # repeatable CLI flag collecting a list
+    cli_invert: bool = False  # a bool defaulting to True, switched off by the flag (--no-x)
     cli_convert: Callable[[Any], Any] | None = None  # CLI value -> SDK value
     # More repeatable CLI flags feeding the same list parameter: ((flag, convert), ...)
     cli_also: tuple[tuple[str, Callable[[Any], list[Any]]], ...] = ()

@@ -17,6 +17,7 @@ from .diff import diff_trees
 from .lifecycle import empty_tar
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
+from .shells import ShellMixin
 from .snapshots import SnapshotMixin
 from .store import Store
 
@@ -25,7 +26,7 @@ MAX_WRITE_BYTES = 1024 * 1024
 EXEC_SLACK_SECONDS = 30.0
 
 
-class WorkspaceManager(SnapshotMixin):
+class WorkspaceManager(SnapshotMixin, ShellMixin):
     def __init__(self, runtime: Runtime, max_active: int, active_vms: Any) -> None:
         super().__init__(runtime, Store(runtime.home / "state.db"))
         self.max_active = max_active
@@ -366,10 +367,6 @@ class WorkspaceManager(SnapshotMixin):
             if entry.get("text_patch"):
                 entry["text_patch"] = self.redact(workspace_id, entry["text_patch"])
         return {"workspace_id": workspace_id, **result}
-
-    def redact(self, workspace_id: str, text: str) -> str:
-        """Model-facing text never shows a secret value (reads and diffs too, unlike 3.x)."""
-        return secret_store.redact(text, self.layout(workspace_id).secrets_dir)
 
     def host_output(self, value: str) -> Path:
         return self.host_path(value, "output_path")
