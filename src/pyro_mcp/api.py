@@ -13,6 +13,7 @@ from .manager import VmManager
 from .operations.environments import EnvironmentOperations
 from .operations.host import HostOperations
 from .operations.registry import Operation, collect
+from .operations.services import ServiceOperations
 from .operations.shells import ShellOperations
 from .operations.snapshots import SnapshotOperations
 from .operations.vms import VmOperations
@@ -29,6 +30,7 @@ class Pyro(
     WorkspaceFileOperations,
     SnapshotOperations,
     ShellOperations,
+    ServiceOperations,
     EnvironmentOperations,
     HostOperations,
 ):

@@ -13,7 +13,7 @@ from ..errors import PyroError
 from ..operations.registry import Operation
 from .output import emit_error, emit_json, notice, progress_printer
 from .parser import UsageError, build_parser, print_help_and_exit
-from .runners import EXTRA_COMMANDS, RUNNERS
+from .runners import EXTRA_COMMANDS, RUNNERS, remainder_command
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -50,7 +50,7 @@ def run_cli(argv: list[str]) -> int:
             print_help_and_exit(getattr(args, "_group", parser))
         kwargs = {}
         for p in op.params:
-            value = tail if p.meta.cli == "remainder" else getattr(args, p.name)
+            value = remainder_command(tail) if p.meta.cli == "remainder" else getattr(args, p.name)
             if p.meta.cli_convert is not None and value is not None:
                 value = p.meta.cli_convert(value)
             for index, (_flag, convert) in enumerate(p.meta.cli_also):

@@ -36,6 +36,15 @@ def flag_name(name: str) -> str:
 
 def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
     meta = param.meta
+    target: Any = parser
+    if meta.cli_group:
+        groups = parser.__dict__.setdefault("_pyro_groups", {})
+        if meta.cli_group not in groups:
+            groups[meta.cli_group] = parser.add_mutually_exclusive_group()
+        target = groups[meta.cli_group]
+    if meta.sdk_only:
+        parser.set_defaults(**{param.name: param.default})
+        return
     help_text = meta.help
     if not param.required and param.default not in (None, False, [], {}):
         help_text += f" (default: {param.default})"
@@ -67,7 +76,7 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
         kwargs["choices"] = meta.choices
     if meta.metavar:
         kwargs["metavar"] = meta.metavar
-    parser.add_argument(flag, **kwargs)
+    target.add_argument(flag, **kwargs)
     for index, (extra_flag, _convert) in enumerate(meta.cli_also):
         parser.add_argument(
             extra_flag,

@@ -13,7 +13,9 @@ from ..operations.registry import PROFILES
 from .output import emit_json
 
 
-def remainder_command(words: list[str] | None) -> str:
+def remainder_command(words: list[str] | str | None) -> str:
+    if isinstance(words, str):
+        return words
     words = list(words or [])
     if words and words[0] == "--":
         words = words[1:]

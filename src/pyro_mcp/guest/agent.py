@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from . import archive, boot, files, paths, secrets, shells
+from . import archive, boot, files, paths, secrets, services, shells
 from .execution import run_command
 from .protocol import PROTOCOL_VERSION, ProtocolError, encode, read_frame
 
@@ -119,6 +119,27 @@ def op_shell_close(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
     return shells.close_shell(str(args["shell_id"]))
 
 
+def op_service_start(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    return services.start(args)
+
+
+def op_service_status(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    return services.get(str(args["name"])).payload()
+
+
+def op_service_list(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    return {"services": services.list_all()}
+
+
+def op_service_logs(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    tail = args.get("tail_lines")
+    return services.logs(str(args["name"]), None if tail is None else int(tail))
+
+
+def op_service_stop(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    return services.stop(str(args["name"]))
+
+
 def _root(args: dict[str, Any]) -> str:
     """Tests (and the unisolated host-compat mode) may re-root the workspace."""
     return str(args.get("root") or paths.ROOT)
@@ -149,6 +170,11 @@ HANDLERS: dict[str, Handler] = {
     "shell_write": op_shell_write,
     "shell_signal": op_shell_signal,
     "shell_close": op_shell_close,
+    "service_start": op_service_start,
+    "service_status": op_service_status,
+    "service_list": op_service_list,
+    "service_logs": op_service_logs,
+    "service_stop": op_service_stop,
 }
 
 

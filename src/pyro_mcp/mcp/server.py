@@ -38,7 +38,7 @@ def _annotation(param: ParamInfo) -> Any:
 def tool_signature(op: Operation, profile: str) -> inspect.Signature:
     parameters = [
         inspect.Parameter(
-            p.name,
+            p.meta.mcp_name or p.name,
             inspect.Parameter.KEYWORD_ONLY,
             default=p.default,
             annotation=_annotation(p),
@@ -51,7 +51,10 @@ def tool_signature(op: Operation, profile: str) -> inspect.Signature:
 def _make_tool(pyro: Pyro, op: Operation, profile: str) -> Any:
     method = getattr(pyro, op.name)
 
+    renames = {p.meta.mcp_name: p.name for p in op.params if p.meta.mcp_name}
+
     async def tool(**kwargs: Any) -> dict[str, Any]:
+        kwargs = {renames.get(key, key): value for key, value in kwargs.items()}
         # Tools block (boots, commands): run them off the event loop so calls overlap.
         result = await anyio.to_thread.run_sync(functools.partial(method, **kwargs))
         if isinstance(result, list):

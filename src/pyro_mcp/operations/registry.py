@@ -33,6 +33,9 @@ class Param:
     mcp: bool = True  # False: not exposed as an MCP argument
     cli_append: bool = False  # repeatable CLI flag collecting a list
     cli_invert: bool = False  # a bool defaulting to True, switched off by the flag (--no-x)
+    mcp_name: str | None = None  # the argument's name in the MCP tool, if it differs
+    sdk_only: bool = False  # neither a CLI flag nor an MCP argument
+    cli_group: str | None = None  # CLI flags of one group exclude each other
     cli_convert: Callable[[Any], Any] | None = None  # CLI value -> SDK value
     # More repeatable CLI flags feeding the same list parameter: ((flag, convert), ...)
     cli_also: tuple[tuple[str, Callable[[Any], list[Any]]], ...] = ()
@@ -82,6 +85,7 @@ class Operation:
             for p in self.params
             if p.meta.mcp
             and not p.meta.cli_only
+            and not p.meta.sdk_only
             and (p.meta.in_core or profile != "workspace-core")
         ]
 

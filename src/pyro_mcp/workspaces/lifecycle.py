@@ -24,6 +24,7 @@ from .. import validation
 from ..engines.agent_client import AgentClient, AgentGone
 from ..errors import NotFoundError, SandboxError, StateError, ValidationError
 from ..runtime import Runtime
+from . import secrets as secret_store
 from .layout import WorkspaceLayout, socket_address
 from .store import Store
 
@@ -99,6 +100,10 @@ class WorkspaceLifecycle:
         stamp = time.time() if when is None else when
         self.store.update(workspace_id, last_activity_at=stamp)
         return stamp
+
+    def redact(self, workspace_id: str, text: str) -> str:
+        """Model-facing text never shows a secret value (reads and diffs too, unlike 3.x)."""
+        return secret_store.redact(text, self.layout(workspace_id).secrets_dir)
 
     def reap_expired(self) -> list[str]:
         now = time.time()

@@ -17,6 +17,7 @@ from .diff import diff_trees
 from .lifecycle import empty_tar
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
+from .services import ServiceMixin
 from .shells import ShellMixin
 from .snapshots import SnapshotMixin
 from .store import Store
@@ -26,7 +27,7 @@ MAX_WRITE_BYTES = 1024 * 1024
 EXEC_SLACK_SECONDS = 30.0
 
 
-class WorkspaceManager(SnapshotMixin, ShellMixin):
+class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin):
     def __init__(self, runtime: Runtime, max_active: int, active_vms: Any) -> None:
         super().__init__(runtime, Store(runtime.home / "state.db"))
         self.max_active = max_active
@@ -111,10 +112,15 @@ class WorkspaceManager(SnapshotMixin, ShellMixin):
         self.reap_expired()
         rows = [self._refresh(r) for r in self.store.all()]
         rows.sort(key=records.sort_key)
-        return {"count": len(rows), "workspaces": [records.list_entry(r) for r in rows]}
+        entries = [records.list_entry(self._with_counts(r)) for r in rows]
+        return {"count": len(rows), "workspaces": entries}
 
     def status(self, workspace_id: str) -> dict[str, Any]:
-        return records.payload(self.record(workspace_id))
+        return records.payload(self._with_counts(self.record(workspace_id)))
+
+    def _with_counts(self, record: dict[str, Any]) -> dict[str, Any]:
+        total, running = self.service_counts(record)
+        return {**record, "service_count": total, "running_service_count": running}
 
     def update(
         self,

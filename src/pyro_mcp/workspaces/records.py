@@ -114,8 +114,8 @@ def payload(record: dict[str, Any]) -> dict[str, Any]:
         "last_command": record["last_command"],
         "reset_count": record["reset_count"],
         "last_reset_at": record["last_reset_at"],
-        "service_count": 0,
-        "running_service_count": 0,
+        "service_count": record.get("service_count", 0),
+        "running_service_count": record.get("running_service_count", 0),
         "last_error": record["last_error"],
         "metadata": {"engine": engine, "isolation": ISOLATION.get(engine, engine)},
     }

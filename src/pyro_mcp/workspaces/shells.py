@@ -150,6 +150,3 @@ class ShellMixin(WorkspaceLifecycle):
         result, _ = self.call(workspace_id, "shell_close", {"shell_id": shell_id}, timeout=30)
         self.touch(workspace_id)
         return {**self._shell_payload(workspace_id, record["engine"], result), "closed": True}
-
-    def redact(self, workspace_id: str, text: str) -> str:
-        return secret_store.redact(text, self.layout(workspace_id).secrets_dir)

@@ -1,0 +1,171 @@
+"""Services (PRODUCT_SPEC §2.12)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from ..errors import ValidationError
+from ..workspaces.services import readiness_from
+from .base import OperationsBase
+from .params import ShellCommand
+from .registry import FULL, HumanOutput, Param, operation
+from .render import kv_line
+from .workspace_files import SecretEnv
+from .workspaces import WorkspaceId
+
+ServiceName = Annotated[
+    str, Param("The service's name.", cli="positional", metavar="NAME", mcp_name="service_name")
+]
+KEYS = ["workspace_id", "service_name", "state", "cwd", "execution_mode"]
+
+
+def parse_publish(items: list[str]) -> list[dict[str, int]]:
+    """``--publish GUEST_PORT`` or ``--publish HOST_PORT:GUEST_PORT`` (repeatable)."""
+    out = []
+    for item in items:
+        host, sep, guest = item.rpartition(":")
+        try:
+            entry = {"guest_port": int(guest)}
+            if sep:
+                entry["host_port"] = int(host)
+        except ValueError:
+            raise ValidationError(
+                f"--publish expects GUEST_PORT or HOST_PORT:GUEST_PORT, got {item!r}"
+            ) from None
+        out.append(entry)
+    return out
+
+
+def _render(data: dict[str, Any]) -> HumanOutput:
+    keys = [*KEYS, "stop_reason"] if data.get("stop_reason") else KEYS
+    ports = ",".join(
+        f"{p['host']}:{p['host_port']}->{p['guest_port']}/tcp"
+        for p in data.get("published_ports", [])
+    )
+    line = kv_line("workspace-service", data, keys) + (f" published_ports={ports}" if ports else "")
+    failed = data["state"] == "failed"
+    return HumanOutput(stdout=line + "\n", exit_code=1 if failed else 0)
+
+
+def _render_list(data: dict[str, Any]) -> HumanOutput:
+    if not data["services"]:
+        return HumanOutput(stdout="No services.\n")
+    return HumanOutput(
+        stdout="".join(kv_line("workspace-service", s, KEYS) + "\n" for s in data["services"])
+    )
+
+
+def _render_logs(data: dict[str, Any]) -> HumanOutput:
+    return HumanOutput(stdout=data["stdout"], stderr=data["stderr"])
+
+
+class ServiceOperations(OperationsBase):
+    @operation(
+        mcp="service_start", cli=("workspace", "service", "start"), profiles=FULL, render=_render
+    )
+    def start_service(
+        self,
+        workspace_id: WorkspaceId,
+        name: ServiceName,
+        command: ShellCommand,
+        cwd: Annotated[str, Param("Working directory under /workspace.")] = "/workspace",
+        readiness: Annotated[
+            dict[str, Any] | None,
+            Param("SDK: {type: file|tcp|http|command, path|address|url|command}.", sdk_only=True),
+        ] = None,
+        ready_file: Annotated[
+            str | None,
+            Param("Ready when this path exists (relative to /workspace).", cli_group="readiness"),
+        ] = None,
+        ready_tcp: Annotated[
+            str | None, Param("Ready when HOST:PORT accepts a connection.", cli_group="readiness")
+        ] = None,
+        ready_http: Annotated[
+            str | None, Param("Ready when this URL answers 2xx/3xx.", cli_group="readiness")
+        ] = None,
+        ready_command: Annotated[
+            str | None, Param("Ready when this command exits 0.", cli_group="readiness")
+        ] = None,
+        ready_timeout_seconds: Annotated[
+            float, Param("Give up (and stop it) after this long.", gt=0)
+        ] = 30,
+        ready_interval_ms: Annotated[int, Param("Check this often.", ge=10, le=60000)] = 500,
+        secret_env: SecretEnv = None,
+        published_ports: Annotated[
+            list[dict[str, int]] | None,
+            Param(
+                "Publish guest ports on 127.0.0.1: [{guest_port, host_port?}] (CLI: --publish "
+                "GUEST_PORT or HOST_PORT:GUEST_PORT).",
+                cli="--publish",
+                cli_append=True,
+                cli_convert=parse_publish,
+                metavar="[HOST_PORT:]GUEST_PORT",
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Start a long-running process and wait for it to be ready.
+
+        state is 'running' when ready, or 'failed' with stop_reason
+        process_exited_before_ready or readiness_timeout (the CLI then exits 1).
+        """
+        return self._manager.workspaces.service_start(
+            workspace_id,
+            name,
+            command=command,
+            cwd=cwd,
+            readiness=readiness_from(readiness, ready_file, ready_tcp, ready_http, ready_command),
+            ready_timeout_seconds=ready_timeout_seconds,
+            ready_interval_ms=ready_interval_ms,
+            secret_env=secret_env,
+            published_ports=published_ports,
+        )
+
+    @operation(
+        mcp="service_list",
+        cli=("workspace", "service", "list"),
+        profiles=FULL,
+        read_only=True,
+        render=_render_list,
+    )
+    def list_services(self, workspace_id: WorkspaceId) -> dict[str, Any]:
+        """List the workspace's services with their current state."""
+        return self._manager.workspaces.service_list(workspace_id)
+
+    @operation(
+        mcp="service_status",
+        cli=("workspace", "service", "status"),
+        profiles=FULL,
+        read_only=True,
+        render=_render,
+    )
+    def status_service(self, workspace_id: WorkspaceId, name: ServiceName) -> dict[str, Any]:
+        """One service's state, exit code, readiness and ports."""
+        return self._manager.workspaces.service_status(workspace_id, name)
+
+    @operation(
+        mcp="service_logs",
+        cli=("workspace", "service", "logs"),
+        profiles=FULL,
+        read_only=True,
+        render=_render_logs,
+    )
+    def logs_service(
+        self,
+        workspace_id: WorkspaceId,
+        name: ServiceName,
+        tail_lines: Annotated[int, Param("Last lines of stdout and of stderr.", ge=1)] = 200,
+        all: Annotated[bool, Param("Everything (up to 1 MiB per stream).")] = False,
+    ) -> dict[str, Any]:
+        """A service's stdout and stderr (redacted)."""
+        return self._manager.workspaces.service_logs(workspace_id, name, tail_lines, all)
+
+    @operation(
+        mcp="service_stop",
+        cli=("workspace", "service", "stop"),
+        profiles=FULL,
+        destructive=True,
+        render=_render,
+    )
+    def stop_service(self, workspace_id: WorkspaceId, name: ServiceName) -> dict[str, Any]:
+        """Stop a service: TERM to its process group, KILL after 5 s."""
+        return self._manager.workspaces.service_stop(workspace_id, name)
