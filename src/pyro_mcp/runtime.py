@@ -62,10 +62,16 @@ class Runtime:
         return self.store.ensure(name, progress)
 
     def choose_engine(
-        self, env: InstalledEnvironment, allow_host_compat: bool, notify: Notify | None = None
+        self,
+        env: InstalledEnvironment,
+        allow_host_compat: bool,
+        notify: Notify | None = None,
+        need_network: bool = False,
     ) -> EngineChoice:
         try:
-            key, engine = self.selector.select(self.engine_request, env, self.agent_dir(), notify)
+            key, engine = self.selector.select(
+                self.engine_request, env, self.agent_dir(), notify, need_network=need_network
+            )
         except EngineUnavailable as exc:
             if allow_host_compat:
                 return EngineChoice("host", HostEngine())

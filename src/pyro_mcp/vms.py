@@ -17,6 +17,7 @@ from typing import Any
 from . import validation
 from .engines.agent_client import AgentGone
 from .engines.base import Sandbox
+from .engines.qemu import USER_NETWORK as SLIRP_NETWORK
 from .environments.build import Progress
 from .environments.store import InstalledEnvironment
 from .errors import NotFoundError, StateError, ValidationError
@@ -27,13 +28,6 @@ Phase = Callable[[str], None]
 
 GUEST_CWD = "/root"
 EXEC_SLACK_SECONDS = 30.0
-SLIRP_NETWORK = {
-    "guest_ip": "10.0.2.15",
-    "gateway_ip": "10.0.2.2",
-    "subnet_cidr": "10.0.2.0/24",
-    "mac_address": "52:54:00:12:34:56",
-    "dns_servers": ["10.0.2.3"],
-}
 
 
 def new_id() -> str:
@@ -153,12 +147,9 @@ class VmRegistry:
                     f"max active VMs reached ({self.max_active}); delete old VMs first"
                 )
         env = self.runtime.environment(environment, progress)
-        choice = self.runtime.choose_engine(env, bool(allow_host_compat), notify)
-        if network and not choice.engine.info().network:
-            raise StateError(
-                f"the {choice.key} engine has no guest networking yet; "
-                "use --engine qemu for network=true"
-            )
+        choice = self.runtime.choose_engine(
+            env, bool(allow_host_compat), notify, need_network=bool(network)
+        )
         vm_id = new_id()
         record = VmRecord(
             vm_id=vm_id,

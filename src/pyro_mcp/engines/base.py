@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..environments.store import InstalledEnvironment
+from ..errors import SandboxError
 from .agent_client import AgentClient
 
 
@@ -57,6 +58,13 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     def _shutdown(self, clean_exit: bool) -> None:
         """Engine-specific teardown once the process is gone (state dirs, sockets)."""
+
+    def publish_port(self, guest_port: int, host_port: int) -> None:
+        """Forward 127.0.0.1:host_port on the host to the guest's guest_port."""
+        raise SandboxError(f"the {self.info.name} engine cannot publish ports")
+
+    def unpublish_port(self, host_port: int) -> None:
+        return None
 
     def _request_exit(self) -> bool:
         """Ask the sandbox to end by itself (e.g. EOF to its agent); True if that works."""

@@ -164,8 +164,12 @@ class EngineSelector:
         env: InstalledEnvironment,
         agent_dir: Path,
         notify: Notify | None = None,
+        need_network: bool = False,
     ) -> tuple[str, Engine]:
-        """Return (key, engine) for ``requested`` (auto, gvisor, qemu), or raise why not."""
+        """Return (key, engine) for ``requested`` (auto, gvisor, qemu), or raise why not.
+
+        ``need_network`` skips engines without guest networking (gvisor, for now).
+        """
         name = (requested or os.environ.get("PYRO_ENGINE") or "auto").strip().lower()
         if name not in ENGINE_CHOICES:
             # A typo is bad input, never a reason to fall back to the host.
@@ -181,6 +185,9 @@ class EngineSelector:
         reasons = []
         for key in order:
             engine = self.engines[key]
+            if need_network and not engine.info().network:
+                reasons.append(f"{key}: no guest networking in this engine yet")
+                continue
             if name == "gvisor":
                 # An explicit request skips the probe: a failure is reported by the boot itself.
                 static = engine.unavailable_reason()

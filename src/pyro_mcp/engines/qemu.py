@@ -27,6 +27,14 @@ KERNEL_ARGS = (
     "i8042.noaux i8042.nomux i8042.nopnp"
 )
 AGENT_PORT = "org.pyro.agent"
+# QEMU user-mode networking (slirp): egress through host sockets, no root, no TAP.
+USER_NETWORK = {
+    "guest_ip": "10.0.2.15",
+    "gateway_ip": "10.0.2.2",
+    "subnet_cidr": "10.0.2.0/24",
+    "mac_address": "52:54:00:12:34:56",
+    "dns_servers": ["10.0.2.3"],
+}
 
 
 def qemu_binary() -> str | None:
@@ -62,6 +70,21 @@ class QemuSandbox(Sandbox):
         writer = sock.makefile("wb")
         self.client = AgentClient(reader, writer, name=f"vm {workdir.name}")
         self.hello = {}
+
+    def _monitor(self, command: str) -> str:
+        qmp = Qmp(self.workdir / "qmp.sock")
+        try:
+            return str(qmp.execute("human-monitor-command", **{"command-line": command}) or "")
+        finally:
+            qmp.close()
+
+    def publish_port(self, guest_port: int, host_port: int) -> None:
+        reply = self._monitor(f"hostfwd_add net0 tcp:127.0.0.1:{host_port}-:{guest_port}")
+        if reply.strip():
+            raise SandboxError(f"cannot publish port {guest_port}: {reply.strip()}")
+
+    def unpublish_port(self, host_port: int) -> None:
+        self._monitor(f"hostfwd_remove net0 tcp:127.0.0.1:{host_port}")
 
     def _shutdown(self, clean_exit: bool) -> None:
         try:

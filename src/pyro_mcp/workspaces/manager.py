@@ -65,15 +65,12 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin):
         self.reap_expired()
         self.check_capacity(self.max_active, self.active_vms())
         env = self.runtime.environment(environment, progress)
-        choice = self.runtime.choose_engine(env, bool(allow_host_compat), notify)
+        choice = self.runtime.choose_engine(
+            env, bool(allow_host_compat), notify, need_network=policy != "off"
+        )
         if secret_values and choice.key == "host":
             raise StateError(
                 "secrets are unavailable for host_compat workspaces (no sandbox engine works here)"
-            )
-        if policy != "off" and not choice.engine.info().network:
-            raise StateError(
-                f"network_policy {policy!r} needs guest networking, which the {choice.key} "
-                "engine does not have yet; use --engine qemu or network_policy 'off'"
             )
         record = self.new_record(
             name=clean_name,

@@ -11,6 +11,7 @@ from . import records
 from . import secrets as secret_store
 from .lifecycle import WorkspaceLifecycle
 from .paths import normalize_workspace_path
+from .ports import validate_ports
 
 READINESS_TYPES = {"file": "path", "tcp": "address", "http": "url", "command": "command"}
 
@@ -66,9 +67,9 @@ class ServiceMixin(WorkspaceLifecycle):
     ) -> dict[str, Any]:
         out = {
             "workspace_id": workspace_id,
+            "published_ports": [],
             **data,
             "execution_mode": records.execution_mode(engine),
-            "published_ports": [],
         }
         for key in ("stdout", "stderr"):
             if key in out:
@@ -92,12 +93,13 @@ class ServiceMixin(WorkspaceLifecycle):
         command = validation.command(command)
         timeout = validation.timeout_seconds(ready_timeout_seconds)
         interval = validation.int_in_range("ready_interval_ms", ready_interval_ms, 10, 60000)
-        if published_ports:
-            raise ValidationError(
-                "published ports need network_policy 'egress+published-ports' and a guest "
-                "network, which this workspace does not have"
-            )
+        ports = validate_ports(published_ports)
         record = self.require_started(workspace_id, "service_start")
+        if ports and record["network_policy"] != "egress+published-ports":
+            raise ValidationError(
+                "published ports need network_policy 'egress+published-ports' (this workspace "
+                f"has {record['network_policy']!r})"
+            )
         env_map = secret_store.env_mapping(secret_env, [s["name"] for s in record["secrets"]])
         args = {
             "name": name,
@@ -107,6 +109,7 @@ class ServiceMixin(WorkspaceLifecycle):
             "ready_timeout_seconds": timeout,
             "ready_interval_ms": interval,
             "secret_env": env_map,
+            "published_ports": ports,
         }
         result, _ = self.call(workspace_id, "service_start", args, timeout=timeout + 60)
         self.touch(workspace_id)

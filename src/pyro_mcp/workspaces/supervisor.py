@@ -21,11 +21,13 @@ from typing import Any
 
 from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
+from ..engines.qemu import USER_NETWORK
 from ..errors import PyroError
 from ..guest.protocol import ProtocolError, encode, read_frame
 from ..runtime import Runtime
 from . import secrets as secret_store
 from .layout import WorkspaceLayout, socket_address
+from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
 
 HOST_ROOT_OPS = ("file_list", "file_read", "file_write", "file_delete", "tar_in", "tar_out")
@@ -63,6 +65,9 @@ class Supervisor:
             workspace_dir=None if real_vm else self.layout.volume_dir,
             workspace_disk=self.layout.disk if real_vm else None,
         )
+        self.ports = PortTable(self.sandbox)
+        if record["network_policy"] != "off":
+            self.sandbox.client.call("network", USER_NETWORK, timeout=30)
         if self.layout.secrets_dir.is_dir():
             self.sandbox.client.call(
                 "secrets_install",
@@ -141,13 +146,30 @@ class Supervisor:
         def on_event(kind: str, chunk: bytes) -> None:
             send({"id": req_id, "event": kind}, chunk)
 
+        ports = validate_ports(args.pop("published_ports", None)) if op == "service_start" else []
         try:
             result, payload = self.sandbox.client.call(op, args, data, on_event=on_event)
+            if ports and result.get("state") == "running":
+                result = self._publish(args["name"], ports, result)
+            if op in SERVICE_OPS:
+                result = self.ports.after(op, args, result)
         except PyroError as exc:
             kind = "invalid" if isinstance(exc, ValueError) else "failed"
             send({"id": req_id, "ok": False, "error": str(exc), "kind": kind})
             return
         send({"id": req_id, "ok": True, "result": result}, payload)
+
+    def _publish(
+        self, name: str, ports: list[dict[str, int]], result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Forward the service's ports; if that fails the service is stopped and failed."""
+        assert self.sandbox is not None
+        try:
+            self.ports.publish(name, ports)
+        except PyroError:
+            stopped, _ = self.sandbox.client.call("service_stop", {"name": name}, timeout=60)
+            return {**stopped, "state": "failed", "stop_reason": "published_port_failed"}
+        return result
 
     def _host_args(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         """Host-compat (unisolated) mode has no /workspace: re-root paths in its directory."""
