@@ -10,6 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .manager import VmManager
+from .operations.disk import DiskOperations
 from .operations.environments import EnvironmentOperations
 from .operations.host import HostOperations
 from .operations.registry import Operation, collect
@@ -31,6 +32,7 @@ class Pyro(
     SnapshotOperations,
     ShellOperations,
     ServiceOperations,
+    DiskOperations,
     EnvironmentOperations,
     HostOperations,
 ):

@@ -14,6 +14,7 @@ from . import records
 from . import secrets as secret_store
 from .archives import extract_export, seed_archive, validate_members
 from .diff import diff_trees
+from .disk import DiskMixin
 from .lifecycle import empty_tar
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
@@ -27,7 +28,7 @@ MAX_WRITE_BYTES = 1024 * 1024
 EXEC_SLACK_SECONDS = 30.0
 
 
-class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin):
+class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
     def __init__(self, runtime: Runtime, max_active: int, active_vms: Any) -> None:
         super().__init__(runtime, Store(runtime.home / "state.db"))
         self.max_active = max_active

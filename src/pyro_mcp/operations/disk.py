@@ -1,0 +1,77 @@
+"""Stopped-workspace disk tools (PRODUCT_SPEC §2.16): secondary, for a stopped workspace."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from .base import OperationsBase
+from .registry import FULL, HumanOutput, Param, operation
+from .render import kv_line
+from .render_workspaces import render_file_list, render_file_read
+from .workspaces import WorkspaceId
+
+
+def _render_export(data: dict[str, Any]) -> HumanOutput:
+    return HumanOutput(
+        stdout=kv_line(
+            "workspace-disk-export",
+            data,
+            ["workspace_id", "output_path", "disk_format", "bytes_written"],
+        )
+        + "\n"
+    )
+
+
+class DiskOperations(OperationsBase):
+    @operation(
+        mcp="workspace_disk_list",
+        cli=("workspace", "disk", "list"),
+        profiles=FULL,
+        read_only=True,
+        render=render_file_list,
+    )
+    def list_workspace_disk(
+        self,
+        workspace_id: WorkspaceId,
+        path: Annotated[
+            str, Param("Path under /workspace.", cli="positional", metavar="PATH")
+        ] = "/workspace",
+        recursive: Annotated[bool, Param("List subdirectories too.")] = False,
+    ) -> dict[str, Any]:
+        """List a STOPPED workspace's /workspace from its disk, without booting it."""
+        return self._manager.workspaces.disk_list(workspace_id, path, recursive)
+
+    @operation(
+        mcp="workspace_disk_read",
+        cli=("workspace", "disk", "read"),
+        profiles=FULL,
+        read_only=True,
+        render=render_file_read,
+    )
+    def read_workspace_disk(
+        self,
+        workspace_id: WorkspaceId,
+        path: Annotated[str, Param("File under /workspace.", cli="positional", metavar="PATH")],
+        max_bytes: Annotated[
+            int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1048576)
+        ] = 65536,
+    ) -> dict[str, Any]:
+        """Read a file of a STOPPED workspace from its disk, without booting it."""
+        return self._manager.workspaces.disk_read(workspace_id, path, max_bytes)
+
+    @operation(
+        mcp="workspace_disk_export",
+        cli=("workspace", "disk", "export"),
+        profiles=FULL,
+        render=_render_export,
+    )
+    def export_workspace_disk(
+        self,
+        workspace_id: WorkspaceId,
+        output_path: Annotated[
+            str,
+            Param("Host path to create (it must not exist).", cli="--output", metavar="HOST_PATH"),
+        ],
+    ) -> dict[str, Any]:
+        """Write a STOPPED workspace's /workspace as an ext4 image to a new host path."""
+        return self._manager.workspaces.disk_export(workspace_id, output_path)

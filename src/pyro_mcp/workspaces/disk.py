@@ -1,0 +1,161 @@
+"""Stopped-workspace disk tools (PRODUCT_SPEC §2.16): list, read, export without booting.
+
+What a stopped workspace keeps on disk is /workspace: a host directory (gvisor) or an ext4
+image (VM engines). Images are read with debugfs in user space (never mounted on the host);
+paths follow the same rules as the live file tools and never follow symlinks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .. import validation
+from ..errors import StateError, ValidationError
+from ..guest import files as guest_files
+from ..guest import paths as guest_paths
+from .lifecycle import WorkspaceLifecycle
+from .paths import normalize_workspace_path
+
+MAX_READ = 1024 * 1024
+
+
+def _debugfs(image: Path, request: str) -> None:
+    result = subprocess.run(
+        ["debugfs", "-R", request, str(image)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise StateError(f"cannot read the workspace disk: {result.stderr.strip()[-300:]}")
+
+
+class DiskMixin(WorkspaceLifecycle):
+    def _stopped(self, workspace_id: str, action: str) -> dict[str, Any]:
+        record = self.record(workspace_id)
+        if record["state"] != "stopped":
+            raise StateError(
+                f"workspace {workspace_id!r} must be stopped before {action} "
+                f"(run 'pyro workspace stop {workspace_id}')"
+            )
+        if record["engine"] == "host":
+            raise StateError(f"{action} is unavailable for host_compat workspaces")
+        return record
+
+    def _real_vm(self, record: dict[str, Any]) -> bool:
+        return self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
+
+    def disk_list(
+        self, workspace_id: str, path: str = "/workspace", recursive: bool = False
+    ) -> dict[str, Any]:
+        guest_path = normalize_workspace_path(path)
+        record = self._stopped(workspace_id, "workspace_disk_list")
+        with tempfile.TemporaryDirectory(dir=self.layout(workspace_id).root) as tmp:
+            root = self._root_dir(record, guest_path, Path(tmp))
+            result = guest_files.list_files(
+                self._host_path(root, guest_path), recursive, root=str(root)
+            )
+        entries = [
+            {
+                "path": self._guest_path(root, e["path"]),
+                "artifact_type": e["artifact_type"],
+                "size_bytes": e["size_bytes"],
+                "link_target": e["link_target"],
+            }
+            for e in result["entries"]
+        ]
+        return {
+            "workspace_id": workspace_id,
+            "path": guest_path,
+            "recursive": bool(recursive),
+            "entries": entries,
+        }
+
+    def disk_read(self, workspace_id: str, path: str, max_bytes: int = 65536) -> dict[str, Any]:
+        limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ)
+        guest_path = normalize_workspace_path(path)
+        record = self._stopped(workspace_id, "workspace_disk_read")
+        with tempfile.TemporaryDirectory(dir=self.layout(workspace_id).root) as tmp:
+            root = self._root_dir(record, guest_path, Path(tmp))
+            result = guest_files.read_file(self._host_path(root, guest_path), limit, root=str(root))
+        content = result["content_bytes"].decode("utf-8", errors="replace")
+        return {
+            "workspace_id": workspace_id,
+            "path": guest_path,
+            "size_bytes": result["size_bytes"],
+            "max_bytes": limit,
+            "content": self.redact(workspace_id, content),
+            "truncated": result["truncated"],
+        }
+
+    def disk_export(self, workspace_id: str, output_path: str) -> dict[str, Any]:
+        record = self._stopped(workspace_id, "workspace_disk_export")
+        target = self.host_path(output_path, "output_path")
+        if target.exists() or target.is_symlink():
+            raise ValidationError(f"output_path already exists: {target}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        layout = self.layout(workspace_id)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            if self._real_vm(record):
+                subprocess.run(
+                    ["cp", "--sparse=always", str(layout.disk), str(partial)],
+                    check=True,
+                    capture_output=True,
+                )
+            else:
+                size = sum(
+                    p.stat().st_size
+                    for p in layout.volume_dir.rglob("*")
+                    if p.is_file() and not p.is_symlink()
+                )
+                mib = int(size * 1.3 / 2**20) + 64
+                subprocess.run(
+                    [
+                        "mkfs.ext4",
+                        "-q",
+                        "-F",
+                        "-m",
+                        "0",
+                        "-d",
+                        str(layout.volume_dir),
+                        str(partial),
+                        f"{mib}M",
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
+            partial.rename(target)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            partial.unlink(missing_ok=True)
+            raise StateError(f"cannot export the workspace disk: {exc}") from exc
+        return {
+            "workspace_id": workspace_id,
+            "output_path": str(target),
+            "disk_format": "ext4",
+            "bytes_written": target.stat().st_size,
+        }
+
+    # -- helpers -----------------------------------------------------------------------
+    def _root_dir(self, record: dict[str, Any], guest_path: str, tmp: Path) -> Path:
+        layout = self.layout(record["workspace_id"])
+        if not self._real_vm(record):
+            return layout.volume_dir
+        _debugfs(layout.disk, f"rdump / {tmp}")
+        extracted = tmp / "workspace-root"
+        extracted.mkdir()
+        for child in tmp.iterdir():
+            if child != extracted and child.name != "lost+found":
+                shutil.move(str(child), extracted / child.name)
+        return extracted
+
+    @staticmethod
+    def _host_path(root: Path, guest_path: str) -> str:
+        rel = guest_paths.relative(guest_path)
+        return str(root / rel) if rel else str(root)
+
+    @staticmethod
+    def _guest_path(root: Path, host_path: str) -> str:
+        rel = Path(host_path).relative_to(root).as_posix()
+        return "/workspace" if rel == "." else f"/workspace/{rel}"
