@@ -5,7 +5,12 @@ UV ?= uv
 PYRO := $(UV) run --frozen pyro
 ENVIRONMENT ?= debian:12
 
-.PHONY: help setup host env demo check lint typecheck test test-fast bench doctor clean
+USE_CASE_ENVIRONMENT ?= debian:12
+SMOKE := $(UV) run --frozen python scripts/workspace_use_case_smoke.py --environment $(USE_CASE_ENVIRONMENT)
+STORIES := cold-start-validation repro-fix-loop parallel-workspaces untrusted-inspection review-eval
+
+.PHONY: help setup host env demo check lint typecheck test test-fast bench doctor clean \
+	smoke-use-cases $(addprefix smoke-,$(STORIES)) dist-check
 
 help:
 	@echo "setup      host packages (runsc, qemu, mmdebstrap …), uv sync, build $(ENVIRONMENT)"
@@ -14,6 +19,9 @@ help:
 	@echo "test       pytest only;  test-fast: unit tests only (no sandboxes)"
 	@echo "bench      speed figures beside the bare engine, measured in the same run"
 	@echo "doctor     pyro doctor"
+	@echo "smoke-use-cases   the five use-case stories on real workspaces (USE_CASE_ENVIRONMENT)"
+	@echo "smoke-<story>     one story: $(STORIES)"
+	@echo "dist-check        build sdist+wheel, install in a clean venv, run pyro from there"
 
 host:
 	@bash scripts/host-setup.sh
@@ -48,3 +56,9 @@ doctor:
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache dist build
+
+smoke-use-cases: setup
+	$(SMOKE) --scenario all
+
+$(addprefix smoke-,$(STORIES)): smoke-%: setup
+	$(SMOKE) --scenario $*

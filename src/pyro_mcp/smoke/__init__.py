@@ -1,0 +1,1 @@
+"""Guest-backed smoke packs for the five use-case recipes (docs/use-cases/)."""
