@@ -62,3 +62,6 @@ smoke-use-cases: setup
 
 $(addprefix smoke-,$(STORIES)): smoke-%: setup
 	$(SMOKE) --scenario $*
+
+dist-check: setup
+	bash scripts/dist-check.sh

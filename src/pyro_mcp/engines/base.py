@@ -134,6 +134,8 @@ def wait_hello(sandbox: Sandbox, timeout: float, log: Path | None) -> dict[str, 
         )
     except Exception as exc:
         tail = ""
+        if not sandbox.alive():  # the engine itself died: its own log says why
+            log = sandbox.workdir / "engine.log"
         if log is not None and log.exists():
             lines = log.read_text(errors="replace").strip().splitlines()[-12:]
             tail = "\n" + "\n".join(lines) if lines else ""
