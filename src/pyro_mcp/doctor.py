@@ -64,7 +64,7 @@ def run_doctor(
         static = engine.unavailable_reason()
         entry: dict[str, Any] = {
             "available": static is None,
-            "reason": static,
+            "reason": static or "installed (not boot-probed)",
             "isolation": engine.info().isolation,
         }
         if static is None and env is not None and probe:
@@ -95,7 +95,12 @@ def run_doctor(
         issues.append(f"no sandbox engine works on this host. Install one: {hints}")
     kvm = _kvm()
     kvm_ok, _ = kvm_usable()
-    kvm["boots_guests"] = bool(engines["qemu-kvm"].get("available")) if kvm_ok else False
+    probed = "probe" in engines["qemu-kvm"]
+    kvm["boots_guests"] = (
+        bool(engines["qemu-kvm"]["available"])
+        if kvm_ok and probed
+        else (False if not kvm_ok else None)
+    )
     installed = [name for name in CATALOG if runtime.store.installed(name) is not None]
     runtime_ok = chosen is not None and not any("no sandbox engine" in i for i in issues)
     return {

@@ -145,7 +145,9 @@ class EngineSelector:
             finally:
                 sandbox.kill()
         except PyroError as exc:
-            ok, reason = False, str(exc).splitlines()[0][:300]
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            detail = f" ({lines[1].strip()})" if len(lines) > 1 else ""
+            ok, reason = False, (lines[0] + detail)[:400] if lines else type(exc).__name__
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         result_obj = ProbeResult(ok, reason, time.monotonic() - started, time.time())
