@@ -99,11 +99,18 @@ class SnapshotMixin(WorkspaceLifecycle):
                 raise NotFoundError(f"snapshot {name!r} does not exist")
             tar_bytes = path.read_bytes()
             kind = "named"
-        if record["state"] == "started":
-            self.stop_supervisor(record)
-        self.store.update(workspace_id, state="starting", supervisor_pid=None, last_error=None)
         try:
-            unpacked = self.boot_fresh(self.record(workspace_id, refresh=False), tar_bytes)
+            if record["state"] == "started":
+                # The supervisor stays; only the sandbox and /workspace are replaced.
+                self.call(workspace_id, "supervisor_reboot", timeout=600)
+                unpacked, _ = self.call(
+                    workspace_id, "tar_in", {"dest": "/workspace"}, data=tar_bytes, timeout=600
+                )
+            else:
+                self.store.update(
+                    workspace_id, state="starting", supervisor_pid=None, last_error=None
+                )
+                unpacked = self.boot_fresh(self.record(workspace_id, refresh=False), tar_bytes)
         except BaseException:
             current = self.store.get(workspace_id)
             if current is not None:

@@ -43,37 +43,11 @@ class Supervisor:
         self.listener: socket.socket | None = None
         self.stopping = threading.Event()
         self.host_root: str | None = None
+        self.reboot_lock = threading.Lock()
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
-        record = self.store.get(self.workspace_id)
-        if record is None:
-            raise PyroError(f"workspace {self.workspace_id!r} does not exist")
-        env = self.runtime.environment(record["environment"])
-        choice = self.runtime.engine_by_key(record["engine"])
-        real_vm = choice.engine.info().real_vm
-        if choice.key == "host":
-            self.host_root = str(self.layout.volume_dir)
-        self.sandbox = self.runtime.boot(
-            choice,
-            env,
-            f"{self.workspace_id}-{uuid.uuid4().hex[:6]}",  # a fresh engine id every boot
-            self.layout.runtime_dir,
-            vcpu_count=record["vcpu_count"],
-            mem_mib=record["mem_mib"],
-            network=record["network_policy"] != "off",
-            workspace_dir=None if real_vm else self.layout.volume_dir,
-            workspace_disk=self.layout.disk if real_vm else None,
-        )
-        self.ports = PortTable(self.sandbox)
-        if record["network_policy"] != "off":
-            self.sandbox.client.call("network", USER_NETWORK, timeout=30)
-        if self.layout.secrets_dir.is_dir():
-            self.sandbox.client.call(
-                "secrets_install",
-                data=secret_store.install_payload(self.layout.secrets_dir),
-                timeout=30,
-            )
+        self._boot_sandbox()
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.layout.socket.unlink(missing_ok=True)
         old = os.umask(0o177)
@@ -88,10 +62,64 @@ class Supervisor:
             self.workspace_id, state="started", supervisor_pid=os.getpid(), last_error=None
         )
 
+    def _boot_sandbox(self) -> None:
+        record = self.store.get(self.workspace_id)
+        if record is None:
+            raise PyroError(f"workspace {self.workspace_id!r} does not exist")
+        env = self.runtime.environment(record["environment"])
+        choice = self.runtime.engine_by_key(record["engine"])
+        real_vm = choice.engine.info().real_vm
+        if choice.key == "host":
+            self.host_root = str(self.layout.volume_dir)
+        sandbox = self.runtime.boot(
+            choice,
+            env,
+            f"{self.workspace_id}-{uuid.uuid4().hex[:6]}",  # a fresh engine id every boot
+            self.layout.runtime_dir,
+            vcpu_count=record["vcpu_count"],
+            mem_mib=record["mem_mib"],
+            network=record["network_policy"] != "off",
+            workspace_dir=None if real_vm else self.layout.volume_dir,
+            workspace_disk=self.layout.disk if real_vm else None,
+        )
+        try:
+            if record["network_policy"] != "off":
+                sandbox.client.call("network", USER_NETWORK, timeout=30)
+            if self.layout.secrets_dir.is_dir():
+                sandbox.client.call(
+                    "secrets_install",
+                    data=secret_store.install_payload(self.layout.secrets_dir),
+                    timeout=30,
+                )
+        except BaseException:
+            sandbox.kill()
+            raise
+        self.ports = PortTable(sandbox)
+        self.sandbox = sandbox
+        if self.listener is not None:  # serving already: watch the new engine too
+            threading.Thread(target=self._watch_engine, args=(sandbox,), daemon=True).start()
+
+    def reboot(self) -> dict[str, Any]:
+        """Reset: a fresh sandbox from the pristine environment and an empty /workspace,
+        without restarting this supervisor (the caller then unpacks the snapshot)."""
+        with self.reboot_lock:
+            old = self.sandbox
+            self.sandbox = None
+            if old is not None:
+                for name in list(self.ports.by_service):
+                    self.ports.release(name)
+                old.kill()
+            record = self.store.get(self.workspace_id)
+            assert record is not None
+            real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
+            self.layout.fresh_volume(real_vm)
+            self._boot_sandbox()
+        return {"rebooted": True}
+
     # -- serving ---------------------------------------------------------------------------
     def serve(self) -> None:
         assert self.listener is not None and self.sandbox is not None
-        threading.Thread(target=self._watch_engine, daemon=True).start()
+        threading.Thread(target=self._watch_engine, args=(self.sandbox,), daemon=True).start()
         threading.Thread(target=self._watch_ttl, daemon=True).start()
         while not self.stopping.is_set():
             try:
@@ -135,20 +163,40 @@ class Supervisor:
         if op == "supervisor_status":
             send({"id": req_id, "ok": True, "result": self._status()})
             return
+        if op == "supervisor_reboot":
+            try:
+                send({"id": req_id, "ok": True, "result": self.reboot()})
+            except PyroError as exc:
+                send({"id": req_id, "ok": False, "error": str(exc), "kind": "failed"})
+                threading.Thread(
+                    target=self.shutdown, args=("stopped", str(exc)), daemon=True
+                ).start()
+            return
         if op == "supervisor_stop":
             send({"id": req_id, "ok": True, "result": {"stopping": True}})
             threading.Thread(target=self.shutdown, args=("stopped",), daemon=True).start()
             return
         if self.host_root is not None:
             args = self._host_args(op, args)
-        assert self.sandbox is not None
+        with self.reboot_lock:  # never talk to a sandbox that is being replaced
+            sandbox = self.sandbox
+        if sandbox is None:
+            send(
+                {
+                    "id": req_id,
+                    "ok": False,
+                    "error": "the workspace is restarting",
+                    "kind": "failed",
+                }
+            )
+            return
 
         def on_event(kind: str, chunk: bytes) -> None:
             send({"id": req_id, "event": kind}, chunk)
 
         ports = validate_ports(args.pop("published_ports", None)) if op == "service_start" else []
         try:
-            result, payload = self.sandbox.client.call(op, args, data, on_event=on_event)
+            result, payload = sandbox.client.call(op, args, data, on_event=on_event)
             if ports and result.get("state") == "running":
                 result = self._publish(args["name"], ports, result)
             if op in SERVICE_OPS:
@@ -193,10 +241,9 @@ class Supervisor:
         }
 
     # -- watchers and shutdown -----------------------------------------------------------------
-    def _watch_engine(self) -> None:
-        assert self.sandbox is not None
-        code = self.sandbox.process.wait()
-        if not self.stopping.is_set():
+    def _watch_engine(self, sandbox: Sandbox) -> None:
+        code = sandbox.process.wait()
+        if sandbox is self.sandbox and not self.stopping.is_set():
             self.shutdown(
                 "stopped", error=f"backing guest process is no longer running (exit {code})"
             )
