@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import validation
 from .doctor import run_doctor
@@ -13,7 +13,9 @@ from .environments.build import Progress
 from .environments.catalog import get_spec
 from .runtime import Notify, Runtime
 from .vms import OutputHandler, Phase, VmRegistry
-from .workspaces.manager import WorkspaceManager
+
+if TYPE_CHECKING:
+    from .workspaces.manager import WorkspaceManager
 
 DEFAULT_MAX_ACTIVE_VMS = 4
 
@@ -29,13 +31,31 @@ class VmManager:
     ) -> None:
         self.runtime = Runtime(engine=engine, home=base_dir, cache=cache_dir)
         self.vms = VmRegistry(self.runtime, max_active_vms)
-        self.workspaces = WorkspaceManager(
-            self.runtime, max_active_vms, active_vms=lambda: len(self.vms.vms)
-        )
-        self.vms.other_active = self.workspaces.store.count_active
+        self._workspaces: WorkspaceManager | None = None
+        self.vms.other_active = self._running_workspaces
         # Surfaces may set these to show progress (the CLI prints them to stderr).
         self.progress: Progress | None = None
         self.notify: Notify | None = None
+
+    def _running_workspaces(self) -> int:
+        """For the shared max-active cap, without loading the workspace machinery."""
+        if self._workspaces is not None:
+            return self._workspaces.store.count_active()
+        db = self.runtime.home / "state.db"
+        if not db.exists():
+            return 0
+        from .workspaces.store import Store
+
+        return Store(db).count_active()
+
+    @property
+    def workspaces(self) -> WorkspaceManager:
+        """Persistent workspaces (loaded on first use: a one-shot run never needs them)."""
+        if self._workspaces is None:
+            self._workspaces = WorkspaceManager(
+                self.runtime, self.vms.max_active, active_vms=lambda: len(self.vms.vms)
+            )
+        return self._workspaces
 
     # -- environments ----------------------------------------------------------------
     def list_environments(self) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import os
+import select
 import signal
 import subprocess
 import time
@@ -81,11 +82,7 @@ class Sandbox(abc.ABC):
     def _end(self, grace: float, first_signal: int) -> None:
         clean = False
         if self.alive() and self._request_exit():
-            try:
-                self.process.wait(timeout=grace)
-                clean = True
-            except subprocess.TimeoutExpired:
-                pass
+            clean = wait_exit(self.process, grace)
         if self.alive():
             _signal_group(self.process, first_signal)
             try:
@@ -95,6 +92,27 @@ class Sandbox(abc.ABC):
                 self.process.wait()
         self._shutdown(clean)
         self.client.close()
+
+
+def wait_exit(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait for the process to exit, noticing it at once (a pidfd, not Popen's sleep loop)."""
+    try:
+        fd = os.pidfd_open(process.pid)
+    except (OSError, AttributeError):
+        try:
+            process.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(int(timeout * 1000)):
+            return False
+    finally:
+        os.close(fd)
+    process.wait()
+    return True
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import py_compile
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,7 +19,7 @@ def agent_files() -> list[Path]:
 
 
 def agent_digest() -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"bundle-2 {sys.version_info[:2]}".encode())
     for path in agent_files():
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
@@ -35,6 +38,15 @@ def stage_agent(cache: Path) -> Path:
     for path in agent_files():
         shutil.copy2(path, package / path.name)
         os.chmod(package / path.name, 0o444)
+        # Bytecode that never checks the source (the guest runs with -B from a read-only
+        # place, and cpio drops mtimes): saves compiling the agent at every boot. A guest
+        # whose Python differs from ours ignores it (the file name carries the version).
+        py_compile.compile(
+            str(package / path.name),
+            cfile=importlib.util.cache_from_source(str(package / path.name)),
+            doraise=True,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
     os.chmod(tmp, 0o755)  # noqa: S103 - sandboxes of any user read the agent
     try:
         tmp.rename(target)

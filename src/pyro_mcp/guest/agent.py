@@ -12,21 +12,27 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import IO, Any
 
-from . import archive, boot, files, paths, secrets, services, shells
+from . import boot, paths, secrets
 from .execution import run_command
 from .protocol import PROTOCOL_VERSION, ProtocolError, encode, read_frame
 
+# The guest imports nothing it does not need (every import costs time in a sandbox).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import IO, Any
+
+    Emit = Callable[[str, bytes], None]
+    Result = dict[str, Any] | tuple[dict[str, Any], bytes]
+    Handler = Callable[[dict[str, Any], bytes, Emit], Result]
+
+
 AGENT_VERSION = "3.6.0"
 
-Emit = Callable[[str, bytes], None]
 # Set while the VM is saved as a boot template: the host that saved it hangs up, and a
 # restored copy must then wait for its new host instead of powering off.
 STANDBY = threading.Event()
-Result = dict[str, Any] | tuple[dict[str, Any], bytes]
-Handler = Callable[[dict[str, Any], bytes, Emit], Result]
 
 
 def op_hello(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
@@ -58,28 +64,40 @@ def op_sync(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
 
 
 def op_file_list(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import files
+
     return files.list_files(args["path"], bool(args.get("recursive")), _root(args))
 
 
 def op_file_read(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import files
+
     result = files.read_file(args["path"], int(args["max_bytes"]), _root(args))
     content = result.pop("content_bytes")
     return result, content
 
 
 def op_file_write(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import files
+
     return files.write_file(args["path"], data, _root(args))
 
 
 def op_file_delete(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import files
+
     return files.delete_file(args["path"], _root(args))
 
 
 def op_tar_in(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import archive
+
     return archive.unpack(args["dest"], data, _root(args))
 
 
 def op_tar_out(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import archive
+
     payload, info = archive.pack(args["path"], _root(args))
     return info, payload
 
@@ -95,48 +113,68 @@ def op_secrets_install(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
 
 
 def op_shell_open(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import shells
+
     return shells.open_shell(args)
 
 
 def op_shell_read(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import shells
+
     shell = shells.get(str(args["shell_id"]))
     return shell.read(int(args.get("cursor") or 0), int(args["max_chars"]))
 
 
 def op_shell_write(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import shells
+
     shell = shells.get(str(args["shell_id"]))
     shell.write(data.decode("utf-8"))
     return shell.summary()
 
 
 def op_shell_signal(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import shells
+
     shell = shells.get(str(args["shell_id"]))
     shell.signal(str(args["signal"]))
     return shell.summary()
 
 
 def op_shell_close(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import shells
+
     return shells.close_shell(str(args["shell_id"]))
 
 
 def op_service_start(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import services
+
     return services.start(args)
 
 
 def op_service_status(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import services
+
     return services.get(str(args["name"])).payload()
 
 
 def op_service_list(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import services
+
     return {"services": services.list_all()}
 
 
 def op_service_logs(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import services
+
     tail = args.get("tail_lines")
     return services.logs(str(args["name"]), None if tail is None else int(tail))
 
 
 def op_service_stop(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import services
+
     return services.stop(str(args["name"]))
 
 

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import IO, Any
+
+# The guest imports nothing it does not need (every import costs time in a sandbox).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
 
 HEADER = struct.Struct(">II")
 MAX_JSON = 4 * 1024 * 1024

@@ -8,10 +8,15 @@ import socket
 import subprocess
 import time
 import urllib.request
-from typing import Any
 
 from . import paths, secrets
 from .execution import base_env
+
+# The guest imports nothing it does not need (every import costs time in a sandbox).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 LOG_DIR = "/run/pyro-services"
 MAX_LOG_READ = 1024 * 1024

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ..manager import VmManager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..manager import VmManager
 
 
 class OperationsBase:
