@@ -52,6 +52,8 @@ class VmManager:
     def workspaces(self) -> WorkspaceManager:
         """Persistent workspaces (loaded on first use: a one-shot run never needs them)."""
         if self._workspaces is None:
+            from .workspaces.manager import WorkspaceManager
+
             self._workspaces = WorkspaceManager(
                 self.runtime, self.vms.max_active, active_vms=lambda: len(self.vms.vms)
             )
