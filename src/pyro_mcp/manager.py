@@ -78,7 +78,10 @@ class VmManager:
         return self.runtime.store.inspect(environment)
 
     def prune_environments(self) -> dict[str, Any]:
-        return self.runtime.store.prune()
+        """Stale environments, plus boot templates and agent bundles of older versions."""
+        result = self.runtime.store.prune()
+        result["deleted_cache_dirs"] = self.runtime.prune_caches()
+        return result
 
     # -- ephemeral VMs -----------------------------------------------------------------
     def create_vm(self, **kwargs: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .engines.base import BootSpec, Engine, Sandbox
-from .engines.bundle import stage_agent
+from .engines.bundle import agent_digest, stage_agent
 from .engines.detect import EngineSelector
 from .engines.host import HostEngine
 from .environments.build import Progress
+from .environments.catalog import CATALOG
 from .environments.store import EnvironmentStore, InstalledEnvironment
 from .errors import EngineUnavailable
 from .paths import cache_dir, environment_cache_dir, home_dir, private_dir
@@ -118,6 +120,29 @@ class Runtime:
             network=network,
         )
         return choice.engine.boot(spec)
+
+    def prune_caches(self) -> list[str]:
+        """Remove boot templates and agent bundles that the current version cannot use."""
+        current_agent = agent_digest()
+        rootfs = {
+            env.manifest.get("artifacts", {}).get("rootfs.ext4", {}).get("sha256")
+            for name in CATALOG
+            if (env := self.store.installed(name)) is not None
+        }
+        deleted: list[str] = []
+        for path in sorted((self.cache / "agent").glob("*")):
+            if path.name != current_agent:
+                shutil.rmtree(path, ignore_errors=True)
+                deleted.append(str(path))
+        for path in sorted((self.cache / "vm-templates").glob("*")):
+            try:
+                meta = json.loads((path / "meta.json").read_text())
+            except (OSError, ValueError):
+                meta = {}
+            if meta.get("agent") != current_agent or meta.get("rootfs_sha256") not in rootfs:
+                shutil.rmtree(path, ignore_errors=True)
+                deleted.append(str(path))
+        return deleted
 
     @staticmethod
     def remove_dir(path: Path) -> None:

@@ -282,7 +282,14 @@ class QemuEngine(Engine):
                     self.template_root,
                     key,
                     spec.workdir / "initrd.cpio.gz",
-                    {"environment": spec.environment.spec.name, "accel": self.accel},
+                    {
+                        "environment": spec.environment.spec.name,
+                        "accel": self.accel,
+                        "agent": spec.agent_dir.name,
+                        "rootfs_sha256": spec.environment.manifest.get("artifacts", {})
+                        .get("rootfs.ext4", {})
+                        .get("sha256"),
+                    },
                 )
             finally:
                 qmp.close()

@@ -24,11 +24,10 @@ def _render_inspect(data: dict[str, Any]) -> HumanOutput:
 
 
 def _render_prune(data: dict[str, Any]) -> HumanOutput:
-    if not data["count"]:
+    paths = [*data["deleted_environment_dirs"], *data.get("deleted_cache_dirs", [])]
+    if not paths:
         return HumanOutput(stdout="Nothing to prune.\n")
-    return HumanOutput(
-        stdout="".join(f"deleted {path}\n" for path in data["deleted_environment_dirs"])
-    )
+    return HumanOutput(stdout="".join(f"deleted {path}\n" for path in paths))
 
 
 class EnvironmentOperations(OperationsBase):
