@@ -11,6 +11,7 @@ from . import validation
 from .doctor import run_doctor
 from .environments.build import Progress
 from .environments.catalog import get_spec
+from .errors import StateError
 from .runtime import Notify, Runtime
 from .vms import OutputHandler, Phase, VmRegistry
 
@@ -98,7 +99,16 @@ class VmManager:
         timeout_seconds: float,
         on_output: OutputHandler | None = None,
     ) -> dict[str, Any]:
-        """Run one command; the VM is deleted afterwards (the contract's vm_exec)."""
+        """Run one command; the VM is deleted afterwards (the contract's vm_exec).
+
+        Bad input, an unknown VM or one that is not started is refused before anything
+        runs, and then the VM is kept.
+        """
+        validation.command(command)
+        validation.timeout_seconds(timeout_seconds)
+        record = self.vms.get(vm_id)
+        if record.state != "started":
+            raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
         try:
             return self.vms.exec(vm_id, command, timeout_seconds, on_output)
         finally:
@@ -139,6 +149,7 @@ class VmManager:
         started = time.monotonic()
         # Every input is checked before anything is shown or booted.
         get_spec(environment)
+        self.runtime.selector.check_name(self.runtime.engine_request)
         validation.command(command)
         validation.timeout_seconds(timeout_seconds)
         validation.vcpu_count(vcpu_count)

@@ -160,6 +160,17 @@ class EngineSelector:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         return root
 
+    @staticmethod
+    def check_name(requested: str | None) -> str:
+        """The engine asked for (argument, else $PYRO_ENGINE, else auto), or a clear error."""
+        name = (requested or os.environ.get("PYRO_ENGINE") or "auto").strip().lower()
+        if name not in ENGINE_CHOICES:
+            # A typo is bad input, never a reason to fall back to the host.
+            raise ValidationError(
+                f"unknown engine {name!r}; choose one of: {', '.join(ENGINE_CHOICES)}"
+            )
+        return name
+
     def select(
         self,
         requested: str | None,
@@ -172,12 +183,7 @@ class EngineSelector:
 
         ``need_network`` skips engines without guest networking (gvisor, for now).
         """
-        name = (requested or os.environ.get("PYRO_ENGINE") or "auto").strip().lower()
-        if name not in ENGINE_CHOICES:
-            # A typo is bad input, never a reason to fall back to the host.
-            raise ValidationError(
-                f"unknown engine {name!r}; choose one of: {', '.join(ENGINE_CHOICES)}"
-            )
+        name = self.check_name(requested)
         if name == "gvisor":
             order: tuple[str, ...] = ("gvisor",)
         elif name == "qemu":

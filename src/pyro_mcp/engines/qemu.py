@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..environments.initramfs import build_agent_initramfs
 from ..errors import EngineUnavailable, SandboxError
+from ..paths import socket_address
 from . import templates
 from .agent_client import AgentClient
 from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
@@ -56,6 +57,20 @@ def agent_initrd(agent_dir: Path) -> Path:
         tmp.write_bytes(build_agent_initramfs(agent_dir))
         tmp.rename(path)
     return path
+
+
+def listen(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path`` (any length), private to this user."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        with socket_address(path) as address:
+            sock.bind(address)
+    finally:
+        os.umask(old)
+    sock.listen(4)
+    return sock
 
 
 class QemuSandbox(Sandbox):
@@ -122,8 +137,23 @@ class QemuEngine(Engine):
                 return why
         return None
 
-    def command(self, spec: BootSpec, initrd: Path, sock_path: Path) -> list[str]:
+    def command(
+        self, spec: BootSpec, initrd: Path, sock_path: Path, fds: tuple[int, int] | None = None
+    ) -> list[str]:
+        """The QEMU command line. With ``fds`` (agent, QMP) the sockets are listening file
+        descriptors made by us: no Unix path length limit, no window before they exist."""
         env = spec.environment
+        if fds is not None:
+            agent_chardev = f"socket,id=agent,fd={fds[0]},server=on,wait=off"
+            qmp = [
+                "-chardev",
+                f"socket,id=qmp,fd={fds[1]},server=on,wait=off",
+                "-mon",
+                "chardev=qmp,mode=control",
+            ]
+        else:
+            agent_chardev = f"socket,id=agent,path={sock_path},server=on,wait=off"
+            qmp = ["-qmp", f"unix:{spec.workdir / 'qmp.sock'},server=on,wait=off"]
         accel = (
             ["-accel", "kvm", "-cpu", "host"]
             if self.accel == "kvm"
@@ -157,11 +187,10 @@ class QemuEngine(Engine):
             "-device",
             "virtio-serial-pci,id=vser",
             "-chardev",
-            f"socket,id=agent,path={sock_path},server=on,wait=off",
+            agent_chardev,
             "-device",
             f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}",
-            "-qmp",
-            f"unix:{spec.workdir / 'qmp.sock'},server=on,wait=off",
+            *qmp,
         ]
         if spec.workspace_disk is not None:
             cmd += ["-drive", f"file={spec.workspace_disk},format=raw,if=virtio,cache=writeback"]
@@ -228,23 +257,31 @@ class QemuEngine(Engine):
         with initrd.open("wb") as out:
             out.write(spec.environment.initramfs.read_bytes())
             out.write(agent_initrd(spec.agent_dir).read_bytes())
-        process = self._spawn(spec, self.command(spec, initrd, spec.workdir / "agent.sock"))
-        return self._attach(spec, process, None)
+        return self._launch(spec, initrd, None)
 
     def _restore(self, spec: BootSpec, path: Path) -> QemuSandbox:
-        cmd = self.command(spec, path / "initrd.cpio.gz", spec.workdir / "agent.sock")
-        process = self._spawn(spec, cmd + templates.incoming_argument(path))
-        return self._attach(spec, process, path)
+        return self._launch(spec, path / "initrd.cpio.gz", path)
 
-    def _spawn(self, spec: BootSpec, cmd: list[str]) -> subprocess.Popen[bytes]:
-        with (spec.workdir / "engine.log").open("ab") as log_handle:
-            return subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_handle,
-                stderr=log_handle,
-                start_new_session=True,
-            )
+    def _launch(self, spec: BootSpec, initrd: Path, template: Path | None) -> QemuSandbox:
+        listeners = [listen(spec.workdir / name) for name in ("agent.sock", "qmp.sock")]
+        try:
+            fds = (listeners[0].fileno(), listeners[1].fileno())
+            cmd = self.command(spec, initrd, spec.workdir / "agent.sock", fds)
+            if template is not None:
+                cmd += templates.incoming_argument(template)
+            with (spec.workdir / "engine.log").open("ab") as log_handle:
+                process = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_handle,
+                    stderr=log_handle,
+                    start_new_session=True,
+                    pass_fds=fds,
+                )
+        finally:
+            for listener in listeners:
+                listener.close()  # QEMU has its own copies now
+        return self._attach(spec, process, template)
 
     def _attach(
         self, spec: BootSpec, process: subprocess.Popen[bytes], template: Path | None
@@ -310,7 +347,8 @@ class QemuEngine(Engine):
                 raise SandboxError(f"qemu exited during start (exit {process.returncode}): {tail}")
             try:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.connect(str(path))
+                with socket_address(path) as address:
+                    sock.connect(address)
                 return sock
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()

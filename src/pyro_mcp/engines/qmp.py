@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SandboxError
+from ..paths import socket_address
 
 
 class Qmp:
@@ -17,7 +18,8 @@ class Qmp:
         while True:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                self.sock.connect(str(path))
+                with socket_address(path) as address:
+                    self.sock.connect(address)
                 break
             except (FileNotFoundError, ConnectionRefusedError):
                 self.sock.close()

@@ -92,7 +92,7 @@ def op_file_delete(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
 def op_tar_in(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
     from . import archive
 
-    return archive.unpack(args["dest"], data, _root(args))
+    return archive.unpack(args["dest"], data, _root(args), bool(args.get("guest_links")))
 
 
 def op_tar_out(args: dict[str, Any], data: bytes, emit: Emit) -> Result:

@@ -38,7 +38,9 @@ def member_name(name: str) -> str:
     return "/".join(parts)
 
 
-def check_members(members: list[tarfile.TarInfo]) -> list[tuple[str, tarfile.TarInfo]]:
+def check_members(
+    members: list[tarfile.TarInfo], guest_links: bool = False
+) -> list[tuple[str, tarfile.TarInfo]]:
     """Validate every member before anything is written; return (clean name, member)."""
     seen: dict[str, str] = {}
     out = []
@@ -60,7 +62,7 @@ def check_members(members: list[tarfile.TarInfo]) -> list[tuple[str, tarfile.Tar
         kind = "dir" if member.isdir() else "sym" if member.issym() else "file"
         if name in seen:
             raise ArchiveError(f"archive member {name!r} appears twice")
-        if member.issym():
+        if member.issym() and not guest_links:
             target = member.linkname
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
             if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
@@ -70,10 +72,14 @@ def check_members(members: list[tarfile.TarInfo]) -> list[tuple[str, tarfile.Tar
     return out
 
 
-def unpack(dest: str, data: bytes, root: str = paths.ROOT) -> dict[str, Any]:
+def unpack(
+    dest: str, data: bytes, root: str = paths.ROOT, guest_links: bool = False
+) -> dict[str, Any]:
+    """``guest_links``: the archive is a snapshot this guest made (symlinks may point
+    anywhere, as they did before); uploads from the host must keep them inside."""
     dest = paths.normalize(dest, root=root)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        members = check_members(tar.getmembers())
+        members = check_members(tar.getmembers(), guest_links)
         dest_fd = paths.open_dir(dest, root=root, create=True)
         os.close(dest_fd)
         count = 0

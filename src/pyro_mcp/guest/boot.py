@@ -157,3 +157,7 @@ def mount_workspace(device: str, target: str) -> None:
     status = os.spawnv(os.P_WAIT, "/bin/mount", ["mount", "-t", "ext4", device, target])  # noqa: S606
     if status != 0:
         raise RuntimeError(f"cannot mount the workspace disk {device} (mount exit {status})")
+    try:  # mkfs's lost+found is not the user's: /workspace starts empty on every engine
+        os.rmdir(os.path.join(target, "lost+found"))
+    except OSError:
+        pass

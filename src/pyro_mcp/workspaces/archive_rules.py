@@ -64,7 +64,7 @@ def member_path(name: str) -> str:
     return "/".join(parts)
 
 
-def validate_members(tar_bytes: bytes) -> list[MemberInfo]:
+def validate_members(tar_bytes: bytes, *, guest_links: bool = False) -> list[MemberInfo]:
     """Check a plain (uncompressed) tar against every safety rule; return its members in order.
 
     Rejects: absolute names, ``..``, NUL/backslash/control characters, hard links, devices,
@@ -72,6 +72,7 @@ def validate_members(tar_bytes: bytes) -> list[MemberInfo]:
     outside the root (following other symlinks in the archive), members under a symlinked or
     file parent, type conflicts, duplicates, truncated data and trailing garbage. The archive
     root entry (``.`` or ``./``) is accepted and skipped. Each error names the member.
+    ``guest_links`` lifts only the symlink-target rule, for trees read from the guest.
     """
     if not tar_bytes:
         return []
@@ -90,6 +91,11 @@ def validate_members(tar_bytes: bytes) -> list[MemberInfo]:
         if info is not None:
             _place(info, kinds, explicit)
             members.append(info)
+    if guest_links:
+        # A tree the guest made itself (diff, snapshots): its symlinks may point anywhere
+        # in the guest (a venv's bin/python -> /usr/bin/python3). Nothing here follows
+        # them on the host, and they are only ever restored into the guest.
+        return members
     links = {m.path: m.link_target for m in members if m.link_target is not None}
     for member in members:
         if member.link_target is not None:

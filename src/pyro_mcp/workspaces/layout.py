@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import PyroError
@@ -100,17 +97,3 @@ class WorkspaceLayout:
 def _size_bytes(size: str) -> int:
     units = {"K": 1024, "M": 1024**2, "G": 1024**3}
     return int(size[:-1]) * units[size[-1]]
-
-
-@contextlib.contextmanager
-def socket_address(path: Path) -> Iterator[str]:
-    """A Unix socket address for ``path``, also when it is longer than sun_path allows
-    (through /proc/self/fd of its directory)."""
-    if len(str(path)) < 100:
-        yield str(path)
-        return
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        yield f"/proc/self/fd/{fd}/{path.name}"
-    finally:
-        os.close(fd)

@@ -23,9 +23,10 @@ from typing import Any
 from .. import validation
 from ..engines.agent_client import AgentClient, AgentGone
 from ..errors import NotFoundError, SandboxError, StateError, ValidationError
+from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
-from .layout import WorkspaceLayout, socket_address
+from .layout import WorkspaceLayout
 from .store import Store
 
 SUPERVISOR_START_TIMEOUT = 300.0
@@ -83,6 +84,14 @@ class WorkspaceLifecycle:
 
     def _refresh(self, record: dict[str, Any]) -> dict[str, Any]:
         """A workspace whose supervisor died is stopped, whatever the record said."""
+        if (
+            record["state"] == "starting"
+            and (time.time() - float(record["last_activity_at"]) > SUPERVISOR_START_TIMEOUT + 60)
+            and not process_alive(record["supervisor_pid"], record["workspace_id"])
+        ):
+            error = "the start of this workspace was interrupted"
+            self.store.update(record["workspace_id"], state="stopped", last_error=error)
+            return dict(record, state="stopped", last_error=error)
         if record["state"] == "started" and not process_alive(
             record["supervisor_pid"], record["workspace_id"]
         ):
@@ -246,14 +255,18 @@ class WorkspaceLifecycle:
             "ttl_seconds": ttl,
         }
 
-    def boot_fresh(self, record: dict[str, Any], seed: bytes) -> dict[str, Any]:
+    def boot_fresh(
+        self, record: dict[str, Any], seed: bytes, guest_links: bool = False
+    ) -> dict[str, Any]:
         """Fresh /workspace, supervisor up, seed unpacked. Raises with everything cleaned."""
         workspace_id = record["workspace_id"]
         layout = self.layout(workspace_id)
         real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
         layout.fresh_volume(real_vm)
         self.spawn(workspace_id)
-        result, _ = self.call(workspace_id, "tar_in", {"dest": "/workspace"}, data=seed)
+        result, _ = self.call(
+            workspace_id, "tar_in", {"dest": "/workspace", "guest_links": guest_links}, data=seed
+        )
         return result
 
     def check_capacity(self, max_active: int, extra: int) -> None:

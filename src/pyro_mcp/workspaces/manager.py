@@ -92,7 +92,11 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         layout.baseline.write_bytes(seed)
         if secret_values:
             secret_store.store(layout.secrets_dir, secret_values)
-        self.store.insert(record)
+        try:
+            self.store.insert_within_capacity(record, self.max_active, self.active_vms())
+        except BaseException:
+            layout.remove()
+            raise
         try:
             unpacked = self.boot_fresh(record, seed)
         except BaseException:
@@ -173,8 +177,9 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
     def start(self, workspace_id: str) -> dict[str, Any]:
         record = self.record(workspace_id)
         if record["state"] != "started":
-            self.check_capacity(self.max_active, self.active_vms())
-            self.store.update(workspace_id, state="starting", last_error=None)
+            self.store.mark_starting_within_capacity(
+                workspace_id, self.max_active, self.active_vms()
+            )
             try:
                 self.spawn(workspace_id)
             except BaseException:
@@ -359,7 +364,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
 
     def current_tree(self, workspace_id: str) -> bytes:
         _info, data = self.call(workspace_id, "tar_out", {"path": "/workspace"}, timeout=600)
-        validate_members(data)
+        validate_members(data, guest_links=True)
         return data
 
     def diff(self, workspace_id: str) -> dict[str, Any]:

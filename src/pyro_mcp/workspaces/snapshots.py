@@ -29,7 +29,7 @@ class SnapshotMixin(WorkspaceLifecycle):
         if any(s["snapshot_name"] == name for s in self.store.snapshots(workspace_id)):
             raise ValidationError(f"snapshot {name!r} already exists")
         info, data = self.call(workspace_id, "tar_out", {"path": "/workspace"}, timeout=600)
-        validate_members(data)
+        validate_members(data, guest_links=True)
         path = self._snapshot_path(workspace_id, name)
         tmp = path.with_suffix(".partial")
         tmp.write_bytes(data)
@@ -104,13 +104,21 @@ class SnapshotMixin(WorkspaceLifecycle):
                 # The supervisor stays; only the sandbox and /workspace are replaced.
                 self.call(workspace_id, "supervisor_reboot", timeout=600)
                 unpacked, _ = self.call(
-                    workspace_id, "tar_in", {"dest": "/workspace"}, data=tar_bytes, timeout=600
+                    workspace_id,
+                    "tar_in",
+                    {"dest": "/workspace", "guest_links": kind == "named"},
+                    data=tar_bytes,
+                    timeout=600,
                 )
             else:
                 self.store.update(
                     workspace_id, state="starting", supervisor_pid=None, last_error=None
                 )
-                unpacked = self.boot_fresh(self.record(workspace_id, refresh=False), tar_bytes)
+                unpacked = self.boot_fresh(
+                    self.record(workspace_id, refresh=False),
+                    tar_bytes,
+                    guest_links=kind == "named",
+                )
         except BaseException:
             current = self.store.get(workspace_id)
             if current is not None:

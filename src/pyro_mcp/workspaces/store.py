@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import StateError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
     workspace_id TEXT PRIMARY KEY,
@@ -116,6 +118,42 @@ class Store:
         with self.connect() as db:
             db.execute(f"INSERT INTO workspaces ({columns}) VALUES ({marks})", values)  # noqa: S608
 
+    def insert_within_capacity(self, record: dict[str, Any], limit: int, extra: int) -> None:
+        """Insert only if running + starting workspaces (+ ``extra``) stay under ``limit``:
+        the check and the insert are one transaction, so racing creates cannot overshoot."""
+        values = self._encode(record)
+        columns = ", ".join(values)
+        marks = ", ".join(f":{k}" for k in values)
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM workspaces WHERE state IN ('started', 'starting')"
+            ).fetchone()
+            if int(row[0]) + extra >= limit:
+                raise StateError(
+                    f"max active VMs reached ({limit}); stop or delete a running workspace "
+                    "first (stopped workspaces do not count)"
+                )
+            db.execute(f"INSERT INTO workspaces ({columns}) VALUES ({marks})", values)  # noqa: S608
+
+    def mark_starting_within_capacity(self, workspace_id: str, limit: int, extra: int) -> None:
+        """Move a stopped workspace to 'starting' if the cap allows, atomically."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM workspaces WHERE state IN ('started', 'starting') "
+                "AND workspace_id != ?",
+                (workspace_id,),
+            ).fetchone()
+            if int(row[0]) + extra >= limit:
+                raise StateError(
+                    f"max active VMs reached ({limit}); stop or delete a running workspace "
+                    "first (stopped workspaces do not count)"
+                )
+            db.execute(
+                "UPDATE workspaces SET state = 'starting', last_error = NULL "
+                "WHERE workspace_id = ?",
+                (workspace_id,),
+            )
+
     def get(self, workspace_id: str) -> dict[str, Any] | None:
         with self.connect() as db:
             row = db.execute(
@@ -144,7 +182,9 @@ class Store:
 
     def count_active(self) -> int:
         with self.connect() as db:
-            row = db.execute("SELECT COUNT(*) FROM workspaces WHERE state = 'started'").fetchone()
+            row = db.execute(
+                "SELECT COUNT(*) FROM workspaces WHERE state IN ('started', 'starting')"
+            ).fetchone()
         return int(row[0])
 
     # -- command history ----------------------------------------------------------------

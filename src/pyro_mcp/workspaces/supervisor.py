@@ -24,9 +24,10 @@ from ..engines.base import Sandbox
 from ..engines.qemu import USER_NETWORK
 from ..errors import PyroError
 from ..guest.protocol import ProtocolError, encode, read_frame
+from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
-from .layout import WorkspaceLayout, socket_address
+from .layout import WorkspaceLayout
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
 
