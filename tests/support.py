@@ -1,0 +1,80 @@
+"""Plain helpers and constants shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ENGINES = ("gvisor", "qemu")
+ENVIRONMENT = "debian:12"
+HOST_KERNEL = Path("/proc/version").read_text().strip()
+
+
+def pyro_argv() -> list[str]:
+    """How to start the ``pyro`` console script of this checkout's virtualenv."""
+    script = Path(sys.executable).with_name("pyro")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from pyro_mcp.cli import main; main()"]
+
+
+def engine_key_matches(engine: str, key: str) -> bool:
+    """``--engine qemu`` runs as qemu-kvm or qemu-tcg; gvisor is just gvisor."""
+    return key == engine or key.startswith(f"{engine}-")
+
+
+def short_tmp_dir(prefix: str) -> Path:
+    """A new directory directly under /tmp.
+
+    QEMU's Unix sockets live under the state dir and their paths must stay below 108 bytes,
+    so state dirs are kept short (pytest's tmp_path names can get long).
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+
+def processes_mentioning(needle: str) -> list[str]:
+    """Live (non-zombie) processes whose command line contains ``needle``.
+
+    Every engine process carries its sandbox's state path in its arguments (runsc's --root
+    and --bundle, QEMU's socket and log paths), so this finds exactly one test's sandboxes
+    even when other pyro sessions run on the same host. Read from /proc: ``ps`` cuts long
+    command lines when its output is not a terminal.
+    """
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # it ended while we looked
+        if needle in args and state != "Z":
+            found.append(f"{proc.name} {state} {args.strip()}")
+    return found
+
+
+def wait_until_no_process(needle: str, timeout: float = 5.0) -> list[str]:
+    """Poll until no live process mentions ``needle``; return what is left after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = processes_mentioning(needle)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
