@@ -70,7 +70,7 @@ ENVIRONMENT = "debian:12"
 GVISOR_TARGET_RATIO = 1.5
 QEMU_TARGET_SECONDS = 3.5
 EXEC_TARGET_MS = 15.0
-SECTIONS = ("gvisor", "qemu", "exec")
+SECTIONS = ("gvisor", "qemu", "exec", "workspace")
 
 
 def verdict(ok: bool) -> str:
@@ -374,6 +374,12 @@ class Bench:
             f"(target <= {QEMU_TARGET_SECONDS} s: {verdict(stats.median <= QEMU_TARGET_SECONDS)})"
         )
         print(f"  {how}: {base.seconds()}")
+
+    # -- 4. workspaces (bench_workspaces.py) -------------------------------------------------
+    def section_workspace(self) -> None:
+        from bench_workspaces import section_workspace
+
+        section_workspace(self)
 
     # -- 3. warm exec round trip ------------------------------------------------------------
     def section_exec(self) -> None:
