@@ -229,6 +229,7 @@ def build_environment(
         "installed_at": time.time(),
         "build_seconds": round(time.monotonic() - started, 1),
         "artifacts": artifacts,
+        "requested_packages": list(spec.packages),
         "packages": packages,
         "host_ca_certificates": certs,
     }

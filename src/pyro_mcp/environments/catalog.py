@@ -51,7 +51,7 @@ CATALOG: dict[str, EnvironmentSpec] = {
             name="debian:12",
             description="Debian 12 (bookworm) with bash, coreutils and git.",
             default_packages=("bash", "coreutils", "git"),
-            extra_packages=("less", "openssh-client"),
+            extra_packages=("less", "openssh-client", "python3-pip", "python3-venv"),
             source_profile="debian-git",
         ),
         EnvironmentSpec(
@@ -65,7 +65,7 @@ CATALOG: dict[str, EnvironmentSpec] = {
             name="debian:12-build",
             description="Debian 12 (bookworm) with git, gcc, make, cmake and python3 for builds.",
             default_packages=("bash", "coreutils", "git", "gcc", "make", "cmake", "python3"),
-            extra_packages=("build-essential", "pkg-config", "less"),
+            extra_packages=("build-essential", "pkg-config", "less", "python3-pip", "python3-venv"),
             source_profile="debian-build",
         ),
     )

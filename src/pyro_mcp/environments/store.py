@@ -65,6 +65,8 @@ class EnvironmentStore:
             return None
         if not isinstance(manifest, dict) or manifest.get("version") != spec.version:
             return None
+        if manifest.get("requested_packages", list(spec.packages)) != list(spec.packages):
+            return None  # the catalog changed what this environment holds: rebuild it
         return manifest
 
     def installed(self, name: str) -> InstalledEnvironment | None:

@@ -138,6 +138,9 @@ class Shell:
             raise ValueError(f"signal must be one of: {', '.join(SIGNALS)}")
         if not self.running:
             raise ValueError(f"shell {self.shell_id} has exited")
+        if sig == signal.SIGINT:  # exactly what Ctrl-C does: the line discipline decides
+            os.write(self.fd, b"\x03")
+            return
         try:  # like a keyboard: the terminal's foreground job, else the shell's group
             group = os.tcgetpgrp(self.fd)
         except OSError:
