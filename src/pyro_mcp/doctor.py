@@ -117,7 +117,10 @@ def run_doctor(
         "environment_cache": {
             "cache_dir": str(runtime.store.root),
             "installed": installed,
-            "tools": {tool: shutil.which(tool) for tool in ("mmdebstrap", "mkfs.ext4", "busybox")},
+            "tools": {
+                tool: shutil.which(tool)
+                for tool in ("mmdebstrap", "mkfs.ext4", "debugfs", "busybox")
+            },
         },
         "state_dir": str(runtime.home),
     }

@@ -75,6 +75,11 @@ class Runtime:
                 self.engine_request, env, self.agent_dir(), notify, need_network=need_network
             )
         except EngineUnavailable as exc:
+            if need_network:
+                raise EngineUnavailable(
+                    f"{exc}. Guest networking needs a VM engine: use --engine qemu (or auto), "
+                    "or network_policy 'off'"
+                ) from exc
             if allow_host_compat:
                 return EngineChoice("host", HostEngine())
             raise EngineUnavailable(

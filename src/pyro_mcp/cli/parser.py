@@ -46,7 +46,7 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
         parser.set_defaults(**{param.name: param.default})
         return
     help_text = meta.help
-    if not param.required and param.default not in (None, False, [], {}):
+    if not param.required and param.default not in (None, False, [], {}) and not meta.cli_invert:
         help_text += f" (default: {param.default})"
     if meta.cli == "positional":
         kwargs: dict[str, Any] = {"help": help_text, "metavar": meta.metavar or param.name.upper()}

@@ -57,6 +57,23 @@ def _run(cmd: list[str], what: str, progress: Progress | None = None, **kw: Any)
     return "\n".join(lines)
 
 
+def unmount_under(path: Path) -> None:
+    """Lazily unmount anything a failed build left mounted below ``path`` (mmdebstrap
+    mounts /proc, /sys and /dev in the chroot), so deleting it never reaches the host's."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return
+    prefix = str(path.resolve()) + "/"
+    points = [
+        line.split()[1].encode().decode("unicode_escape")
+        for line in mounts
+        if len(line.split()) > 1
+    ]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
 def host_ca_certificates() -> list[Path]:
     """CA certificates the host trusts beyond Debian's own (corporate proxies, this network)."""
     if not HOST_CA_DIR.is_dir():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BuildError
-from .build import Progress, build_environment
+from .build import Progress, build_environment, unmount_under
 from .catalog import CATALOG, EnvironmentSpec, get_spec
 
 PLATFORM = "linux-x86_64"
@@ -65,7 +65,7 @@ class EnvironmentStore:
             return None
         if not isinstance(manifest, dict) or manifest.get("version") != spec.version:
             return None
-        if manifest.get("requested_packages", list(spec.packages)) != list(spec.packages):
+        if manifest.get("requested_packages") != list(spec.packages):
             return None  # the catalog changed what this environment holds: rebuild it
         return manifest
 
@@ -159,9 +159,12 @@ class EnvironmentStore:
                 manifest = build_environment(spec, partial, self.root / "kernels", report)
                 target = self.install_dir(spec)
                 if target.exists():
-                    shutil.rmtree(target)
+                    # Sandboxes still running from the old build keep their open files:
+                    # move it aside (prune deletes it) instead of deleting it under them.
+                    target.rename(self.platform_dir / f".stale-{spec.dir_name}-{partial.name}")
                 partial.rename(target)
             except BaseException as exc:
+                unmount_under(partial)
                 shutil.rmtree(partial, ignore_errors=True)
                 if isinstance(exc, OSError):
                     raise BuildError(f"building {name} failed: {exc}") from exc

@@ -77,7 +77,7 @@ def tools_for_profile(profile: str) -> list[Operation]:
 
 def create_server(pyro: Pyro, *, profile: str = "workspace-full") -> FastMCP:
     ops = tools_for_profile(profile)
-    server = FastMCP(SERVER_NAME, instructions=INSTRUCTIONS)
+    server = FastMCP(SERVER_NAME, instructions=INSTRUCTIONS, log_level="WARNING")
     server._mcp_server.version = __version__
     for op in ops:
         server.add_tool(

@@ -36,13 +36,17 @@ def parse_publish(items: list[str]) -> list[dict[str, int]]:
     return out
 
 
-def _render(data: dict[str, Any]) -> HumanOutput:
+def _render_start(data: dict[str, Any]) -> HumanOutput:
+    return _render(data, "workspace-service-start")
+
+
+def _render(data: dict[str, Any], tag: str = "workspace-service") -> HumanOutput:
     keys = [*KEYS, "stop_reason"] if data.get("stop_reason") else KEYS
     ports = ",".join(
         f"{p['host']}:{p['host_port']}->{p['guest_port']}/tcp"
         for p in data.get("published_ports", [])
     )
-    line = kv_line("workspace-service", data, keys) + (f" published_ports={ports}" if ports else "")
+    line = kv_line(tag, data, keys) + (f" published_ports={ports}" if ports else "")
     failed = data["state"] == "failed"
     return HumanOutput(stdout=line + "\n", exit_code=1 if failed else 0)
 
@@ -61,7 +65,10 @@ def _render_logs(data: dict[str, Any]) -> HumanOutput:
 
 class ServiceOperations(OperationsBase):
     @operation(
-        mcp="service_start", cli=("workspace", "service", "start"), profiles=FULL, render=_render
+        mcp="service_start",
+        cli=("workspace", "service", "start"),
+        profiles=FULL,
+        render=_render_start,
     )
     def start_service(
         self,

@@ -71,8 +71,15 @@ class WorkspaceLifecycle:
             raise NotFoundError("workspace_id is required")
         record = self.store.get(workspace_id)
         if record is None:
+            gone = self.store.expired(workspace_id)
+            if gone is not None:
+                raise StateError(
+                    f"workspace {workspace_id!r} expired (ttl {gone['ttl_seconds']}s) and was "
+                    "automatically deleted"
+                )
             raise NotFoundError(f"workspace {workspace_id!r} does not exist")
         if time.time() >= record["expires_at"]:
+            self.store.mark_expired(workspace_id, record["ttl_seconds"], time.time())
             self._destroy(record)
             raise StateError(
                 f"workspace {workspace_id!r} expired (ttl {record['ttl_seconds']}s) and was "
@@ -119,6 +126,7 @@ class WorkspaceLifecycle:
         reaped = []
         for record in self.store.all():
             if now >= record["expires_at"]:
+                self.store.mark_expired(record["workspace_id"], record["ttl_seconds"], now)
                 self._destroy(record)
                 reaped.append(record["workspace_id"])
         return reaped

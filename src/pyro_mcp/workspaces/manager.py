@@ -149,7 +149,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         if not changes or all(record.get(k) == v for k, v in changes.items()):
             raise ValidationError("workspace update requested no effective metadata change")
         self.store.update(workspace_id, **changes, last_activity_at=time.time())
-        return records.payload(self.record(workspace_id))
+        return self.status(workspace_id)
 
     def logs(self, workspace_id: str) -> dict[str, Any]:
         self.record(workspace_id)
@@ -172,7 +172,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             self.stop_supervisor(record)
             self.store.update(workspace_id, state="stopped", supervisor_pid=None)
         self.touch(workspace_id)
-        return records.payload(self.record(workspace_id))
+        return self.status(workspace_id)
 
     def start(self, workspace_id: str) -> dict[str, Any]:
         record = self.record(workspace_id)
@@ -186,7 +186,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
                 self.store.update(workspace_id, state="stopped")
                 raise
         self.touch(workspace_id)
-        return records.payload(self.record(workspace_id))
+        return self.status(workspace_id)
 
     # -- exec and files ------------------------------------------------------------------
     def exec(

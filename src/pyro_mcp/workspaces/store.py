@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS commands (
     stderr TEXT NOT NULL,
     PRIMARY KEY (workspace_id, sequence)
 );
+CREATE TABLE IF NOT EXISTS expired (
+    workspace_id TEXT PRIMARY KEY,
+    expired_at REAL NOT NULL,
+    ttl_seconds INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS snapshots (
     workspace_id TEXT NOT NULL,
     snapshot_name TEXT NOT NULL,
@@ -179,6 +184,23 @@ class Store:
         with self.transaction() as db:
             for table in ("workspaces", "commands", "snapshots"):
                 db.execute(f"DELETE FROM {table} WHERE workspace_id = ?", (workspace_id,))  # noqa: S608
+
+    def mark_expired(self, workspace_id: str, ttl_seconds: int, when: float) -> None:
+        """Remember that a workspace expired, so later calls can say so (not 'unknown')."""
+        with self.connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO expired (workspace_id, expired_at, ttl_seconds) "
+                "VALUES (?, ?, ?)",
+                (workspace_id, when, ttl_seconds),
+            )
+            db.execute("DELETE FROM expired WHERE expired_at < ?", (when - 7 * 86400,))
+
+    def expired(self, workspace_id: str) -> dict[str, Any] | None:
+        with self.connect() as db:
+            row = db.execute(
+                "SELECT * FROM expired WHERE workspace_id = ?", (workspace_id,)
+            ).fetchone()
+        return dict(row) if row else None
 
     def count_active(self) -> int:
         with self.connect() as db:

@@ -288,6 +288,9 @@ class Supervisor:
                     pass
             self.sandbox.stop(grace=5.0)
         if reason == "expired":
+            record = self.store.get(self.workspace_id)
+            if record is not None:
+                self.store.mark_expired(self.workspace_id, record["ttl_seconds"], time.time())
             self.store.delete(self.workspace_id)
             self.layout.remove()
         os._exit(0)
