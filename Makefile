@@ -15,7 +15,8 @@ STORIES := cold-start-validation repro-fix-loop parallel-workspaces untrusted-in
 help:
 	@echo "setup      host packages (runsc, qemu, mmdebstrap …), uv sync, build $(ENVIRONMENT)"
 	@echo "demo       setup, then: pyro run $(ENVIRONMENT) -- git --version"
-	@echo "check      ruff, mypy --strict, pytest (guest-backed tests boot real sandboxes)"
+	@echo "check      ruff, mypy --strict, pytest (guest-backed tests boot real sandboxes),"
+	@echo "           the use-case smoke packs and dist-check"
 	@echo "test       pytest only;  test-fast: unit tests only (no sandboxes)"
 	@echo "bench      speed figures beside the bare engine, measured in the same run"
 	@echo "doctor     pyro doctor"
@@ -34,8 +35,8 @@ demo: setup
 	$(PYRO) run $(ENVIRONMENT) -- git --version
 
 lint:
-	$(UV) run --frozen ruff check src tests scripts
-	$(UV) run --frozen ruff format --check src tests scripts
+	$(UV) run --frozen ruff check src tests scripts examples
+	$(UV) run --frozen ruff format --check src tests scripts examples
 
 typecheck:
 	$(UV) run --frozen mypy
@@ -46,7 +47,7 @@ test:
 test-fast:
 	$(UV) run --frozen pytest -q -m "not guest"
 
-check: setup lint typecheck test
+check: setup lint typecheck test smoke-use-cases dist-check
 
 bench: setup
 	$(UV) run --frozen python scripts/bench.py
