@@ -8,7 +8,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import validation
-from .doctor import run_doctor
 from .environments.build import Progress
 from .environments.catalog import get_spec
 from .errors import StateError
@@ -169,9 +168,13 @@ class VmManager:
         reason = "run_vm_error_cleanup"
         try:
             phase("start")
-            self.vms.start(record.vm_id)
-            phase("execute")
-            result = self.vms.exec(record.vm_id, command, timeout_seconds, on_output)
+            if self.vms.can_run_once(record):
+                phase("execute")  # gVisor one-shot: the command is the sandbox's process
+                result = self.vms.run_once(record.vm_id, command, timeout_seconds, on_output)
+            else:
+                self.vms.start(record.vm_id)
+                phase("execute")
+                result = self.vms.exec(record.vm_id, command, timeout_seconds, on_output)
             reason = "post_exec_cleanup"
         finally:
             if record.vm_id in self.vms.vms:
@@ -182,6 +185,8 @@ class VmManager:
 
     # -- host --------------------------------------------------------------------------
     def doctor(self, probe: bool = True) -> dict[str, Any]:
+        from .doctor import run_doctor
+
         return run_doctor(self.runtime, probe=probe, notify=self.notify)
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import validation
 from .engines.agent_client import AgentGone
-from .engines.base import Sandbox
+from .engines.base import BootSpec, Sandbox
 from .engines.qemu import USER_NETWORK as SLIRP_NETWORK
 from .environments.build import Progress
 from .environments.store import InstalledEnvironment
@@ -216,8 +216,12 @@ class VmRegistry:
             )
         except AgentGone as exc:
             raise StateError(f"vm {vm_id!r} stopped while running the command: {exc}") from exc
+        return self._exec_result(record, command, result)
+
+    @staticmethod
+    def _exec_result(record: VmRecord, command: str, result: dict[str, Any]) -> dict[str, Any]:
         return {
-            "vm_id": vm_id,
+            "vm_id": record.vm_id,
             "environment": record.env.spec.name,
             "environment_version": record.env.spec.version,
             "command": command,
@@ -231,6 +235,38 @@ class VmRegistry:
             "stdout_truncated": bool(result.get("stdout_truncated")),
             "stderr_truncated": bool(result.get("stderr_truncated")),
         }
+
+    @staticmethod
+    def can_run_once(record: VmRecord) -> bool:
+        return record.choice.key == "gvisor" and not record.network
+
+    def run_once(
+        self,
+        vm_id: str,
+        command: str,
+        timeout_seconds: float,
+        on_output: OutputHandler | None = None,
+    ) -> dict[str, Any]:
+        """A one-shot command without the guest agent (gVisor): see engines/gvisor_once."""
+        from .engines.gvisor import GvisorEngine
+        from .engines.gvisor_once import run_once
+
+        command = validation.command(command)
+        timeout = validation.timeout_seconds(timeout_seconds)
+        record = self.get(vm_id)
+        engine = record.choice.engine
+        assert isinstance(engine, GvisorEngine)
+        spec = BootSpec(
+            sandbox_id=vm_id,
+            environment=record.env,
+            workdir=record.workdir,
+            agent_dir=self.runtime.agent_dir(),
+            vcpu_count=record.vcpu_count,
+            mem_mib=record.mem_mib,
+        )
+        record.state = "started"
+        result = run_once(engine, spec, command, timeout, GUEST_CWD, on_output)
+        return self._exec_result(record, command, result)
 
     def stop(self, vm_id: str) -> VmRecord:
         record = self.get(vm_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from ..errors import ValidationError
-from ..workspaces.services import readiness_from
 from .base import OperationsBase
 from .params import ShellCommand
 from .registry import FULL, HumanOutput, Param, operation
@@ -115,6 +114,8 @@ class ServiceOperations(OperationsBase):
         state is 'running' when ready, or 'failed' with stop_reason
         process_exited_before_ready or readiness_timeout (the CLI then exits 1).
         """
+        from ..workspaces.services import readiness_from
+
         return self._manager.workspaces.service_start(
             workspace_id,
             name,

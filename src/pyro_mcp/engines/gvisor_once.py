@@ -1,0 +1,132 @@
+"""A one-shot command on gVisor without the guest agent: the command itself is the
+container's entry process, its stdout/stderr are our pipes, its exit code is runsc's.
+
+`pyro run` needs nothing the agent offers beyond exec, and starting Python in the sandbox
+is most of what a one-shot run costs; this path is a bare `runsc run` plus bookkeeping.
+Same guarantees as the agent's exec: streamed output, bounded capture, and on timeout every
+process in the sandbox is killed, the output so far kept, exit code 124.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..guest.execution import CHUNK, DEFAULT_MAX_OUTPUT, Capture, base_env
+from .base import BootSpec
+from .gvisor import GvisorEngine, oci_config
+
+Emit = Callable[[str, bytes], None]
+
+
+def run_once(
+    engine: GvisorEngine,
+    spec: BootSpec,
+    command: str,
+    timeout: float,
+    cwd: str = "/root",
+    on_output: Emit | None = None,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+) -> dict[str, Any]:
+    engine.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    bundle = spec.workdir / "bundle"
+    bundle.mkdir(parents=True, exist_ok=True)
+    config = oci_config(spec, spec.environment.rootfs_dir)
+    env = base_env({"PYRO_UID": "0"})
+    config["process"].update(
+        args=["/bin/sh", "-lc", command], cwd=cwd, env=[f"{k}={v}" for k, v in env.items()]
+    )
+    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/opt/pyro"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    container_id = f"pyro-{spec.sandbox_id}"
+    cmd = [
+        *engine.runsc_base(),
+        "--network",
+        "none",
+        "--overlay2",
+        "root:memory",
+        "--ignore-cgroups",
+        "run",
+        "--bundle",
+        str(bundle),
+        container_id,
+    ]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    captures = {"stdout": Capture(max_output), "stderr": Capture(max_output)}
+    timed_out = threading.Event()
+
+    def expire() -> None:
+        timed_out.set()
+        subprocess.run(
+            [*engine.runsc_base(), "kill", "--all", container_id, "KILL"],
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    try:
+        _pump(proc, captures, on_output)
+        code = proc.wait()
+    except BaseException:
+        expire()
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        timer.cancel()
+        if proc.returncode != 0 or timed_out.is_set():
+            subprocess.run(
+                [*engine.runsc_base(), "delete", "--force", container_id],
+                capture_output=True,
+                check=False,
+                timeout=30,
+            )
+    if timed_out.is_set():
+        code = 124
+        note = f"command timed out after {timeout:g}s\n".encode()
+        captures["stderr"].add(note)
+        if on_output is not None:
+            on_output("stderr", note)
+    result: dict[str, Any] = {
+        "exit_code": code if code >= 0 else 128 - code,
+        "duration_ms": int((time.monotonic() - started) * 1000),
+        "timed_out": timed_out.is_set(),
+    }
+    for name, cap in captures.items():
+        result[name] = cap.text()
+        result[f"{name}_truncated"] = cap.dropped > 0
+    return result
+
+
+def _pump(
+    proc: subprocess.Popen[bytes], captures: dict[str, Capture], on_output: Emit | None
+) -> None:
+    assert proc.stdout is not None and proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+        sel.register(pipe, selectors.EVENT_READ, name)
+    while sel.get_map():
+        for key, _ in sel.select():
+            chunk = os.read(key.fd, CHUNK)
+            if not chunk:
+                sel.unregister(key.fileobj)
+                continue
+            captures[key.data].add(chunk)
+            if on_output is not None:
+                on_output(key.data, chunk)
+    sel.close()
