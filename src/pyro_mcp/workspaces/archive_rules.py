@@ -87,7 +87,7 @@ def validate_members(tar_bytes: bytes, *, guest_links: bool = False) -> list[Mem
     explicit: set[str] = set()
     members: list[MemberInfo] = []
     for raw in raw_members:
-        info = _member_info(raw)
+        info = _member_info(raw, guest_links)
         if info is not None:
             _place(info, kinds, explicit)
             members.append(info)
@@ -114,7 +114,7 @@ def _check_framing(tar_bytes: bytes, raw_members: list[tarfile.TarInfo], end: in
         )
 
 
-def _member_info(raw: tarfile.TarInfo) -> MemberInfo | None:
+def _member_info(raw: tarfile.TarInfo, guest_links: bool = False) -> MemberInfo | None:
     path = member_path(raw.name)
     label = f"archive member {path or raw.name!r}"
     kind: ArtifactType
@@ -146,7 +146,7 @@ def _member_info(raw: tarfile.TarInfo) -> MemberInfo | None:
         bad = _bad_characters(target)
         if bad:
             raise ValidationError(f"{label}: symlink target contains {bad}")
-        if target.startswith("/"):
+        if target.startswith("/") and not guest_links:
             raise ValidationError(f"{label}: symlink target {target!r} is absolute")
     return MemberInfo(
         path=path,

@@ -31,7 +31,7 @@ class _Node:
 
 def _read_tree(tar_bytes: bytes) -> dict[str, _Node]:
     """Validated members by path, contents included; implied parent directories added."""
-    infos = {m.path: m for m in validate_members(tar_bytes)}
+    infos = {m.path: m for m in validate_members(tar_bytes, guest_links=True)}
     tree: dict[str, _Node] = {}
     if not infos:
         return tree

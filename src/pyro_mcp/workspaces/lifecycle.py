@@ -59,7 +59,7 @@ class WorkspaceLifecycle:
     def __init__(self, runtime: Runtime, store: Store) -> None:
         self.runtime = runtime
         self.store = store
-        self._clients: dict[str, AgentClient] = {}
+        self._clients: dict[str, tuple[int | None, AgentClient]] = {}
         self._lock = threading.Lock()
 
     # -- records -------------------------------------------------------------------------
@@ -133,6 +133,7 @@ class WorkspaceLifecycle:
 
     # -- supervisor ----------------------------------------------------------------------
     def spawn(self, workspace_id: str) -> None:
+        self._drop_client(workspace_id)
         layout = self.layout(workspace_id)
         layout.status.unlink(missing_ok=True)
         cmd = [
@@ -167,10 +168,16 @@ class WorkspaceLifecycle:
         raise SandboxError(f"workspace {workspace_id!r} did not start within the time limit")
 
     def client(self, workspace_id: str) -> AgentClient:
+        """A connection to the workspace's current supervisor (a cached one is dropped when
+        the supervisor changed, e.g. a dying one after a crash and its successor)."""
+        record = self.store.get(workspace_id)
+        pid = record["supervisor_pid"] if record else None
         with self._lock:
-            client = self._clients.get(workspace_id)
-            if client is not None and not client.closed:
-                return client
+            cached = self._clients.get(workspace_id)
+            if cached is not None and not cached[1].closed and cached[0] == pid:
+                return cached[1]
+            if cached is not None:
+                cached[1].close()
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 with socket_address(self.layout(workspace_id).socket) as address:
@@ -181,14 +188,14 @@ class WorkspaceLifecycle:
             client = AgentClient(
                 sock.makefile("rb"), sock.makefile("wb"), name=f"workspace {workspace_id}"
             )
-            self._clients[workspace_id] = client
+            self._clients[workspace_id] = (pid, client)
             return client
 
     def _drop_client(self, workspace_id: str) -> None:
         with self._lock:
-            client = self._clients.pop(workspace_id, None)
-        if client is not None:
-            client.close()
+            cached = self._clients.pop(workspace_id, None)
+        if cached is not None:
+            cached[1].close()
 
     def call(
         self,
@@ -222,6 +229,14 @@ class WorkspaceLifecycle:
                 f"(it is {record['state']}; run 'pyro workspace start {workspace_id}')"
             )
         return record
+
+    def wait_started(self, workspace_id: str) -> None:
+        deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
+        while time.monotonic() < deadline:
+            record = self.store.get(workspace_id)
+            if record is None or record["state"] != "starting":
+                return
+            time.sleep(0.02)
 
     def stop_supervisor(self, record: dict[str, Any]) -> None:
         workspace_id = record["workspace_id"]

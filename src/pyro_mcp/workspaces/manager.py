@@ -177,9 +177,12 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
     def start(self, workspace_id: str) -> dict[str, Any]:
         record = self.record(workspace_id)
         if record["state"] != "started":
-            self.store.mark_starting_within_capacity(
+            if not self.store.mark_starting_within_capacity(
                 workspace_id, self.max_active, self.active_vms()
-            )
+            ):
+                self.wait_started(workspace_id)  # another client is starting it right now
+                self.touch(workspace_id)
+                return self.status(workspace_id)
             try:
                 self.spawn(workspace_id)
             except BaseException:

@@ -140,9 +140,15 @@ class Store:
                 )
             db.execute(f"INSERT INTO workspaces ({columns}) VALUES ({marks})", values)  # noqa: S608
 
-    def mark_starting_within_capacity(self, workspace_id: str, limit: int, extra: int) -> None:
-        """Move a stopped workspace to 'starting' if the cap allows, atomically."""
+    def mark_starting_within_capacity(self, workspace_id: str, limit: int, extra: int) -> bool:
+        """Move a stopped workspace to 'starting' if the cap allows, atomically. False when
+        it is not stopped any more (another client is starting it)."""
         with self.transaction() as db:
+            current = db.execute(
+                "SELECT state FROM workspaces WHERE workspace_id = ?", (workspace_id,)
+            ).fetchone()
+            if current is None or current[0] != "stopped":
+                return False
             row = db.execute(
                 "SELECT COUNT(*) FROM workspaces WHERE state IN ('started', 'starting') "
                 "AND workspace_id != ?",
@@ -158,6 +164,7 @@ class Store:
                 "WHERE workspace_id = ?",
                 (workspace_id,),
             )
+        return True
 
     def get(self, workspace_id: str) -> dict[str, Any] | None:
         with self.connect() as db:
