@@ -192,6 +192,21 @@ class GvisorEngine(Engine):
             os.environ.get("PYRO_GVISOR_PLATFORM", "systrap"),
         ]
 
+    def run_argv(self, bundle: Path, container_id: str) -> list[str]:
+        """`runsc run`: no network, the rootfs under a memory overlay (never written)."""
+        return [
+            *self.runsc_base(),
+            "--network",
+            "none",
+            "--overlay2",
+            "root:memory",
+            "--ignore-cgroups",
+            "run",
+            "--bundle",
+            str(bundle),
+            container_id,
+        ]
+
     def unavailable_reason(self) -> str | None:
         if self.runsc_path() is None:
             return "runsc not found (install it: apt-get install -t bookworm-backports runsc)"
@@ -214,18 +229,7 @@ class GvisorEngine(Engine):
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
         container_id = f"pyro-{spec.sandbox_id}"
         log = spec.workdir / "engine.log"
-        cmd = [
-            *self.runsc_base(),
-            "--network",
-            "none",
-            "--overlay2",
-            "root:memory",
-            "--ignore-cgroups",
-            "run",
-            "--bundle",
-            str(bundle),
-            container_id,
-        ]
+        cmd = self.run_argv(bundle, container_id)
         with log.open("ab") as log_handle:
             process = subprocess.Popen(
                 cmd,

@@ -45,18 +45,7 @@ def run_once(
     config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/opt/pyro"]
     (bundle / "config.json").write_text(json.dumps(config))
     container_id = f"pyro-{spec.sandbox_id}"
-    cmd = [
-        *engine.runsc_base(),
-        "--network",
-        "none",
-        "--overlay2",
-        "root:memory",
-        "--ignore-cgroups",
-        "run",
-        "--bundle",
-        str(bundle),
-        container_id,
-    ]
+    cmd = engine.run_argv(bundle, container_id)
     started = time.monotonic()
     proc = subprocess.Popen(
         cmd,
