@@ -462,6 +462,24 @@ def test_diff_still_works_with_an_absolute_symlink_in_the_workspace(
     assert ("venv/bin/py", "added") in [(e["path"], e["status"]) for e in diff["entries"]]
 
 
+@pytest.mark.guest
+@pytest.mark.xfail(
+    strict=True,
+    reason="src bug: guest/files.py:_kind names every special file 'other', so a write over a "
+    "guest-made FIFO says 'refusing to replace a other with a file' and file list reports "
+    "artifact_type 'other', outside the contract's file|directory|symlink",
+)
+def test_guest_made_special_files_are_named_clearly(ws_pyro: Pyro, new_workspace: Any) -> None:
+    wid = new_workspace()["workspace_id"]
+    ws_pyro.exec_workspace(wid, command="mkfifo pipe")
+    with pytest.raises(ValueError, match="refusing to replace") as info:
+        ws_pyro.write_workspace_file(wid, "pipe", text="x")
+    assert " a other " not in str(info.value)
+    assert "FIFO" in str(info.value) or "special file" in str(info.value)
+    entries = ws_pyro.list_workspace_files(wid)["entries"]
+    assert {e["artifact_type"] for e in entries} <= {"file", "directory", "symlink"}
+
+
 # -- export to host paths that already exist ------------------------------------------------------
 
 

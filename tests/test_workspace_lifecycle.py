@@ -537,7 +537,7 @@ def test_killed_engine(engine: str, pyro_for: Any, ws_home: Path, new_workspace:
     [engine_pid] = engine_pids(ws_home, wid)
     os.kill(engine_pid, signal.SIGKILL)
     wait_for(lambda: pyro.status_workspace(wid)["state"] == "stopped", 10, "stopped again")
-    gone(ws_home, wid, timeout=15)  # not at once: see test_same_client_recovers_right_after…
+    gone(ws_home, wid, timeout=15)  # at once is test_same_client_recovers_right_after…
     reset = pyro.reset_workspace(wid)
     assert (reset["state"], reset["reset_count"], reset["last_error"]) == ("started", 1, None)
     assert pyro.list_workspace_files(wid)["entries"] == []
@@ -738,10 +738,12 @@ def test_max_active_cap_holds_for_concurrent_creates(capped: Pyro) -> None:
 def test_concurrent_starts_run_one_sandbox(
     ws_pyro: Pyro, ws_home: Path, new_workspace: Any
 ) -> None:
+    # Regression: racing starts each spawned a supervisor and an engine on one /workspace
+    # (and with three, they broke each other's runsc bundle); stop then ended only one.
     wid = new_workspace()["workspace_id"]
     ws_pyro.stop_workspace(wid)
     gone(ws_home, wid)
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(3)
 
     def start(client: Pyro) -> str:
         barrier.wait()
@@ -750,17 +752,18 @@ def test_concurrent_starts_run_one_sandbox(
         except RuntimeError as exc:
             return f"failed: {exc}"
 
-    # Two separate clients, as a CLI process and an MCP server would be.
+    # Separate clients, as CLI processes and an MCP server would be.
     with (
         Pyro(backend_name="gvisor", base_dir=ws_home) as one,
         Pyro(backend_name="gvisor", base_dir=ws_home) as two,
-        ThreadPoolExecutor(2) as pool,
+        Pyro(backend_name="gvisor", base_dir=ws_home) as three,
+        ThreadPoolExecutor(3) as pool,
     ):
-        results = list(pool.map(start, (one, two)))
+        results = list(pool.map(start, (one, two, three)))
     supervisors = supervisor_pids(ws_home, wid)
     ws_pyro.stop_workspace(wid)
     time.sleep(3)
     left = workspace_processes(ws_home, wid)
-    assert "started" in results, results
+    assert results == ["started"] * 3, results
     assert len(supervisors) == 1, f"{len(supervisors)} supervisors run one workspace"
     assert left == [], "stop left a sandbox running while status says stopped"
