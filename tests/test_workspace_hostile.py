@@ -463,12 +463,6 @@ def test_diff_still_works_with_an_absolute_symlink_in_the_workspace(
 
 
 @pytest.mark.guest
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: guest/files.py:_kind names every special file 'other', so a write over a "
-    "guest-made FIFO says 'refusing to replace a other with a file' and file list reports "
-    "artifact_type 'other', outside the contract's file|directory|symlink",
-)
 def test_guest_made_special_files_are_named_clearly(ws_pyro: Pyro, new_workspace: Any) -> None:
     wid = new_workspace()["workspace_id"]
     ws_pyro.exec_workspace(wid, command="mkfifo pipe")

@@ -24,7 +24,18 @@ def _kind(mode: int) -> str:
         return "directory"
     if stat.S_ISREG(mode):
         return "file"
-    return "other"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device file"
+
+
+KINDS = ("file", "directory", "symlink")
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiouAEIOUF" else f"a {kind}"
 
 
 def _entry(path: str, st: os.stat_result, link: str | None) -> dict[str, Any]:
@@ -58,8 +69,11 @@ def list_files(path: str, recursive: bool, root: str = paths.ROOT) -> dict[str, 
     finally:
         os.close(dir_fd)
     if not stat.S_ISDIR(st.st_mode):
+        if _kind(st.st_mode) not in KINDS:
+            raise paths.PathError(f"{path} is {_article(_kind(st.st_mode))}, not a file")
         return {"path": path, "entries": [_entry(path, st, link)], "truncated": False}
     entries: list[dict[str, Any]] = []
+    special: list[str] = []
     truncated = False
     stack = [path]
     while stack:
@@ -73,13 +87,19 @@ def list_files(path: str, recursive: bool, root: str = paths.ROOT) -> dict[str, 
                 cst = os.stat(child, dir_fd=fd, follow_symlinks=False)
                 clink = os.readlink(child, dir_fd=fd) if stat.S_ISLNK(cst.st_mode) else None
                 child_path = f"{current.rstrip('/')}/{child}"
+                if _kind(cst.st_mode) not in KINDS:  # FIFOs, sockets, devices: named apart
+                    special.append(f"{child_path} ({_kind(cst.st_mode)})")
+                    continue
                 entries.append(_entry(child_path, cst, clink))
                 if recursive and stat.S_ISDIR(cst.st_mode):
                     stack.append(child_path)
         finally:
             os.close(fd)
     entries.sort(key=lambda e: e["path"])
-    return {"path": path, "entries": entries, "truncated": truncated}
+    result = {"path": path, "entries": entries, "truncated": truncated}
+    if special:
+        result["special_files"] = sorted(special)[:100]
+    return result
 
 
 def read_file(path: str, max_bytes: int, root: str = paths.ROOT) -> dict[str, Any]:
@@ -113,7 +133,7 @@ def write_file(path: str, data: bytes, root: str = paths.ROOT) -> dict[str, Any]
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode):
                 raise paths.PathError(
-                    f"refusing to replace a {_kind(st.st_mode)} with a file: {path}"
+                    f"refusing to replace {_article(_kind(st.st_mode))} with a file: {path}"
                 )
             mode = stat.S_IMODE(st.st_mode)
             owner: tuple[int, int] | None = (st.st_uid, st.st_gid)
@@ -145,7 +165,7 @@ def delete_file(path: str, root: str = paths.ROOT) -> dict[str, Any]:
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if not stat.S_ISREG(st.st_mode):
-            raise paths.PathError(f"refusing to delete a {_kind(st.st_mode)}: {path}")
+            raise paths.PathError(f"refusing to delete {_article(_kind(st.st_mode))}: {path}")
         os.unlink(name, dir_fd=dir_fd)
     finally:
         os.close(dir_fd)

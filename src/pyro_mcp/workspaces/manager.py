@@ -271,6 +271,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "recursive": bool(recursive),
             "entries": entries,
             "truncated": result.get("truncated", False),
+            **({"special_files": result["special_files"]} if "special_files" in result else {}),
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
