@@ -141,20 +141,10 @@ class BareRunsc:
         return self.bundles[key]
 
     def run_command(self, bundle: Path, container_id: str, *extra: str) -> list[str]:
-        # The exact command line GvisorEngine.boot uses (see engines/gvisor.py).
-        return [
-            *self.engine.runsc_base(),
-            "--network",
-            "none",
-            "--overlay2",
-            "root:memory",
-            "--ignore-cgroups",
-            "run",
-            *extra,
-            "--bundle",
-            str(bundle),
-            container_id,
-        ]
+        # The exact command line pyro's gVisor engine uses, plus ``extra`` run flags.
+        argv = self.engine.run_argv(bundle, container_id)
+        cut = argv.index("run") + 1
+        return [*argv[:cut], *extra, *argv[cut:]]
 
     def one_shot(self, args: Sequence[str]) -> float:
         """Wall time of ``runsc run`` of ``args`` to completion (runsc cleans up itself)."""
