@@ -10,29 +10,57 @@ import os
 import stat
 
 ROOT = "/workspace"
-MAX_PATH = 4096
+MAX_PATH_BYTES = 4096  # Linux PATH_MAX
+MAX_NAME_BYTES = 255  # Linux NAME_MAX
 
 
 class PathError(ValueError):
     """A path that breaks the workspace rules."""
 
 
-def normalize(path: str, *, root: str = ROOT) -> str:
-    """Return the absolute guest path for ``path``, or raise PathError."""
-    if not isinstance(path, str) or not path.strip():
+def _shown(path: str) -> str:
+    return repr(path if len(path) <= 80 else path[:77] + "...")
+
+
+def normalize(path: str, *, root: str = ROOT, allow_root: bool = True) -> str:
+    """Return the absolute path for ``path`` under ``root`` (e.g. ``/workspace/src/a.py``).
+
+    Refuses an empty path, NUL or other control characters, text that is not UTF-8, a path
+    or name longer than Linux allows, any ``..`` segment (even one that would stay inside),
+    an absolute path outside ``root``, and ``root`` itself unless ``allow_root``. A doubled
+    leading slash (``//workspace``) means ``/workspace`` on Linux and is accepted.
+    """
+    outside = f"workspace path must stay inside {root}"
+    if not isinstance(path, str):
+        raise PathError("workspace path must be a string")
+    if not path.strip():
         raise PathError("workspace path must not be empty")
     if "\0" in path:
-        raise PathError("workspace path must not contain NUL bytes")
-    if len(path) > MAX_PATH:
-        raise PathError(f"workspace path is longer than {MAX_PATH} characters")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise PathError(f"workspace path must stay inside {root} (no '..'): {path!r}")
+        raise PathError(f"workspace path must not contain NUL bytes: {_shown(path)}")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        raise PathError(f"workspace path must not contain control characters: {_shown(path)}")
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise PathError(f"workspace path is not valid UTF-8: {_shown(path)}") from None
+    if size > MAX_PATH_BYTES:
+        raise PathError(f"workspace path is longer than {MAX_PATH_BYTES} bytes")
+    segments = path.split("/")
+    if ".." in segments:
+        raise PathError(f"{outside} ('..' is not allowed): {_shown(path)}")
+    parts = [s for s in segments if s not in ("", ".")]
     if path.startswith("/"):
         root_parts = [p for p in root.split("/") if p]
         if parts[: len(root_parts)] != root_parts:
-            raise PathError(f"workspace path must stay inside {root}: {path!r}")
+            raise PathError(f"{outside}: {_shown(path)}")
         parts = parts[len(root_parts) :]
+    for part in parts:
+        if len(part.encode("utf-8")) > MAX_NAME_BYTES:
+            raise PathError(
+                f"workspace path has a name longer than {MAX_NAME_BYTES} bytes: {_shown(path)}"
+            )
+    if not parts and not allow_root:
+        raise PathError(f"workspace path must name an entry inside {root}")
     return "/".join([root.rstrip("/"), *parts]) if parts else root
 
 
