@@ -20,7 +20,7 @@ from .engines.base import BootSpec, Sandbox
 from .engines.qemu import USER_NETWORK as SLIRP_NETWORK
 from .environments.build import Progress
 from .environments.store import InstalledEnvironment
-from .errors import NotFoundError, StateError, ValidationError
+from .errors import NotFoundError, StateError
 from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
 
 OutputHandler = Callable[[str, bytes], None]
@@ -309,9 +309,3 @@ class VmRegistry:
         with self.lock:
             for record in list(self.vms.values()):
                 self._destroy(record)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValidationError(f"{name} must be true or false")
-    return value

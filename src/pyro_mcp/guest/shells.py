@@ -198,11 +198,3 @@ def close_shell(shell_id: str) -> dict[str, Any]:
     shell.close()
     SHELLS.pop(shell_id, None)
     return {**shell.summary(), "closed": True}
-
-
-def close_all() -> int:
-    count = 0
-    for shell_id in list(SHELLS):
-        close_shell(shell_id)
-        count += 1
-    return count

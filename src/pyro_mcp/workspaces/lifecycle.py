@@ -301,11 +301,6 @@ class WorkspaceLifecycle:
             )
 
     @staticmethod
-    def validate_update(name: Any, clear_name: bool, labels: Any, clear_labels: Any) -> None:
-        if name is not None and clear_name:
-            raise ValidationError("use either name or clear_name, not both")
-
-    @staticmethod
     def host_path(value: Any, what: str) -> Path:
         if not isinstance(value, str | os.PathLike) or not str(value).strip():
             raise ValidationError(f"{what} must be a host path")

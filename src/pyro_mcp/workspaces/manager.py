@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from .. import validation
@@ -133,7 +132,8 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         labels: dict[str, str] | None = None,
         clear_labels: list[str] | None = None,
     ) -> dict[str, Any]:
-        self.validate_update(name, clear_name, labels, clear_labels)
+        if name is not None and clear_name:
+            raise ValidationError("use either name or clear_name, not both")
         record = self.record(workspace_id)
         changes: dict[str, Any] = {}
         if name is not None:
@@ -380,6 +380,3 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             if entry.get("text_patch"):
                 entry["text_patch"] = self.redact(workspace_id, entry["text_patch"])
         return {"workspace_id": workspace_id, **result}
-
-    def host_output(self, value: str) -> Path:
-        return self.host_path(value, "output_path")

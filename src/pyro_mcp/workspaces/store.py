@@ -128,13 +128,6 @@ class Store:
                 out[key] = json.dumps(out[key], sort_keys=True)
         return out
 
-    def insert(self, record: dict[str, Any]) -> None:
-        values = self._encode(record)
-        columns = ", ".join(values)
-        marks = ", ".join(f":{k}" for k in values)
-        with self.connect() as db:
-            db.execute(f"INSERT INTO workspaces ({columns}) VALUES ({marks})", values)  # noqa: S608
-
     def insert_within_capacity(self, record: dict[str, Any], limit: int, extra: int) -> None:
         """Insert only if running + starting workspaces (+ ``extra``) stay under ``limit``:
         the check and the insert are one transaction, so racing creates cannot overshoot."""
