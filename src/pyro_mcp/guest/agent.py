@@ -1,4 +1,5 @@
-"""The guest agent: one framed, multiplexed request stream; each request runs in a thread.
+"""The guest agent: one framed, multiplexed request stream; requests run concurrently on
+reused worker threads.
 
 Run inside the sandbox as ``python3 -m pyro_guest.agent [--init] [--channel stdio|virtio]``.
 With ``--init`` it is the sandbox's PID 1: a small parent reaps orphans and the agent runs
@@ -16,6 +17,7 @@ import time
 from . import boot, paths, secrets
 from .execution import run_command
 from .protocol import PROTOCOL_VERSION, ProtocolError, encode, read_frame
+from .workers import Workers
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
 TYPE_CHECKING = False
@@ -222,6 +224,7 @@ class Agent:
         self.writer = writer
         self.lock = threading.Lock()
         self.frames = 0
+        self.workers = Workers("pyro-agent")
 
     def send(self, message: dict[str, Any], data: bytes = b"") -> None:
         frame = encode(message, data)
@@ -258,7 +261,7 @@ class Agent:
         while True:
             message, data = read_frame(self.reader)
             self.frames += 1
-            threading.Thread(target=self.handle, args=(message, data), daemon=True).start()
+            self.workers.submit(self.handle, message, data)
 
 
 def _describe(exc: Exception) -> str:

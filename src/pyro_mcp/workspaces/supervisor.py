@@ -24,6 +24,7 @@ from ..engines.base import Sandbox
 from ..engines.qemu import USER_NETWORK
 from ..errors import PyroError
 from ..guest.protocol import ProtocolError, encode, read_frame
+from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
@@ -45,6 +46,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.host_root: str | None = None
         self.reboot_lock = threading.Lock()
+        self.workers = Workers("pyro-supervisor")
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
@@ -145,9 +147,7 @@ class Supervisor:
         try:
             while True:
                 message, data = read_frame(reader)
-                threading.Thread(
-                    target=self._request, args=(message, data, send), daemon=True
-                ).start()
+                self.workers.submit(self._request, message, data, send)
         except (ProtocolError, OSError):
             pass
         finally:
