@@ -76,6 +76,6 @@ class Pyro(
         self.close()
 
 
-def operations() -> list[Operation]:
-    """Every public operation, in declaration order."""
-    return collect(Pyro)
+def operations(cli_word: str | None = None) -> list[Operation]:
+    """Every public operation, in declaration order (or those of one CLI command word)."""
+    return collect(Pyro, cli_word)

@@ -58,9 +58,9 @@ def run_doctor(
             f"run 'pyro env pull {DEFAULT_ENVIRONMENT}'"
         )
     engines: dict[str, Any] = {}
-    agent_dir = runtime.agent_dir()
+    agent_dir = runtime.agent_dir
     for key in AUTO_ORDER:
-        engine = runtime.selector.engines[key]
+        engine = runtime.selector.engine(key)
         static = engine.unavailable_reason()
         entry: dict[str, Any] = {
             "available": static is None,

@@ -8,13 +8,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import validation
-from .environments.build import Progress
 from .environments.catalog import get_spec
 from .errors import StateError
 from .runtime import Notify, Runtime
 from .vms import OutputHandler, Phase, VmRegistry
 
 if TYPE_CHECKING:
+    from .environments.build import Progress
     from .workspaces.manager import WorkspaceManager
 
 DEFAULT_MAX_ACTIVE_VMS = 4

@@ -6,18 +6,18 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from .engines.base import BootSpec, Engine, Sandbox
-from .engines.bundle import agent_digest, stage_agent
-from .engines.detect import EngineSelector
-from .engines.host import HostEngine
-from .environments.build import Progress
 from .environments.catalog import CATALOG
 from .environments.store import EnvironmentStore, InstalledEnvironment
-from .errors import EngineUnavailable
+from .errors import EngineUnavailable, ValidationError
 from .paths import cache_dir, environment_cache_dir, home_dir, private_dir
+
+if TYPE_CHECKING:
+    from .engines.detect import EngineSelector
+    from .environments.build import Progress
 
 Notify = Callable[[str], None]
 
@@ -27,8 +27,7 @@ HOST_COMPAT_WARNING = (
 )
 
 
-@dataclass
-class EngineChoice:
+class EngineChoice(NamedTuple):
     key: str  # qemu-kvm, gvisor, qemu-tcg, host
     engine: Engine
 
@@ -50,13 +49,23 @@ class Runtime:
         self.home = home_dir(home)
         self.cache = cache_dir(cache)
         self.store = EnvironmentStore(environment_cache_dir(self.cache))
-        self.selector = EngineSelector(self.cache, self.runtime_root)
+        self._selector: EngineSelector | None = None
+
+    @property
+    def selector(self) -> EngineSelector:
+        if self._selector is None:
+            from .engines.detect import EngineSelector
+
+            self._selector = EngineSelector(self.cache, self.runtime_root)
+        return self._selector
 
     @property
     def runtime_root(self) -> Path:
         return self.home / "runtime"
 
     def agent_dir(self) -> Path:
+        from .engines.bundle import stage_agent
+
         return stage_agent(self.cache)
 
     def environment(self, name: str, progress: Progress | None = None) -> InstalledEnvironment:
@@ -72,7 +81,7 @@ class Runtime:
     ) -> EngineChoice:
         try:
             key, engine = self.selector.select(
-                self.engine_request, env, self.agent_dir(), notify, need_network=need_network
+                self.engine_request, env, self.agent_dir, notify, need_network=need_network
             )
         except EngineUnavailable as exc:
             if need_network:
@@ -81,7 +90,7 @@ class Runtime:
                     "or network_policy 'off'"
                 ) from exc
             if allow_host_compat:
-                return EngineChoice("host", HostEngine())
+                return EngineChoice("host", _host_engine())
             raise EngineUnavailable(
                 f"{exc}. To run unisolated on the host instead, opt in with "
                 "--allow-host-compat (allow_host_compat=true)"
@@ -91,10 +100,11 @@ class Runtime:
     def engine_by_key(self, key: str) -> EngineChoice:
         """The engine a workspace was created with (it keeps it for its whole life)."""
         if key == "host":
-            return EngineChoice("host", HostEngine())
-        if key not in self.selector.engines:
-            raise EngineUnavailable(f"unknown engine {key!r}")
-        return EngineChoice(key, self.selector.engines[key])
+            return EngineChoice("host", _host_engine())
+        try:
+            return EngineChoice(key, self.selector.engine(key))
+        except ValidationError:
+            raise EngineUnavailable(f"unknown engine {key!r}") from None
 
     def sandbox_dir(self, kind: str, sandbox_id: str) -> Path:
         private_dir(self.home)
@@ -128,6 +138,8 @@ class Runtime:
 
     def prune_caches(self) -> list[str]:
         """Remove boot templates and agent bundles that the current version cannot use."""
+        from .engines.bundle import agent_digest
+
         current_agent = agent_digest()
         rootfs = {
             env.manifest.get("artifacts", {}).get("rootfs.ext4", {}).get("sha256")
@@ -152,3 +164,9 @@ class Runtime:
     @staticmethod
     def remove_dir(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _host_engine() -> Engine:
+    from .engines.host import HostEngine
+
+    return HostEngine()

@@ -6,22 +6,23 @@ happens to look at it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import validation
 from .engines.agent_client import AgentGone
 from .engines.base import BootSpec, Sandbox
-from .engines.qemu import USER_NETWORK as SLIRP_NETWORK
-from .environments.build import Progress
+from .engines.network import USER_NETWORK as SLIRP_NETWORK
 from .environments.store import InstalledEnvironment
 from .errors import NotFoundError, StateError
 from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
+
+if TYPE_CHECKING:
+    from .environments.build import Progress
 
 OutputHandler = Callable[[str, bytes], None]
 Phase = Callable[[str], None]
@@ -31,25 +32,60 @@ EXEC_SLACK_SECONDS = 30.0
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex[:12]
+    return os.urandom(6).hex()  # 48 random bits, like uuid4().hex[:12] (no uuid import)
 
 
-@dataclass
 class VmRecord:
-    vm_id: str
-    env: InstalledEnvironment
-    choice: EngineChoice
-    vcpu_count: int
-    mem_mib: int
-    ttl_seconds: int
-    network: bool
-    allow_host_compat: bool
-    workdir: Path
-    created_at: float = field(default_factory=time.time)
-    state: str = "created"
-    sandbox: Sandbox | None = None
-    timer: threading.Timer | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    """One VM; mutable (state, sandbox and timer change over its life)."""
+
+    __slots__ = (
+        "allow_host_compat",
+        "choice",
+        "created_at",
+        "env",
+        "lock",
+        "mem_mib",
+        "network",
+        "sandbox",
+        "state",
+        "timer",
+        "ttl_seconds",
+        "vcpu_count",
+        "vm_id",
+        "workdir",
+    )
+
+    def __init__(
+        self,
+        vm_id: str,
+        env: InstalledEnvironment,
+        choice: EngineChoice,
+        vcpu_count: int,
+        mem_mib: int,
+        ttl_seconds: int,
+        network: bool,
+        allow_host_compat: bool,
+        workdir: Path,
+        created_at: float | None = None,
+        state: str = "created",
+        sandbox: Sandbox | None = None,
+        timer: threading.Timer | None = None,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        self.vm_id = vm_id
+        self.env = env
+        self.choice = choice
+        self.vcpu_count = vcpu_count
+        self.mem_mib = mem_mib
+        self.ttl_seconds = ttl_seconds
+        self.network = network
+        self.allow_host_compat = allow_host_compat
+        self.workdir = workdir
+        self.created_at: float = time.time() if created_at is None else created_at
+        self.state = state
+        self.sandbox = sandbox
+        self.timer = timer
+        self.lock: threading.Lock = threading.Lock() if lock is None else lock
 
     @property
     def expires_at(self) -> float:
@@ -260,7 +296,7 @@ class VmRegistry:
             sandbox_id=vm_id,
             environment=record.env,
             workdir=record.workdir,
-            agent_dir=self.runtime.agent_dir(),
+            agent_dir=None,  # the command is the sandbox's only process: no agent to mount
             vcpu_count=record.vcpu_count,
             mem_mib=record.mem_mib,
         )

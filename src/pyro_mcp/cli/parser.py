@@ -8,7 +8,7 @@ import types
 import typing
 from typing import Any, NoReturn
 
-from ..engines.detect import ENGINE_CHOICES
+from ..engines import ENGINE_CHOICES
 from ..operations.registry import Operation, ParamInfo
 from ..version import __version__
 

@@ -8,21 +8,21 @@ import select
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..environments.store import InstalledEnvironment
 from ..errors import SandboxError
 from .agent_client import AgentClient
 
 
-@dataclass
-class BootSpec:
+class BootSpec(NamedTuple):
     sandbox_id: str
     environment: InstalledEnvironment
     workdir: Path  # private per-sandbox runtime directory on the host
-    agent_dir: Path  # staged guest agent package (contains pyro_guest/)
+    # The staged guest agent package (contains pyro_guest/); None for a sandbox whose only
+    # process is the command itself (the gVisor one-shot run), which needs no agent.
+    agent_dir: Path | None
     vcpu_count: int = 1
     mem_mib: int = 1024
     network: bool = False
@@ -31,9 +31,13 @@ class BootSpec:
     workspace_dir: Path | None = None
     workspace_disk: Path | None = None
 
+    def agent(self) -> Path:
+        if self.agent_dir is None:
+            raise SandboxError("this sandbox needs the guest agent, but none was staged")
+        return self.agent_dir
 
-@dataclass(frozen=True)
-class EngineInfo:
+
+class EngineInfo(NamedTuple):
     name: str
     isolation: str  # e.g. "gvisor-sentry", "vm-kvm", "vm-tcg", "none"
     real_vm: bool

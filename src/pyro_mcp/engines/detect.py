@@ -10,31 +10,25 @@ import contextlib
 import fcntl
 import json
 import os
-import platform
 import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..environments.store import InstalledEnvironment
 from ..errors import EngineUnavailable, PyroError, ValidationError
+from . import ENGINE_CHOICES
 from .base import BootSpec, Engine
 from .gvisor import GvisorEngine
-from .qemu import QemuEngine
 
-ENGINE_CHOICES = ("auto", "gvisor", "qemu")
 AUTO_ORDER = ("qemu-kvm", "gvisor", "qemu-tcg")
 PROBE_TIMEOUTS = {"qemu-kvm": 20.0, "gvisor": 30.0, "qemu-tcg": 120.0}
 
 Notify = Callable[[str], None]
 
 
-@dataclass
-class ProbeResult:
+class ProbeResult(NamedTuple):
     ok: bool
     reason: str
     seconds: float
@@ -52,7 +46,7 @@ class ProbeResult:
 
 
 def _fingerprint(binary: str | None) -> str:
-    parts = [platform.release()]
+    parts = [os.uname().release]
     if binary:
         try:
             st = os.stat(binary)
@@ -67,11 +61,25 @@ class EngineSelector:
         self.cache = cache
         self.runtime_root = runtime_root
         self.probe_file = cache / "engine-probes.json"
-        self.engines: dict[str, Engine] = {
-            "qemu-kvm": QemuEngine("kvm", cache / "vm-templates"),
-            "gvisor": GvisorEngine(runtime_root / "runsc"),
-            "qemu-tcg": QemuEngine("tcg", cache / "vm-templates"),
-        }
+        self._engines: dict[str, Engine] = {}
+
+    def engine(self, key: str) -> Engine:
+        """The engine for ``key`` (one of AUTO_ORDER), built on first use: a gVisor run never
+        imports the QEMU machinery."""
+        if key not in self._engines:
+            if key == "gvisor":
+                self._engines[key] = GvisorEngine(self.runtime_root / "runsc")
+            elif key in ("qemu-kvm", "qemu-tcg"):
+                from .qemu import QemuEngine
+
+                self._engines[key] = QemuEngine(key[len("qemu-") :], self.cache / "vm-templates")
+            else:
+                raise ValidationError(f"unknown engine {key!r}")
+        return self._engines[key]
+
+    @property
+    def engines(self) -> dict[str, Engine]:
+        return {key: self.engine(key) for key in AUTO_ORDER}
 
     def _binary(self, key: str) -> str | None:
         return shutil.which("runsc" if key == "gvisor" else "qemu-system-x86_64")
@@ -112,12 +120,15 @@ class EngineSelector:
         self,
         key: str,
         env: InstalledEnvironment,
-        agent_dir: Path,
+        agent_dir: Callable[[], Path],
         notify: Notify | None = None,
         refresh: bool = False,
     ) -> ProbeResult:
-        """Boot a real sandbox with ``key`` and run ``true``; remember the answer."""
-        engine = self.engines[key]
+        """Boot a real sandbox with ``key`` and run ``true``; remember the answer.
+
+        ``agent_dir`` stages the guest agent; it is called only when a probe really boots.
+        """
+        engine = self.engine(key)
         static = engine.unavailable_reason()
         if static:
             return ProbeResult(False, static, 0.0, time.time())
@@ -128,12 +139,15 @@ class EngineSelector:
         if notify:
             notify(f"probing engine {key} with a real boot (once; the answer is cached)")
         started = time.monotonic()
+        import tempfile  # probes are rare; a gVisor run never needs these
+        import uuid
+
         workdir = Path(tempfile.mkdtemp(prefix="probe-", dir=self._probe_root()))
         spec = BootSpec(
             sandbox_id=uuid.uuid4().hex[:12],
             environment=env,
             workdir=workdir,
-            agent_dir=agent_dir,
+            agent_dir=agent_dir(),
             boot_timeout=PROBE_TIMEOUTS[key],
         )
         try:
@@ -175,7 +189,7 @@ class EngineSelector:
         self,
         requested: str | None,
         env: InstalledEnvironment,
-        agent_dir: Path,
+        agent_dir: Callable[[], Path],
         notify: Notify | None = None,
         need_network: bool = False,
     ) -> tuple[str, Engine]:
@@ -192,7 +206,7 @@ class EngineSelector:
             order = AUTO_ORDER
         reasons = []
         for key in order:
-            engine = self.engines[key]
+            engine = self.engine(key)
             if need_network and not engine.info().network:
                 reasons.append(f"{key}: no guest networking in this engine yet")
                 continue

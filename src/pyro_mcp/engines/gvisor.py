@@ -114,12 +114,18 @@ def oci_config(spec: BootSpec, rootfs: Path) -> dict[str, Any]:
                 if spec.workspace_dir is not None
                 else []
             ),
-            {
-                "destination": "/opt/pyro",
-                "type": "bind",
-                "source": str(spec.agent_dir),
-                "options": ["rbind", "ro"],
-            },
+            *(
+                [
+                    {
+                        "destination": "/opt/pyro",
+                        "type": "bind",
+                        "source": str(spec.agent_dir),
+                        "options": ["rbind", "ro"],
+                    }
+                ]
+                if spec.agent_dir is not None
+                else []
+            ),
         ],
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],

@@ -42,7 +42,6 @@ def run_once(
     config["process"].update(
         args=["/bin/sh", "-lc", command], cwd=cwd, env=[f"{k}={v}" for k, v in env.items()]
     )
-    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/opt/pyro"]
     (bundle / "config.json").write_text(json.dumps(config))
     container_id = f"pyro-{spec.sandbox_id}"
     cmd = engine.run_argv(bundle, container_id)

@@ -53,7 +53,7 @@ class HostEngine(Engine):
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log_handle,
-                env={"PYTHONPATH": str(spec.agent_dir), "PATH": "/usr/bin:/bin"},
+                env={"PYTHONPATH": str(spec.agent()), "PATH": "/usr/bin:/bin"},
                 start_new_session=True,
             )
         sandbox = HostSandbox(process, spec.workdir)

@@ -29,13 +29,6 @@ KERNEL_ARGS = (
 )
 AGENT_PORT = "org.pyro.agent"
 # QEMU user-mode networking (slirp): egress through host sockets, no root, no TAP.
-USER_NETWORK = {
-    "guest_ip": "10.0.2.15",
-    "gateway_ip": "10.0.2.2",
-    "subnet_cidr": "10.0.2.0/24",
-    "mac_address": "52:54:00:12:34:56",
-    "dns_servers": ["10.0.2.3"],
-}
 
 
 def qemu_binary() -> str | None:
@@ -213,7 +206,7 @@ class QemuEngine(Engine):
                 "accel": self.accel,
                 "qemu": [binary, os.stat(binary).st_size if binary else 0],
                 "artifacts": {k: v.get("sha256") for k, v in artifacts.items()},
-                "agent": spec.agent_dir.name,
+                "agent": spec.agent().name,
                 "vcpu": spec.vcpu_count,
                 "mem": spec.mem_mib,
                 "network": spec.network,
@@ -256,7 +249,7 @@ class QemuEngine(Engine):
         initrd = spec.workdir / "initrd.cpio.gz"
         with initrd.open("wb") as out:
             out.write(spec.environment.initramfs.read_bytes())
-            out.write(agent_initrd(spec.agent_dir).read_bytes())
+            out.write(agent_initrd(spec.agent()).read_bytes())
         return self._launch(spec, initrd, None)
 
     def _restore(self, spec: BootSpec, path: Path) -> QemuSandbox:
@@ -322,7 +315,7 @@ class QemuEngine(Engine):
                     {
                         "environment": spec.environment.spec.name,
                         "accel": self.accel,
-                        "agent": spec.agent_dir.name,
+                        "agent": spec.agent().name,
                         "rootfs_sha256": spec.environment.manifest.get("artifacts", {})
                         .get("rootfs.ext4", {})
                         .get("sha256"),

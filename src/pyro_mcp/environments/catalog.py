@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import NotFoundError
 from ..version import CATALOG_VERSION
@@ -13,8 +13,7 @@ DEBIAN_VERSION = "12"
 AGENT_PACKAGES = ("python3", "ca-certificates", "procps")
 
 
-@dataclass(frozen=True)
-class EnvironmentSpec:
+class EnvironmentSpec(NamedTuple):
     name: str
     description: str
     default_packages: tuple[str, ...]

@@ -6,22 +6,21 @@ import contextlib
 import fcntl
 import json
 import shutil
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import BuildError
-from .build import Progress, build_environment, unmount_under
 from .catalog import CATALOG, EnvironmentSpec, get_spec
+
+if TYPE_CHECKING:  # building is rare: .build (and its imports) load only for it
+    from .build import Progress
 
 PLATFORM = "linux-x86_64"
 ARTIFACTS = ("rootfs.ext4", "vmlinuz", "initramfs.cpio.gz", "environment.json")
 
 
-@dataclass(frozen=True)
-class InstalledEnvironment:
+class InstalledEnvironment(NamedTuple):
     spec: EnvironmentSpec
     path: Path
     manifest: dict[str, Any]
@@ -152,6 +151,10 @@ class EnvironmentStore:
                 report("ready", f"{name} already installed at {existing.path}")
                 return existing
             report("install", f"building {name} into {self.install_dir(spec)}")
+            import tempfile
+
+            from .build import build_environment, unmount_under
+
             partial = Path(
                 tempfile.mkdtemp(prefix=f".partial-{spec.dir_name}-", dir=self.platform_dir)
             )

@@ -40,7 +40,7 @@ def tool_signature(op: Operation, profile: str) -> inspect.Signature:
         inspect.Parameter(
             p.meta.mcp_name or p.name,
             inspect.Parameter.KEYWORD_ONLY,
-            default=p.default,
+            default=inspect.Parameter.empty if p.required else p.default,
             annotation=_annotation(p),
         )
         for p in op.mcp_params(profile)

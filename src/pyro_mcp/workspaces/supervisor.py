@@ -21,7 +21,7 @@ from typing import Any
 
 from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
-from ..engines.qemu import USER_NETWORK
+from ..engines.network import USER_NETWORK
 from ..errors import PyroError
 from ..guest.protocol import ProtocolError, encode, read_frame
 from ..guest.workers import Workers
