@@ -114,10 +114,29 @@ def test_full_cycle_stop_keeps_workspace_start_brings_it_back(
     diff = pyro.diff_workspace(wid)
     assert [(e["path"], e["status"]) for e in diff["entries"]] == [("notes/new.txt", "added")]
 
+    engines_before = engine_pids(ws_home, wid)
     reset = pyro.reset_workspace(wid)
     assert (reset["reset_count"], reset["command_count"]) == (1, 0)
     assert reset["expires_at"] == ws["expires_at"], "reset must not extend the TTL"
     assert pyro.logs_workspace(wid)["count"] == 0
+    # The baseline is back exactly (modes too) in a new sandbox, and the old one is gone:
+    # no second engine process, no old /workspace left on the host.
+    seeded = ws["workspace_seed"]["entry_count"]
+    assert (reset["workspace_reset"]["entry_count"], pyro.diff_workspace(wid)["changed"]) == (
+        seeded,
+        False,
+    )
+    after = pyro.exec_workspace(
+        wid,
+        command="find . -path ./lost+found -prune -o -print | sort; "
+        "test -x src/app.sh && echo x-ok; cat /root/outside",
+    )
+    assert after["stdout"] == ".\n./notes.txt\n./src\n./src/app.sh\nx-ok\n"
+    assert after["exit_code"] != 0, "the system outside /workspace must be fresh after a reset"
+    engines_after = engine_pids(ws_home, wid)
+    assert len(engines_after) == len(engines_before) == 1
+    assert engines_after != engines_before
+    assert not list((ws_home / "workspaces" / wid).glob("volume*old*"))
 
     assert pyro.delete_workspace(wid)["deleted"] is True
     gone(ws_home, wid)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
+from typing import Any
 
-from ..errors import PyroError
+from ..errors import PyroError, StateError, ValidationError
 from ..paths import private_dir
 
 DISK_SIZE = "8G"  # sparse; every workspace disk has the same size (boot templates rely on it)
@@ -89,6 +91,36 @@ class WorkspaceLayout:
             if self.volume_dir.exists():
                 shutil.rmtree(self.volume_dir)
             self.volume_dir.mkdir(mode=0o755)
+
+    def replace_volume(self) -> Path:
+        """A new empty /workspace directory; the old one is moved aside (its sandbox may
+        still be running) and returned, for the caller to remove once that sandbox is gone."""
+        aside = self.root / f"volume.old-{uuid.uuid4().hex[:8]}"
+        if self.volume_dir.exists():
+            self.volume_dir.rename(aside)
+        self.volume_dir.mkdir(mode=0o755)
+        return aside
+
+    def unpack_into_volume(self, tar_bytes: bytes) -> dict[str, Any]:
+        """Fill a fresh, empty /workspace directory (gVisor, host compat) from a seed or the
+        baseline before a sandbox uses it: the agent's own checked unpacking (no ``..``,
+        no absolute names, no links out, no symlinked parents; every path opened under the
+        root with O_NOFOLLOW), without streaming the bytes through the sandbox.
+
+        Only for archives the host made from validated input (seeds, the baseline). A named
+        snapshot came out of the guest and may hold links pointing anywhere: it is always
+        unpacked inside the guest.
+        """
+        from ..guest import archive
+
+        root = str(self.volume_dir)
+        try:
+            result = archive.unpack(root, tar_bytes, root=root)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+        except OSError as exc:
+            raise StateError(f"cannot unpack into /workspace: {exc}") from exc
+        return {**result, "destination": "/workspace"}
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

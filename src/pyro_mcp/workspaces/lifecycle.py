@@ -286,6 +286,11 @@ class WorkspaceLifecycle:
         layout = self.layout(workspace_id)
         real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
         layout.fresh_volume(real_vm)
+        if not real_vm and not guest_links:
+            # /workspace is a host directory: fill it before the sandbox exists.
+            result = layout.unpack_into_volume(seed)
+            self.spawn(workspace_id)
+            return result
         self.spawn(workspace_id)
         result, _ = self.call(
             workspace_id, "tar_in", {"dest": "/workspace", "guest_links": guest_links}, data=seed

@@ -102,14 +102,14 @@ class SnapshotMixin(WorkspaceLifecycle):
         try:
             if record["state"] == "started":
                 # The supervisor stays; only the sandbox and /workspace are replaced.
-                self.call(workspace_id, "supervisor_reboot", timeout=600)
-                unpacked, _ = self.call(
+                rebooted, _ = self.call(
                     workspace_id,
-                    "tar_in",
-                    {"dest": "/workspace", "guest_links": kind == "named"},
+                    "supervisor_reboot",
+                    {"guest_links": kind == "named"},
                     data=tar_bytes,
-                    timeout=600,
+                    timeout=1200,
                 )
+                unpacked = rebooted.get("unpacked") or {}
             else:
                 self.store.update(
                     workspace_id, state="starting", supervisor_pid=None, last_error=None

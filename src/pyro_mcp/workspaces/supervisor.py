@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -102,22 +103,51 @@ class Supervisor:
         if self.listener is not None:  # serving already: watch the new engine too
             threading.Thread(target=self._watch_engine, args=(sandbox,), daemon=True).start()
 
-    def reboot(self) -> dict[str, Any]:
-        """Reset: a fresh sandbox from the pristine environment and an empty /workspace,
-        without restarting this supervisor (the caller then unpacks the snapshot)."""
+    def reboot(self, seed: bytes = b"", guest_links: bool = False) -> dict[str, Any]:
+        """Reset: a fresh sandbox from the pristine environment and /workspace from ``seed``
+        (a tar; ``guest_links``: a named snapshot the guest made), without restarting this
+        supervisor.
+
+        With a host-directory /workspace (gVisor, host compat) the old sandbox is torn down
+        while the new one boots, and a host-made seed (the baseline) is unpacked straight
+        into the new directory. A VM's disk and sockets live in one place, so a VM is
+        stopped first.
+        """
         with self.reboot_lock:
             old = self.sandbox
             self.sandbox = None
             if old is not None:
                 for name in list(self.ports.by_service):
                     self.ports.release(name)
-                old.kill()
             record = self.store.get(self.workspace_id)
             assert record is not None
             real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
-            self.layout.fresh_volume(real_vm)
-            self._boot_sandbox()
-        return {"rebooted": True}
+            teardown: threading.Thread | None = None
+            if real_vm:
+                if old is not None:
+                    old.kill()
+                self.layout.fresh_volume(real_vm)
+            else:
+                aside = self.layout.replace_volume()
+                teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
+                teardown.start()
+            try:
+                unpacked: dict[str, Any] | None = None
+                if seed and not real_vm and not guest_links:
+                    unpacked = self.layout.unpack_into_volume(seed)
+                self._boot_sandbox()
+                if seed and unpacked is None:
+                    assert self.sandbox is not None
+                    unpacked, _ = self.sandbox.client.call(
+                        "tar_in",
+                        {"dest": "/workspace", "guest_links": guest_links},
+                        data=seed,
+                        timeout=600,
+                    )
+            finally:
+                if teardown is not None:
+                    teardown.join()  # never leave the old sandbox behind
+        return {"rebooted": True, "unpacked": unpacked or {}}
 
     # -- serving ---------------------------------------------------------------------------
     def serve(self) -> None:
@@ -166,9 +196,11 @@ class Supervisor:
             return
         if op == "supervisor_reboot":
             try:
-                send({"id": req_id, "ok": True, "result": self.reboot()})
-            except PyroError as exc:
-                send({"id": req_id, "ok": False, "error": str(exc), "kind": "failed"})
+                result = self.reboot(data, bool(args.get("guest_links")))
+                send({"id": req_id, "ok": True, "result": result})
+            except Exception as exc:  # any failure is answered (and stops the workspace)
+                error = str(exc) if isinstance(exc, PyroError) else f"reset failed: {exc!r}"
+                send({"id": req_id, "ok": False, "error": error, "kind": "failed"})
                 threading.Thread(
                     target=self.shutdown, args=("stopped", str(exc)), daemon=True
                 ).start()
@@ -300,6 +332,12 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(status))
     tmp.replace(path)
+
+
+def _teardown(sandbox: Sandbox | None, volume: Path) -> None:
+    if sandbox is not None:
+        sandbox.kill()
+    shutil.rmtree(volume, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
