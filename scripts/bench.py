@@ -17,7 +17,8 @@ Figures (each printed with its ratio to the bare engine):
 extra runs), bare runsc runs of the pieces pyro adds (python3, the agent's imports, a login
 shell), host-side start-up of the CLI, and the in-guest cost of spawning a process.
 
-Runs of pyro and of the bare engine are interleaved so background load hits both alike; one
+Runs of pyro and of the bare engine are interleaved so background load hits both alike (the
+millisecond exec figures alternate in blocks of 25, see bench_support.alternate_blocks); one
 untimed warm-up of each comes first. Everything runs under a private temporary PYRO_HOME and
 runsc state root; every sandbox is deleted in a finally block, and at the end any process whose
 command line mentions that temporary directory is reported and killed.
@@ -44,6 +45,7 @@ from bench_support import (
     BareRunsc,
     Checkpoints,
     Stats,
+    alternate_blocks,
     bare_qemu_boot,
     bare_qemu_restore,
     foreign_sandbox_processes,
@@ -181,7 +183,7 @@ class Bench:
         )
 
         def bare_ms(args: list[str]) -> float:
-            return statistics.median(bare.one_shot(args) for _ in range(n)) * 1000
+            return statistics.median(bare.one_shot(args, agent=True) for _ in range(n)) * 1000
 
         # The agent runs commands with PYRO_UID set, which spares /etc/profile two `id -u`
         # processes; the bare login shell gets it too, or it would look ~140 ms slower.
@@ -384,7 +386,7 @@ class Bench:
     # -- 3. warm exec round trip ------------------------------------------------------------
     def section_exec(self) -> None:
         runs = self.args.exec_runs
-        print(f"\n== warm exec round trip on gVisor: `true` ({runs} interleaved calls each) ==")
+        print(f"\n== warm exec round trip on gVisor: `true` ({runs} calls each, blocks of 25) ==")
         bare = BareRunsc(self.workdir / "bare-exec", self.env, self.agent_dir)
         pyro_s: list[float] = []
         bare_s: list[float] = []
@@ -408,9 +410,9 @@ class Bench:
                         pyro_exec()
                         run_checked(bare_cmd, what="runsc exec")
                     guest_ms.clear()
-                    for _ in range(runs):
-                        pyro_s.append(pyro_exec())
-                        bare_s.append(run_checked(bare_cmd, what="runsc exec"))
+                    pyro_s, bare_s = alternate_blocks(
+                        pyro_exec, lambda: run_checked(bare_cmd, what="runsc exec"), runs
+                    )
                     floor = self.spawn_floor(vms, vm_id) if self.args.profile else ""
                 finally:
                     pyro.delete_vm(vm_id)

@@ -78,6 +78,37 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 # -- subprocesses that are always reaped ---------------------------------------------------
+def alternate_blocks(
+    first: Callable[[], float],
+    second: Callable[[], float],
+    runs: int,
+    block: int = 25,
+    settle: int = 5,
+) -> tuple[list[float], list[float]]:
+    """``runs`` samples of each, taken in alternating blocks of ``block`` calls, each block
+    led by ``settle`` untimed calls.
+
+    For the millisecond exec figures on a 2-core host. Sample-by-sample interleaving put
+    every pyro exec right behind a `runsc exec`, whose sandbox stays busy for some
+    milliseconds after the command returns (gVisor's systrap threads keep spinning), and
+    the first calls after the switch pay for that neighbour's tail. Blocks still spread
+    slow background drift over both sides alike; the settling calls keep the neighbour's
+    tail out of a "warm" figure. Cold calls (after idle) are measured on their own.
+    """
+    a: list[float] = []
+    b: list[float] = []
+    while len(a) < runs or len(b) < runs:
+        for samples, step in ((a, first), (b, second)):
+            count = min(block, runs - len(samples))
+            if count <= 0:
+                continue
+            for _ in range(settle):
+                step()
+            for _ in range(count):
+                samples.append(step())
+    return a, b
+
+
 def run_checked(
     cmd: Sequence[str], *, timeout: float = 120, env: dict[str, str] | None = None, what: str = ""
 ) -> float:
@@ -123,8 +154,9 @@ class BareRunsc:
         self.agent_dir = agent_dir
         self.bundles: dict[tuple[str, ...], Path] = {}
 
-    def bundle(self, args: Sequence[str]) -> Path:
-        key = tuple(args)
+    def bundle(self, args: Sequence[str], agent: bool) -> Path:
+        """``agent``: mount the guest agent like a VM does (a one-shot run mounts none)."""
+        key = (*args, str(agent))
         if key not in self.bundles:
             bundle = self.root / f"bundle-{len(self.bundles)}"
             bundle.mkdir(mode=0o700)
@@ -132,7 +164,7 @@ class BareRunsc:
                 sandbox_id="bench",
                 environment=self.env,
                 workdir=bundle,
-                agent_dir=self.agent_dir,
+                agent_dir=self.agent_dir if agent else None,
             )
             config = oci_config(spec, self.env.rootfs_dir)
             config["process"]["args"] = list(args)
@@ -146,12 +178,12 @@ class BareRunsc:
         cut = argv.index("run") + 1
         return [*argv[:cut], *extra, *argv[cut:]]
 
-    def one_shot(self, args: Sequence[str]) -> float:
+    def one_shot(self, args: Sequence[str], agent: bool = False) -> float:
         """Wall time of ``runsc run`` of ``args`` to completion (runsc cleans up itself)."""
         container_id = f"bench-{uuid.uuid4().hex[:12]}"
         try:
             return run_checked(
-                self.run_command(self.bundle(args), container_id), what="bare runsc run"
+                self.run_command(self.bundle(args, agent), container_id), what="bare runsc run"
             )
         except BaseException:
             self.force_delete(container_id)
@@ -161,7 +193,7 @@ class BareRunsc:
     def sleeping(self) -> Iterator[str]:
         """A detached bare container whose entry process sleeps; deleted on exit."""
         container_id = f"bench-{uuid.uuid4().hex[:12]}"
-        bundle = self.bundle(["/bin/sleep", "infinity"])
+        bundle = self.bundle(["/bin/sleep", "infinity"], agent=True)
         try:
             run_checked(
                 self.run_command(bundle, container_id, "--detach"), what="bare runsc run --detach"
