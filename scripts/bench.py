@@ -325,6 +325,7 @@ class Bench:
         os.environ["PYRO_VM_TEMPLATES"] = "0"  # read when the engines are constructed
         try:
             cold = self.pyro("qemu")
+            cold.manager.runtime.selector.engines  # noqa: B018 - construct them now (lazy)
         finally:
             if saved is None:
                 os.environ.pop("PYRO_VM_TEMPLATES", None)

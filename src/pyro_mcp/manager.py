@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import validation
@@ -42,8 +43,8 @@ class VmManager:
         if self._workspaces is not None:
             return self._workspaces.store.count_active()
         db = self.runtime.home / "state.db"
-        if not db.exists():
-            return 0
+        if not db.exists() or not _has_entries(self.runtime.home / "workspaces"):
+            return 0  # every workspace has its directory from before it counts until deleted
         from .workspaces.store import Store
 
         return Store(db).count_active()
@@ -203,3 +204,11 @@ def join_command(argv: list[str]) -> str:
     if len(argv) == 1 and any(ch.isspace() for ch in argv[0]):
         return argv[0]
     return shlex.join(argv)
+
+
+def _has_entries(path: Path) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
