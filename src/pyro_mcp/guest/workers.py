@@ -53,5 +53,6 @@ class Workers:
                 func(*args)
             except Exception as exc:  # tasks report their own failures; this is a last resort
                 sys.stderr.write(f"{self._name}: task failed: {exc!r}\n")
+            del func, args  # an idle thread must not keep a request's data alive
             with self._lock:
                 self._idle += 1

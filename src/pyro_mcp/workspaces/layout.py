@@ -95,6 +95,8 @@ class WorkspaceLayout:
     def replace_volume(self) -> Path:
         """A new empty /workspace directory; the old one is moved aside (its sandbox may
         still be running) and returned, for the caller to remove once that sandbox is gone."""
+        for stale in self.root.glob("volume.old-*"):  # left by an interrupted reset
+            shutil.rmtree(stale, ignore_errors=True)
         aside = self.root / f"volume.old-{uuid.uuid4().hex[:8]}"
         if self.volume_dir.exists():
             self.volume_dir.rename(aside)
@@ -112,18 +114,26 @@ class WorkspaceLayout:
         unpacked inside the guest.
         """
         from ..guest import archive
+        from .archive_rules import validate_members
 
         root = str(self.volume_dir)
         try:
+            validate_members(tar_bytes)  # the host's stricter rules, again, right here
             result = archive.unpack(root, tar_bytes, root=root)
         except ValueError as exc:
-            raise ValidationError(str(exc)) from exc
+            raise ValidationError(_guest_view(str(exc), root)) from exc
         except OSError as exc:
-            raise StateError(f"cannot unpack into /workspace: {exc}") from exc
+            message = _guest_view(str(exc), root)
+            raise StateError(f"cannot unpack into /workspace: {message}") from exc
         return {**result, "destination": "/workspace"}
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _guest_view(message: str, root: str) -> str:
+    """Errors name /workspace paths, never the host directory behind them."""
+    return message.replace(root, "/workspace")
 
 
 def _size_bytes(size: str) -> int:

@@ -109,7 +109,15 @@ class SnapshotMixin(WorkspaceLifecycle):
                     data=tar_bytes,
                     timeout=1200,
                 )
-                unpacked = rebooted.get("unpacked") or {}
+                unpacked = rebooted.get("unpacked")
+                if unpacked is None:  # a supervisor started by an older pyro ignores the data
+                    unpacked, _ = self.call(
+                        workspace_id,
+                        "tar_in",
+                        {"dest": "/workspace", "guest_links": kind == "named"},
+                        data=tar_bytes,
+                        timeout=600,
+                    )
             else:
                 self.store.update(
                     workspace_id, state="starting", supervisor_pid=None, last_error=None

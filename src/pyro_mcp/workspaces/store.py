@@ -123,10 +123,16 @@ class Store:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # The connection is kept: it must never stay inside a transaction (holding
+                # the write lock) after a failed statement or COMMIT.
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        self.close()
                 raise
-            db.execute("COMMIT")
 
     @staticmethod
     def _decode(row: sqlite3.Row) -> dict[str, Any]:

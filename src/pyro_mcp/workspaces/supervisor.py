@@ -33,6 +33,8 @@ from .layout import WorkspaceLayout
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
 
+# How long a stop waits for a reset that is booting the new sandbox.
+STOP_WAIT_FOR_RESET = 150.0
 HOST_ROOT_OPS = ("file_list", "file_read", "file_write", "file_delete", "tar_in", "tar_out")
 
 
@@ -114,24 +116,26 @@ class Supervisor:
         stopped first.
         """
         with self.reboot_lock:
+            record = self.store.get(self.workspace_id)
+            if record is None:
+                raise PyroError(f"workspace {self.workspace_id!r} does not exist")
+            real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
             old = self.sandbox
             self.sandbox = None
-            if old is not None:
-                for name in list(self.ports.by_service):
-                    self.ports.release(name)
-            record = self.store.get(self.workspace_id)
-            assert record is not None
-            real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
             teardown: threading.Thread | None = None
-            if real_vm:
-                if old is not None:
-                    old.kill()
-                self.layout.fresh_volume(real_vm)
-            else:
-                aside = self.layout.replace_volume()
-                teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
-                teardown.start()
             try:
+                if old is not None:
+                    for name in list(self.ports.by_service):
+                        self.ports.release(name)
+                if real_vm:
+                    if old is not None:
+                        old.kill()
+                    self.layout.fresh_volume(real_vm)
+                else:
+                    aside = self.layout.replace_volume()
+                    teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
+                    teardown.start()
+                old = None  # the teardown owns it now (or it is gone)
                 unpacked: dict[str, Any] | None = None
                 if seed and not real_vm and not guest_links:
                     unpacked = self.layout.unpack_into_volume(seed)
@@ -145,8 +149,10 @@ class Supervisor:
                         timeout=600,
                     )
             finally:
+                if old is not None:  # failed before handing it over: never leave it running
+                    old.kill()
                 if teardown is not None:
-                    teardown.join()  # never leave the old sandbox behind
+                    teardown.join()  # the old sandbox is gone before we answer
         return {"rebooted": True, "unpacked": unpacked or {}}
 
     # -- serving ---------------------------------------------------------------------------
@@ -302,6 +308,9 @@ class Supervisor:
         if self.stopping.is_set():
             return
         self.stopping.set()
+        # A reset in progress finishes first (its new sandbox is then torn down below);
+        # otherwise the sandbox it is booting would outlive us.
+        locked = self.reboot_lock.acquire(timeout=STOP_WAIT_FOR_RESET)
         if self.listener is not None:
             try:
                 self.listener.close()
@@ -325,6 +334,8 @@ class Supervisor:
                 self.store.mark_expired(self.workspace_id, record["ttl_seconds"], time.time())
             self.store.delete(self.workspace_id)
             self.layout.remove()
+        if locked:
+            self.reboot_lock.release()
         os._exit(0)
 
 
@@ -335,9 +346,11 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
 
 
 def _teardown(sandbox: Sandbox | None, volume: Path) -> None:
-    if sandbox is not None:
-        sandbox.kill()
-    shutil.rmtree(volume, ignore_errors=True)
+    try:
+        if sandbox is not None:
+            sandbox.kill()
+    finally:
+        shutil.rmtree(volume, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
