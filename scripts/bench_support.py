@@ -78,6 +78,14 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 # -- subprocesses that are always reaped ---------------------------------------------------
+def wait_for(predicate: Callable[[], object], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out waiting")
+        time.sleep(0.02)
+
+
 def alternate_blocks(
     first: Callable[[], float],
     second: Callable[[], float],

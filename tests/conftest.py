@@ -29,6 +29,8 @@ def state_dir() -> Iterator[Path]:
         mp.setenv("PYRO_HOME", str(path))
         mp.delenv("PYRO_ENGINE", raising=False)
         mp.delenv("PYRO_DEBUG", raising=False)
+        # No warm CLI helper outlives a test (tests/test_cli_helper.py turns it on itself).
+        mp.setenv("PYRO_CLI_HELPER", "0")
         yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -8,6 +8,8 @@ CLI command and flags, MCP tool) and nothing else.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from pyro_mcp import Pyro
-from support import ENVIRONMENT
+from support import ENVIRONMENT, processes_mentioning
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 from workspace_fixtures import (
     CORE_TOOLS,
@@ -191,16 +193,32 @@ class McpSurface:
 Surface = SdkSurface | CliSurface | McpSurface
 
 
-@pytest.fixture(params=["sdk", "cli", "mcp"])
-def surface(request: Any, ws_pyro: Pyro, ws_home: Path) -> Iterator[Surface]:
+@pytest.fixture(params=["sdk", "cli", "cli-helper", "mcp"])
+def surface(
+    request: Any, ws_pyro: Pyro, ws_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Surface]:
     made: Surface
     if request.param == "mcp":
         with McpClient(ws_home) as client:
             made = McpSurface(client)
             yield made
-    else:
-        made = SdkSurface(ws_pyro) if request.param == "sdk" else CliSurface(ws_home)
+    elif request.param == "sdk":
+        made = SdkSurface(ws_pyro)
         yield made
+    else:
+        if request.param == "cli-helper":  # every command after the first one goes through
+            monkeypatch.setenv("PYRO_CLI_HELPER", "1")  # the warm CLI helper
+        made = CliSurface(ws_home)
+        yield made
+        if request.param == "cli-helper":
+            helpers = [
+                int(line.split()[0])
+                for line in processes_mentioning(f"--home {ws_home}")
+                if "pyro_mcp.cli.helper" in line
+            ]
+            assert helpers, "the story never started a CLI helper"
+            for pid in helpers:
+                os.kill(pid, signal.SIGTERM)
     for workspace_id in made.created:
         forget(ws_pyro, workspace_id)  # only does something when the story failed half-way
 

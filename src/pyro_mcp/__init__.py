@@ -6,11 +6,12 @@ the guest agent) do not pay for importing every surface.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .version import __version__
 
+TYPE_CHECKING = False  # not typing's: `pyro` starts without importing typing (cli/launch.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from mcp.server.fastmcp import FastMCP
 
     from .api import Pyro

@@ -11,8 +11,9 @@ from typing import Any
 from ..api import Pyro, operations
 from ..errors import PyroError
 from ..operations.registry import Operation
+from .launch import command_word
 from .output import emit_error, emit_json, notice, progress_printer
-from .parser import UsageError, build_parser, print_help_and_exit
+from .parser import Parser, UsageError, build_parser, print_help_and_exit
 from .runners import EXTRA_COMMANDS, RUNNERS, remainder_command
 
 
@@ -24,35 +25,37 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run_cli(sys.argv[1:] if argv is None else argv))
 
 
-def command_word(argv: list[str]) -> str | None:
-    """The command a command line names (``run`` in ``pyro --engine gvisor run ...``)."""
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--engine":
-            skip = True
-        elif not arg.startswith("-"):
-            return arg
-    return None
-
-
 def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """Parse with the tree of just the named command (building all ~50 subcommands costs
     ~30 ms a start); anything that does not parse is parsed again with the whole tree, so
     help and errors are exactly the full parser's."""
     word = command_word(argv)
     if word is not None:
-        ops = operations(word)
-        extra = {path: v for path, v in EXTRA_COMMANDS.items() if path[0] == word}
-        if ops or extra:
+        parser = parser_for(word)
+        if parser is not None:
             try:
-                parser = build_parser(ops, extra)
                 return parser, parser.parse_args(argv)
             except UsageError:
                 pass
-    parser = build_parser(operations(), EXTRA_COMMANDS)
+    parser = parser_for(None)
+    assert parser is not None
     return parser, parser.parse_args(argv)
+
+
+_PARSERS: dict[str | None, Parser | None] = {}
+
+
+def parser_for(word: str | None) -> Parser | None:
+    """The tree of one command word (None: all of them), built once per process; the warm
+    CLI helper builds them before it forks, so its children start with them."""
+    if word not in _PARSERS:
+        if word is None:
+            _PARSERS[word] = build_parser(operations(), EXTRA_COMMANDS)
+        else:
+            ops = operations(word)
+            extra = {path: v for path, v in EXTRA_COMMANDS.items() if path[0] == word}
+            _PARSERS[word] = build_parser(ops, extra) if ops or extra else None
+    return _PARSERS[word]
 
 
 def run_cli(argv: list[str]) -> int:

@@ -1,0 +1,224 @@
+"""The warm CLI helper (cli/launch.py, cli/helper.py): same results as an in-process run,
+signals forwarded, nothing left behind, other users and stale code refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyro_mcp import paths
+from pyro_mcp.cli import helper, launch
+from support import ENVIRONMENT, processes_mentioning, pyro_argv, short_tmp_dir
+
+# Runs the launcher in a fresh interpreter and reports on stderr whether the CLI itself was
+# imported in that process (it is not when the helper ran the command).
+PROBE = (
+    "import atexit, os, sys\n"
+    "def report():\n"
+    "    used = 'IN-PROCESS' if 'pyro_mcp.cli.main' in sys.modules else 'HELPER'\n"
+    "    sys.stderr.write('\\n' + used + '\\n'); sys.stderr.flush()\n"
+    "real_exit = os._exit\n"
+    "os._exit = lambda code: (report(), real_exit(code))\n"  # the helper path ends so
+    "atexit.register(report)\n"
+    "from pyro_mcp.cli.launch import main\n"
+    "sys.argv = ['pyro', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+HELPER = [sys.executable, "-P", "-m", "pyro_mcp.cli.helper"]
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    path = short_tmp_dir("pyro-helper-")
+    yield path
+    for line in processes_mentioning(f"--home {path}"):
+        os.kill(int(line.split()[0]), signal.SIGKILL)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYRO_HOME": str(home), "PYRO_CLI_HELPER": "1", **extra}
+    return env
+
+
+def probe(home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        env=env_for(home, **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=home,
+    )
+
+
+def wait_for_helper(home: Path) -> None:
+    deadline = time.monotonic() + 20
+    while not (home / launch.HELPER_SOCKET).exists():
+        assert time.monotonic() < deadline, "no helper started"
+        time.sleep(0.05)
+
+
+def test_home_dir_matches_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    for env in (
+        {"PYRO_HOME": "/srv/pyro"},
+        {"PYRO_HOME": "~/state"},
+        {"XDG_DATA_HOME": "/data"},
+        {},
+    ):
+        for name in ("PYRO_HOME", "XDG_DATA_HOME"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert launch.home_dir() == str(paths.home_dir())
+
+
+def test_command_word_and_who_uses_the_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert launch.command_word(["--engine", "gvisor", "run", "x"]) == "run"
+    assert launch.command_word(["--", "run"]) is None
+    monkeypatch.setenv("PYRO_CLI_HELPER", "1")
+    assert launch.helper_wanted(["run", "debian:12"])
+    assert not launch.helper_wanted(["mcp", "serve"])  # long-lived: always in-process
+    monkeypatch.setenv("PYRO_CLI_HELPER", "0")
+    assert not launch.helper_wanted(["run", "debian:12"])
+
+
+@pytest.mark.guest
+def test_results_through_the_helper_match_in_process(home: Path) -> None:
+    first = probe(home, "run", ENVIRONMENT, "--engine", "gvisor", "--", "echo one")
+    assert (first.returncode, first.stdout) == (0, "one\n")
+    assert first.stderr.endswith("IN-PROCESS\n")
+    wait_for_helper(home)
+    assert (home / launch.HELPER_SOCKET).stat().st_mode & 0o777 == 0o600
+
+    ran = probe(
+        home, "run", ENVIRONMENT, "--engine", "gvisor", "--", "echo out; echo err >&2; exit 3"
+    )
+    assert (ran.returncode, ran.stdout) == (3, "out\n")
+    assert "err\n" in ran.stderr and "exit_code=3" in ran.stderr
+    assert ran.stderr.endswith("HELPER\n")
+
+    usage = probe(home, "run", ENVIRONMENT, "--vcpu-count", "x")
+    assert usage.returncode == 2 and "invalid int value" in usage.stderr
+    assert usage.stderr.endswith("HELPER\n")
+    # The caller's environment and working directory are the command's, not the helper's.
+    engine = probe(home, "run", ENVIRONMENT, "--", "true", PYRO_ENGINE="bogus")
+    assert engine.returncode == 1 and "unknown engine 'bogus'" in engine.stderr
+    (home / "seed").mkdir()
+    (home / "seed" / "a.txt").write_text("from cwd\n")
+    created = probe(home, "workspace", "create", ENVIRONMENT, "--seed-path", "seed", "--json")
+    assert created.returncode == 0, created.stderr
+    wid = json.loads(created.stdout)["workspace_id"]
+    try:
+        read = probe(home, "workspace", "file", "read", wid, "a.txt")
+        assert read.stdout == "from cwd\n" and read.stderr.endswith("HELPER\n")
+    finally:
+        assert probe(home, "workspace", "delete", wid).returncode == 0
+
+
+@pytest.mark.guest
+def test_ctrl_c_and_a_killed_caller_stop_the_command_and_its_sandbox(home: Path) -> None:
+    probe(home, "--version")
+    wait_for_helper(home)
+    for how in (signal.SIGINT, signal.SIGKILL):
+        caller = subprocess.Popen(
+            [*pyro_argv(), "run", ENVIRONMENT, "--engine", "gvisor", "--", "sleep 60"],
+            env=env_for(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        while not [p for p in processes_mentioning(str(home / "runtime")) if "runsc" in p]:
+            assert time.monotonic() < deadline, "the sandbox never started"
+            time.sleep(0.05)
+        caller.send_signal(how)
+        _out, err = caller.communicate(timeout=30)
+        if how == signal.SIGINT:
+            assert caller.returncode == 130 and "interrupted" in err
+        deadline = time.monotonic() + 20
+        while [p for p in processes_mentioning(str(home / "runtime")) if "runsc" in p]:
+            assert time.monotonic() < deadline, f"a sandbox outlived the caller ({how.name})"
+            time.sleep(0.1)
+
+
+def test_other_users_stale_code_and_idle_end_the_helper(home: Path) -> None:
+    server = subprocess.Popen(
+        [*HELPER, "--home", str(home), "--idle-seconds", "2"],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_helper(home)
+        sock_path = str(home / launch.HELPER_SOCKET)
+
+        # Another user cannot connect (the socket is 0600 in a 0700 directory).
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(sock_path)
+                code = 0
+            except PermissionError:
+                code = 13
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 13
+        # A second helper for the same home steps aside at once.
+        second = subprocess.run(
+            [*HELPER, "--home", str(home)],
+            timeout=30,
+        )
+        assert second.returncode == 0
+        # A caller on another Python (or after an upgrade) is told to run the command itself.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(sock_path)
+        body = launch.encode_request(["--version"], "/", {}, "/other/python")
+        socket.send_fds(sock, [len(body).to_bytes(4, "big") + body], [0, 1, 2])
+        assert sock.makefile("rb").readline() == b"stale\n"
+        sock.close()
+        assert server.wait(timeout=10) == 0
+        assert not (home / launch.HELPER_SOCKET).exists()
+    finally:
+        server.kill()
+        server.wait()
+    # Idle: a helper with nothing to do ends by itself.
+    idle = subprocess.Popen(
+        [*HELPER, "--home", str(home), "--idle-seconds", "0.5"],
+    )
+    assert idle.wait(timeout=30) == 0
+
+
+def test_code_stamp_sees_an_edit(tmp_path: Path) -> None:
+    before = helper.code_stamp()
+    target = Path(helper.__file__)
+    stat = target.stat()
+    try:
+        os.utime(target, (stat.st_atime, stat.st_mtime + 10))
+        assert helper.code_stamp() != before
+    finally:
+        os.utime(target, (stat.st_atime, stat.st_mtime))
+    assert helper.code_stamp() == before
+
+
+def test_request_encoding_round_trips_awkward_values() -> None:
+    argv = ["run", "", "--", "echo 'a b'\nnext", "x=y", os.fsdecode(b"\xff\xfe")]
+    env = {"A": "1=2", "EMPTY": "", "NL": "line\nline", "BYTES": os.fsdecode(b"caf\xe9")}
+    decoded = launch.decode_request(launch.encode_request(argv, "/tmp/a b", env, "/py"))
+    assert decoded == {"python": "/py", "cwd": "/tmp/a b", "argv": argv, "env": env}
+    for bad in (b"", b"/py\0/", b"/py\0/\0x", b"/py\0/\x003\0only-one"):
+        with pytest.raises(ValueError):
+            launch.decode_request(bad)
