@@ -132,7 +132,7 @@ def test_results_through_the_helper_match_in_process(home: Path) -> None:
 def test_ctrl_c_and_a_killed_caller_stop_the_command_and_its_sandbox(home: Path) -> None:
     probe(home, "--version")
     wait_for_helper(home)
-    for how in (signal.SIGINT, signal.SIGKILL):
+    for how in (signal.SIGINT, signal.SIGHUP, signal.SIGKILL):
         caller = subprocess.Popen(
             [*pyro_argv(), "run", ENVIRONMENT, "--engine", "gvisor", "--", "sleep 60"],
             env=env_for(home),
@@ -186,7 +186,7 @@ def test_other_users_stale_code_and_idle_end_the_helper(home: Path) -> None:
         # A caller on another Python (or after an upgrade) is told to run the command itself.
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(sock_path)
-        body = launch.encode_request(["--version"], "/", {}, "/other/python")
+        body = launch.encode_request(["--version"], "/", {}, "/other/python", [])
         socket.send_fds(sock, [len(body).to_bytes(4, "big") + body], [0, 1, 2])
         assert sock.makefile("rb").readline() == b"stale\n"
         sock.close()
@@ -217,8 +217,78 @@ def test_code_stamp_sees_an_edit(tmp_path: Path) -> None:
 def test_request_encoding_round_trips_awkward_values() -> None:
     argv = ["run", "", "--", "echo 'a b'\nnext", "x=y", os.fsdecode(b"\xff\xfe")]
     env = {"A": "1=2", "EMPTY": "", "NL": "line\nline", "BYTES": os.fsdecode(b"caf\xe9")}
-    decoded = launch.decode_request(launch.encode_request(argv, "/tmp/a b", env, "/py"))
-    assert decoded == {"python": "/py", "cwd": "/tmp/a b", "argv": argv, "env": env}
-    for bad in (b"", b"/py\0/", b"/py\0/\0x", b"/py\0/\x003\0only-one"):
+    encoded = launch.encode_request(argv, "/tmp/a b", env, "/py", [2, 1])
+    assert launch.decode_request(encoded) == {
+        "python": "/py",
+        "cwd": "/tmp/a b",
+        "ignored": [2, 1],
+        "argv": argv,
+        "env": env,
+    }
+    for bad in (b"", b"/py\0/\0\0", b"/py\0/\0\0x", b"/py\0/\0\x003\0one", b"/\0/\0x\x000"):
         with pytest.raises(ValueError):
             launch.decode_request(bad)
+
+
+def test_line_reader_keeps_what_follows_a_line() -> None:
+    ours, theirs = socket.socketpair()
+    theirs.sendall(b"pid 7\nexit 3\n")  # both lines in one read: the second must not be lost
+    theirs.close()
+    reader = launch.LineReader(ours)
+    assert (reader.line(), reader.line(), reader.line()) == (b"pid 7\n", b"exit 3\n", b"")
+
+
+def test_only_a_private_home_gets_a_helper(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    assert launch.private_home(str(home))
+    home.chmod(0o777)  # a shared directory: anyone could plant a socket or a log symlink
+    assert not launch.private_home(str(home))
+    home.chmod(0o700)
+    link = tmp_path / "link"
+    link.symlink_to(home)
+    assert not launch.private_home(str(link))
+    assert not launch.private_home(str(tmp_path / "missing"))
+
+
+@pytest.mark.guest
+def test_a_shared_home_is_never_used_or_served(tmp_path: Path) -> None:
+    shared = short_tmp_dir("pyro-shared-")
+    try:
+        shared.chmod(0o777)
+        planted = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        planted.bind(str(shared / launch.HELPER_SOCKET))  # someone else's "helper"
+        planted.listen(1)
+        planted.settimeout(0.5)
+        ran = probe(shared, "--version")
+        assert (ran.returncode, ran.stdout) == (0, "pyro 3.6.0\n")
+        assert ran.stderr.endswith("IN-PROCESS\n")
+        with pytest.raises(TimeoutError):
+            planted.accept()  # nobody even connected
+        planted.close()
+        assert not processes_mentioning(f"--home {shared}"), "a helper started in a shared home"
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.mark.guest
+def test_a_confined_caller_runs_its_command_itself(home: Path) -> None:
+    probe(home, "--version")
+    wait_for_helper(home)
+    import ctypes
+
+    def no_new_privs() -> None:  # what Landlock and many sandboxes set
+        ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+
+    confined = subprocess.run(
+        [sys.executable, "-c", PROBE, "--version"],
+        env=env_for(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=no_new_privs,
+    )
+    assert (confined.returncode, confined.stdout) == (0, "pyro 3.6.0\n")
+    assert confined.stderr.endswith("IN-PROCESS\n")
+    assert "another NoNewPrivs" in (home / launch.HELPER_LOG).read_text()
+    assert probe(home, "--version").stderr.endswith("HELPER\n")  # still serving the others

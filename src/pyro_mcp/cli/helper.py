@@ -1,7 +1,8 @@
 """The warm CLI helper: ``python -P -m pyro_mcp.cli.helper --home H`` (see ``cli/launch.py``).
 
 It imports the CLI once, listens on ``H/cli-helper.sock`` (0600, in the private state
-directory; only the same user may connect), and forks one child per command. The child
+directory), and forks one child per command for callers of the same user in the same
+security context (``helper_context.py``); others are told to run the command themselves. The child
 takes over the caller's stdin/stdout/stderr, working directory and environment, runs the
 command exactly as ``pyro`` would in-process, and reports the exit code. Signals the caller
 receives are forwarded to the child; if the caller dies, the child is stopped like a
@@ -25,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .launch import HELPER_LOCK, HELPER_SOCKET, decode_request
+from . import helper_context
+from .launch import HELPER_LOCK, HELPER_SOCKET, decode_request, private_home
 
 IDLE_SECONDS = 60.0
 MAX_REQUEST = 4 * 1024 * 1024
@@ -59,16 +61,18 @@ def warm_up() -> None:
 
 
 def serve(home: Path, idle_seconds: float = IDLE_SECONDS) -> None:
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not private_home(str(home)):
+        _log(f"not serving {home}: it must be a directory of this user that only it can write")
+        return
     path = home / HELPER_SOCKET
-    lock = os.open(home / HELPER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = os.open(home / HELPER_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(lock)
         return  # another helper serves (or is starting for) this home
+    stamp = code_stamp()  # before importing: an upgrade during start-up is noticed
     warm_up()
-    stamp = code_stamp()
     # Children share the warm heap copy-on-write: keep the collector from touching (and so
     # copying) every page of it in each child.
     gc.collect()
@@ -96,9 +100,9 @@ def serve(home: Path, idle_seconds: float = IDLE_SECONDS) -> None:
             except TimeoutError:
                 continue
             last = time.monotonic()
-            conn.settimeout(10)
+            conn.settimeout(1.0)  # a caller sends its request at once
             try:
-                request, fds = _receive(conn)
+                request, fds, caller = _receive(conn)
             except (OSError, ValueError) as exc:
                 _log(f"refused a request: {exc}")
                 conn.close()
@@ -110,10 +114,20 @@ def serve(home: Path, idle_seconds: float = IDLE_SECONDS) -> None:
                 conn.close()
                 _log(f"exiting: {why}; the caller runs the command itself")
                 return
+            other = helper_context.mismatch(caller)
+            if other or _hung_up(conn):
+                _close_all(fds)
+                _reply(conn, b"other\n")
+                conn.close()
+                if other:
+                    _log(f"a caller in {other}: it runs the command itself")
+                continue
+            request["umask"] = helper_context.umask_of(caller)
             pid = os.fork()
             if pid == 0:
                 try:
                     listener.close()
+                    os.close(lock)  # a long command must not keep a new helper from starting
                     run_child(conn, fds, request)
                 finally:
                     os._exit(1)  # a child never runs the helper's own clean-up below
@@ -142,10 +156,26 @@ def _log(message: str) -> None:
     sys.stderr.flush()
 
 
-def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+def _hung_up(conn: socket.socket) -> bool:
+    """The caller gave up (a timeout, Ctrl-C) before we started: do not run its command."""
+    timeout = conn.gettimeout()
+    conn.settimeout(0.0)  # look, do not wait
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        conn.settimeout(timeout)
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int], int]:
     """One request: a 4-byte length with the caller's fds 0-2 attached, then the fields
-    (``launch.encode_request``). Only this user can connect (0600 socket, checked again)."""
+    (``launch.encode_request``). Only this user can connect (0600 socket, checked again).
+    Also returns the caller's pid."""
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    caller = int.from_bytes(creds[0:4], sys.byteorder)
     uid = int.from_bytes(creds[4:8], sys.byteorder)
     data, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
     try:
@@ -166,16 +196,21 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     except ValueError as exc:
         _close_all(fds)
         raise ValueError(str(exc)) from exc
-    return request, fds
+    return request, fds, caller
 
 
 def run_child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
     """In the forked child: become the caller's pyro process for one command."""
     code = 1
     try:
-        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
+        for signum in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _terminate)  # as run_cli does, before anything else
+        for signum in request.get("ignored") or []:
+            if signum != signal.SIGTERM:  # run_cli handles TERM whatever the caller did
+                signal.signal(signum, signal.SIG_IGN)
+        os.umask(int(request.get("umask", 0o022)))
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -223,8 +258,14 @@ def _watch_caller(conn: socket.socket) -> None:
         if not data:
             os.kill(os.getpid(), signal.SIGTERM)  # stop as a Ctrl-C would: clean up
             return
-        if data[0] in {int(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}:
+        if data[0] == signal.SIGHUP:  # the terminal went away: stop, cleaning up
+            os.kill(os.getpid(), signal.SIGTERM)
+        elif data[0] in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
             os.kill(os.getpid(), data[0])
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C, so sandboxes are cleaned up
 
 
 def _reopen_std_streams(unbuffered: bool) -> None:
@@ -241,7 +282,7 @@ def _reopen_std_streams(unbuffered: bool) -> None:
         )
 
     sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), "utf-8")
-    sys.stdout = writer(1, "strict")
+    sys.stdout = writer(1, "surrogateescape")
     sys.stderr = writer(2, "backslashreplace")
 
 

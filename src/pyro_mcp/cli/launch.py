@@ -7,6 +7,11 @@ directory, the environment and its own stdin/stdout/stderr (SCM_RIGHTS), forward
 and other signals, and exits with the child's exit code. The child writes to the same
 terminal or pipes directly, so output, exit codes and errors are those of an in-process run.
 
+Trust: a helper is used (and started) only in a private state directory (a real directory
+owned by this user, not writable by group or others), and only if the process behind the
+socket is this user's. The helper in turn serves only callers in its own security context
+(see ``helper.py``); anything else runs the command in this process.
+
 No helper (or ``PYRO_CLI_HELPER=0``, or ``pyro mcp …``, which is long-lived): the command
 runs in this process, and a helper is started for next time.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # signal without its enum import
 import _socket
 import os
+import stat
 import sys
 
 TYPE_CHECKING = False
@@ -28,8 +34,11 @@ if TYPE_CHECKING:
 
 HELPER_SOCKET = "cli-helper.sock"
 HELPER_LOCK = "cli-helper.lock"
+HELPER_LOG = "cli-helper.log"
+# Forwarded to the command; HUP is turned into TERM there (so sandboxes are cleaned up).
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
 MAX_SUN_PATH = 100
+ANSWER_SECONDS = 5.0
 
 
 def command_word(argv: list[str]) -> str | None:
@@ -61,14 +70,20 @@ def home_dir() -> str:
     return os.path.join(base, "pyro-mcp")
 
 
-def helper_socket() -> str:
-    return os.path.join(home_dir(), HELPER_SOCKET)
+def private_home(home: str) -> bool:
+    """A real directory (no symlink), owned by us, writable by nobody else."""
+    try:
+        st = os.lstat(home)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
 def helper_wanted(argv: list[str]) -> bool:
     if os.environ.get("PYRO_CLI_HELPER", "1") == "0":
         return False
-    return command_word(argv) != "mcp" and len(helper_socket()) < MAX_SUN_PATH
+    socket_path = os.path.join(os.path.abspath(home_dir()), HELPER_SOCKET)
+    return command_word(argv) != "mcp" and len(socket_path) < MAX_SUN_PATH
 
 
 def main() -> None:
@@ -89,53 +104,97 @@ def main() -> None:
 
 
 def run_in_helper(argv: list[str]) -> int | None:
-    """The command's exit code, or None when no (current) helper takes it."""
+    """The command's exit code, or None when no (current, trusted) helper takes it."""
+    home = os.path.abspath(home_dir())
+    if not private_home(home):
+        return None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        sock.connect(helper_socket())
-        request = encode_request(argv, os.getcwd(), dict(os.environ), sys.executable)
+        sock.settimeout(ANSWER_SECONDS)
+        sock.connect(os.path.join(home, HELPER_SOCKET))
+        creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+        if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
+            sock.close()
+            return None  # not our helper: tell it nothing
+        ignored = [s for s in FORWARDED_SIGNALS if _signal.getsignal(s) == _signal.SIG_IGN]
+        request = encode_request(
+            argv, os.getcwd(), dict(os.environ), sys.executable, [int(s) for s in ignored]
+        )
         header = len(request).to_bytes(4, "big")
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
         sock.sendmsg([header], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         sock.sendall(request)
-        first = _read_line(sock)
+        reader = LineReader(sock)
+        first = reader.line()
+    except KeyboardInterrupt:
+        sys.stderr.write("[error] interrupted\n")
+        return 130  # the helper sees us hang up before it starts the command
+    except TimeoutError:
+        sys.stderr.write(
+            "[warning] the pyro CLI helper did not answer; running the command here "
+            "(PYRO_CLI_HELPER=0 turns the helper off)\n"
+        )
+        sock.close()
+        return None
     except OSError:
         sock.close()
         return None  # no helper, or it went away before taking the command: run here
     if not first.startswith(b"pid "):
         sock.close()
-        return None  # a stale helper (another pyro version): it exits; run here
-    return _wait_for_exit(sock)
+        return None  # a stale helper (another pyro version) or another context: run here
+    sock.settimeout(None)
+    return _wait_for_exit(sock, reader, ignored)
 
 
-def encode_request(argv: list[str], cwd: str, env: dict[str, str], python: str) -> bytes:
+def encode_request(
+    argv: list[str], cwd: str, env: dict[str, str], python: str, ignored: list[int]
+) -> bytes:
     """NUL-separated fields (no argument, path or variable can hold a NUL byte): the Python,
-    the working directory, the argument count, the arguments, then NAME=VALUE pairs."""
-    fields = [python, cwd, str(len(argv)), *argv, *(f"{k}={v}" for k, v in env.items())]
+    the working directory, the signals the caller ignores, the argument count, the
+    arguments, then NAME=VALUE pairs."""
+    fields = [
+        python,
+        cwd,
+        ",".join(str(s) for s in ignored),
+        str(len(argv)),
+        *argv,
+        *(f"{k}={v}" for k, v in env.items()),
+    ]
     return b"\0".join(os.fsencode(field) for field in fields)
 
 
 def decode_request(data: bytes) -> dict[str, Any]:
     fields = [os.fsdecode(field) for field in data.split(b"\0")]
-    if len(fields) < 3 or not fields[2].isdigit() or len(fields) < 3 + int(fields[2]):
+    if len(fields) < 4 or not fields[3].isdigit() or len(fields) < 4 + int(fields[3]):
         raise ValueError("malformed request")
-    count = int(fields[2])
-    argv = fields[3 : 3 + count]
-    env = dict(item.partition("=")[::2] for item in fields[3 + count :] if "=" in item)
-    return {"python": fields[0], "cwd": fields[1], "argv": argv, "env": env}
+    if fields[2] and not all(part.isdigit() for part in fields[2].split(",")):
+        raise ValueError("malformed request")
+    count = int(fields[3])
+    argv = fields[4 : 4 + count]
+    env = dict(item.partition("=")[::2] for item in fields[4 + count :] if "=" in item)
+    ignored = [int(part) for part in fields[2].split(",")] if fields[2] else []
+    return {"python": fields[0], "cwd": fields[1], "ignored": ignored, "argv": argv, "env": env}
 
 
-def _read_line(sock: Any) -> bytes:
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = sock.recv(64)
-        if not chunk:
-            break
-        line += chunk
-    return line
+class LineReader:
+    """Lines from a socket; bytes after one line are kept for the next."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(256)
+            if not chunk:
+                line, self.buffer = self.buffer, b""
+                return line
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
 
 
-def _wait_for_exit(sock: Any) -> int:
+def _wait_for_exit(sock: Any, reader: LineReader, ignored: list[int]) -> int:
     """From here on the command runs in the helper's child: forward signals, wait."""
 
     def forward(signum: int, frame: Any) -> None:
@@ -145,9 +204,10 @@ def _wait_for_exit(sock: Any) -> int:
             pass
 
     for signum in FORWARDED_SIGNALS:
-        _signal.signal(signum, forward)
+        if signum not in ignored:  # what we ignore, the command ignores too
+            _signal.signal(signum, forward)
     try:
-        line = _read_line(sock)
+        line = reader.line()
     except OSError:
         line = b""
     if line.startswith(b"exit "):
@@ -161,7 +221,7 @@ def helper_running(home: str) -> bool:
     import fcntl
 
     try:
-        fd = os.open(os.path.join(home, HELPER_LOCK), os.O_RDONLY)
+        fd = os.open(os.path.join(home, HELPER_LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return False
     try:
@@ -175,15 +235,19 @@ def helper_running(home: str) -> bool:
 
 def start_helper() -> None:
     """Start a helper for the next command, unless one runs or is starting already."""
-    home = home_dir()
-    if helper_running(home):
+    home = os.path.abspath(home_dir())
+    if not private_home(home) or helper_running(home):
         return
     import subprocess
 
+    log_path = os.path.join(home, HELPER_LOG)
     try:
-        os.makedirs(home, mode=0o700, exist_ok=True)
+        try:
+            os.unlink(log_path)  # a fresh log; never write through whatever is there
+        except FileNotFoundError:
+            pass
         log = os.open(
-            os.path.join(home, "cli-helper.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+            log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )
         try:
             subprocess.Popen(
