@@ -60,7 +60,7 @@ def probe(home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[s
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=home,
+        cwd=home if home.exists() else home.parent,
     )
 
 
@@ -207,7 +207,7 @@ def test_code_stamp_sees_an_edit(tmp_path: Path) -> None:
     target = Path(helper.__file__)
     stat = target.stat()
     try:
-        os.utime(target, (stat.st_atime, stat.st_mtime + 10))
+        os.utime(target, (stat.st_atime, before[0] + 10))  # newer than every file
         assert helper.code_stamp() != before
     finally:
         os.utime(target, (stat.st_atime, stat.st_mtime))
@@ -292,3 +292,12 @@ def test_a_confined_caller_runs_its_command_itself(home: Path) -> None:
     assert confined.stderr.endswith("IN-PROCESS\n")
     assert "another NoNewPrivs" in (home / launch.HELPER_LOG).read_text()
     assert probe(home, "--version").stderr.endswith("HELPER\n")  # still serving the others
+
+
+def test_a_first_command_starts_a_helper_in_a_home_that_does_not_exist_yet(home: Path) -> None:
+    fresh = home / "new"
+    ran = probe(fresh, "--version")  # makes no state of its own
+    assert (ran.returncode, ran.stdout) == (0, "pyro 3.6.0\n")
+    wait_for_helper(fresh)
+    assert fresh.stat().st_mode & 0o777 == 0o700
+    assert probe(fresh, "--version").stderr.endswith("HELPER\n")

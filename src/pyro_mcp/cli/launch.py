@@ -236,6 +236,10 @@ def helper_running(home: str) -> bool:
 def start_helper() -> None:
     """Start a helper for the next command, unless one runs or is starting already."""
     home = os.path.abspath(home_dir())
+    try:
+        os.makedirs(home, mode=0o700, exist_ok=True)  # (`pyro --version` makes no state)
+    except OSError:
+        return
     if not private_home(home) or helper_running(home):
         return
     import subprocess
