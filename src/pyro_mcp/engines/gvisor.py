@@ -49,6 +49,20 @@ GUEST_ENV = [
 INFO = EngineInfo(name="gvisor", isolation="gvisor-sentry", real_vm=False, network=False)
 
 
+def _bind(destination: str, source: Path | None, mode: str) -> list[dict[str, Any]]:
+    """A bind mount of a host directory, or nothing when there is none."""
+    if source is None:
+        return []
+    return [
+        {
+            "destination": destination,
+            "type": "bind",
+            "source": str(source),
+            "options": ["rbind", mode],
+        }
+    ]
+
+
 def oci_config(spec: BootSpec, rootfs: Path) -> dict[str, Any]:
     caps = {key: CAPABILITIES for key in ("bounding", "effective", "permitted", "inheritable")}
     return {
@@ -102,30 +116,8 @@ def oci_config(spec: BootSpec, rootfs: Path) -> dict[str, Any]:
                 "source": "tmpfs",
                 "options": ["nosuid", "nodev", "mode=755"],
             },
-            *(
-                [
-                    {
-                        "destination": "/workspace",
-                        "type": "bind",
-                        "source": str(spec.workspace_dir),
-                        "options": ["rbind", "rw"],
-                    }
-                ]
-                if spec.workspace_dir is not None
-                else []
-            ),
-            *(
-                [
-                    {
-                        "destination": "/opt/pyro",
-                        "type": "bind",
-                        "source": str(spec.agent_dir),
-                        "options": ["rbind", "ro"],
-                    }
-                ]
-                if spec.agent_dir is not None
-                else []
-            ),
+            *_bind("/workspace", spec.workspace_dir, "rw"),
+            *_bind("/opt/pyro", spec.agent_dir, "ro"),
         ],
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
