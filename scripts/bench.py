@@ -360,6 +360,7 @@ class Bench:
             "bare qemu boot to shell",
             "bare = same qemu command line, kernel and initrd; pyro's /init up to switch_root,"
             " then /bin/sh marks the console instead of starting the agent",
+            target=False,
         )
 
     @staticmethod
@@ -384,12 +385,21 @@ class Bench:
         return None if key is None else template_path(engine.template_root, key)
 
     @staticmethod
-    def report_qemu(title: str, samples: dict[str, list[float]], bare_name: str, how: str) -> None:
+    def report_qemu(
+        title: str, samples: dict[str, list[float]], bare_name: str, how: str, target: bool = True
+    ) -> None:
+        """``target``: the start-to-first-result target applies (a new VM from the boot
+        template); a true cold boot is shown for information (bare QEMU alone takes longer
+        than the target here)."""
         base, stats = Stats(samples["bare"]), Stats(samples["sdk"])
+        goal = (
+            f"target <= {QEMU_TARGET_SECONDS} s: {verdict(stats.median <= QEMU_TARGET_SECONDS)}"
+            if target
+            else "information: the first boot of a configuration, which makes the template"
+        )
         print(
             f"{title}: median {stats.median:.2f} s (min {stats.low:.2f}, max {stats.high:.2f})  "
-            f"{bare_name}: {base.median:.2f} s  ratio {stats.median / base.median:.2f}  "
-            f"(target <= {QEMU_TARGET_SECONDS} s: {verdict(stats.median <= QEMU_TARGET_SECONDS)})"
+            f"{bare_name}: {base.median:.2f} s  ratio {stats.median / base.median:.2f}  ({goal})"
         )
         print(f"  {how}: {base.seconds()}")
 
