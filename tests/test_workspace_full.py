@@ -13,7 +13,7 @@ import pytest
 
 from pyro_mcp import Pyro
 from workspace_fixtures import *  # noqa: F403
-from workspace_fixtures import run_cli
+from workspace_fixtures import run_cli, wait_for
 
 pytestmark = pytest.mark.guest
 SECRET = "s3cr3t-Value-9f2c1e"
@@ -172,15 +172,24 @@ def test_a_secret_never_appears_in_anything_the_product_wrote(
     assert "[REDACTED]" in result["stdout"]
     sid = ws_pyro.open_shell(wid, secret_env={"TOKEN": "T"})["shell_id"]
     ws_pyro.write_shell(wid, sid, "echo shell:$T")
-    seen.append(ws_pyro.read_shell(wid, sid, wait_for_idle_ms=300)["output"])
+
+    def shell_output() -> str:
+        out = str(ws_pyro.read_shell(wid, sid, wait_for_idle_ms=300)["output"])
+        return out if "shell:[REDACTED]" in out else ""
+
+    def service_logs() -> str:
+        out = str(ws_pyro.logs_service(wid, "svc"))
+        return out if "svc:[REDACTED]" in out else ""
+
+    # Wait for the echoes themselves: a read that came too early would prove nothing.
+    seen.append(wait_for(shell_output, 30, "the shell's redacted echo"))
     ws_pyro.start_service(wid, "svc", command="echo svc:$T; sleep 60", secret_env={"TOKEN": "T"})
-    time.sleep(0.3)
-    seen.append(str(ws_pyro.logs_service(wid, "svc")))
+    seen.append(wait_for(service_logs, 30, "the service's redacted echo"))
     seen.append(str(ws_pyro.read_workspace_file(wid, "leak.txt")))
     seen.append(str(ws_pyro.diff_workspace(wid)))
     seen.append(str(ws_pyro.logs_workspace(wid)))
     seen.append(str(ws_pyro.status_workspace(wid)))
-    with pytest.raises(Exception) as error:
+    with pytest.raises(ValueError, match="NOPE") as error:
         ws_pyro.exec_workspace(wid, "true", secret_env={"NOPE": "X"})
     seen.append(str(error.value))
     for text in seen:

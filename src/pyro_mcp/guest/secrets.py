@@ -76,17 +76,24 @@ class StreamRedactor:
         if not needles:
             self.pending = b""
             return raw
-        cut = len(raw) - (len(needles[0]) - 1)
-        if cut <= 0:
-            self.pending = raw
-            return b""
-        for needle in needles:  # never cut through a whole secret
-            start = raw.find(needle, max(0, cut - len(needle) + 1))
-            while start != -1 and start < cut:
-                if start + len(needle) > cut:
+        # Hold back only from the first place where the rest could still grow into a secret
+        # (a proper prefix of one): a fixed-length hold-back kept a quiet shell's last line
+        # (its prompt) from the reader until more output came.
+        firsts = {needle[:1] for needle in needles}
+        cut = len(raw)
+        for start in range(max(0, len(raw) - len(needles[0]) + 1), len(raw)):
+            if raw[start : start + 1] in firsts:
+                tail = raw[start:]
+                if any(len(n) > len(tail) and n.startswith(tail) for n in needles):
                     cut = start
                     break
-                start = raw.find(needle, start + 1)
+        moved = True
+        while moved:  # never cut through a whole secret
+            moved = False
+            for needle in needles:
+                start = raw.find(needle, max(0, cut - len(needle) + 1))
+                if start != -1 and start < cut < start + len(needle):
+                    cut, moved = start, True
         self.pending = raw[cut:]
         return redact(raw[:cut])
 
