@@ -95,6 +95,8 @@ class ServiceMixin(WorkspaceLifecycle):
         interval = validation.int_in_range("ready_interval_ms", ready_interval_ms, 10, 60000)
         ports = validate_ports(published_ports)
         record = self.require_started(workspace_id, "service_start")
+        if record["engine"] == "host":  # no /workspace of its own to run in, no isolation
+            raise ValidationError("services are unavailable for host_compat workspaces")
         if ports and record["network_policy"] != "egress+published-ports":
             raise ValidationError(
                 "published ports need network_policy 'egress+published-ports' (this workspace "
