@@ -50,6 +50,7 @@ class Runtime:
         self.cache = cache_dir(cache)
         self.store = EnvironmentStore(environment_cache_dir(self.cache))
         self._selector: EngineSelector | None = None
+        self._agent_dir: Path | None = None
 
     @property
     def selector(self) -> EngineSelector:
@@ -64,9 +65,12 @@ class Runtime:
         return self.home / "runtime"
 
     def agent_dir(self) -> Path:
-        from .engines.bundle import stage_agent
+        """The staged guest agent (hashing its sources once per runtime, not per boot)."""
+        if self._agent_dir is None or not self._agent_dir.is_dir():
+            from .engines.bundle import stage_agent
 
-        return stage_agent(self.cache)
+            self._agent_dir = stage_agent(self.cache)
+        return self._agent_dir
 
     def environment(self, name: str, progress: Progress | None = None) -> InstalledEnvironment:
         """The installed environment, built on first use."""

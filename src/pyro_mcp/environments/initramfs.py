@@ -161,7 +161,9 @@ def build_agent_initramfs(agent_dir: Path) -> bytes:
     cpio = CpioWriter()
     cpio.file("init", INIT_SCRIPT.encode(), 0o755)
     cpio.directory("pyro")
-    for root, dirs, files in os.walk(agent_dir):
+    cpio.directory("pyro/pyro_guest")
+    package = agent_dir / "pyro_guest"  # only the package: agent.cpio.gz is written beside it
+    for root, dirs, files in os.walk(package):
         dirs.sort()
         rel_root = Path(root).relative_to(agent_dir)
         for name in dirs:
