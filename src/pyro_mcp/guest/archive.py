@@ -92,7 +92,7 @@ def unpack(
                 continue
             dir_fd, base = paths.open_parent(full, root=root, create=True)
             try:
-                _clear(dir_fd, base, full, want_dir=False)
+                _clear(dir_fd, base, full)
                 if member.issym():
                     os.symlink(member.linkname, base, dir_fd=dir_fd)
                 else:
@@ -112,7 +112,7 @@ def unpack(
     return {"destination": dest, "entry_count": count, "bytes_written": written}
 
 
-def _clear(dir_fd: int, name: str, full: str, want_dir: bool) -> None:
+def _clear(dir_fd: int, name: str, full: str) -> None:
     """Make room for a file or symlink: replace files and symlinks, never directories."""
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -139,7 +139,6 @@ def pack(path: str, root: str = paths.ROOT) -> tuple[bytes, dict[str, Any]]:
     buf = io.BytesIO()
     count = 0
     written = 0
-    skipped: list[str] = []
     with tarfile.open(fileobj=buf, mode="w:", format=tarfile.PAX_FORMAT) as tar:
         if stat.S_ISDIR(st.st_mode):
             kind = "directory"
@@ -149,8 +148,7 @@ def pack(path: str, root: str = paths.ROOT) -> tuple[bytes, dict[str, Any]]:
                     full = os.path.join(current, name)
                     info = tar.gettarinfo(full, arcname=os.path.relpath(full, path))
                     if not (info.isfile() or info.isdir() or info.issym() or info.islnk()):
-                        skipped.append(os.path.relpath(full, path))
-                        continue
+                        continue  # special files (FIFOs, sockets, devices) are not packed
                     _add(tar, full, info)
                     count += 1
                     written += info.size if info.isfile() or info.islnk() else 0

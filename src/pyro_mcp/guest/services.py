@@ -231,8 +231,3 @@ def logs(name: str, tail_lines: int | None) -> dict[str, Any]:
 
 def list_all() -> list[dict[str, Any]]:
     return [SERVICES[name].payload() for name in sorted(SERVICES)]
-
-
-def stop_all() -> None:
-    for name in list(SERVICES):
-        stop(name)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyro_mcp.workspaces.archive_rules import ArtifactType, member_path, validate_members
+from pyro_mcp.workspaces.patch import split_lines
 
 MAX_PATCH_BYTES = 1024 * 1024
 """The joined ``patch`` (and any single ``text_patch``) is cut at this size."""
@@ -65,22 +66,14 @@ def _text(data: bytes) -> str | None:
         return None
 
 
-def _lines(text: str) -> list[str]:
-    parts = text.split("\n")
-    lines = [part + "\n" for part in parts[:-1]]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
-
-
 def _unified(path: str, old: str | None, new: str | None) -> str | None:
     """A unified diff of one file (None side = absent), or None when there are no hunks."""
     old_label = f"a/{path}" if old is not None else "/dev/null"
     new_label = f"b/{path}" if new is not None else "/dev/null"
     out: list[str] = []
     for line in difflib.unified_diff(
-        _lines(old or ""),
-        _lines(new or ""),
+        split_lines(old or ""),
+        split_lines(new or ""),
         fromfile=old_label,
         tofile=new_label,
         n=CONTEXT_LINES,

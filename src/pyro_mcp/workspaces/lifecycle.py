@@ -6,6 +6,7 @@ process (see supervisor.py) reached over its Unix socket.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -250,7 +251,8 @@ class WorkspaceLifecycle:
             while process_alive(pid, workspace_id) and time.monotonic() < deadline:
                 time.sleep(0.01)
             if process_alive(pid, workspace_id):
-                os.killpg(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it may end just now
+                    os.killpg(pid, signal.SIGKILL)
         self._drop_client(workspace_id)
 
     def _destroy(self, record: dict[str, Any]) -> None:
