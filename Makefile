@@ -1,5 +1,6 @@
 # pyro-mcp developer targets. `make demo` sets everything up on a fresh Debian 12 host and
-# runs a real sandbox; `make check` runs lint, types and the whole test suite (real sandboxes).
+# runs a real sandbox; `make check` runs setup, lint, types, the whole test suite (real
+# sandboxes), the use-case smoke packs and dist-check.
 SHELL := /bin/bash
 UV ?= uv
 PYRO := $(UV) run --frozen pyro
@@ -9,7 +10,7 @@ USE_CASE_ENVIRONMENT ?= debian:12
 SMOKE := $(UV) run --frozen python scripts/workspace_use_case_smoke.py --environment $(USE_CASE_ENVIRONMENT)
 STORIES := cold-start-validation repro-fix-loop parallel-workspaces untrusted-inspection review-eval
 
-.PHONY: help setup host env demo check lint typecheck test test-fast bench doctor clean \
+.PHONY: help setup host demo check lint typecheck test test-fast bench doctor clean \
 	smoke-use-cases $(addprefix smoke-,$(STORIES)) dist-check
 
 help:

@@ -56,7 +56,11 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
         return
     if meta.cli == "remainder":
         # Everything after the first `--` (split off before parsing): see finish_usage().
-        parser.epilog = f"Everything after `--` is the command: {help_text}"
+        parser.epilog = (
+            f"{meta.metavar or param.name.upper()} is everything after `--`. {help_text} "
+            "One argument that holds spaces is taken as a whole command line: "
+            "-- 'make test | tail'."
+        )
         parser.set_defaults(_remainder=meta.metavar or param.name.upper())
         return
     flag = meta.cli or flag_name(param.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from ..validation import MEM_RANGE, TTL_RANGE, VCPU_RANGE
+from ..validation import MAX_TIMEOUT_SECONDS, MEM_RANGE, TTL_RANGE, VCPU_RANGE
 from .registry import Param
 
 EnvironmentName = Annotated[
@@ -34,7 +34,9 @@ TtlSeconds = Annotated[
 TimeoutSeconds = Annotated[
     float,
     Param(
-        "Kill the command (its whole process group) after this many seconds; exit code 124.", gt=0
+        "Kill the command (its whole process group) after this many seconds; exit code 124.",
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
     ),
 ]
 AllowHostCompat = Annotated[
