@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import subprocess
 
 import pytest
 
@@ -138,8 +139,12 @@ def test_missing_command_after_double_dash(words) -> None:
 def test_argv_is_joined_with_posix_quoting(argv) -> None:
     joined = remainder_command(argv)
     assert joined == join_command(argv) == shlex.join(argv)
-    # The guest's shell splits it back into exactly these words: nothing is expanded.
-    assert shlex.split(joined) == argv
+    # A real POSIX shell (the guest runs /bin/sh) splits it back into exactly these words:
+    # nothing is expanded or run.
+    words = subprocess.run(
+        ["/bin/sh", "-c", f"printf '%s\\0' {joined}"], capture_output=True, check=True
+    ).stdout
+    assert words.split(b"\0")[:-1] == [w.encode() for w in argv]
 
 
 def test_leading_double_dash_is_stripped_once() -> None:

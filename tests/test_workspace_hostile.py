@@ -465,13 +465,14 @@ def test_diff_still_works_with_an_absolute_symlink_in_the_workspace(
 @pytest.mark.guest
 def test_guest_made_special_files_are_named_clearly(ws_pyro: Pyro, new_workspace: Any) -> None:
     wid = new_workspace()["workspace_id"]
-    ws_pyro.exec_workspace(wid, command="mkfifo pipe")
+    assert ws_pyro.exec_workspace(wid, command="mkfifo pipe && test -p pipe")["exit_code"] == 0
     with pytest.raises(ValueError, match="refusing to replace") as info:
         ws_pyro.write_workspace_file(wid, "pipe", text="x")
     assert " a other " not in str(info.value)
     assert "FIFO" in str(info.value) or "special file" in str(info.value)
-    entries = ws_pyro.list_workspace_files(wid)["entries"]
-    assert {e["artifact_type"] for e in entries} <= {"file", "directory", "symlink"}
+    listed = ws_pyro.list_workspace_files(wid)
+    assert {e["artifact_type"] for e in listed["entries"]} <= {"file", "directory", "symlink"}
+    assert "pipe" not in [e["path"].rsplit("/", 1)[-1] for e in listed["entries"]]
 
 
 # -- export to host paths that already exist ------------------------------------------------------

@@ -668,6 +668,10 @@ def test_two_workspaces_never_see_each_other(
         "&& echo a > /tmp/only-a && (setsid sleep 321 >/dev/null 2>&1 &) && echo planted",
     )
     assert planted["stdout"] == "planted\n"
+    mine = ws_pyro.exec_workspace(
+        a, command="cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c 'sleep 32[1]'"
+    )
+    assert mine["stdout"] == "1\n", "the planted process must run in A for B's check to mean much"
     ws_pyro.write_workspace_file(a, "dir/only-a.txt", text="a\n")
 
     seen = ws_pyro.exec_workspace(
@@ -751,7 +755,7 @@ def test_max_active_cap_holds_for_concurrent_creates(capped: Pyro) -> None:
     created = [r for r in results if not r.startswith("refused")]
     running = [w for w in capped.list_workspaces()["workspaces"] if w["state"] == "started"]
     assert len(created) == 2, results
-    assert len(running) <= 2
+    assert len(running) == 2
 
 
 def test_concurrent_starts_run_one_sandbox(

@@ -85,10 +85,6 @@ def test_egress_reaches_https_registries(vm_pyro: Pyro, new_workspace) -> None:
         timeout_seconds=240,
     )
     assert out["exit_code"] == 0 and ".whl" in out["stdout"], out
-    git = ws_pyro.exec_workspace(
-        wid, "git ls-remote https://github.com/git/git HEAD || true", timeout_seconds=60
-    )
-    assert git["exit_code"] == 0
 
 
 def test_published_port_answers_on_loopback_only(vm_pyro: Pyro, new_workspace) -> None:
@@ -107,7 +103,9 @@ def test_published_port_answers_on_loopback_only(vm_pyro: Pyro, new_workspace) -
     assert port["host"] == "127.0.0.1" and port["guest_port"] == 8080
     with urllib.request.urlopen(f"http://127.0.0.1:{port['host_port']}/", timeout=10) as reply:
         assert reply.status == 200
-    for address in other_host_addresses():
+    others = other_host_addresses()
+    assert others, "the host has no address besides loopback to check the port is closed on"
+    for address in others:
         with pytest.raises(OSError):
             socket.create_connection((address, port["host_port"]), timeout=3).close()
     assert ws_pyro.status_service(wid, "web")["published_ports"] == [port]
