@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -78,3 +79,11 @@ def wait_until_no_process(needle: str, timeout: float = 5.0) -> list[str]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)
+
+
+def as_at_a_terminal() -> None:
+    """``preexec_fn`` for a CLI a test interrupts: Ctrl-C and hang-up act as they do for a
+    foreground command, even when the test run itself was started in the background (a
+    shell starts background jobs with SIGINT ignored, and children inherit that)."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)

@@ -18,7 +18,13 @@ import pytest
 
 from pyro_mcp import paths
 from pyro_mcp.cli import helper, launch
-from support import ENVIRONMENT, processes_mentioning, pyro_argv, short_tmp_dir
+from support import (
+    ENVIRONMENT,
+    as_at_a_terminal,
+    processes_mentioning,
+    pyro_argv,
+    short_tmp_dir,
+)
 
 # Runs the launcher in a fresh interpreter and reports on stderr whether the CLI itself was
 # imported in that process (it is not when the helper ran the command).
@@ -139,6 +145,7 @@ def test_ctrl_c_and_a_killed_caller_stop_the_command_and_its_sandbox(home: Path)
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=as_at_a_terminal,
         )
         deadline = time.monotonic() + 20
         while not [p for p in processes_mentioning(str(home / "runtime")) if "runsc" in p]:

@@ -31,6 +31,7 @@ from support import (
     ENVIRONMENT,
     HOST_KERNEL,
     CliResult,
+    as_at_a_terminal,
     engine_key_matches,
     processes_mentioning,
     pyro_argv,
@@ -251,6 +252,7 @@ def test_interrupted_run_deletes_its_sandbox(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_at_a_terminal,
     )
     assert proc.stderr is not None
     for line in proc.stderr:  # wait until the command runs inside the sandbox
