@@ -236,6 +236,38 @@ def test_a_long_exec_does_not_block_other_calls(ws_pyro: Pyro, new_workspace: An
         assert slow.result(timeout=30)["stdout"] == "slow\n"
 
 
+def test_exec_runs_in_a_prestarted_shell_that_acts_as_sh_lc(
+    ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    """guest/prestart.py in a real sandbox (tests/test_prestart.py compares every detail
+    with `sh -lc` on the host's dash): the shell is really used, a near-limit script arrives
+    whole, and the login profile is read when the command runs."""
+    wid = new_workspace(seed_path=None)["workspace_id"]
+
+    def run(command: str) -> tuple[int, str, str]:
+        time.sleep(0.3)  # the previous exec's answer has started the next shell by now
+        result = ws_pyro.exec_workspace(wid, command=command)
+        return result["exit_code"], result["stdout"], result["stderr"]
+
+    run("true")
+    assert run("tr '\\0' ' ' </proc/$$/cmdline") == (0, "/bin/sh ", ""), "not pre-started"
+    assert run("echo $0 $# [$-]") == (0, "/bin/sh 0 []\n", "")
+    assert run("echo a\nfoo(") == (
+        2, "a\n", '/bin/sh: 2: Syntax error: end of file unexpected (expecting ")")\n',
+    )  # fmt: skip
+    assert run("nosuch") == (127, "", "/bin/sh: 1: nosuch: not found\n")
+    assert run("readlink /proc/self/fd/0; cat; echo $PATH") == (
+        0, "/dev/null\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n", "",
+    )  # fmt: skip
+    near_limit = "echo " + "x" * 3900 + " | wc -c"  # one pipe write, read whole in gVisor
+    assert run(near_limit) == (0, "3901\n", "")
+    assert run("echo " + "y" * 5000 + " | wc -c") == (0, "5001\n", "")  # too long: sh -lc
+    # The profile changes after the next shell has started: the command still sees it.
+    run("(sleep 1; echo 'export PROBE=late' > /etc/profile.d/probe.sh) >/dev/null 2>&1 &")
+    time.sleep(1.5)
+    assert run("tr '\\0' ' ' </proc/$$/cmdline; echo $PROBE") == (0, "/bin/sh late\n", "")
+
+
 # -- file modes -----------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 
 from . import boot, paths, secrets
-from .execution import run_command
+from .execution import NEXT_SHELL, prepare_next, run_command
 from .protocol import PROTOCOL_VERSION, ProtocolError, encode, read_frame
 from .workers import Workers
 
@@ -256,6 +256,8 @@ class Agent:
             self.send({"id": req_id, "ok": True, "result": result[0]}, result[1])
         else:
             self.send({"id": req_id, "ok": True, "result": result})
+        if handler is op_exec:  # answered: now start the shell for the next exec
+            prepare_next(message.get("args") or {})
 
     def serve(self) -> None:
         while True:
@@ -318,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         boot.setup_vm()
     if init:
         boot.become_init(poweroff=channel == "virtio")
+        NEXT_SHELL.enable()  # only in a sandbox: on the host (host_compat) start as usual
     if channel == "virtio":
         serve_virtio()
     else:

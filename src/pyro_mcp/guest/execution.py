@@ -9,6 +9,7 @@ import subprocess
 import time
 
 from . import secrets
+from .prestart import NextShell
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
 TYPE_CHECKING = False
@@ -62,6 +63,19 @@ def base_env(extra: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
+# The shell for the next exec, started ahead (enabled by the sandboxed agent only).
+NEXT_SHELL = NextShell()
+
+
+def command_env(args: dict[str, Any]) -> dict[str, str]:
+    return {**base_env(args.get("env")), **secrets.env_for(args.get("secret_env"))}
+
+
+def prepare_next(args: dict[str, Any]) -> None:
+    """Once an exec was answered: start the shell the next exec like it will use."""
+    NEXT_SHELL.prepare(args.get("cwd") or "/", command_env(args))
+
+
 def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:
     command = args["command"]
     cwd = args.get("cwd") or "/"
@@ -70,19 +84,22 @@ def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:
     stream = bool(args.get("stream"))
     if args.get("mkdir_cwd"):
         os.makedirs(cwd, exist_ok=True)
+    env = command_env(args)
     started = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            ["/bin/sh", "-lc", command],
-            cwd=cwd,
-            env={**base_env(args.get("env")), **secrets.env_for(args.get("secret_env"))},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise RuntimeError(f"cannot start command: {exc}") from exc
+    proc = NEXT_SHELL.take(cwd, env, command)
+    if proc is None:
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-lc", command],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise RuntimeError(f"cannot start command: {exc}") from exc
     captures = {"stdout": Capture(limit), "stderr": Capture(limit)}
     redactors = {"stdout": secrets.StreamRedactor(), "stderr": secrets.StreamRedactor()}
 
