@@ -17,7 +17,7 @@ from pyro_mcp import Pyro
 from pyro_mcp import create_server as package_create_server
 from pyro_mcp.api import operations
 from pyro_mcp.cli.parser import flag_name
-from pyro_mcp.mcp.server import create_server, tools_for_profile
+from pyro_mcp.mcp.server import TOOL_ORDER, create_server, tools_for_profile
 from pyro_mcp.operations.registry import PROFILES
 from pyro_mcp.version import __version__
 
@@ -201,6 +201,16 @@ def test_workspace_full_has_every_vm_tool() -> None:
     names = {op.mcp_name for op in tools_for_profile("workspace-full")}
     assert names >= VM_TOOLS
     assert set(list_tools("workspace-full")) == names
+
+
+def test_tools_are_listed_in_the_spec_order() -> None:
+    """PRODUCT_SPEC §3's order, core tools first; TOOL_ORDER names every tool once."""
+    assert len(set(TOOL_ORDER)) == len(TOOL_ORDER) == 43
+    assert [op.mcp_name for op in tools_for_profile("workspace-full")] == list(TOOL_ORDER)
+    assert list(list_tools("workspace-full")) == list(TOOL_ORDER)
+    core = [op.mcp_name for op in tools_for_profile("workspace-core")]
+    assert core == list(TOOL_ORDER[:16])
+    assert list(list_tools("workspace-core")) == core
 
 
 def test_profiles_nest() -> None:

@@ -67,12 +67,63 @@ def _make_tool(pyro: Pyro, op: Operation, profile: str) -> Any:
     return tool
 
 
+# The order tools are listed in: PRODUCT_SPEC §3's, the workspace-core tools first (a model
+# reads the list top down). A tool missing here is listed last; a test keeps this complete.
+TOOL_ORDER = (
+    "vm_run",
+    "workspace_create",
+    "workspace_list",
+    "workspace_update",
+    "workspace_status",
+    "workspace_sync_push",
+    "workspace_exec",
+    "workspace_logs",
+    "workspace_file_list",
+    "workspace_file_read",
+    "workspace_file_write",
+    "workspace_patch_apply",
+    "workspace_diff",
+    "workspace_export",
+    "workspace_reset",
+    "workspace_delete",
+    "vm_list_environments",
+    "vm_create",
+    "vm_start",
+    "vm_exec",
+    "vm_stop",
+    "vm_delete",
+    "vm_status",
+    "vm_network_info",
+    "vm_reap_expired",
+    "workspace_stop",
+    "workspace_start",
+    "workspace_disk_export",
+    "workspace_disk_list",
+    "workspace_disk_read",
+    "snapshot_create",
+    "snapshot_list",
+    "snapshot_delete",
+    "service_start",
+    "service_list",
+    "service_status",
+    "service_logs",
+    "service_stop",
+    "shell_open",
+    "shell_read",
+    "shell_write",
+    "shell_signal",
+    "shell_close",
+)
+
+
 def tools_for_profile(profile: str) -> list[Operation]:
     from ..api import Pyro
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
-    return [op for op in collect(Pyro) if op.mcp_name and profile in op.profiles]
+    ops = [op for op in collect(Pyro) if op.mcp_name and profile in op.profiles]
+    rank = {name: index for index, name in enumerate(TOOL_ORDER)}
+    return sorted(ops, key=lambda op: rank.get(op.mcp_name or "", len(rank)))
 
 
 def create_server(pyro: Pyro, *, profile: str = "workspace-full") -> FastMCP:
