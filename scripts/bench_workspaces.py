@@ -5,9 +5,9 @@ engine measured in the same run:
   `runsc exec` into a sleeping bare container. The target applies to the paced figure: one
   call every 50 ms, as from a client that does anything at all between calls, which is
   the round trip a caller waits for. Two more figures are shown for information:
-  back-to-back calls (each sent the instant the last returned, so it finds the shell the
-  agent starts after each answer still starting, and measures how fast shells can be
-  started in a row) and calls after half a second of idle (an agent's usual pace);
+  back-to-back calls (each sent the instant the last returned; the agent starts no shell
+  ahead between such calls, so this measures how fast shells can be started in a row)
+  and calls after half a second of idle (an agent's usual pace);
 - create with a 10 MB seed against a bare `runsc run` of `true` plus copying the same seed
   into a fresh directory (what any sandbox start with that seed must at least do);
 - reset to the baseline against the same bare boot plus copy.
@@ -146,7 +146,7 @@ def section_workspace(bench: Any) -> None:
     )
     ex, bex = Stats(exec_s), Stats(bare_exec_s)
     print(
-        f"  back-to-back (for information: each call finds the next shell still starting): "
+        f"  back-to-back (for information: no shell is started ahead between such calls): "
         f"median {ex.median * 1000:.1f} ms, p90 {ex.p90 * 1000:.1f} ms  bare runsc exec: "
         f"{bex.median * 1000:.1f} ms  ratio {ex.median / bex.median:.2f}"
     )

@@ -156,9 +156,7 @@ def test_what_it_cannot_serve_starts_sh_lc(shell: NextShell, tmp_path: Path) -> 
     assert _waiting_pid(shell) == pid
 
 
-def test_a_replaced_directory_or_dead_shell_is_never_used(
-    shell: NextShell, tmp_path: Path
-) -> None:
+def test_a_replaced_directory_or_dead_shell_is_never_used(shell: NextShell, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     _ready(shell, work)
