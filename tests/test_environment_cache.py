@@ -44,10 +44,12 @@ def test_inspect_reports_installed_and_missing_environments(cache: Path, tmp_pat
     installed = pyro.inspect_environment("debian:12")
     assert installed["installed"] is True
     assert installed["install_manifest"]["source"] == "handmade"
-    assert installed["install_dir"] == str(cache / "environments" / PLATFORM / CATALOG["debian:12"].dir_name)
+    assert installed["install_dir"] == str(
+        cache / "environments" / PLATFORM / CATALOG["debian:12"].dir_name
+    )
     missing = pyro.inspect_environment("debian:12-base")
     assert missing["installed"] is False and "install_manifest" not in missing
-    with pytest.raises(ValueError, match="unknown environment 'nosuch'.*debian:12"):
+    with pytest.raises(ValueError, match=r"unknown environment 'nosuch'.*debian:12"):
         pyro.inspect_environment("nosuch")
 
 

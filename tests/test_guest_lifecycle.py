@@ -59,6 +59,46 @@ def test_vm_lifecycle(engine: str, make_pyro: Any, state_dir: Path, installed_en
     assert not Path(workdir).exists()
 
 
+def test_vm_network_info_matches_the_guest(make_pyro: Any, installed_env: Any) -> None:
+    """What vm_network_info reports is what the guest really has (PRODUCT_SPEC §2.2)."""
+    quiet = make_pyro("gvisor")
+    vm_id = quiet.create_vm(environment=ENVIRONMENT)["vm_id"]
+    try:
+        assert quiet.network_info_vm(vm_id) == {
+            "vm_id": vm_id,
+            "network_enabled": False,
+            "reason": "the vm was created without network",
+        }
+    finally:
+        quiet.delete_vm(vm_id)
+    pyro = make_pyro("qemu")
+    vm_id = pyro.create_vm(environment=ENVIRONMENT, network=True)["vm_id"]
+    info = pyro.network_info_vm(vm_id)
+    assert set(info) == {
+        "vm_id", "network_enabled", "tap_name", "guest_ip", "gateway_ip", "subnet_cidr",
+        "mac_address", "dns_servers", "outbound_connectivity_expected",
+    }  # fmt: skip
+    assert (info["vm_id"], info["network_enabled"]) == (vm_id, True)
+    pyro.start_vm(vm_id)
+    seen = pyro.exec_vm(
+        vm_id,
+        "grep -h . /sys/class/net/*/address; awk '$2 == \"00000000\" {print $3}' /proc/net/route;"
+        " cat /proc/net/fib_trie; grep '^nameserver' /etc/resolv.conf",
+        60,
+    )
+    assert seen["exit_code"] == 0, seen["stderr"]
+    lines = seen["stdout"].splitlines()
+    assert info["mac_address"] in lines
+    gateway = bytes(int(part) for part in info["gateway_ip"].split("."))[::-1].hex().upper()
+    assert gateway in lines, "the default route does not go through gateway_ip"
+    assert f"|-- {info['guest_ip']}" in seen["stdout"], "guest_ip is not the guest's address"
+    network, prefix = info["subnet_cidr"].split("/")
+    assert f"+-- {network}/{prefix}" in seen["stdout"]
+    assert [f"nameserver {dns}" for dns in info["dns_servers"]] == [
+        line for line in lines if line.startswith("nameserver")
+    ]
+
+
 def test_delete_vm_kills_the_sandbox(make_pyro: Any, state_dir: Path, installed_env: Any) -> None:
     pyro = make_pyro("gvisor")
     vm_id = pyro.create_vm(environment=ENVIRONMENT)["vm_id"]
