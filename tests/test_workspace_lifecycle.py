@@ -822,3 +822,46 @@ def test_concurrent_starts_run_one_sandbox(
     assert results == ["started"] * 3, results
     assert len(supervisors) == 1, f"{len(supervisors)} supervisors run one workspace"
     assert left == [], "stop left a sandbox running while status says stopped"
+
+
+def test_qemu_stopped_disk_tools_read_the_image(
+    qemu_pyro: Pyro, new_workspace: Any, tmp_path: Path
+) -> None:
+    """The disk tools on a VM's ext4 image (tests/test_disk_image.py crafts hostile ones)."""
+    wid = new_workspace(qemu_pyro, seed_path=None)["workspace_id"]
+    made = qemu_pyro.exec_workspace(
+        wid,
+        "mkdir -p src/deep && echo one > src/a.txt && echo two > src/deep/b.txt"
+        " && ln -s /etc/passwd src/pw && ln -s /etc etc && head -c 2000000 /dev/zero > big"
+        " && mkfifo pipe",
+    )
+    assert made["exit_code"] == 0, made["stderr"]
+    qemu_pyro.stop_workspace(wid)
+    listing = qemu_pyro.list_workspace_disk(wid, recursive=True)["entries"]
+    assert [
+        (e["path"], e["artifact_type"], e["size_bytes"], e["link_target"]) for e in listing
+    ] == [
+        ("/workspace/big", "file", 2000000, None),
+        ("/workspace/etc", "symlink", 0, "/etc"),
+        ("/workspace/src", "directory", 0, None),
+        ("/workspace/src/a.txt", "file", 4, None),
+        ("/workspace/src/deep", "directory", 0, None),
+        ("/workspace/src/deep/b.txt", "file", 4, None),
+        ("/workspace/src/pw", "symlink", 0, "/etc/passwd"),
+    ]
+    top = qemu_pyro.list_workspace_disk(wid)["entries"]
+    assert [e["path"] for e in top] == ["/workspace/big", "/workspace/etc", "/workspace/src"]
+    assert qemu_pyro.read_workspace_disk(wid, "src/deep/b.txt")["content"] == "two\n"
+    big = qemu_pyro.read_workspace_disk(wid, "big", max_bytes=10)
+    assert (big["content"], big["size_bytes"], big["truncated"]) == ("\0" * 10, 2000000, True)
+    with pytest.raises(ValueError, match="symlinked directory"):
+        qemu_pyro.read_workspace_disk(wid, "etc/passwd")
+    with pytest.raises(ValueError, match="only supports regular files"):
+        qemu_pyro.read_workspace_disk(wid, "src/pw")
+    with pytest.raises(ValueError, match="inside /workspace"):
+        qemu_pyro.read_workspace_disk(wid, "../etc/passwd")
+    with pytest.raises(ValueError, match="does not exist"):
+        qemu_pyro.read_workspace_disk(wid, "lost+found")
+    image = tmp_path / "disk.ext4"
+    exported = qemu_pyro.export_workspace_disk(wid, output_path=str(image))
+    assert exported["disk_format"] == "ext4" and image.stat().st_size > 0

@@ -1,15 +1,14 @@
 """Stopped-workspace disk tools (PRODUCT_SPEC §2.16): list, read, export without booting.
 
 What a stopped workspace keeps on disk is /workspace: a host directory (gvisor) or an ext4
-image (VM engines). Images are read with debugfs in user space (never mounted on the host);
-paths follow the same rules as the live file tools and never follow symlinks.
+image (VM engines). Images are read through debugfs in user space, never mounted, and never
+unpacked on the host (disk_image.py); paths follow the same rules as the live file tools
+and never go through symlinks.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,11 @@ from .. import validation
 from ..errors import StateError, ValidationError
 from ..guest import files as guest_files
 from ..guest import paths as guest_paths
+from .disk_image import ROOT, DiskImage
 from .lifecycle import WorkspaceLifecycle
 from .paths import normalize_workspace_path
 
 MAX_READ = 1024 * 1024
-
-
-def _debugfs(image: Path, request: str) -> None:
-    result = subprocess.run(
-        ["debugfs", "-R", request, str(image)], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise StateError(f"cannot read the workspace disk: {result.stderr.strip()[-300:]}")
 
 
 class DiskMixin(WorkspaceLifecycle):
@@ -51,20 +43,22 @@ class DiskMixin(WorkspaceLifecycle):
     ) -> dict[str, Any]:
         guest_path = normalize_workspace_path(path)
         record = self._stopped(workspace_id, "workspace_disk_list")
-        with tempfile.TemporaryDirectory(dir=self.layout(workspace_id).root) as tmp:
-            root = self._root_dir(record, guest_path, Path(tmp))
+        if self._real_vm(record):
+            entries = self._image_entries(record, guest_path, recursive)
+        else:
+            root = self.layout(workspace_id).volume_dir
             result = guest_files.list_files(
                 self._host_path(root, guest_path), recursive, root=str(root)
             )
-        entries = [
-            {
-                "path": self._guest_path(root, e["path"]),
-                "artifact_type": e["artifact_type"],
-                "size_bytes": e["size_bytes"],
-                "link_target": e["link_target"],
-            }
-            for e in result["entries"]
-        ]
+            entries = [
+                {
+                    "path": self._guest_path(root, e["path"]),
+                    "artifact_type": e["artifact_type"],
+                    "size_bytes": e["size_bytes"],
+                    "link_target": e["link_target"],
+                }
+                for e in result["entries"]
+            ]
         return {
             "workspace_id": workspace_id,
             "path": guest_path,
@@ -76,17 +70,25 @@ class DiskMixin(WorkspaceLifecycle):
         limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ)
         guest_path = normalize_workspace_path(path)
         record = self._stopped(workspace_id, "workspace_disk_read")
-        with tempfile.TemporaryDirectory(dir=self.layout(workspace_id).root) as tmp:
-            root = self._root_dir(record, guest_path, Path(tmp))
+        if self._real_vm(record):
+            image = DiskImage(self.layout(workspace_id).disk)
+            entry = image.lookup(self._parts(guest_path))
+            if entry.kind != "file":
+                raise ValidationError("workspace file read only supports regular files")
+            data = image.read(entry, limit + 1)
+            size = entry.size
+        else:
+            root = self.layout(workspace_id).volume_dir
             result = guest_files.read_file(self._host_path(root, guest_path), limit, root=str(root))
-        content = result["content_bytes"].decode("utf-8", errors="replace")
+            data, size = result["content_bytes"], result["size_bytes"]
+        content = data[:limit].decode("utf-8", errors="replace")
         return {
             "workspace_id": workspace_id,
             "path": guest_path,
-            "size_bytes": result["size_bytes"],
+            "size_bytes": size,
             "max_bytes": limit,
             "content": self.redact(workspace_id, content),
-            "truncated": result["truncated"],
+            "truncated": len(data) > limit or size > limit,
         }
 
     def disk_export(self, workspace_id: str, output_path: str) -> dict[str, Any]:
@@ -138,17 +140,40 @@ class DiskMixin(WorkspaceLifecycle):
         }
 
     # -- helpers -----------------------------------------------------------------------
-    def _root_dir(self, record: dict[str, Any], guest_path: str, tmp: Path) -> Path:
-        layout = self.layout(record["workspace_id"])
-        if not self._real_vm(record):
-            return layout.volume_dir
-        _debugfs(layout.disk, f"rdump / {tmp}")
-        extracted = tmp / "workspace-root"
-        extracted.mkdir()
-        for child in tmp.iterdir():
-            if child != extracted and child.name != "lost+found":
-                shutil.move(str(child), extracted / child.name)
-        return extracted
+    @staticmethod
+    def _parts(guest_path: str) -> list[str]:
+        return [p for p in guest_paths.relative(guest_path).split("/") if p]
+
+    def _image_entries(
+        self, record: dict[str, Any], guest_path: str, recursive: bool
+    ) -> list[dict[str, Any]]:
+        """The live file list's entries, read from a VM's disk image (see disk_image)."""
+        image = DiskImage(self.layout(record["workspace_id"]).disk)
+        top = image.lookup(self._parts(guest_path))
+        if top.kind == "special":
+            raise ValidationError(f"{guest_path} is a special file, not a file")
+        pending = [(guest_path, top)] if top.kind == "directory" else []
+        found = [] if pending else [(guest_path, top)]
+        while pending and len(found) < guest_files.MAX_LIST_ENTRIES:
+            where, directory = pending.pop()
+            for child in image.listdir(directory):
+                if directory.inode == ROOT.inode and child.name == "lost+found":
+                    continue
+                if child.kind == "special" or len(found) >= guest_files.MAX_LIST_ENTRIES:
+                    continue
+                child_path = f"{where.rstrip('/')}/{child.name}"
+                found.append((child_path, child))
+                if recursive and child.kind == "directory":
+                    pending.append((child_path, child))
+        return [
+            {
+                "path": where,
+                "artifact_type": entry.kind,
+                "size_bytes": entry.size if entry.kind == "file" else 0,
+                "link_target": image.link_target(entry) if entry.kind == "symlink" else None,
+            }
+            for where, entry in sorted(found, key=lambda item: item[0])
+        ]
 
     @staticmethod
     def _host_path(root: Path, guest_path: str) -> str:
