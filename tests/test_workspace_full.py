@@ -73,6 +73,24 @@ def test_shell_idle_read_waits_for_the_window_and_output_keeps_flowing(
         ws_pyro.read_shell(wid, sid, cursor=-1)
 
 
+def test_shell_exit_codes_match_exec(ws_pyro: Pyro, new_workspace) -> None:
+    """An ended shell reports its exit code as exec does: 128 + N when signal N ended it."""
+    wid = new_workspace()["workspace_id"]
+    for ending, code in (("exit 3", 3), (None, 137)):
+        sid = ws_pyro.open_shell(wid)["shell_id"]
+        ws_pyro.read_shell(wid, sid, wait_for_idle_ms=300)
+        if ending:
+            ws_pyro.write_shell(wid, sid, ending)
+        else:
+            ws_pyro.signal_shell(wid, sid, "KILL")
+        deadline = time.monotonic() + 10
+        while ws_pyro.read_shell(wid, sid)["state"] != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        summary = ws_pyro.read_shell(wid, sid)
+        assert (summary["state"], summary["exit_code"]) == ("stopped", code), ending
+        ws_pyro.close_shell(wid, sid)
+
+
 # -- services ---------------------------------------------------------------------------------
 READY = {
     "file": ({"type": "file", "path": ".ready"}, "sleep 0.3; touch .ready; sleep 60"),

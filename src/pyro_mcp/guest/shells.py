@@ -86,7 +86,8 @@ class Shell:
         self._append(self.redactor.flush(), final=True)
         _, status = os.waitpid(self.pid, 0)
         with self.lock:
-            self.exit_code = os.waitstatus_to_exitcode(status)
+            code = os.waitstatus_to_exitcode(status)
+            self.exit_code = code if code >= 0 else 128 - code  # as exec and services: 137
             self.ended_at = time.time()
         try:
             os.close(self.fd)
