@@ -241,6 +241,19 @@ def test_timeout_returns_124_keeps_output_and_leaves_nothing_behind(
     assert list((fresh_state_dir / "runtime" / "vms").iterdir()) == []
 
 
+def test_a_failing_one_shot_leaves_nothing_behind(
+    fresh_state_dir: Path, installed_env: Any
+) -> None:
+    """runsc removes a container whose command exits non-zero itself (no extra delete)."""
+    with Pyro(backend_name="gvisor", base_dir=fresh_state_dir) as pyro:
+        for code in (1, 3, 137):
+            result = pyro.run_in_vm(environment=ENVIRONMENT, command=f"exit {code}")
+            assert result["exit_code"] == code
+    assert wait_until_no_process(str(fresh_state_dir)) == []
+    assert list((fresh_state_dir / "runtime" / "runsc").iterdir()) == []
+    assert list((fresh_state_dir / "runtime" / "vms").iterdir()) == []
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("engine", ENGINES)
 def test_interrupted_run_deletes_its_sandbox(
