@@ -38,8 +38,6 @@ class Param(NamedTuple):
     cli: str | None = None
     metavar: str | None = None
     in_core: bool = True  # False: omitted from the workspace-core MCP profile
-    cli_only: bool = False
-    mcp: bool = True  # False: not exposed as an MCP argument
     cli_append: bool = False  # repeatable CLI flag collecting a list
     cli_invert: bool = False  # a bool defaulting to True, switched off by the flag (--no-x)
     mcp_name: str | None = None  # the argument's name in the MCP tool, if it differs
@@ -88,10 +86,7 @@ class Operation(NamedTuple):
         return [
             p
             for p in self.params
-            if p.meta.mcp
-            and not p.meta.cli_only
-            and not p.meta.sdk_only
-            and (p.meta.in_core or profile != "workspace-core")
+            if not p.meta.sdk_only and (p.meta.in_core or profile != "workspace-core")
         ]
 
 
