@@ -75,7 +75,21 @@ def test_demo_ollama_runs_what_the_model_asked_for(
     [request] = FakeModel.requests
     assert request["path"] == "/v1/chat/completions"
     assert request["body"]["model"] == "m1"
-    assert [tool["function"]["name"] for tool in request["body"]["tools"]] == ["vm_run"]
+    [tool] = request["body"]["tools"]
+    assert tool["function"]["name"] == "vm_run"  # the MCP server's own schema
+    assert {"command", "environment", "timeout_seconds"} <= set(
+        tool["function"]["parameters"]["properties"]
+    )
+
+
+def test_demo_ollama_refuses_bad_arguments_from_the_model(
+    run_pyro: Any, model_server: str, installed_env: Any
+) -> None:
+    FakeModel.reply = _tool_call({"command": "true", "vcpu_count": 99, "bogus": 1})
+    result = run_pyro("demo", "ollama", "--base-url", model_server, env=LOCAL)
+    assert result.returncode != 0
+    assert "[error] vcpu_count must be between 1 and 8" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -15,21 +15,23 @@ from typing import Any
 from ..api import Pyro
 
 PROMPT = "Use the vm_run tool to run `git --version` in the debian:12 environment."
-VM_RUN_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "vm_run",
-        "description": "Run one command in a fresh, isolated Linux sandbox.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "environment": {"type": "string", "description": "e.g. debian:12"},
-                "command": {"type": "string", "description": "shell command"},
-            },
-            "required": ["environment", "command"],
+
+
+def vm_run_tool(pyro: Pyro) -> dict[str, Any]:
+    """The vm_run tool exactly as the MCP server declares it, in the OpenAI tools format."""
+    import asyncio
+
+    from ..mcp.server import create_server
+
+    [tool] = asyncio.run(create_server(pyro, profile="vm-run").list_tools())
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.inputSchema,
         },
-    },
-}
+    }
 
 
 def _log(message: str) -> None:
@@ -37,9 +39,9 @@ def _log(message: str) -> None:
     sys.stderr.flush()
 
 
-def _ask_model(base_url: str, model: str) -> dict[str, Any] | None:
+def _ask_model(base_url: str, model: str, tool: dict[str, Any]) -> dict[str, Any] | None:
     body = json.dumps(
-        {"model": model, "messages": [{"role": "user", "content": PROMPT}], "tools": [VM_RUN_TOOL]}
+        {"model": model, "messages": [{"role": "user", "content": PROMPT}], "tools": [tool]}
     ).encode()
     if not base_url.startswith(("http://", "https://")):
         _log(f"--base-url must be an http(s) URL, not {base_url!r}")
@@ -71,15 +73,16 @@ def _ask_model(base_url: str, model: str) -> dict[str, Any] | None:
 
 def run_ollama_demo(pyro: Pyro, base_url: str, model: str, verbose: bool) -> int:
     _log(f"asking {model} at {base_url}")
-    args = _ask_model(base_url, model)
+    tool = vm_run_tool(pyro)
+    args = _ask_model(base_url, model, tool)
     fallback = args is None
     if args is None:
         args = {"environment": "debian:12", "command": "git --version"}
+    known = tool["function"]["parameters"]["properties"]
+    args = {"environment": "debian:12", **{k: v for k, v in args.items() if k in known}}
     if verbose:
         _log(f"vm_run {json.dumps(args)}")
-    result = pyro.run_in_vm(
-        environment=str(args.get("environment") or "debian:12"), command=str(args["command"])
-    )
+    result = pyro.run_in_vm(**args)  # validated like any vm_run call
     sys.stdout.write(result["stdout"])
     sys.stderr.write(
         f"[summary] exit_code={result['exit_code']} fallback_used={str(fallback).lower()} "
