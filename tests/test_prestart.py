@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -55,7 +56,6 @@ PROBES = [
     "set -e; false; echo no",
     "trap 'echo bye' EXIT; echo hi",
     "trap",
-    "alias e=echo\ne hi",
     "cat <<EOF\nx $HOME\nEOF",
     "cat <<'E'\n$x\nE\necho $?",
     "cat; read x; echo read=$?",
@@ -64,12 +64,31 @@ PROBES = [
     "(yes; echo yes=$? >&2) | head -1",
     "s=$(cut -d' ' -f6 /proc/$$/stat); [ $s = $$ ] && echo session-leader",
     "kill -TERM $$",
-    "exec echo replaced",
     "echo é ✓; printf 'no newline'",
     "echo $HOME $PATH $PWD ${OLDPWD-unset}",
     "set -- a b; echo $#",
     "x=1; type __pyro 2>&1; echo ${c-unset}${l-unset}${n-unset}",
+    "echo $?",
     "",
+]
+
+# These go to `sh -lc` (the waiting shell is left waiting) and must of course act the same:
+# a shell reading its script from stdin reads on from wherever its fd 0 points when the
+# script ends, `set -v` would echo the script, and `sh -lc` takes a leading -/+ as options.
+FALLBACK_PROBES = [
+    "exec echo replaced",
+    "printf 'first\\necho INJECTED\\n' > notes; exec <notes; read t; echo title=$t",
+    "exec 0<<EOF\nread-me\necho FROM-HEREDOC\nEOF\nread x; echo got $x",
+    "exec 0</dev/zero; echo z",
+    "exec 0<&-; echo closed",
+    "eval 'exec </etc/hostname'; echo e",
+    "alias e=echo\ne hi",
+    "-x",
+    "--version",
+    "+x",
+    "set -v\necho a\necho b",
+    "set -ev; echo a",
+    "set -o verbose; echo a",
 ]
 
 
@@ -127,6 +146,44 @@ def test_prestarted_shell_runs_exactly_what_sh_lc_runs(shell: NextShell, tmp_pat
         want = _run(probe, tmp_path)
         shell.enabled = True
         assert got == want, f"{probe!r}: pre-started {got!r} != sh -lc {want!r}"
+
+
+def test_what_could_read_on_past_the_script_runs_as_sh_lc(shell: NextShell, tmp_path: Path) -> None:
+    for probe in FALLBACK_PROBES:
+        _ready(shell, tmp_path)
+        pid = _waiting_pid(shell)
+        got = _run(probe, tmp_path)
+        assert _waiting_pid(shell) == pid, f"{probe!r} used the waiting shell"
+        shell.enabled = False
+        want = _run(probe, tmp_path)
+        shell.enabled = True
+        assert got == want, f"{probe!r}: {got!r} != sh -lc {want!r}"
+        assert "INJECTED" not in got[1] and "FROM-HEREDOC" not in got[1]
+
+
+def test_a_stopped_waiting_shell_is_not_used(shell: NextShell, tmp_path: Path) -> None:
+    _ready(shell, tmp_path)
+    stopped = _waiting_pid(shell)
+    os.kill(stopped, signal.SIGSTOP)
+    started = time.monotonic()
+    assert _run("echo $$", tmp_path)[1] != f"{stopped}\n"
+    assert time.monotonic() - started < 5, "the exec waited on a stopped shell"
+    assert _pid_gone(stopped)
+
+
+def test_status_is_0_without_a_profile(
+    shell: NextShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    monkeypatch.setattr(execution, "base_env", lambda extra: {"HOME": str(home), "PATH": "/bin"})
+    for probe in ("echo $?", "exit"):
+        _ready(shell, tmp_path)
+        got = _run(probe, tmp_path)
+        assert shell._proc is None, "the waiting shell was not used"
+        shell.enabled = False
+        assert got == _run(probe, tmp_path)
+        shell.enabled = True
 
 
 def test_the_login_profile_is_read_when_the_command_runs(

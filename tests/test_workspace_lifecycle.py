@@ -266,6 +266,15 @@ def test_exec_runs_in_a_prestarted_shell_that_acts_as_sh_lc(
     run("(sleep 1; echo 'export PROBE=late' > /etc/profile.d/probe.sh) >/dev/null 2>&1 &")
     time.sleep(1.5)
     assert run("tr '\\0' ' ' </proc/$$/cmdline; echo $PROBE") == (0, "/bin/sh late\n", "")
+    # What a command points fd 0 at is never read on as script (that goes to sh -lc).
+    run("printf 'first\\necho INJECTED\\n' > notes")
+    assert run("exec <notes; read t; echo title=$t") == (0, "title=first\n", "")
+    # A /dev/null made a regular file, or a /bin/sh made bash: never the waiting shell.
+    run("rm /dev/null && printf 'echo FROM-DEVNULL\\n' > /dev/null")
+    assert run("echo hi") == (0, "hi\n", "")
+    run("ln -sf bash /bin/sh")
+    assert run("echo hi; readlink /bin/sh") == (0, "hi\nbash\n", "")
+    assert run("echo again") == (0, "again\n", "")
 
 
 # -- file modes -----------------------------------------------------------------------------------

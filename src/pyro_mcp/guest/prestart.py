@@ -2,33 +2,40 @@
 
 Starting a process is the dearest part of an exec in gVisor: 7-9 ms for `/bin/sh` in a busy
 sandbox and 20-40 ms once it has idled, most of it in ``execve``. So once an exec has been
-answered, the agent starts a plain ``/bin/sh`` that waits for its script on stdin. The next
-exec with the same directory and environment writes
+answered, the agent starts a plain ``/bin/sh`` (dash) that waits for its script on stdin.
+The next exec with the same directory and environment writes
 
     set +s; exec <>/dev/null; <read the login profile>; <the command>
 
 to it in one write and closes the pipe. This runs what ``/bin/sh -lc <the command>`` runs,
-with the same ``$0``, ``$-``, ``$#``, line numbers and error messages, exit codes, signal
-dispositions, stdin on ``/dev/null``, no extra fd or variable, its own session, and the
-login profile read when the command runs, not when the shell started. The differences:
+with the same ``$0``, ``$-``, ``$#``, ``$?``, line numbers and error messages, exit codes,
+signal dispositions, stdin on ``/dev/null``, no extra fd or variable, its own session, and
+the login profile read when the command runs, not when the shell started.
 
-- the profile is parsed after the command's first line, so an alias it defines does not
-  apply on that line, and a syntax error there ends the shell before the profile is read;
-- ``ps`` shows the shell as ``/bin/sh``, not ``/bin/sh -lc <the command>``;
-- a lone external command runs as the shell's child, where ``sh -c`` would exec it in place;
-- between execs, the waiting shell is one more ``/bin/sh`` process in the sandbox.
+A shell reading its script from stdin reads on when the script ends, from whatever fd 0 is
+then; here that is ``/dev/null``, so it ends. A command that points the shell's own fd 0
+elsewhere (``exec <file``) would have the shell read on from there, so commands that could
+do that (``exec``, ``eval``, ``alias``) go to ``sh -lc``, as do those that ``sh -lc`` would
+take as options (a leading ``-`` or ``+``), those that turn on ``set -v`` (it would echo the
+rest of the script), ones too long for one pipe write (``PIPE_BUF``: dash reads its input
+8 KiB at a time, and such a write arrives whole), other directories or environments, a
+``/bin/sh`` that is not dash or was replaced, a ``/dev/null`` that is not the device, a
+directory replaced since the shell started, and a shell that died or was stopped.
 
-The script must reach the shell in a single read: dash reads its input 8 KiB at a time, and
-a pipe delivers a write of at most ``PIPE_BUF`` bytes whole. Longer commands, a ``/bin/sh``
-that is not dash, another directory or environment, a directory or ``/bin/sh`` replaced
-since the shell started and a shell that died while waiting all fall back to starting
-``/bin/sh -lc`` as usual.
+What still differs: ``ps`` shows the shell as ``/bin/sh``, not ``/bin/sh -lc <the command>``;
+the profile is parsed after the command's first line, so an alias it defines does not apply
+on that line, and a syntax error there ends the shell before the profile is read; an error
+in the profile itself names the profile file; a script the command sources that points the
+shell's fd 0 at a file would have the shell read on from that file; and between execs one
+idle ``/bin/sh`` waits in the sandbox.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import stat
 import subprocess
 import threading
 from functools import partial
@@ -38,17 +45,22 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     Key = tuple[str, tuple[tuple[str, str], ...]]
 
+# `if` rather than `&&`: a missing profile leaves $? at 0, as `sh -l` does.
 PREFIX = (
-    b"set +s; exec <>/dev/null; [ -r /etc/profile ] && . /etc/profile; "
-    b'[ -r "$HOME/.profile" ] && . "$HOME/.profile"; '
+    b"set +s; exec <>/dev/null; if [ -r /etc/profile ]; then . /etc/profile; fi; "
+    b'if [ -r "$HOME/.profile" ]; then . "$HOME/.profile"; fi; '
 )
 SCRIPT_LIMIT = 4096  # PIPE_BUF: a pipe write of at most this many bytes arrives whole
 START_WAIT_SECONDS = 5.0
 START_DELAY_SECONDS = 0.01
+# Words that could point the shell's own fd 0 elsewhere, or echo the script (set -v).
+SH_LC_ONLY = re.compile(r"exec|eval|alias|verbose|\bset\b[^;&|\n]*\s[-+][a-zA-Z]*v")
 
 
 def script_for(command: str) -> bytes | None:
-    """What the waiting shell is sent for ``command``, or None when it cannot run it."""
+    """What the waiting shell is sent for ``command``, or None when it must run as sh -lc."""
+    if command.startswith(("-", "+")) or SH_LC_ONLY.search(command):
+        return None
     script = PREFIX + os.fsencode(command)
     if len(script) > SCRIPT_LIMIT or b"\0" in script:
         return None
@@ -59,24 +71,33 @@ def shell_is_dash() -> bool:
     return os.path.realpath("/bin/sh").rsplit("/", 1)[-1] == "dash"
 
 
-def _unchanged(pid: int, cwd: str) -> bool:
-    """The waiting shell still sits in the directory now at ``cwd`` and still is the
-    ``/bin/sh`` there now (a command may have replaced either since it started)."""
+def _usable(pid: int, cwd: str) -> bool:
+    """The waiting shell is neither stopped nor gone, still sits in the directory now at
+    ``cwd``, still is the ``/bin/sh`` there now, and /dev/null still is the device."""
     try:
-        stats = [os.stat(path) for path in (f"/proc/{pid}/cwd", cwd, f"/proc/{pid}/exe", "/bin/sh")]
-    except OSError:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+        paths = (f"/proc/{pid}/cwd", cwd, f"/proc/{pid}/exe", "/bin/sh")
+        ids = [(st.st_dev, st.st_ino) for st in map(os.stat, paths)]
+        null = os.stat("/dev/null")
+    except (OSError, IndexError):
         return False
-    ids = [(st.st_dev, st.st_ino) for st in stats]
-    return ids[0] == ids[1] and ids[2] == ids[3]
+    return (
+        state in (b"S", b"R", b"D")
+        and ids[0] == ids[1]
+        and ids[2] == ids[3]
+        and stat.S_ISCHR(null.st_mode)
+    )
 
 
 def discard(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is None:
         return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
+    if proc.poll() is None:  # not reaped: its pid (and group) cannot have been reused
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
     proc.wait()
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
@@ -118,15 +139,20 @@ class NextShell:
         if proc is None:
             return None
         assert proc.stdin is not None
-        if proc.poll() is not None or not _unchanged(proc.pid, cwd):
+        if proc.poll() is not None or not _usable(proc.pid, cwd):
             discard(proc)
             return None
         try:
-            os.write(proc.stdin.fileno(), script)  # one write: the shell reads it whole
-            proc.stdin.close()
+            written = os.write(proc.stdin.fileno(), script)  # one write: read whole
         except OSError:
+            written = 0
+        if written != len(script):  # nothing reached it (it died): start sh -lc instead
             discard(proc)
             return None
+        try:
+            proc.stdin.close()  # the script is complete: the shell runs it either way
+        except OSError:
+            pass
         return proc
 
     def _claim(self, key: Key) -> subprocess.Popen[bytes] | None:
@@ -141,7 +167,7 @@ class NextShell:
                 self._claimed = True  # half started: nearer than a new one
                 self._cond.wait_for(lambda: not self._starting, timeout=START_WAIT_SECONDS)
                 self._claimed = False
-                if self._starting:
+                if self._starting or self._key != key:  # or replaced by another call's
                     return None
             proc, self._proc = self._proc, None
             return proc
@@ -153,6 +179,7 @@ class NextShell:
         key = (cwd, tuple(sorted(env.items())))
         with self._cond:
             if self._proc is not None and self._key == key:
+                self._wanted = None  # an older call's wish is out of date
                 return
             self._wanted = (key, cwd, env)
             if self._thread is None:
@@ -177,20 +204,22 @@ class NextShell:
                 if self._cond.wait_for(partial(self._exec_since, execs), START_DELAY_SECONDS):
                     continue  # calls come back to back: it would only compete
                 old, self._proc, self._key, self._starting = self._proc, None, key, True
-            discard(old)
             proc = None
             try:
-                proc = subprocess.Popen(
-                    ["/bin/sh"],
-                    cwd=cwd,
-                    env=env,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                )
-            except OSError:
-                pass  # the next exec starts its shell itself, and reports any error
-            with self._cond:
-                self._proc, self._starting = proc, False
-                self._cond.notify_all()
+                discard(old)
+                if shell_is_dash():  # a command may have made /bin/sh another shell
+                    proc = subprocess.Popen(
+                        ["/bin/sh"],
+                        cwd=cwd,
+                        env=env,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        start_new_session=True,
+                    )
+            except Exception:  # any failure: the next exec starts its shell itself
+                proc = None
+            finally:
+                with self._cond:
+                    self._proc, self._starting = proc, False
+                    self._cond.notify_all()
