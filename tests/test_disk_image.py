@@ -116,3 +116,16 @@ def test_debugfs_never_writes_files(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="debugfs ended by signal 25"):  # SIGXFSZ
         disk._debugfs(f"dump <12> {target}", 4096)
     assert not target.exists() or target.stat().st_size == 0
+
+
+def test_a_directory_linked_into_itself_is_listed_once(tmp_path: Path) -> None:
+    image = make_image(tmp_path)
+    subprocess.run(["debugfs", "-w", "-R", "link <2> /sub/loop", str(image)], check=True)
+    disk = DiskImage(image)
+    started = time.monotonic()
+    paths = [e["path"] for e in disk.entries("/workspace", [], recursive=True)]
+    assert time.monotonic() - started < 30
+    assert "/workspace/sub/loop" in paths
+    assert not any(p.startswith("/workspace/sub/loop/") for p in paths)
+    assert "/workspace/lost+found" not in paths
+    assert len(paths) == len(set(paths))

@@ -16,7 +16,7 @@ from .. import validation
 from ..errors import StateError, ValidationError
 from ..guest import files as guest_files
 from ..guest import paths as guest_paths
-from .disk_image import ROOT, DiskImage
+from .disk_image import DiskImage
 from .lifecycle import WorkspaceLifecycle
 from .paths import normalize_workspace_path
 
@@ -147,33 +147,8 @@ class DiskMixin(WorkspaceLifecycle):
     def _image_entries(
         self, record: dict[str, Any], guest_path: str, recursive: bool
     ) -> list[dict[str, Any]]:
-        """The live file list's entries, read from a VM's disk image (see disk_image)."""
         image = DiskImage(self.layout(record["workspace_id"]).disk)
-        top = image.lookup(self._parts(guest_path))
-        if top.kind == "special":
-            raise ValidationError(f"{guest_path} is a special file, not a file")
-        pending = [(guest_path, top)] if top.kind == "directory" else []
-        found = [] if pending else [(guest_path, top)]
-        while pending and len(found) < guest_files.MAX_LIST_ENTRIES:
-            where, directory = pending.pop()
-            for child in image.listdir(directory):
-                if directory.inode == ROOT.inode and child.name == "lost+found":
-                    continue
-                if child.kind == "special" or len(found) >= guest_files.MAX_LIST_ENTRIES:
-                    continue
-                child_path = f"{where.rstrip('/')}/{child.name}"
-                found.append((child_path, child))
-                if recursive and child.kind == "directory":
-                    pending.append((child_path, child))
-        return [
-            {
-                "path": where,
-                "artifact_type": entry.kind,
-                "size_bytes": entry.size if entry.kind == "file" else 0,
-                "link_target": image.link_target(entry) if entry.kind == "symlink" else None,
-            }
-            for where, entry in sorted(found, key=lambda item: item[0])
-        ]
+        return image.entries(guest_path, self._parts(guest_path), recursive)
 
     @staticmethod
     def _host_path(root: Path, guest_path: str) -> str:

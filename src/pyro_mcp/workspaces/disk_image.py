@@ -21,6 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import StateError, ValidationError
 
@@ -29,6 +30,7 @@ LS_LINE = re.compile(r"/(\d+)/([0-7]{6})/\d+/\d+/(.*)/(\d*)/")
 FAST_LINK = re.compile(r'Fast link dest: "(.*)"')
 MAX_LISTING_BYTES = 64 * 1024 * 1024
 TIMEOUT_SECONDS = 120.0
+MAX_LIST_ENTRIES = 20000  # as the live file list
 
 
 @dataclass(frozen=True)
@@ -147,3 +149,35 @@ class DiskImage:
         if fast is not None:
             return fast.group(1)
         return self.read(entry, 4096).decode("utf-8", "replace")
+
+    def entries(self, guest_path: str, parts: list[str], recursive: bool) -> list[dict[str, Any]]:
+        """The live file list's entries for /workspace/<parts>, read from the image."""
+        top = self.lookup(parts)
+        if top.kind == "special":
+            raise ValidationError(f"{guest_path} is a special file, not a file")
+        pending = [(guest_path, top)] if top.kind == "directory" else []
+        found = [] if pending else [(guest_path, top)]
+        seen: set[int] = set()  # a crafted image may link a directory into itself
+        while pending and len(found) < MAX_LIST_ENTRIES:
+            where, directory = pending.pop()
+            if directory.inode in seen:
+                continue
+            seen.add(directory.inode)
+            for child in self.listdir(directory):
+                if directory.inode == ROOT_INODE and child.name == "lost+found":
+                    continue
+                if child.kind == "special" or len(found) >= MAX_LIST_ENTRIES:
+                    continue
+                child_path = f"{where.rstrip('/')}/{child.name}"
+                found.append((child_path, child))
+                if recursive and child.kind == "directory":
+                    pending.append((child_path, child))
+        return [
+            {
+                "path": where,
+                "artifact_type": entry.kind,
+                "size_bytes": entry.size if entry.kind == "file" else 0,
+                "link_target": self.link_target(entry) if entry.kind == "symlink" else None,
+            }
+            for where, entry in sorted(found, key=lambda item: item[0])
+        ]
