@@ -20,6 +20,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# A file name that, printed raw, would read as a second listing line for a directory "fake".
+FORGED = "q\n     2   40755 (2)      0      0    1024 1-Jan-2000 00:00 fake"
+
+
 def make_image(tmp_path: Path, names: dict[str, str] | None = None) -> Path:
     """An ext4 image of a small tree; ``names`` then renames entries in the raw bytes
     (same length), the way a guest with root could rewrite its own disk."""
@@ -30,8 +34,9 @@ def make_image(tmp_path: Path, names: dict[str, str] | None = None) -> Path:
     (tree / "link").symlink_to("/etc/passwd")
     (tree / "dirlink").symlink_to("/etc")
     (tree / "slowlink").symlink_to("/" + "x" * 100)
-    (tree / "aa-first").write_text("first\n")
-    (tree / "ab-second").write_text("second\n")
+    (tree / "aa-dupe").write_text("first\n")
+    (tree / "ab-dupe").write_text("second\n")
+    (tree / ("n" * len(FORGED))).write_text("forged\n")
     (tree / "escape-xx").write_text("pwned\n")
     with (tree / "sparse").open("wb") as handle:
         handle.truncate(100 * 2**30)
@@ -90,9 +95,16 @@ def test_a_huge_sparse_file_is_read_only_as_far_as_asked(tmp_path: Path) -> None
 def test_duplicate_names_are_refused(tmp_path: Path) -> None:
     # A symlink dumped first and a file of the same name after it is how an unpacker
     # is made to write through the link; here the listing itself is refused.
-    disk = DiskImage(make_image(tmp_path, {"ab-second": "aa-first\0"[:9]}))
+    disk = DiskImage(make_image(tmp_path, {"ab-dupe": "aa-dupe"}))
     with pytest.raises(RuntimeError, match="duplicate names"):
         disk.listdir(ROOT)
+
+
+def test_a_name_holding_a_newline_forges_no_entry(tmp_path: Path) -> None:
+    disk = DiskImage(make_image(tmp_path, {"n" * len(FORGED): FORGED}))
+    names = [e.name for e in disk.listdir(ROOT)]
+    assert FORGED in names and "fake" not in names
+    assert disk.read(disk.lookup([FORGED]), 100) == b"forged\n"
 
 
 def test_names_with_a_slash_or_dots_are_never_gone_through(tmp_path: Path) -> None:
@@ -129,3 +141,11 @@ def test_a_directory_linked_into_itself_is_listed_once(tmp_path: Path) -> None:
     assert not any(p.startswith("/workspace/sub/loop/") for p in paths)
     assert "/workspace/lost+found" not in paths
     assert len(paths) == len(set(paths))
+
+
+def test_owners_past_2_31_do_not_break_the_listing(tmp_path: Path) -> None:
+    image = make_image(tmp_path)
+    for field in ("uid 3000000000", "gid 4000000000"):
+        subprocess.run(["debugfs", "-w", "-R", f"sif /a.txt {field}", str(image)], check=True)
+    disk = DiskImage(image)
+    assert disk.read(disk.lookup(["a.txt"]), 100) == b"hello\n"

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pyro_mcp import Pyro
+from pyro_mcp.workspaces.disk_image import DiskImage
 from support import ENVIRONMENT, engine_key_matches, short_tmp_dir
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 from workspace_fixtures import (
@@ -874,3 +875,7 @@ def test_qemu_stopped_disk_tools_read_the_image(
     image = tmp_path / "disk.ext4"
     exported = qemu_pyro.export_workspace_disk(wid, output_path=str(image))
     assert exported["disk_format"] == "ext4" and image.stat().st_size > 0
+    assert DiskImage(image).read(DiskImage(image).lookup(["src", "a.txt"]), 10) == b"one\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk.ext4"]  # no partial left
+    with pytest.raises(ValueError, match="already exists"):
+        qemu_pyro.export_workspace_disk(wid, output_path=str(image))

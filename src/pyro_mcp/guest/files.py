@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_LIST_ENTRIES = 20000
+MAX_LIST_PATH_BYTES = 8 * 1024 * 1024  # the paths together: a deep tree grows as depth²
 
 
 def _kind(mode: int) -> str:
@@ -75,18 +76,20 @@ def list_files(path: str, recursive: bool, root: str = paths.ROOT) -> dict[str, 
     entries: list[dict[str, Any]] = []
     special: list[str] = []
     truncated = False
+    path_bytes = 0
     stack = [path]
     while stack:
         current = stack.pop()
         fd = paths.open_dir(current, root=root)
         try:
             for child in sorted(os.listdir(fd)):
-                if len(entries) >= MAX_LIST_ENTRIES:
+                if len(entries) >= MAX_LIST_ENTRIES or path_bytes >= MAX_LIST_PATH_BYTES:
                     truncated = True
                     break
                 cst = os.stat(child, dir_fd=fd, follow_symlinks=False)
                 clink = os.readlink(child, dir_fd=fd) if stat.S_ISLNK(cst.st_mode) else None
                 child_path = f"{current.rstrip('/')}/{child}"
+                path_bytes += len(child_path)
                 if _kind(cst.st_mode) not in KINDS:  # FIFOs, sockets, devices: named apart
                     special.append(f"{child_path} ({_kind(cst.st_mode)})")
                     continue

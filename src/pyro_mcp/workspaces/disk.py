@@ -8,7 +8,9 @@ and never go through symlinks.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -98,40 +100,32 @@ class DiskMixin(WorkspaceLifecycle):
             raise ValidationError(f"output_path already exists: {target}")
         target.parent.mkdir(parents=True, exist_ok=True)
         layout = self.layout(workspace_id)
-        partial = target.with_name(f".{target.name}.partial")
+        # Written through our own fd to a file we created (never a path someone could swap
+        # for a symlink meanwhile), then linked into place only if the name is still free.
+        fd, partial_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        partial = Path(partial_name)
+        written = f"/dev/fd/{fd}"
         try:
             if self._real_vm(record):
-                subprocess.run(
-                    ["cp", "--sparse=always", str(layout.disk), str(partial)],
-                    check=True,
-                    capture_output=True,
-                )
+                command = ["cp", "--sparse=always", str(layout.disk), written]
             else:
                 size = sum(
                     p.stat().st_size
                     for p in layout.volume_dir.rglob("*")
-                    if p.is_file() and not p.is_symlink()
+                    if not p.is_symlink() and p.is_file()
                 )
                 mib = int(size * 1.3 / 2**20) + 64
-                subprocess.run(
-                    [
-                        "mkfs.ext4",
-                        "-q",
-                        "-F",
-                        "-m",
-                        "0",
-                        "-d",
-                        str(layout.volume_dir),
-                        str(partial),
-                        f"{mib}M",
-                    ],
-                    check=True,
-                    capture_output=True,
-                )
-            partial.rename(target)
+                volume = str(layout.volume_dir)
+                command = ["mkfs.ext4", "-q", "-F", "-m", "0", "-d", volume, written, f"{mib}M"]
+            subprocess.run(command, check=True, capture_output=True, pass_fds=(fd,))
+            os.link(partial, target)  # fails if the name was taken meanwhile
+        except FileExistsError as exc:
+            raise ValidationError(f"output_path already exists: {target}") from exc
         except (OSError, subprocess.CalledProcessError) as exc:
-            partial.unlink(missing_ok=True)
             raise StateError(f"cannot export the workspace disk: {exc}") from exc
+        finally:
+            os.close(fd)
+            partial.unlink(missing_ok=True)
         return {
             "workspace_id": workspace_id,
             "output_path": str(target),

@@ -2,12 +2,15 @@
 
 The image is the guest's own: root in the guest can put any bytes in it, so nothing in it is
 trusted. ``debugfs`` (user space, catastrophic mode: no bitmaps) only ever prints to a pipe.
-Directories are listed with ``ls -p`` and files read with ``cat <inode>``, by inode number,
-walking a path one entry at a time: a crafted name (``..``, one holding ``/`` or a newline,
-a duplicate) or a symlink can never steer a read, let alone a write, on the host (an earlier
-``rdump`` of the whole image could be made to write anywhere, and to fill the disk). Output
-is bounded, a line that does not parse is an error, and debugfs runs with a time limit and
-``RLIMIT_FSIZE`` at 0. The image root is /workspace (its ``lost+found`` is left out).
+Directories are listed with ``ls -l`` (which escapes odd bytes in names, so one entry is one
+line) and files read with ``cat <inode>``, by inode number, walking a path one entry at a
+time: a crafted name (``..``, one holding ``/`` or a newline, a duplicate), a directory
+linked into itself or a symlink can never steer a read, let alone a write, on the host (an
+earlier ``rdump`` of the whole image could be made to write anywhere, and to fill the disk).
+Each tool call has one time limit and one budget for listings and paths; debugfs runs with
+``RLIMIT_FSIZE`` 0 and bounded memory and CPU (a crafted superblock can make it allocate
+the size of the image), and a line that does not parse is an error. The image root is
+/workspace (its ``lost+found`` is left out).
 """
 
 from __future__ import annotations
@@ -26,11 +29,16 @@ from typing import Any
 from ..errors import StateError, ValidationError
 
 ROOT_INODE = 2
-LS_LINE = re.compile(r"/(\d+)/([0-7]{6})/\d+/\d+/(.*)/(\d*)/")
+# `ls -l`: inode, mode, (type), uid, gid, size, date, time, name. debugfs writes every byte
+# of a name below 32 or from 127 up, and a backslash, as \xHH: one entry is one line.
+LS_LINE = re.compile(r" *(\d+) +([0-7]+) +\(\d+\) +-?\d+ +-?\d+ +(\d+) +\S+ +\S+ (.*)")
+ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 FAST_LINK = re.compile(r'Fast link dest: "(.*)"')
-MAX_LISTING_BYTES = 64 * 1024 * 1024
-TIMEOUT_SECONDS = 120.0
+TIMEOUT_SECONDS = 120.0  # for a whole tool call, however many debugfs runs it takes
+MAX_CALL_BYTES = 32 * 1024 * 1024  # of directory listings, per tool call
 MAX_LIST_ENTRIES = 20000  # as the live file list
+MAX_PATHS_BYTES = 8 * 1024 * 1024  # the listed paths together (deep trees grow as depth²)
+DEBUGFS_MEMORY = 1024 * 1024 * 1024  # a crafted superblock can make it allocate the image
 
 
 @dataclass(frozen=True)
@@ -54,25 +62,31 @@ class Entry:
 ROOT = Entry("", ROOT_INODE, stat.S_IFDIR | 0o755, 0)
 
 
-def _no_files() -> None:  # in the child: debugfs may write to its pipes only
+def _confine() -> None:  # in the child: pipes only, bounded memory and CPU
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_AS, (DEBUGFS_MEMORY, DEBUGFS_MEMORY))
+    cpu = int(TIMEOUT_SECONDS)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 
 
 class DiskImage:
     def __init__(self, image: Path) -> None:
+        """One per tool call: the time and listing budgets are the call's."""
         self.image = image
+        self.deadline = time.monotonic() + TIMEOUT_SECONDS
+        self.budget = MAX_CALL_BYTES
 
     def _debugfs(self, request: str, limit: int) -> bytes:
         """stdout of one debugfs request, cut at ``limit`` bytes (the rest is not read)."""
         out, err = bytearray(), bytearray()
-        deadline = time.monotonic() + TIMEOUT_SECONDS
+        deadline = self.deadline
         with (
             subprocess.Popen(
                 ["debugfs", "-c", "-R", request, str(self.image)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                preexec_fn=_no_files,  # noqa: PLW1509 - setrlimit only, no locks taken
+                preexec_fn=_confine,  # noqa: PLW1509 - setrlimit only, no locks taken
             ) as proc,
             selectors.DefaultSelector() as sel,
         ):
@@ -103,20 +117,23 @@ class DiskImage:
         return bytes(out[:limit])
 
     def listdir(self, directory: Entry) -> list[Entry]:
-        raw = self._debugfs(f"ls -p <{directory.inode}>", MAX_LISTING_BYTES + 1)
-        if len(raw) > MAX_LISTING_BYTES:
-            raise StateError("a directory on the workspace disk is too large to list")
+        raw = self._debugfs(f"ls -l <{directory.inode}>", self.budget + 1)
+        if len(raw) > self.budget:
+            raise StateError("the workspace disk holds more directory entries than can be listed")
+        self.budget -= len(raw)
         entries = []
-        for line in raw.decode("utf-8", "surrogateescape").splitlines():
-            if not line:
+        for line in raw.split(b"\n"):
+            if not line.strip():
                 continue
-            match = LS_LINE.fullmatch(line)
+            match = LS_LINE.fullmatch(line.decode("ascii", "replace"))
             if match is None:
                 raise StateError("the workspace disk holds a malformed directory entry")
-            inode, mode, name, size = match.groups()
-            if name in (".", "..") or "/" in name:
+            inode, mode, size, shown = match.groups()
+            name = ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), shown.encode("ascii"))
+            if name in (b".", b"..") or b"/" in name or b"\0" in name:
                 continue  # never a name a path can go through
-            entries.append(Entry(name, int(inode), int(mode, 8), int(size or 0)))
+            text = name.decode("utf-8", "replace")
+            entries.append(Entry(text, int(inode), int(mode, 8), int(size)))
         names = [e.name for e in entries]
         if len(set(names)) != len(names):
             raise StateError("the workspace disk holds a directory with duplicate names")
@@ -133,7 +150,7 @@ class DiskImage:
             if entry.kind != "directory":
                 raise ValidationError(f"not a directory: {parts[index - 1]!r}")
             found = [e for e in self.listdir(entry) if e.name == part]
-            if not found or (entry is ROOT and part == "lost+found"):
+            if not found or (entry.inode == ROOT_INODE and part == "lost+found"):
                 raise ValidationError(
                     f"workspace path does not exist: /workspace/{'/'.join(parts)}"
                 )
@@ -158,7 +175,8 @@ class DiskImage:
         pending = [(guest_path, top)] if top.kind == "directory" else []
         found = [] if pending else [(guest_path, top)]
         seen: set[int] = set()  # a crafted image may link a directory into itself
-        while pending and len(found) < MAX_LIST_ENTRIES:
+        path_bytes = 0
+        while pending and len(found) < MAX_LIST_ENTRIES and path_bytes < MAX_PATHS_BYTES:
             where, directory = pending.pop()
             if directory.inode in seen:
                 continue
@@ -169,6 +187,7 @@ class DiskImage:
                 if child.kind == "special" or len(found) >= MAX_LIST_ENTRIES:
                     continue
                 child_path = f"{where.rstrip('/')}/{child.name}"
+                path_bytes += len(child_path)
                 found.append((child_path, child))
                 if recursive and child.kind == "directory":
                     pending.append((child_path, child))
