@@ -165,6 +165,10 @@ def test_a_stopped_waiting_shell_is_not_used(shell: NextShell, tmp_path: Path) -
     _ready(shell, tmp_path)
     stopped = _waiting_pid(shell)
     os.kill(stopped, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while _state(stopped) != "T" and time.monotonic() < deadline:  # the stop takes a moment
+        time.sleep(0.01)
+    assert _state(stopped) == "T"
     started = time.monotonic()
     assert _run("echo $$", tmp_path)[1] != f"{stopped}\n"
     assert time.monotonic() - started < 5, "the exec waited on a stopped shell"
@@ -227,6 +231,10 @@ def test_a_replaced_directory_or_dead_shell_is_never_used(shell: NextShell, tmp_
     os.kill(_waiting_pid(shell), 9)
     time.sleep(0.05)
     assert _run("echo still-runs", work) == (0, "still-runs\n", "")
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def _pid_gone(pid: int) -> bool:
