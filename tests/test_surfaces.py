@@ -282,3 +282,14 @@ def test_invalid_tool_arguments_are_a_tool_error_naming_the_field() -> None:
                 "vm_run", {"environment": "debian:12", "command": "true", "vcpu_count": 99}
             )
         )
+
+
+def test_json_safe_shows_undecodable_bytes_and_leaves_the_rest() -> None:
+    from pyro_mcp.jsonsafe import json_safe
+
+    plain = {"a": ["é ✓", 1, None, {"b": True}]}
+    assert json_safe(plain) == plain
+    odd = {"bad\udcffkey": ["x\udc80y", ("\ud800",)], "n": 2}
+    safe = json_safe(odd)
+    assert safe == {"bad\\xffkey": ["x\\x80y", ["\\ud800"]], "n": 2}
+    json.dumps(safe, ensure_ascii=False).encode("utf-8")  # UTF-8 can carry it now

@@ -24,7 +24,7 @@ import pytest
 from pyro_mcp import Pyro
 from support import ENVIRONMENT, short_tmp_dir
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
-from workspace_fixtures import McpClient, cli_error, forget, write_tree
+from workspace_fixtures import McpClient, cli_error, cli_json, forget, write_tree
 
 TOKEN = f"pyro-planted-{uuid.uuid4().hex[:10]}"
 SEED_FILES = {"a.txt": "one\ntwo\nthree\n", "b.txt": "bee\n", "d/keep.txt": "kept\n"}
@@ -688,3 +688,21 @@ def test_cli_and_mcp_refuse_with_one_clear_error(
         assert "Traceback" not in message
     assert existing.read_text() == "precious\n"
     assert not stat.S_ISLNK(existing.lstat().st_mode)
+
+
+def test_file_names_that_are_not_utf8_list_on_every_surface(
+    ws_pyro: Pyro, new_workspace: Any, ws_home: Path
+) -> None:
+    """A guest name with a byte that is not UTF-8 shows as \\xHH in JSON and MCP (it made the
+    whole MCP listing fail), and stays Python's surrogate in the SDK."""
+    wid = new_workspace(seed_path=None)["workspace_id"]
+    made = ws_pyro.exec_workspace(wid, command="touch \"$(printf 'bad\\377name')\" ok.txt")
+    assert made["exit_code"] == 0, made["stderr"]
+    sdk = [e["path"] for e in ws_pyro.list_workspace_files(wid)["entries"]]
+    assert sdk == ["/workspace/bad\udcffname", "/workspace/ok.txt"]
+    shown = ["/workspace/bad\\xffname", "/workspace/ok.txt"]
+    listing = cli_json("workspace", "file", "list", wid, home=ws_home)
+    assert [e["path"] for e in listing["entries"]] == shown
+    with McpClient(ws_home) as mcp:
+        result = mcp.ok("workspace_file_list", workspace_id=wid)
+    assert [e["path"] for e in result["entries"]] == shown

@@ -6,9 +6,12 @@ import json
 import sys
 from typing import Any
 
+from ..jsonsafe import json_safe
+
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    text = json.dumps(json_safe(data), indent=2, sort_keys=False, default=str)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

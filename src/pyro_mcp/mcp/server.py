@@ -12,6 +12,7 @@ from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from ..jsonsafe import json_safe
 from ..operations.registry import PROFILES, Operation, ParamInfo, collect
 from ..version import __version__
 
@@ -58,8 +59,8 @@ def _make_tool(pyro: Pyro, op: Operation, profile: str) -> Any:
         # Tools block (boots, commands): run them off the event loop so calls overlap.
         result = await anyio.to_thread.run_sync(functools.partial(method, **kwargs))
         if isinstance(result, list):
-            return {"count": len(result), "items": result}
-        return typing.cast(dict[str, Any], result)
+            result = {"count": len(result), "items": result}
+        return typing.cast(dict[str, Any], json_safe(result))
 
     tool.__name__ = op.mcp_name or op.name
     tool.__doc__ = op.description
