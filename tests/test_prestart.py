@@ -127,6 +127,22 @@ def _ready(shell: NextShell, cwd: Path) -> None:
     raise AssertionError("the next shell never started")
 
 
+def _as_sh_lc(shell: NextShell, command: str, cwd: Path) -> tuple[int, str, str]:
+    """The same command with no waiting shell: plain `/bin/sh -lc`."""
+    shell.enabled = False
+    try:
+        return _run(command, cwd)
+    finally:
+        shell.enabled = True
+
+
+def _home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Commands run with HOME=``home`` (a fresh, empty directory)."""
+    home.mkdir()
+    monkeypatch.setattr(execution, "base_env", lambda extra: {"HOME": str(home), "PATH": "/bin"})
+    return home
+
+
 def _waiting_pid(shell: NextShell) -> int:
     with shell._cond:
         assert shell._proc is not None
@@ -142,9 +158,7 @@ def test_prestarted_shell_runs_exactly_what_sh_lc_runs(shell: NextShell, tmp_pat
             assert got[2] == f"shell-pid={pid}\n", "the waiting shell did not run the command"
             continue
         assert shell._proc is None, f"{probe!r} did not use the waiting shell"
-        shell.enabled = False
-        want = _run(probe, tmp_path)
-        shell.enabled = True
+        want = _as_sh_lc(shell, probe, tmp_path)
         assert got == want, f"{probe!r}: pre-started {got!r} != sh -lc {want!r}"
 
 
@@ -154,9 +168,7 @@ def test_what_could_read_on_past_the_script_runs_as_sh_lc(shell: NextShell, tmp_
         pid = _waiting_pid(shell)
         got = _run(probe, tmp_path)
         assert _waiting_pid(shell) == pid, f"{probe!r} used the waiting shell"
-        shell.enabled = False
-        want = _run(probe, tmp_path)
-        shell.enabled = True
+        want = _as_sh_lc(shell, probe, tmp_path)
         assert got == want, f"{probe!r}: {got!r} != sh -lc {want!r}"
         assert "INJECTED" not in got[1] and "FROM-HEREDOC" not in got[1]
 
@@ -178,24 +190,18 @@ def test_a_stopped_waiting_shell_is_not_used(shell: NextShell, tmp_path: Path) -
 def test_status_is_0_without_a_profile(
     shell: NextShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = tmp_path / "empty-home"
-    home.mkdir()
-    monkeypatch.setattr(execution, "base_env", lambda extra: {"HOME": str(home), "PATH": "/bin"})
+    _home(tmp_path / "empty-home", monkeypatch)
     for probe in ("echo $?", "exit"):
         _ready(shell, tmp_path)
         got = _run(probe, tmp_path)
         assert shell._proc is None, "the waiting shell was not used"
-        shell.enabled = False
-        assert got == _run(probe, tmp_path)
-        shell.enabled = True
+        assert got == _as_sh_lc(shell, probe, tmp_path)
 
 
 def test_the_login_profile_is_read_when_the_command_runs(
     shell: NextShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setattr(execution, "base_env", lambda extra: {"HOME": str(home), "PATH": "/bin"})
+    home = _home(tmp_path / "home", monkeypatch)
     _ready(shell, tmp_path)
     (home / ".profile").write_text("PROFILE_SEEN=late\n")  # after the shell started
     assert _run("echo $PROFILE_SEEN", tmp_path) == (0, "late\n", "")

@@ -320,8 +320,7 @@ def test_parallel_workspaces(surface: Surface, host_dir: Path) -> None:
 def test_workspace_core_tools_are_exactly_the_contracts_sixteen(ws_home: Path) -> None:
     with McpClient(ws_home) as client:
         tools = client.tools()
-    assert len(tools) == 16
-    assert sorted(tools) == sorted(CORE_TOOLS)
+    assert list(tools) == list(CORE_TOOLS)  # PRODUCT_SPEC §3's list, in its order
 
     def params(name: str) -> set[str]:
         return set(tools[name].inputSchema.get("properties", {}))

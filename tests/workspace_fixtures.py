@@ -38,7 +38,7 @@ from support import (
 
 __all__ = ["host_dir", "new_workspace", "ws_home", "ws_pyro"]
 
-CORE_TOOLS = (
+CORE_TOOLS = (  # PRODUCT_SPEC §3, written out here so a drift in the code is caught
     "vm_run",
     "workspace_create",
     "workspace_list",

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from . import secrets
-from .prestart import NextShell
+from .prestart import NextShell, start_shell
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
 TYPE_CHECKING = False
@@ -89,15 +89,7 @@ def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:
     proc = NEXT_SHELL.take(cwd, env, command)
     if proc is None:
         try:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-lc", command],
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            proc = start_shell(["/bin/sh", "-lc", command], cwd, env, subprocess.DEVNULL)
         except OSError as exc:
             raise RuntimeError(f"cannot start command: {exc}") from exc
     captures = {"stdout": Capture(limit), "stderr": Capture(limit)}

@@ -67,6 +67,21 @@ def script_for(command: str) -> bytes | None:
     return script
 
 
+def start_shell(
+    argv: list[str], cwd: str, env: dict[str, str], stdin: int
+) -> subprocess.Popen[bytes]:
+    """How every exec shell starts, ahead or not: output piped, in a session of its own."""
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
 def shell_is_dash() -> bool:
     return os.path.realpath("/bin/sh").rsplit("/", 1)[-1] == "dash"
 
@@ -208,15 +223,7 @@ class NextShell:
             try:
                 discard(old)
                 if shell_is_dash():  # a command may have made /bin/sh another shell
-                    proc = subprocess.Popen(
-                        ["/bin/sh"],
-                        cwd=cwd,
-                        env=env,
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        start_new_session=True,
-                    )
+                    proc = start_shell(["/bin/sh"], cwd, env, subprocess.PIPE)
             except Exception:  # any failure: the next exec starts its shell itself
                 proc = None
             finally:
