@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 FORGED = "q\n     2   40755 (2)      0      0    1024 1-Jan-2000 00:00 fake"
 
 
-def make_image(tmp_path: Path, names: dict[str, str] | None = None) -> Path:
+def make_image(tmp_path: Path, names: dict[str, str | bytes] | None = None) -> Path:
     """An ext4 image of a small tree; ``names`` then renames entries in the raw bytes
     (same length), the way a guest with root could rewrite its own disk."""
     tree = tmp_path / "tree"
@@ -38,6 +38,8 @@ def make_image(tmp_path: Path, names: dict[str, str] | None = None) -> Path:
     (tree / "ab-dupe").write_text("second\n")
     (tree / ("n" * len(FORGED))).write_text("forged\n")
     (tree / "escape-xx").write_text("pwned\n")
+    (tree / "oddA").write_text("a\n")
+    (tree / "oddB").write_text("b\n")
     with (tree / "sparse").open("wb") as handle:
         handle.truncate(100 * 2**30)
     image = tmp_path / "disk.ext4"
@@ -58,9 +60,10 @@ def make_image(tmp_path: Path, names: dict[str, str] | None = None) -> Path:
     if names:
         raw = bytearray(image.read_bytes())
         for old, new in names.items():
-            assert len(old) == len(new) and raw.count(old.encode()) == 1, old
+            new_bytes = new if isinstance(new, bytes) else new.encode()
+            assert len(old) == len(new_bytes) and raw.count(old.encode()) == 1, old
             at = raw.index(old.encode())
-            raw[at : at + len(old)] = new.encode()
+            raw[at : at + len(old)] = new_bytes
         image.write_bytes(bytes(raw))
     return image
 
@@ -135,7 +138,7 @@ def test_a_directory_linked_into_itself_is_listed_once(tmp_path: Path) -> None:
     subprocess.run(["debugfs", "-w", "-R", "link <2> /sub/loop", str(image)], check=True)
     disk = DiskImage(image)
     started = time.monotonic()
-    paths = [e["path"] for e in disk.entries("/workspace", [], recursive=True)]
+    paths = [e["path"] for e in disk.entries("/workspace", recursive=True)]
     assert time.monotonic() - started < 30
     assert "/workspace/sub/loop" in paths
     assert not any(p.startswith("/workspace/sub/loop/") for p in paths)
@@ -149,3 +152,13 @@ def test_owners_past_2_31_do_not_break_the_listing(tmp_path: Path) -> None:
         subprocess.run(["debugfs", "-w", "-R", f"sif /a.txt {field}", str(image)], check=True)
     disk = DiskImage(image)
     assert disk.read(disk.lookup(["a.txt"]), 100) == b"hello\n"
+
+
+def test_names_that_are_not_utf8_stay_apart(tmp_path: Path) -> None:
+    """Two such names must not collapse into one (as the live list, odd bytes become
+    surrogates; MCP and --json then show them as \\xHH)."""
+    disk = DiskImage(make_image(tmp_path, {"oddA": b"odd\xff", "oddB": b"odd\xfe"}))
+    names = [e.name for e in disk.listdir(ROOT)]
+    assert "odd\udcff" in names and "odd\udcfe" in names
+    paths = [e["path"] for e in disk.entries("/workspace", recursive=False)]
+    assert "/workspace/odd\udcfe" in paths

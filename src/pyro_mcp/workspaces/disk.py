@@ -8,9 +8,11 @@ and never go through symlinks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,21 @@ from .. import validation
 from ..errors import StateError, ValidationError
 from ..guest import files as guest_files
 from ..guest import paths as guest_paths
-from .disk_image import DiskImage
+from .disk_image import DiskImage, parts_of
+from .layout import guest_view
 from .lifecycle import WorkspaceLifecycle
 from .paths import normalize_workspace_path
 
 MAX_READ = 1024 * 1024
+
+
+@contextlib.contextmanager
+def _guest_errors(root: Path) -> Iterator[None]:
+    """A refused path is a ValidationError naming /workspace, never the host directory."""
+    try:
+        yield
+    except guest_paths.PathError as exc:
+        raise ValidationError(guest_view(str(exc), str(root))) from exc
 
 
 class DiskMixin(WorkspaceLifecycle):
@@ -46,12 +58,13 @@ class DiskMixin(WorkspaceLifecycle):
         guest_path = normalize_workspace_path(path)
         record = self._stopped(workspace_id, "workspace_disk_list")
         if self._real_vm(record):
-            entries = self._image_entries(record, guest_path, recursive)
+            entries = DiskImage(self.layout(workspace_id).disk).entries(guest_path, recursive)
         else:
             root = self.layout(workspace_id).volume_dir
-            result = guest_files.list_files(
-                self._host_path(root, guest_path), recursive, root=str(root)
-            )
+            with _guest_errors(root):
+                result = guest_files.list_files(
+                    self._host_path(root, guest_path), recursive, root=str(root)
+                )
             entries = [
                 {
                     "path": self._guest_path(root, e["path"]),
@@ -74,14 +87,17 @@ class DiskMixin(WorkspaceLifecycle):
         record = self._stopped(workspace_id, "workspace_disk_read")
         if self._real_vm(record):
             image = DiskImage(self.layout(workspace_id).disk)
-            entry = image.lookup(self._parts(guest_path))
+            entry = image.lookup(parts_of(guest_path))
             if entry.kind != "file":
                 raise ValidationError("workspace file read only supports regular files")
             data = image.read(entry, limit + 1)
             size = entry.size
         else:
             root = self.layout(workspace_id).volume_dir
-            result = guest_files.read_file(self._host_path(root, guest_path), limit, root=str(root))
+            with _guest_errors(root):
+                result = guest_files.read_file(
+                    self._host_path(root, guest_path), limit, root=str(root)
+                )
             data, size = result["content_bytes"], result["size_bytes"]
         content = data[:limit].decode("utf-8", errors="replace")
         return {
@@ -134,16 +150,6 @@ class DiskMixin(WorkspaceLifecycle):
         }
 
     # -- helpers -----------------------------------------------------------------------
-    @staticmethod
-    def _parts(guest_path: str) -> list[str]:
-        return [p for p in guest_paths.relative(guest_path).split("/") if p]
-
-    def _image_entries(
-        self, record: dict[str, Any], guest_path: str, recursive: bool
-    ) -> list[dict[str, Any]]:
-        image = DiskImage(self.layout(record["workspace_id"]).disk)
-        return image.entries(guest_path, self._parts(guest_path), recursive)
-
     @staticmethod
     def _host_path(root: Path, guest_path: str) -> str:
         rel = guest_paths.relative(guest_path)

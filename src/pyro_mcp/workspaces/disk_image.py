@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StateError, ValidationError
+from ..guest.files import MAX_LIST_ENTRIES, MAX_LIST_PATH_BYTES
+from ..guest.paths import relative
 
 ROOT_INODE = 2
 # `ls -l`: inode, mode, (type), uid, gid, size, date, time, name. debugfs writes every byte
@@ -36,9 +38,12 @@ ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 FAST_LINK = re.compile(r'Fast link dest: "(.*)"')
 TIMEOUT_SECONDS = 120.0  # for a whole tool call, however many debugfs runs it takes
 MAX_CALL_BYTES = 32 * 1024 * 1024  # of directory listings, per tool call
-MAX_LIST_ENTRIES = 20000  # as the live file list
-MAX_PATHS_BYTES = 8 * 1024 * 1024  # the listed paths together (deep trees grow as depth²)
 DEBUGFS_MEMORY = 1024 * 1024 * 1024  # a crafted superblock can make it allocate the image
+
+
+def parts_of(guest_path: str) -> list[str]:
+    """``/workspace/a/b`` (normalised) → ``["a", "b"]``."""
+    return [p for p in relative(guest_path).split("/") if p]
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,11 @@ class DiskImage:
             early = len(out) >= limit
             if early:
                 proc.kill()  # enough was read: nothing more is wanted
-            code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            try:
+                code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired as exc:  # pipes closed, yet it runs on
+                proc.kill()
+                raise StateError("reading the workspace disk took too long") from exc
         if code < 0 and not early:  # e.g. SIGXFSZ: it tried to write a file
             raise StateError(f"cannot read the workspace disk: debugfs ended by signal {-code}")
         for line in err.decode("utf-8", "replace").splitlines():
@@ -132,7 +141,7 @@ class DiskImage:
             name = ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), shown.encode("ascii"))
             if name in (b".", b"..") or b"/" in name or b"\0" in name:
                 continue  # never a name a path can go through
-            text = name.decode("utf-8", "replace")
+            text = os.fsdecode(name)  # odd bytes as surrogates, as the live list has them
             entries.append(Entry(text, int(inode), int(mode, 8), int(size)))
         names = [e.name for e in entries]
         if len(set(names)) != len(names):
@@ -161,22 +170,22 @@ class DiskImage:
         return self._debugfs(f"cat <{entry.inode}>", max_bytes)
 
     def link_target(self, entry: Entry) -> str:
-        shown = self._debugfs(f"stat <{entry.inode}>", 64 * 1024).decode("utf-8", "replace")
+        shown = os.fsdecode(self._debugfs(f"stat <{entry.inode}>", 64 * 1024))
         fast = FAST_LINK.search(shown)
         if fast is not None:
             return fast.group(1)
-        return self.read(entry, 4096).decode("utf-8", "replace")
+        return os.fsdecode(self.read(entry, 4096))
 
-    def entries(self, guest_path: str, parts: list[str], recursive: bool) -> list[dict[str, Any]]:
+    def entries(self, guest_path: str, recursive: bool) -> list[dict[str, Any]]:
         """The live file list's entries for /workspace/<parts>, read from the image."""
-        top = self.lookup(parts)
+        top = self.lookup(parts_of(guest_path))
         if top.kind == "special":
             raise ValidationError(f"{guest_path} is a special file, not a file")
         pending = [(guest_path, top)] if top.kind == "directory" else []
         found = [] if pending else [(guest_path, top)]
         seen: set[int] = set()  # a crafted image may link a directory into itself
         path_bytes = 0
-        while pending and len(found) < MAX_LIST_ENTRIES and path_bytes < MAX_PATHS_BYTES:
+        while pending and len(found) < MAX_LIST_ENTRIES and path_bytes < MAX_LIST_PATH_BYTES:
             where, directory = pending.pop()
             if directory.inode in seen:
                 continue

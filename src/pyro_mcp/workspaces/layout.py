@@ -121,9 +121,9 @@ class WorkspaceLayout:
             validate_members(tar_bytes)  # the host's stricter rules, again, right here
             result = archive.unpack(root, tar_bytes, root=root)
         except ValueError as exc:
-            raise ValidationError(_guest_view(str(exc), root)) from exc
+            raise ValidationError(guest_view(str(exc), root)) from exc
         except OSError as exc:
-            message = _guest_view(str(exc), root)
+            message = guest_view(str(exc), root)
             raise StateError(f"cannot unpack into /workspace: {message}") from exc
         return {**result, "destination": "/workspace"}
 
@@ -131,7 +131,7 @@ class WorkspaceLayout:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _guest_view(message: str, root: str) -> str:
+def guest_view(message: str, root: str) -> str:
     """Errors name /workspace paths, never the host directory behind them."""
     return message.replace(root, "/workspace")
 

@@ -8,10 +8,7 @@ its refusals raised as the host's ValidationError.
 from __future__ import annotations
 
 from ..errors import ValidationError
-from ..guest.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, ROOT, PathError, normalize
-
-WORKSPACE_ROOT = ROOT
-__all__ = ["MAX_NAME_BYTES", "MAX_PATH_BYTES", "WORKSPACE_ROOT", "normalize_workspace_path"]
+from ..guest.paths import PathError, normalize
 
 
 def normalize_workspace_path(path: str, *, allow_root: bool = True) -> str:
