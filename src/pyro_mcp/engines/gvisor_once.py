@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..guest.execution import CHUNK, DEFAULT_MAX_OUTPUT, Capture, base_env
+from ..guest.execution import CHUNK, DEFAULT_MAX_OUTPUT, Capture, base_env, shell_status
 from .base import BootSpec
 from .gvisor import GvisorEngine, oci_config
 
@@ -91,7 +91,7 @@ def run_once(
         if on_output is not None:
             on_output("stderr", note)
     result: dict[str, Any] = {
-        "exit_code": code if code >= 0 else 128 - code,
+        "exit_code": shell_status(code),
         "duration_ms": int((time.monotonic() - started) * 1000),
         "timed_out": timed_out.is_set(),
     }

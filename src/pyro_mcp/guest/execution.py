@@ -67,6 +67,11 @@ def base_env(extra: dict[str, str] | None) -> dict[str, str]:
 NEXT_SHELL = NextShell()
 
 
+def shell_status(returncode: int) -> int:
+    """A return code as a shell reports it: 128+N when signal N ended the process."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
 def command_env(args: dict[str, Any]) -> dict[str, str]:
     return {**base_env(args.get("env")), **secrets.env_for(args.get("secret_env"))}
 
@@ -148,7 +153,7 @@ def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:
         if stream:
             emit("stderr", note.encode())
     result: dict[str, Any] = {
-        "exit_code": exit_code if exit_code >= 0 else 128 - exit_code,
+        "exit_code": shell_status(exit_code),
         "duration_ms": int((time.monotonic() - started) * 1000),
         "timed_out": timed_out,
     }

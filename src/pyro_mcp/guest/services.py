@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 from . import paths, secrets
-from .execution import base_env
+from .execution import base_env, shell_status
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
 TYPE_CHECKING = False
@@ -60,7 +60,7 @@ class Service:
         code = self.proc.poll()  # reaps: a zombie is never "running"
         if code is not None and self.state == "running":
             self.state = "exited"
-            self.exit_code = code if code >= 0 else 128 - code
+            self.exit_code = shell_status(code)
             self.ended_at = time.time()
 
     def payload(self) -> dict[str, Any]:
@@ -193,7 +193,7 @@ def stop(name: str) -> dict[str, Any]:
         service.state = "stopped"
         service.ended_at = time.time()
         code = service.proc.returncode
-        service.exit_code = code if code is None or code >= 0 else 128 - code
+        service.exit_code = None if code is None else shell_status(code)
     return service.payload()
 
 

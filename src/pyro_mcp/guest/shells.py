@@ -13,6 +13,7 @@ import threading
 import time
 
 from . import paths, secrets
+from .execution import shell_status
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
 TYPE_CHECKING = False
@@ -87,7 +88,7 @@ class Shell:
         _, status = os.waitpid(self.pid, 0)
         with self.lock:
             code = os.waitstatus_to_exitcode(status)
-            self.exit_code = code if code >= 0 else 128 - code  # as exec and services: 137
+            self.exit_code = shell_status(code)  # as exec and services: 137 for KILL
             self.ended_at = time.time()
         try:
             os.close(self.fd)
