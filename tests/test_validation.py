@@ -162,3 +162,18 @@ def test_one_argument_with_white_space_is_a_whole_shell_command() -> None:
 def test_simple_words_stay_readable() -> None:
     assert remainder_command(["git", "--version"]) == "git --version"
     assert remainder_command(["sh", "-c", "exit 7"]) == "sh -c 'exit 7'"
+
+
+@pytest.mark.parametrize("bad", ["false", "true", 0, 1, None, []])
+@pytest.mark.parametrize("name", ["network", "allow_host_compat"])
+def test_isolation_switches_take_only_booleans(tmp_path, name: str, bad: object) -> None:
+    """An SDK caller (or a model, via `demo ollama`) sending "false" must not get true."""
+    from pyro_mcp import Pyro
+
+    with Pyro(base_dir=tmp_path / "home") as pyro:
+        with pytest.raises(ValueError, match=f"^{name} must be true or false"):
+            pyro.run_in_vm(environment="debian:12", command="true", **{name: bad})
+        if name == "allow_host_compat":
+            with pytest.raises(ValueError, match=f"^{name} must be true or false"):
+                pyro.create_workspace(environment="debian:12", **{name: bad})
+    assert validation.boolean(name, True) is True and validation.boolean(name, False) is False

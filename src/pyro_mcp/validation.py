@@ -43,6 +43,13 @@ def timeout_seconds(value: Any) -> float:
     return float(value)
 
 
+def boolean(name: str, value: Any) -> bool:
+    """Only true or false: the string "false" must not switch isolation off."""
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be true or false (got {value!r})")
+    return value
+
+
 def command(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError("command must be a non-empty string")

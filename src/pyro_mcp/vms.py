@@ -182,10 +182,10 @@ class VmRegistry:
                 raise StateError(
                     f"max active VMs reached ({self.max_active}); delete old VMs first"
                 )
+        network = validation.boolean("network", network)
+        allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
         env = self.runtime.environment(environment, progress)
-        choice = self.runtime.choose_engine(
-            env, bool(allow_host_compat), notify, need_network=bool(network)
-        )
+        choice = self.runtime.choose_engine(env, allow_host_compat, notify, need_network=network)
         vm_id = new_id()
         record = VmRecord(
             vm_id=vm_id,
@@ -194,8 +194,8 @@ class VmRegistry:
             vcpu_count=vcpu,
             mem_mib=mem,
             ttl_seconds=ttl,
-            network=bool(network),
-            allow_host_compat=bool(allow_host_compat),
+            network=network,
+            allow_host_compat=allow_host_compat,
             workdir=self.runtime.sandbox_dir("vms", vm_id),
         )
         with self.lock:

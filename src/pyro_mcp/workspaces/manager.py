@@ -64,9 +64,10 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             seed_info = {"mode": archive.mode, "seed_path": str(archive.seed_path)}
         self.reap_expired()
         self.check_capacity(self.max_active, self.active_vms())
+        allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
         env = self.runtime.environment(environment, progress)
         choice = self.runtime.choose_engine(
-            env, bool(allow_host_compat), notify, need_network=policy != "off"
+            env, allow_host_compat, notify, need_network=policy != "off"
         )
         if secret_values and choice.key == "host":
             raise StateError(
@@ -81,7 +82,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             mem_mib=mem,
             ttl_seconds=ttl_seconds,
             network_policy=policy,
-            allow_host_compat=bool(allow_host_compat),
+            allow_host_compat=allow_host_compat,
             engine=choice.key,
             workspace_seed=seed_info,
             secrets=[{"name": n, "source_kind": k} for n, _v, k in secret_values],
