@@ -255,9 +255,9 @@ def test_snapshots_and_stopped_disk_tools(ws_pyro: Pyro, new_workspace, tmp_path
     assert ws_pyro.read_workspace_disk(wid, "state.txt")["content"] == "one\n"
     with pytest.raises(ValueError, match="inside /workspace"):
         ws_pyro.read_workspace_disk(wid, "../etc/passwd")
-    with pytest.raises(ValueError, match="^workspace path does not exist: /workspace/nosuch$"):
+    with pytest.raises(ValueError, match=r"^workspace path does not exist: /workspace/nosuch$"):
         ws_pyro.read_workspace_disk(wid, "nosuch")  # names /workspace, not the host volume
-    with pytest.raises(ValueError, match="^workspace path does not exist: /workspace/nosuch$"):
+    with pytest.raises(ValueError, match=r"^workspace path does not exist: /workspace/nosuch$"):
         ws_pyro.list_workspace_disk(wid, "nosuch")
     image = tmp_path / "disk.ext4"
     exported = ws_pyro.export_workspace_disk(wid, output_path=str(image))
