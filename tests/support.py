@@ -49,6 +49,21 @@ class CliResult:
         return self.stderr.splitlines()
 
 
+def stop_cli_helpers(home: Path, sig: int = signal.SIGTERM) -> list[int]:
+    """Stop the warm CLI helpers serving ``home``; returns their pids."""
+    pids = [
+        int(line.split()[0])
+        for line in processes_mentioning(f"--home {home}")
+        if "pyro_mcp.cli.helper" in line
+    ]
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
 def processes_mentioning(needle: str) -> list[str]:
     """Live (non-zombie) processes whose command line contains ``needle``.
 

@@ -24,6 +24,7 @@ from support import (
     processes_mentioning,
     pyro_argv,
     short_tmp_dir,
+    stop_cli_helpers,
 )
 
 # Runs the launcher in a fresh interpreter and reports on stderr whether the CLI itself was
@@ -49,8 +50,7 @@ HELPER = [sys.executable, "-P", "-m", "pyro_mcp.cli.helper"]
 def home() -> Iterator[Path]:
     path = short_tmp_dir("pyro-helper-")
     yield path
-    for line in processes_mentioning(f"--home {path}"):
-        os.kill(int(line.split()[0]), signal.SIGKILL)
+    stop_cli_helpers(path, signal.SIGKILL)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -303,6 +303,36 @@ def test_a_confined_caller_runs_its_command_itself(home: Path) -> None:
     assert confined.stderr.endswith("IN-PROCESS\n")
     assert "another NoNewPrivs" in (home / launch.HELPER_LOG).read_text()
     assert probe(home, "--version").stderr.endswith("HELPER\n")  # still serving the others
+
+
+def test_callers_it_turns_away_do_not_keep_the_helper_alive(home: Path) -> None:
+    """Only a command served counts as activity: a helper that serves nobody still ends."""
+    import ctypes
+
+    def no_new_privs() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+
+    server = subprocess.Popen(
+        [*HELPER, "--home", str(home), "--idle-seconds", "1.5"], stdin=subprocess.DEVNULL
+    )
+    try:
+        wait_for_helper(home)
+        started = time.monotonic()
+        while server.poll() is None and time.monotonic() - started < 20:
+            turned_away = subprocess.run(
+                [sys.executable, "-c", PROBE, "--version"],
+                env=env_for(home),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                preexec_fn=no_new_privs,
+            )
+            assert turned_away.stderr.endswith("IN-PROCESS\n")
+        assert server.poll() == 0, "turned-away callers kept the helper alive"
+        assert time.monotonic() - started < 10
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_a_first_command_starts_a_helper_in_a_home_that_does_not_exist_yet(home: Path) -> None:

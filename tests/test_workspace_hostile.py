@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
 import tarfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 
 from pyro_mcp import Pyro
-from support import ENVIRONMENT, short_tmp_dir
+from support import ENVIRONMENT, pyro_argv, short_tmp_dir, stop_cli_helpers
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 from workspace_fixtures import McpClient, cli_error, cli_json, forget, write_tree
 
@@ -706,3 +707,14 @@ def test_file_names_that_are_not_utf8_list_on_every_surface(
     with McpClient(ws_home) as mcp:
         result = mcp.ok("workspace_file_list", workspace_id=wid)
     assert [e["path"] for e in result["entries"]] == shown
+    for helper in ("0", "1"):  # human output prints the name's bytes, as ls does
+        human = subprocess.run(
+            [*pyro_argv(), "workspace", "file", "list", wid],
+            env={**os.environ, "PYRO_HOME": str(ws_home), "PYRO_CLI_HELPER": helper},
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        assert human.returncode == 0, human.stderr
+        assert b"/workspace/bad\xffname\n" in human.stdout
+    stop_cli_helpers(ws_home)  # the first command through PYRO_CLI_HELPER=1 started one

@@ -8,8 +8,6 @@ CLI command and flags, MCP tool) and nothing else.
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import pytest
 
 from pyro_mcp import Pyro
-from support import ENVIRONMENT, processes_mentioning
+from support import ENVIRONMENT, stop_cli_helpers
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 from workspace_fixtures import (
     CORE_TOOLS,
@@ -211,14 +209,7 @@ def surface(
         made = CliSurface(ws_home)
         yield made
         if request.param == "cli-helper":
-            helpers = [
-                int(line.split()[0])
-                for line in processes_mentioning(f"--home {ws_home}")
-                if "pyro_mcp.cli.helper" in line
-            ]
-            assert helpers, "the story never started a CLI helper"
-            for pid in helpers:
-                os.kill(pid, signal.SIGTERM)
+            assert stop_cli_helpers(ws_home), "the story never started a CLI helper"
     for workspace_id in made.created:
         forget(ws_pyro, workspace_id)  # only does something when the story failed half-way
 

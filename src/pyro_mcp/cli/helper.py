@@ -52,7 +52,7 @@ def warm_up() -> None:
     import sqlite3  # noqa: F401 - the workspace state database
 
     from ..api import operations
-    from ..engines import detect, gvisor_once  # noqa: F401
+    from ..engines import detect, gvisor_once, qemu  # noqa: F401 - auto builds qemu-kvm
     from ..workspaces import manager  # noqa: F401
     from .main import parser_for
 
@@ -99,7 +99,6 @@ def serve(home: Path, idle_seconds: float = IDLE_SECONDS) -> None:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
-            last = time.monotonic()
             conn.settimeout(1.0)  # a caller sends its request at once
             try:
                 request, fds, caller = _receive(conn)
@@ -132,6 +131,7 @@ def serve(home: Path, idle_seconds: float = IDLE_SECONDS) -> None:
                 finally:
                     os._exit(1)  # a child never runs the helper's own clean-up below
             children.add(pid)
+            last = time.monotonic()  # only a command served keeps the helper alive
             _close_all(fds)  # the caller's pipes must close when the child is done
             conn.close()
     finally:
@@ -201,6 +201,8 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int], int]:
 
 def run_child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
     """In the forked child: become the caller's pyro process for one command."""
+    from .main import _terminate  # loaded by warm_up already
+
     code = 1
     try:
         for signum in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
@@ -262,10 +264,6 @@ def _watch_caller(conn: socket.socket) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
         elif data[0] in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
             os.kill(os.getpid(), data[0])
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds like Ctrl-C, so sandboxes are cleaned up
 
 
 def _reopen_std_streams(unbuffered: bool) -> None:

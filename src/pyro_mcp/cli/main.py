@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -19,10 +20,6 @@ from .runners import EXTRA_COMMANDS, RUNNERS, remainder_command
 
 def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds like Ctrl-C, so sandboxes are cleaned up
-
-
-def main(argv: list[str] | None = None) -> None:
-    sys.exit(run_cli(sys.argv[1:] if argv is None else argv))
 
 
 def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -60,6 +57,8 @@ def parser_for(word: str | None) -> Parser | None:
 
 def run_cli(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a guest file name that is not UTF-8
+        sys.stdout.reconfigure(errors="surrogateescape")  # prints its bytes, as ls does
     tail: list[str] | None = None
     if "--" in argv:
         cut = argv.index("--")
