@@ -223,7 +223,8 @@ def run_child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> N
         os.environ.update(env)
         argv = [str(a) for a in request.get("argv") or []]
         sys.argv = ["pyro", *argv]
-        _reply(conn, f"pid {os.getpid()}\n".encode())
+        if not _reply(conn, f"pid {os.getpid()}\n".encode()) or _hung_up(conn):
+            os._exit(1)  # the caller gave up waiting and runs the command itself
         threading.Thread(target=_watch_caller, args=(conn,), daemon=True).start()
         os.chdir(str(request.get("cwd") or "/"))
         from .main import run_cli
@@ -293,11 +294,12 @@ def _exit_code(value: object) -> int:
     return 1
 
 
-def _reply(conn: socket.socket, data: bytes) -> None:
+def _reply(conn: socket.socket, data: bytes) -> bool:
     try:
         conn.sendall(data)
     except OSError:
-        pass
+        return False
+    return True
 
 
 def _reap(children: set[int]) -> None:

@@ -109,6 +109,8 @@ def run_in_helper(argv: list[str]) -> int | None:
     if not private_home(home):
         return None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    reader = LineReader(sock)
+    ignored: list[_signal.Signals] = []
     try:
         sock.settimeout(ANSWER_SECONDS)
         sock.connect(os.path.join(home, HELPER_SOCKET))
@@ -124,12 +126,14 @@ def run_in_helper(argv: list[str]) -> int | None:
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
         sock.sendmsg([header], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         sock.sendall(request)
-        reader = LineReader(sock)
         first = reader.line()
     except KeyboardInterrupt:
         sys.stderr.write("[error] interrupted\n")
         return 130  # the helper sees us hang up before it starts the command
     except TimeoutError:
+        if _answered_meanwhile(sock, reader):  # it started the command just now
+            sock.settimeout(None)
+            return _wait_for_exit(sock, reader, ignored)
         sys.stderr.write(
             "[warning] the pyro CLI helper did not answer; running the command here "
             "(PYRO_CLI_HELPER=0 turns the helper off)\n"
@@ -144,6 +148,16 @@ def run_in_helper(argv: list[str]) -> int | None:
         return None  # a stale helper (another pyro version) or another context: run here
     sock.settimeout(None)
     return _wait_for_exit(sock, reader, ignored)
+
+
+def _answered_meanwhile(sock: Any, reader: LineReader) -> bool:
+    """After a timeout: did the helper's child say "pid" after all? Closing right after a
+    no lets the child see the hang-up, so the command never runs twice."""
+    try:
+        sock.setblocking(False)
+        return reader.line().startswith(b"pid ")
+    except OSError:
+        return False
 
 
 def encode_request(
