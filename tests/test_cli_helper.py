@@ -122,10 +122,12 @@ def test_results_through_the_helper_match_in_process(home: Path) -> None:
     # The caller's environment and working directory are the command's, not the helper's.
     engine = probe(home, "run", ENVIRONMENT, "--", "true", PYRO_ENGINE="bogus")
     assert engine.returncode == 1 and "unknown engine 'bogus'" in engine.stderr
+    assert engine.stderr.endswith("HELPER\n")
     (home / "seed").mkdir()
     (home / "seed" / "a.txt").write_text("from cwd\n")
     created = probe(home, "workspace", "create", ENVIRONMENT, "--seed-path", "seed", "--json")
     assert created.returncode == 0, created.stderr
+    assert created.stderr.endswith("HELPER\n")
     wid = json.loads(created.stdout)["workspace_id"]
     try:
         read = probe(home, "workspace", "file", "read", wid, "a.txt")
@@ -135,6 +137,18 @@ def test_results_through_the_helper_match_in_process(home: Path) -> None:
 
 
 @pytest.mark.guest
+def _ancestors(pid: int) -> list[int]:
+    found = []
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        found.append(pid)
+    return found
+
+
 def test_ctrl_c_and_a_killed_caller_stop_the_command_and_its_sandbox(home: Path) -> None:
     probe(home, "--version")
     wait_for_helper(home)
@@ -151,6 +165,8 @@ def test_ctrl_c_and_a_killed_caller_stop_the_command_and_its_sandbox(home: Path)
         while not [p for p in processes_mentioning(str(home / "runtime")) if "runsc" in p]:
             assert time.monotonic() < deadline, "the sandbox never started"
             time.sleep(0.05)
+        runsc = [p for p in processes_mentioning(str(home / "runtime")) if "runsc" in p]
+        assert caller.pid not in _ancestors(int(runsc[0].split()[0])), "not run by the helper"
         caller.send_signal(how)
         _out, err = caller.communicate(timeout=30)
         if how == signal.SIGINT:
@@ -163,8 +179,10 @@ def test_ctrl_c_and_a_killed_caller_stop_the_command_and_its_sandbox(home: Path)
 
 def test_other_users_stale_code_and_idle_end_the_helper(home: Path) -> None:
     server = subprocess.Popen(
-        [*HELPER, "--home", str(home), "--idle-seconds", "2"],
+        [*HELPER, "--home", str(home), "--idle-seconds", "120"],  # only stale may end it
         stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for_helper(home)
@@ -202,6 +220,8 @@ def test_other_users_stale_code_and_idle_end_the_helper(home: Path) -> None:
         assert sock.makefile("rb").readline() == b"stale\n"
         sock.close()
         assert server.wait(timeout=10) == 0
+        assert server.stderr is not None
+        assert "exiting: the caller runs /other/python" in server.stderr.read()
         assert not (home / launch.HELPER_SOCKET).exists()
     finally:
         server.kill()
