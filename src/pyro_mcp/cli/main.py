@@ -24,8 +24,8 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """Parse with the tree of just the named command (building all ~50 subcommands costs
-    ~30 ms a start); anything that does not parse is parsed again with the whole tree, so
-    help and errors are exactly the full parser's."""
+    ~30 ms a start). A parse error is parsed again with the whole tree, and help is built
+    the same way in both, so help and errors are exactly the full parser's."""
     word = command_word(argv)
     if word is not None:
         parser = parser_for(word)
