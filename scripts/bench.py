@@ -5,12 +5,15 @@
 
 Figures (each printed with its ratio to the bare engine):
   gvisor   one-shot `pyro run debian:12 --engine gvisor -- true` through the installed console
-           script (interpreter start-up included: users pay it) and through the SDK in-process,
-           versus bare `runsc run` of /bin/true with pyro's own OCI config and runsc flags.
+           script, served by the warm CLI helper as every command after a first one is (the
+           run fails if the helper did not serve them all), and with no helper (interpreter
+           start-up and imports included), and through the SDK in-process, versus bare
+           `runsc run` of /bin/true with pyro's own OCI config and runsc flags.
   qemu     QEMU start to first result (`run_in_vm ... true`): from pyro's boot template, versus
            bare QEMU restoring that same saved state; and a true cold boot, versus the same QEMU
            command line, kernel and initrd booting to a shell in the real root (section_qemu).
-  exec     warm `true` round trip on a started gVisor VM (manager.vms.exec), versus
+  exec     warm `true` round trip on a started gVisor VM (manager.vms.exec), calls back to
+           back (no shell is started ahead between such calls), versus
            `runsc exec <container> /bin/true` on a sleeping bare container.
 
 --profile adds where the time goes: checkpoints inside pyro (wrapped functions, medians of
@@ -27,6 +30,7 @@ command line mentions that temporary directory is reported and killed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shlex
@@ -142,22 +146,31 @@ class Bench:
                 }
                 for step in steps.values():  # warm-up: page cache, .pyc files, CLI helper
                     step()
-                if cli_env.get("PYRO_CLI_HELPER", "1") != "0":
+                helper = cli_env.get("PYRO_CLI_HELPER", "1") != "0"
+                if helper:
                     wait_for((self.home / "cli-helper.sock").exists, 10)
+                helpers = self.cli_helpers()
                 for _ in range(runs):
                     for name, step in steps.items():
                         samples[name].append(step())
+                if helper and (not helpers or self.cli_helpers() != helpers):
+                    raise RuntimeError("the CLI helper did not serve every timed CLI run")
                 self.report_gvisor(samples)
                 if self.args.profile:
                     self.profile_gvisor(pyro, bare)
         finally:
             sweep_runsc_root(bare.state)
-            for pid, _ in processes_mentioning(f"--home {self.home}"):  # the CLI helper
-                os.kill(pid, signal.SIGTERM)
+            for pid in self.cli_helpers():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+    def cli_helpers(self) -> list[int]:
+        found = processes_mentioning(f"--home {self.home}")
+        return sorted(pid for pid, line in found if "pyro_mcp.cli.helper" in line)
 
     def report_gvisor(self, samples: dict[str, list[float]]) -> None:
         base = Stats(samples["bare"])
-        for label, key in (("CLI", "cli"), ("SDK", "sdk")):
+        for label, key in (("CLI, warm helper", "cli"), ("SDK", "sdk")):
             stats = Stats(samples[key])
             ratio = stats.median / base.median
             print(
@@ -412,7 +425,10 @@ class Bench:
     # -- 3. warm exec round trip ------------------------------------------------------------
     def section_exec(self) -> None:
         runs = self.args.exec_runs
-        print(f"\n== warm exec round trip on gVisor: `true` ({runs} calls each, blocks of 25) ==")
+        print(
+            f"\n== warm exec round trip on gVisor: `true` ({runs} calls each, back to back, "
+            "blocks of 25) =="
+        )
         bare = BareRunsc(self.workdir / "bare-exec", self.env, self.agent_dir)
         pyro_s: list[float] = []
         bare_s: list[float] = []
