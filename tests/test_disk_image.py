@@ -125,7 +125,7 @@ def test_names_with_a_slash_or_dots_are_never_gone_through(tmp_path: Path) -> No
 
 
 def test_debugfs_never_writes_files(tmp_path: Path) -> None:
-    """Even a debugfs told to write (as a compromised one might) cannot create a file."""
+    """Even a debugfs told to write (as a compromised one might) cannot write a byte."""
     disk = DiskImage(make_image(tmp_path))
     target = tmp_path / "written-by-debugfs"
     with pytest.raises(RuntimeError, match="debugfs ended by signal 25"):  # SIGXFSZ

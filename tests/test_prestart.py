@@ -234,8 +234,11 @@ def test_a_replaced_directory_or_dead_shell_is_never_used(shell: NextShell, tmp_
     assert _run("ls", work) == (0, "marker\n", "")
     assert _pid_gone(old), "the shell in the replaced directory was not discarded"
     _ready(shell, work)
-    os.kill(_waiting_pid(shell), 9)
-    time.sleep(0.05)
+    killed = _waiting_pid(shell)
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _state(killed) != "Z" and time.monotonic() < deadline:  # dead, not yet reaped
+        time.sleep(0.01)
     assert _run("echo still-runs", work) == (0, "still-runs\n", "")
 
 

@@ -20,6 +20,7 @@ from pyro_mcp.cli.parser import flag_name
 from pyro_mcp.mcp.server import TOOL_ORDER, create_server, tools_for_profile
 from pyro_mcp.operations.registry import PROFILES
 from pyro_mcp.version import __version__
+from workspace_fixtures import CORE_TOOLS
 
 VM_LIFECYCLE = ("run", "create", "start", "exec", "stop", "delete", "status", "network_info")
 VM_TOOLS = {f"vm_{name}" for name in (*VM_LIFECYCLE, "reap_expired", "list_environments")}
@@ -209,7 +210,7 @@ def test_tools_are_listed_in_the_spec_order() -> None:
     assert [op.mcp_name for op in tools_for_profile("workspace-full")] == list(TOOL_ORDER)
     assert list(list_tools("workspace-full")) == list(TOOL_ORDER)
     core = [op.mcp_name for op in tools_for_profile("workspace-core")]
-    assert core == list(TOOL_ORDER[:16])
+    assert core == list(TOOL_ORDER[:16]) == list(CORE_TOOLS)  # the spec's list, written out
     assert list(list_tools("workspace-core")) == core
 
 

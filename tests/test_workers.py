@@ -21,7 +21,9 @@ def test_sequential_tasks_reuse_one_thread() -> None:
         done = threading.Event()
         workers.submit(lambda d=done: (seen.append(threading.get_ident()), d.set()))
         assert done.wait(5)
-        time.sleep(0.005)  # let the thread go back to idle
+        deadline = time.monotonic() + 5
+        while workers._idle != 1 and time.monotonic() < deadline:  # back to idle
+            time.sleep(0.001)
     assert len(set(seen)) == 1
     assert len(_pool_threads("test-reuse")) == 1
 
