@@ -9,7 +9,7 @@ import io
 import pytest
 
 from pyro_mcp.api import Pyro, operations
-from pyro_mcp.cli.main import command_word, parse
+from pyro_mcp.cli.main import command_word, parse, parser_for
 from pyro_mcp.cli.parser import UsageError, build_parser
 from pyro_mcp.cli.runners import EXTRA_COMMANDS
 
@@ -19,12 +19,10 @@ PATHS = sorted(
 
 
 def _help(parser_argv: list[str], subset: bool) -> str:
-    word = parser_argv[0]
-    if subset:
-        extra = {p: v for p, v in EXTRA_COMMANDS.items() if p[0] == word}
-        parser = build_parser(operations(word), extra)
-    else:
-        parser = build_parser(operations(), EXTRA_COMMANDS)
+    """--help as the CLI prints it: from the command's own tree (``parser_for``, as the CLI
+    builds it), or from the whole tree."""
+    parser = parser_for(parser_argv[0] if subset else None)
+    assert parser is not None
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         parser.parse_args([*parser_argv, "--help"])
