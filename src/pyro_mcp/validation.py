@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from .errors import ValidationError
@@ -56,6 +57,11 @@ def command(value: Any) -> str:
     if "\0" in value:
         raise ValidationError("command must not contain NUL characters")
     return value
+
+
+def new_id() -> str:
+    """A new 12-hex ID (VMs, workspaces, shells, probes): 48 random bits, no uuid import."""
+    return os.urandom(6).hex()
 
 
 def identifier(kind: str, value: Any) -> str:

@@ -6,7 +6,6 @@ happens to look at it.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,10 +28,6 @@ Phase = Callable[[str], None]
 
 GUEST_CWD = "/root"
 EXEC_SLACK_SECONDS = 30.0
-
-
-def new_id() -> str:
-    return os.urandom(6).hex()  # 48 random bits, like uuid4().hex[:12] (no uuid import)
 
 
 class VmRecord:
@@ -66,11 +61,6 @@ class VmRecord:
         network: bool,
         allow_host_compat: bool,
         workdir: Path,
-        created_at: float | None = None,
-        state: str = "created",
-        sandbox: Sandbox | None = None,
-        timer: threading.Timer | None = None,
-        lock: threading.Lock | None = None,
     ) -> None:
         self.vm_id = vm_id
         self.env = env
@@ -81,11 +71,11 @@ class VmRecord:
         self.network = network
         self.allow_host_compat = allow_host_compat
         self.workdir = workdir
-        self.created_at: float = time.time() if created_at is None else created_at
-        self.state = state
-        self.sandbox = sandbox
-        self.timer = timer
-        self.lock: threading.Lock = threading.Lock() if lock is None else lock
+        self.created_at = time.time()
+        self.state = "created"
+        self.sandbox: Sandbox | None = None
+        self.timer: threading.Timer | None = None
+        self.lock = threading.Lock()
 
     @property
     def expires_at(self) -> float:
@@ -186,7 +176,7 @@ class VmRegistry:
         allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
         env = self.runtime.environment(environment, progress)
         choice = self.runtime.choose_engine(env, allow_host_compat, notify, need_network=network)
-        vm_id = new_id()
+        vm_id = validation.new_id()
         record = VmRecord(
             vm_id=vm_id,
             env=env,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .. import validation
 from ..environments.store import InstalledEnvironment
 from ..errors import EngineUnavailable, PyroError, ValidationError
 from . import ENGINE_CHOICES
@@ -140,11 +141,10 @@ class EngineSelector:
             notify(f"probing engine {key} with a real boot (once; the answer is cached)")
         started = time.monotonic()
         import tempfile  # probes are rare; a gVisor run never needs these
-        import uuid
 
         workdir = Path(tempfile.mkdtemp(prefix="probe-", dir=self._probe_root()))
         spec = BootSpec(
-            sandbox_id=uuid.uuid4().hex[:12],
+            sandbox_id=validation.new_id(),
             environment=env,
             workdir=workdir,
             agent_dir=agent_dir(),

@@ -17,7 +17,6 @@ import sys
 import tarfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +264,7 @@ class WorkspaceLifecycle:
         now = time.time()
         ttl = validation.ttl_seconds(fields["ttl_seconds"])
         return {
-            "workspace_id": uuid.uuid4().hex[:12],
+            "workspace_id": validation.new_id(),
             "created_at": now,
             "last_activity_at": now,
             "expires_at": now + ttl,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from .. import validation
@@ -47,7 +46,7 @@ class ShellMixin(WorkspaceLifecycle):
         record = self._shell_record(workspace_id, "shell_open")
         env_map = secret_store.env_mapping(secret_env, [s["name"] for s in record["secrets"]])
         args = {
-            "shell_id": uuid.uuid4().hex[:12],
+            "shell_id": validation.new_id(),
             "cwd": normalize_workspace_path(cwd),
             "cols": cols,
             "rows": rows,
