@@ -353,7 +353,8 @@ class Bench:
         os.environ["PYRO_VM_TEMPLATES"] = "0"  # read when the engines are constructed
         try:
             cold = self.pyro("qemu")
-            cold.manager.runtime.selector.engines  # noqa: B018 - construct them now (lazy)
+            for key in ("qemu-kvm", "qemu-tcg"):  # construct them now (they are lazy)
+                cold.manager.runtime.selector.engine(key)
         finally:
             if saved is None:
                 os.environ.pop("PYRO_VM_TEMPLATES", None)

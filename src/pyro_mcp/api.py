@@ -77,5 +77,6 @@ class Pyro(
 
 
 def operations(cli_word: str | None = None) -> list[Operation]:
-    """Every public operation, in declaration order (or those of one CLI command word)."""
+    """Every public operation, mixin by mixin from the last base class to the first, each
+    in its own declaration order (or those of one CLI command word)."""
     return collect(Pyro, cli_word)

@@ -78,10 +78,6 @@ class EngineSelector:
                 raise ValidationError(f"unknown engine {key!r}")
         return self._engines[key]
 
-    @property
-    def engines(self) -> dict[str, Engine]:
-        return {key: self.engine(key) for key in AUTO_ORDER}
-
     def _binary(self, key: str) -> str | None:
         return shutil.which("runsc" if key == "gvisor" else "qemu-system-x86_64")
 

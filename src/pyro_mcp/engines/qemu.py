@@ -28,7 +28,6 @@ KERNEL_ARGS = (
     "i8042.noaux i8042.nomux i8042.nopnp"
 )
 AGENT_PORT = "org.pyro.agent"
-# QEMU user-mode networking (slirp): egress through host sockets, no root, no TAP.
 
 
 def qemu_binary() -> str | None:

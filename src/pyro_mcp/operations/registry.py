@@ -194,7 +194,8 @@ def read_operation(func: Callable[..., Any]) -> Operation:
 
 
 def collect(cls: type, cli_word: str | None = None) -> list[Operation]:
-    """All operations declared on ``cls`` (the SDK class), in definition order.
+    """All operations declared on ``cls`` (the SDK class): base classes from the last to
+    the first, each in definition order (MCP reorders them: mcp/server.py TOOL_ORDER).
 
     ``cli_word``: only those whose CLI command starts with that word (the CLI reads just
     the declarations of the command it runs; reading them all costs ~15 ms a start).
