@@ -78,7 +78,8 @@ def command_env(args: dict[str, Any]) -> dict[str, str]:
 
 def prepare_next(args: dict[str, Any]) -> None:
     """Once an exec was answered: start the shell the next exec like it will use."""
-    NEXT_SHELL.prepare(args.get("cwd") or "/", command_env(args))
+    if NEXT_SHELL.enabled:  # nothing to build on the host (host_compat)
+        NEXT_SHELL.prepare(args.get("cwd") or "/", command_env(args))
 
 
 def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:

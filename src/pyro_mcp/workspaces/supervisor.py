@@ -308,8 +308,9 @@ class Supervisor:
         if self.stopping.is_set():
             return
         self.stopping.set()
-        # A reset in progress finishes first (its new sandbox is then torn down below);
-        # otherwise the sandbox it is booting would outlive us.
+        # A reset in progress gets up to STOP_WAIT_FOR_RESET to finish, so its new sandbox
+        # is torn down below; one that takes longer (a huge /workspace) is left to die with
+        # this process and its process group.
         locked = self.reboot_lock.acquire(timeout=STOP_WAIT_FOR_RESET)
         if self.listener is not None:
             try:
