@@ -64,6 +64,11 @@ class Sandbox(abc.ABC):
     def _shutdown(self, clean_exit: bool) -> None:
         """Engine-specific teardown once the process is gone (state dirs, sockets)."""
 
+    def limit_exceeded(self) -> str | None:
+        """Once the engine process has ended: which resource limit ended it, if one did
+        (the engine's host-side backstop; see ``engines/limits.py``), else None."""
+        return None
+
     def publish_port(self, guest_port: int, host_port: int) -> None:
         """Forward 127.0.0.1:host_port on the host to the guest's guest_port."""
         raise SandboxError(f"the {self.info.name} engine cannot publish ports")
@@ -143,14 +148,21 @@ class Engine(abc.ABC):
     def boot(self, spec: BootSpec) -> Sandbox: ...
 
 
-def wait_hello(sandbox: Sandbox, timeout: float, log: Path | None) -> dict[str, Any]:
-    """Wait for the agent's first answer; on failure include the engine's log tail."""
+def wait_hello(
+    sandbox: Sandbox, timeout: float, log: Path | None, limits: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Wait for the agent's first answer; on failure include the engine's log tail.
+
+    ``limits`` (``engines.limits.guest_limits``) are what the agent enforces in the guest."""
     deadline = time.monotonic() + timeout
     payload = os.urandom(64)
+    args: dict[str, Any] = {"time": time.time()}
+    if limits is not None:
+        args["limits"] = limits
     try:
         result, _ = sandbox.client.call(
             "hello",
-            {"time": time.time()},
+            args,
             data=payload,
             timeout=max(0.1, deadline - time.monotonic()),
         )

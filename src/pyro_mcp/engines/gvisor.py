@@ -10,12 +10,21 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import EngineUnavailable
 from .agent_client import AgentClient
 from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
+from .limits import (
+    guest_limits,
+    host_memory_bytes,
+    host_pids_limit,
+    process_limit,
+    tmpfs_size_mib,
+)
 
 CAPABILITIES = [
     "CAP_CHOWN",
@@ -63,8 +72,13 @@ def _bind(destination: str, source: Path | None, mode: str) -> list[dict[str, An
     ]
 
 
+# runsc makes the sandbox's host cgroups under this parent (and removes them when it ends).
+CGROUP_PARENT = "/pyro-gvisor"
+
+
 def oci_config(spec: BootSpec, rootfs: Path) -> dict[str, Any]:
     caps = {key: CAPABILITIES for key in ("bounding", "effective", "permitted", "inheritable")}
+    tmpfs_size = f"size={tmpfs_size_mib(spec.mem_mib)}m"
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -96,7 +110,7 @@ def oci_config(spec: BootSpec, rootfs: Path) -> dict[str, Any]:
                 "destination": "/dev/shm",
                 "type": "tmpfs",
                 "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777"],
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", tmpfs_size],
             },
             {
                 "destination": "/sys",
@@ -108,25 +122,56 @@ def oci_config(spec: BootSpec, rootfs: Path) -> dict[str, Any]:
                 "destination": "/tmp",
                 "type": "tmpfs",
                 "source": "tmpfs",
-                "options": ["nosuid", "nodev", "mode=1777"],
+                "options": ["nosuid", "nodev", "mode=1777", tmpfs_size],
             },
             {
                 "destination": "/run",
                 "type": "tmpfs",
                 "source": "tmpfs",
-                "options": ["nosuid", "nodev", "mode=755"],
+                "options": ["nosuid", "nodev", "mode=755", tmpfs_size],
             },
             *_bind("/workspace", spec.workspace_dir, "rw"),
             *_bind("/opt/pyro", spec.agent_dir, "ro"),
         ],
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            # The host's backstop around the whole sandbox; the agent keeps the guest to
+            # the real limits first (engines/limits.py).
+            "cgroupsPath": f"{CGROUP_PARENT}/pyro-{spec.sandbox_id}",
             "resources": {
-                "memory": {"limit": spec.mem_mib * 1024 * 1024},
+                "memory": {"limit": host_memory_bytes(spec.mem_mib)},
+                "pids": {"limit": host_pids_limit(spec.mem_mib)},
                 "cpu": {"quota": spec.vcpu_count * 100000, "period": 100000},
             },
         },
     }
+
+
+class CgroupWatch:
+    """Notes when the sandbox's host cgroup hits its memory or task limit (runsc removes the
+    cgroup when the sandbox ends, so it is read while the sandbox runs)."""
+
+    POLL = 0.25
+
+    def __init__(self, sandbox_id: str, process: subprocess.Popen[bytes]) -> None:
+        self.hit: str | None = None
+        self.files = {
+            "pids": Path(f"/sys/fs/cgroup/pids{CGROUP_PARENT}/{sandbox_id}/pids.events"),
+            "memory": Path(f"/sys/fs/cgroup/memory{CGROUP_PARENT}/{sandbox_id}/memory.failcnt"),
+        }
+        if all(path.parent.parent.is_dir() for path in self.files.values()):  # cgroup v1
+            threading.Thread(target=self._run, args=(process,), daemon=True).start()
+
+    def _run(self, process: subprocess.Popen[bytes]) -> None:
+        while process.poll() is None and self.hit is None:
+            for what, path in self.files.items():
+                try:
+                    count = int(path.read_text().split()[-1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if count > 0:
+                    self.hit = what
+            time.sleep(self.POLL)
 
 
 class GvisorSandbox(Sandbox):
@@ -136,8 +181,10 @@ class GvisorSandbox(Sandbox):
         container_id: str,
         process: subprocess.Popen[bytes],
         workdir: Path,
+        mem_mib: int,
     ) -> None:
         self.info = INFO
+        self.mem_mib = mem_mib
         self.engine = engine
         self.container_id = container_id
         self.process = process
@@ -145,6 +192,17 @@ class GvisorSandbox(Sandbox):
         assert process.stdout is not None and process.stdin is not None
         self.client = AgentClient(process.stdout, process.stdin, name=f"sandbox {container_id}")
         self.hello = {}
+        self.backstop = CgroupWatch(container_id, process)
+
+    def limit_exceeded(self) -> str | None:
+        code = self.process.poll()
+        if code is None or code == 0:
+            return None
+        if self.backstop.hit == "memory" or code in (137, -9):  # the cgroup's OOM kill
+            return f"memory limit ({self.mem_mib} MiB)"
+        if self.backstop.hit == "pids":
+            return f"process limit ({process_limit(self.mem_mib)} processes)"
+        return None
 
     def _request_exit(self) -> bool:
         # EOF on stdin ends the agent, so the container exits and runsc cleans up (~40 ms);
@@ -191,14 +249,14 @@ class GvisorEngine(Engine):
         ]
 
     def run_argv(self, bundle: Path, container_id: str) -> list[str]:
-        """`runsc run`: no network, the rootfs under a memory overlay (never written)."""
+        """`runsc run`: no network, the rootfs under a memory overlay (never written), in
+        host cgroups that bound its memory, tasks and CPU (``oci_config``)."""
         return [
             *self.runsc_base(),
             "--network",
             "none",
             "--overlay2",
             "root:memory",
-            "--ignore-cgroups",
             "run",
             "--bundle",
             str(bundle),
@@ -236,6 +294,7 @@ class GvisorEngine(Engine):
                 stderr=log_handle,
                 start_new_session=True,
             )
-        sandbox = GvisorSandbox(self, container_id, process, spec.workdir)
-        sandbox.hello = wait_hello(sandbox, spec.boot_timeout, log)
+        sandbox = GvisorSandbox(self, container_id, process, spec.workdir, spec.mem_mib)
+        limits = guest_limits(spec.mem_mib, watchdog=True)
+        sandbox.hello = wait_hello(sandbox, spec.boot_timeout, log, limits)
         return sandbox

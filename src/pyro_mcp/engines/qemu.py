@@ -20,6 +20,7 @@ from ..paths import socket_address
 from . import templates
 from .agent_client import AgentClient
 from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
+from .limits import guest_limits
 from .qmp import Qmp
 
 KERNEL_ARGS = (
@@ -295,7 +296,9 @@ class QemuEngine(Engine):
         sandbox = QemuSandbox(self.info(), process, spec.workdir, sock)
         timeout = 20.0 if template is not None else spec.boot_timeout
         logs = spec.workdir / ("engine.log" if template is not None else "console.log")
-        sandbox.hello = wait_hello(sandbox, timeout, logs)
+        sandbox.hello = wait_hello(
+            sandbox, timeout, logs, guest_limits(spec.mem_mib, watchdog=False)
+        )
         sandbox.hello["boot"] = "template" if template is not None else "cold"
         return sandbox
 

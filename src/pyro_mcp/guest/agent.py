@@ -46,6 +46,10 @@ def op_hello(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
         boot.set_clock(float(args["time"]))
     if data:
         boot.mix_entropy(data)
+    if args.get("limits"):
+        from . import limits
+
+        limits.apply(args["limits"])
     uname = os.uname()
     return {
         "protocol": PROTOCOL_VERSION,

@@ -282,10 +282,31 @@ class Supervisor:
     # -- watchers and shutdown -----------------------------------------------------------------
     def _watch_engine(self, sandbox: Sandbox) -> None:
         code = sandbox.process.wait()
-        if sandbox is self.sandbox and not self.stopping.is_set():
-            self.shutdown(
-                "stopped", error=f"backing guest process is no longer running (exit {code})"
-            )
+        if sandbox is not self.sandbox or self.stopping.is_set():
+            return
+        limit = sandbox.limit_exceeded()
+        if limit is not None and self._restart_after_limit(sandbox, limit):
+            return
+        self.shutdown("stopped", error=f"backing guest process is no longer running (exit {code})")
+
+    def _restart_after_limit(self, sandbox: Sandbox, limit: str) -> bool:
+        """A sandbox the engine's backstop ended (the guest went past a limit faster than
+        the agent could hold it): boot a fresh one on the same /workspace and say why."""
+        with self.reboot_lock:
+            if sandbox is not self.sandbox or self.stopping.is_set():
+                return True  # a reset or stop took over
+            self.sandbox = None
+            sandbox.kill()  # clean up what the engine left
+            try:
+                self._boot_sandbox()
+            except Exception:  # reported as the stop's reason below
+                return False
+        self.store.update(
+            self.workspace_id,
+            last_error=f"the sandbox went over its {limit} and was restarted: /workspace is "
+            "intact; its processes, shells and services were ended",
+        )
+        return True
 
     def _watch_ttl(self) -> None:
         while not self.stopping.is_set():

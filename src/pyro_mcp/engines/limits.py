@@ -1,0 +1,53 @@
+"""The resource limits of one sandbox, from the same parameters on every engine.
+
+A sandbox gets ``vcpu_count`` CPUs, ``mem_mib`` of memory and a process limit derived from
+its memory (``process_limit``). Each engine enforces them its own way, and the guest agent
+enforces what an engine cannot do exactly (``guest_limits``):
+
+- QEMU: the VM's CPUs and RAM are the limits; the guest kernel's pids cgroup caps processes.
+- gVisor: runsc puts the sandbox in a host cgroup (memory, pids, CPU quota) sized with room
+  for the engine's own use (a backstop that protects the host: crossing it ends the sandbox),
+  and the agent keeps the guest inside the real limits first (a pids cgroup, and a watchdog
+  that kills the largest offender when memory or processes go over), so exceeding a limit
+  hurts only the guest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# What gVisor itself (sentry, gofer, systrap stubs) may use beyond the guest's memory.
+ENGINE_MEMORY_OVERHEAD_MIB = 256
+# Threads the agent itself may run beside the guest's processes (they share the pids cgroup).
+AGENT_TASKS = 64
+
+
+def process_limit(mem_mib: int) -> int:
+    """Processes (threads included) a sandbox may run: a quarter of its MiB, 128 to 4096."""
+    return max(128, min(4096, mem_mib // 4))
+
+
+def tmpfs_size_mib(mem_mib: int) -> int:
+    """Each of the guest's tmpfs mounts may hold half of its memory (as Linux defaults to)."""
+    return max(64, mem_mib // 2)
+
+
+def host_memory_bytes(mem_mib: int) -> int:
+    """The gVisor host cgroup's memory limit: the guest's memory plus the engine's own."""
+    return (mem_mib + ENGINE_MEMORY_OVERHEAD_MIB) * 1024 * 1024
+
+
+def host_pids_limit(mem_mib: int) -> int:
+    """The gVisor host cgroup's task limit: each guest process costs the engine a stub
+    process and threads on the host, and the sentry runs its own threads."""
+    return 4 * process_limit(mem_mib) + 256
+
+
+def guest_limits(mem_mib: int, watchdog: bool) -> dict[str, Any]:
+    """What the agent enforces inside the guest (sent with its first ``hello``)."""
+    return {
+        "processes": process_limit(mem_mib),
+        "agent_tasks": AGENT_TASKS,
+        "memory_mib": mem_mib,
+        "watchdog": watchdog,
+    }

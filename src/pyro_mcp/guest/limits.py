@@ -1,0 +1,152 @@
+"""Limits the guest keeps itself: a process cap, and a watchdog where the engine's are coarse.
+
+The host sends ``{"processes", "agent_tasks", "memory_mib", "watchdog"}`` with the first
+``hello`` (see ``pyro_mcp.engines.limits``). The agent then moves itself into a pids cgroup
+of its own, so every process it starts (exec, shells, services, and all their children)
+counts against ``processes`` and a fork past it fails with EAGAIN. A Linux guest kernel
+enforces that exactly. gVisor's cgroups are its own and may run over under a fork storm,
+and its memory is bounded only by the host cgroup around the whole sandbox (crossing that
+ends the sandbox). So there the ``watchdog`` thread polls: past the memory limit it kills
+the process using the most memory, as a kernel's OOM killer would, and past the process
+cap every process the agent started. A fork storm can still outrun it (gVisor gives the
+watchdog little time then): the host cgroup's backstop ends the sandbox, and the
+workspace's supervisor boots a fresh one on the same /workspace and says why.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+CGROUP_DIR = "/run/pyro-limits"
+GROUP = "guest"
+IDLE_POLL = 0.1  # seconds between checks while far from every limit
+BUSY_POLL = 0.01  # once past half of one
+AFTER_KILL = 0.3  # a killed process's memory takes a moment to come back
+
+_STARTED = threading.Event()
+
+
+def apply(limits: dict[str, Any]) -> None:
+    """Set the limits up once (a restored VM template sends them again: ignored)."""
+    if _STARTED.is_set():
+        return
+    _STARTED.set()
+    processes = int(limits["processes"])
+    group = _join_pids_cgroup(processes + int(limits.get("agent_tasks") or 0))
+    if limits.get("watchdog"):
+        watch = Watchdog(int(limits["memory_mib"]) * 1024 * 1024, group)
+        threading.Thread(target=watch.run, name="pyro-limits", daemon=True).start()
+
+
+def _join_pids_cgroup(max_tasks: int) -> str | None:
+    """Mount a pids cgroup hierarchy (v1, else v2), make our group, move the agent in."""
+    os.makedirs(CGROUP_DIR, exist_ok=True)
+    group = f"{CGROUP_DIR}/{GROUP}"
+    for kind, options in (("cgroup", ["-o", "pids"]), ("cgroup2", [])):
+        mounted = subprocess.run(
+            ["mount", "-t", kind, *options, "pyro-pids", CGROUP_DIR],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        if mounted.returncode == 0:
+            break
+    else:
+        return None
+    try:
+        if os.path.exists(f"{CGROUP_DIR}/cgroup.subtree_control"):
+            _write(f"{CGROUP_DIR}/cgroup.subtree_control", "+pids")
+        os.makedirs(group, exist_ok=True)
+        _write(f"{group}/pids.max", str(max_tasks))
+        _write(f"{group}/cgroup.procs", str(os.getpid()))
+    except OSError:
+        return None
+    return group
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+class Watchdog:
+    def __init__(self, memory_bytes: int, group: str | None) -> None:
+        self.memory_bytes = memory_bytes
+        self.group = group
+        self.max_tasks = int(_read(f"{group}/pids.max") or 0) if group else 0
+        self.spared = {1, os.getpid(), os.getppid()}
+
+    def run(self) -> None:
+        delay = IDLE_POLL
+        while True:
+            time.sleep(delay)
+            try:
+                delay = self.check()
+            except Exception:  # never let the watchdog die on a racing /proc
+                delay = IDLE_POLL
+
+    def check(self) -> float:
+        used = memory_used()
+        tasks = int(_read(f"{self.group}/pids.current") or 0) if self.group else 0
+        if used > self.memory_bytes:
+            self.kill_largest_memory()
+            return AFTER_KILL
+        if self.max_tasks and tasks >= self.max_tasks:
+            self.kill_group()
+        busy = used * 2 > self.memory_bytes or (self.max_tasks and tasks * 2 > self.max_tasks)
+        return BUSY_POLL if busy else IDLE_POLL
+
+    def kill_largest_memory(self) -> None:
+        sizes = {pid: _resident(pid) for pid in self._pids()}
+        if sizes:
+            _kill([max(sizes, key=lambda p: sizes[p])])
+
+    def kill_group(self) -> None:
+        """Past the process cap: end every process the agent started (a fork storm outruns
+        any finer choice here, and counting sessions in /proc under one takes seconds)."""
+        assert self.group is not None
+        pids = [int(p) for p in _read(f"{self.group}/cgroup.procs").split()]
+        _kill([p for p in pids if p not in self.spared])
+
+    def _pids(self) -> list[int]:
+        return [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) not in self.spared]
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def memory_used() -> int:
+    """Bytes the guest uses (processes, tmpfs, the root's writable layer): total - free."""
+    fields: dict[str, int] = {}
+    with open("/proc/meminfo", "rb") as handle:
+        for line in handle:
+            name, _, rest = line.partition(b":")
+            if name in (b"MemTotal", b"MemFree"):
+                fields[name.decode()] = int(rest.split()[0]) * 1024
+    return fields.get("MemTotal", 0) - fields.get("MemFree", 0)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def _resident(pid: int) -> int:
+    fields = _read(f"/proc/{pid}/statm").split()
+    return int(fields[1]) if len(fields) > 1 else 0
