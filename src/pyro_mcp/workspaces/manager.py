@@ -8,6 +8,7 @@ from typing import Any
 from .. import validation
 from ..engines.agent_client import AgentInvalid
 from ..errors import StateError, ValidationError
+from ..guest.protocol import split_output
 from ..runtime import Runtime
 from . import records
 from . import secrets as secret_store
@@ -213,8 +214,10 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "stream": on_output is not None,
             "secret_env": env_map,
         }
-        result, _ = self.call(
-            workspace_id, "exec", args, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_output
+        result = split_output(
+            *self.call(
+                workspace_id, "exec", args, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_output
+            )
         )
         entry = {
             "command": command,
