@@ -16,13 +16,16 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from ..errors import SandboxError
 from ..guest.execution import CHUNK, DEFAULT_MAX_OUTPUT, Capture, base_env, shell_status
 from .base import BootSpec
 from .gvisor import GvisorEngine, oci_config
 
 Emit = Callable[[str, bytes], None]
+RUNSC_FAILED = 128  # runsc's exit code when it fails itself (a command may return it too)
 
 
 def run_once(
@@ -44,7 +47,11 @@ def run_once(
     )
     (bundle / "config.json").write_text(json.dumps(config))
     container_id = f"pyro-{spec.sandbox_id}"
-    cmd = engine.run_argv(bundle, container_id)
+    # runsc's own log goes to a file: an error there (with exit 128) is runsc failing,
+    # which the command cannot fake, whatever it prints or returns.
+    log = spec.workdir / "runsc.log"
+    argv = engine.run_argv(bundle, container_id)
+    cmd = [argv[0], f"--log={log}", *argv[1:]]
     started = time.monotonic()
     proc = subprocess.Popen(
         cmd,
@@ -84,6 +91,10 @@ def run_once(
                 check=False,
                 timeout=30,
             )
+    if code == RUNSC_FAILED and not timed_out.is_set():
+        failure = _runsc_failure(log)
+        if failure is not None:
+            raise SandboxError(f"gVisor could not run the command: {failure}")
     if timed_out.is_set():
         code = 124
         note = f"command timed out after {timeout:g}s\n".encode()
@@ -99,6 +110,23 @@ def run_once(
         result[name] = cap.text()
         result[f"{name}_truncated"] = cap.dropped > 0
     return result
+
+
+def _runsc_failure(log: Path) -> str | None:
+    """runsc's own fatal error (it writes ``{"msg", "level": "error"}`` to its --log file
+    when it fails), or None."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") == "error":
+            return " ".join(str(entry.get("msg") or "runsc failed").split())[:500]
+    return None
 
 
 def _left_behind(engine: GvisorEngine, container_id: str) -> bool:

@@ -297,9 +297,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         }
 
     def file_write(self, workspace_id: str, path: str, text: str) -> dict[str, Any]:
-        if not isinstance(text, str):
-            raise ValidationError("text must be a string")
-        data = text.encode("utf-8")
+        data = validation.text("text", text, allow_nul=True).encode("utf-8")
         if len(data) > MAX_WRITE_BYTES:
             raise ValidationError(f"text is larger than {MAX_WRITE_BYTES} bytes (1 MiB)")
         record = self.require_started(workspace_id, "workspace_file_write")
