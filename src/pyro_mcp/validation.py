@@ -17,6 +17,7 @@ MAX_TIMEOUT_SECONDS = 86400
 # command as one argument, so a longer one cannot start on any engine.
 MAX_COMMAND_BYTES = 128 * 1024 - 1
 MAX_HOST_PATH_BYTES = 4096  # Linux PATH_MAX
+FILE_ENCODINGS = ("utf-8", "base64")  # how a file read returns content
 
 
 def int_in_range(name: str, value: Any, low: int, high: int) -> int:
@@ -89,6 +90,13 @@ def host_path(value: Any, what: str) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{what} must be a host path")
     return Path(text(what, value, max_bytes=MAX_HOST_PATH_BYTES)).expanduser()
+
+
+def file_encoding(value: Any) -> str:
+    if value not in FILE_ENCODINGS:
+        choices = ", ".join(FILE_ENCODINGS)
+        raise ValidationError(f"encoding must be one of {choices} (got {value!r})")
+    return str(value)
 
 
 def new_id() -> str:

@@ -13,6 +13,7 @@ from ..runtime import Runtime
 from . import records
 from . import secrets as secret_store
 from .archives import extract_export, seed_archive, validate_members
+from .content import file_content
 from .diff import diff_trees
 from .disk import DiskMixin
 from .lifecycle import empty_tar
@@ -279,8 +280,11 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
-    def file_read(self, workspace_id: str, path: str, max_bytes: int) -> dict[str, Any]:
+    def file_read(
+        self, workspace_id: str, path: str, max_bytes: int, encoding: str = "utf-8"
+    ) -> dict[str, Any]:
         limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ_BYTES)
+        how = validation.file_encoding(encoding)
         record = self.require_started(workspace_id, "workspace_file_read")
         result, content = self.call(
             workspace_id, "file_read", {"path": normalize_workspace_path(path), "max_bytes": limit}
@@ -291,9 +295,11 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "path": result["path"],
             "size_bytes": result["size_bytes"],
             "max_bytes": limit,
-            "content": self.redact(workspace_id, content.decode("utf-8", errors="replace")),
             "truncated": result["truncated"],
             "execution_mode": records.execution_mode(record["engine"]),
+            **file_content(
+                content, result["truncated"], how, lambda text: self.redact(workspace_id, text)
+            ),
         }
 
     def file_write(self, workspace_id: str, path: str, text: str) -> dict[str, Any]:
