@@ -17,6 +17,7 @@ import pytest
 
 from pyro_mcp.guest import execution
 from pyro_mcp.guest.prestart import SCRIPT_LIMIT, NextShell, discard, script_for, shell_is_dash
+from pyro_mcp.guest.protocol import split_output
 
 pytestmark = pytest.mark.skipif(not shell_is_dash(), reason="the pre-started shell is dash-only")
 
@@ -111,7 +112,7 @@ def _args(command: str, cwd: Path) -> dict[str, Any]:
 
 
 def _run(command: str, cwd: Path) -> tuple[int, str, str]:
-    result = execution.run_command(_args(command, cwd), lambda kind, chunk: None)
+    result = split_output(*execution.run_command(_args(command, cwd), lambda kind, chunk: None))
     return result["exit_code"], result["stdout"], result["stderr"]
 
 
@@ -279,7 +280,7 @@ def test_timeout_kills_the_prestarted_shell_and_keeps_partial_output(
     args = _args("echo before; sleep 30", tmp_path)
     args["timeout_seconds"] = 1
     started = time.monotonic()
-    result = execution.run_command(args, lambda kind, chunk: None)
+    result = split_output(*execution.run_command(args, lambda kind, chunk: None))
     assert time.monotonic() - started < 10
     assert result["timed_out"] and result["exit_code"] == 124
     assert result["stdout"] == "before\n"

@@ -15,7 +15,16 @@ import time
 import pytest
 
 from pyro_mcp.guest.execution import run_command
-from pyro_mcp.guest.protocol import HEADER, MAX_DATA, MAX_JSON, ProtocolError, encode, read_frame
+from pyro_mcp.guest.protocol import (
+    HEADER,
+    MAX_DATA,
+    MAX_JSON,
+    FrameTooLarge,
+    ProtocolError,
+    encode,
+    read_frame,
+    split_output,
+)
 
 
 class TrickleStream(io.RawIOBase):
@@ -102,7 +111,11 @@ def test_encode_rejects_what_json_cannot_carry() -> None:
 
 def run(command: str, emit=None, **args: object) -> dict:
     events: list[tuple[str, bytes]] = []
-    result = run_command({"command": command, **args}, emit or (lambda k, c: events.append((k, c))))
+    reply, data = run_command(
+        {"command": command, **args}, emit or (lambda k, c: events.append((k, c)))
+    )
+    encode({"id": 1, "ok": True, "result": reply}, data)  # what the agent sends fits a frame
+    result = split_output(reply, data)
     result["_events"] = events
     return result
 
@@ -223,3 +236,32 @@ def test_result_is_json_serialisable() -> None:
     del result["_events"]
     json.dumps(result)
     assert result["stdout"] == "\ufffd not utf-8"
+
+
+def test_control_bytes_travel_as_data_and_never_outgrow_a_frame() -> None:
+    # 1 MiB of NULs kept: as JSON text that was 6 MiB, over the frame limit (issue 10, item 4).
+    reply, data = run_command({"command": "head -c 2000000 /dev/zero"}, lambda k, c: None)
+    frame_bytes = encode({"id": 1, "ok": True, "result": reply}, data)
+    assert len(frame_bytes) < 1024 * 1024 + 4096
+    assert reply["stdout_bytes"] == 1024 * 1024 and reply["stdout_truncated"] is True
+    assert data == b"\0" * (1024 * 1024)
+
+
+def test_encode_refuses_a_frame_the_peer_would_reject() -> None:
+    with pytest.raises(FrameTooLarge, match="message too large for one frame"):
+        encode({"text": "\0" * (MAX_JSON // 6 + 1)})
+
+
+def test_output_written_while_the_reader_was_busy_is_kept() -> None:
+    # The reader is held up (a slow consumer of the first chunk, like a loaded host) while
+    # the command writes its last lines and exits: they are in the pipes and must be read,
+    # however long ago the previous data came (issue 10, item 5).
+    calls: list[bytes] = []
+
+    def slow_emit(kind: str, chunk: bytes) -> None:
+        calls.append(chunk)
+        if len(calls) == 1:
+            time.sleep(1.0)
+
+    result = run("echo s; sleep 0.3; echo MARK; echo ERR >&2", emit=slow_emit, stream=True)
+    assert (result["stdout"], result["stderr"]) == ("s\nMARK\n", "ERR\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import shlex
 import subprocess
@@ -13,6 +14,7 @@ from pyro_mcp.cli.runners import remainder_command
 from pyro_mcp.environments.catalog import CATALOG, get_spec
 from pyro_mcp.errors import ValidationError
 from pyro_mcp.manager import join_command
+from pyro_mcp.workspaces.content import file_content
 
 RANGES = [
     (validation.vcpu_count, "vcpu_count", 1, 8),
@@ -177,3 +179,82 @@ def test_isolation_switches_take_only_booleans(tmp_path, name: str, bad: object)
             with pytest.raises(ValueError, match=f"^{name} must be true or false"):
                 pyro.create_workspace(environment="debian:12", **{name: bad})
     assert validation.boolean(name, True) is True and validation.boolean(name, False) is False
+
+
+# -- text that can reach the sandbox (issue 10, item 12) and what a file read returns (item 13) --
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "echo \ud800",
+            r"command is not valid UTF-8 text \(lone surrogate '\\ud800' at character 5\)",
+        ),
+        ("x" * 131_072, "command is 131072 bytes long; the limit is 131071 bytes"),
+        ("€" * 43_691, "command is 131073 bytes long"),  # the limit is in bytes, not characters
+    ],
+)
+def test_command_limits_are_named(value: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        validation.command(value)
+
+
+def test_command_at_the_limit_is_accepted() -> None:
+    assert validation.command("x" * 131_071) == "x" * 131_071
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("/tmp/a\0b", "output_path must not contain NUL characters"),
+        ("/tmp/\udcff", "output_path is not valid UTF-8 text"),
+        ("/" + "a" * 4096, "output_path is 4097 bytes long; the limit is 4096 bytes"),
+        ("  ", "output_path must be a host path"),
+        (7, "output_path must be a host path"),
+    ],
+)
+def test_host_paths_are_checked_before_the_os_sees_them(value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        validation.host_path(value, "output_path")
+
+
+def test_text_may_allow_nul_as_content() -> None:
+    assert validation.text("text", "a\0b", allow_nul=True) == "a\0b"
+
+
+@pytest.mark.parametrize(
+    ("data", "truncated", "kept"),
+    [
+        ("ab€".encode()[:3], True, b"ab"),  # cut inside €: the partial character is dropped
+        ("ab€".encode()[:4], True, b"ab"),
+        ("ab€".encode(), True, "ab€".encode()),
+        ("ab😀".encode()[:5], True, b"ab"),  # four-byte characters too
+        (b"ab\xe2\x82", False, b"ab\xe2\x82"),  # the whole file: its bytes are what they are
+        (b"\xff\xfe\xe2", True, b"\xff\xfe\xe2"),  # binary: bytes kept as they are
+    ],
+)
+def test_file_content_never_ends_in_a_cut_character(
+    data: bytes, truncated: bool, kept: bytes
+) -> None:
+    out = file_content(data, truncated, "base64", lambda text: text)
+    assert base64.b64decode(out["content"]) == kept
+    assert out["returned_bytes"] == len(kept)
+
+
+@pytest.mark.parametrize(
+    ("data", "binary"),
+    [(b"plain\n", False), ("ünï".encode(), False), (b"a\0b", True), (b"\xff", True), (b"", False)],
+)
+def test_binary_content_is_flagged(data: bytes, binary: bool) -> None:
+    assert file_content(data, False, "utf-8", lambda text: text)["binary"] is binary
+
+
+def test_base64_content_is_redacted_without_touching_other_bytes() -> None:
+    out = file_content(b"\xffkey=SECRET\0", False, "base64", lambda t: t.replace("SECRET", "***"))
+    assert base64.b64decode(out["content"]) == b"\xffkey=***\0"
+
+
+def test_file_encoding_is_one_of_two() -> None:
+    with pytest.raises(ValidationError, match="encoding must be one of utf-8, base64"):
+        validation.file_encoding("latin-1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 from .errors import ValidationError
@@ -12,6 +13,11 @@ VCPU_RANGE = (1, 8)
 MEM_RANGE = (256, 32768)
 TTL_RANGE = (60, 3600)
 MAX_TIMEOUT_SECONDS = 86400
+# Linux's limit on one argument (MAX_ARG_STRLEN less the NUL): `/bin/sh -lc` takes the
+# command as one argument, so a longer one cannot start on any engine.
+MAX_COMMAND_BYTES = 128 * 1024 - 1
+MAX_HOST_PATH_BYTES = 4096  # Linux PATH_MAX
+FILE_ENCODINGS = ("utf-8", "base64")  # how a file read returns content
 
 
 def int_in_range(name: str, value: Any, low: int, high: int) -> int:
@@ -51,12 +57,46 @@ def boolean(name: str, value: Any) -> bool:
     return value
 
 
+def text(name: str, value: Any, *, max_bytes: int | None = None, allow_nul: bool = False) -> str:
+    """A string that can reach the sandbox as it is: UTF-8 (no lone surrogate), no NUL
+    unless ``allow_nul``, at most ``max_bytes`` bytes once encoded."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string")
+    if not allow_nul and "\0" in value:
+        raise ValidationError(f"{name} must not contain NUL characters")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{name} is not valid UTF-8 text (lone surrogate {value[exc.start]!r} "
+            f"at character {exc.start})"
+        ) from None
+    if max_bytes is not None and size > max_bytes:
+        raise ValidationError(f"{name} is {size} bytes long; the limit is {max_bytes} bytes")
+    return value
+
+
 def command(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError("command must be a non-empty string")
-    if "\0" in value:
-        raise ValidationError("command must not contain NUL characters")
-    return value
+    return text("command", value, max_bytes=MAX_COMMAND_BYTES)
+
+
+def host_path(value: Any, what: str) -> Path:
+    """A path on the host as given (``~`` expanded): checked here, never left to the OS
+    to fail with "embedded null byte" or "File name too long"."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{what} must be a host path")
+    return Path(text(what, value, max_bytes=MAX_HOST_PATH_BYTES)).expanduser()
+
+
+def file_encoding(value: Any) -> str:
+    if value not in FILE_ENCODINGS:
+        choices = ", ".join(FILE_ENCODINGS)
+        raise ValidationError(f"encoding must be one of {choices} (got {value!r})")
+    return str(value)
 
 
 def new_id() -> str:

@@ -18,6 +18,7 @@ from .engines.base import BootSpec, Sandbox
 from .engines.network import USER_NETWORK as SLIRP_NETWORK
 from .environments.store import InstalledEnvironment
 from .errors import NotFoundError, StateError
+from .guest.protocol import split_output
 from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
 
 if TYPE_CHECKING:
@@ -237,8 +238,10 @@ class VmRegistry:
             "stream": on_output is not None,
         }
         try:
-            result, _ = record.sandbox.client.call(
-                "exec", args, on_event=on_output, timeout=timeout + EXEC_SLACK_SECONDS
+            result = split_output(
+                *record.sandbox.client.call(
+                    "exec", args, on_event=on_output, timeout=timeout + EXEC_SLACK_SECONDS
+                )
             )
         except AgentGone as exc:
             raise StateError(f"vm {vm_id!r} stopped while running the command: {exc}") from exc

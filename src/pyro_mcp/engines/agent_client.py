@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from ..errors import SandboxError, ValidationError
-from ..guest.protocol import ProtocolError, encode, read_frame
+from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame
 
 EventHandler = Callable[[str, bytes], None]
 
@@ -42,12 +42,17 @@ class AgentClient:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed: str | None = None
+        self.ended = threading.Event()  # set once the stream is closed or broken
         self._thread = threading.Thread(target=self._read_loop, daemon=True, name=f"agent-{name}")
         self._thread.start()
 
     @property
     def closed(self) -> bool:
         return self._closed is not None
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._closed
 
     def _read_loop(self) -> None:
         try:
@@ -73,6 +78,7 @@ class AgentClient:
             self._closed = reason
             pending = list(self._pending.values())
             self._pending.clear()
+        self.ended.set()
         for item in pending:
             item.done.put(({"ok": False, "gone": True, "error": reason}, b""))
 
@@ -90,7 +96,12 @@ class AgentClient:
             if self._closed is not None:
                 raise AgentGone(f"{self._name} is not running ({self._closed})")
             self._pending[req_id] = pending
-        frame = encode({"id": req_id, "op": op, "args": args or {}}, data)
+        try:
+            frame = encode({"id": req_id, "op": op, "args": args or {}}, data)
+        except FrameTooLarge as exc:
+            with self._lock:
+                self._pending.pop(req_id, None)
+            raise AgentInvalid(f"{op} request refused: {exc}") from None
         try:
             with self._write_lock:
                 self._writer.write(frame)

@@ -16,13 +16,16 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from ..errors import SandboxError
 from ..guest.execution import CHUNK, DEFAULT_MAX_OUTPUT, Capture, base_env, shell_status
 from .base import BootSpec
 from .gvisor import GvisorEngine, oci_config
 
 Emit = Callable[[str, bytes], None]
+RUNSC_FAILED = 128  # runsc's exit code when it fails itself (a command may return it too)
 
 
 def run_once(
@@ -34,17 +37,9 @@ def run_once(
     on_output: Emit | None = None,
     max_output: int = DEFAULT_MAX_OUTPUT,
 ) -> dict[str, Any]:
-    engine.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    bundle = spec.workdir / "bundle"
-    bundle.mkdir(parents=True, exist_ok=True)
-    config = oci_config(spec, spec.environment.rootfs_dir)
-    env = base_env({"PYRO_UID": "0"})
-    config["process"].update(
-        args=["/bin/sh", "-lc", command], cwd=cwd, env=[f"{k}={v}" for k, v in env.items()]
-    )
-    (bundle / "config.json").write_text(json.dumps(config))
     container_id = f"pyro-{spec.sandbox_id}"
-    cmd = engine.run_argv(bundle, container_id)
+    log = spec.workdir / "runsc.log"
+    cmd = _prepare(engine, spec, command, cwd, container_id, log)
     started = time.monotonic()
     proc = subprocess.Popen(
         cmd,
@@ -84,21 +79,75 @@ def run_once(
                 check=False,
                 timeout=30,
             )
-    if timed_out.is_set():
+    if code == RUNSC_FAILED and not timed_out.is_set():
+        failure = _runsc_failure(log)
+        if failure is not None:
+            raise SandboxError(f"gVisor could not run the command: {failure}")
+    expired = timeout if timed_out.is_set() else None
+    return _result(code, expired, started, captures, on_output)
+
+
+def _result(
+    code: int,
+    timed_out: float | None,
+    started: float,
+    captures: dict[str, Capture],
+    on_output: Emit | None,
+) -> dict[str, Any]:
+    """The run's result; ``timed_out`` is the timeout when the command ran out of time."""
+    if timed_out is not None:
         code = 124
-        note = f"command timed out after {timeout:g}s\n".encode()
+        note = f"command timed out after {timed_out:g}s\n".encode()
         captures["stderr"].add(note)
         if on_output is not None:
             on_output("stderr", note)
     result: dict[str, Any] = {
         "exit_code": shell_status(code),
         "duration_ms": int((time.monotonic() - started) * 1000),
-        "timed_out": timed_out.is_set(),
+        "timed_out": timed_out is not None,
     }
     for name, cap in captures.items():
         result[name] = cap.text()
         result[f"{name}_truncated"] = cap.dropped > 0
     return result
+
+
+def _prepare(
+    engine: GvisorEngine, spec: BootSpec, command: str, cwd: str, container_id: str, log: Path
+) -> list[str]:
+    """Write the bundle; the `runsc run` command line for it.
+
+    runsc's own log goes to ``log``: an error there (with exit 128) is runsc failing, which
+    the command cannot fake, whatever it prints or returns.
+    """
+    engine.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    bundle = spec.workdir / "bundle"
+    bundle.mkdir(parents=True, exist_ok=True)
+    config = oci_config(spec, spec.environment.rootfs_dir)
+    env = base_env({"PYRO_UID": "0"})
+    config["process"].update(
+        args=["/bin/sh", "-lc", command], cwd=cwd, env=[f"{k}={v}" for k, v in env.items()]
+    )
+    (bundle / "config.json").write_text(json.dumps(config))
+    argv = engine.run_argv(bundle, container_id)
+    return [argv[0], f"--log={log}", *argv[1:]]
+
+
+def _runsc_failure(log: Path) -> str | None:
+    """runsc's own fatal error (it writes ``{"msg", "level": "error"}`` to its --log file
+    when it fails), or None."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") == "error":
+            return " ".join(str(entry.get("msg") or "runsc failed").split())[:500]
+    return None
 
 
 def _left_behind(engine: GvisorEngine, container_id: str) -> bool:

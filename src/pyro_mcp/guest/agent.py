@@ -16,7 +16,7 @@ import time
 
 from . import boot, paths, secrets
 from .execution import NEXT_SHELL, prepare_next, run_command
-from .protocol import PROTOCOL_VERSION, ProtocolError, encode, read_frame
+from .protocol import PROTOCOL_VERSION, FrameTooLarge, ProtocolError, encode, read_frame
 from .workers import Workers
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
@@ -60,7 +60,7 @@ def op_hello(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
     }
 
 
-def op_exec(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
+def op_exec(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
     return run_command(args, emit)
 
 
@@ -231,7 +231,12 @@ class Agent:
         self.workers = Workers("pyro-agent")
 
     def send(self, message: dict[str, Any], data: bytes = b"") -> None:
-        frame = encode(message, data)
+        try:
+            frame = encode(message, data)
+        except FrameTooLarge as exc:  # answer with an error; the stream stays in step
+            if "event" in message:
+                raise
+            frame = encode({"id": message.get("id"), "ok": False, "error": str(exc)})
         with self.lock:
             try:
                 self.writer.write(frame)

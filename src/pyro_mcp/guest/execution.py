@@ -44,8 +44,11 @@ class Capture:
             self.kept += len(part)
         self.dropped += max(0, len(chunk) - max(room, 0))
 
+    def data(self) -> bytes:
+        return b"".join(self.parts)
+
     def text(self) -> str:
-        return b"".join(self.parts).decode("utf-8", errors="replace")
+        return self.data().decode("utf-8", errors="replace")
 
 
 def base_env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -82,12 +85,16 @@ def prepare_next(args: dict[str, Any]) -> None:
         NEXT_SHELL.prepare(args.get("cwd") or "/", command_env(args))
 
 
-def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:
+def run_command(args: dict[str, Any], emit: Emit) -> tuple[dict[str, Any], bytes]:
+    """Run ``args["command"]``; the result carries the lengths, the data stdout + stderr.
+
+    Output travels as raw bytes in the frame's data part: JSON-escaping control bytes
+    would make 1 MiB of kept output up to 6 MiB of JSON.
+    """
     command = args["command"]
     cwd = args.get("cwd") or "/"
     timeout = float(args.get("timeout_seconds") or 30)
     limit = int(args.get("max_output_bytes") or DEFAULT_MAX_OUTPUT)
-    stream = bool(args.get("stream"))
     if args.get("mkdir_cwd"):
         os.makedirs(cwd, exist_ok=True)
     env = command_env(args)
@@ -98,71 +105,94 @@ def run_command(args: dict[str, Any], emit: Emit) -> dict[str, Any]:
             proc = start_shell(["/bin/sh", "-lc", command], cwd, env, subprocess.DEVNULL)
         except OSError as exc:
             raise RuntimeError(f"cannot start command: {exc}") from exc
-    captures = {"stdout": Capture(limit), "stderr": Capture(limit)}
-    redactors = {"stdout": secrets.StreamRedactor(), "stderr": secrets.StreamRedactor()}
-
-    def take(name: str, chunk: bytes) -> None:
-        safe = redactors[name].feed(chunk) if chunk else redactors[name].flush()
-        if safe:
-            captures[name].add(safe)
-            if stream:
-                emit(name, safe)
-
-    sel = selectors.DefaultSelector()
-    assert proc.stdout is not None and proc.stderr is not None
-    for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-        os.set_blocking(pipe.fileno(), False)
-        sel.register(pipe, selectors.EVENT_READ, name)
-    deadline = started + timeout
-    timed_out = False
-    exited_at: float | None = None
-    last_data = time.monotonic()
-    while sel.get_map():
-        now = time.monotonic()
-        if exited_at is None and proc.poll() is not None:
-            exited_at = now
-        if exited_at is not None and (
-            now - last_data > DRAIN_IDLE_SECONDS or now - exited_at > DRAIN_MAX_SECONDS
-        ):
-            break  # background children may hold the pipes open; do not wait for them
-        if exited_at is None and now >= deadline:
-            timed_out = True
-            _kill_group(proc)
-            exited_at = time.monotonic()
-            last_data = exited_at
-            continue
-        for key, _ in sel.select(timeout=min(0.05, max(0.0, deadline - now))):
-            try:
-                chunk = os.read(key.fd, CHUNK)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                sel.unregister(key.fileobj)
-                continue
-            last_data = time.monotonic()
-            take(key.data, chunk)
-    sel.close()
-    for name in captures:
-        take(name, b"")
-    proc.stdout.close()
-    proc.stderr.close()
+    pump = Pump(limit, emit if args.get("stream") else None)
+    timed_out = pump.run(proc, started + timeout)
     exit_code = proc.wait()
     if timed_out:
         exit_code = 124
-        note = f"command timed out after {_fmt_seconds(timeout)}s\n"
-        captures["stderr"].add(note.encode())
-        if stream:
-            emit("stderr", note.encode())
+        pump.take("stderr", f"command timed out after {_fmt_seconds(timeout)}s\n".encode())
     result: dict[str, Any] = {
         "exit_code": shell_status(exit_code),
         "duration_ms": int((time.monotonic() - started) * 1000),
         "timed_out": timed_out,
     }
-    for name, cap in captures.items():
-        result[name] = cap.text()
+    for name, cap in pump.captures.items():
+        result[f"{name}_bytes"] = cap.kept
         result[f"{name}_truncated"] = cap.dropped > 0
         result[f"{name}_dropped_bytes"] = cap.dropped
-    return result
+    return result, pump.captures["stdout"].data() + pump.captures["stderr"].data()
+
+
+class Pump:
+    """Reads a command's stdout and stderr until it exits (or times out), then everything
+    already in the pipes, then what background children still write for a short while."""
+
+    def __init__(self, limit: int, emit: Emit | None) -> None:
+        self.captures = {"stdout": Capture(limit), "stderr": Capture(limit)}
+        self.redactors = {"stdout": secrets.StreamRedactor(), "stderr": secrets.StreamRedactor()}
+        self.emit = emit
+
+    def take(self, name: str, chunk: bytes) -> None:
+        self.captures[name].add(chunk)
+        if self.emit is not None:
+            self.emit(name, chunk)
+
+    def _feed(self, name: str, chunk: bytes) -> None:
+        safe = self.redactors[name].feed(chunk) if chunk else self.redactors[name].flush()
+        if safe:
+            self.take(name, safe)
+
+    def run(self, proc: subprocess.Popen[bytes], deadline: float) -> bool:
+        """Pump until done; True when the command ran out of time (its group is killed)."""
+        sel = selectors.DefaultSelector()
+        assert proc.stdout is not None and proc.stderr is not None
+        for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            os.set_blocking(pipe.fileno(), False)
+            sel.register(pipe, selectors.EVENT_READ, name)
+        timed_out = False
+        exited_at: float | None = None
+        quiet_since = time.monotonic()
+        while sel.get_map():
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = quiet_since = now
+                self._read_ready(sel, now + DRAIN_MAX_SECONDS)  # all it wrote is in the pipes
+                continue
+            if exited_at is not None and (
+                now - quiet_since > DRAIN_IDLE_SECONDS or now - exited_at > DRAIN_MAX_SECONDS
+            ):
+                break  # background children may hold the pipes open; do not wait for them
+            if exited_at is None and now >= deadline:
+                timed_out = True
+                _kill_group(proc)
+                continue  # the next round sees it exited and reads what is left
+            wait = min(0.05, max(0.0, deadline - now))
+            if any([self._read(sel, key) for key, _ in sel.select(timeout=wait)]):
+                quiet_since = time.monotonic()
+        sel.close()
+        for name in self.captures:
+            self._feed(name, b"")
+        proc.stdout.close()
+        proc.stderr.close()
+        return timed_out
+
+    def _read(self, sel: selectors.BaseSelector, key: selectors.SelectorKey) -> bool:
+        """One read from a ready pipe; True when it gave data."""
+        try:
+            chunk = os.read(key.fd, CHUNK)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            sel.unregister(key.fileobj)
+            return False
+        self._feed(key.data, chunk)
+        return True
+
+    def _read_ready(self, sel: selectors.BaseSelector, until: float) -> None:
+        """Read each pipe until it is empty right now (or EOF), within ``until``."""
+        for key in list(sel.get_map().values()):
+            while time.monotonic() < until and self._read(sel, key):
+                pass
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

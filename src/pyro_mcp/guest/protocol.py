@@ -30,8 +30,18 @@ class ProtocolError(Exception):
     """The stream is closed or carries something that is not a frame."""
 
 
+class FrameTooLarge(ProtocolError):
+    """A message that would break the peer's frame limits: refused before it is sent, so the
+    stream stays usable and the sender can answer with an error instead."""
+
+
 def encode(message: dict[str, Any], data: bytes = b"") -> bytes:
     body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    if len(body) > MAX_JSON or len(data) > MAX_DATA:
+        raise FrameTooLarge(
+            f"message too large for one frame ({len(body)} bytes of JSON, limit {MAX_JSON}; "
+            f"{len(data)} bytes of data, limit {MAX_DATA})"
+        )
     return HEADER.pack(len(body), len(data)) + body + data
 
 
@@ -61,3 +71,17 @@ def read_frame(stream: IO[bytes]) -> tuple[dict[str, Any], bytes]:
         raise ProtocolError("malformed frame: not an object")
     data = _read_exact(stream, data_len) if data_len else b""
     return message, data
+
+
+def split_output(result: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """Host side: an exec result with ``stdout``/``stderr`` text cut from the frame's data
+    (the agent sends the two streams as raw bytes, their lengths in the JSON)."""
+    if "stdout_bytes" not in result:  # a sandbox whose agent still sends text
+        return result
+    cut = int(result["stdout_bytes"])
+    out, err = data[:cut], data[cut : cut + int(result["stderr_bytes"])]
+    return {
+        **result,
+        "stdout": out.decode("utf-8", errors="replace"),
+        "stderr": err.decode("utf-8", errors="replace"),
+    }

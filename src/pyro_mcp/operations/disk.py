@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from .base import OperationsBase
+from .params import FileEncoding
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
 from .render_workspaces import render_file_list, render_file_read
@@ -55,9 +56,10 @@ class DiskOperations(OperationsBase):
         max_bytes: Annotated[
             int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1048576)
         ] = 65536,
+        encoding: FileEncoding = "utf-8",
     ) -> dict[str, Any]:
         """Read a file of a STOPPED workspace from its disk, without booting it."""
-        return self._manager.workspaces.disk_read(workspace_id, path, max_bytes)
+        return self._manager.workspaces.disk_read(workspace_id, path, max_bytes, encoding)
 
     @operation(
         mcp="workspace_disk_export",

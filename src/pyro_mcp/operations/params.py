@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from ..validation import MAX_TIMEOUT_SECONDS, MEM_RANGE, TTL_RANGE, VCPU_RANGE
+from ..validation import FILE_ENCODINGS, MAX_TIMEOUT_SECONDS, MEM_RANGE, TTL_RANGE, VCPU_RANGE
 from .registry import Param
 
 EnvironmentName = Annotated[
@@ -45,4 +45,12 @@ AllowHostCompat = Annotated[
 VmId = Annotated[str, Param("The VM's id (12 hex characters).", cli="positional")]
 ShellCommand = Annotated[
     str, Param("The command; the guest runs it with /bin/sh -lc.", cli="remainder", metavar="CMD")
+]
+FileEncoding = Annotated[
+    str,
+    Param(
+        "utf-8: content as text (bytes that are not UTF-8 show as U+FFFD; binary=true says "
+        "so); base64: the exact bytes, base64-encoded.",
+        choices=FILE_ENCODINGS,
+    ),
 ]

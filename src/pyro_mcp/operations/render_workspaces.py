@@ -95,7 +95,11 @@ def render_file_read(data: dict[str, Any]) -> HumanOutput:
     return HumanOutput(
         stdout=data["content"],
         stderr=kv_line(
-            "workspace-file-read", data, ["workspace_id", "path", "size_bytes", "truncated"]
+            "workspace-file-read",
+            data,
+            ["workspace_id", "path", "size_bytes", "truncated"]
+            + [key for key in ("binary",) if data.get(key)]
+            + [key for key in ("encoding",) if data.get(key) not in (None, "utf-8")],
         )
         + "\n",
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from ..workspaces.secrets import parse_secret_env
 from .base import OperationsBase
-from .params import ShellCommand, TimeoutSeconds
+from .params import FileEncoding, ShellCommand, TimeoutSeconds
 from .registry import CORE, Param, operation
 from .render_workspaces import (
     render_diff,
@@ -124,12 +124,13 @@ class WorkspaceFileOperations(OperationsBase):
         max_bytes: Annotated[
             int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1048576)
         ] = 65536,
+        encoding: FileEncoding = "utf-8",
     ) -> dict[str, Any]:
         """Read a regular file as UTF-8 text (truncated=true when it is longer than max_bytes).
 
         A pure read: it never changes last_activity_at.
         """
-        return self._manager.workspaces.file_read(workspace_id, path, max_bytes)
+        return self._manager.workspaces.file_read(workspace_id, path, max_bytes, encoding)
 
     @operation(
         mcp="workspace_file_write",

@@ -20,6 +20,7 @@ from .. import validation
 from ..errors import StateError, ValidationError
 from ..guest import files as guest_files
 from ..guest import paths as guest_paths
+from .content import file_content
 from .disk_image import DiskImage, parts_of
 from .layout import guest_view
 from .lifecycle import WorkspaceLifecycle
@@ -81,8 +82,11 @@ class DiskMixin(WorkspaceLifecycle):
             "entries": entries,
         }
 
-    def disk_read(self, workspace_id: str, path: str, max_bytes: int = 65536) -> dict[str, Any]:
+    def disk_read(
+        self, workspace_id: str, path: str, max_bytes: int = 65536, encoding: str = "utf-8"
+    ) -> dict[str, Any]:
         limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ)
+        how = validation.file_encoding(encoding)
         guest_path = normalize_workspace_path(path)
         record = self._stopped(workspace_id, "workspace_disk_read")
         if self._real_vm(record):
@@ -99,14 +103,16 @@ class DiskMixin(WorkspaceLifecycle):
                     self._host_path(root, guest_path), limit, root=str(root)
                 )
             data, size = result["content_bytes"], result["size_bytes"]
-        content = data[:limit].decode("utf-8", errors="replace")
+        truncated = len(data) > limit or size > limit
         return {
             "workspace_id": workspace_id,
             "path": guest_path,
             "size_bytes": size,
             "max_bytes": limit,
-            "content": self.redact(workspace_id, content),
-            "truncated": len(data) > limit or size > limit,
+            "truncated": truncated,
+            **file_content(
+                data[:limit], truncated, how, lambda text: self.redact(workspace_id, text)
+            ),
         }
 
     def disk_export(self, workspace_id: str, output_path: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import validation
 from ..engines.agent_client import AgentClient, AgentGone
-from ..errors import NotFoundError, SandboxError, StateError, ValidationError
+from ..errors import NotFoundError, SandboxError, StateError
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
@@ -308,6 +308,4 @@ class WorkspaceLifecycle:
 
     @staticmethod
     def host_path(value: Any, what: str) -> Path:
-        if not isinstance(value, str | os.PathLike) or not str(value).strip():
-            raise ValidationError(f"{what} must be a host path")
-        return Path(value).expanduser()
+        return validation.host_path(value, what)

@@ -8,10 +8,12 @@ from typing import Any
 from .. import validation
 from ..engines.agent_client import AgentInvalid
 from ..errors import StateError, ValidationError
+from ..guest.protocol import split_output
 from ..runtime import Runtime
 from . import records
 from . import secrets as secret_store
 from .archives import extract_export, seed_archive, validate_members
+from .content import file_content
 from .diff import diff_trees
 from .disk import DiskMixin
 from .lifecycle import empty_tar
@@ -213,8 +215,10 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "stream": on_output is not None,
             "secret_env": env_map,
         }
-        result, _ = self.call(
-            workspace_id, "exec", args, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_output
+        result = split_output(
+            *self.call(
+                workspace_id, "exec", args, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_output
+            )
         )
         entry = {
             "command": command,
@@ -276,8 +280,11 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
-    def file_read(self, workspace_id: str, path: str, max_bytes: int) -> dict[str, Any]:
+    def file_read(
+        self, workspace_id: str, path: str, max_bytes: int, encoding: str = "utf-8"
+    ) -> dict[str, Any]:
         limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ_BYTES)
+        how = validation.file_encoding(encoding)
         record = self.require_started(workspace_id, "workspace_file_read")
         result, content = self.call(
             workspace_id, "file_read", {"path": normalize_workspace_path(path), "max_bytes": limit}
@@ -288,15 +295,15 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "path": result["path"],
             "size_bytes": result["size_bytes"],
             "max_bytes": limit,
-            "content": self.redact(workspace_id, content.decode("utf-8", errors="replace")),
             "truncated": result["truncated"],
             "execution_mode": records.execution_mode(record["engine"]),
+            **file_content(
+                content, result["truncated"], how, lambda text: self.redact(workspace_id, text)
+            ),
         }
 
     def file_write(self, workspace_id: str, path: str, text: str) -> dict[str, Any]:
-        if not isinstance(text, str):
-            raise ValidationError("text must be a string")
-        data = text.encode("utf-8")
+        data = validation.text("text", text, allow_nul=True).encode("utf-8")
         if len(data) > MAX_WRITE_BYTES:
             raise ValidationError(f"text is larger than {MAX_WRITE_BYTES} bytes (1 MiB)")
         record = self.require_started(workspace_id, "workspace_file_write")

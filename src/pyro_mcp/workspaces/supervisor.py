@@ -9,10 +9,12 @@ Run as ``python -m pyro_mcp.workspaces.supervisor --home H --cache C --workspace
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -24,7 +26,7 @@ from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
 from ..engines.network import USER_NETWORK
 from ..errors import PyroError
-from ..guest.protocol import ProtocolError, encode, read_frame
+from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame
 from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
@@ -173,9 +175,13 @@ class Supervisor:
         lock = threading.Lock()
 
         def send(message: dict[str, Any], data: bytes = b"") -> None:
+            try:
+                frame = encode(message, data)
+            except FrameTooLarge as exc:  # answered as an error: the stream stays in step
+                frame = encode({"id": message.get("id"), "ok": False, "error": str(exc)})
             with lock:
                 try:
-                    writer.write(encode(message, data))
+                    writer.write(frame)
                     writer.flush()
                 except (OSError, ValueError):
                     pass
@@ -281,6 +287,7 @@ class Supervisor:
 
     # -- watchers and shutdown -----------------------------------------------------------------
     def _watch_engine(self, sandbox: Sandbox) -> None:
+        threading.Thread(target=self._watch_agent, args=(sandbox,), daemon=True).start()
         code = sandbox.process.wait()
         if sandbox is not self.sandbox or self.stopping.is_set():
             return
@@ -307,6 +314,16 @@ class Supervisor:
             "intact; its processes, shells and services were ended",
         )
         return True
+
+    def _watch_agent(self, sandbox: Sandbox) -> None:
+        """A broken agent stream with the engine still up: no call can be answered any
+        more, so the workspace is stopped and says why (never "started" and mute)."""
+        sandbox.client.ended.wait()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            sandbox.process.wait(timeout=2.0)  # an engine on its way out: _watch_engine
+        if sandbox is self.sandbox and sandbox.alive() and not self.stopping.is_set():
+            reason = sandbox.client.close_reason
+            self.shutdown("stopped", error=f"the sandbox agent's stream broke ({reason})")
 
     def _watch_ttl(self) -> None:
         while not self.stopping.is_set():
