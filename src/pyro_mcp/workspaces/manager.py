@@ -9,12 +9,13 @@ from .. import validation
 from ..engines.agent_client import AgentInvalid
 from ..errors import StateError, ValidationError
 from ..runtime import Runtime
-from . import records
+from . import owners, records
 from . import secrets as secret_store
 from .archives import extract_export, seed_archive, validate_members
 from .diff import diff_trees
 from .disk import DiskMixin
-from .lifecycle import empty_tar
+from .history import FIELDS as HISTORY_FIELDS
+from .lifecycle import empty_tar, redacted
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
 from .services import ServiceMixin
@@ -87,28 +88,29 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             workspace_seed=seed_info,
             secrets=[{"name": n, "source_kind": k} for n, _v, k in secret_values],
         )
-        layout = self.layout(record["workspace_id"])
-        layout.create()
-        layout.baseline.write_bytes(seed)
-        if secret_values:
-            secret_store.store(layout.secrets_dir, secret_values)
+        workspace_id = record["workspace_id"]
+        # Named as this create's before anything exists: if this process dies part-way, the
+        # next call sweeps whatever it left (lifecycle.sweep_abandoned).
+        self.store.claim(workspace_id, "create", owners.current())
         try:
+            layout = self.layout(workspace_id)
+            layout.create()
+            layout.baseline.write_bytes(seed)
+            if secret_values:
+                secret_store.store(layout.secrets_dir, secret_values)
             self.store.insert_within_capacity(record, self.max_active, self.active_vms())
-        except BaseException:
-            layout.remove()
-            raise
-        try:
             unpacked = self.boot_fresh(record, seed)
         except BaseException:
-            self._destroy(self.store.get(record["workspace_id"]) or record)
+            self.undo_create(workspace_id)
             raise
         seed_info.update(
             destination="/workspace",
             entry_count=unpacked.get("entry_count", 0),
             bytes_written=unpacked.get("bytes_written", 0),
         )
-        self.store.update(record["workspace_id"], workspace_seed=seed_info)
-        return records.payload(self.record(record["workspace_id"]))
+        self.store.update(workspace_id, workspace_seed=seed_info)
+        self.store.release(workspace_id)  # done: from here on it is an ordinary workspace
+        return records.payload(self.record(workspace_id))
 
     def list_all(self) -> dict[str, Any]:
         self.reap_expired()
@@ -117,6 +119,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         entries = [records.list_entry(self._with_counts(r)) for r in rows]
         return {"count": len(rows), "workspaces": entries}
 
+    @redacted
     def status(self, workspace_id: str) -> dict[str, Any]:
         return records.payload(self._with_counts(self.record(workspace_id)))
 
@@ -124,6 +127,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         total, running = self.service_counts(record)
         return {**record, "service_count": total, "running_service_count": running}
 
+    @redacted
     def update(
         self,
         workspace_id: str,
@@ -152,6 +156,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         self.store.update(workspace_id, **changes, last_activity_at=time.time())
         return self.status(workspace_id)
 
+    @redacted
     def logs(self, workspace_id: str) -> dict[str, Any]:
         self.record(workspace_id)
         entries = self.store.commands(workspace_id)
@@ -179,7 +184,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         record = self.record(workspace_id)
         if record["state"] != "started":
             if not self.store.mark_starting_within_capacity(
-                workspace_id, self.max_active, self.active_vms()
+                workspace_id, self.max_active, self.active_vms(), owners.current()
             ):
                 self.wait_started(workspace_id)  # another client is starting it right now
                 self.touch(workspace_id)
@@ -189,10 +194,13 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             except BaseException:
                 self.store.update(workspace_id, state="stopped")
                 raise
+            finally:
+                self.store.release(workspace_id)
         self.touch(workspace_id)
         return self.status(workspace_id)
 
     # -- exec and files ------------------------------------------------------------------
+    @redacted
     def exec(
         self,
         workspace_id: str,
@@ -216,27 +224,19 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         result, _ = self.call(
             workspace_id, "exec", args, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_output
         )
-        entry = {
-            "command": command,
-            "cwd": "/workspace",
-            "exit_code": int(result["exit_code"]),
-            "duration_ms": int(result["duration_ms"]),
-            "execution_mode": records.execution_mode(record["engine"]),
-            "stdout": result["stdout"],
-            "stderr": result["stderr"],
-        }
-        sequence = self.store.record_command(workspace_id, entry, time.time())
+        # The supervisor recorded the entry (redacted) before answering: see history.py.
         return {
             "workspace_id": workspace_id,
             "environment": record["environment"],
             "environment_version": record["environment_version"],
-            **entry,
-            "sequence": sequence,
+            **{key: result[key] for key in HISTORY_FIELDS},
+            "sequence": result["sequence"],
             "timed_out": bool(result.get("timed_out")),
             "stdout_truncated": bool(result.get("stdout_truncated")),
             "stderr_truncated": bool(result.get("stderr_truncated")),
         }
 
+    @redacted
     def sync_push(self, workspace_id: str, source_path: str, dest: str) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_sync_push")
         destination = normalize_workspace_path(dest)
@@ -255,6 +255,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             },
         }
 
+    @redacted
     def file_list(self, workspace_id: str, path: str, recursive: bool) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_file_list")
         result, _ = self.call(
@@ -276,6 +277,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
+    @redacted
     def file_read(self, workspace_id: str, path: str, max_bytes: int) -> dict[str, Any]:
         limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ_BYTES)
         record = self.require_started(workspace_id, "workspace_file_read")
@@ -288,11 +290,12 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "path": result["path"],
             "size_bytes": result["size_bytes"],
             "max_bytes": limit,
-            "content": self.redact(workspace_id, content.decode("utf-8", errors="replace")),
+            "content": content.decode("utf-8", errors="replace"),
             "truncated": result["truncated"],
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
+    @redacted
     def file_write(self, workspace_id: str, path: str, text: str) -> dict[str, Any]:
         if not isinstance(text, str):
             raise ValidationError("text must be a string")
@@ -312,6 +315,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
+    @redacted
     def patch_apply(self, workspace_id: str, patch: str) -> dict[str, Any]:
         patches = parse_patch(patch)
         record = self.require_started(workspace_id, "workspace_patch_apply")
@@ -347,6 +351,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
+    @redacted
     def export(self, workspace_id: str, path: str, output_path: str) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_export")
         target = self.host_path(output_path, "output_path")
@@ -372,12 +377,9 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         validate_members(data, guest_links=True)
         return data
 
+    @redacted
     def diff(self, workspace_id: str) -> dict[str, Any]:
         self.require_started(workspace_id, "workspace_diff")
         baseline = self.layout(workspace_id).baseline.read_bytes()
         result = diff_trees(baseline, self.current_tree(workspace_id))
-        result["patch"] = self.redact(workspace_id, result["patch"])
-        for entry in result["entries"]:
-            if entry.get("text_patch"):
-                entry["text_patch"] = self.redact(workspace_id, entry["text_patch"])
         return {"workspace_id": workspace_id, **result}

@@ -29,6 +29,7 @@ from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
+from .history import History
 from .layout import WorkspaceLayout
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
@@ -50,6 +51,7 @@ class Supervisor:
         self.host_root: str | None = None
         self.reboot_lock = threading.Lock()
         self.workers = Workers("pyro-supervisor")
+        self.history = History(store, workspace_id, self.layout.secrets_dir)
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
@@ -215,6 +217,7 @@ class Supervisor:
             send({"id": req_id, "ok": True, "result": {"stopping": True}})
             threading.Thread(target=self.shutdown, args=("stopped",), daemon=True).start()
             return
+        request = dict(args)  # as the client sent it (the history records this)
         if self.host_root is not None:
             args = self._host_args(op, args)
         with self.reboot_lock:  # never talk to a sandbox that is being replaced
@@ -240,6 +243,8 @@ class Supervisor:
                 result = self._publish(args["name"], ports, result)
             if op in SERVICE_OPS:
                 result = self.ports.after(op, args, result)
+            if op == "exec":  # recorded here, so a client that died cannot lose it
+                result = self.history.record(request, result)
         except PyroError as exc:
             kind = "invalid" if isinstance(exc, ValueError) else "failed"
             send({"id": req_id, "ok": False, "error": str(exc), "kind": kind})
