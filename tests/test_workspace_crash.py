@@ -136,26 +136,28 @@ def test_a_create_killed_at_any_moment_leaves_nothing(
     ws_home: Path, ws_pyro: Pyro, host_dir: Path
 ) -> None:
     seed = write_tree(host_dir / "seed", {"small.txt": "hello\n"})
-    (seed / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
-    delay, killed = 0.1, 0
+    (seed / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    store = ws_pyro.manager.workspaces.store
+    delay, swept = 0.1, 0
     while delay < 2.05:  # 0.1 s steps through the create (~0.6-2 s here), then it may finish
         created = _kill_create_after(ws_home, seed, delay)
+        swept += bool(store.owners())  # the kill left an unfinished create (read, no sweep)
         listed = ws_pyro.list_workspaces()["workspaces"]  # the next call sweeps
         if created is None and listed:
             # Killed after the create was done but before it printed: a whole workspace.
             (entry,) = listed
             assert entry["state"] == "started"
-            assert ws_pyro.manager.workspaces.store.owners() == []
+            assert store.owners() == []
             created = entry["workspace_id"]
         if created is not None:
             ws_pyro.delete_workspace(created)
             assert_home_is_clean(ws_home)
             break
-        killed += 1
         assert listed == [], f"killed at {delay:.1f}s: {listed}"
+        assert store.owners() == []
         assert_home_is_clean(ws_home, timeout=5)
         delay = round(delay + 0.1, 1)
-    assert killed >= 3, "the create finished before it could be killed"
+    assert swept >= 2, "too few kills landed inside the create to test anything"
 
 
 # -- a killed MCP server ---------------------------------------------------------------------

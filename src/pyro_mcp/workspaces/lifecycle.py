@@ -296,6 +296,7 @@ class WorkspaceLifecycle:
     def wait_started(self, workspace_id: str) -> None:
         deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
         while time.monotonic() < deadline:
+            self.sweep_abandoned(workspace_id)  # the other client may have died
             record = self.store.get(workspace_id)
             if record is None or record["state"] != "starting":
                 return

@@ -88,9 +88,16 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             workspace_seed=seed_info,
             secrets=[{"name": n, "source_kind": k} for n, _v, k in secret_values],
         )
+        self._build(record, seed, secret_values)
+        return records.payload(self.record(record["workspace_id"]))
+
+    def _build(
+        self, record: dict[str, Any], seed: bytes, secret_values: list[tuple[str, str, str]]
+    ) -> None:
+        """Directory, record and running sandbox, or nothing: the create is named as this
+        process's before anything exists, so if it dies part-way the next call sweeps what
+        it left (lifecycle.sweep_abandoned); the name is dropped once all is done."""
         workspace_id = record["workspace_id"]
-        # Named as this create's before anything exists: if this process dies part-way, the
-        # next call sweeps whatever it left (lifecycle.sweep_abandoned).
         self.store.claim(workspace_id, "create", owners.current())
         try:
             layout = self.layout(workspace_id)
@@ -100,17 +107,14 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
                 secret_store.store(layout.secrets_dir, secret_values)
             self.store.insert_within_capacity(record, self.max_active, self.active_vms())
             unpacked = self.boot_fresh(record, seed)
+            seed_info = dict(record["workspace_seed"], destination="/workspace")
+            seed_info["entry_count"] = unpacked.get("entry_count", 0)
+            seed_info["bytes_written"] = unpacked.get("bytes_written", 0)
+            self.store.update(workspace_id, workspace_seed=seed_info)
         except BaseException:
             self.undo_create(workspace_id)
             raise
-        seed_info.update(
-            destination="/workspace",
-            entry_count=unpacked.get("entry_count", 0),
-            bytes_written=unpacked.get("bytes_written", 0),
-        )
-        self.store.update(workspace_id, workspace_seed=seed_info)
-        self.store.release(workspace_id)  # done: from here on it is an ordinary workspace
-        return records.payload(self.record(workspace_id))
+        self.store.release(workspace_id)  # done: from here on an ordinary workspace
 
     def list_all(self) -> dict[str, Any]:
         self.reap_expired()

@@ -90,8 +90,9 @@ def end_processes(home: Path, workspace_id: str, root: Path, grace: float = 10.0
     """End every process of a workspace whose owner is gone: its supervisors (one that is
     still booting included), then its engine. Killing a supervisor ends a gVisor sandbox
     cleanly (EOF on the agent's stdin); an engine still there after ``grace`` is killed."""
-    empty_scans = 0
-    while empty_scans < 2:  # a supervisor's first process may be forking the real one
+    empty_scans, deadline = 0, time.monotonic() + 3 * grace
+    # Two empty scans in a row: a supervisor's first process may be forking the real one.
+    while empty_scans < 2 and time.monotonic() < deadline:
         pids = supervisors(home, workspace_id)
         empty_scans = 0 if pids else empty_scans + 1
         for pid in pids:
