@@ -26,7 +26,10 @@ import pytest
 
 from pyro_mcp import Pyro
 from pyro_mcp.workspaces import owners
+from pyro_mcp.workspaces.history import History
 from pyro_mcp.workspaces.secrets import Redactor
+from pyro_mcp.workspaces.secrets import store as store_secrets
+from pyro_mcp.workspaces.store import Store
 from support import ENVIRONMENT, short_tmp_dir
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 from workspace_fixtures import (
@@ -90,6 +93,25 @@ def test_a_dead_owners_create_is_swept_by_the_next_call() -> None:
             ]
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_history_entries_are_stored_redacted_and_numbered(tmp_path: Path) -> None:
+    secrets_dir = tmp_path / "secrets"
+    store_secrets(secrets_dir, [("T", SECRET, "literal")])
+    store = Store(tmp_path / "state.db")
+    history = History(store, "0123456789ab", secrets_dir)
+    request = {"command": f"echo {SECRET}", "cwd": "/workspace"}
+    answer = {"exit_code": 0, "duration_ms": 3, "stdout": f"{SECRET}\n", "stderr": ""}
+    first = history.record(request, answer)
+    assert (first["sequence"], first["command"], first["stdout"]) == (
+        1,
+        "echo [REDACTED]",
+        "[REDACTED]\n",
+    )
+    assert history.record(request, answer)["sequence"] == 2
+    assert [e["command"] for e in store.commands("0123456789ab")] == ["echo [REDACTED]"] * 2
+    store.close()
+    assert SECRET.encode() not in _db_bytes(tmp_path)
 
 
 # -- a killed create -------------------------------------------------------------------------

@@ -8,10 +8,12 @@ secret values are redacted.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import SandboxError
 from . import records
 from . import secrets as secret_store
 from .store import Store
@@ -42,5 +44,9 @@ class History:
             "stdout": self.redactor.text(str(result.get("stdout", ""))),
             "stderr": self.redactor.text(str(result.get("stderr", ""))),
         }
-        sequence = self.store.record_command(self.workspace_id, entry, time.time())
+        try:
+            sequence = self.store.record_command(self.workspace_id, entry, time.time())
+        except sqlite3.Error as exc:
+            message = f"the command ran but its history entry was not saved: {exc}"
+            raise SandboxError(message) from None
         return {**result, **entry, "sequence": sequence}

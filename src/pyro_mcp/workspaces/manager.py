@@ -15,6 +15,7 @@ from .archives import extract_export, seed_archive, validate_members
 from .diff import diff_trees
 from .disk import DiskMixin
 from .history import FIELDS as HISTORY_FIELDS
+from .history import History
 from .lifecycle import empty_tar, redacted
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
@@ -229,6 +230,9 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             workspace_id, "exec", args, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_output
         )
         # The supervisor recorded the entry (redacted) before answering: see history.py.
+        if "sequence" not in result:  # a supervisor started by an older version does not
+            history = History(self.store, workspace_id, self.layout(workspace_id).secrets_dir)
+            result = history.record(args, result)
         return {
             "workspace_id": workspace_id,
             "environment": record["environment"],
