@@ -7,6 +7,7 @@ process (see supervisor.py) reached over its Unix socket.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -17,14 +18,16 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .. import validation
 from ..engines.agent_client import AgentClient, AgentGone
-from ..errors import NotFoundError, SandboxError, StateError
+from ..errors import NotFoundError, SandboxError, StateError, ValidationError
 from ..paths import socket_address
 from ..runtime import Runtime
+from . import owners
 from . import secrets as secret_store
 from .layout import WorkspaceLayout
 from .store import Store
@@ -55,6 +58,25 @@ def process_alive(pid: int | None, marker: str) -> bool:
     return state not in ("Z", "X") and marker.encode() in cmdline
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def redacted(method: F) -> F:
+    """An operation on one workspace (its first argument) whose result and error message
+    never show one of that workspace's secret values."""
+
+    @functools.wraps(method)
+    def wrapper(self: WorkspaceLifecycle, workspace_id: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = method(self, workspace_id, *args, **kwargs)
+        except Exception as exc:
+            self.redactor(workspace_id).error(exc)
+            raise
+        return self.redactor(workspace_id).value(result)
+
+    return cast(F, wrapper)
+
+
 class WorkspaceLifecycle:
     def __init__(self, runtime: Runtime, store: Store) -> None:
         self.runtime = runtime
@@ -69,6 +91,7 @@ class WorkspaceLifecycle:
     def record(self, workspace_id: str, *, refresh: bool = True) -> dict[str, Any]:
         if not isinstance(workspace_id, str) or not workspace_id:
             raise NotFoundError("workspace_id is required")
+        self.sweep_abandoned(workspace_id)
         record = self.store.get(workspace_id)
         if record is None:
             gone = self.store.expired(workspace_id)
@@ -117,11 +140,20 @@ class WorkspaceLifecycle:
         self.store.update(workspace_id, last_activity_at=stamp)
         return stamp
 
+    def redactor(self, workspace_id: Any) -> secret_store.Redactor:
+        """The workspace's redactor (none for something that cannot name a workspace)."""
+        try:
+            validation.identifier("workspace", workspace_id)
+        except ValidationError:
+            return secret_store.Redactor(())
+        return secret_store.redactor(self.layout(workspace_id).secrets_dir)
+
     def redact(self, workspace_id: str, text: str) -> str:
         """Model-facing text never shows a secret value (reads and diffs too, unlike 3.x)."""
-        return secret_store.redact(text, self.layout(workspace_id).secrets_dir)
+        return self.redactor(workspace_id).text(text)
 
     def reap_expired(self) -> list[str]:
+        self.sweep_abandoned()
         now = time.time()
         reaped = []
         for record in self.store.all():
@@ -130,6 +162,37 @@ class WorkspaceLifecycle:
                 self._destroy(record)
                 reaped.append(record["workspace_id"])
         return reaped
+
+    # -- creates and starts whose process died part-way -----------------------------------
+    def sweep_abandoned(self, workspace_id: str | None = None) -> None:
+        """Finish what a killed create or start left behind (its owner is gone): a create is
+        undone whole, a start whose supervisor never came up ends stopped. Every step can
+        be repeated, so sweeps racing each other or killed part-way are harmless."""
+        for claim in self.store.owners(workspace_id):
+            if owners.alive(claim["owner"]):
+                continue
+            if claim["kind"] == "create":
+                self.undo_create(claim["workspace_id"])
+            else:
+                self._abandoned_start(claim["workspace_id"])
+
+    def undo_create(self, workspace_id: str) -> None:
+        """Remove every trace of an unfinished create: supervisor (booting or not), engine,
+        directory, then the record with its owner's name (so a kill here is swept again)."""
+        layout = self.layout(workspace_id)
+        owners.end_processes(self.runtime.home, workspace_id, layout.root)
+        self._drop_client(workspace_id)
+        layout.remove()
+        self.store.delete(workspace_id)
+
+    def _abandoned_start(self, workspace_id: str) -> None:
+        record = self.store.get(workspace_id)
+        if record is not None and record["state"] == "starting":
+            if owners.supervisors(self.runtime.home, workspace_id):
+                return  # still booting: the supervisor records how that ends
+            error = "the start of this workspace was interrupted"
+            self.store.update(workspace_id, state="stopped", supervisor_pid=None, last_error=error)
+        self.store.release(workspace_id)
 
     # -- supervisor ----------------------------------------------------------------------
     def spawn(self, workspace_id: str) -> None:
@@ -233,6 +296,7 @@ class WorkspaceLifecycle:
     def wait_started(self, workspace_id: str) -> None:
         deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
         while time.monotonic() < deadline:
+            self.sweep_abandoned(workspace_id)  # the other client may have died
             record = self.store.get(workspace_id)
             if record is None or record["state"] != "starting":
                 return

@@ -10,13 +10,15 @@ from ..engines.agent_client import AgentInvalid
 from ..errors import StateError, ValidationError
 from ..guest.protocol import split_output
 from ..runtime import Runtime
-from . import records
+from . import owners, records
 from . import secrets as secret_store
 from .archives import extract_export, seed_archive, validate_members
 from .content import file_content
 from .diff import diff_trees
 from .disk import DiskMixin
-from .lifecycle import empty_tar
+from .history import FIELDS as HISTORY_FIELDS
+from .history import History
+from .lifecycle import empty_tar, redacted
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
 from .services import ServiceMixin
@@ -89,28 +91,33 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             workspace_seed=seed_info,
             secrets=[{"name": n, "source_kind": k} for n, _v, k in secret_values],
         )
-        layout = self.layout(record["workspace_id"])
-        layout.create()
-        layout.baseline.write_bytes(seed)
-        if secret_values:
-            secret_store.store(layout.secrets_dir, secret_values)
-        try:
-            self.store.insert_within_capacity(record, self.max_active, self.active_vms())
-        except BaseException:
-            layout.remove()
-            raise
-        try:
-            unpacked = self.boot_fresh(record, seed)
-        except BaseException:
-            self._destroy(self.store.get(record["workspace_id"]) or record)
-            raise
-        seed_info.update(
-            destination="/workspace",
-            entry_count=unpacked.get("entry_count", 0),
-            bytes_written=unpacked.get("bytes_written", 0),
-        )
-        self.store.update(record["workspace_id"], workspace_seed=seed_info)
+        self._build(record, seed, secret_values)
         return records.payload(self.record(record["workspace_id"]))
+
+    def _build(
+        self, record: dict[str, Any], seed: bytes, secret_values: list[tuple[str, str, str]]
+    ) -> None:
+        """Directory, record and running sandbox, or nothing: the create is named as this
+        process's before anything exists, so if it dies part-way the next call sweeps what
+        it left (lifecycle.sweep_abandoned); the name is dropped once all is done."""
+        workspace_id = record["workspace_id"]
+        self.store.claim(workspace_id, "create", owners.current())
+        try:
+            layout = self.layout(workspace_id)
+            layout.create()
+            layout.baseline.write_bytes(seed)
+            if secret_values:
+                secret_store.store(layout.secrets_dir, secret_values)
+            self.store.insert_within_capacity(record, self.max_active, self.active_vms())
+            unpacked = self.boot_fresh(record, seed)
+            seed_info = dict(record["workspace_seed"], destination="/workspace")
+            seed_info["entry_count"] = unpacked.get("entry_count", 0)
+            seed_info["bytes_written"] = unpacked.get("bytes_written", 0)
+            self.store.update(workspace_id, workspace_seed=seed_info)
+        except BaseException:
+            self.undo_create(workspace_id)
+            raise
+        self.store.release(workspace_id)  # done: from here on an ordinary workspace
 
     def list_all(self) -> dict[str, Any]:
         self.reap_expired()
@@ -119,6 +126,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         entries = [records.list_entry(self._with_counts(r)) for r in rows]
         return {"count": len(rows), "workspaces": entries}
 
+    @redacted
     def status(self, workspace_id: str) -> dict[str, Any]:
         return records.payload(self._with_counts(self.record(workspace_id)))
 
@@ -126,6 +134,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         total, running = self.service_counts(record)
         return {**record, "service_count": total, "running_service_count": running}
 
+    @redacted
     def update(
         self,
         workspace_id: str,
@@ -154,6 +163,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         self.store.update(workspace_id, **changes, last_activity_at=time.time())
         return self.status(workspace_id)
 
+    @redacted
     def logs(self, workspace_id: str) -> dict[str, Any]:
         self.record(workspace_id)
         entries = self.store.commands(workspace_id)
@@ -181,7 +191,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         record = self.record(workspace_id)
         if record["state"] != "started":
             if not self.store.mark_starting_within_capacity(
-                workspace_id, self.max_active, self.active_vms()
+                workspace_id, self.max_active, self.active_vms(), owners.current()
             ):
                 self.wait_started(workspace_id)  # another client is starting it right now
                 self.touch(workspace_id)
@@ -191,10 +201,13 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             except BaseException:
                 self.store.update(workspace_id, state="stopped")
                 raise
+            finally:
+                self.store.release(workspace_id)
         self.touch(workspace_id)
         return self.status(workspace_id)
 
     # -- exec and files ------------------------------------------------------------------
+    @redacted
     def exec(
         self,
         workspace_id: str,
@@ -220,27 +233,22 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
                 workspace_id, "exec", args, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_output
             )
         )
-        entry = {
-            "command": command,
-            "cwd": "/workspace",
-            "exit_code": int(result["exit_code"]),
-            "duration_ms": int(result["duration_ms"]),
-            "execution_mode": records.execution_mode(record["engine"]),
-            "stdout": result["stdout"],
-            "stderr": result["stderr"],
-        }
-        sequence = self.store.record_command(workspace_id, entry, time.time())
+        # The supervisor recorded the entry (redacted) before answering: see history.py.
+        if "sequence" not in result:  # a supervisor started by an older version does not
+            history = History(self.store, workspace_id, self.layout(workspace_id).secrets_dir)
+            result = history.record(args, result)
         return {
             "workspace_id": workspace_id,
             "environment": record["environment"],
             "environment_version": record["environment_version"],
-            **entry,
-            "sequence": sequence,
+            **{key: result[key] for key in HISTORY_FIELDS},
+            "sequence": result["sequence"],
             "timed_out": bool(result.get("timed_out")),
             "stdout_truncated": bool(result.get("stdout_truncated")),
             "stderr_truncated": bool(result.get("stderr_truncated")),
         }
 
+    @redacted
     def sync_push(self, workspace_id: str, source_path: str, dest: str) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_sync_push")
         destination = normalize_workspace_path(dest)
@@ -259,6 +267,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             },
         }
 
+    @redacted
     def file_list(self, workspace_id: str, path: str, recursive: bool) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_file_list")
         result, _ = self.call(
@@ -280,6 +289,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
+    @redacted
     def file_read(
         self, workspace_id: str, path: str, max_bytes: int, encoding: str = "utf-8"
     ) -> dict[str, Any]:
@@ -302,6 +312,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             ),
         }
 
+    @redacted
     def file_write(self, workspace_id: str, path: str, text: str) -> dict[str, Any]:
         data = validation.text("text", text, allow_nul=True).encode("utf-8")
         if len(data) > MAX_WRITE_BYTES:
@@ -319,6 +330,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
+    @redacted
     def patch_apply(self, workspace_id: str, patch: str) -> dict[str, Any]:
         patches = parse_patch(patch)
         record = self.require_started(workspace_id, "workspace_patch_apply")
@@ -354,6 +366,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
+    @redacted
     def export(self, workspace_id: str, path: str, output_path: str) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_export")
         target = self.host_path(output_path, "output_path")
@@ -379,12 +392,9 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         validate_members(data, guest_links=True)
         return data
 
+    @redacted
     def diff(self, workspace_id: str) -> dict[str, Any]:
         self.require_started(workspace_id, "workspace_diff")
         baseline = self.layout(workspace_id).baseline.read_bytes()
         result = diff_trees(baseline, self.current_tree(workspace_id))
-        result["patch"] = self.redact(workspace_id, result["patch"])
-        for entry in result["entries"]:
-            if entry.get("text_patch"):
-                entry["text_patch"] = self.redact(workspace_id, entry["text_patch"])
         return {"workspace_id": workspace_id, **result}

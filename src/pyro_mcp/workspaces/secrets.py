@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..guest.secrets import MARK
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_SECRET_BYTES = 64 * 1024
+MARK_TEXT = MARK.decode()
 
 
 def secret_name(name: Any, what: str = "secret name") -> str:
@@ -130,9 +132,40 @@ def install_payload(directory: Path) -> bytes:
     return json.dumps(load(directory)).encode()
 
 
+class Redactor:
+    """One workspace's secret values, masked as ``[REDACTED]``: the host's one home of
+    redaction (commands, results, history, patches and error messages all pass here)."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        ordered = sorted({v for v in values if v}, key=len, reverse=True)
+        self.pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def text(self, text: str) -> str:
+        if self.pattern is None:
+            return text
+        return self.pattern.sub(MARK_TEXT, text)
+
+    def value(self, value: Any) -> Any:
+        """Every string inside ``value`` (dicts, lists, tuples) redacted."""
+        if self.pattern is None:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {key: self.value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.value(item) for item in value)
+        return value
+
+    def error(self, exc: BaseException) -> None:
+        """Redact an exception's message in place (its type and traceback are kept)."""
+        if self.pattern is not None:
+            exc.args = tuple(self.value(arg) for arg in exc.args)
+
+
+def redactor(directory: Path) -> Redactor:
+    return Redactor(load(directory).values())
+
+
 def redact(text: str, directory: Path) -> str:
-    values = sorted((v for v in load(directory).values() if v), key=len, reverse=True)
-    if not values:
-        return text
-    pattern = "|".join(re.escape(v) for v in values)
-    return re.sub(pattern, MARK.decode(), text)
+    return redactor(directory).text(text)

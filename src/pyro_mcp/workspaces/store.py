@@ -67,9 +67,14 @@ CREATE TABLE IF NOT EXISTS snapshots (
     bytes_written INTEGER NOT NULL,
     PRIMARY KEY (workspace_id, snapshot_name)
 );
+CREATE TABLE IF NOT EXISTS owners (
+    workspace_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    owner TEXT NOT NULL
+);
 """
 # Bumped when SCHEMA changes; a database at this version needs no set-up on open.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 JSON_COLUMNS = ("labels", "workspace_seed", "secrets", "last_command")
 
 
@@ -169,9 +174,12 @@ class Store:
                 )
             db.execute(f"INSERT INTO workspaces ({columns}) VALUES ({marks})", values)  # noqa: S608
 
-    def mark_starting_within_capacity(self, workspace_id: str, limit: int, extra: int) -> bool:
-        """Move a stopped workspace to 'starting' if the cap allows, atomically. False when
-        it is not stopped any more (another client is starting it)."""
+    def mark_starting_within_capacity(
+        self, workspace_id: str, limit: int, extra: int, owner: str
+    ) -> bool:
+        """Move a stopped workspace to 'starting' if the cap allows, atomically, with
+        ``owner`` as the start's owner. False when it is not stopped any more (another
+        client is starting it)."""
         with self.transaction() as db:
             current = db.execute(
                 "SELECT state FROM workspaces WHERE workspace_id = ?", (workspace_id,)
@@ -193,7 +201,35 @@ class Store:
                 "WHERE workspace_id = ?",
                 (workspace_id,),
             )
+            self._claim(db, workspace_id, "start", owner)
         return True
+
+    # -- owners: the process creating or starting a workspace, until it is done -------------
+    @staticmethod
+    def _claim(db: sqlite3.Connection, workspace_id: str, kind: str, owner: str) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO owners (workspace_id, kind, owner) VALUES (?, ?, ?)",
+            (workspace_id, kind, owner),
+        )
+
+    def claim(self, workspace_id: str, kind: str, owner: str) -> None:
+        with self.connect() as db:
+            self._claim(db, workspace_id, kind, owner)
+
+    def release(self, workspace_id: str) -> None:
+        with self.connect() as db:
+            db.execute("DELETE FROM owners WHERE workspace_id = ?", (workspace_id,))
+
+    def owners(self, workspace_id: str | None = None) -> list[dict[str, Any]]:
+        """Unfinished creates and starts (all, or one workspace's)."""
+        with self.connect() as db:
+            if workspace_id is None:
+                rows = db.execute("SELECT * FROM owners").fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM owners WHERE workspace_id = ?", (workspace_id,)
+                ).fetchall()
+        return [dict(row) for row in rows]
 
     def get(self, workspace_id: str) -> dict[str, Any] | None:
         with self.connect() as db:
@@ -218,7 +254,7 @@ class Store:
 
     def delete(self, workspace_id: str) -> None:
         with self.transaction() as db:
-            for table in ("workspaces", "commands", "snapshots"):
+            for table in ("workspaces", "commands", "snapshots", "owners"):
                 db.execute(f"DELETE FROM {table} WHERE workspace_id = ?", (workspace_id,))  # noqa: S608
 
     def mark_expired(self, workspace_id: str, ttl_seconds: int, when: float) -> None:

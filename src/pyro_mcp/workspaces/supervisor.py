@@ -26,11 +26,12 @@ from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
 from ..engines.network import USER_NETWORK
 from ..errors import PyroError
-from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame
+from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, split_output
 from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
+from .history import History
 from .layout import WorkspaceLayout
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
@@ -52,6 +53,7 @@ class Supervisor:
         self.host_root: str | None = None
         self.reboot_lock = threading.Lock()
         self.workers = Workers("pyro-supervisor")
+        self.history = History(store, workspace_id, self.layout.secrets_dir)
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
@@ -221,6 +223,7 @@ class Supervisor:
             send({"id": req_id, "ok": True, "result": {"stopping": True}})
             threading.Thread(target=self.shutdown, args=("stopped",), daemon=True).start()
             return
+        request = dict(args)  # as the client sent it (the history records this)
         if self.host_root is not None:
             args = self._host_args(op, args)
         with self.reboot_lock:  # never talk to a sandbox that is being replaced
@@ -246,6 +249,10 @@ class Supervisor:
                 result = self._publish(args["name"], ports, result)
             if op in SERVICE_OPS:
                 result = self.ports.after(op, args, result)
+            if op == "exec":  # recorded here, so a client that died cannot lose it
+                entry = self.history.record(request, split_output(result, payload))
+                # the output stays raw bytes in the frame's data (it is the same, redacted)
+                result.update((k, v) for k, v in entry.items() if k not in ("stdout", "stderr"))
         except PyroError as exc:
             kind = "invalid" if isinstance(exc, ValueError) else "failed"
             send({"id": req_id, "ok": False, "error": str(exc), "kind": kind})

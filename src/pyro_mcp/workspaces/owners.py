@@ -1,0 +1,106 @@
+"""Processes a workspace depends on: who is creating or starting it, and its supervisor.
+
+A create or start names its owner (the process's pid and start time, so a reused pid is
+never taken for it) in the store before it changes anything, and drops the name when it is
+done. An owner that died part-way (``kill -9`` of an SDK or MCP host) leaves that name
+behind, which is how a later call knows there is something to sweep (lifecycle.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+SUPERVISOR_MODULE = b"pyro_mcp.workspaces.supervisor"
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def identity(pid: int) -> str | None:
+    """``pid:start-time`` of a live (non-zombie) process, or None."""
+    fields = _stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return None
+    return f"{pid}:{fields[19]}"  # field 22 of stat: start time in clock ticks after boot
+
+
+def current() -> str:
+    return identity(os.getpid()) or f"{os.getpid()}:0"
+
+
+def alive(owner: str) -> bool:
+    pid, _, _ = owner.partition(":")
+    return pid.isdigit() and identity(int(pid)) == owner
+
+
+def _cmdlines() -> dict[int, bytes]:
+    found = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as handle:
+                    found[int(name)] = handle.read()
+            except OSError:
+                continue
+    return found
+
+
+def supervisors(home: Path, workspace_id: str) -> list[int]:
+    """The workspace's supervisor processes (booting or serving) for this state dir."""
+    home_arg = b"\0--home\0" + str(home).encode() + b"\0"
+    id_arg = b"\0--workspace\0" + workspace_id.encode() + b"\0"
+    return [
+        pid
+        for pid, cmd in _cmdlines().items()
+        if SUPERVISOR_MODULE in cmd and home_arg in cmd and id_arg in cmd
+    ]
+
+
+def engines(path: Path) -> list[int]:
+    """Live engine processes (runsc, qemu) whose command line names ``path``."""
+    needle = str(path).encode()
+    return [
+        pid
+        for pid, cmd in _cmdlines().items()
+        if needle in cmd and (b"runsc" in cmd or b"qemu" in cmd) and identity(pid)
+    ]
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL ``pid``'s process group if it leads one, else ``pid`` alone."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def end_processes(home: Path, workspace_id: str, root: Path, grace: float = 10.0) -> None:
+    """End every process of a workspace whose owner is gone: its supervisors (one that is
+    still booting included), then its engine. Killing a supervisor ends a gVisor sandbox
+    cleanly (EOF on the agent's stdin); an engine still there after ``grace`` is killed."""
+    empty_scans, deadline = 0, time.monotonic() + 3 * grace
+    # Two empty scans in a row: a supervisor's first process may be forking the real one.
+    while empty_scans < 2 and time.monotonic() < deadline:
+        pids = supervisors(home, workspace_id)
+        empty_scans = 0 if pids else empty_scans + 1
+        for pid in pids:
+            _kill(pid)
+        if pids:
+            time.sleep(0.01)
+    deadline = time.monotonic() + grace
+    while (left := engines(root)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in left:
+        _kill(pid)
