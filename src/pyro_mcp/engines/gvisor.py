@@ -151,7 +151,7 @@ class CgroupWatch:
     """Notes when the sandbox's host cgroup hits its memory or task limit (runsc removes the
     cgroup when the sandbox ends, so it is read while the sandbox runs)."""
 
-    POLL = 0.25
+    POLL = 0.1
 
     def __init__(self, sandbox_id: str, process: subprocess.Popen[bytes]) -> None:
         self.hit: str | None = None
@@ -172,6 +172,14 @@ class CgroupWatch:
                 if count > 0:
                     self.hit = what
             time.sleep(self.POLL)
+
+    def reason(self, code: int | None, mem_mib: int) -> str | None:
+        """Once the sandbox ended with ``code``: the limit that ended it, if one did."""
+        if code is None or code == 0 or self.hit is None:
+            return None
+        if self.hit == "memory":
+            return f"memory limit ({mem_mib} MiB)"
+        return f"process limit ({process_limit(mem_mib)} processes)"
 
 
 class GvisorSandbox(Sandbox):
@@ -195,14 +203,7 @@ class GvisorSandbox(Sandbox):
         self.backstop = CgroupWatch(container_id, process)
 
     def limit_exceeded(self) -> str | None:
-        code = self.process.poll()
-        if code is None or code == 0:
-            return None
-        if self.backstop.hit == "memory" or code in (137, -9):  # the cgroup's OOM kill
-            return f"memory limit ({self.mem_mib} MiB)"
-        if self.backstop.hit == "pids":
-            return f"process limit ({process_limit(self.mem_mib)} processes)"
-        return None
+        return self.backstop.reason(self.process.poll(), self.mem_mib)
 
     def _request_exit(self) -> bool:
         # EOF on stdin ends the agent, so the container exits and runsc cleans up (~40 ms);

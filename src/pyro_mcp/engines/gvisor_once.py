@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import SandboxError
 from ..guest.execution import CHUNK, DEFAULT_MAX_OUTPUT, Capture, base_env, shell_status
 from .base import BootSpec
-from .gvisor import GvisorEngine, oci_config
+from .gvisor import CgroupWatch, GvisorEngine, oci_config
 
 Emit = Callable[[str, bytes], None]
 RUNSC_FAILED = 128  # runsc's exit code when it fails itself (a command may return it too)
@@ -50,6 +50,7 @@ def run_once(
     )
     captures = {"stdout": Capture(max_output), "stderr": Capture(max_output)}
     timed_out = threading.Event()
+    backstop = CgroupWatch(container_id, proc)
 
     def expire() -> None:
         timed_out.set()
@@ -83,6 +84,9 @@ def run_once(
         failure = _runsc_failure(log)
         if failure is not None:
             raise SandboxError(f"gVisor could not run the command: {failure}")
+    limit = backstop.reason(code, spec.mem_mib)
+    if limit is not None and not timed_out.is_set():
+        raise SandboxError(f"the sandbox went over its {limit} and was ended")
     expired = timeout if timed_out.is_set() else None
     return _result(code, expired, started, captures, on_output)
 
