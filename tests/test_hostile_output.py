@@ -188,6 +188,10 @@ def test_sdk_errors_name_the_real_problem(workspaces: Any, tmp_path: Path) -> No
         pyro.exec_workspace(wid, command="echo \ud800")
     with pytest.raises(ValueError, match=r"text is not valid UTF-8 text \(lone surrogate"):
         pyro.write_workspace_file(wid, "a.txt", text="\udcff")
+    shell = pyro.open_shell(wid)["shell_id"]
+    with pytest.raises(ValueError, match=r"input is not valid UTF-8 text \(lone surrogate"):
+        pyro.write_shell(wid, shell, input="echo \ud800")
+    pyro.close_shell(wid, shell)
     with pytest.raises(ValueError, match="output_path must not contain NUL characters"):
         pyro.export_workspace(wid, "/workspace", output_path=str(tmp_path / "a\0b"))
     with pytest.raises(ValueError, match="output_path is 5001 bytes long; the limit is 4096"):

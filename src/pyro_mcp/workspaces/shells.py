@@ -115,8 +115,7 @@ class ShellMixin(WorkspaceLifecycle):
     def shell_write(
         self, workspace_id: str, shell_id: str, input: str, append_newline: bool = True
     ) -> dict[str, Any]:
-        if not isinstance(input, str):
-            raise ValidationError("input must be a string")
+        validation.text("input", input, allow_nul=True)
         record = self._shell_record(workspace_id, "shell_write")
         text = input + ("\n" if append_newline else "")
         result, _ = self.call(
