@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -252,6 +253,39 @@ def test_a_failing_one_shot_leaves_nothing_behind(
     assert wait_until_no_process(str(fresh_state_dir)) == []
     assert list((fresh_state_dir / "runtime" / "runsc").iterdir()) == []
     assert list((fresh_state_dir / "runtime" / "vms").iterdir()) == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_killed_callers_sandbox_is_ended_by_the_next_call(
+    engine: str, fresh_state_dir: Path, installed_env: Any
+) -> None:
+    """`kill -9` of an SDK script mid-run leaves its sandbox running; the next call ends it
+    and removes its runtime directory and (gVisor) its host cgroups."""
+    script = (
+        "import sys; from pyro_mcp import Pyro\n"
+        f"Pyro(backend_name={engine!r}, base_dir=sys.argv[1]).run_in_vm("
+        f"environment={ENVIRONMENT!r}, command='echo up; sleep 600', timeout_seconds=900)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(fresh_state_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    vms = fresh_state_dir / "runtime" / "vms"
+    deadline = time.monotonic() + 120
+    while not processes_mentioning(str(vms)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    child.kill()
+    child.wait()
+    (orphan,) = list(vms.iterdir())
+    if engine == "gvisor":  # a one-shot has no agent to notice its caller is gone
+        assert processes_mentioning(str(orphan)), "the sandbox ended with its caller already"
+    with Pyro(backend_name=engine, base_dir=fresh_state_dir) as pyro:
+        assert pyro.run_in_vm(environment=ENVIRONMENT, command="true")["exit_code"] == 0
+    assert wait_until_no_process(str(orphan), timeout=15) == []
+    assert not orphan.exists()
+    assert not list(Path("/sys/fs/cgroup/pids/pyro-gvisor").glob(f"pyro-{orphan.name}*"))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

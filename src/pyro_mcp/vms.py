@@ -20,6 +20,7 @@ from .environments.store import InstalledEnvironment
 from .errors import NotFoundError, StateError
 from .guest.protocol import split_output
 from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
+from .workspaces import owners
 
 if TYPE_CHECKING:
     from .environments.build import Progress
@@ -28,6 +29,7 @@ OutputHandler = Callable[[str, bytes], None]
 Phase = Callable[[str], None]
 
 GUEST_CWD = "/root"
+OWNER_FILE = "owner"  # pid:start-time of the process whose VM this is (workspaces/owners.py)
 EXEC_SLACK_SECONDS = 30.0
 
 
@@ -178,6 +180,7 @@ class VmRegistry:
         env = self.runtime.environment(environment, progress)
         choice = self.runtime.choose_engine(env, allow_host_compat, notify, need_network=network)
         vm_id = validation.new_id()
+        self.sweep_orphans()
         record = VmRecord(
             vm_id=vm_id,
             env=env,
@@ -189,9 +192,30 @@ class VmRegistry:
             allow_host_compat=allow_host_compat,
             workdir=self.runtime.sandbox_dir("vms", vm_id),
         )
+        (record.workdir / OWNER_FILE).write_text(owners.current())
         with self.lock:
             self.vms[vm_id] = record
         return record
+
+    def sweep_orphans(self) -> None:
+        """End the sandboxes of VMs and one-shot runs whose process died (``kill -9`` of a
+        `pyro run`, an SDK script or an MCP host) and remove what they left on the host."""
+        for workdir in sorted((self.runtime.runtime_root / "vms").glob("*")):
+            try:
+                owner = (workdir / OWNER_FILE).read_text()
+            except OSError:
+                continue  # being made, or not ours
+            if owners.alive(owner):
+                continue
+            for pid in owners.engines(workdir):
+                owners.kill(pid)
+            if (self.runtime.runtime_root / "runsc").is_dir():
+                from .engines.gvisor import GvisorEngine
+
+                engine = self.runtime.engine_by_key("gvisor").engine
+                if isinstance(engine, GvisorEngine):
+                    engine.destroy(f"pyro-{workdir.name}")
+            self.runtime.remove_dir(workdir)
 
     def start(self, vm_id: str) -> VmRecord:
         record = self.get(vm_id)

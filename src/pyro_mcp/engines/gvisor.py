@@ -212,20 +212,8 @@ class GvisorSandbox(Sandbox):
         return True
 
     def _shutdown(self, clean_exit: bool) -> None:
-        if clean_exit:
-            return
-        runsc = self.engine.runsc_base()
-        for action in (
-            ["kill", "--all", self.container_id, "KILL"],
-            ["delete", "--force", self.container_id],
-        ):
-            subprocess.run(
-                [*runsc, *action],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                check=False,
-                timeout=30,
-            )
+        if not clean_exit:
+            self.engine.destroy(self.container_id)
 
 
 class GvisorEngine(Engine):
@@ -236,6 +224,24 @@ class GvisorEngine(Engine):
 
     def info(self) -> EngineInfo:
         return INFO
+
+    def destroy(self, container_id: str) -> None:
+        """End a container whatever state it is in, and remove its host cgroups (runsc
+        leaves them when its own `run` process was killed)."""
+        kill = ["kill", "--all", container_id, "KILL"]
+        for action in (kill, ["delete", "--force", container_id]):
+            subprocess.run(
+                [*self.runsc_base(), *action],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+                timeout=30,
+            )
+        for controller in ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer"):
+            try:
+                os.rmdir(f"/sys/fs/cgroup/{controller}{CGROUP_PARENT}/{container_id}")
+            except OSError:
+                pass  # not there, not v1, or still in use
 
     def runsc_path(self) -> str | None:
         return shutil.which("runsc")

@@ -75,7 +75,7 @@ def engines(path: Path) -> list[int]:
     ]
 
 
-def _kill(pid: int) -> None:
+def kill(pid: int) -> None:
     """SIGKILL ``pid``'s process group if it leads one, else ``pid`` alone."""
     try:
         if os.getpgid(pid) == pid:
@@ -96,11 +96,11 @@ def end_processes(home: Path, workspace_id: str, root: Path, grace: float = 10.0
         pids = supervisors(home, workspace_id)
         empty_scans = 0 if pids else empty_scans + 1
         for pid in pids:
-            _kill(pid)
+            kill(pid)
         if pids:
             time.sleep(0.01)
     deadline = time.monotonic() + grace
     while (left := engines(root)) and time.monotonic() < deadline:
         time.sleep(0.02)
     for pid in left:
-        _kill(pid)
+        kill(pid)
