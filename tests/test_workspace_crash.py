@@ -274,6 +274,15 @@ def test_a_secrets_literal_value_is_never_stored_nor_shown(
     with pytest.raises(ValueError) as refused:
         ws_pyro.apply_workspace_patch(workspace_id, bad)
     assert SECRET not in str(refused.value)
+    # Every operation on the workspace is masked: services, shells, labels in a list too.
+    started = ws_pyro.start_service(workspace_id, "svc", command=f"echo {SECRET}; sleep 300")
+    assert SECRET not in str(started) and "[REDACTED]" in started["command"]
+    assert SECRET not in str(ws_pyro.status_service(workspace_id, "svc"))
+    assert SECRET not in str(ws_pyro.list_services(workspace_id))
+    ws_pyro.stop_service(workspace_id, "svc")
+    ws_pyro.update_workspace(workspace_id, labels={"k": SECRET})
+    listed = ws_pyro.list_workspaces()
+    assert SECRET not in str(listed) and "[REDACTED]" in str(listed)
     assert SECRET.encode() not in _db_bytes(ws_home)
     assert b"echo literal [REDACTED]" in _db_bytes(ws_home)  # the history is there, masked
     assert ENVIRONMENT in workspace["environment"]

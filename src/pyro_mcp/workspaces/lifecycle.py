@@ -74,7 +74,28 @@ def redacted(method: F) -> F:
             raise
         return self.redactor(workspace_id).value(result)
 
+    wrapper.__pyro_redacted__ = True  # type: ignore[attr-defined]
     return cast(F, wrapper)
+
+
+C = TypeVar("C", bound=type)
+
+
+def redact_every_workspace_operation(cls: C) -> C:
+    """Class decorator: every public method whose first argument is ``workspace_id`` (the
+    manager's own and its mixins', not this module's plumbing) is ``redacted``: one rule,
+    no operation forgotten."""
+    plumbing = set(vars(WorkspaceLifecycle))
+    for name in dir(cls):
+        method = getattr(cls, name)
+        if name in plumbing:
+            continue
+        if name.startswith("_") or not callable(method) or hasattr(method, "__pyro_redacted__"):
+            continue
+        code = getattr(method, "__code__", None)
+        if code is not None and code.co_varnames[1:2] == ("workspace_id",):
+            setattr(cls, name, redacted(method))
+    return cls
 
 
 class WorkspaceLifecycle:

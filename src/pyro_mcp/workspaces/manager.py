@@ -18,7 +18,7 @@ from .diff import diff_trees
 from .disk import DiskMixin
 from .history import FIELDS as HISTORY_FIELDS
 from .history import History
-from .lifecycle import empty_tar, redacted
+from .lifecycle import empty_tar, redact_every_workspace_operation
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
 from .services import ServiceMixin
@@ -31,6 +31,7 @@ MAX_WRITE_BYTES = 1024 * 1024
 EXEC_SLACK_SECONDS = 30.0
 
 
+@redact_every_workspace_operation
 class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
     def __init__(self, runtime: Runtime, max_active: int, active_vms: Any) -> None:
         super().__init__(runtime, Store(runtime.home / "state.db"))
@@ -58,8 +59,10 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         mem = validation.mem_mib(mem_mib)
         policy = records.network_policy(network_policy)
         clean_name = records.workspace_name(name) if name is not None else None
-        clean_labels = records.labels(labels)
         secret_values = secret_store.resolve(secrets)
+        # Nothing is stored before its secret values are masked: labels neither.
+        masked = secret_store.Redactor(value for _, value, _ in secret_values)
+        clean_labels = masked.value(records.labels(labels))
         seed_info: dict[str, Any] = {"mode": "empty", "seed_path": None}
         seed = empty_tar()
         if seed_path is not None:
@@ -123,10 +126,12 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         self.reap_expired()
         rows = [self._refresh(r) for r in self.store.all()]
         rows.sort(key=records.sort_key)
-        entries = [records.list_entry(self._with_counts(r)) for r in rows]
+        entries = [
+            self.redactor(r["workspace_id"]).value(records.list_entry(self._with_counts(r)))
+            for r in rows
+        ]
         return {"count": len(rows), "workspaces": entries}
 
-    @redacted
     def status(self, workspace_id: str) -> dict[str, Any]:
         return records.payload(self._with_counts(self.record(workspace_id)))
 
@@ -134,7 +139,6 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         total, running = self.service_counts(record)
         return {**record, "service_count": total, "running_service_count": running}
 
-    @redacted
     def update(
         self,
         workspace_id: str,
@@ -153,7 +157,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         if clear_name:
             changes["name"] = None
         new_labels = dict(record["labels"])
-        new_labels.update(records.labels(labels))
+        new_labels.update(self.redactor(workspace_id).value(records.labels(labels)))
         for key in clear_labels or []:
             new_labels.pop(records.label_key(key), None)
         if new_labels != record["labels"]:
@@ -163,7 +167,6 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         self.store.update(workspace_id, **changes, last_activity_at=time.time())
         return self.status(workspace_id)
 
-    @redacted
     def logs(self, workspace_id: str) -> dict[str, Any]:
         self.record(workspace_id)
         entries = self.store.commands(workspace_id)
@@ -207,7 +210,6 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         return self.status(workspace_id)
 
     # -- exec and files ------------------------------------------------------------------
-    @redacted
     def exec(
         self,
         workspace_id: str,
@@ -248,7 +250,6 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "stderr_truncated": bool(result.get("stderr_truncated")),
         }
 
-    @redacted
     def sync_push(self, workspace_id: str, source_path: str, dest: str) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_sync_push")
         destination = normalize_workspace_path(dest)
@@ -267,7 +268,6 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             },
         }
 
-    @redacted
     def file_list(self, workspace_id: str, path: str, recursive: bool) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_file_list")
         result, _ = self.call(
@@ -289,7 +289,6 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
-    @redacted
     def file_read(
         self, workspace_id: str, path: str, max_bytes: int, encoding: str = "utf-8"
     ) -> dict[str, Any]:
@@ -312,7 +311,6 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             ),
         }
 
-    @redacted
     def file_write(self, workspace_id: str, path: str, text: str) -> dict[str, Any]:
         data = validation.text("text", text, allow_nul=True).encode("utf-8")
         if len(data) > MAX_WRITE_BYTES:
@@ -330,7 +328,6 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
-    @redacted
     def patch_apply(self, workspace_id: str, patch: str) -> dict[str, Any]:
         patches = parse_patch(patch)
         record = self.require_started(workspace_id, "workspace_patch_apply")
@@ -366,7 +363,6 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
-    @redacted
     def export(self, workspace_id: str, path: str, output_path: str) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_export")
         target = self.host_path(output_path, "output_path")
@@ -387,14 +383,13 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             "execution_mode": records.execution_mode(record["engine"]),
         }
 
-    def current_tree(self, workspace_id: str) -> bytes:
+    def _current_tree(self, workspace_id: str) -> bytes:
         _info, data = self.call(workspace_id, "tar_out", {"path": "/workspace"}, timeout=600)
         validate_members(data, guest_links=True)
         return data
 
-    @redacted
     def diff(self, workspace_id: str) -> dict[str, Any]:
         self.require_started(workspace_id, "workspace_diff")
         baseline = self.layout(workspace_id).baseline.read_bytes()
-        result = diff_trees(baseline, self.current_tree(workspace_id))
+        result = diff_trees(baseline, self._current_tree(workspace_id))
         return {"workspace_id": workspace_id, **result}
