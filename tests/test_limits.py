@@ -102,10 +102,20 @@ def first_true_exec(pyro: Pyro, workspace_id: str, within: float) -> float:
     raise AssertionError(f"no answer to `true` within {within} s: {last}")
 
 
+BOMB = "bash -c ':(){ :|:& };:' 2>/dev/null; sleep 30"
+# The guest is root: it can leave the guest's pids cgroup and raise its cap first.
+ESCAPE = "echo $$ > /run/pyro-limits/cgroup.procs; echo 100000 > /run/pyro-limits/guest/pids.max; "
+
+
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("engine_pyro", ENGINES, indirect=True)
+@pytest.mark.parametrize(
+    ("engine_pyro", "command"),
+    [("gvisor", BOMB), ("qemu", BOMB), ("gvisor", ESCAPE + BOMB), ("qemu", ESCAPE + BOMB)],
+    ids=["gvisor", "qemu", "gvisor-escaped", "qemu-escaped"],
+    indirect=["engine_pyro"],
+)
 def test_fork_bomb_stays_inside_the_workspace(
-    engine_pyro: Pyro, new_workspace: Any, ws_home: Path
+    engine_pyro: Pyro, command: str, new_workspace: Any, ws_home: Path
 ) -> None:
     workspace = new_workspace(engine_pyro, mem_mib=MEM_MIB)
     workspace_id = workspace["workspace_id"]
@@ -121,11 +131,7 @@ def test_fork_bomb_stays_inside_the_workspace(
 
     with Watchdog(ws_home, sandbox_tasks) as watch:
         try:  # the exec's time limit kills the bomb's process group in the guest
-            result = engine_pyro.exec_workspace(
-                workspace_id,
-                command="bash -c ':(){ :|:& };:' 2>/dev/null; sleep 30",
-                timeout_seconds=8,
-            )
+            result = engine_pyro.exec_workspace(workspace_id, command=command, timeout_seconds=8)
             assert result["exit_code"] in (124, 137), result
         except RuntimeError as exc:  # gVisor's backstop ended and restarted the sandbox
             assert gvisor, exc
@@ -181,6 +187,10 @@ def test_a_huge_allocation_fails_inside_the_guest(
     # A guest MemoryError (exit 1) or the guest's OOM kill of that process (137).
     assert result["exit_code"] in (1, 137), result
     assert "4294967296" not in result["stdout"]
+    if gvisor:  # the agent's watchdog says what it did, in the command's own stderr
+        assert (
+            "was killed: the workspace went over its memory limit (512 MiB" in (result["stderr"])
+        ), result["stderr"]
     peak = sandbox_memory_peak(workspace_id, gvisor)
     ceiling = host_memory_bytes(MEM_MIB) if gvisor else (MEM_MIB + QEMU_OVERHEAD_MIB) << 20
     assert peak <= ceiling, f"sandbox peak {peak >> 20} MiB over {ceiling >> 20} MiB"

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from . import secrets
+from . import limits, secrets
 from .prestart import NextShell, start_shell
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
@@ -108,6 +108,8 @@ def run_command(args: dict[str, Any], emit: Emit) -> tuple[dict[str, Any], bytes
     pump = Pump(limit, emit if args.get("stream") else None)
     timed_out = pump.run(proc, started + timeout)
     exit_code = proc.wait()
+    for note in limits.notes_for(proc.pid, started):  # the command's session: its pid
+        pump.take("stderr", note.encode())
     if timed_out:
         exit_code = 124
         pump.take("stderr", f"command timed out after {_fmt_seconds(timeout)}s\n".encode())

@@ -32,6 +32,19 @@ BUSY_POLL = 0.01  # once past half of one
 AFTER_KILL = 0.3  # a killed process's memory takes a moment to come back
 
 _STARTED = threading.Event()
+# What the watchdog killed and why: (monotonic time, session id or None for all, note).
+EVENTS: list[tuple[float, int | None, str]] = []
+MAX_EVENTS = 64
+
+
+def notes_for(session: int, since: float) -> list[str]:
+    """Why the watchdog killed processes of ``session`` (or everything) after ``since``."""
+    return [note for at, sid, note in list(EVENTS) if at >= since and sid in (None, session)]
+
+
+def _record(session: int | None, note: str) -> None:
+    EVENTS.append((time.monotonic(), session, note))
+    del EVENTS[:-MAX_EVENTS]
 
 
 def apply(limits: dict[str, Any]) -> None:
@@ -95,7 +108,7 @@ class Watchdog:
 
     def check(self) -> float:
         used = memory_used()
-        tasks = int(_read(f"{self.group}/pids.current") or 0) if self.group else 0
+        tasks = self.tasks()
         if used > self.memory_bytes:
             self.kill_largest_memory()
             return AFTER_KILL
@@ -104,23 +117,49 @@ class Watchdog:
         busy = used * 2 > self.memory_bytes or (self.max_tasks and tasks * 2 > self.max_tasks)
         return BUSY_POLL if busy else IDLE_POLL
 
+    def tasks(self) -> int:
+        """Tasks in the guest's group, or in the whole hierarchy when a guest root moved
+        processes out of it; puts the group's cap back if it was raised."""
+        if not self.group:
+            return 0
+        if _read(f"{self.group}/pids.max") != str(self.max_tasks):
+            try:
+                _write(f"{self.group}/pids.max", str(self.max_tasks))
+            except OSError:
+                pass
+        counts = (_read(f"{self.group}/pids.current"), _read(f"{CGROUP_DIR}/pids.current"))
+        return max(int(c) for c in counts if c.isdigit()) if any(counts) else 0
+
     def kill_largest_memory(self) -> None:
         sizes = {pid: _resident(pid) for pid in self._pids()}
         if sizes:
-            _kill([max(sizes, key=lambda p: sizes[p])])
+            pid = max(sizes, key=lambda p: sizes[p])
+            _kill([pid])
+            mib = self.memory_bytes >> 20
+            _record(
+                _session(pid),
+                f"pyro: process {pid} was killed: the workspace went over its memory limit "
+                f"({mib} MiB; files in /tmp, /run, /dev/shm and outside /workspace count too)\n",
+            )
 
     def kill_group(self) -> None:
         """Past the process cap: end every process the agent started (a fork storm outruns
         any finer choice here, and counting sessions in /proc under one takes seconds)."""
         assert self.group is not None
-        pids = [int(p) for p in _read(f"{self.group}/cgroup.procs").split()]
-        _kill([p for p in pids if p not in self.spared])
+        listed = _read(f"{self.group}/cgroup.procs") + " " + _read(f"{CGROUP_DIR}/cgroup.procs")
+        pids = {int(p) for p in listed.split()}
+        _kill(pids - self.spared)
+        _record(
+            None,
+            f"pyro: every process was killed: the workspace went over its process limit "
+            f"({self.max_tasks} tasks)\n",
+        )
 
     def _pids(self) -> list[int]:
         return [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) not in self.spared]
 
 
-def _kill(pids: list[int]) -> None:
+def _kill(pids: list[int] | set[int]) -> None:
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -150,3 +189,8 @@ def _read(path: str) -> str:
 def _resident(pid: int) -> int:
     fields = _read(f"/proc/{pid}/statm").split()
     return int(fields[1]) if len(fields) > 1 else 0
+
+
+def _session(pid: int) -> int | None:
+    fields = _read(f"/proc/{pid}/stat").rpartition(")")[2].split()
+    return int(fields[3]) if len(fields) > 3 else None

@@ -9,7 +9,7 @@ import subprocess
 import time
 import urllib.request
 
-from . import paths, secrets
+from . import limits, paths, secrets
 from .execution import base_env, shell_status
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
@@ -37,6 +37,7 @@ class Service:
         self.cwd = cwd
         self.readiness = readiness
         self.started_at = time.time()
+        self.started_clock = time.monotonic()
         self.ended_at: float | None = None
         self.exit_code: int | None = None
         self.ready_at: float | None = None
@@ -62,6 +63,8 @@ class Service:
             self.state = "exited"
             self.exit_code = shell_status(code)
             self.ended_at = time.time()
+            if limits.notes_for(self.proc.pid, self.started_clock):
+                self.stop_reason = "resource_limit"
 
     def payload(self) -> dict[str, Any]:
         self.refresh()
