@@ -9,12 +9,10 @@ Run as ``python -m pyro_mcp.workspaces.supervisor --home H --cache C --workspace
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -35,6 +33,7 @@ from .history import History
 from .layout import WorkspaceLayout
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
+from .watchers import watch_engine, watch_ttl
 
 # How long a stop waits for a reset that is booting the new sandbox.
 STOP_WAIT_FOR_RESET = 150.0
@@ -107,7 +106,7 @@ class Supervisor:
         self.ports = PortTable(sandbox)
         self.sandbox = sandbox
         if self.listener is not None:  # serving already: watch the new engine too
-            threading.Thread(target=self._watch_engine, args=(sandbox,), daemon=True).start()
+            threading.Thread(target=watch_engine, args=(self, sandbox), daemon=True).start()
 
     def reboot(self, seed: bytes = b"", guest_links: bool = False) -> dict[str, Any]:
         """Reset: a fresh sandbox from the pristine environment and /workspace from ``seed``
@@ -162,8 +161,8 @@ class Supervisor:
     # -- serving ---------------------------------------------------------------------------
     def serve(self) -> None:
         assert self.listener is not None and self.sandbox is not None
-        threading.Thread(target=self._watch_engine, args=(self.sandbox,), daemon=True).start()
-        threading.Thread(target=self._watch_ttl, daemon=True).start()
+        threading.Thread(target=watch_engine, args=(self, self.sandbox), daemon=True).start()
+        threading.Thread(target=watch_ttl, args=(self,), daemon=True).start()
         while not self.stopping.is_set():
             try:
                 conn, _ = self.listener.accept()
@@ -292,58 +291,7 @@ class Supervisor:
             "hello": self.sandbox.hello,
         }
 
-    # -- watchers and shutdown -----------------------------------------------------------------
-    def _watch_engine(self, sandbox: Sandbox) -> None:
-        threading.Thread(target=self._watch_agent, args=(sandbox,), daemon=True).start()
-        code = sandbox.process.wait()
-        if sandbox is not self.sandbox or self.stopping.is_set():
-            return
-        limit = sandbox.limit_exceeded()
-        if limit is not None and self._restart_after_limit(sandbox, limit):
-            return
-        self.shutdown("stopped", error=f"backing guest process is no longer running (exit {code})")
-
-    def _restart_after_limit(self, sandbox: Sandbox, limit: str) -> bool:
-        """A sandbox the engine's backstop ended (the guest went past a limit faster than
-        the agent could hold it): boot a fresh one on the same /workspace and say why."""
-        with self.reboot_lock:
-            if sandbox is not self.sandbox or self.stopping.is_set():
-                return True  # a reset or stop took over
-            self.sandbox = None
-            sandbox.kill()  # clean up what the engine left
-            try:
-                self._boot_sandbox()
-            except Exception:  # reported as the stop's reason below
-                return False
-        self.store.update(
-            self.workspace_id,
-            last_error=f"the sandbox went over its {limit} and was restarted: /workspace is "
-            "intact; its processes, shells and services were ended",
-        )
-        return True
-
-    def _watch_agent(self, sandbox: Sandbox) -> None:
-        """A broken agent stream with the engine still up: no call can be answered any
-        more, so the workspace is stopped and says why (never "started" and mute)."""
-        sandbox.client.ended.wait()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            sandbox.process.wait(timeout=2.0)  # an engine on its way out: _watch_engine
-        if sandbox is self.sandbox and sandbox.alive() and not self.stopping.is_set():
-            reason = sandbox.client.close_reason
-            self.shutdown("stopped", error=f"the sandbox agent's stream broke ({reason})")
-
-    def _watch_ttl(self) -> None:
-        while not self.stopping.is_set():
-            record = self.store.get(self.workspace_id)
-            if record is None:
-                self.shutdown("deleted")
-                return
-            remaining = float(record["expires_at"]) - time.time()
-            if remaining <= 0:
-                self.shutdown("expired")
-                return
-            self.stopping.wait(min(remaining, 5.0))
-
+    # -- shutdown ------------------------------------------------------------------------------
     def shutdown(self, reason: str, error: str | None = None) -> None:
         """Stop serving, record the new state at once, then tear the sandbox down.
 
