@@ -60,7 +60,7 @@ class EgressLog:
         return db
 
     def record(self, entry: dict[str, Any]) -> None:
-        row = {**entry, "at": entry.get("at", time.time())}
+        row = {"bytes_up": 0, "bytes_down": 0, "duration_ms": 0, "at": time.time(), **entry}
         values = [int(row[k]) if k == "allowed" else row.get(k) for k in FIELDS]
         with self.lock, self._connect() as db:
             db.execute(_INSERT, values)

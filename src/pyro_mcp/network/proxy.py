@@ -140,12 +140,12 @@ class EgressProxy:
             reason = reason or f"connection failed: {exc.strerror or exc}"
             if upstream is None:
                 _answer(client, 502, reason)
-        finally:
+        finally:  # logged before the client sees the end: whoever reads the log next finds it
+            self._log(entry, reason, time.monotonic() - started)
             for sock in (upstream, client):
                 if sock is not None:
                     with contextlib.suppress(OSError):
                         sock.close()
-            self._log(entry, reason, time.monotonic() - started)
 
     def _check(self, request: Request) -> str:
         """The address to connect to, or Denied saying why not."""
@@ -169,8 +169,7 @@ class EgressProxy:
         raise Denied(403, f"refused: {why}")
 
     def _log(self, entry: dict[str, Any], reason: str | None, seconds: float) -> None:
-        row = {"bytes_up": 0, "bytes_down": 0, "address": None, **entry}
-        row.update(reason=reason, duration_ms=int(seconds * 1000))
+        row = {**entry, "reason": reason, "duration_ms": int(seconds * 1000)}
         with contextlib.suppress(Exception):  # a log failure never breaks the guest
             self.log.record(row)
 
