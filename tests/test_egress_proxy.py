@@ -7,6 +7,7 @@ tests use a listener the test runs on 127.0.0.1 with the address check stubbed."
 from __future__ import annotations
 
 import shlex
+import shutil
 import socket
 import subprocess
 import threading
@@ -24,12 +25,17 @@ from support import short_tmp_dir
 
 
 @pytest.fixture
-def proxy() -> Iterator[EgressProxy]:
-    directory = short_tmp_dir("pyro-egress-")
-    proxy = EgressProxy(directory / "network")
+def scratch() -> Iterator[Path]:
+    directory = short_tmp_dir("pyro-egress-")  # short: the proxy's Unix socket lives here
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def proxy(scratch: Path) -> Iterator[EgressProxy]:
+    proxy = EgressProxy(scratch / "network")
     yield proxy
     proxy.close()
-    subprocess.run(["rm", "-rf", str(directory)], check=False)
 
 
 @pytest.fixture
@@ -190,9 +196,8 @@ class LoopbackProxy(EgressProxy):
         return "127.0.0.1"
 
 
-def test_plain_http_is_rewritten_and_counted(listener: socket.socket) -> None:
-    directory = short_tmp_dir("pyro-egress-")
-    proxy = LoopbackProxy(directory)
+def test_plain_http_is_rewritten_and_counted(listener: socket.socket, scratch: Path) -> None:
+    proxy = LoopbackProxy(scratch)
     seen: list[bytes] = []
 
     def origin() -> None:
@@ -219,8 +224,8 @@ def test_plain_http_is_rewritten_and_counted(listener: socket.socket) -> None:
     assert entry["allowed"] and entry["bytes_up"] == len(seen[0]) and entry["bytes_down"] > 5
 
 
-def test_connect_tunnels_both_ways(listener: socket.socket) -> None:
-    proxy = LoopbackProxy(short_tmp_dir("pyro-egress-"))
+def test_connect_tunnels_both_ways(listener: socket.socket, scratch: Path) -> None:
+    proxy = LoopbackProxy(scratch)
 
     def echo() -> None:
         listener.settimeout(5)
