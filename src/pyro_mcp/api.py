@@ -13,6 +13,7 @@ from .manager import VmManager
 from .operations.disk import DiskOperations
 from .operations.environments import EnvironmentOperations
 from .operations.host import HostOperations
+from .operations.network import NetworkOperations
 from .operations.registry import Operation, collect
 from .operations.services import ServiceOperations
 from .operations.shells import ShellOperations
@@ -33,6 +34,7 @@ class Pyro(
     ShellOperations,
     ServiceOperations,
     DiskOperations,
+    NetworkOperations,
     EnvironmentOperations,
     HostOperations,
 ):

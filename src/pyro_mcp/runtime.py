@@ -126,6 +126,7 @@ class Runtime:
         network: bool,
         workspace_dir: Path | None = None,
         workspace_disk: Path | None = None,
+        egress_proxy: str | None = None,
     ) -> Sandbox:
         spec = BootSpec(
             workspace_dir=workspace_dir,
@@ -137,6 +138,7 @@ class Runtime:
             vcpu_count=vcpu_count,
             mem_mib=mem_mib,
             network=network,
+            egress_proxy=egress_proxy,
         )
         return choice.engine.boot(spec)
 

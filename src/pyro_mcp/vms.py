@@ -19,6 +19,8 @@ from .engines.network import USER_NETWORK as SLIRP_NETWORK
 from .environments.store import InstalledEnvironment
 from .errors import NotFoundError, StateError
 from .guest.protocol import split_output
+from .network.policy import network_dir
+from .network.proxy import EgressProxy
 from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
 from .workspaces import owners
 
@@ -44,6 +46,7 @@ class VmRecord:
         "lock",
         "mem_mib",
         "network",
+        "proxy",
         "sandbox",
         "state",
         "timer",
@@ -77,6 +80,7 @@ class VmRecord:
         self.created_at = time.time()
         self.state = "created"
         self.sandbox: Sandbox | None = None
+        self.proxy: EgressProxy | None = None  # a networked VM's only way out
         self.timer: threading.Timer | None = None
         self.lock = threading.Lock()
 
@@ -150,6 +154,8 @@ class VmRegistry:
         if record.sandbox is not None:
             record.sandbox.kill()
             record.sandbox = None
+        if record.proxy is not None:
+            record.proxy.close()
         self.runtime.remove_dir(record.workdir)
         self.vms.pop(record.vm_id, None)
         record.state = "deleted"
@@ -224,6 +230,8 @@ class VmRegistry:
                 raise StateError(
                     f"vm {vm_id!r} is {record.state}; only a created or stopped vm can start"
                 )
+            if record.network and record.proxy is None:
+                record.proxy = EgressProxy(network_dir(record.workdir))
             record.sandbox = self.runtime.boot(
                 record.choice,
                 record.env,
@@ -232,6 +240,7 @@ class VmRegistry:
                 vcpu_count=record.vcpu_count,
                 mem_mib=record.mem_mib,
                 network=record.network,
+                egress_proxy=str(record.proxy.socket_path) if record.proxy else None,
             )
             if record.network:
                 record.sandbox.client.call("network", SLIRP_NETWORK, timeout=30)

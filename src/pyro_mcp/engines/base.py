@@ -30,6 +30,9 @@ class BootSpec(NamedTuple):
     # A persistent /workspace: a host directory (gvisor bind mount) or an ext4 disk (VMs).
     workspace_dir: Path | None = None
     workspace_disk: Path | None = None
+    # With network: the Unix socket of the egress proxy (network/proxy.py), the guest's
+    # only way out; None leaves a networked guest with nowhere to go.
+    egress_proxy: str | None = None
 
     def agent(self) -> Path:
         if self.agent_dir is None:

@@ -16,11 +16,13 @@ from pathlib import Path
 
 from ..environments.initramfs import build_agent_initramfs
 from ..errors import EngineUnavailable, SandboxError
+from ..network.proxy import forward_command
 from ..paths import socket_address
 from . import templates
 from .agent_client import AgentClient
 from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
 from .limits import guest_limits
+from .network import qemu_netdev
 from .qmp import Qmp
 
 KERNEL_ARGS = (
@@ -190,7 +192,7 @@ class QemuEngine(Engine):
         if spec.network:
             cmd += [
                 "-netdev",
-                "user,id=net0",
+                qemu_netdev(forward_command(spec.egress_proxy) if spec.egress_proxy else None),
                 "-device",
                 "virtio-net-pci,netdev=net0",
             ]
@@ -209,7 +211,7 @@ class QemuEngine(Engine):
                 "agent": spec.agent().name,
                 "vcpu": spec.vcpu_count,
                 "mem": spec.mem_mib,
-                "network": spec.network,
+                "network": qemu_netdev(None) if spec.network else None,
                 "workspace_disk": spec.workspace_disk is not None,
             }
         )

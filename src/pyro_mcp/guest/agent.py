@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from . import boot, paths, secrets
+from . import boot, netenv, paths, secrets
 from .execution import NEXT_SHELL, prepare_next, run_command
 from .protocol import PROTOCOL_VERSION, FrameTooLarge, ProtocolError, encode, read_frame
 from .workers import Workers
@@ -190,10 +190,16 @@ def _root(args: dict[str, Any]) -> str:
 
 
 def op_network(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
+    proxy = args.get("proxy")
     name = boot.configure_network(
-        args["guest_ip"], args["gateway_ip"], args["subnet_cidr"], list(args["dns_servers"])
+        args["guest_ip"],
+        args["gateway_ip"],
+        args["subnet_cidr"],
+        list(args["dns_servers"]),
+        default_route=not proxy,
     )
-    return {"interface": name}
+    netenv.set_proxy(proxy)
+    return {"interface": name, "proxy": proxy}
 
 
 HANDLERS: dict[str, Handler] = {

@@ -101,8 +101,13 @@ def _ifreq_addr(name: bytes, ip: str) -> bytes:
     return struct.pack("16s16s", name, _sockaddr(ip))
 
 
-def configure_network(guest_ip: str, gateway_ip: str, subnet_cidr: str, dns: list[str]) -> str:
-    """Static IPv4 set-up with ioctls (the guest has no DHCP client and may lack iproute2)."""
+def configure_network(
+    guest_ip: str, gateway_ip: str, subnet_cidr: str, dns: list[str], default_route: bool = True
+) -> str:
+    """Static IPv4 set-up with ioctls (the guest has no DHCP client and may lack iproute2).
+
+    Without ``default_route`` only the subnet is reachable: a connection anywhere else
+    fails at once (ENETUNREACH) instead of waiting for a network that drops it."""
     names = sorted(n for n in os.listdir("/sys/class/net") if n != "lo")
     if not names:
         raise RuntimeError("no network interface in the guest")
@@ -117,27 +122,35 @@ def configure_network(guest_ip: str, gateway_ip: str, subnet_cidr: str, dns: lis
         fcntl.ioctl(
             sock, SIOCSIFFLAGS, struct.pack("16sH14s", name, flags | IFF_UP | IFF_RUNNING, b"")
         )
-        route = struct.pack(
-            "@L16s16s16sHhLPhPLLH",
-            0,
-            _sockaddr("0.0.0.0"),
-            _sockaddr(gateway_ip),
-            _sockaddr("0.0.0.0"),
-            RTF_UP | RTF_GATEWAY,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-        )
-        route += b"\0" * (120 - len(route))
-        fcntl.ioctl(sock, SIOCADDRT, route)
+        if default_route:
+            fcntl.ioctl(sock, SIOCADDRT, _default_route(gateway_ip))
     with open("/etc/resolv.conf", "w") as handle:
         handle.write("".join(f"nameserver {server}\n" for server in dns))
+        if not dns:  # glibc then asks 127.0.0.1:53, which refuses at once
+            handle.write("# no DNS in this guest: use the HTTP proxy (names resolve there)\n")
     return name.decode()
+
+
+def _default_route(gateway_ip: str) -> bytes:
+    """A ``struct rtentry`` for SIOCADDRT: 0.0.0.0/0 via ``gateway_ip``."""
+    route = struct.pack(
+        "@L16s16s16sHhLPhPLLH",
+        0,
+        _sockaddr("0.0.0.0"),
+        _sockaddr(gateway_ip),
+        _sockaddr("0.0.0.0"),
+        RTF_UP | RTF_GATEWAY,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+    route += b"\0" * (120 - len(route))
+    return route
 
 
 BLKFLSBUF = 0x1261

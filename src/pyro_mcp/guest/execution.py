@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from . import limits, secrets
+from . import limits, netenv, secrets
 from .prestart import NextShell, start_shell
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
@@ -60,6 +60,7 @@ def base_env(extra: dict[str, str] | None) -> dict[str, str]:
         "TERM": "dumb",
         "PYRO_SANDBOX": "1",
         "PYRO_UID": str(os.getuid()),
+        **netenv.PROXY_ENV,
     }
     if extra:
         env.update(extra)

@@ -12,7 +12,7 @@ import termios
 import threading
 import time
 
-from . import paths, secrets
+from . import netenv, paths, secrets
 from .execution import shell_status
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
@@ -188,6 +188,7 @@ def open_shell(args: dict[str, Any]) -> dict[str, Any]:
         "PS1": "pyro$ ",
         "PROMPT_COMMAND": "",
         "PYRO_SANDBOX": "1",
+        **netenv.PROXY_ENV,
         **secrets.env_for(args.get("secret_env")),
     }
     shell = Shell(str(args["shell_id"]), cwd, int(args["cols"]), int(args["rows"]), env)

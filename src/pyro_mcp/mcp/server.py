@@ -114,6 +114,7 @@ TOOL_ORDER = (
     "shell_write",
     "shell_signal",
     "shell_close",
+    "workspace_network_log",
 )
 
 

@@ -12,6 +12,18 @@ from .params import AllowHostCompat, MemMib, TtlSeconds, VcpuCount
 from .registry import CORE, FULL, Param, operation
 from .render_workspaces import render_delete, render_list, render_logs, render_workspace
 
+AllowHosts = Annotated[
+    list[str] | None,
+    Param(
+        "Hosts the guest may reach through its egress proxy: exact names or *.suffix "
+        "(CLI: --allow-host NAME, repeatable). Unset: any public host. Loopback, private, "
+        "link-local and the host's own addresses are refused whatever this says.",
+        cli="--allow-host",
+        cli_append=True,
+        in_core=False,
+        metavar="HOST",
+    ),
+]
 WorkspaceId = Annotated[
     str, Param("The workspace's id (12 hex characters).", cli="positional", metavar="WORKSPACE_ID")
 ]
@@ -48,6 +60,7 @@ class WorkspaceOperations(OperationsBase):
                 in_core=False,
             ),
         ] = "off",
+        allow_hosts: AllowHosts = None,
         allow_host_compat: AllowHostCompat = False,
         seed_path: Annotated[
             str | None,
@@ -90,6 +103,7 @@ class WorkspaceOperations(OperationsBase):
             name=name,
             labels=labels,
             secrets=secrets,
+            allow_hosts=allow_hosts,
             progress=self._manager.progress,
             notify=self._manager.notify,
         )
@@ -123,14 +137,17 @@ class WorkspaceOperations(OperationsBase):
                 metavar="KEY",
             ),
         ] = None,
+        allow_hosts: AllowHosts = None,
     ) -> dict[str, Any]:
-        """Change a workspace's name or labels (labels are merged; clear_labels removes)."""
+        """Change a workspace's name, labels (merged; clear_labels removes) or allow_hosts
+        (replaced; takes effect for the next connection; [] allows any public host)."""
         return self._manager.workspaces.update(
             workspace_id,
             name=name,
             clear_name=clear_name,
             labels=labels,
             clear_labels=clear_labels,
+            allow_hosts=allow_hosts,
         )
 
     @operation(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from .. import validation
@@ -19,6 +18,7 @@ from .disk import DiskMixin
 from .history import FIELDS as HISTORY_FIELDS
 from .history import History
 from .lifecycle import empty_tar, redact_every_workspace_operation
+from .network import NetworkMixin
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
 from .services import ServiceMixin
@@ -32,7 +32,7 @@ EXEC_SLACK_SECONDS = 30.0
 
 
 @redact_every_workspace_operation
-class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
+class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
     def __init__(self, runtime: Runtime, max_active: int, active_vms: Any) -> None:
         super().__init__(runtime, Store(runtime.home / "state.db"))
         self.max_active = max_active
@@ -54,10 +54,12 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         secrets: Any = None,
         progress: Any = None,
         notify: Any = None,
+        allow_hosts: Any = None,
     ) -> dict[str, Any]:
         vcpu = validation.vcpu_count(vcpu_count)
         mem = validation.mem_mib(mem_mib)
         policy = records.network_policy(network_policy)
+        hosts = self.allow_hosts_for(policy, allow_hosts)
         clean_name = records.workspace_name(name) if name is not None else None
         secret_values = secret_store.resolve(secrets)
         # Nothing is stored before its secret values are masked: labels neither.
@@ -94,11 +96,15 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             workspace_seed=seed_info,
             secrets=[{"name": n, "source_kind": k} for n, _v, k in secret_values],
         )
-        self._build(record, seed, secret_values)
-        return records.payload(self.record(record["workspace_id"]))
+        self._build(record, seed, secret_values, hosts)
+        return self.status(record["workspace_id"])
 
     def _build(
-        self, record: dict[str, Any], seed: bytes, secret_values: list[tuple[str, str, str]]
+        self,
+        record: dict[str, Any],
+        seed: bytes,
+        secret_values: list[tuple[str, str, str]],
+        hosts: list[str],
     ) -> None:
         """Directory, record and running sandbox, or nothing: the create is named as this
         process's before anything exists, so if it dies part-way the next call sweeps what
@@ -109,6 +115,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             layout = self.layout(workspace_id)
             layout.create()
             layout.baseline.write_bytes(seed)
+            self.save_allow_hosts(workspace_id, hosts)
             if secret_values:
                 secret_store.store(layout.secrets_dir, secret_values)
             self.store.insert_within_capacity(record, self.max_active, self.active_vms())
@@ -133,39 +140,12 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         return {"count": len(rows), "workspaces": entries}
 
     def status(self, workspace_id: str) -> dict[str, Any]:
-        return records.payload(self._with_counts(self.record(workspace_id)))
+        record = self._with_counts(self.record(workspace_id))
+        return {**records.payload(record), **self.network_info(record)}
 
     def _with_counts(self, record: dict[str, Any]) -> dict[str, Any]:
         total, running = self.service_counts(record)
         return {**record, "service_count": total, "running_service_count": running}
-
-    def update(
-        self,
-        workspace_id: str,
-        *,
-        name: str | None = None,
-        clear_name: bool = False,
-        labels: dict[str, str] | None = None,
-        clear_labels: list[str] | None = None,
-    ) -> dict[str, Any]:
-        if name is not None and clear_name:
-            raise ValidationError("use either name or clear_name, not both")
-        record = self.record(workspace_id)
-        changes: dict[str, Any] = {}
-        if name is not None:
-            changes["name"] = records.workspace_name(name)
-        if clear_name:
-            changes["name"] = None
-        new_labels = dict(record["labels"])
-        new_labels.update(self.redactor(workspace_id).value(records.labels(labels)))
-        for key in clear_labels or []:
-            new_labels.pop(records.label_key(key), None)
-        if new_labels != record["labels"]:
-            changes["labels"] = dict(sorted(new_labels.items()))
-        if not changes or all(record.get(k) == v for k, v in changes.items()):
-            raise ValidationError("workspace update requested no effective metadata change")
-        self.store.update(workspace_id, **changes, last_activity_at=time.time())
-        return self.status(workspace_id)
 
     def logs(self, workspace_id: str) -> dict[str, Any]:
         self.record(workspace_id)

@@ -26,6 +26,8 @@ from ..engines.network import USER_NETWORK
 from ..errors import PyroError
 from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, split_output
 from ..guest.workers import Workers
+from ..network.policy import network_dir
+from ..network.proxy import EgressProxy
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
@@ -53,6 +55,7 @@ class Supervisor:
         self.reboot_lock = threading.Lock()
         self.workers = Workers("pyro-supervisor")
         self.history = History(store, workspace_id, self.layout.secrets_dir)
+        self.proxy: EgressProxy | None = None  # the guest's way out, started with a network
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
@@ -80,6 +83,8 @@ class Supervisor:
         real_vm = choice.engine.info().real_vm
         if choice.key == "host":
             self.host_root = str(self.layout.volume_dir)
+        if record["network_policy"] != "off" and self.proxy is None:
+            self.proxy = EgressProxy(network_dir(self.layout.root))
         sandbox = self.runtime.boot(
             choice,
             env,
@@ -90,6 +95,7 @@ class Supervisor:
             network=record["network_policy"] != "off",
             workspace_dir=None if real_vm else self.layout.volume_dir,
             workspace_disk=self.layout.disk if real_vm else None,
+            egress_proxy=str(self.proxy.socket_path) if self.proxy else None,
         )
         try:
             if record["network_policy"] != "off":

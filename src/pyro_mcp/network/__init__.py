@@ -1,0 +1,1 @@
+"""Guest egress: the per-sandbox policy proxy, its rules and its log (host side)."""

@@ -1,0 +1,160 @@
+"""Egress from a real guest (issue 11): the proxy is the only way out, on QEMU.
+
+The listener the guest must not reach runs on this host's 127.0.0.1; the one outside host
+used is the Python package index (allowlisted); every other request is refused by the
+proxy before anything leaves the host."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pyro_mcp import Pyro
+from support import ENVIRONMENT, short_tmp_dir
+from workspace_fixtures import assert_home_is_clean, delete_all_workspaces
+
+pytestmark = pytest.mark.guest
+
+# Runs in the guest: one request per target straight to the proxy, and direct attempts.
+PROBE = r"""
+import json, socket, sys, time
+proxy = ("10.0.2.100", 3128)
+def via_proxy(request):
+    s = socket.create_connection(proxy, timeout=5)
+    s.sendall(request.encode())
+    return s.recv(200).split(b"\r\n")[0].decode()
+def direct(host, port):
+    socket.create_connection((host, port), timeout=5).close()
+    return "connected"
+def timed(fn, *args):
+    t = time.monotonic()
+    try:
+        result = fn(*args)
+    except Exception as exc:
+        result = type(exc).__name__
+    return [result, round(time.monotonic() - t, 3)]
+port = int(sys.argv[1])
+out = {
+    "loopback": timed(via_proxy, f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n"),
+    "localhost": timed(via_proxy, f"GET http://localhost:{port}/ HTTP/1.1\r\n\r\n"),
+    "gateway": timed(via_proxy, f"GET http://10.0.2.2:{port}/ HTTP/1.1\r\n\r\n"),
+    "metadata": timed(via_proxy, "GET http://169.254.169.254/latest HTTP/1.1\r\n\r\n"),
+    "private": timed(via_proxy, "CONNECT 192.168.1.1:443 HTTP/1.1\r\n\r\n"),
+    "direct_gateway": timed(direct, "10.0.2.2", port),
+    "direct_metadata": timed(direct, "169.254.169.254", 80),
+    "direct_dns": timed(socket.getaddrinfo, "pypi.org", 443),
+}
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def qemu() -> Iterator[Pyro]:
+    home = short_tmp_dir("pyro-egr-")
+    with Pyro(backend_name="qemu", base_dir=home) as pyro:
+        yield pyro
+    delete_all_workspaces(home)
+    assert_home_is_clean(home)
+
+
+def run(pyro: Pyro, wid: str, command: str, timeout: float = 60) -> dict[str, Any]:
+    return pyro.exec_workspace(wid, command, timeout_seconds=timeout)
+
+
+def test_egress_reaches_nothing_local_and_refusals_are_fast_and_logged(qemu: Pyro) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    ws = qemu.create_workspace(ENVIRONMENT, network_policy="egress")
+    wid = ws["workspace_id"]
+    try:
+        run(qemu, wid, f"cat > /tmp/probe.py <<'EOF'\n{PROBE}\nEOF")
+        result = run(qemu, wid, f"python3 /tmp/probe.py {port}")
+        assert result["exit_code"] == 0, result["stderr"]
+        out = json.loads(result["stdout"])
+        for key in ("loopback", "localhost", "gateway", "metadata", "private"):
+            answer, seconds = out[key]
+            assert answer.startswith("HTTP/1.1 403"), (key, answer)
+            assert seconds < 1.0, (key, seconds)
+        for key in ("direct_gateway", "direct_metadata", "direct_dns"):
+            answer, seconds = out[key]
+            assert answer != "connected" and isinstance(answer, str), (key, answer)
+            assert seconds < 1.0, (key, seconds)
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nothing ever arrived at the host's loopback
+        log = qemu.network_log_workspace(wid)
+        refused = {(e["host"], e["allowed"]) for e in log["entries"]}
+        for host in ("127.0.0.1", "localhost", "10.0.2.2", "169.254.169.254", "192.168.1.1"):
+            assert (host, False) in refused
+        assert all("refused" in e["reason"] for e in log["entries"])
+        assert qemu.status_workspace(wid)["egress"] == {"allowed": 0, "denied": 5}
+    finally:
+        listener.close()
+        qemu.delete_workspace(wid)
+
+
+def test_off_has_no_network(qemu: Pyro) -> None:
+    ws = qemu.create_workspace(ENVIRONMENT, network_policy="off")
+    try:
+        result = run(
+            qemu,
+            ws["workspace_id"],
+            'ls /sys/class/net; env | grep -ci proxy; python3 -c "import socket; '
+            "socket.create_connection(('10.0.2.100', 3128), timeout=5)\"",
+        )
+        assert result["stdout"].split() == ["lo", "0"]
+        assert "Network is unreachable" in result["stderr"]
+    finally:
+        qemu.delete_workspace(ws["workspace_id"])
+
+
+def test_allow_hosts_lets_pip_through_and_refuses_the_rest(qemu: Pyro, run_pyro: Any) -> None:
+    ws = qemu.create_workspace(
+        ENVIRONMENT,
+        network_policy="egress",
+        allow_hosts=["pypi.org", "files.pythonhosted.org"],
+    )
+    wid = ws["workspace_id"]
+    assert ws["allow_hosts"] == ["pypi.org", "files.pythonhosted.org"]
+    try:
+        pip = run(qemu, wid, "python3 -m pip download six --no-deps -d /tmp/dl && ls /tmp/dl", 300)
+        assert pip["exit_code"] == 0, pip["stderr"][-2000:]
+        assert "six-" in pip["stdout"]
+        other = run(
+            qemu,
+            wid,
+            'python3 -c "import urllib.request as u; '
+            "u.urlopen('https://registry.npmjs.org/six', timeout=10)\"",
+        )
+        assert other["exit_code"] != 0 and "403" in other["stderr"]
+        log = qemu.network_log_workspace(wid)
+        hosts = {(e["host"], e["allowed"]) for e in log["entries"]}
+        assert ("pypi.org", True) in hosts and ("files.pythonhosted.org", True) in hosts
+        assert ("registry.npmjs.org", False) in hosts
+        # narrowed live: pypi.org is refused from the next connection on
+        qemu.update_workspace(wid, allow_hosts=["files.pythonhosted.org"])
+        again = run(
+            qemu,
+            wid,
+            "python3 -m pip download six --no-deps --no-cache-dir "
+            "--retries 0 --timeout 5 -d /tmp/dl2",
+        )
+        assert again["exit_code"] != 0
+        cli = run_pyro(
+            "workspace",
+            "network",
+            "log",
+            wid,
+            "--json",
+            env={"PYRO_HOME": str(qemu.manager.runtime.home)},
+        )
+        data = json.loads(cli.stdout)
+        assert data["entries"][-1]["host"] == "pypi.org" and not data["entries"][-1]["allowed"]
+    finally:
+        qemu.delete_workspace(wid)
