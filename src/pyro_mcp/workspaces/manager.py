@@ -18,6 +18,7 @@ from .diff import diff_trees
 from .disk import DiskMixin
 from .history import FIELDS as HISTORY_FIELDS
 from .history import History
+from .layout import DEFAULT_DISK_MIB
 from .lifecycle import empty_tar, redacted
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
@@ -53,9 +54,11 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         secrets: Any = None,
         progress: Any = None,
         notify: Any = None,
+        disk_mib: int = DEFAULT_DISK_MIB,
     ) -> dict[str, Any]:
         vcpu = validation.vcpu_count(vcpu_count)
         mem = validation.mem_mib(mem_mib)
+        disk = validation.disk_mib(disk_mib)
         policy = records.network_policy(network_policy)
         clean_name = records.workspace_name(name) if name is not None else None
         clean_labels = records.labels(labels)
@@ -84,6 +87,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
             environment_version=env.spec.version,
             vcpu_count=vcpu,
             mem_mib=mem,
+            disk_mib=disk,
             ttl_seconds=ttl_seconds,
             network_policy=policy,
             allow_host_compat=allow_host_compat,

@@ -31,8 +31,9 @@ from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
+from . import volume_mount
 from .history import History
-from .layout import WorkspaceLayout
+from .layout import WorkspaceLayout, uses_image
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
 
@@ -42,7 +43,9 @@ HOST_ROOT_OPS = ("file_list", "file_read", "file_write", "file_delete", "tar_in"
 
 
 class Supervisor:
-    def __init__(self, runtime: Runtime, store: Store, workspace_id: str) -> None:
+    def __init__(
+        self, runtime: Runtime, store: Store, workspace_id: str, mount_error: str | None
+    ) -> None:
         self.runtime = runtime
         self.store = store
         self.workspace_id = workspace_id
@@ -54,6 +57,8 @@ class Supervisor:
         self.reboot_lock = threading.Lock()
         self.workers = Workers("pyro-supervisor")
         self.history = History(store, workspace_id, self.layout.secrets_dir)
+        self.mount_error = mount_error  # why this process has no private mount namespace
+        self.unpacked: dict[str, Any] | None = None  # a pending seed, unpacked at boot
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
@@ -81,6 +86,8 @@ class Supervisor:
         real_vm = choice.engine.info().real_vm
         if choice.key == "host":
             self.host_root = str(self.layout.volume_dir)
+        elif not real_vm:
+            self.unpacked = volume_mount.prepare(self.layout, self.mount_error) or self.unpacked
         sandbox = self.runtime.boot(
             choice,
             env,
@@ -134,9 +141,13 @@ class Supervisor:
                 if real_vm:
                     if old is not None:
                         old.kill()
-                    self.layout.fresh_volume(real_vm)
+                    self.layout.fresh_volume(True, record["disk_mib"])
                 else:
-                    aside = self.layout.replace_volume()
+                    aside = None
+                    if uses_image(record["engine"]):
+                        volume_mount.renew(self.layout, record["disk_mib"], self.mount_error)
+                    else:
+                        aside = self.layout.replace_volume()
                     teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
                     teardown.start()
                 old = None  # the teardown owns it now (or it is gone)
@@ -374,6 +385,7 @@ class Supervisor:
                 except (PyroError, AgentGone):
                     pass
             self.sandbox.stop(grace=5.0)
+        volume_mount.detach(self.layout.volume_dir)
         if reason == "expired":
             record = self.store.get(self.workspace_id)
             if record is not None:
@@ -391,12 +403,13 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _teardown(sandbox: Sandbox | None, volume: Path) -> None:
+def _teardown(sandbox: Sandbox | None, volume: Path | None) -> None:
     try:
         if sandbox is not None:
             sandbox.kill()
     finally:
-        shutil.rmtree(volume, ignore_errors=True)
+        if volume is not None:
+            shutil.rmtree(volume, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -408,9 +421,11 @@ def main(argv: list[str] | None = None) -> None:
     if os.fork() > 0:  # detach: the spawner reaps this parent at once, no zombie later
         os._exit(0)
     os.setsid()
+    # Still one thread: a gVisor /workspace is mounted where only we and runsc see it.
+    mount_error = volume_mount.private_namespace()
     runtime = Runtime(home=opts.home, cache=opts.cache)
     store = Store(runtime.home / "state.db")
-    supervisor = Supervisor(runtime, store, opts.workspace)
+    supervisor = Supervisor(runtime, store, opts.workspace, mount_error)
     status_path = supervisor.layout.status
     try:
         supervisor.boot()
@@ -419,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         write_status(status_path, {"ok": False, "error": message})
         store.update(opts.workspace, state="stopped", supervisor_pid=None, last_error=message)
         sys.exit(1)
-    write_status(status_path, {"ok": True, "pid": os.getpid()})
+    write_status(status_path, {"ok": True, "pid": os.getpid(), "unpacked": supervisor.unpacked})
     supervisor.serve()
 
 
