@@ -33,7 +33,7 @@ from ..runtime import Runtime
 from . import secrets as secret_store
 from . import volume_mount
 from .history import History
-from .layout import WorkspaceLayout, uses_image
+from .layout import WorkspaceLayout
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
 
@@ -43,9 +43,7 @@ HOST_ROOT_OPS = ("file_list", "file_read", "file_write", "file_delete", "tar_in"
 
 
 class Supervisor:
-    def __init__(
-        self, runtime: Runtime, store: Store, workspace_id: str, mount_error: str | None
-    ) -> None:
+    def __init__(self, runtime: Runtime, store: Store, workspace_id: str) -> None:
         self.runtime = runtime
         self.store = store
         self.workspace_id = workspace_id
@@ -57,7 +55,6 @@ class Supervisor:
         self.reboot_lock = threading.Lock()
         self.workers = Workers("pyro-supervisor")
         self.history = History(store, workspace_id, self.layout.secrets_dir)
-        self.mount_error = mount_error  # why this process has no private mount namespace
         self.unpacked: dict[str, Any] | None = None  # a pending seed, unpacked at boot
 
     # -- start-up --------------------------------------------------------------------------
@@ -87,7 +84,7 @@ class Supervisor:
         if choice.key == "host":
             self.host_root = str(self.layout.volume_dir)
         elif not real_vm:
-            self.unpacked = volume_mount.prepare(self.layout, self.mount_error) or self.unpacked
+            self.unpacked = volume_mount.prepare(self.layout) or self.unpacked
         sandbox = self.runtime.boot(
             choice,
             env,
@@ -143,11 +140,7 @@ class Supervisor:
                         old.kill()
                     self.layout.fresh_volume(True, record["disk_mib"])
                 else:
-                    aside = None
-                    if uses_image(record["engine"]):
-                        volume_mount.renew(self.layout, record["disk_mib"], self.mount_error)
-                    else:
-                        aside = self.layout.replace_volume()
+                    aside = volume_mount.replace(self.layout, record)
                     teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
                     teardown.start()
                 old = None  # the teardown owns it now (or it is gone)
@@ -421,11 +414,10 @@ def main(argv: list[str] | None = None) -> None:
     if os.fork() > 0:  # detach: the spawner reaps this parent at once, no zombie later
         os._exit(0)
     os.setsid()
-    # Still one thread: a gVisor /workspace is mounted where only we and runsc see it.
-    mount_error = volume_mount.private_namespace()
+    volume_mount.private_namespace()  # still one thread, as unshare needs
     runtime = Runtime(home=opts.home, cache=opts.cache)
     store = Store(runtime.home / "state.db")
-    supervisor = Supervisor(runtime, store, opts.workspace, mount_error)
+    supervisor = Supervisor(runtime, store, opts.workspace)
     status_path = supervisor.layout.status
     try:
         supervisor.boot()

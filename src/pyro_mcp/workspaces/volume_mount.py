@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SandboxError
-from .layout import WorkspaceLayout
+from .layout import WorkspaceLayout, uses_image
 
 CLONE_NEWNS = 0x00020000
 MS_REC = 0x4000
@@ -29,15 +29,20 @@ MS_PRIVATE = 1 << 18
 BUSY_WAIT_SECONDS = 15.0
 
 
-def private_namespace() -> str | None:
+# Why this process has no private mount namespace (a property of the whole process).
+NAMESPACE = {"error": "the supervisor did not make its private mount namespace"}
+
+
+def private_namespace() -> None:
     """Move this (single-threaded) process into a new mount namespace whose mounts never
-    propagate to the host. None when done, else why it could not be done."""
+    propagate to the host (if it cannot, a mount later says why)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNS) != 0:
-        return f"unshare: {os.strerror(ctypes.get_errno())}"
-    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return f"making / private: {os.strerror(ctypes.get_errno())}"
-    return None
+        NAMESPACE["error"] = f"unshare: {os.strerror(ctypes.get_errno())}"
+    elif libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        NAMESPACE["error"] = f"making / private: {os.strerror(ctypes.get_errno())}"
+    else:
+        NAMESPACE.pop("error")
 
 
 def is_mounted(target: Path) -> bool:
@@ -51,10 +56,10 @@ def _loop_users(image: Path) -> str:
     return result.stdout.strip()
 
 
-def mount(image: Path, target: Path, namespace_error: str | None) -> None:
+def mount(image: Path, target: Path) -> None:
     """Mount ``image`` on ``target`` (in this process's private namespace)."""
-    if namespace_error is not None:
-        raise SandboxError(f"cannot mount the workspace disk ({namespace_error})")
+    if "error" in NAMESPACE:
+        raise SandboxError(f"cannot mount the workspace disk ({NAMESPACE['error']})")
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
     while _loop_users(image):  # never two mounts of one ext4 image at once
         if time.monotonic() > deadline:
@@ -81,13 +86,13 @@ def detach(target: Path) -> None:
         subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
 
 
-def prepare(layout: WorkspaceLayout, namespace_error: str | None) -> dict[str, Any] | None:
+def prepare(layout: WorkspaceLayout) -> dict[str, Any] | None:
     """Before a gVisor sandbox boots: its image mounted at the volume directory (unless it
     is already), then a seed the create left pending unpacked into it (its result)."""
     if not layout.disk.exists():
         return None  # a workspace made before 3.7: a plain directory, as it was
     if not is_mounted(layout.volume_dir):
-        mount(layout.disk, layout.volume_dir, namespace_error)
+        mount(layout.disk, layout.volume_dir)
     if not layout.pending_seed.exists():
         return None
     result = layout.unpack_into_volume(layout.pending_seed.read_bytes())
@@ -95,9 +100,14 @@ def prepare(layout: WorkspaceLayout, namespace_error: str | None) -> dict[str, A
     return result
 
 
-def renew(layout: WorkspaceLayout, disk_mib: int, namespace_error: str | None) -> None:
-    """A reset: the old mount detached (the old sandbox keeps it until it ends, and the
-    unlinked image is freed then), a new empty image made and mounted."""
+def replace(layout: WorkspaceLayout, record: dict[str, Any]) -> Path | None:
+    """A reset of a non-VM workspace: a new, empty /workspace while the old sandbox may
+    still run. An image: the old mount detached (the old sandbox keeps it until it ends and
+    the unlinked image is freed then), a new image made and mounted. Host compat: a new
+    directory; the old one is returned, for the caller to remove once its sandbox is gone."""
+    if not uses_image(record["engine"]):
+        return layout.replace_volume()
     detach(layout.volume_dir)
-    layout.fresh_volume(True, disk_mib)
-    mount(layout.disk, layout.volume_dir, namespace_error)
+    layout.fresh_volume(True, record["disk_mib"])
+    mount(layout.disk, layout.volume_dir)
+    return None
