@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from pyro_mcp import Pyro
 from pyro_mcp.errors import ValidationError
+from pyro_mcp.workspaces.store import SCHEMA, Store
 from support import ENVIRONMENT, short_tmp_dir
 from workspace_fixtures import (
     assert_home_is_clean,
@@ -122,3 +124,24 @@ def test_gvisor_disk_survives_a_killed_supervisor(home: Path) -> None:
 def test_disk_mib_out_of_range_is_refused(value: object, tmp_path: Path) -> None:
     with Pyro(base_dir=tmp_path) as pyro, pytest.raises(ValidationError, match="disk_mib"):
         pyro.create_workspace(environment=ENVIRONMENT, disk_mib=value)  # type: ignore[arg-type]
+
+
+def test_an_older_state_database_gets_disk_mib(tmp_path: Path) -> None:
+    """A database made before 3.7 (schema 2, no disk_mib column) gains it with the old
+    fixed size, so its workspaces keep working."""
+    path = tmp_path / "state.db"
+    old_schema = SCHEMA.replace("    disk_mib INTEGER NOT NULL DEFAULT 8192,\n", "")
+    assert "disk_mib" not in old_schema
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+        db.execute("PRAGMA user_version=2")
+        db.execute(
+            "INSERT INTO workspaces (workspace_id, environment, environment_version, "
+            "vcpu_count, mem_mib, ttl_seconds, created_at, last_activity_at, expires_at, "
+            "state, network_policy, allow_host_compat, engine) "
+            "VALUES ('abc', 'debian:12', '1', 1, 1024, 600, 0, 0, 0, 'stopped', 'off', 0, "
+            "'gvisor')"
+        )
+    record = Store(path).get("abc")
+    assert record is not None and record["disk_mib"] == 8192
+    assert Store(path).get("abc") == record  # opening it again changes nothing
