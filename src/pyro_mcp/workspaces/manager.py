@@ -18,7 +18,6 @@ from .diff import diff_trees
 from .disk import DiskMixin
 from .history import FIELDS as HISTORY_FIELDS
 from .history import History
-from .layout import DEFAULT_DISK_MIB
 from .lifecycle import empty_tar, redacted
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
@@ -54,7 +53,7 @@ class WorkspaceManager(SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
         secrets: Any = None,
         progress: Any = None,
         notify: Any = None,
-        disk_mib: int = DEFAULT_DISK_MIB,
+        disk_mib: int,
     ) -> dict[str, Any]:
         vcpu = validation.vcpu_count(vcpu_count)
         mem = validation.mem_mib(mem_mib)
