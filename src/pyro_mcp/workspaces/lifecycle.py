@@ -195,8 +195,7 @@ class WorkspaceLifecycle:
         self.store.release(workspace_id)
 
     # -- supervisor ----------------------------------------------------------------------
-    def spawn(self, workspace_id: str) -> dict[str, Any]:
-        """Start the workspace's supervisor; its start-up status once it serves."""
+    def spawn(self, workspace_id: str) -> dict[str, Any]:  # the supervisor's start-up status
         self._drop_client(workspace_id)
         layout = self.layout(workspace_id)
         layout.status.unlink(missing_ok=True)
@@ -351,12 +350,11 @@ class WorkspaceLifecycle:
         workspace_id = record["workspace_id"]
         layout = self.layout(workspace_id)
         real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
-        image = uses_image(record["engine"])
-        layout.fresh_volume(image, record["disk_mib"])
+        layout.fresh_volume(uses_image(record["engine"]), record["disk_mib"])
         if not real_vm and not guest_links:
-            # /workspace is a host directory: fill it before the sandbox exists (gVisor's
-            # image is mounted only in its supervisor, which unpacks the seed left pending).
-            if image:
+            # Filled before the sandbox exists: by its supervisor, the one that sees gVisor's
+            # mounted image (volume_mount.prepare), or here for a plain directory.
+            if uses_image(record["engine"]):
                 layout.pending_seed.write_bytes(seed)
                 return dict(self.spawn(workspace_id).get("unpacked") or {})
             result = layout.unpack_into_volume(seed)
