@@ -20,7 +20,7 @@ from test_archives import d, f, ln, make_tar
 def layout(tmp_path: Path) -> WorkspaceLayout:
     layout = WorkspaceLayout(tmp_path / "home", "ws1")
     layout.create()
-    layout.fresh_volume(real_vm=False)
+    layout.fresh_volume(image=False)
     return layout
 
 

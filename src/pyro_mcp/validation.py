@@ -12,6 +12,7 @@ from .errors import ValidationError
 VCPU_RANGE = (1, 8)
 MEM_RANGE = (256, 32768)
 TTL_RANGE = (60, 3600)
+DISK_RANGE = (64, 1048576)  # MiB of /workspace: 64 MiB to 1 TiB (sparse)
 MAX_TIMEOUT_SECONDS = 86400
 # Linux's limit on one argument (MAX_ARG_STRLEN less the NUL): `/bin/sh -lc` takes the
 # command as one argument, so a longer one cannot start on any engine.
@@ -34,6 +35,10 @@ def vcpu_count(value: Any) -> int:
 
 def mem_mib(value: Any) -> int:
     return int_in_range("mem_mib", value, *MEM_RANGE)
+
+
+def disk_mib(value: Any) -> int:
+    return int_in_range("disk_mib", value, *DISK_RANGE)
 
 
 def ttl_seconds(value: Any) -> int:

@@ -212,7 +212,10 @@ class QemuEngine(Engine):
                 "vcpu": spec.vcpu_count,
                 "mem": spec.mem_mib,
                 "network": qemu_netdev(None) if spec.network else None,
-                "workspace_disk": spec.workspace_disk is not None,
+                # the guest sees the disk's size at boot: a template only fits its own size
+                "workspace_disk": spec.workspace_disk.stat().st_size
+                if spec.workspace_disk is not None
+                else None,
             }
         )
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from ..validation import FILE_ENCODINGS, MAX_TIMEOUT_SECONDS, MEM_RANGE, TTL_RANGE, VCPU_RANGE
+from ..validation import (
+    DISK_RANGE,
+    FILE_ENCODINGS,
+    MAX_TIMEOUT_SECONDS,
+    MEM_RANGE,
+    TTL_RANGE,
+    VCPU_RANGE,
+)
 from .registry import Param
 
 EnvironmentName = Annotated[
@@ -21,6 +28,15 @@ VcpuCount = Annotated[
 ]
 MemMib = Annotated[
     int, Param(f"Memory in MiB ({MEM_RANGE[0]}-{MEM_RANGE[1]}).", ge=MEM_RANGE[0], le=MEM_RANGE[1])
+]
+DiskMib = Annotated[
+    int,
+    Param(
+        f"Size of /workspace in MiB ({DISK_RANGE[0]}-{DISK_RANGE[1]}); writing past it "
+        "fails with ENOSPC in the guest (host compat: no limit).",
+        ge=DISK_RANGE[0],
+        le=DISK_RANGE[1],
+    ),
 ]
 TtlSeconds = Annotated[
     int,

@@ -8,7 +8,7 @@ from ..environments.catalog import DEFAULT_ENVIRONMENT
 from ..workspaces.records import NETWORK_POLICIES, parse_label_args
 from ..workspaces.secrets import parse_cli
 from .base import OperationsBase
-from .params import AllowHostCompat, MemMib, TtlSeconds, VcpuCount
+from .params import AllowHostCompat, DiskMib, MemMib, TtlSeconds, VcpuCount
 from .registry import CORE, FULL, Param, operation
 from .render_workspaces import render_delete, render_list, render_logs, render_workspace
 
@@ -86,6 +86,7 @@ class WorkspaceOperations(OperationsBase):
                 cli_also=(("--secret-file", lambda v: parse_cli(v, "file_path")),),
             ),
         ] = None,
+        disk_mib: DiskMib = 8192,
     ) -> dict[str, Any]:
         """Create and start a persistent workspace, optionally seeded from the host.
 
@@ -96,6 +97,7 @@ class WorkspaceOperations(OperationsBase):
             environment=environment,
             vcpu_count=vcpu_count,
             mem_mib=mem_mib,
+            disk_mib=disk_mib,
             ttl_seconds=ttl_seconds,
             network_policy=network_policy,
             allow_host_compat=allow_host_compat,

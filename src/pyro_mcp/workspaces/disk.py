@@ -1,9 +1,9 @@
 """Stopped-workspace disk tools (PRODUCT_SPEC §2.16): list, read, export without booting.
 
-What a stopped workspace keeps on disk is /workspace: a host directory (gvisor) or an ext4
-image (VM engines). Images are read through debugfs in user space, never mounted, and never
-unpacked on the host (disk_image.py); paths follow the same rules as the live file tools
-and never go through symlinks.
+What a stopped workspace keeps on disk is /workspace: an ext4 image (every sandbox engine;
+a gVisor workspace made before 3.7 has a host directory instead). Images are read through
+debugfs in user space, never mounted, and never unpacked on the host (disk_image.py);
+paths follow the same rules as the live file tools and never go through symlinks.
 """
 
 from __future__ import annotations
@@ -50,15 +50,16 @@ class DiskMixin(WorkspaceLifecycle):
             raise StateError(f"{action} is unavailable for host_compat workspaces")
         return record
 
-    def _real_vm(self, record: dict[str, Any]) -> bool:
-        return self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
+    def _image(self, workspace_id: str) -> bool:
+        """/workspace is an ext4 image (every sandbox engine since 3.7), else a directory."""
+        return self.layout(workspace_id).disk.exists()
 
     def disk_list(
         self, workspace_id: str, path: str = "/workspace", recursive: bool = False
     ) -> dict[str, Any]:
         guest_path = normalize_workspace_path(path)
-        record = self._stopped(workspace_id, "workspace_disk_list")
-        if self._real_vm(record):
+        self._stopped(workspace_id, "workspace_disk_list")
+        if self._image(workspace_id):
             entries = DiskImage(self.layout(workspace_id).disk).entries(guest_path, recursive)
         else:
             root = self.layout(workspace_id).volume_dir
@@ -88,8 +89,8 @@ class DiskMixin(WorkspaceLifecycle):
         limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ)
         how = validation.file_encoding(encoding)
         guest_path = normalize_workspace_path(path)
-        record = self._stopped(workspace_id, "workspace_disk_read")
-        if self._real_vm(record):
+        self._stopped(workspace_id, "workspace_disk_read")
+        if self._image(workspace_id):
             image = DiskImage(self.layout(workspace_id).disk)
             entry = image.lookup(parts_of(guest_path))
             if entry.kind != "file":
@@ -116,7 +117,7 @@ class DiskMixin(WorkspaceLifecycle):
         }
 
     def disk_export(self, workspace_id: str, output_path: str) -> dict[str, Any]:
-        record = self._stopped(workspace_id, "workspace_disk_export")
+        self._stopped(workspace_id, "workspace_disk_export")
         target = self.host_path(output_path, "output_path")
         if target.exists() or target.is_symlink():
             raise ValidationError(f"output_path already exists: {target}")
@@ -128,7 +129,7 @@ class DiskMixin(WorkspaceLifecycle):
         partial = Path(partial_name)
         written = f"/dev/fd/{fd}"
         try:
-            if self._real_vm(record):
+            if self._image(workspace_id):
                 command = ["cp", "--sparse=always", str(layout.disk), written]
             else:
                 size = sum(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import uuid
@@ -11,7 +12,13 @@ from typing import Any
 from ..errors import PyroError, StateError, ValidationError
 from ..paths import private_dir
 
-DISK_SIZE = "8G"  # sparse; every workspace disk has the same size (boot templates rely on it)
+DEFAULT_DISK_MIB = 8192  # a workspace disk's size unless its create says otherwise (sparse)
+
+
+def uses_image(engine: str) -> bool:
+    """Every sandbox engine keeps /workspace in an ext4 image of ``disk_mib`` (a VM's disk;
+    gVisor loop-mounts it, see volume_mount.py); host compat keeps a plain directory."""
+    return engine != "host"
 
 
 class WorkspaceLayout:
@@ -35,8 +42,13 @@ class WorkspaceLayout:
 
     @property
     def disk(self) -> Path:
-        """/workspace for VM engines: an ext4 disk image."""
+        """/workspace for sandbox engines: an ext4 disk image (gVisor mounts it at volume_dir)."""
         return self.root / "workspace.ext4"
+
+    @property
+    def pending_seed(self) -> Path:
+        """A seed the supervisor unpacks into the mounted image before the first boot."""
+        return self.root / "seed-pending.tar"
 
     @property
     def socket(self) -> Path:
@@ -62,12 +74,15 @@ class WorkspaceLayout:
     def snapshots_dir(self) -> Path:
         return self.root / "snapshots"
 
-    def fresh_volume(self, real_vm: bool) -> None:
-        """An empty /workspace: a new directory, or a new sparse ext4 disk."""
-        if real_vm:
+    def fresh_volume(self, image: bool, disk_mib: int = DEFAULT_DISK_MIB) -> None:
+        """An empty /workspace: a new directory, or a new sparse ext4 disk of ``disk_mib``
+        (a disk in use stays intact: it is unlinked, not truncated)."""
+        if image:
+            if self.volume_dir.is_dir() and not os.path.ismount(self.volume_dir):
+                shutil.rmtree(self.volume_dir)  # a gVisor /workspace of an older version
             self.disk.unlink(missing_ok=True)
             with self.disk.open("wb") as handle:
-                handle.truncate(_size_bytes(DISK_SIZE))
+                handle.truncate(disk_mib * 1024 * 1024)
             result = subprocess.run(
                 [
                     "mkfs.ext4",
@@ -134,8 +149,3 @@ class WorkspaceLayout:
 def guest_view(message: str, root: str) -> str:
     """Errors name /workspace paths, never the host directory behind them."""
     return message.replace(root, "/workspace")
-
-
-def _size_bytes(size: str) -> int:
-    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
-    return int(size[:-1]) * units[size[-1]]

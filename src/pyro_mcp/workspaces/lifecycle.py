@@ -29,7 +29,7 @@ from ..paths import socket_address
 from ..runtime import Runtime
 from . import owners
 from . import secrets as secret_store
-from .layout import WorkspaceLayout
+from .layout import WorkspaceLayout, uses_image
 from .store import Store
 
 SUPERVISOR_START_TIMEOUT = 300.0
@@ -216,7 +216,7 @@ class WorkspaceLifecycle:
         self.store.release(workspace_id)
 
     # -- supervisor ----------------------------------------------------------------------
-    def spawn(self, workspace_id: str) -> None:
+    def spawn(self, workspace_id: str) -> dict[str, Any]:  # the supervisor's start-up status
         self._drop_client(workspace_id)
         layout = self.layout(workspace_id)
         layout.status.unlink(missing_ok=True)
@@ -246,7 +246,7 @@ class WorkspaceLifecycle:
             if layout.status.exists():
                 status = json.loads(layout.status.read_text())
                 if status.get("ok"):
-                    return
+                    return cast(dict[str, Any], status)
                 raise SandboxError(f"workspace {workspace_id!r} failed to start: {status['error']}")
             time.sleep(0.005)
         raise SandboxError(f"workspace {workspace_id!r} did not start within the time limit")
@@ -371,9 +371,13 @@ class WorkspaceLifecycle:
         workspace_id = record["workspace_id"]
         layout = self.layout(workspace_id)
         real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
-        layout.fresh_volume(real_vm)
+        layout.fresh_volume(uses_image(record["engine"]), record["disk_mib"])
         if not real_vm and not guest_links:
-            # /workspace is a host directory: fill it before the sandbox exists.
+            # Filled before the sandbox exists: by its supervisor, the one that sees gVisor's
+            # mounted image (volume_mount.prepare), or here for a plain directory.
+            if uses_image(record["engine"]):
+                layout.pending_seed.write_bytes(seed)
+                return dict(self.spawn(workspace_id).get("unpacked") or {})
             result = layout.unpack_into_volume(seed)
             self.spawn(workspace_id)
             return result

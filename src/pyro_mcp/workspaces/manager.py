@@ -55,9 +55,11 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
         progress: Any = None,
         notify: Any = None,
         allow_hosts: Any = None,
+        disk_mib: int,
     ) -> dict[str, Any]:
         vcpu = validation.vcpu_count(vcpu_count)
         mem = validation.mem_mib(mem_mib)
+        disk = validation.disk_mib(disk_mib)
         policy = records.network_policy(network_policy)
         hosts = self.allow_hosts_for(policy, allow_hosts)
         clean_name = records.workspace_name(name) if name is not None else None
@@ -89,6 +91,7 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
             environment_version=env.spec.version,
             vcpu_count=vcpu,
             mem_mib=mem,
+            disk_mib=disk,
             ttl_seconds=ttl_seconds,
             network_policy=policy,
             allow_host_compat=allow_host_compat,

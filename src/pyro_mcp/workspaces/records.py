@@ -94,6 +94,7 @@ def payload(record: dict[str, Any]) -> dict[str, Any]:
         "environment_version": record["environment_version"],
         "vcpu_count": record["vcpu_count"],
         "mem_mib": record["mem_mib"],
+        "disk_mib": record["disk_mib"],
         "ttl_seconds": record["ttl_seconds"],
         "created_at": record["created_at"],
         "last_activity_at": record["last_activity_at"],

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS workspaces (
     environment_version TEXT NOT NULL,
     vcpu_count INTEGER NOT NULL,
     mem_mib INTEGER NOT NULL,
+    disk_mib INTEGER NOT NULL DEFAULT 8192,
     ttl_seconds INTEGER NOT NULL,
     created_at REAL NOT NULL,
     last_activity_at REAL NOT NULL,
@@ -74,7 +75,9 @@ CREATE TABLE IF NOT EXISTS owners (
 );
 """
 # Bumped when SCHEMA changes; a database at this version needs no set-up on open.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Columns added to the workspaces table since it was first made: (name, definition).
+ADDED_COLUMNS = (("disk_mib", "INTEGER NOT NULL DEFAULT 8192"),)
 JSON_COLUMNS = ("labels", "workspace_seed", "secrets", "last_command")
 
 
@@ -94,6 +97,7 @@ class Store:
                     if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                         db.execute("PRAGMA journal_mode=WAL")
                     db.executescript(SCHEMA)
+                    _add_columns(db)
                     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 break
             except sqlite3.OperationalError as exc:
@@ -364,3 +368,15 @@ class Store:
                 (workspace_id, name),
             )
         return cur.rowcount > 0
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """A database made by an older version gets the newer columns (with their defaults)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(workspaces)")}
+    for name, definition in ADDED_COLUMNS:
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE workspaces ADD COLUMN {name} {definition}")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise

@@ -31,6 +31,7 @@ from ..network.proxy import EgressProxy
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
+from . import volume_mount
 from .history import History
 from .layout import WorkspaceLayout
 from .ports import SERVICE_OPS, PortTable, validate_ports
@@ -56,6 +57,7 @@ class Supervisor:
         self.workers = Workers("pyro-supervisor")
         self.history = History(store, workspace_id, self.layout.secrets_dir)
         self.proxy: EgressProxy | None = None  # the guest's way out, started with a network
+        self.unpacked: dict[str, Any] | None = None  # a pending seed, unpacked at boot
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
@@ -83,6 +85,8 @@ class Supervisor:
         real_vm = choice.engine.info().real_vm
         if choice.key == "host":
             self.host_root = str(self.layout.volume_dir)
+        elif not real_vm:
+            self.unpacked = volume_mount.prepare(self.layout) or self.unpacked
         if record["network_policy"] != "off" and self.proxy is None:
             self.proxy = EgressProxy(network_dir(self.layout.root))
         sandbox = self.runtime.boot(
@@ -139,9 +143,9 @@ class Supervisor:
                 if real_vm:
                     if old is not None:
                         old.kill()
-                    self.layout.fresh_volume(real_vm)
+                    self.layout.fresh_volume(True, record["disk_mib"])
                 else:
-                    aside = self.layout.replace_volume()
+                    aside = volume_mount.replace(self.layout, record)
                     teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
                     teardown.start()
                 old = None  # the teardown owns it now (or it is gone)
@@ -328,6 +332,7 @@ class Supervisor:
                 except (PyroError, AgentGone):
                     pass
             self.sandbox.stop(grace=5.0)
+        volume_mount.detach(self.layout.volume_dir)
         if reason == "expired":
             record = self.store.get(self.workspace_id)
             if record is not None:
@@ -345,12 +350,13 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _teardown(sandbox: Sandbox | None, volume: Path) -> None:
+def _teardown(sandbox: Sandbox | None, volume: Path | None) -> None:
     try:
         if sandbox is not None:
             sandbox.kill()
     finally:
-        shutil.rmtree(volume, ignore_errors=True)
+        if volume is not None:
+            shutil.rmtree(volume, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -362,6 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.fork() > 0:  # detach: the spawner reaps this parent at once, no zombie later
         os._exit(0)
     os.setsid()
+    volume_mount.private_namespace()  # still one thread, as unshare needs
     runtime = Runtime(home=opts.home, cache=opts.cache)
     store = Store(runtime.home / "state.db")
     supervisor = Supervisor(runtime, store, opts.workspace)
@@ -373,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         write_status(status_path, {"ok": False, "error": message})
         store.update(opts.workspace, state="stopped", supervisor_pid=None, last_error=message)
         sys.exit(1)
-    write_status(status_path, {"ok": True, "pid": os.getpid()})
+    write_status(status_path, {"ok": True, "pid": os.getpid(), "unpacked": supervisor.unpacked})
     supervisor.serve()
 
 

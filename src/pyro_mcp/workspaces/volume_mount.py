@@ -1,0 +1,113 @@
+"""A gVisor workspace's /workspace: its sparse ext4 image, loop-mounted on the host inside
+the supervisor's own mount namespace.
+
+gVisor bind-mounts a host directory as /workspace, and a plain directory has no size limit
+(a guest could fill the host's disk). So the directory is the mount point of the
+workspace's ext4 image (``disk_mib`` big, as a VM's disk): the guest gets ENOSPC at the
+limit. The mount is made in a private mount namespace of the supervisor, which runsc
+inherits: nobody else on the host sees it, and it goes away by itself (the loop device with
+it, ``autoclear``) when the supervisor and its sandbox end, however they end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import SandboxError
+from .layout import WorkspaceLayout, uses_image
+
+CLONE_NEWNS = 0x00020000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+# An earlier sandbox of this workspace may still be ending (its mount with it).
+BUSY_WAIT_SECONDS = 15.0
+
+
+# Why this process has no private mount namespace (a property of the whole process).
+NAMESPACE = {"error": "the supervisor did not make its private mount namespace"}
+
+
+def private_namespace() -> None:
+    """Move this (single-threaded) process into a new mount namespace whose mounts never
+    propagate to the host (if it cannot, a mount later says why)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        NAMESPACE["error"] = f"unshare: {os.strerror(ctypes.get_errno())}"
+    elif libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        NAMESPACE["error"] = f"making / private: {os.strerror(ctypes.get_errno())}"
+    else:
+        NAMESPACE.pop("error")
+
+
+def is_mounted(target: Path) -> bool:
+    return os.path.ismount(target)
+
+
+def _loop_users(image: Path) -> str:
+    result = subprocess.run(
+        ["losetup", "-j", str(image)], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip()
+
+
+def mount(image: Path, target: Path) -> None:
+    """Mount ``image`` on ``target`` (in this process's private namespace)."""
+    if "error" in NAMESPACE:
+        raise SandboxError(f"cannot mount the workspace disk ({NAMESPACE['error']})")
+    deadline = time.monotonic() + BUSY_WAIT_SECONDS
+    while _loop_users(image):  # never two mounts of one ext4 image at once
+        if time.monotonic() > deadline:
+            raise SandboxError(
+                "the workspace disk is still in use by an earlier sandbox of this workspace"
+            )
+        time.sleep(0.1)
+    target.mkdir(mode=0o755, exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", "ext4", "-o", "loop,nosuid,nodev", str(image), str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SandboxError(f"cannot mount the workspace disk: {result.stderr.strip()}")
+    with contextlib.suppress(OSError):  # mkfs's, not the user's (as the VM guest does)
+        os.rmdir(target / "lost+found")
+
+
+def detach(target: Path) -> None:
+    """Lazy unmount: a sandbox still using the old mount keeps it until it ends."""
+    if is_mounted(target):
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+def prepare(layout: WorkspaceLayout) -> dict[str, Any] | None:
+    """Before a gVisor sandbox boots: its image mounted at the volume directory (unless it
+    is already), then a seed the create left pending unpacked into it (its result)."""
+    if not layout.disk.exists():
+        return None  # a workspace made before 3.7: a plain directory, as it was
+    if not is_mounted(layout.volume_dir):
+        mount(layout.disk, layout.volume_dir)
+    if not layout.pending_seed.exists():
+        return None
+    result = layout.unpack_into_volume(layout.pending_seed.read_bytes())
+    layout.pending_seed.unlink()
+    return result
+
+
+def replace(layout: WorkspaceLayout, record: dict[str, Any]) -> Path | None:
+    """A reset of a non-VM workspace: a new, empty /workspace while the old sandbox may
+    still run. An image: the old mount detached (the old sandbox keeps it until it ends and
+    the unlinked image is freed then), a new image made and mounted. Host compat: a new
+    directory; the old one is returned, for the caller to remove once its sandbox is gone."""
+    if not uses_image(record["engine"]):
+        return layout.replace_volume()
+    detach(layout.volume_dir)
+    layout.fresh_volume(True, record["disk_mib"])
+    mount(layout.disk, layout.volume_dir)
+    return None
