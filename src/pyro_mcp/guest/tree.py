@@ -140,3 +140,12 @@ def remove_tree(path: str) -> None:
     finally:
         os.close(fd)
     os.rmdir(path)
+
+
+def file_bytes(path: str) -> int:
+    """The total size of the regular files under the directory ``path`` (any depth)."""
+    fd = os.open(path, DIR_FLAGS)
+    try:
+        return sum(e.st.st_size for e in walk(fd) if stat.S_ISREG(e.st.st_mode))
+    finally:
+        os.close(fd)

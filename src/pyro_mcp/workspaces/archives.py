@@ -7,10 +7,10 @@ both are re-exported here, so this module is the one to import.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
-import shutil
 import tarfile
 import tempfile
 import zlib
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pyro_mcp.errors import NotFoundError, StateError, ValidationError
+from pyro_mcp.guest.tree import remove_tree
 from pyro_mcp.workspaces import archive_rules
 from pyro_mcp.workspaces.archive_pack import pack_directory, too_big
 from pyro_mcp.workspaces.archive_rules import (
@@ -167,7 +168,8 @@ def extract_export(
         raise StateError(f"export to {output_path} failed: {exc}") from None
     finally:
         if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_tree(str(staging))
         for directory in created:
             try:
                 directory.rmdir()

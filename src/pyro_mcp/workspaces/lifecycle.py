@@ -26,7 +26,7 @@ from ..errors import NotFoundError, SandboxError, StateError, ValidationError
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
-from .layout import WorkspaceLayout
+from .layout import WorkspaceLayout, sweep
 from .store import Store
 
 SUPERVISOR_START_TIMEOUT = 300.0
@@ -69,6 +69,7 @@ class WorkspaceLifecycle:
     def record(self, workspace_id: str, *, refresh: bool = True) -> dict[str, Any]:
         if not isinstance(workspace_id, str) or not workspace_id:
             raise NotFoundError("workspace_id is required")
+        sweep(self.runtime.home)
         record = self.store.get(workspace_id)
         if record is None:
             gone = self.store.expired(workspace_id)
@@ -122,6 +123,7 @@ class WorkspaceLifecycle:
         return secret_store.redact(text, self.layout(workspace_id).secrets_dir)
 
     def reap_expired(self) -> list[str]:
+        sweep(self.runtime.home)
         now = time.time()
         reaped = []
         for record in self.store.all():
@@ -255,9 +257,10 @@ class WorkspaceLifecycle:
         self._drop_client(workspace_id)
 
     def _destroy(self, record: dict[str, Any]) -> None:
+        """Files first (a failure keeps the record, for a retry), then the record."""
         self.stop_supervisor(record)
-        self.store.delete(record["workspace_id"])
         self.layout(record["workspace_id"]).remove()
+        self.store.delete(record["workspace_id"])
 
     # -- create --------------------------------------------------------------------------
     def new_record(self, **fields: Any) -> dict[str, Any]:

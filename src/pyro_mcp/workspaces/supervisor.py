@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import sys
 import threading
@@ -29,7 +28,7 @@ from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
-from .layout import WorkspaceLayout
+from .layout import WorkspaceLayout, remove_quietly
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
 
@@ -351,7 +350,7 @@ def _teardown(sandbox: Sandbox | None, volume: Path) -> None:
         if sandbox is not None:
             sandbox.kill()
     finally:
-        shutil.rmtree(volume, ignore_errors=True)
+        remove_quietly(volume)
 
 
 def main(argv: list[str] | None = None) -> None:
