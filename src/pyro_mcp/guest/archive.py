@@ -126,10 +126,15 @@ class _Dirs:
 
 
 def unpack(
-    dest: str, data: bytes, root: str = paths.ROOT, guest_links: bool = False
+    dest: str,
+    data: bytes,
+    root: str = paths.ROOT,
+    guest_links: bool = False,
+    mode_mask: int = 0o777,
 ) -> dict[str, Any]:
     """``guest_links``: the archive is a snapshot this guest made (symlinks may point
-    anywhere, as they did before); uploads from the host must keep them inside."""
+    anywhere, as they did before); uploads from the host must keep them inside.
+    ``mode_mask``: the permission bits a file may keep (the host's exports drop 0o022)."""
     dest = paths.normalize(dest, root=root)
     count = 0
     written = 0
@@ -144,15 +149,19 @@ def unpack(
                     dirs.open(full)
                 else:
                     parent, _, base = full.rpartition("/")
-                    written += _write(tar, member, dirs.open(parent), base, full)
+                    written += _write(tar, member, (dirs.open(parent), base, full), mode_mask)
                 count += 1
         finally:
             dirs.close()
     return {"destination": dest, "entry_count": count, "bytes_written": written}
 
 
-def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, dir_fd: int, base: str, full: str) -> int:
-    """Write one file or symlink member into ``dir_fd``; return the content bytes written."""
+def _write(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, at: tuple[int, str, str], mode_mask: int
+) -> int:
+    """Write one file or symlink member at ``(dir fd, name, full path)``; return the content
+    bytes written."""
+    dir_fd, base, full = at
     _clear(dir_fd, base, full)
     if member.issym():
         os.symlink(member.linkname, base, dir_fd=dir_fd)
@@ -166,7 +175,7 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, dir_fd: int, base: str
         while chunk := source.read(1024 * 1024):
             handle.write(chunk)
             written += len(chunk)
-        os.fchmod(handle.fileno(), member.mode & 0o777)
+        os.fchmod(handle.fileno(), member.mode & mode_mask)
     os.utime(base, (member.mtime, member.mtime), dir_fd=dir_fd)
     return written
 
@@ -178,7 +187,7 @@ def _clear(dir_fd: int, name: str, full: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        raise ArchiveError(f"cannot replace directory {full} with a file")
+        raise ArchiveError(f"cannot replace directory {paths.shown(full)} with a file")
     os.unlink(name, dir_fd=dir_fd)
 
 
