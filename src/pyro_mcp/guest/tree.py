@@ -93,14 +93,18 @@ def _down(fd: int, name: str, st: os.stat_result, delete: bool) -> int:
 
 
 def _up(fd: int, parent: tuple[int, int], prefix: str, delete: bool) -> int:
-    """From the directory ``prefix`` (just finished) back to its parent."""
+    """From the directory ``prefix`` (just finished) back to its parent; ``fd`` is closed
+    only on success (the walk closes it otherwise)."""
     up = os.open("..", DIR_FLAGS, dir_fd=fd)
-    os.close(fd)
-    if _identity(os.fstat(up)) != parent:
+    try:
+        if _identity(os.fstat(up)) != parent:
+            raise _moved(f"the parent of {prefix.rstrip('/')!r}")
+        if delete:
+            _unlink(up, prefix.rstrip("/").rpartition("/")[2], directory=True)
+    except BaseException:
         os.close(up)
-        raise _moved(f"the parent of {prefix.rstrip('/')!r}")
-    if delete:
-        _unlink(up, prefix.rstrip("/").rpartition("/")[2], directory=True)
+        raise
+    os.close(fd)
     return up
 
 
