@@ -9,6 +9,7 @@ import io
 import os
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,15 @@ from pyro_mcp.workspaces.archives import extract_export, seed_archive
 from pyro_mcp.workspaces.layout import WorkspaceLayout, sweep
 
 DEEPER_THAN_THE_STACK = 1500  # CPython's default recursion limit is 1000
+
+
+@pytest.fixture(autouse=True)
+def _remove_deep_trees(tmp_path: Path) -> Iterator[None]:
+    """pytest's own clean-up of old temporary dirs is ``shutil.rmtree``: recursive (3.11),
+    it would die on these trees in a later session. Remove them here, iteratively."""
+    yield
+    for child in tmp_path.iterdir():
+        tree.remove_tree(str(child))
 
 
 def make_chain(top: Path, depth: int, name: str = "d") -> None:
