@@ -332,8 +332,11 @@ class Supervisor:
             record = self.store.get(self.workspace_id)
             if record is not None:
                 self.store.mark_expired(self.workspace_id, record["ttl_seconds"], time.time())
-            self.store.delete(self.workspace_id)
-            self.layout.remove()
+            try:  # files first: if they cannot go, the record stays for the next reap
+                self.layout.remove()
+                self.store.delete(self.workspace_id)
+            except PyroError:
+                pass
         if locked:
             self.reboot_lock.release()
         os._exit(0)
