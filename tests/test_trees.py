@@ -233,3 +233,16 @@ def test_unpack_of_a_deep_tree_opens_each_directory_once(
         assert sum(1 for _ in tree.walk(fd)) == 1500
     finally:
         os.close(fd)
+
+
+def test_host_seed_directories_pack_at_any_depth_up_to_the_limit(tmp_path: Path) -> None:
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    make_chain(seed, DEEPER_THAN_THE_STACK)
+    packed = seed_archive(seed)
+    assert packed.entry_count == DEEPER_THAN_THE_STACK + 1
+    too_deep = tmp_path / "too-deep"
+    too_deep.mkdir()
+    make_chain(too_deep, 2100)
+    with pytest.raises(ValidationError, match=r"longer than 4096 bytes .* in .*too-deep"):
+        seed_archive(too_deep)
