@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pyro_mcp.errors import ValidationError
+from pyro_mcp.errors import StateError, ValidationError
 from pyro_mcp.guest import archive as guest_archive
 from pyro_mcp.guest import tree
 from pyro_mcp.workspaces.archive_rules import validate_members
@@ -160,6 +160,24 @@ def test_delete_renames_first_and_the_sweep_finishes_the_job(
     assert [p.name[:11] for p in (tmp_path / "workspaces").iterdir()] == [".trash-ws1-"]
     monkeypatch.undo()
     sweep(tmp_path)
+    assert list((tmp_path / "workspaces").iterdir()) == []
+
+
+def test_a_delete_that_cannot_rename_raises_and_keeps_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = WorkspaceLayout(tmp_path, "ws2")
+    layout.create()
+
+    def busy(self: Path, target: Path) -> None:
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(Path, "rename", busy)
+    with pytest.raises(StateError, match=r"cannot delete .*ws2: Device or resource busy"):
+        layout.remove()  # the caller keeps its record: a retry can finish the job
+    monkeypatch.undo()
+    assert layout.snapshots_dir.is_dir()
+    layout.remove()
     assert list((tmp_path / "workspaces").iterdir()) == []
 
 
