@@ -105,3 +105,25 @@ def test_a_10000_deep_seed_is_refused_at_once(ws_pyro: Pyro, ws_home: Path, host
     assert time.monotonic() - started < 10
     assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
     assert ws_pyro.list_workspaces()["count"] == before
+
+
+@pytest.mark.timeout(600)
+def test_a_tree_past_the_path_limit_is_refused_in_one_line_and_still_deletes(
+    ws_pyro: Pyro, ws_home: Path, new_workspace: Any
+) -> None:
+    wid = new_workspace(seed_path=None)["workspace_id"]
+    # Past PATH_MAX a shell cannot cd any deeper; directory fds can.
+    deep = (
+        'python3 -c \'import os\nfd = os.open(".", os.O_RDONLY)\nfor _ in range(3000):\n'
+        '    os.mkdir("d", dir_fd=fd)\n    fd = os.open("d", os.O_RDONLY, dir_fd=fd)\''
+    )
+    assert ws_pyro.exec_workspace(wid, command=deep, timeout_seconds=120)["exit_code"] == 0
+    for call in (ws_pyro.diff_workspace, lambda w: ws_pyro.create_snapshot(w, "s")):
+        with pytest.raises(ValueError, match=r"path is longer than 4096 bytes") as caught:
+            call(wid)
+        assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+    assert ws_pyro.reset_workspace(wid)["workspace_reset"]["entry_count"] == 0
+    assert ws_pyro.exec_workspace(wid, command=deep, timeout_seconds=120)["exit_code"] == 0
+    assert ws_pyro.delete_workspace(wid)["deleted"] is True
+    assert not (ws_home / "workspaces" / wid).exists()
+    assert leftovers(ws_home) == []
