@@ -23,7 +23,17 @@ pytestmark = pytest.mark.guest
 
 ENGINES = ("gvisor", "qemu")
 DEPTH = 1100  # over CPython's recursion limit (1000); 'd/' * 1100 stays under PATH_MAX
-MAKE_DEEP = f"i=0; while [ $i -lt {DEPTH} ]; do mkdir d; cd d; i=$((i+1)); done; echo bottom > f"
+# The tree of `mkdir d; cd d` in a loop, made by one process: 1,100 forks of mkdir take
+# over two minutes under QEMU/TCG on a busy host. Directory fds also go past PATH_MAX.
+MAKE_DEEP = """python3 - <<'EOF'
+import os
+fd = os.open(".", os.O_RDONLY)
+for _ in range(DEPTH):
+    os.mkdir("d", dir_fd=fd)
+    fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+    os.close(parent)
+os.write(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), b"bottom\\n")
+EOF"""
 BOTTOM = "/".join(["d"] * DEPTH + ["f"])
 
 
@@ -52,7 +62,8 @@ def test_a_deep_tree_diffs_snapshots_exports_resets_and_deletes(
 ) -> None:
     pyro = pyro_for(engine)
     wid = new_workspace(pyro, seed_path=None)["workspace_id"]
-    made = pyro.exec_workspace(wid, command=MAKE_DEEP, timeout_seconds=120)
+    make = MAKE_DEEP.replace("range(DEPTH)", f"range({DEPTH})")
+    made = pyro.exec_workspace(wid, command=make, timeout_seconds=120)
     assert made["exit_code"] == 0, made
 
     diff = pyro.diff_workspace(wid)
@@ -112,11 +123,7 @@ def test_a_tree_past_the_path_limit_is_refused_in_one_line_and_still_deletes(
     ws_pyro: Pyro, ws_home: Path, new_workspace: Any
 ) -> None:
     wid = new_workspace(seed_path=None)["workspace_id"]
-    # Past PATH_MAX a shell cannot cd any deeper; directory fds can.
-    deep = (
-        'python3 -c \'import os\nfd = os.open(".", os.O_RDONLY)\nfor _ in range(3000):\n'
-        '    os.mkdir("d", dir_fd=fd)\n    fd = os.open("d", os.O_RDONLY, dir_fd=fd)\''
-    )
+    deep = MAKE_DEEP.replace("range(DEPTH)", "range(3000)")  # past PATH_MAX
     assert ws_pyro.exec_workspace(wid, command=deep, timeout_seconds=120)["exit_code"] == 0
     for call in (ws_pyro.diff_workspace, lambda w: ws_pyro.create_snapshot(w, "s")):
         with pytest.raises(ValueError, match=r"path is longer than 4096 bytes") as caught:
