@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -169,7 +170,10 @@ class Runtime:
 
     @staticmethod
     def remove_dir(path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        from .guest.tree import remove_tree  # iterative: any depth a sandbox made
+
+        with contextlib.suppress(OSError):
+            remove_tree(str(path))
 
 
 def _host_engine() -> Engine:

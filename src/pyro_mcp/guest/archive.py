@@ -12,7 +12,7 @@ import posixpath
 import stat
 import tarfile
 
-from . import paths
+from . import paths, tree
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
 TYPE_CHECKING = False
@@ -38,11 +38,29 @@ def member_name(name: str) -> str:
     return "/".join(parts)
 
 
+MAX_MEMBER_PATH_BYTES = paths.MAX_PATH_BYTES
+"""Longest archive member path (Linux PATH_MAX): trees deeper than any real one are refused
+in one clear line, and every per-member cost stays bounded."""
+
+
+def check_length(name: str) -> None:
+    """Refuse a member path longer than :data:`MAX_MEMBER_PATH_BYTES`."""
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_MEMBER_PATH_BYTES:
+        raise ArchiveError(
+            f"archive member {paths.shown(name)}: path is longer than "
+            f"{MAX_MEMBER_PATH_BYTES} bytes (the archive member path limit)"
+        )
+
+
 def check_members(
     members: list[tarfile.TarInfo], guest_links: bool = False
 ) -> list[tuple[str, tarfile.TarInfo]]:
-    """Validate every member before anything is written; return (clean name, member)."""
-    seen: dict[str, str] = {}
+    """Validate every member before anything is written; return (clean name, member).
+
+    Linear in the members: every directory met (named or implied) is remembered, so only
+    the nearest unknown ancestors of a member are ever looked at."""
+    seen: set[str] = set()  # named members
+    kinds: dict[str, str] = {}  # named members and implied parent directories
     out = []
     for member in members:
         name = member_name(member.name)
@@ -50,66 +68,116 @@ def check_members(
             if member.isdir():
                 continue
             raise ArchiveError("archive member with an empty name")
+        check_length(name)
+        shown = paths.shown(name)
         if member.islnk():
-            raise ArchiveError(f"archive member {name!r}: hard links are not allowed")
+            raise ArchiveError(f"archive member {shown}: hard links are not allowed")
         if not (member.isfile() or member.isdir() or member.issym()):
-            raise ArchiveError(f"archive member {name!r}: special files are not allowed")
+            raise ArchiveError(f"archive member {shown}: special files are not allowed")
         parent = name.rpartition("/")[0]
-        while parent:
-            if seen.get(parent) not in (None, "dir"):
-                raise ArchiveError(f"archive member {name!r}: parent {parent!r} is not a directory")
+        while parent and parent not in kinds:
+            kinds[parent] = "dir"
             parent = parent.rpartition("/")[0]
+        if parent and kinds[parent] != "dir":
+            raise ArchiveError(f"archive member {shown}: parent {parent!r} is not a directory")
         kind = "dir" if member.isdir() else "sym" if member.issym() else "file"
         if name in seen:
-            raise ArchiveError(f"archive member {name!r} appears twice")
+            raise ArchiveError(f"archive member {shown} appears twice")
+        if kinds.get(name, kind) != kind:
+            raise ArchiveError(f"archive member {shown}: type conflict with earlier members")
         if member.issym() and not guest_links:
             target = member.linkname
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
             if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                raise ArchiveError(f"archive member {name!r}: symlink escapes ({target!r})")
-        seen[name] = kind
+                raise ArchiveError(f"archive member {shown}: symlink escapes ({target!r})")
+        seen.add(name)
+        kinds[name] = kind
         out.append((name, member))
     return out
 
 
+class _Dirs:
+    """The directory fd of the last member's parent, kept between members: an archive in
+    walk order (siblings together, children after their parent) opens each directory once
+    instead of walking down from the root for every member."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.path = ""
+        self.fd = -1
+
+    def open(self, path: str) -> int:
+        """A borrowed fd of the directory ``path`` (normalised), made if missing."""
+        if path == self.path:
+            return self.fd
+        if self.fd >= 0 and path.startswith(self.path + "/"):
+            below = path[len(self.path) + 1 :].split("/")
+            fd = paths.descend(self.fd, below, path, create=True)
+        else:
+            fd = paths.open_dir(path, root=self.root, create=True)
+        self.close()
+        self.path, self.fd = path, fd
+        return fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.path, self.fd = "", -1
+
+
 def unpack(
-    dest: str, data: bytes, root: str = paths.ROOT, guest_links: bool = False
+    dest: str,
+    data: bytes,
+    root: str = paths.ROOT,
+    guest_links: bool = False,
+    mode_mask: int = 0o777,
 ) -> dict[str, Any]:
     """``guest_links``: the archive is a snapshot this guest made (symlinks may point
-    anywhere, as they did before); uploads from the host must keep them inside."""
+    anywhere, as they did before); uploads from the host must keep them inside.
+    ``mode_mask``: the permission bits a file may keep (the host's exports drop 0o022)."""
     dest = paths.normalize(dest, root=root)
+    count = 0
+    written = 0
+    dirs = _Dirs(root)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
         members = check_members(tar.getmembers(), guest_links)
-        dest_fd = paths.open_dir(dest, root=root, create=True)
-        os.close(dest_fd)
-        count = 0
-        written = 0
-        for name, member in members:
-            full = f"{dest.rstrip('/')}/{name}"
-            if member.isdir():
-                os.close(paths.open_dir(full, root=root, create=True))
-                count += 1
-                continue
-            dir_fd, base = paths.open_parent(full, root=root, create=True)
-            try:
-                _clear(dir_fd, base, full)
-                if member.issym():
-                    os.symlink(member.linkname, base, dir_fd=dir_fd)
+        try:
+            dirs.open(dest)
+            for name, member in members:
+                full = f"{dest.rstrip('/')}/{name}"
+                if member.isdir():
+                    dirs.open(full)
                 else:
-                    source = tar.extractfile(member)
-                    assert source is not None
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                    fd = os.open(base, flags, 0o600, dir_fd=dir_fd)
-                    with os.fdopen(fd, "wb") as handle:
-                        while chunk := source.read(1024 * 1024):
-                            handle.write(chunk)
-                            written += len(chunk)
-                        os.fchmod(handle.fileno(), member.mode & 0o777)
-                    os.utime(base, (member.mtime, member.mtime), dir_fd=dir_fd)
+                    parent, _, base = full.rpartition("/")
+                    written += _write(tar, member, (dirs.open(parent), base, full), mode_mask)
                 count += 1
-            finally:
-                os.close(dir_fd)
+        finally:
+            dirs.close()
     return {"destination": dest, "entry_count": count, "bytes_written": written}
+
+
+def _write(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, at: tuple[int, str, str], mode_mask: int
+) -> int:
+    """Write one file or symlink member at ``(dir fd, name, full path)``; return the content
+    bytes written."""
+    dir_fd, base, full = at
+    _clear(dir_fd, base, full)
+    if member.issym():
+        os.symlink(member.linkname, base, dir_fd=dir_fd)
+        return 0
+    written = 0
+    source = tar.extractfile(member)
+    assert source is not None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    fd = os.open(base, flags, 0o600, dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as handle:
+        while chunk := source.read(1024 * 1024):
+            handle.write(chunk)
+            written += len(chunk)
+        os.fchmod(handle.fileno(), member.mode & mode_mask)
+    os.utime(base, (member.mtime, member.mtime), dir_fd=dir_fd)
+    return written
 
 
 def _clear(dir_fd: int, name: str, full: str) -> None:
@@ -119,48 +187,38 @@ def _clear(dir_fd: int, name: str, full: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        raise ArchiveError(f"cannot replace directory {full} with a file")
+        raise ArchiveError(f"cannot replace directory {paths.shown(full)} with a file")
     os.unlink(name, dir_fd=dir_fd)
 
 
 def pack(path: str, root: str = paths.ROOT) -> tuple[bytes, dict[str, Any]]:
-    """Tar ``path``: a file or symlink as one member, a directory as its contents."""
+    """Tar ``path``: a file or symlink as one member, a directory as its contents.
+
+    Walks through directory fds (guest/tree.py), never following a symlink, at any depth;
+    a member path over the limit is refused. Special files are skipped; hard links become
+    separate regular files (the host refuses hard-link members)."""
     path = paths.normalize(path, root=root)
-    if path != root:
-        fd, name = paths.open_parent(path, root=root)  # refuses symlinked parents
-        try:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            raise paths.PathError(f"workspace path does not exist: {path}") from None
-        finally:
-            os.close(fd)
-    else:
-        st = os.stat(root)
     buf = io.BytesIO()
-    count = 0
-    written = 0
+    kind = "directory"
     with tarfile.open(fileobj=buf, mode="w:", format=tarfile.PAX_FORMAT) as tar:
-        if stat.S_ISDIR(st.st_mode):
-            kind = "directory"
-            for current, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(dirs + files):
-                    full = os.path.join(current, name)
-                    info = tar.gettarinfo(full, arcname=os.path.relpath(full, path))
-                    if not (info.isfile() or info.isdir() or info.issym() or info.islnk()):
-                        continue  # special files (FIFOs, sockets, devices) are not packed
-                    _add(tar, full, info)
-                    count += 1
-                    written += info.size if info.isfile() or info.islnk() else 0
-                    _check_size(buf)
+        st = None
+        if path != root:
+            fd, name = paths.open_parent(path, root=root)  # refuses symlinked parents
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    written = _add(tar, fd, name, name, st)
+            except FileNotFoundError:
+                raise paths.PathError(f"workspace path does not exist: {path}") from None
+            finally:
+                os.close(fd)
+        if st is None or stat.S_ISDIR(st.st_mode):
+            count, written = _add_tree(tar, buf, path, root)
+        elif written is None:
+            raise paths.PathError(f"cannot export a special file: {path}")
         else:
-            info = tar.gettarinfo(path, arcname=posixpath.basename(path))
-            kind = "symlink" if info.issym() else "file" if info.isfile() else "other"
-            if kind == "other":
-                raise paths.PathError(f"cannot export a special file: {path}")
-            _add(tar, path, info)
+            kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
             count = 1
-            written = info.size if info.isfile() else 0
             _check_size(buf)
     return buf.getvalue(), {
         "workspace_path": path,
@@ -170,21 +228,50 @@ def pack(path: str, root: str = paths.ROOT) -> tuple[bytes, dict[str, Any]]:
     }
 
 
-def _add(tar: tarfile.TarFile, full: str, info: tarfile.TarInfo) -> None:
+def _add_tree(tar: tarfile.TarFile, buf: io.BytesIO, path: str, root: str) -> tuple[int, int]:
+    """Add everything under the directory ``path``; return (entries, content bytes)."""
+    count = written = 0
+    top = paths.open_dir(path, root=root)
+    try:
+        for entry in tree.walk(top):
+            check_length(entry.path)
+            size = _add(tar, entry.dir_fd, entry.name, entry.path, entry.st)
+            if size is not None:
+                count += 1
+                written += size
+                _check_size(buf)
+    finally:
+        os.close(top)
+    return count, written
+
+
+def _add(
+    tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str, st: os.stat_result
+) -> int | None:
+    """Add the entry ``name`` of ``dir_fd``; return its content bytes, None when skipped."""
+    info = tarfile.TarInfo(arcname)
+    info.mode = stat.S_IMODE(st.st_mode) & 0o777  # never carry setuid/setgid bits out
+    info.mtime = int(st.st_mtime)  # a float would cost a PAX header per member
     info.uid = info.gid = 0
     info.uname = info.gname = ""
-    info.mode &= 0o777  # never carry setuid/setgid bits out
-    if info.islnk():
-        # A file with several names: store each as its own regular file (the host
-        # rejects hard-link members).
-        info.type = tarfile.REGTYPE
-        info.linkname = ""
-        info.size = os.stat(full, follow_symlinks=False).st_size
-    if info.isfile():
-        with open(full, "rb") as handle:
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(name, dir_fd=dir_fd)
+    elif stat.S_ISREG(st.st_mode):
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        with os.fdopen(os.open(name, flags, dir_fd=dir_fd), "rb") as handle:
+            current = os.fstat(handle.fileno())
+            if not stat.S_ISREG(current.st_mode):
+                return None  # swapped for something else since the walk saw it
+            info.size = current.st_size
             tar.addfile(info, handle)
+        return info.size
     else:
-        tar.addfile(info)
+        return None  # special files (FIFOs, sockets, devices) are not packed
+    tar.addfile(info)
+    return 0
 
 
 def _check_size(buf: io.BytesIO) -> None:

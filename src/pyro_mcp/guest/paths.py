@@ -18,7 +18,8 @@ class PathError(ValueError):
     """A path that breaks the workspace rules."""
 
 
-def _shown(path: str) -> str:
+def shown(path: str) -> str:
+    """``path`` quoted for an error message, cut to 80 characters."""
     return repr(path if len(path) <= 80 else path[:77] + "...")
 
 
@@ -36,28 +37,28 @@ def normalize(path: str, *, root: str = ROOT, allow_root: bool = True) -> str:
     if not path.strip():
         raise PathError("workspace path must not be empty")
     if "\0" in path:
-        raise PathError(f"workspace path must not contain NUL bytes: {_shown(path)}")
+        raise PathError(f"workspace path must not contain NUL bytes: {shown(path)}")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
-        raise PathError(f"workspace path must not contain control characters: {_shown(path)}")
+        raise PathError(f"workspace path must not contain control characters: {shown(path)}")
     try:
         size = len(path.encode("utf-8"))
     except UnicodeEncodeError:
-        raise PathError(f"workspace path is not valid UTF-8: {_shown(path)}") from None
+        raise PathError(f"workspace path is not valid UTF-8: {shown(path)}") from None
     if size > MAX_PATH_BYTES:
         raise PathError(f"workspace path is longer than {MAX_PATH_BYTES} bytes")
     segments = path.split("/")
     if ".." in segments:
-        raise PathError(f"{outside} ('..' is not allowed): {_shown(path)}")
+        raise PathError(f"{outside} ('..' is not allowed): {shown(path)}")
     parts = [s for s in segments if s not in ("", ".")]
     if path.startswith("/"):
         root_parts = [p for p in root.split("/") if p]
         if parts[: len(root_parts)] != root_parts:
-            raise PathError(f"{outside}: {_shown(path)}")
+            raise PathError(f"{outside}: {shown(path)}")
         parts = parts[len(root_parts) :]
     for part in parts:
         if len(part.encode("utf-8")) > MAX_NAME_BYTES:
             raise PathError(
-                f"workspace path has a name longer than {MAX_NAME_BYTES} bytes: {_shown(path)}"
+                f"workspace path has a name longer than {MAX_NAME_BYTES} bytes: {shown(path)}"
             )
     if not parts and not allow_root:
         raise PathError(f"workspace path must name an entry inside {root}")
@@ -76,7 +77,17 @@ def open_dir(path: str, *, root: str = ROOT, create: bool = False) -> int:
     """
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for part in [p for p in relative(path, root=root).split("/") if p]:
+        return descend(fd, relative(path, root=root).split("/"), path, create=create)
+    finally:
+        os.close(fd)
+
+
+def descend(fd: int, parts: list[str], path: str, *, create: bool = False) -> int:
+    """A new fd of the directory ``parts`` below the directory ``fd`` (which stays open),
+    never through a symlink; ``path`` names the target in errors."""
+    fd = os.dup(fd)
+    try:
+        for part in [p for p in parts if p]:
             try:
                 st = os.stat(part, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:

@@ -1,8 +1,9 @@
 """Pack a host directory's children into a deterministic tar, never following symlinks.
 
-The walk holds directory file descriptors (``O_NOFOLLOW``) and opens every entry relative to
-its parent's fd, so swapping a directory for a symlink mid-walk cannot lead us outside the
-source tree. The size limit lives in :data:`archive_rules.MAX_ARCHIVE_BYTES`.
+The walk (guest/tree.py) holds one directory fd, opens every entry relative to its parent's
+fd with ``O_NOFOLLOW`` and checks ``..`` on the way back up, so swapping a directory for a
+symlink mid-walk cannot lead us outside the source tree, at any depth. The size limit lives
+in :data:`archive_rules.MAX_ARCHIVE_BYTES`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import os
 import posixpath
 import stat
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from pyro_mcp.errors import ValidationError
+from pyro_mcp.guest import tree
+from pyro_mcp.guest.archive import ArchiveError, check_length
 from pyro_mcp.workspaces import archive_rules
 
 _SPECIAL_KINDS = {
@@ -53,13 +55,10 @@ class _Packer:
         info.uname = info.gname = ""
         return info
 
-    def add(self, dir_fd: int, name: str, host: Path, arcname: str) -> int | None:
-        """Add one entry; return an open fd when it is a directory to descend into."""
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        child_fd = None
+    def add(self, dir_fd: int, name: str, host: Path, arcname: str, st: os.stat_result) -> None:
+        """Add one entry (``st`` from ``lstat``) of the directory ``dir_fd``."""
         if stat.S_ISDIR(st.st_mode):
-            child_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-            self.tar.addfile(self.info(arcname, tarfile.DIRTYPE, os.fstat(child_fd)))
+            self.tar.addfile(self.info(arcname, tarfile.DIRTYPE, st))
         elif stat.S_ISLNK(st.st_mode):
             self.add_symlink(os.readlink(name, dir_fd=dir_fd), host, arcname, st)
         elif stat.S_ISREG(st.st_mode):
@@ -71,10 +70,7 @@ class _Packer:
             )
         self.entry_count += 1
         if self.buffer.tell() > archive_rules.MAX_ARCHIVE_BYTES:
-            if child_fd is not None:
-                os.close(child_fd)
             raise too_big(f"directory {self.root}")
-        return child_fd
 
     def add_symlink(self, target: str, host: Path, arcname: str, st: os.stat_result) -> None:
         if target.startswith("/"):
@@ -102,22 +98,6 @@ class _Packer:
             self.bytes_written += st.st_size
 
 
-def _sorted_children(dir_fd: int) -> Iterator[str]:
-    with os.scandir(dir_fd) as entries:
-        names = sorted(entry.name for entry in entries)
-    return iter(names)
-
-
-def _push(
-    stack: list[tuple[int, Path, str, Iterator[str]]], fd: int, host: Path, prefix: str
-) -> None:
-    try:
-        stack.append((fd, host, prefix, _sorted_children(fd)))
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def pack_directory(source: Path) -> tuple[bytes, int, int]:
     """Tar the children of ``source`` (sorted by name, never following symlinks).
 
@@ -131,26 +111,22 @@ def pack_directory(source: Path) -> tuple[bytes, int, int]:
         raise ValidationError(f"{source} is not a directory")
     buffer = io.BytesIO()
     host = source
-    stack: list[tuple[int, Path, str, Iterator[str]]] = []
     try:
-        _push(stack, os.open(source, _DIR_FLAGS & ~os.O_NOFOLLOW), source, "")
-        with tarfile.open(fileobj=buffer, mode="w:", format=tarfile.PAX_FORMAT) as tar:
-            packer = _Packer(source, tar, buffer)
-            while stack:
-                dir_fd, directory, prefix, names = stack[-1]
-                name = next(names, None)
-                if name is None:
-                    os.close(stack.pop()[0])
-                    continue
-                host, arcname = directory / name, prefix + name
-                child_fd = packer.add(dir_fd, name, host, arcname)
-                if child_fd is not None:
-                    _push(stack, child_fd, host, arcname + "/")
+        top = os.open(source, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        try:
+            with tarfile.open(fileobj=buffer, mode="w:", format=tarfile.PAX_FORMAT) as tar:
+                packer = _Packer(source, tar, buffer)
+                for entry in tree.walk(top):  # iterative: any depth, one directory fd
+                    host = source / entry.path
+                    try:
+                        check_length(entry.path)
+                    except ArchiveError as exc:
+                        raise ValidationError(f"{exc} in {source}") from None
+                    packer.add(entry.dir_fd, entry.name, host, entry.path, entry.st)
+        finally:
+            os.close(top)
     except OSError as exc:
         raise ValidationError(f"cannot read {host}: {exc.strerror or exc}") from None
-    finally:
-        for dir_fd, *_ in stack:
-            os.close(dir_fd)
     data = buffer.getvalue()
     if len(data) > archive_rules.MAX_ARCHIVE_BYTES:
         raise too_big(f"directory {source}")

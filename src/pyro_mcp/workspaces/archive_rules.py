@@ -7,12 +7,14 @@ touches the filesystem, so it is safe to run on anything a guest or a user hands
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
 from pyro_mcp.errors import ValidationError
+from pyro_mcp.guest.archive import ArchiveError, check_length
 
 ArtifactType = Literal["file", "directory", "symlink"]
 
@@ -39,25 +41,32 @@ class MemberInfo:
     """Target of a symlink, else None."""
 
 
+_BAD_CHARACTER = re.compile(r"[\x00-\x1f\x7f\\]")
+_ODD_SEGMENT = re.compile(r"(?:^|/)(?:\.\.?)?(?:/|$)")  # an empty, "." or ".." segment
+
+
 def _bad_characters(text: str) -> str | None:
-    if "\0" in text:
-        return "a NUL byte"
-    if "\\" in text:
-        return "a backslash"
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
-        return "a control character"
-    return None
+    found = _BAD_CHARACTER.search(text)
+    if found is None:
+        return None
+    return {"\0": "a NUL byte", "\\": "a backslash"}.get(found.group(), "a control character")
 
 
 def member_path(name: str) -> str:
     """Normalise a raw member name; ``""`` means the archive root. Raise on anything unsafe."""
     if not name:
         raise ValidationError("archive member with an empty name")
+    try:
+        check_length(name)
+    except ArchiveError as exc:
+        raise ValidationError(str(exc)) from None
     bad = _bad_characters(name)
     if bad:
         raise ValidationError(f"archive member {name!r}: name contains {bad}")
     if name.startswith("/"):
         raise ValidationError(f"archive member {name!r}: absolute paths are not allowed")
+    if not _ODD_SEGMENT.search(name):
+        return name  # the common case, without splitting a long name
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise ValidationError(f"archive member {name!r}: '..' segments are not allowed")
@@ -76,21 +85,26 @@ def validate_members(tar_bytes: bytes, *, guest_links: bool = False) -> list[Mem
     """
     if not tar_bytes:
         return []
-    try:
-        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
-            raw_members = tar.getmembers()
-            end = tar.offset
-    except (tarfile.TarError, ValueError, OverflowError, EOFError) as exc:
-        raise ValidationError(f"not a valid tar archive: {exc}") from None
-    _check_framing(tar_bytes, raw_members, end)
     kinds: dict[str, ArtifactType] = {}
     explicit: set[str] = set()
     members: list[MemberInfo] = []
-    for raw in raw_members:
-        info = _member_info(raw, guest_links)
-        if info is not None:
-            _place(info, kinds, explicit)
-            members.append(info)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+            for raw in tar:  # member by member: a bad one stops the read at once
+                _check_data(tar_bytes, raw)
+                info = _member_info(raw, guest_links)
+                if info is not None:
+                    _place(info, kinds, explicit)
+                    members.append(info)
+            end = tar.offset
+    except (tarfile.TarError, ValueError, OverflowError, EOFError) as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        raise ValidationError(f"not a valid tar archive: {exc}") from None
+    if end > len(tar_bytes) or tar_bytes.count(0, end) != len(tar_bytes) - end:
+        raise ValidationError(
+            f"archive has unreadable data after byte {end} (corrupt header or trailing garbage)"
+        )
     if guest_links:
         # A tree the guest made itself (diff, snapshots): its symlinks may point anywhere
         # in the guest (a venv's bin/python -> /usr/bin/python3). Nothing here follows
@@ -103,15 +117,10 @@ def validate_members(tar_bytes: bytes, *, guest_links: bool = False) -> list[Mem
     return members
 
 
-def _check_framing(tar_bytes: bytes, raw_members: list[tarfile.TarInfo], end: int) -> None:
-    """tarfile silently stops at a corrupt header or a truncated member; we do not."""
-    for raw in raw_members:
-        if raw.isreg() and raw.offset_data + raw.size > len(tar_bytes):
-            raise ValidationError(f"archive member {raw.name!r}: data is truncated")
-    if end > len(tar_bytes) or tar_bytes.count(0, end) != len(tar_bytes) - end:
-        raise ValidationError(
-            f"archive has unreadable data after byte {end} (corrupt header or trailing garbage)"
-        )
+def _check_data(tar_bytes: bytes, raw: tarfile.TarInfo) -> None:
+    """tarfile silently stops at a truncated member; we do not."""
+    if raw.isreg() and raw.offset_data + raw.size > len(tar_bytes):
+        raise ValidationError(f"archive member {raw.name!r}: data is truncated")
 
 
 def _member_info(raw: tarfile.TarInfo, guest_links: bool = False) -> MemberInfo | None:
@@ -161,19 +170,23 @@ def _member_info(raw: tarfile.TarInfo, guest_links: bool = False) -> MemberInfo 
 def _place(info: MemberInfo, kinds: dict[str, ArtifactType], explicit: set[str]) -> None:
     """Record ``info`` in the virtual tree; refuse symlinked/file parents, conflicts, duplicates."""
     label = f"archive member {info.path!r}"
-    parts = info.path.split("/")
-    for depth in range(1, len(parts)):
-        parent = "/".join(parts[:depth])
-        parent_kind = kinds.get(parent)
-        if parent_kind == "symlink":
-            raise ValidationError(
-                f"{label}: parent {parent!r} is a symlink; "
-                "members may not be extracted through a symlinked parent"
-            )
-        if parent_kind == "file":
-            raise ValidationError(f"{label}: parent {parent!r} is a regular file")
-        if parent_kind is None:
-            kinds[parent] = "directory"
+    # Every path in ``kinds`` has all its ancestors there as directories, so only the
+    # nearest known ancestor needs a look: linear in the members, whatever the depth.
+    implied = []
+    parent = info.path.rpartition("/")[0]
+    while parent and parent not in kinds:
+        implied.append(parent)
+        parent = parent.rpartition("/")[0]
+    parent_kind = kinds.get(parent) if parent else None
+    if parent_kind == "symlink":
+        raise ValidationError(
+            f"{label}: parent {parent!r} is a symlink; "
+            "members may not be extracted through a symlinked parent"
+        )
+    if parent_kind == "file":
+        raise ValidationError(f"{label}: parent {parent!r} is a regular file")
+    for directory in implied:
+        kinds[directory] = "directory"
     existing = kinds.get(info.path)
     if existing is not None and existing != info.artifact_type:
         raise ValidationError(

@@ -7,11 +7,9 @@ both are re-exported here, so this module is the one to import.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
-import io
 import os
-import shutil
-import tarfile
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pyro_mcp.errors import NotFoundError, StateError, ValidationError
+from pyro_mcp.guest import archive as guest_archive
+from pyro_mcp.guest.tree import remove_tree
 from pyro_mcp.workspaces import archive_rules
 from pyro_mcp.workspaces.archive_pack import pack_directory, too_big
 from pyro_mcp.workspaces.archive_rules import (
@@ -134,12 +134,11 @@ def extract_export(
 
     A single top-level file or symlink becomes that file or symlink; otherwise the members are
     the children of a new directory. Pass ``artifact_type`` (the guest knows it) to remove the
-    ambiguity of a directory that holds one file. Extraction runs with tarfile's ``data``
-    filter in a temporary sibling directory and is renamed into place, so a failure leaves
-    nothing behind. Returns ``{artifact_type, entry_count, bytes_written}``.
+    ambiguity of a directory that holds one file. Extraction is the guest agent's checked
+    unpacking (directory fds, never through a symlink, any depth, no group/other write bits)
+    in a temporary sibling directory, renamed into place, so a failure leaves nothing behind.
+    Returns ``{artifact_type, entry_count, bytes_written}``.
     """
-    if not hasattr(tarfile, "data_filter"):
-        raise StateError("this Python lacks tarfile extraction filters (3.11.4+); cannot export")
     output_path = Path(output_path)
     if os.path.lexists(output_path):
         raise ValidationError(f"output_path already exists: {output_path}")
@@ -156,18 +155,18 @@ def extract_export(
         staging = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.", dir=output_path.parent))
         tree = staging / "tree"
         tree.mkdir()
-        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
-            tar.errorlevel = 2
-            tar.extractall(tree, filter="data")
+        try:
+            guest_archive.unpack(str(tree), tar_bytes, root=str(tree), mode_mask=0o755)
+        except ValueError as exc:
+            raise ValidationError(f"export archive rejected: {exc}") from None
         _publish(tree if kind == "directory" else tree / members[0].path, output_path, kind)
         created.clear()
-    except tarfile.TarError as exc:
-        raise ValidationError(f"export archive rejected: {exc}") from None
     except OSError as exc:
         raise StateError(f"export to {output_path} failed: {exc}") from None
     finally:
         if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_tree(str(staging))
         for directory in created:
             try:
                 directory.rmdir()

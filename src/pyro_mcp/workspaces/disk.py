@@ -20,6 +20,7 @@ from .. import validation
 from ..errors import StateError, ValidationError
 from ..guest import files as guest_files
 from ..guest import paths as guest_paths
+from ..guest import tree
 from .content import file_content
 from .disk_image import DiskImage, parts_of
 from .layout import guest_view
@@ -132,11 +133,7 @@ class DiskMixin(WorkspaceLifecycle):
             if self._image(workspace_id):
                 command = ["cp", "--sparse=always", str(layout.disk), written]
             else:
-                size = sum(
-                    p.stat().st_size
-                    for p in layout.volume_dir.rglob("*")
-                    if not p.is_symlink() and p.is_file()
-                )
+                size = tree.file_bytes(str(layout.volume_dir))
                 mib = int(size * 1.3 / 2**20) + 64
                 volume = str(layout.volume_dir)
                 command = ["mkfs.ext4", "-q", "-F", "-m", "0", "-d", volume, written, f"{mib}M"]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 from ..errors import PyroError, StateError, ValidationError
+from ..guest.tree import remove_tree
 from ..paths import private_dir
 
 DEFAULT_DISK_MIB = 8192  # a workspace disk's size unless its create says otherwise (sparse)
@@ -79,7 +80,7 @@ class WorkspaceLayout:
         (a disk in use stays intact: it is unlinked, not truncated)."""
         if image:
             if self.volume_dir.is_dir() and not os.path.ismount(self.volume_dir):
-                shutil.rmtree(self.volume_dir)  # a gVisor /workspace of an older version
+                remove_tree(str(self.volume_dir))  # a gVisor /workspace of an older version
             self.disk.unlink(missing_ok=True)
             with self.disk.open("wb") as handle:
                 handle.truncate(disk_mib * 1024 * 1024)
@@ -103,16 +104,14 @@ class WorkspaceLayout:
             if result.returncode != 0:
                 raise PyroError(f"cannot create the workspace disk: {result.stderr.strip()}")
         else:
-            if self.volume_dir.exists():
-                shutil.rmtree(self.volume_dir)
+            remove_tree(str(self.volume_dir))
             self.volume_dir.mkdir(mode=0o755)
 
     def replace_volume(self) -> Path:
         """A new empty /workspace directory; the old one is moved aside (its sandbox may
         still be running) and returned, for the caller to remove once that sandbox is gone."""
-        for stale in self.root.glob("volume.old-*"):  # left by an interrupted reset
-            shutil.rmtree(stale, ignore_errors=True)
-        aside = self.root / f"volume.old-{uuid.uuid4().hex[:8]}"
+        sweep(self.root.parent.parent)
+        aside = self.root / f"{OLD_VOLUME_PREFIX}{uuid.uuid4().hex[:8]}"
         if self.volume_dir.exists():
             self.volume_dir.rename(aside)
         self.volume_dir.mkdir(mode=0o755)
@@ -143,7 +142,48 @@ class WorkspaceLayout:
         return {**result, "destination": "/workspace"}
 
     def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Delete this workspace's files. The directory is first renamed to a trash name (one
+        atomic step: raises if that fails, so the caller can keep its record and retry),
+        then removed; whatever a failure or a crash leaves is swept later (:func:`sweep`)."""
+        trash = self.root.parent / f"{TRASH_PREFIX}{self.root.name}-{uuid.uuid4().hex[:8]}"
+        try:
+            self.root.rename(trash)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StateError(f"cannot delete {self.root}: {exc.strerror or exc}") from None
+        remove_quietly(trash)
+
+
+TRASH_PREFIX = ".trash-"
+"""Deleted workspace directories, renamed in ``<home>/workspaces`` before their removal."""
+OLD_VOLUME_PREFIX = "volume.old-"
+"""A gVisor /workspace moved aside by a reset, removed once its sandbox is gone."""
+
+
+def remove_quietly(path: Path) -> None:
+    """Remove a tree whose leftovers :func:`sweep` finds (trash, old volumes) if this fails."""
+    with contextlib.suppress(OSError):
+        remove_tree(str(path))
+
+
+def sweep(home: Path) -> None:
+    """Remove what crashed or failed operations left in ``home``: half-deleted workspaces
+    and old /workspace volumes of resets. The one home of this clean-up; every call that
+    reads the workspace records runs it (cheap when there is nothing to do)."""
+    try:
+        entries = list(os.scandir(home / "workspaces"))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.name.startswith(TRASH_PREFIX):
+            remove_quietly(Path(entry.path))
+        elif entry.is_dir(follow_symlinks=False):
+            stale: list[str] = []
+            with contextlib.suppress(OSError), os.scandir(entry.path) as inner:
+                stale = [e.path for e in inner if e.name.startswith(OLD_VOLUME_PREFIX)]
+            for path in stale:
+                remove_quietly(Path(path))
 
 
 def guest_view(message: str, root: str) -> str:

@@ -7,7 +7,6 @@ process (see supervisor.py) reached over its Unix socket.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import os
@@ -18,9 +17,8 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from .. import validation
 from ..engines.agent_client import AgentClient, AgentGone
@@ -29,7 +27,7 @@ from ..paths import socket_address
 from ..runtime import Runtime
 from . import owners
 from . import secrets as secret_store
-from .layout import WorkspaceLayout, uses_image
+from .layout import WorkspaceLayout, sweep, uses_image
 from .store import Store
 
 SUPERVISOR_START_TIMEOUT = 300.0
@@ -58,46 +56,6 @@ def process_alive(pid: int | None, marker: str) -> bool:
     return state not in ("Z", "X") and marker.encode() in cmdline
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def redacted(method: F) -> F:
-    """An operation on one workspace (its first argument) whose result and error message
-    never show one of that workspace's secret values."""
-
-    @functools.wraps(method)
-    def wrapper(self: WorkspaceLifecycle, workspace_id: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            result = method(self, workspace_id, *args, **kwargs)
-        except Exception as exc:
-            self.redactor(workspace_id).error(exc)
-            raise
-        return self.redactor(workspace_id).value(result)
-
-    wrapper.__pyro_redacted__ = True  # type: ignore[attr-defined]
-    return cast(F, wrapper)
-
-
-C = TypeVar("C", bound=type)
-
-
-def redact_every_workspace_operation(cls: C) -> C:
-    """Class decorator: every public method whose first argument is ``workspace_id`` (the
-    manager's own and its mixins', not this module's plumbing) is ``redacted``: one rule,
-    no operation forgotten."""
-    plumbing = set(vars(WorkspaceLifecycle))
-    for name in dir(cls):
-        method = getattr(cls, name)
-        if name in plumbing:
-            continue
-        if name.startswith("_") or not callable(method) or hasattr(method, "__pyro_redacted__"):
-            continue
-        code = getattr(method, "__code__", None)
-        if code is not None and code.co_varnames[1:2] == ("workspace_id",):
-            setattr(cls, name, redacted(method))
-    return cls
-
-
 class WorkspaceLifecycle:
     def __init__(self, runtime: Runtime, store: Store) -> None:
         self.runtime = runtime
@@ -113,6 +71,7 @@ class WorkspaceLifecycle:
         if not isinstance(workspace_id, str) or not workspace_id:
             raise NotFoundError("workspace_id is required")
         self.sweep_abandoned(workspace_id)
+        sweep(self.runtime.home)
         record = self.store.get(workspace_id)
         if record is None:
             gone = self.store.expired(workspace_id)
@@ -175,6 +134,7 @@ class WorkspaceLifecycle:
 
     def reap_expired(self) -> list[str]:
         self.sweep_abandoned()
+        sweep(self.runtime.home)
         now = time.time()
         reaped = []
         for record in self.store.all():
@@ -340,9 +300,10 @@ class WorkspaceLifecycle:
         self._drop_client(workspace_id)
 
     def _destroy(self, record: dict[str, Any]) -> None:
+        """Files first (a failure keeps the record, for a retry), then the record."""
         self.stop_supervisor(record)
-        self.store.delete(record["workspace_id"])
         self.layout(record["workspace_id"]).remove()
+        self.store.delete(record["workspace_id"])
 
     # -- create --------------------------------------------------------------------------
     def new_record(self, **fields: Any) -> dict[str, Any]:

@@ -17,10 +17,11 @@ from .diff import diff_trees
 from .disk import DiskMixin
 from .history import FIELDS as HISTORY_FIELDS
 from .history import History
-from .lifecycle import empty_tar, redact_every_workspace_operation
+from .lifecycle import empty_tar
 from .network import NetworkMixin
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
+from .redaction import redact_every_workspace_operation
 from .services import ServiceMixin
 from .shells import ShellMixin
 from .snapshots import SnapshotMixin

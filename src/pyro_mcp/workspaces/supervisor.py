@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import sys
 import threading
@@ -33,7 +32,7 @@ from ..runtime import Runtime
 from . import secrets as secret_store
 from . import volume_mount
 from .history import History
-from .layout import WorkspaceLayout
+from .layout import WorkspaceLayout, remove_quietly
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
 from .watchers import watch_engine, watch_ttl
@@ -337,8 +336,11 @@ class Supervisor:
             record = self.store.get(self.workspace_id)
             if record is not None:
                 self.store.mark_expired(self.workspace_id, record["ttl_seconds"], time.time())
-            self.store.delete(self.workspace_id)
-            self.layout.remove()
+            try:  # files first: if they cannot go, the record stays for the next reap
+                self.layout.remove()
+                self.store.delete(self.workspace_id)
+            except PyroError:
+                pass
         if locked:
             self.reboot_lock.release()
         os._exit(0)
@@ -356,7 +358,7 @@ def _teardown(sandbox: Sandbox | None, volume: Path | None) -> None:
             sandbox.kill()
     finally:
         if volume is not None:
-            shutil.rmtree(volume, ignore_errors=True)
+            remove_quietly(volume)
 
 
 def main(argv: list[str] | None = None) -> None:
