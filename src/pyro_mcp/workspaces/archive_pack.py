@@ -118,22 +118,24 @@ def _push(
         raise
 
 
-def pack_directory(source: Path) -> tuple[bytes, int, int]:
+def pack_directory(source: Path, *, fd: int | None = None) -> tuple[bytes, int, int]:
     """Tar the children of ``source`` (sorted by name, never following symlinks).
 
     Returns ``(tar_bytes, entry_count, bytes_written)`` where ``bytes_written`` is the total
     size of regular files. Hard-linked files are stored as separate copies. Absolute or
     escaping symlinks, sockets, FIFOs and devices are refused with the offending host path.
-    ``source`` itself may be a symlink to a directory (the user named it).
+    ``source`` itself may be a symlink to a directory (the user named it). ``fd``: the
+    directory already opened (it is closed here); ``source`` then only names it in messages.
     """
     source = Path(source)
-    if not source.is_dir():
+    if fd is None and not source.is_dir():
         raise ValidationError(f"{source} is not a directory")
     buffer = io.BytesIO()
     host = source
     stack: list[tuple[int, Path, str, Iterator[str]]] = []
     try:
-        _push(stack, os.open(source, _DIR_FLAGS & ~os.O_NOFOLLOW), source, "")
+        opened = os.open(source, _DIR_FLAGS & ~os.O_NOFOLLOW) if fd is None else fd
+        _push(stack, opened, source, "")
         with tarfile.open(fileobj=buffer, mode="w:", format=tarfile.PAX_FORMAT) as tar:
             packer = _Packer(source, tar, buffer)
             while stack:

@@ -19,7 +19,6 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from .. import validation
@@ -369,7 +368,3 @@ class WorkspaceLifecycle:
                 f"max active VMs reached ({max_active}); stop or delete a running workspace "
                 "first (stopped workspaces do not count)"
             )
-
-    @staticmethod
-    def host_path(value: Any, what: str) -> Path:
-        return validation.host_path(value, what)
