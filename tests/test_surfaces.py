@@ -245,7 +245,12 @@ def test_vm_run_schema_carries_the_ranges() -> None:
     assert props["timeout_seconds"]["exclusiveMinimum"] == 0
     defaults = [props[name].get("default") for name in props]
     assert list(props) == [
-        "environment", "command", "vcpu_count", "mem_mib", "timeout_seconds", "ttl_seconds",
+        "environment",
+        "command",
+        "vcpu_count",
+        "mem_mib",
+        "timeout_seconds",
+        "ttl_seconds",
         "network",
     ]  # fmt: skip (no allow_host_compat: over MCP only the operator decides, issue 11)
     assert defaults == [None, None, 1, 1024, 30, 600, False]

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 import anyio
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .. import hostpaths
+from ..errors import PyroError
 from ..jsonsafe import json_safe
 from ..operations.registry import PROFILES, Operation, ParamInfo, collect
 from ..version import __version__
@@ -58,6 +59,50 @@ def _call(policy: OperatorPolicy, op: Operation, method: Any, kwargs: dict[str, 
             elif param.name in kwargs:
                 kwargs[param.name] = policy.argument(param, kwargs[param.name])
         return method(**kwargs)
+
+
+class RefusedArgument(PyroError):
+    """A tool argument no schema offers (not a ValueError: pydantic would bury it in its
+    multi-line report; this way the model reads one line)."""
+
+
+def _refuse_unknown_arguments(server: FastMCP, op: Operation, profile: str) -> None:
+    """Arguments a tool does not offer are refused, never silently dropped: a model that
+    passes one learns that it did nothing. Secret arguments take names only."""
+    name = op.mcp_name or op.name
+    secret_fields = [
+        p.meta.mcp_name or p.name
+        for p in op.mcp_params(profile)
+        if p.meta.mcp_role == "secret_names"
+    ]
+    tool = server._tool_manager.get_tool(name)
+    assert tool is not None
+    base = tool.fn_metadata.arg_model
+    offered = sorted(field.alias or key for key, field in base.model_fields.items())
+
+    class Strict(base):  # type: ignore[misc,valid-type]
+        @model_validator(mode="before")
+        @classmethod
+        def _only_offered(cls, data: Any) -> Any:
+            if isinstance(data, dict):
+                unknown = sorted(set(data) - set(offered))
+                if unknown:
+                    raise RefusedArgument(
+                        f"unknown argument {', '.join(map(repr, unknown))}: {name} takes "
+                        f"{', '.join(offered) or 'no arguments'}"
+                    )
+                for key in secret_fields:
+                    if isinstance(data.get(key), list) and not all(
+                        isinstance(item, str) for item in data[key]
+                    ):
+                        raise RefusedArgument(
+                            f"{key} takes secret names only: the operator declares secrets "
+                            "when starting the server; a model never passes values or files"
+                        )
+            return data
+
+    Strict.__name__ = base.__name__
+    tool.fn_metadata.arg_model = Strict
 
 
 def _make_tool(pyro: Pyro, op: Operation, profile: str, policy: OperatorPolicy) -> Any:
@@ -162,4 +207,5 @@ def create_server(
             ),
             structured_output=True,
         )
+        _refuse_unknown_arguments(server, op, profile)
     return server

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pyro_mcp.errors import ValidationError
+from pyro_mcp.hostpaths import over_mcp
 from pyro_mcp.workspaces import archive_rules
 
 _SPECIAL_KINDS = {
@@ -77,13 +78,13 @@ class _Packer:
         return child_fd
 
     def add_symlink(self, target: str, host: Path, arcname: str, st: os.stat_result) -> None:
+        # Over MCP the target is host layout the model may not see: the link is named alone.
+        link = f"symlink {host}" if over_mcp() else f"symlink {host} -> {target}"
         if target.startswith("/"):
-            raise ValidationError(
-                f"symlink {host} -> {target} is absolute; symlinks must be relative"
-            )
+            raise ValidationError(f"{link} is absolute; symlinks must be relative")
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), target))
         if resolved == ".." or resolved.startswith("../"):
-            raise ValidationError(f"symlink {host} -> {target} points outside {self.root}")
+            raise ValidationError(f"{link} points outside {self.root}")
         info = self.info(arcname, tarfile.SYMTYPE, st)
         info.linkname = target
         self.tar.addfile(info)
