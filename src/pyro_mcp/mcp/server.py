@@ -67,9 +67,11 @@ class RefusedArgument(PyroError):
 
 
 def _refuse_unknown_arguments(server: FastMCP, op: Operation, profile: str) -> None:
-    """Arguments a tool does not offer are refused, never silently dropped: a model that
-    passes one learns that it did nothing. Secret arguments take names only."""
+    """An operator's setting passed as an argument (allow_host_compat) is refused, never
+    silently dropped: a model that passes one learns that it did nothing. Secret arguments
+    take names only. (Other arguments a profile does not offer are ignored, as before.)"""
     name = op.mcp_name or op.name
+    operator_only = {p.name for p in op.params if p.meta.mcp_role == "operator"}
     secret_fields = [
         p.meta.mcp_name or p.name
         for p in op.mcp_params(profile)
@@ -85,7 +87,7 @@ def _refuse_unknown_arguments(server: FastMCP, op: Operation, profile: str) -> N
         @classmethod
         def _only_offered(cls, data: Any) -> Any:
             if isinstance(data, dict):
-                unknown = sorted(set(data) - set(offered))
+                unknown = sorted(operator_only & set(data))
                 if unknown:
                     raise RefusedArgument(
                         f"unknown argument {', '.join(map(repr, unknown))}: {name} takes "
