@@ -123,12 +123,13 @@ async def main() -> int:
     if pyro is None:
         print("[example] pyro is not on PATH (run this with `uv run`)", file=sys.stderr)
         return 1
-    server = StdioServerParameters(
-        command=pyro,
-        args=["mcp", "serve", "--profile", "workspace-core"],
-        env=dict(os.environ),
-    )
     with tempfile.TemporaryDirectory(prefix="pyro-example-") as tmp:
+        # The model may seed from and export to the operator's --host-root only.
+        server = StdioServerParameters(
+            command=pyro,
+            args=["mcp", "serve", "--profile", "workspace-core", "--host-root", tmp],
+            env=dict(os.environ),
+        )
         repo = Path(tmp, "repo")
         repo.mkdir()
         (repo / "message.txt").write_text("broken\n")

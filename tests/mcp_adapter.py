@@ -28,8 +28,10 @@ class McpToolError(RuntimeError):
 
 
 class McpPyro:
-    def __init__(self, profile: str, env: dict[str, str]) -> None:
+    def __init__(self, profile: str, env: dict[str, str], roots: tuple[str, ...] = ()) -> None:
+        """``roots``: the operator's ``--host-root`` directories."""
         self.profile = profile
+        self.roots = roots
         self.env = env
         self.ops = {op.name: op for op in operations() if op.mcp_name}
         self.loop = asyncio.new_event_loop()
@@ -51,7 +53,11 @@ class McpPyro:
         argv = pyro_argv()
         params = StdioServerParameters(
             command=argv[0],
-            args=[*argv[1:], "mcp", "serve", "--profile", self.profile],
+            args=[
+                *argv[1:],
+                *("mcp", "serve", "--profile", self.profile),
+                *[arg for root in self.roots for arg in ("--host-root", root)],
+            ],
             env={**os.environ, **self.env},
         )
         try:

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 CONFIGS = EXAMPLES / "mcp-configs"
 PLACEHOLDER = "/path/to/pyro-mcp"
-SERVE = ["pyro", "mcp", "serve", "--profile", "workspace-core"]
+PROJECT = "/path/to/your/project"  # the operator's --host-root in every config
+SERVE = ["pyro", "mcp", "serve", "--profile", "workspace-core", "--host-root", PROJECT]
 LAUNCHERS = {
     "uvx": ("uvx", ["--from", "pyro-mcp", *SERVE]),
     "checkout": ("uv", ["run", "--project", PLACEHOLDER, *SERVE]),
@@ -221,6 +222,7 @@ def launch(form: str) -> dict[str, Any]:
             assert uv, "uv is not on PATH: the checkout configs launch the server with uv"
             command, args = uv, [ROOT.as_posix() if a == PLACEHOLDER else a for a in args]
         home = short_tmp_dir("pyro-cfg-")
+        args = [home.as_posix() if a == PROJECT else a for a in args]
         env = {**os.environ, "PYRO_HOME": str(home), "UV_FROZEN": "1"}
         try:
             _LAUNCHED[form] = asyncio.run(

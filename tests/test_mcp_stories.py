@@ -29,7 +29,7 @@ pytestmark = pytest.mark.guest
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_story_through_mcp(scenario: str, state_dir: Path) -> None:
     env = {"PYRO_HOME": str(state_dir), "PYRO_ENGINE": "gvisor"}
-    with McpPyro(PROFILE[scenario], env) as pyro, tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, McpPyro(PROFILE[scenario], env, (tmp,)) as pyro:
         story = Story(pyro, scenario, "debian:12", Path(tmp))  # type: ignore[arg-type]
         with story.workspaces():
             result = SCENARIOS[scenario](story, False)
@@ -40,7 +40,7 @@ def test_story_through_mcp(scenario: str, state_dir: Path) -> None:
 
 def test_broken_fixture_fails_clearly_through_mcp(state_dir: Path) -> None:
     env = {"PYRO_HOME": str(state_dir), "PYRO_ENGINE": "gvisor"}
-    with McpPyro("workspace-core", env) as pyro, tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, McpPyro("workspace-core", env, (tmp,)) as pyro:
         story = Story(pyro, "repro-fix-loop", "debian:12", Path(tmp))  # type: ignore[arg-type]
         with (
             pytest.raises((SmokeFailure, McpToolError), match="does not apply"),

@@ -245,10 +245,15 @@ def test_vm_run_schema_carries_the_ranges() -> None:
     assert props["timeout_seconds"]["exclusiveMinimum"] == 0
     defaults = [props[name].get("default") for name in props]
     assert list(props) == [
-        "environment", "command", "vcpu_count", "mem_mib", "timeout_seconds", "ttl_seconds",
-        "network", "allow_host_compat",
-    ]  # fmt: skip
-    assert defaults == [None, None, 1, 1024, 30, 600, False, False]
+        "environment",
+        "command",
+        "vcpu_count",
+        "mem_mib",
+        "timeout_seconds",
+        "ttl_seconds",
+        "network",
+    ]  # fmt: skip (no allow_host_compat: over MCP only the operator decides, issue 11)
+    assert defaults == [None, None, 1, 1024, 30, 600, False]
 
 
 def test_tool_schemas_match_the_declarations() -> None:

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from pyro_mcp import validation
+from pyro_mcp import hostpaths, validation
 from pyro_mcp.cli.runners import remainder_command
 from pyro_mcp.environments.catalog import CATALOG, get_spec
 from pyro_mcp.errors import ValidationError
@@ -216,7 +216,7 @@ def test_command_at_the_limit_is_accepted() -> None:
 )
 def test_host_paths_are_checked_before_the_os_sees_them(value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        validation.host_path(value, "output_path")
+        hostpaths.resolve(value, "output_path")
 
 
 def test_text_may_allow_nul_as_content() -> None:

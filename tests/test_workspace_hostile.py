@@ -664,7 +664,7 @@ def test_cli_and_mcp_refuse_with_one_clear_error(
         cli_error("workspace", "export", live, "a.txt", "--output", str(existing), home=ws_home),
         cli_error("workspace", "sync", "push", live, str(archive), home=ws_home),
     ]
-    with McpClient(ws_home) as mcp:
+    with McpClient(ws_home, roots=[host_dir]) as mcp:
         errors += [
             mcp.error("workspace_create", environment=ENVIRONMENT, seed_path=str(archive)),
             mcp.error("workspace_file_read", workspace_id=live, path="/etc/passwd"),

@@ -193,11 +193,11 @@ Surface = SdkSurface | CliSurface | McpSurface
 
 @pytest.fixture(params=["sdk", "cli", "cli-helper", "mcp"])
 def surface(
-    request: Any, ws_pyro: Pyro, ws_home: Path, monkeypatch: pytest.MonkeyPatch
+    request: Any, ws_pyro: Pyro, ws_home: Path, host_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Surface]:
     made: Surface
-    if request.param == "mcp":
-        with McpClient(ws_home) as client:
+    if request.param == "mcp":  # the stories' host files are in host_dir: the operator's root
+        with McpClient(ws_home, roots=[host_dir]) as client:
             made = McpSurface(client)
             yield made
     elif request.param == "sdk":

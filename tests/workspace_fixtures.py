@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -198,13 +198,27 @@ class McpClient:
     it and waits, so several threads may call at once (requests then overlap on the wire).
     """
 
-    def __init__(self, home: Path, profile: str = "workspace-core", engine: str = "gvisor"):
+    def __init__(
+        self,
+        home: Path,
+        profile: str = "workspace-core",
+        engine: str = "gvisor",
+        *,
+        roots: Sequence[Path] = (),
+        args: Sequence[str] = (),
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ):
+        """``roots``: the operator's ``--host-root`` directories; ``args``: more serve flags."""
         argv = pyro_argv()
+        flags = [arg for root in roots for arg in ("--host-root", str(root))]
         self.params = StdioServerParameters(
             command=argv[0],
-            args=[*argv[1:], "mcp", "serve", "--profile", profile],
-            env={**os.environ, "PYRO_HOME": str(home), "PYRO_ENGINE": engine},
+            args=[*argv[1:], "mcp", "serve", "--profile", profile, *flags, *args],
+            env={**os.environ, "PYRO_HOME": str(home), "PYRO_ENGINE": engine, **(env or {})},
+            cwd=cwd,
         )
+        self.instructions: str | None = None
         self.log_path = home / f"mcp-server-{os.getpid()}-{id(self)}.log"
         self.loop = asyncio.new_event_loop()
         self.session: ClientSession | None = None
@@ -243,7 +257,7 @@ class McpClient:
                 stdio_client(self.params, errlog=errlog) as (read, write),
                 ClientSession(read, write) as session,
             ):
-                await session.initialize()
+                self.instructions = (await session.initialize()).instructions
                 self.session = session
                 self.ready.set_result(None)
                 await self.done.wait()

@@ -25,6 +25,8 @@ from .operations.workspaces import WorkspaceOperations
 if TYPE_CHECKING:
     from mcp.server.fastmcp import FastMCP
 
+    from .mcp.policy import OperatorPolicy
+
 
 class Pyro(
     VmOperations,
@@ -61,11 +63,17 @@ class Pyro(
             max_active_vms=max_active_vms,
         )
 
-    def create_server(self, profile: str = "workspace-full") -> FastMCP:
-        """An MCP server (FastMCP, stdio) exposing this instance's tools for ``profile``."""
+    def create_server(
+        self, profile: str = "workspace-full", policy: OperatorPolicy | None = None
+    ) -> FastMCP:
+        """An MCP server (FastMCP, stdio) exposing this instance's tools for ``profile``.
+
+        ``policy`` holds the operator's settings (host roots, host compat, secrets; see
+        ``pyro_mcp.mcp.policy``); the default allows no host compat and no secrets.
+        """
         from .mcp.server import create_server
 
-        return create_server(self, profile=profile)
+        return create_server(self, profile=profile, policy=policy)
 
     def close(self) -> None:
         """Delete every ephemeral VM this instance still holds."""

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -14,6 +15,7 @@ from .engines.base import BootSpec, Engine, Sandbox
 from .environments.catalog import CATALOG
 from .environments.store import EnvironmentStore, InstalledEnvironment
 from .errors import EngineUnavailable, ValidationError
+from .hostpaths import over_mcp
 from .paths import cache_dir, environment_cache_dir, home_dir, private_dir
 
 if TYPE_CHECKING:
@@ -95,7 +97,13 @@ class Runtime:
                     "or network_policy 'off'"
                 ) from exc
             if allow_host_compat:
+                if not over_mcp():  # over MCP the operator chose it and every result says so
+                    sys.stderr.write(f"[pyro] warning: {HOST_COMPAT_WARNING}\n")
                 return EngineChoice("host", _host_engine())
+            if over_mcp():  # a model is never told how to switch isolation off
+                raise EngineUnavailable(
+                    f"{exc}. The operator can check this host with `pyro doctor`"
+                ) from exc
             raise EngineUnavailable(
                 f"{exc}. To run unisolated on the host instead, opt in with "
                 "--allow-host-compat (allow_host_compat=true)"

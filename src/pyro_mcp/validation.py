@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 from .errors import ValidationError
@@ -85,16 +84,6 @@ def command(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError("command must be a non-empty string")
     return text("command", value, max_bytes=MAX_COMMAND_BYTES)
-
-
-def host_path(value: Any, what: str) -> Path:
-    """A path on the host as given (``~`` expanded): checked here, never left to the OS
-    to fail with "embedded null byte" or "File name too long"."""
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{what} must be a host path")
-    return Path(text(what, value, max_bytes=MAX_HOST_PATH_BYTES)).expanduser()
 
 
 def file_encoding(value: Any) -> str:

@@ -115,11 +115,37 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
         help="Which tools to expose: vm-run (1 tool), workspace-core (recommended for chat "
         "hosts) or workspace-full (everything; the 3.x default).",
     )
+    parser.add_argument(
+        "--host-root",
+        action="append",
+        metavar="DIR",
+        help="A directory whose contents the model may seed, sync and export into "
+        "(repeatable; relative paths start at the first). Default: the directory the server "
+        "starts in, unless it is /, your home directory, /tmp or a system directory.",
+    )
+    parser.add_argument(
+        "--allow-host-compat",
+        action="store_true",
+        help="Let tools run UNISOLATED on the host when no sandbox engine works (no tool "
+        "can ask for this; every result then says so).",
+    )
+    parser.add_argument(
+        "--secret",
+        action="append",
+        metavar="NAME[=@FILE]",
+        help="Declare a secret tools may use by name: NAME=@FILE reads FILE, NAME reads the "
+        "server's environment variable NAME (repeatable). Models never see values.",
+    )
     parser.set_defaults(_runner=mcp_serve)
 
 
 def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
-    server = pyro.create_server(profile=args.profile)
+    from ..mcp.policy import HOST_COMPAT_NOTICE, OperatorPolicy
+
+    policy = OperatorPolicy.from_args(args.host_root, args.allow_host_compat, args.secret)
+    if policy.allow_host_compat:
+        sys.stderr.write(f"[mcp] warning: {HOST_COMPAT_NOTICE}\n")
+    server = pyro.create_server(profile=args.profile, policy=policy)
     try:
         server.run("stdio")
     finally:

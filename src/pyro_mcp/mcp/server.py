@@ -10,46 +10,104 @@ from typing import Annotated, Any
 import anyio
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from .. import hostpaths
+from ..errors import PyroError
 from ..jsonsafe import json_safe
 from ..operations.registry import PROFILES, Operation, ParamInfo, collect
 from ..version import __version__
+from .policy import OperatorPolicy
 
 if typing.TYPE_CHECKING:
     from ..api import Pyro
 
 SERVER_NAME = "pyro_mcp"
-INSTRUCTIONS = (
-    "pyro-mcp runs commands in disposable, isolated Linux sandboxes. Use vm_run for one-shot "
-    "commands. Nothing you run can touch the host; host files are only visible when they are "
-    "explicitly seeded or synced in."
-)
 
 
-def _annotation(param: ParamInfo) -> Any:
+def _annotation(param: ParamInfo, policy: OperatorPolicy) -> Any:
     meta = param.meta
-    base = param.annotation
+    base = policy.annotation(param)
     if meta.choices:
         base = typing.Literal[meta.choices]
-    field = Field(description=meta.help, ge=meta.ge, le=meta.le, gt=meta.gt)
+    field = Field(description=policy.help(param), ge=meta.ge, le=meta.le, gt=meta.gt)
     return Annotated[base, field]
 
 
-def tool_signature(op: Operation, profile: str) -> inspect.Signature:
+def tool_signature(
+    op: Operation, profile: str, policy: OperatorPolicy | None = None
+) -> inspect.Signature:
+    policy = policy or OperatorPolicy.from_args()
     parameters = [
         inspect.Parameter(
             p.meta.mcp_name or p.name,
             inspect.Parameter.KEYWORD_ONLY,
             default=inspect.Parameter.empty if p.required else p.default,
-            annotation=_annotation(p),
+            annotation=_annotation(p, policy),
         )
         for p in op.mcp_params(profile)
     ]
     return inspect.Signature(parameters, return_annotation=dict[str, Any])
 
 
-def _make_tool(pyro: Pyro, op: Operation, profile: str) -> Any:
+def _call(policy: OperatorPolicy, op: Operation, method: Any, kwargs: dict[str, Any]) -> Any:
+    """One tool call, in a worker thread, under the operator's policy."""
+    with hostpaths.confined(policy.roots):
+        for param in op.params:
+            if param.meta.mcp_role == "operator":
+                kwargs[param.name] = policy.operator_value(param)
+            elif param.name in kwargs:
+                kwargs[param.name] = policy.argument(param, kwargs[param.name])
+        return method(**kwargs)
+
+
+class RefusedArgument(PyroError):
+    """A tool argument no schema offers (not a ValueError: pydantic would bury it in its
+    multi-line report; this way the model reads one line)."""
+
+
+def _refuse_unknown_arguments(server: FastMCP, op: Operation, profile: str) -> None:
+    """An operator's setting passed as an argument (allow_host_compat) is refused, never
+    silently dropped: a model that passes one learns that it did nothing. Secret arguments
+    take names only. (Other arguments a profile does not offer are ignored, as before.)"""
+    name = op.mcp_name or op.name
+    operator_only = {p.name for p in op.params if p.meta.mcp_role == "operator"}
+    secret_fields = [
+        p.meta.mcp_name or p.name
+        for p in op.mcp_params(profile)
+        if p.meta.mcp_role == "secret_names"
+    ]
+    tool = server._tool_manager.get_tool(name)
+    assert tool is not None
+    base = tool.fn_metadata.arg_model
+    offered = sorted(field.alias or key for key, field in base.model_fields.items())
+
+    class Strict(base):  # type: ignore[misc,valid-type]
+        @model_validator(mode="before")
+        @classmethod
+        def _only_offered(cls, data: Any) -> Any:
+            if isinstance(data, dict):
+                unknown = sorted(operator_only & set(data))
+                if unknown:
+                    raise RefusedArgument(
+                        f"unknown argument {', '.join(map(repr, unknown))}: {name} takes "
+                        f"{', '.join(offered) or 'no arguments'}"
+                    )
+                for key in secret_fields:
+                    if isinstance(data.get(key), list) and not all(
+                        isinstance(item, str) for item in data[key]
+                    ):
+                        raise RefusedArgument(
+                            f"{key} takes secret names only: the operator declares secrets "
+                            "when starting the server; a model never passes values or files"
+                        )
+            return data
+
+    Strict.__name__ = base.__name__
+    tool.fn_metadata.arg_model = Strict
+
+
+def _make_tool(pyro: Pyro, op: Operation, profile: str, policy: OperatorPolicy) -> Any:
     method = getattr(pyro, op.name)
 
     renames = {p.meta.mcp_name: p.name for p in op.params if p.meta.mcp_name}
@@ -57,14 +115,16 @@ def _make_tool(pyro: Pyro, op: Operation, profile: str) -> Any:
     async def tool(**kwargs: Any) -> dict[str, Any]:
         kwargs = {renames.get(key, key): value for key, value in kwargs.items()}
         # Tools block (boots, commands): run them off the event loop so calls overlap.
-        result = await anyio.to_thread.run_sync(functools.partial(method, **kwargs))
+        result = await anyio.to_thread.run_sync(
+            functools.partial(_call, policy, op, method, kwargs)
+        )
         if isinstance(result, list):
             result = {"count": len(result), "items": result}
-        return typing.cast(dict[str, Any], json_safe(result))
+        return policy.mark(typing.cast(dict[str, Any], json_safe(result)))
 
     tool.__name__ = op.mcp_name or op.name
     tool.__doc__ = op.description
-    tool.__signature__ = tool_signature(op, profile)  # type: ignore[attr-defined]
+    tool.__signature__ = tool_signature(op, profile, policy)  # type: ignore[attr-defined]
     return tool
 
 
@@ -128,13 +188,18 @@ def tools_for_profile(profile: str) -> list[Operation]:
     return sorted(ops, key=lambda op: rank.get(op.mcp_name or "", len(rank)))
 
 
-def create_server(pyro: Pyro, *, profile: str = "workspace-full") -> FastMCP:
+def create_server(
+    pyro: Pyro, *, profile: str = "workspace-full", policy: OperatorPolicy | None = None
+) -> FastMCP:
+    """``policy``: the operator's settings (default: no host compat, no secrets, the start
+    directory as the host root when it may be one)."""
+    policy = policy or OperatorPolicy.from_args()
     ops = tools_for_profile(profile)
-    server = FastMCP(SERVER_NAME, instructions=INSTRUCTIONS, log_level="WARNING")
+    server = FastMCP(SERVER_NAME, instructions=policy.instructions(), log_level="WARNING")
     server._mcp_server.version = __version__
     for op in ops:
         server.add_tool(
-            _make_tool(pyro, op, profile),
+            _make_tool(pyro, op, profile, policy),
             name=op.mcp_name,
             description=op.description,
             annotations=ToolAnnotations(
@@ -145,4 +210,5 @@ def create_server(pyro: Pyro, *, profile: str = "workspace-full") -> FastMCP:
             ),
             structured_output=True,
         )
+        _refuse_unknown_arguments(server, op, profile)
     return server

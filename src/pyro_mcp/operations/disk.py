@@ -72,7 +72,12 @@ class DiskOperations(OperationsBase):
         workspace_id: WorkspaceId,
         output_path: Annotated[
             str,
-            Param("Host path to create (it must not exist).", cli="--output", metavar="HOST_PATH"),
+            Param(
+                "Host path to create (it must not exist).",
+                cli="--output",
+                metavar="HOST_PATH",
+                mcp_role="host_path",
+            ),
         ],
     ) -> dict[str, Any]:
         """Write a STOPPED workspace's /workspace as an ext4 image to a new host path."""

@@ -56,7 +56,11 @@ TimeoutSeconds = Annotated[
     ),
 ]
 AllowHostCompat = Annotated[
-    bool, Param("Opt in to running UNISOLATED on the host when no sandbox engine works.")
+    bool,
+    Param(
+        "Opt in to running UNISOLATED on the host when no sandbox engine works.",
+        mcp_role="operator",  # over MCP: pyro mcp serve --allow-host-compat
+    ),
 ]
 VmId = Annotated[str, Param("The VM's id (12 hex characters).", cli="positional")]
 ShellCommand = Annotated[

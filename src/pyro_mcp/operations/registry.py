@@ -46,6 +46,10 @@ class Param(NamedTuple):
     cli_convert: Callable[[Any], Any] | None = None  # CLI value -> SDK value
     # More repeatable CLI flags feeding the same list parameter: ((flag, convert), ...)
     cli_also: tuple[tuple[str, Callable[[Any], list[Any]]], ...] = ()
+    # MCP-only handling by the operator's policy (mcp/policy.py): "operator" (not offered;
+    # the value is the operator's server setting), "host_path" (held to the host roots) or
+    # "secret_names" (names of secrets the operator declared, instead of values).
+    mcp_role: str | None = None
 
 
 class HumanOutput(NamedTuple):
@@ -86,7 +90,9 @@ class Operation(NamedTuple):
         return [
             p
             for p in self.params
-            if not p.meta.sdk_only and (p.meta.in_core or profile != "workspace-core")
+            if not p.meta.sdk_only
+            and p.meta.mcp_role != "operator"
+            and (p.meta.in_core or profile != "workspace-core")
         ]
 
 

@@ -85,6 +85,7 @@ class WorkspaceFileOperations(OperationsBase):
                 "Host directory or .tar/.tar.gz/.tgz to copy in.",
                 cli="positional",
                 metavar="SOURCE_PATH",
+                mcp_role="host_path",
             ),
         ],
         dest: Annotated[str, Param("Destination under /workspace.")] = "/workspace",
@@ -170,7 +171,12 @@ class WorkspaceFileOperations(OperationsBase):
         path: GuestPath,
         output_path: Annotated[
             str,
-            Param("Host path to create (it must not exist).", cli="--output", metavar="HOST_PATH"),
+            Param(
+                "Host path to create (it must not exist).",
+                cli="--output",
+                metavar="HOST_PATH",
+                mcp_role="host_path",
+            ),
         ],
     ) -> dict[str, Any]:
         """Copy a file, directory or symlink out of the workspace to a new host path."""

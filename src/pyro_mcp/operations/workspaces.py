@@ -68,6 +68,7 @@ class WorkspaceOperations(OperationsBase):
                 "Host directory or .tar/.tar.gz/.tgz whose contents become /workspace (and the "
                 "baseline for diff and reset).",
                 metavar="PATH",
+                mcp_role="host_path",
             ),
         ] = None,
         name: Annotated[str | None, Param("A name for humans and models (≤120 chars).")] = None,
@@ -84,6 +85,7 @@ class WorkspaceOperations(OperationsBase):
                 metavar="NAME=VALUE",
                 cli_convert=lambda v: parse_cli(v, "value"),
                 cli_also=(("--secret-file", lambda v: parse_cli(v, "file_path")),),
+                mcp_role="secret_names",
             ),
         ] = None,
         disk_mib: DiskMib = 8192,

@@ -18,6 +18,7 @@ from pathlib import Path
 from pyro_mcp.errors import ValidationError
 from pyro_mcp.guest import tree
 from pyro_mcp.guest.archive import ArchiveError, check_length
+from pyro_mcp.hostpaths import over_mcp
 from pyro_mcp.workspaces import archive_rules
 
 _SPECIAL_KINDS = {
@@ -73,13 +74,13 @@ class _Packer:
             raise too_big(f"directory {self.root}")
 
     def add_symlink(self, target: str, host: Path, arcname: str, st: os.stat_result) -> None:
+        # Over MCP the target is host layout the model may not see: the link is named alone.
+        link = f"symlink {host}" if over_mcp() else f"symlink {host} -> {target}"
         if target.startswith("/"):
-            raise ValidationError(
-                f"symlink {host} -> {target} is absolute; symlinks must be relative"
-            )
+            raise ValidationError(f"{link} is absolute; symlinks must be relative")
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), target))
         if resolved == ".." or resolved.startswith("../"):
-            raise ValidationError(f"symlink {host} -> {target} points outside {self.root}")
+            raise ValidationError(f"{link} points outside {self.root}")
         info = self.info(arcname, tarfile.SYMTYPE, st)
         info.linkname = target
         self.tar.addfile(info)
@@ -98,21 +99,22 @@ class _Packer:
             self.bytes_written += st.st_size
 
 
-def pack_directory(source: Path) -> tuple[bytes, int, int]:
+def pack_directory(source: Path, *, fd: int | None = None) -> tuple[bytes, int, int]:
     """Tar the children of ``source`` (sorted by name, never following symlinks).
 
     Returns ``(tar_bytes, entry_count, bytes_written)`` where ``bytes_written`` is the total
     size of regular files. Hard-linked files are stored as separate copies. Absolute or
     escaping symlinks, sockets, FIFOs and devices are refused with the offending host path.
-    ``source`` itself may be a symlink to a directory (the user named it).
+    ``source`` itself may be a symlink to a directory (the user named it). ``fd``: the
+    directory already opened (it is closed here); ``source`` then only names it in messages.
     """
     source = Path(source)
-    if not source.is_dir():
+    if fd is None and not source.is_dir():
         raise ValidationError(f"{source} is not a directory")
     buffer = io.BytesIO()
     host = source
     try:
-        top = os.open(source, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        top = os.open(source, _DIR_FLAGS & ~os.O_NOFOLLOW) if fd is None else fd
         try:
             with tarfile.open(fileobj=buffer, mode="w:", format=tarfile.PAX_FORMAT) as tar:
                 packer = _Packer(source, tar, buffer)

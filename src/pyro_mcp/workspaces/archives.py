@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pyro_mcp.errors import NotFoundError, StateError, ValidationError
+from pyro_mcp import hostpaths
+from pyro_mcp.errors import StateError, ValidationError
 from pyro_mcp.guest import archive as guest_archive
 from pyro_mcp.guest.tree import remove_tree
+from pyro_mcp.hostpaths import HostPath, NewEntry
 from pyro_mcp.workspaces import archive_rules
 from pyro_mcp.workspaces.archive_pack import pack_directory, too_big
 from pyro_mcp.workspaces.archive_rules import (
@@ -61,20 +63,24 @@ def _is_archive_name(path: Path) -> bool:
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def _load(path: Path) -> tuple[bytes, list[MemberInfo]]:
+def _load(path: Path, fd: int | None = None) -> tuple[bytes, list[MemberInfo]]:
+    """Read an archive (``fd``: already opened, and closed here; ``path`` names it)."""
     if not _is_archive_name(path):
+        if fd is not None:
+            os.close(fd)
         raise ValidationError(f"{path} is not a .tar/.tar.gz/.tgz archive")
     compressed = not path.name.lower().endswith(".tar")
     limit = archive_rules.MAX_ARCHIVE_BYTES
     try:
-        with open(path, "rb") as raw:
+        with open(path if fd is None else fd, "rb") as raw:
             if compressed:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
                     data = unzipped.read(limit + 1)
             else:
                 data = raw.read(limit + 1)
     except (OSError, EOFError, zlib.error) as exc:
-        raise ValidationError(f"cannot read archive {path}: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ValidationError(f"cannot read archive {path}: {reason}") from None
     if len(data) > limit:
         raise too_big(f"archive {path} (decompressed)")
     return data, validate_members(data)
@@ -85,20 +91,22 @@ def load_archive(path: Path) -> bytes:
     return _load(Path(path))[0]
 
 
-def seed_archive(seed_path: str | Path, *, label: str = "seed_path") -> SeedArchive:
-    """Turn a seed (or sync source) path into validated tar bytes. ``label`` names the argument."""
-    path = Path(seed_path)
-    if not path.exists():
-        raise NotFoundError(f"{label} {path} does not exist")
-    resolved = str(path.resolve())
-    if path.is_dir():
-        data, count, written = pack_directory(path)
-        return SeedArchive(data, "directory", resolved, count, written)
-    if path.is_file() and _is_archive_name(path):
-        data, members = _load(path)
-        written = sum(m.size for m in members)
-        return SeedArchive(data, "tar_archive", resolved, len(members), written)
-    raise ValidationError(f"{label} must be a directory or a .tar/.tar.gz/.tgz archive")
+def seed_archive(seed_path: str | Path | HostPath, *, label: str = "seed_path") -> SeedArchive:
+    """Turn a seed (or sync source) path into validated tar bytes. ``label`` names the argument.
+
+    The source is opened through :mod:`pyro_mcp.hostpaths` (over MCP: inside the operator's
+    roots) and read from that fd, so what is read is what was checked.
+    """
+    fd, is_dir, shown = hostpaths.open_source(hostpaths.resolve(seed_path, label), label)
+    if is_dir:
+        data, count, written = pack_directory(Path(shown), fd=fd)
+        return SeedArchive(data, "directory", shown, count, written)
+    if not _is_archive_name(Path(shown)):
+        os.close(fd)
+        raise ValidationError(f"{label} must be a directory or a .tar/.tar.gz/.tgz archive")
+    data, members = _load(Path(shown), fd)
+    written = sum(m.size for m in members)
+    return SeedArchive(data, "tar_archive", shown, len(members), written)
 
 
 def _export_kind(members: list[MemberInfo], requested: ArtifactType | None) -> ArtifactType:
@@ -112,66 +120,58 @@ def _export_kind(members: list[MemberInfo], requested: ArtifactType | None) -> A
     return requested
 
 
-def _publish(source: Path, output_path: Path, kind: ArtifactType) -> None:
-    """Move the staged result to ``output_path`` without replacing anything already there."""
+def _publish(entry: NewEntry, source: str, kind: ArtifactType) -> None:
+    """Move the staged result into place without replacing anything already there."""
     if kind != "directory":
         try:
-            os.link(source, output_path, follow_symlinks=False)  # fails if output_path exists
+            os.link(source, entry.at(), follow_symlinks=False)  # fails if the name is taken
             return
         except FileExistsError:
-            raise ValidationError(f"output_path already exists: {output_path}") from None
+            raise ValidationError(f"output_path already exists: {entry.hp.shown}") from None
         except OSError:
             pass  # no hard links on this filesystem: fall back to a checked rename
-    if os.path.lexists(output_path):
-        raise ValidationError(f"output_path already exists: {output_path}")
-    os.rename(source, output_path)
+    entry.check_free()
+    os.rename(source, entry.at())
 
 
 def extract_export(
-    tar_bytes: bytes, output_path: Path, *, artifact_type: ArtifactType | None = None
+    tar_bytes: bytes,
+    output_path: str | Path | HostPath,
+    *,
+    artifact_type: ArtifactType | None = None,
 ) -> dict[str, Any]:
     """Unpack an export tar at exactly ``output_path``, atomically (spec §2.9).
 
     A single top-level file or symlink becomes that file or symlink; otherwise the members are
     the children of a new directory. Pass ``artifact_type`` (the guest knows it) to remove the
     ambiguity of a directory that holds one file. Extraction is the guest agent's checked
-    unpacking (directory fds, never through a symlink, any depth, no group/other write bits)
-    in a temporary sibling directory, renamed into place, so a failure leaves nothing behind.
-    Returns ``{artifact_type, entry_count, bytes_written}``.
+    unpacking (directory fds, never through a symlink, any depth, no setuid/setgid and no
+    group/other write bits) in a temporary sibling directory and is moved into place, so a
+    failure leaves nothing behind. The parent is reached through
+    :class:`hostpaths.NewEntry`: never through a symlink, missing parents made only below its
+    base. Returns ``{artifact_type, entry_count, bytes_written}``.
     """
-    output_path = Path(output_path)
-    if os.path.lexists(output_path):
-        raise ValidationError(f"output_path already exists: {output_path}")
     members = validate_members(tar_bytes)
     kind = _export_kind(members, artifact_type)
-    created: list[Path] = []  # parent directories we made, deepest first
-    staging: Path | None = None
-    try:
-        probe = output_path.parent
-        while not os.path.lexists(probe) and probe != probe.parent:
-            created.append(probe)
-            probe = probe.parent
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.", dir=output_path.parent))
-        tree = staging / "tree"
-        tree.mkdir()
+    with NewEntry(output_path, "output_path") as entry:
+        staging: str | None = None
         try:
-            guest_archive.unpack(str(tree), tar_bytes, root=str(tree), mode_mask=0o755)
-        except ValueError as exc:
-            raise ValidationError(f"export archive rejected: {exc}") from None
-        _publish(tree if kind == "directory" else tree / members[0].path, output_path, kind)
-        created.clear()
-    except OSError as exc:
-        raise StateError(f"export to {output_path} failed: {exc}") from None
-    finally:
-        if staging is not None:
-            with contextlib.suppress(OSError):
-                remove_tree(str(staging))
-        for directory in created:
+            staging = tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.at("."))
+            tree = os.path.join(staging, "tree")
+            os.mkdir(tree, 0o700)
             try:
-                directory.rmdir()
-            except OSError:
-                break
+                guest_archive.unpack(tree, tar_bytes, root=tree, mode_mask=0o755)
+            except ValueError as exc:
+                raise ValidationError(f"export archive rejected: {exc}") from None
+            source = tree if kind == "directory" else os.path.join(tree, members[0].path)
+            _publish(entry, source, kind)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise StateError(f"export to {entry.hp.shown} failed: {reason}") from None
+        finally:
+            if staging is not None:
+                with contextlib.suppress(OSError):
+                    remove_tree(staging)
     return {
         "artifact_type": kind,
         "entry_count": len(members),

@@ -21,6 +21,7 @@ from ..errors import StateError, ValidationError
 from ..guest import files as guest_files
 from ..guest import paths as guest_paths
 from ..guest import tree
+from ..hostpaths import NewEntry
 from .content import file_content
 from .disk_image import DiskImage, parts_of
 from .layout import guest_view
@@ -119,39 +120,40 @@ class DiskMixin(WorkspaceLifecycle):
 
     def disk_export(self, workspace_id: str, output_path: str) -> dict[str, Any]:
         self._stopped(workspace_id, "workspace_disk_export")
-        target = self.host_path(output_path, "output_path")
-        if target.exists() or target.is_symlink():
-            raise ValidationError(f"output_path already exists: {target}")
-        target.parent.mkdir(parents=True, exist_ok=True)
         layout = self.layout(workspace_id)
-        # Written through our own fd to a file we created (never a path someone could swap
-        # for a symlink meanwhile), then linked into place only if the name is still free.
-        fd, partial_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        partial = Path(partial_name)
-        written = f"/dev/fd/{fd}"
-        try:
-            if self._image(workspace_id):
-                command = ["cp", "--sparse=always", str(layout.disk), written]
-            else:
-                size = tree.file_bytes(str(layout.volume_dir))
-                mib = int(size * 1.3 / 2**20) + 64
-                volume = str(layout.volume_dir)
-                command = ["mkfs.ext4", "-q", "-F", "-m", "0", "-d", volume, written, f"{mib}M"]
-            subprocess.run(command, check=True, capture_output=True, pass_fds=(fd,))
-            os.link(partial, target)  # fails if the name was taken meanwhile
-        except FileExistsError as exc:
-            raise ValidationError(f"output_path already exists: {target}") from exc
-        except (OSError, subprocess.CalledProcessError) as exc:
-            raise StateError(f"cannot export the workspace disk: {exc}") from exc
-        finally:
-            os.close(fd)
-            partial.unlink(missing_ok=True)
+        with NewEntry(output_path, "output_path") as entry:
+            # Written through our own fd to a file we created in the parent we opened (never
+            # a path someone could swap for a symlink), then linked in only if still free.
+            fd, partial = tempfile.mkstemp(prefix=f".{entry.name}.", dir=entry.at("."))
+            try:
+                self._write_disk(workspace_id, layout, fd)
+                os.link(partial, entry.at())  # fails if the name was taken meanwhile
+                size = os.fstat(fd).st_size
+            except FileExistsError as exc:
+                raise ValidationError(f"output_path already exists: {entry.hp.shown}") from exc
+            except (OSError, subprocess.CalledProcessError) as exc:
+                reason = getattr(exc, "strerror", None) or exc
+                raise StateError(f"cannot export the workspace disk: {reason}") from exc
+            finally:
+                os.close(fd)
+                Path(partial).unlink(missing_ok=True)
         return {
             "workspace_id": workspace_id,
-            "output_path": str(target),
+            "output_path": entry.hp.shown,
             "disk_format": "ext4",
-            "bytes_written": target.stat().st_size,
+            "bytes_written": size,
         }
+
+    def _write_disk(self, workspace_id: str, layout: Any, fd: int) -> None:
+        written = f"/dev/fd/{fd}"
+        if self._image(workspace_id):
+            command = ["cp", "--sparse=always", str(layout.disk), written]
+        else:  # a gVisor workspace from before 3.7: its /workspace is a host directory
+            size = tree.file_bytes(str(layout.volume_dir))
+            mib = int(size * 1.3 / 2**20) + 64
+            volume = str(layout.volume_dir)
+            command = ["mkfs.ext4", "-q", "-F", "-m", "0", "-d", volume, written, f"{mib}M"]
+        subprocess.run(command, check=True, capture_output=True, pass_fds=(fd,))
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod

@@ -17,7 +17,6 @@ import sys
 import tarfile
 import threading
 import time
-from pathlib import Path
 from typing import Any, cast
 
 from .. import validation
@@ -355,7 +354,3 @@ class WorkspaceLifecycle:
                 f"max active VMs reached ({max_active}); stop or delete a running workspace "
                 "first (stopped workspaces do not count)"
             )
-
-    @staticmethod
-    def host_path(value: Any, what: str) -> Path:
-        return validation.host_path(value, what)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import validation
+from .. import hostpaths, validation
 from ..engines.agent_client import AgentInvalid
 from ..errors import StateError, ValidationError
 from ..guest.protocol import split_output
+from ..hostpaths import NewEntry
 from ..runtime import Runtime
 from . import owners, records
 from . import secrets as secret_store
@@ -71,7 +72,7 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
         seed_info: dict[str, Any] = {"mode": "empty", "seed_path": None}
         seed = empty_tar()
         if seed_path is not None:
-            archive = seed_archive(self.host_path(seed_path, "seed_path"))
+            archive = seed_archive(seed_path, label="seed_path")
             seed = archive.tar_bytes
             seed_info = {"mode": archive.mode, "seed_path": str(archive.seed_path)}
         self.reap_expired()
@@ -237,7 +238,7 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
     def sync_push(self, workspace_id: str, source_path: str, dest: str) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_sync_push")
         destination = normalize_workspace_path(dest)
-        archive = seed_archive(self.host_path(source_path, "source_path"))
+        archive = seed_archive(source_path, label="source_path")
         result, _ = self.call(workspace_id, "tar_in", {"dest": destination}, data=archive.tar_bytes)
         self.touch(workspace_id)
         return {
@@ -349,9 +350,9 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
 
     def export(self, workspace_id: str, path: str, output_path: str) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_export")
-        target = self.host_path(output_path, "output_path")
-        if target.exists() or target.is_symlink():
-            raise ValidationError(f"output_path already exists: {target}")
+        target = hostpaths.resolve(output_path, "output_path")
+        # Refused before the guest does any work (undoing any parent the check made).
+        NewEntry(target, "output_path").close(failed=True)
         info, data = self.call(
             workspace_id, "tar_out", {"path": normalize_workspace_path(path)}, timeout=600
         )
@@ -360,7 +361,7 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
         return {
             "workspace_id": workspace_id,
             "workspace_path": info["workspace_path"],
-            "output_path": str(target),
+            "output_path": target.shown,
             "artifact_type": result["artifact_type"],
             "entry_count": result["entry_count"],
             "bytes_written": result["bytes_written"],

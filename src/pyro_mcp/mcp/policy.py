@@ -1,0 +1,131 @@
+"""What the operator of an MCP server decides and a model cannot (``pyro mcp serve`` flags).
+
+- Isolation: only ``--allow-host-compat`` lets the server run unisolated; no tool offers it.
+- Host paths: every host-path argument is held to the ``--host-root`` directories
+  (:mod:`pyro_mcp.hostpaths`).
+- Secrets: declared at start (``--secret NAME=@FILE`` or ``--secret NAME`` from the server's
+  environment); tools take their names only, so a model never handles a value.
+
+Parameters opt in with ``Param(mcp_role=...)``; this is the one place that acts on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ValidationError
+from ..hostpaths import HostRoots
+from ..operations.registry import ParamInfo
+from ..workspaces import secrets as secret_store
+
+HOST_COMPAT_NOTICE = (
+    "This server was started with --allow-host-compat: when no sandbox engine works, "
+    "commands run directly on the host with NO isolation."
+)
+DECLARE_FORMS = "--secret NAME=@FILE or --secret NAME (read from the server's environment)"
+
+
+def _operator_secrets(
+    given: Sequence[str] | None, environ: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    items: list[dict[str, str]] = []
+    for item in given or []:
+        name, sep, rest = item.partition("=")
+        if sep and not rest.startswith("@"):
+            raise ValidationError(
+                f"--secret {name}: expected {DECLARE_FORMS}; a value on the command line "
+                "would show in the process list"
+            )
+        if sep:
+            items.append({"name": name, "file_path": rest[1:]})
+        elif name in environ:
+            items.append({"name": name, "value": environ[name]})
+        else:
+            raise ValidationError(f"--secret {name}: the server's environment has no {name}")
+    return tuple((name, value) for name, value, _kind in secret_store.resolve(items))
+
+
+@dataclass(frozen=True)
+class OperatorPolicy:
+    roots: HostRoots
+    allow_host_compat: bool = False
+    secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # values: never shown
+
+    @classmethod
+    def from_args(
+        cls,
+        host_roots: Sequence[str] | None = None,
+        allow_host_compat: bool = False,
+        secrets: Sequence[str] | None = None,
+        *,
+        cwd: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> OperatorPolicy:
+        return cls(
+            HostRoots.for_server(host_roots, cwd),
+            bool(allow_host_compat),
+            _operator_secrets(secrets, os.environ if environ is None else environ),
+        )
+
+    @property
+    def secret_names(self) -> list[str]:
+        return [name for name, _value in self.secrets]
+
+    def instructions(self) -> str:
+        isolation = (
+            HOST_COMPAT_NOTICE
+            if self.allow_host_compat
+            else "Nothing you run can touch the host: commands always run in a sandbox."
+        )
+        names = ", ".join(self.secret_names) or "none"
+        return (
+            "pyro-mcp runs commands in disposable, isolated Linux sandboxes. Use vm_run for "
+            f"one-shot commands. {isolation} Host files are only visible when they are "
+            f"explicitly seeded or synced in. {self.roots.describe()} Secrets the operator "
+            f"declared (pass their names; you never see values): {names}."
+        )
+
+    def help(self, param: ParamInfo) -> str:
+        role = param.meta.mcp_role
+        if role == "host_path":
+            return f"{param.meta.help} {self.roots.describe()}"
+        if role == "secret_names":
+            names = ", ".join(self.secret_names) or "none declared"
+            return (
+                "Names of secrets the operator declared at server start (here: "
+                f"{names}); map them into commands with secret_env. Values are never shown."
+            )
+        return param.meta.help
+
+    def annotation(self, param: ParamInfo) -> Any:
+        return list[str] | None if param.meta.mcp_role == "secret_names" else param.annotation
+
+    def argument(self, param: ParamInfo, value: Any) -> Any:
+        """The SDK value for a model's argument (secret names become the operator's secrets)."""
+        if param.meta.mcp_role != "secret_names" or value is None:
+            return value
+        known = dict(self.secrets)
+        out = []
+        for name in value:
+            if name not in known:
+                declared = ", ".join(known) or "none"
+                raise ValidationError(
+                    f"unknown secret {name!r}: the operator declared {declared} "
+                    f"(pyro mcp serve {DECLARE_FORMS})"
+                )
+            out.append({"name": name, "value": known[name]})
+        return out
+
+    def operator_value(self, param: ParamInfo) -> Any:
+        if param.name == "allow_host_compat":
+            return self.allow_host_compat
+        raise ValueError(f"no operator setting for {param.name}")
+
+    def mark(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Every result says so when the operator allowed unisolated runs."""
+        if self.allow_host_compat:
+            result.setdefault("warning", HOST_COMPAT_NOTICE)
+        return result
