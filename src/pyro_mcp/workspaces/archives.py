@@ -156,7 +156,8 @@ def extract_export(
     with NewEntry(output_path, "output_path") as entry:
         staging: str | None = None
         try:
-            staging = tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.at("."))
+            made = tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.at("."))
+            staging = os.path.normpath(made)  # the agent's unpacking compares plain paths
             tree = os.path.join(staging, "tree")
             os.mkdir(tree, 0o700)
             try:
