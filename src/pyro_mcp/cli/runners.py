@@ -10,6 +10,7 @@ from ..api import Pyro
 from ..errors import ValidationError
 from ..manager import join_command
 from ..operations.registry import PROFILES
+from ..workspaces.records import NETWORK_POLICIES
 from .output import emit_json
 
 
@@ -130,6 +131,21 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
         "can ask for this; every result then says so).",
     )
     parser.add_argument(
+        "--network-ceiling",
+        choices=NETWORK_POLICIES,
+        default="off",
+        help="The most network a model's sandboxes may get (default: off, no network); a "
+        "model may ask for less, never more.",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="A host models' sandboxes may reach: exact name or *.suffix (repeatable; needs "
+        "--network-ceiling egress or above). Unset: any public host. A model's allow_hosts "
+        "must stay within these; without one, a workspace gets this list.",
+    )
+    parser.add_argument(
         "--secret",
         action="append",
         metavar="NAME[=@FILE]",
@@ -142,7 +158,13 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
 def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
     from ..mcp.policy import HOST_COMPAT_NOTICE, OperatorPolicy
 
-    policy = OperatorPolicy.from_args(args.host_root, args.allow_host_compat, args.secret)
+    policy = OperatorPolicy.from_args(
+        args.host_root,
+        args.allow_host_compat,
+        args.secret,
+        network_ceiling=args.network_ceiling,
+        allow_hosts=args.allow_host,
+    )
     if policy.allow_host_compat:
         sys.stderr.write(f"[mcp] warning: {HOST_COMPAT_NOTICE}\n")
     server = pyro.create_server(profile=args.profile, policy=policy)

@@ -3,6 +3,8 @@
 - Isolation: only ``--allow-host-compat`` lets the server run unisolated; no tool offers it.
 - Host paths: every host-path argument is held to the ``--host-root`` directories
   (:mod:`pyro_mcp.hostpaths`).
+- Network: ``--network-ceiling POLICY --allow-host NAME…`` is the most network a model's
+  sandboxes may get (:mod:`pyro_mcp.mcp.network`); default: none.
 - Secrets: declared at start (``--secret NAME=@FILE`` or ``--secret NAME`` from the server's
   environment); tools take their names only, so a model never handles a value.
 
@@ -18,8 +20,11 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..hostpaths import HostRoots
-from ..operations.registry import ParamInfo
+from ..operations.registry import Operation, ParamInfo
 from ..workspaces import secrets as secret_store
+from .network import NetworkCeiling
+
+NETWORK_ROLES = ("network_policy", "network", "allow_hosts")
 
 HOST_COMPAT_NOTICE = (
     "This server was started with --allow-host-compat: when no sandbox engine works, "
@@ -53,6 +58,7 @@ class OperatorPolicy:
     roots: HostRoots
     allow_host_compat: bool = False
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # values: never shown
+    network: NetworkCeiling = field(default_factory=NetworkCeiling)
 
     @classmethod
     def from_args(
@@ -61,6 +67,8 @@ class OperatorPolicy:
         allow_host_compat: bool = False,
         secrets: Sequence[str] | None = None,
         *,
+        network_ceiling: str | None = None,
+        allow_hosts: Sequence[str] | None = None,
         cwd: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> OperatorPolicy:
@@ -68,6 +76,7 @@ class OperatorPolicy:
             HostRoots.for_server(host_roots, cwd),
             bool(allow_host_compat),
             _operator_secrets(secrets, os.environ if environ is None else environ),
+            NetworkCeiling.from_args(network_ceiling, allow_hosts),
         )
 
     @property
@@ -84,8 +93,8 @@ class OperatorPolicy:
         return (
             "pyro-mcp runs commands in disposable, isolated Linux sandboxes. Use vm_run for "
             f"one-shot commands. {isolation} Host files are only visible when they are "
-            f"explicitly seeded or synced in. {self.roots.describe()} Secrets the operator "
-            f"declared (pass their names; you never see values): {names}."
+            f"explicitly seeded or synced in. {self.roots.describe()} {self.network.describe()} "
+            f"Secrets the operator declared (pass their names; you never see values): {names}."
         )
 
     def help(self, param: ParamInfo) -> str:
@@ -98,10 +107,33 @@ class OperatorPolicy:
                 "Names of secrets the operator declared at server start (here: "
                 f"{names}); map them into commands with secret_env. Values are never shown."
             )
+        if role in NETWORK_ROLES:
+            return self.network.help(role, param.meta.help)
         return param.meta.help
+
+    def choices(self, param: ParamInfo) -> tuple[str, ...] | None:
+        """The choices a model is shown (network policies: those within the ceiling)."""
+        if param.meta.mcp_role == "network_policy":
+            return self.network.policies
+        return param.meta.choices
 
     def annotation(self, param: ParamInfo) -> Any:
         return list[str] | None if param.meta.mcp_role == "secret_names" else param.annotation
+
+    def arguments(self, op: Operation, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A model's arguments for one call (SDK names) as the SDK gets them: operator
+        settings filled in, secret names resolved, network held to the ceiling."""
+        roles: dict[str, str] = {}
+        for param in op.params:
+            if param.meta.mcp_role == "operator":
+                kwargs[param.name] = self.operator_value(param)
+            elif param.name in kwargs:
+                kwargs[param.name] = self.argument(param, kwargs[param.name])
+            if param.meta.mcp_role in NETWORK_ROLES:
+                roles[param.meta.mcp_role] = param.name
+        if roles:
+            self.network.arguments(roles, op.mcp_name or op.name, kwargs)
+        return kwargs
 
     def argument(self, param: ParamInfo, value: Any) -> Any:
         """The SDK value for a model's argument (secret names become the operator's secrets)."""

@@ -28,9 +28,19 @@ SERVER_NAME = "pyro_mcp"
 def _annotation(param: ParamInfo, policy: OperatorPolicy) -> Any:
     meta = param.meta
     base = policy.annotation(param)
+    extra: dict[str, Any] | None = None
     if meta.choices:
         base = typing.Literal[meta.choices]
-    field = Field(description=policy.help(param), ge=meta.ge, le=meta.le, gt=meta.gt)
+        shown = policy.choices(param)
+        if shown != meta.choices:  # the schema shows what the operator allows; a value
+            extra = {"enum": list(shown or ())}  # beyond it gets the policy's one-line refusal
+    field = Field(
+        description=policy.help(param),
+        ge=meta.ge,
+        le=meta.le,
+        gt=meta.gt,
+        json_schema_extra=extra,
+    )
     return Annotated[base, field]
 
 
@@ -53,12 +63,7 @@ def tool_signature(
 def _call(policy: OperatorPolicy, op: Operation, method: Any, kwargs: dict[str, Any]) -> Any:
     """One tool call, in a worker thread, under the operator's policy."""
     with hostpaths.confined(policy.roots):
-        for param in op.params:
-            if param.meta.mcp_role == "operator":
-                kwargs[param.name] = policy.operator_value(param)
-            elif param.name in kwargs:
-                kwargs[param.name] = policy.argument(param, kwargs[param.name])
-        return method(**kwargs)
+        return method(**policy.arguments(op, kwargs))
 
 
 class RefusedArgument(PyroError):

@@ -48,7 +48,8 @@ class Param(NamedTuple):
     cli_also: tuple[tuple[str, Callable[[Any], list[Any]]], ...] = ()
     # MCP-only handling by the operator's policy (mcp/policy.py): "operator" (not offered;
     # the value is the operator's server setting), "host_path" (held to the host roots) or
-    # "secret_names" (names of secrets the operator declared, instead of values).
+    # "secret_names" (names of secrets the operator declared, instead of values), or a network
+    # role held to the operator's ceiling: "network_policy", "network", "allow_hosts".
     mcp_role: str | None = None
 
 

@@ -19,7 +19,13 @@ from .params import (
 )
 from .registry import FULL, VM_RUN, Param, operation
 
-Network = Annotated[bool, Param("Give the guest outbound network access (egress).")]
+Network = Annotated[
+    bool,
+    Param(
+        "Give the guest outbound network access (egress).",
+        mcp_role="network",  # over MCP: only within pyro mcp serve --network-ceiling
+    ),
+]
 VmEnvironment = Annotated[str, Param("Environment name from the catalog, e.g. debian:12.")]
 
 

@@ -22,6 +22,7 @@ AllowHosts = Annotated[
         cli_append=True,
         in_core=False,
         metavar="HOST",
+        mcp_role="allow_hosts",  # over MCP: within pyro mcp serve --allow-host
     ),
 ]
 WorkspaceId = Annotated[
@@ -58,6 +59,7 @@ class WorkspaceOperations(OperationsBase):
                 "off (no network), egress, or egress+published-ports.",
                 choices=NETWORK_POLICIES,
                 in_core=False,
+                mcp_role="network_policy",  # over MCP: at most pyro mcp serve --network-ceiling
             ),
         ] = "off",
         allow_hosts: AllowHosts = None,
