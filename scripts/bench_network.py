@@ -3,7 +3,8 @@ the same run (``--only network`` runs just these):
 
 - create of a workspace with network policy ``egress+published-ports`` (the egress proxy,
   the agent's proxy listener and the host socket directory all set up) against a bare
-  `runsc run` of /bin/true with pyro's own OCI config (agent mounted);
+  `runsc run` of /bin/true with pyro's own OCI config (agent mounted), and for information
+  the same create with policy ``off`` (what the network itself adds);
 - 100 MB read by the host from a guest server over a published port (host relay, the
   sandbox's Unix socket, the agent's relay, the guest's loopback) against the same 100 MB
   over a raw socket pair on the host's loopback.
@@ -28,7 +29,7 @@ GUEST_PORT = 9000
 # Serves TRANSFER_BYTES of zeros to each connection (in the guest); the readiness probe's
 # connection hangs up early.
 SERVER = (
-    "python3 -c \"import socket\n"
+    'python3 -c "import socket\n'
     "s = socket.create_server(('127.0.0.1', {port}))\n"
     "chunk = bytes(1 << 20)\n"
     "while True:\n"
@@ -79,6 +80,7 @@ def section_network(bench: Any) -> None:
     print("\n== gVisor networking: networked create, 100 MB over a published port ==")
     bare = BareRunsc(bench.workdir / "bare-net", bench.env, bench.agent_dir)
     create_s: list[float] = []
+    off_s: list[float] = []
     bare_boot_s: list[float] = []
     transfer_s: list[float] = []
     loopback_s: list[float] = []
@@ -91,6 +93,9 @@ def section_network(bench: Any) -> None:
             )
             create_s.append(elapsed)
             bare_boot_s.append(bare.one_shot(["/bin/true"], agent=True))
+            elapsed, off = timed(lambda: pyro.create_workspace(environment=ENVIRONMENT))
+            off_s.append(elapsed)
+            pyro.delete_workspace(off["workspace_id"])
             if len(create_s) <= CREATE_RUNS:
                 pyro.delete_workspace(ws["workspace_id"])
         wid = ws["workspace_id"]
@@ -112,11 +117,15 @@ def section_network(bench: Any) -> None:
                 loopback_s.append(loopback_copy())
         finally:
             pyro.delete_workspace(wid)
-    report(create_s[1:], bare_boot_s[1:], transfer_s, loopback_s)
+    report(create_s[1:], off_s[1:], bare_boot_s[1:], transfer_s, loopback_s)
 
 
 def report(
-    create_s: list[float], bare_boot_s: list[float], transfer_s: list[float], loopback_s: list[float]
+    create_s: list[float],
+    off_s: list[float],
+    bare_boot_s: list[float],
+    transfer_s: list[float],
+    loopback_s: list[float],
 ) -> None:
     st, boot = Stats(create_s), statistics.median(bare_boot_s)
     print(
@@ -125,6 +134,7 @@ def report(
         f"{st.median / boot:.2f}  (target <= {CREATE_TARGET_S} s: "
         f"{verdict(st.median <= CREATE_TARGET_S)})"
     )
+    print(f"  for information, the same create with policy off: {Stats(off_s).seconds()}")
     mb = TRANSFER_BYTES / 1e6
     rate = mb / statistics.median(transfer_s)
     bare_rate = mb / statistics.median(loopback_s)
