@@ -165,3 +165,48 @@ def test_allow_hosts_lets_pip_through_and_refuses_the_rest(qemu: Pyro, run_pyro:
         assert data["entries"][-1]["host"] == "pypi.org" and not data["entries"][-1]["allowed"]
     finally:
         qemu.delete_workspace(wid)
+
+
+def test_gvisor_vm_with_network_stays_on_gvisor(run_pyro: Any, tmp_path: Any) -> None:
+    """`pyro run --network` under auto: gVisor, its way out the proxy, which refuses metadata."""
+    probe = (
+        "env | grep -c '^HTTP_PROXY=http://127.0.0.1:3128$'; python3 -c \"import urllib.request"
+        " as u\ntry: u.urlopen('http://169.254.169.254/', timeout=5)\nexcept Exception as e:"
+        ' print(e)"'
+    )
+    env = {"PYRO_HOME": str(short_tmp_dir("pyro-egv-"))}
+    out = run_pyro("run", ENVIRONMENT, "--network", "--json", "--", "sh", "-c", probe, env=env)
+    data = json.loads(out.stdout)
+    assert data["engine"] == "gvisor", data
+    assert data["stdout"].splitlines() == ["1", "HTTP Error 403: Forbidden"], data
+
+
+def test_a_stalled_port_reader_does_not_hold_up_the_agent() -> None:
+    """gVisor: a published port whose host reader never reads leaves exec as fast as ever."""
+    home = short_tmp_dir("pyro-egs-")
+    with Pyro(backend_name="gvisor", base_dir=home) as pyro:
+        wid = pyro.create_workspace(ENVIRONMENT, network_policy="egress+published-ports")[
+            "workspace_id"
+        ]
+        try:
+            service = pyro.start_service(
+                wid,
+                "flood",
+                "python3 -c \"import socket\ns = socket.create_server(('127.0.0.1', 9000))\n"
+                "while True:\n c, _ = s.accept()\n try:\n  c.sendall(bytes(1 << 30))\n"
+                ' except OSError: pass"',
+                readiness={"type": "tcp", "address": "127.0.0.1:9000"},
+                published_ports=[{"guest_port": 9000}],
+            )
+            port = service["published_ports"][0]["host_port"]
+            stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+            assert stalled[0].recv(10) == bytes(10)  # the flood is flowing, then stalls
+            for _ in range(5):
+                result = pyro.exec_workspace(wid, "echo alive", timeout_seconds=10)
+                assert result["stdout"] == "alive\n" and result["duration_ms"] < 2000
+            for sock in stalled:
+                sock.close()
+        finally:
+            pyro.delete_workspace(wid)
+    delete_all_workspaces(home)
+    assert_home_is_clean(home)
