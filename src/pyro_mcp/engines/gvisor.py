@@ -79,6 +79,51 @@ def _bind(destination: str, source: Path | None, mode: str) -> list[dict[str, An
 CGROUP_PARENT = "/pyro-gvisor"
 
 
+def _mounts(spec: BootSpec, tmpfs_size: str, net: GvisorNet | None) -> list[dict[str, Any]]:
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", tmpfs_size],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
+        {
+            "destination": "/tmp",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=1777", tmpfs_size],
+        },
+        {
+            "destination": "/run",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=755", tmpfs_size],
+        },
+        *_bind("/workspace", spec.workspace_dir, "rw"),
+        *_bind("/opt/pyro", spec.agent_dir, "ro"),
+        *([net.mount()] if net is not None else []),
+    ]
+
+
 def oci_config(spec: BootSpec, rootfs: Path, net: GvisorNet | None = None) -> dict[str, Any]:
     caps = {key: CAPABILITIES for key in ("bounding", "effective", "permitted", "inheritable")}
     tmpfs_size = f"size={tmpfs_size_mib(spec.mem_mib)}m"
@@ -95,48 +140,7 @@ def oci_config(spec: BootSpec, rootfs: Path, net: GvisorNet | None = None) -> di
         },
         "root": {"path": str(rootfs), "readonly": False},
         "hostname": "pyro",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {
-                "destination": "/dev",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755"],
-            },
-            {
-                "destination": "/dev/pts",
-                "type": "devpts",
-                "source": "devpts",
-                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
-            },
-            {
-                "destination": "/dev/shm",
-                "type": "tmpfs",
-                "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777", tmpfs_size],
-            },
-            {
-                "destination": "/sys",
-                "type": "sysfs",
-                "source": "sysfs",
-                "options": ["nosuid", "noexec", "nodev", "ro"],
-            },
-            {
-                "destination": "/tmp",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "nodev", "mode=1777", tmpfs_size],
-            },
-            {
-                "destination": "/run",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "nodev", "mode=755", tmpfs_size],
-            },
-            *_bind("/workspace", spec.workspace_dir, "rw"),
-            *_bind("/opt/pyro", spec.agent_dir, "ro"),
-            *([net.mount()] if net is not None else []),
-        ],
+        "mounts": _mounts(spec, tmpfs_size, net),
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
             # The host's backstop around the whole sandbox; the agent keeps the guest to
