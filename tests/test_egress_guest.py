@@ -1,4 +1,4 @@
-"""Egress from a real guest (issue 11): the proxy is the only way out, on QEMU.
+"""Egress from a real guest (issue 11): the proxy is the only way out, on QEMU and gVisor.
 
 The listener the guest must not reach runs on this host's 127.0.0.1; the one outside host
 used is the Python package index (allowlisted); every other request is refused by the
@@ -21,8 +21,9 @@ pytestmark = pytest.mark.guest
 
 # Runs in the guest: one request per target straight to the proxy, and direct attempts.
 PROBE = r"""
-import json, socket, sys, time
-proxy = ("10.0.2.100", 3128)
+import json, os, socket, sys, time
+proxy = tuple(os.environ["HTTP_PROXY"].rsplit("/", 1)[1].split(":"))
+proxy = (proxy[0], int(proxy[1]))
 def via_proxy(request):
     s = socket.create_connection(proxy, timeout=5)
     s.sendall(request.encode())
@@ -44,6 +45,7 @@ out = {
     "gateway": timed(via_proxy, f"GET http://10.0.2.2:{port}/ HTTP/1.1\r\n\r\n"),
     "metadata": timed(via_proxy, "GET http://169.254.169.254/latest HTTP/1.1\r\n\r\n"),
     "private": timed(via_proxy, "CONNECT 192.168.1.1:443 HTTP/1.1\r\n\r\n"),
+    "direct_loopback": timed(direct, "127.0.0.1", port),
     "direct_gateway": timed(direct, "10.0.2.2", port),
     "direct_metadata": timed(direct, "169.254.169.254", 80),
     "direct_dns": timed(socket.getaddrinfo, "pypi.org", 443),
@@ -52,10 +54,11 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def qemu() -> Iterator[Pyro]:
+@pytest.fixture(scope="module", params=["qemu", "gvisor"])
+def qemu(request: pytest.FixtureRequest) -> Iterator[Pyro]:
+    """Each engine in turn (named for the first: the tests read the same on both)."""
     home = short_tmp_dir("pyro-egr-")
-    with Pyro(backend_name="qemu", base_dir=home) as pyro:
+    with Pyro(backend_name=request.param, base_dir=home) as pyro:
         yield pyro
     delete_all_workspaces(home)
     assert_home_is_clean(home)
@@ -73,6 +76,7 @@ def test_egress_reaches_nothing_local_and_refusals_are_fast_and_logged(qemu: Pyr
     port = listener.getsockname()[1]
     ws = qemu.create_workspace(ENVIRONMENT, network_policy="egress")
     wid = ws["workspace_id"]
+    assert ws["engine"].startswith(qemu.manager.runtime.engine_request)
     try:
         run(qemu, wid, f"cat > /tmp/probe.py <<'EOF'\n{PROBE}\nEOF")
         result = run(qemu, wid, f"python3 /tmp/probe.py {port}")
@@ -82,7 +86,7 @@ def test_egress_reaches_nothing_local_and_refusals_are_fast_and_logged(qemu: Pyr
             answer, seconds = out[key]
             assert answer.startswith("HTTP/1.1 403"), (key, answer)
             assert seconds < 1.0, (key, seconds)
-        for key in ("direct_gateway", "direct_metadata", "direct_dns"):
+        for key in ("direct_loopback", "direct_gateway", "direct_metadata", "direct_dns"):
             answer, seconds = out[key]
             assert answer != "connected" and isinstance(answer, str), (key, answer)
             assert seconds < 1.0, (key, seconds)
@@ -105,11 +109,14 @@ def test_off_has_no_network(qemu: Pyro) -> None:
         result = run(
             qemu,
             ws["workspace_id"],
-            'ls /sys/class/net; env | grep -ci proxy; python3 -c "import socket; '
+            "ls /sys/class/net 2>/dev/null; env | grep -ci proxy;"
+            " ls /run/pyro-net 2>&1 | grep -c 'No such';"
+            ' python3 -c "import socket; '
             "socket.create_connection(('10.0.2.100', 3128), timeout=5)\"",
         )
-        assert result["stdout"].split() == ["lo", "0"]
-        assert "Network is unreachable" in result["stderr"]
+        *links, proxies, no_tunnel = result["stdout"].split()
+        assert set(links) <= {"lo"} and (proxies, no_tunnel) == ("0", "1"), result["stdout"]
+        assert "unreachable" in result["stderr"] or "No route to host" in result["stderr"]
     finally:
         qemu.delete_workspace(ws["workspace_id"])
 
@@ -158,3 +165,48 @@ def test_allow_hosts_lets_pip_through_and_refuses_the_rest(qemu: Pyro, run_pyro:
         assert data["entries"][-1]["host"] == "pypi.org" and not data["entries"][-1]["allowed"]
     finally:
         qemu.delete_workspace(wid)
+
+
+def test_gvisor_vm_with_network_stays_on_gvisor(run_pyro: Any, tmp_path: Any) -> None:
+    """`pyro run --network` under auto: gVisor, its way out the proxy, which refuses metadata."""
+    probe = (
+        "env | grep -c '^HTTP_PROXY=http://127.0.0.1:3128$'; python3 -c \"import urllib.request"
+        " as u\ntry: u.urlopen('http://169.254.169.254/', timeout=5)\nexcept Exception as e:"
+        ' print(e)"'
+    )
+    env = {"PYRO_HOME": str(short_tmp_dir("pyro-egv-"))}
+    out = run_pyro("run", ENVIRONMENT, "--network", "--json", "--", "sh", "-c", probe, env=env)
+    data = json.loads(out.stdout)
+    assert data["engine"] == "gvisor", data
+    assert data["stdout"].splitlines() == ["1", "HTTP Error 403: Forbidden"], data
+
+
+def test_a_stalled_port_reader_does_not_hold_up_the_agent() -> None:
+    """gVisor: a published port whose host reader never reads leaves exec as fast as ever."""
+    home = short_tmp_dir("pyro-egs-")
+    with Pyro(backend_name="gvisor", base_dir=home) as pyro:
+        wid = pyro.create_workspace(ENVIRONMENT, network_policy="egress+published-ports")[
+            "workspace_id"
+        ]
+        try:
+            service = pyro.start_service(
+                wid,
+                "flood",
+                "python3 -c \"import socket\ns = socket.create_server(('127.0.0.1', 9000))\n"
+                "while True:\n c, _ = s.accept()\n try:\n  c.sendall(bytes(1 << 30))\n"
+                ' except OSError: pass"',
+                readiness={"type": "tcp", "address": "127.0.0.1:9000"},
+                published_ports=[{"guest_port": 9000}],
+            )
+            port = service["published_ports"][0]["host_port"]
+            stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+            assert stalled[0].recv(10) == bytes(10)  # the flood is flowing, then stalls
+            for _ in range(5):
+                result = pyro.exec_workspace(wid, "echo alive", timeout_seconds=10)
+                assert result["stdout"] == "alive\n" and result["duration_ms"] < 2000
+            for sock in stalled:
+                sock.close()
+        finally:
+            pyro.delete_workspace(wid)
+    delete_all_workspaces(home)
+    assert_home_is_clean(home)

@@ -1,8 +1,9 @@
-"""Network policies on a real VM (QEMU; gVisor has no guest networking yet, so auto picks a
-networked engine when a policy needs one)."""
+"""Network policies on real sandboxes: both engines have guest networking, and auto keeps
+gVisor for a networked workspace."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import subprocess
 import threading
@@ -66,17 +67,18 @@ def test_policy_off_has_no_network_at_all(ws_pyro: Pyro, new_workspace, host_ser
             assert set(links) <= {"lo"}, f"{engine}: a NIC exists with policy off: {links}"
 
 
-@pytest.fixture
-def vm_pyro(ws_pyro: Pyro) -> Iterator[Pyro]:
-    """Networking needs a VM engine: let auto choose among the networked ones."""
-    with Pyro(backend_name="auto", base_dir=ws_pyro.manager.runtime.home) as pyro:
+@pytest.fixture(params=["auto", "qemu"])
+def vm_pyro(ws_pyro: Pyro, request: pytest.FixtureRequest) -> Iterator[Pyro]:
+    """auto (gVisor keeps networked workspaces) and QEMU."""
+    with Pyro(backend_name=request.param, base_dir=ws_pyro.manager.runtime.home) as pyro:
         yield pyro
 
 
 def test_egress_reaches_https_registries(vm_pyro: Pyro, new_workspace) -> None:
     ws_pyro = vm_pyro
     ws = new_workspace(pyro=vm_pyro, network_policy="egress")
-    assert ws["engine"].startswith("qemu") and ws["network_enabled"] is True
+    expected = "gvisor" if vm_pyro.manager.runtime.engine_request == "auto" else "qemu"
+    assert ws["engine"].startswith(expected) and ws["network_enabled"] is True
     wid = ws["workspace_id"]
     out = ws_pyro.exec_workspace(
         wid,
@@ -93,7 +95,7 @@ def test_published_port_answers_on_loopback_only(vm_pyro: Pyro, new_workspace) -
     service = ws_pyro.start_service(
         wid,
         "web",
-        command="python3 -m http.server 8080",
+        command="head -c 3000000 /dev/urandom > /tmp/blob; cd /tmp; python3 -m http.server 8080",
         readiness={"type": "http", "url": "http://127.0.0.1:8080/"},
         published_ports=[{"guest_port": 8080}],
         ready_timeout_seconds=60,
@@ -101,8 +103,11 @@ def test_published_port_answers_on_loopback_only(vm_pyro: Pyro, new_workspace) -
     assert service["state"] == "running"
     [port] = service["published_ports"]
     assert port["host"] == "127.0.0.1" and port["guest_port"] == 8080
-    with urllib.request.urlopen(f"http://127.0.0.1:{port['host_port']}/", timeout=10) as reply:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port['host_port']}/blob", timeout=10) as reply:
         assert reply.status == 200
+        body = reply.read()
+    blob = ws_pyro.exec_workspace(wid, "sha256sum /tmp/blob")["stdout"].split()[0]
+    assert len(body) == 3000000 and hashlib.sha256(body).hexdigest() == blob
     others = other_host_addresses()
     assert others, "the host has no address besides loopback to check the port is closed on"
     for address in others:

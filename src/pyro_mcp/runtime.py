@@ -93,8 +93,7 @@ class Runtime:
         except EngineUnavailable as exc:
             if need_network:
                 raise EngineUnavailable(
-                    f"{exc}. Guest networking needs a VM engine: use --engine qemu (or auto), "
-                    "or network_policy 'off'"
+                    f"{exc}. Guest networking needs an isolating engine (gvisor or qemu)"
                 ) from exc
             if allow_host_compat:
                 if not over_mcp():  # over MCP the operator chose it and every result says so

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import validation
 from .engines.agent_client import AgentGone
 from .engines.base import BootSpec, Sandbox
-from .engines.network import USER_NETWORK as SLIRP_NETWORK
+from .engines.network import guest_network
 from .environments.store import InstalledEnvironment
 from .errors import NotFoundError, StateError
 from .guest.protocol import split_output
@@ -23,6 +23,9 @@ from .network.policy import network_dir
 from .network.proxy import EgressProxy
 from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
 from .workspaces import owners
+
+# vm_network_info's fields from the engine's guest network (the contract's, no more).
+NETWORK_FIELDS = ("guest_ip", "gateway_ip", "subnet_cidr", "mac_address", "dns_servers")
 
 if TYPE_CHECKING:
     from .environments.build import Progress
@@ -102,7 +105,7 @@ class VmRecord:
             "state": self.state,
             "network_enabled": self.network,
             "allow_host_compat": self.allow_host_compat,
-            "guest_ip": SLIRP_NETWORK["guest_ip"] if self.network else None,
+            "guest_ip": guest_network(self.choice.key)["guest_ip"] if self.network else None,
             "tap_name": None,
             "execution_mode": self.choice.execution_mode,
             "engine": self.choice.key,
@@ -243,7 +246,7 @@ class VmRegistry:
                 egress_proxy=str(record.proxy.socket_path) if record.proxy else None,
             )
             if record.network:
-                record.sandbox.client.call("network", SLIRP_NETWORK, timeout=30)
+                record.sandbox.client.call("network", guest_network(record.choice.key), timeout=30)
             record.state = "started"
             delay = max(0.0, record.expires_at - time.time())
             record.timer = threading.Timer(delay, self._expire, args=(vm_id,))
@@ -363,7 +366,7 @@ class VmRegistry:
             "vm_id": vm_id,
             "network_enabled": True,
             "tap_name": None,
-            **SLIRP_NETWORK,
+            **{k: v for k, v in guest_network(record.choice.key).items() if k in NETWORK_FIELDS},
             "outbound_connectivity_expected": True,
         }
 

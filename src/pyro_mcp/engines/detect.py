@@ -191,7 +191,7 @@ class EngineSelector:
     ) -> tuple[str, Engine]:
         """Return (key, engine) for ``requested`` (auto, gvisor, qemu), or raise why not.
 
-        ``need_network`` skips engines without guest networking (gvisor, for now).
+        ``need_network`` skips engines without guest networking (every engine has it now).
         """
         name = self.check_name(requested)
         if name == "gvisor":

@@ -2,6 +2,8 @@
 
 The environment's rootfs directory is the container root under a memory overlay
 (``--overlay2=root:memory``), so the base is never modified; the agent talks over stdio pipes.
+A networked sandbox still has loopback only; its way out (the egress proxy) and its
+published ports go through Unix sockets on the host (engines/gvisor_net.py).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineUnavailable
+from ..errors import EngineUnavailable, SandboxError
 from .agent_client import AgentClient
 from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
+from .gvisor_net import GvisorNet
 from .limits import (
     guest_limits,
     host_memory_bytes,
@@ -55,7 +58,7 @@ GUEST_ENV = [
     "HOME=/root",
     "LANG=C.UTF-8",
 ]
-INFO = EngineInfo(name="gvisor", isolation="gvisor-sentry", real_vm=False, network=False)
+INFO = EngineInfo(name="gvisor", isolation="gvisor-sentry", real_vm=False, network=True)
 
 
 def _bind(destination: str, source: Path | None, mode: str) -> list[dict[str, Any]]:
@@ -76,7 +79,52 @@ def _bind(destination: str, source: Path | None, mode: str) -> list[dict[str, An
 CGROUP_PARENT = "/pyro-gvisor"
 
 
-def oci_config(spec: BootSpec, rootfs: Path) -> dict[str, Any]:
+def _mounts(spec: BootSpec, tmpfs_size: str, net: GvisorNet | None) -> list[dict[str, Any]]:
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", tmpfs_size],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
+        {
+            "destination": "/tmp",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=1777", tmpfs_size],
+        },
+        {
+            "destination": "/run",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=755", tmpfs_size],
+        },
+        *_bind("/workspace", spec.workspace_dir, "rw"),
+        *_bind("/opt/pyro", spec.agent_dir, "ro"),
+        *([net.mount()] if net is not None else []),
+    ]
+
+
+def oci_config(spec: BootSpec, rootfs: Path, net: GvisorNet | None = None) -> dict[str, Any]:
     caps = {key: CAPABILITIES for key in ("bounding", "effective", "permitted", "inheritable")}
     tmpfs_size = f"size={tmpfs_size_mib(spec.mem_mib)}m"
     return {
@@ -92,47 +140,7 @@ def oci_config(spec: BootSpec, rootfs: Path) -> dict[str, Any]:
         },
         "root": {"path": str(rootfs), "readonly": False},
         "hostname": "pyro",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {
-                "destination": "/dev",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755"],
-            },
-            {
-                "destination": "/dev/pts",
-                "type": "devpts",
-                "source": "devpts",
-                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
-            },
-            {
-                "destination": "/dev/shm",
-                "type": "tmpfs",
-                "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777", tmpfs_size],
-            },
-            {
-                "destination": "/sys",
-                "type": "sysfs",
-                "source": "sysfs",
-                "options": ["nosuid", "noexec", "nodev", "ro"],
-            },
-            {
-                "destination": "/tmp",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "nodev", "mode=1777", tmpfs_size],
-            },
-            {
-                "destination": "/run",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "nodev", "mode=755", tmpfs_size],
-            },
-            *_bind("/workspace", spec.workspace_dir, "rw"),
-            *_bind("/opt/pyro", spec.agent_dir, "ro"),
-        ],
+        "mounts": _mounts(spec, tmpfs_size, net),
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
             # The host's backstop around the whole sandbox; the agent keeps the guest to
@@ -190,8 +198,10 @@ class GvisorSandbox(Sandbox):
         process: subprocess.Popen[bytes],
         workdir: Path,
         mem_mib: int,
+        net: GvisorNet | None = None,
     ) -> None:
         self.info = INFO
+        self.net = net
         self.mem_mib = mem_mib
         self.engine = engine
         self.container_id = container_id
@@ -201,6 +211,8 @@ class GvisorSandbox(Sandbox):
         self.client = AgentClient(process.stdout, process.stdin, name=f"sandbox {container_id}")
         self.hello = {}
         self.backstop = CgroupWatch(container_id, process)
+        if net is not None:
+            net.client = self.client
 
     def limit_exceeded(self) -> str | None:
         return self.backstop.reason(self.process.poll(), self.mem_mib)
@@ -211,7 +223,18 @@ class GvisorSandbox(Sandbox):
         self.client.close_writer()
         return True
 
+    def publish_port(self, guest_port: int, host_port: int) -> None:
+        if self.net is None:
+            raise SandboxError("this sandbox has no network: published ports need one")
+        self.net.publish(guest_port, host_port)
+
+    def unpublish_port(self, host_port: int) -> None:
+        if self.net is not None:
+            self.net.unpublish(host_port)
+
     def _shutdown(self, clean_exit: bool) -> None:
+        if self.net is not None:
+            self.net.close()
         if not clean_exit:
             self.engine.destroy(self.container_id)
 
@@ -255,13 +278,16 @@ class GvisorEngine(Engine):
             os.environ.get("PYRO_GVISOR_PLATFORM", "systrap"),
         ]
 
-    def run_argv(self, bundle: Path, container_id: str) -> list[str]:
-        """`runsc run`: no network, the rootfs under a memory overlay (never written), in
-        host cgroups that bound its memory, tasks and CPU (``oci_config``)."""
+    def run_argv(self, bundle: Path, container_id: str, network: bool = False) -> list[str]:
+        """`runsc run`: loopback only, the rootfs under a memory overlay (never written), in
+        host cgroups that bound its memory, tasks and CPU (``oci_config``). With ``network``
+        the guest may connect to host Unix sockets in its mounts: only the read-only socket
+        directory of ``GvisorNet`` holds any."""
         return [
             *self.runsc_base(),
             "--network",
             "none",
+            *(["--host-uds", "open"] if network else []),
             "--overlay2",
             "root:memory",
             "run",
@@ -281,27 +307,29 @@ class GvisorEngine(Engine):
         reason = self.unavailable_reason()
         if reason:
             raise EngineUnavailable(f"gvisor engine is not available: {reason}")
-        if spec.network:
-            raise EngineUnavailable(
-                "the gvisor engine does not support guest networking yet; use --engine qemu"
-            )
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         bundle = spec.workdir / "bundle"
         bundle.mkdir(parents=True, exist_ok=True)
-        config = oci_config(spec, spec.environment.rootfs_dir)
+        net = GvisorNet(spec.workdir, spec.egress_proxy) if spec.network else None
+        config = oci_config(spec, spec.environment.rootfs_dir, net)
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
         container_id = f"pyro-{spec.sandbox_id}"
         log = spec.workdir / "engine.log"
-        cmd = self.run_argv(bundle, container_id)
-        with log.open("ab") as log_handle:
-            process = subprocess.Popen(
-                cmd,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log_handle,
-                start_new_session=True,
-            )
-        sandbox = GvisorSandbox(self, container_id, process, spec.workdir, spec.mem_mib)
+        cmd = self.run_argv(bundle, container_id, network=net is not None)
+        try:
+            with log.open("ab") as log_handle:
+                process = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log_handle,
+                    start_new_session=True,
+                )
+        except BaseException:
+            if net is not None:
+                net.close()
+            raise
+        sandbox = GvisorSandbox(self, container_id, process, spec.workdir, spec.mem_mib, net)
         limits = guest_limits(spec.mem_mib, watchdog=True)
         sandbox.hello = wait_hello(sandbox, spec.boot_timeout, log, limits)
         return sandbox

@@ -1,16 +1,26 @@
-"""The guest network a VM engine gives a sandbox with networking (QEMU user networking).
+"""The guest network each engine gives a sandbox with networking: the one home of the
+proxy address the guest sees.
 
-The user network is restricted: the guest reaches nothing but the egress proxy, which QEMU
-forwards (``guestfwd``) to the supervisor's proxy (network/proxy.py). The agent configures
-the guest side with ``USER_NETWORK``: an address on the subnet, no default route (any
-direct connection fails at once), no DNS server (the proxy resolves names), and the proxy
-variables for every process it starts. gVisor sandboxes have no guest network yet.
+QEMU (``USER_NETWORK``): restricted user networking: the guest reaches nothing but the
+egress proxy, which QEMU forwards (``guestfwd``) to the supervisor's proxy
+(network/proxy.py). The agent gives the guest an address on the subnet, no default route
+(any direct connection fails at once), no DNS server (the proxy resolves names), and the
+proxy variables for every process it starts.
+
+gVisor (``LOOPBACK_NETWORK``): the sandbox has loopback only (``runsc --network none``);
+the agent listens on 127.0.0.1:3128 and joins each connection to the host's proxy through a
+Unix socket in ``TUNNEL_DIR`` (guest/tunnel.py, engines/gvisor_net.py). Published ports come
+in the same way, reversed.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 PROXY_IP = "10.0.2.100"
 PROXY_PORT = 3128
 
-USER_NETWORK = {
+USER_NETWORK: dict[str, Any] = {
     "guest_ip": "10.0.2.15",
     "gateway_ip": "10.0.2.2",
     "subnet_cidr": "10.0.2.0/24",
@@ -18,6 +28,23 @@ USER_NETWORK = {
     "dns_servers": [],
     "proxy": f"http://{PROXY_IP}:{PROXY_PORT}",
 }
+
+TUNNEL_DIR = "/run/pyro-net"
+LOOPBACK_NETWORK: dict[str, Any] = {
+    "guest_ip": "127.0.0.1",
+    "gateway_ip": None,
+    "subnet_cidr": "127.0.0.0/8",
+    "mac_address": None,
+    "dns_servers": [],
+    "proxy": f"http://127.0.0.1:{PROXY_PORT}",
+    "tunnel": TUNNEL_DIR,
+    "proxy_port": PROXY_PORT,
+}
+
+
+def guest_network(engine: str) -> dict[str, Any]:
+    """What the ``network`` op sets up in a guest of ``engine`` (its key: gvisor, qemu-…)."""
+    return LOOPBACK_NETWORK if engine == "gvisor" else USER_NETWORK
 
 
 def qemu_netdev(forward_command: str | None) -> str:

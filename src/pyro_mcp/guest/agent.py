@@ -191,6 +191,12 @@ def _root(args: dict[str, Any]) -> str:
 
 def op_network(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
     proxy = args.get("proxy")
+    if args.get("tunnel"):  # gVisor: loopback only, the proxy through the host's socket
+        from . import tunnel
+
+        tunnel.serve_proxy(int(args["proxy_port"]), f"{args['tunnel']}/proxy.sock")
+        netenv.set_proxy(proxy)
+        return {"interface": "lo", "proxy": proxy}
     name = boot.configure_network(
         args["guest_ip"],
         args["gateway_ip"],
@@ -202,11 +208,20 @@ def op_network(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
     return {"interface": name, "proxy": proxy}
 
 
+def op_port_connect(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
+    """A published port's connection (gVisor): the guest port joined to the host's socket."""
+    from . import tunnel
+
+    tunnel.port_connect(int(args["port"]), str(args["socket"]), bytes.fromhex(args["token"]))
+    return {}
+
+
 HANDLERS: dict[str, Handler] = {
     "hello": op_hello,
     "exec": op_exec,
     "sync": op_sync,
     "network": op_network,
+    "port_connect": op_port_connect,
     "file_list": op_file_list,
     "file_read": op_file_read,
     "file_write": op_file_write,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shlex
 import socket
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..guest.tunnel import relay
 from ..paths import socket_address
 from . import policy
 from .egress_log import EgressLog
@@ -196,34 +196,3 @@ def _answer(client: socket.socket, status: int, reason: str) -> None:
     )
     with contextlib.suppress(OSError):
         client.sendall(head.encode() + body)
-
-
-def relay(a: socket.socket, b: socket.socket) -> tuple[int, int]:
-    """Copy both ways until both sides are done; bytes (a→b, b→a)."""
-    a.settimeout(None)
-    b.settimeout(None)
-    ends = {a.fileno(): (a, b), b.fileno(): (b, a)}
-    counts = dict.fromkeys(ends, 0)
-    poller = select.poll()
-    for fd in ends:
-        poller.register(fd, select.POLLIN)
-    open_fds = set(ends)
-    while open_fds:
-        for fd, _event in poller.poll():
-            source, sink = ends[fd]
-            try:
-                chunk = source.recv(65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                open_fds.discard(fd)
-                poller.unregister(fd)
-                with contextlib.suppress(OSError):
-                    sink.shutdown(socket.SHUT_WR)
-                continue
-            try:
-                sink.sendall(chunk)
-            except OSError:
-                return counts[a.fileno()], counts[b.fileno()]
-            counts[fd] += len(chunk)
-    return counts[a.fileno()], counts[b.fileno()]

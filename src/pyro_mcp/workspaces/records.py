@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..engines.network import guest_network
 from ..errors import ValidationError
 from ..runtime import HOST_COMPAT_WARNING
 
@@ -86,6 +87,7 @@ def execution_mode(engine: str) -> str:
 def payload(record: dict[str, Any]) -> dict[str, Any]:
     """The full workspace payload (PRODUCT_SPEC §2.3). No host paths (§7.23)."""
     engine = record["engine"]
+    networked = record["network_policy"] != "off"
     data: dict[str, Any] = {
         "workspace_id": record["workspace_id"],
         "name": record["name"],
@@ -103,7 +105,7 @@ def payload(record: dict[str, Any]) -> dict[str, Any]:
         "network_policy": record["network_policy"],
         "network_enabled": record["network_policy"] != "off",
         "allow_host_compat": record["allow_host_compat"],
-        "guest_ip": "10.0.2.15" if record["network_policy"] != "off" else None,
+        "guest_ip": guest_network(engine)["guest_ip"] if networked else None,
         "tap_name": None,
         "execution_mode": execution_mode(engine),
         "engine": engine,

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
-from ..engines.network import USER_NETWORK
+from ..engines.network import guest_network
 from ..errors import PyroError
 from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, split_output
 from ..guest.workers import Workers
@@ -102,7 +102,7 @@ class Supervisor:
         )
         try:
             if record["network_policy"] != "off":
-                sandbox.client.call("network", USER_NETWORK, timeout=30)
+                sandbox.client.call("network", guest_network(choice.key), timeout=30)
             if self.layout.secrets_dir.is_dir():
                 sandbox.client.call(
                     "secrets_install",
