@@ -55,7 +55,7 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module", params=["qemu", "gvisor"])
-def qemu(request: pytest.FixtureRequest) -> Iterator[Pyro]:
+def netpyro(request: pytest.FixtureRequest) -> Iterator[Pyro]:
     """Each engine in turn (named for the first: the tests read the same on both)."""
     home = short_tmp_dir("pyro-egr-")
     with Pyro(backend_name=request.param, base_dir=home) as pyro:
@@ -68,18 +68,18 @@ def run(pyro: Pyro, wid: str, command: str, timeout: float = 60) -> dict[str, An
     return pyro.exec_workspace(wid, command, timeout_seconds=timeout)
 
 
-def test_egress_reaches_nothing_local_and_refusals_are_fast_and_logged(qemu: Pyro) -> None:
+def test_egress_reaches_nothing_local_and_refusals_are_fast_and_logged(netpyro: Pyro) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     listener.settimeout(0.2)
     port = listener.getsockname()[1]
-    ws = qemu.create_workspace(ENVIRONMENT, network_policy="egress")
+    ws = netpyro.create_workspace(ENVIRONMENT, network_policy="egress")
     wid = ws["workspace_id"]
-    assert ws["engine"].startswith(qemu.manager.runtime.engine_request)
+    assert ws["engine"].startswith(netpyro.manager.runtime.engine_request)
     try:
-        run(qemu, wid, f"cat > /tmp/probe.py <<'EOF'\n{PROBE}\nEOF")
-        result = run(qemu, wid, f"python3 /tmp/probe.py {port}")
+        run(netpyro, wid, f"cat > /tmp/probe.py <<'EOF'\n{PROBE}\nEOF")
+        result = run(netpyro, wid, f"python3 /tmp/probe.py {port}")
         assert result["exit_code"] == 0, result["stderr"]
         out = json.loads(result["stdout"])
         for key in ("loopback", "localhost", "gateway", "metadata", "private"):
@@ -92,22 +92,22 @@ def test_egress_reaches_nothing_local_and_refusals_are_fast_and_logged(qemu: Pyr
             assert seconds < 1.0, (key, seconds)
         with pytest.raises(TimeoutError):
             listener.accept()  # nothing ever arrived at the host's loopback
-        log = qemu.network_log_workspace(wid)
+        log = netpyro.network_log_workspace(wid)
         refused = {(e["host"], e["allowed"]) for e in log["entries"]}
         for host in ("127.0.0.1", "localhost", "10.0.2.2", "169.254.169.254", "192.168.1.1"):
             assert (host, False) in refused
         assert all("refused" in e["reason"] for e in log["entries"])
-        assert qemu.status_workspace(wid)["egress"] == {"allowed": 0, "denied": 5}
+        assert netpyro.status_workspace(wid)["egress"] == {"allowed": 0, "denied": 5}
     finally:
         listener.close()
-        qemu.delete_workspace(wid)
+        netpyro.delete_workspace(wid)
 
 
-def test_off_has_no_network(qemu: Pyro) -> None:
-    ws = qemu.create_workspace(ENVIRONMENT, network_policy="off")
+def test_off_has_no_network(netpyro: Pyro) -> None:
+    ws = netpyro.create_workspace(ENVIRONMENT, network_policy="off")
     try:
         result = run(
-            qemu,
+            netpyro,
             ws["workspace_id"],
             "ls /sys/class/net 2>/dev/null; env | grep -ci proxy;"
             " ls /run/pyro-net 2>&1 | grep -c 'No such';"
@@ -118,11 +118,11 @@ def test_off_has_no_network(qemu: Pyro) -> None:
         assert set(links) <= {"lo"} and (proxies, no_tunnel) == ("0", "1"), result["stdout"]
         assert "unreachable" in result["stderr"] or "No route to host" in result["stderr"]
     finally:
-        qemu.delete_workspace(ws["workspace_id"])
+        netpyro.delete_workspace(ws["workspace_id"])
 
 
-def test_allow_hosts_lets_pip_through_and_refuses_the_rest(qemu: Pyro, run_pyro: Any) -> None:
-    ws = qemu.create_workspace(
+def test_allow_hosts_lets_pip_through_and_refuses_the_rest(netpyro: Pyro, run_pyro: Any) -> None:
+    ws = netpyro.create_workspace(
         ENVIRONMENT,
         network_policy="egress",
         allow_hosts=["pypi.org", "files.pythonhosted.org"],
@@ -130,24 +130,29 @@ def test_allow_hosts_lets_pip_through_and_refuses_the_rest(qemu: Pyro, run_pyro:
     wid = ws["workspace_id"]
     assert ws["allow_hosts"] == ["pypi.org", "files.pythonhosted.org"]
     try:
-        pip = run(qemu, wid, "python3 -m pip download six --no-deps -d /tmp/dl && ls /tmp/dl", 300)
+        download = "python3 -m pip download six --no-deps -d /tmp/dl && ls /tmp/dl"
+        pip = run(netpyro, wid, download, 300)
         assert pip["exit_code"] == 0, pip["stderr"][-2000:]
         assert "six-" in pip["stdout"]
         other = run(
-            qemu,
+            netpyro,
             wid,
             'python3 -c "import urllib.request as u; '
             "u.urlopen('https://registry.npmjs.org/six', timeout=10)\"",
         )
         assert other["exit_code"] != 0 and "403" in other["stderr"]
-        log = qemu.network_log_workspace(wid)
+        # git over https goes through the proxy too, and is refused by the allowlist before
+        # anything is resolved or sent on
+        git = run(netpyro, wid, "git ls-remote https://github.com/git/git.git HEAD")
+        assert git["exit_code"] != 0 and "403" in git["stderr"], git["stderr"]
+        log = netpyro.network_log_workspace(wid)
         hosts = {(e["host"], e["allowed"]) for e in log["entries"]}
         assert ("pypi.org", True) in hosts and ("files.pythonhosted.org", True) in hosts
-        assert ("registry.npmjs.org", False) in hosts
+        assert ("registry.npmjs.org", False) in hosts and ("github.com", False) in hosts
         # narrowed live: pypi.org is refused from the next connection on
-        qemu.update_workspace(wid, allow_hosts=["files.pythonhosted.org"])
+        netpyro.update_workspace(wid, allow_hosts=["files.pythonhosted.org"])
         again = run(
-            qemu,
+            netpyro,
             wid,
             "python3 -m pip download six --no-deps --no-cache-dir "
             "--retries 0 --timeout 5 -d /tmp/dl2",
@@ -159,12 +164,12 @@ def test_allow_hosts_lets_pip_through_and_refuses_the_rest(qemu: Pyro, run_pyro:
             "log",
             wid,
             "--json",
-            env={"PYRO_HOME": str(qemu.manager.runtime.home)},
+            env={"PYRO_HOME": str(netpyro.manager.runtime.home)},
         )
         data = json.loads(cli.stdout)
         assert data["entries"][-1]["host"] == "pypi.org" and not data["entries"][-1]["allowed"]
     finally:
-        qemu.delete_workspace(wid)
+        netpyro.delete_workspace(wid)
 
 
 def test_gvisor_vm_with_network_stays_on_gvisor(run_pyro: Any, tmp_path: Any) -> None:
