@@ -76,21 +76,22 @@ def test_vm_network_info_matches_the_guest(make_pyro: Any, installed_env: Any) -
     info = pyro.network_info_vm(vm_id)
     assert set(info) == {
         "vm_id", "network_enabled", "tap_name", "guest_ip", "gateway_ip", "subnet_cidr",
-        "mac_address", "dns_servers", "outbound_connectivity_expected",
+        "mac_address", "dns_servers", "outbound_connectivity_expected", "proxy",
     }  # fmt: skip
     assert (info["vm_id"], info["network_enabled"]) == (vm_id, True)
     pyro.start_vm(vm_id)
     seen = pyro.exec_vm(
         vm_id,
         "grep -h . /sys/class/net/*/address; awk '$2 == \"00000000\" {print $3}' /proc/net/route;"
-        " cat /proc/net/fib_trie; grep '^nameserver' /etc/resolv.conf",
+        " cat /proc/net/fib_trie; grep '^nameserver' /etc/resolv.conf; echo proxy=$HTTPS_PROXY",
         60,
     )
     assert seen["exit_code"] == 0, seen["stderr"]
     lines = seen["stdout"].splitlines()
     assert info["mac_address"] in lines
-    gateway = bytes(int(part) for part in info["gateway_ip"].split("."))[::-1].hex().upper()
-    assert gateway in lines, "the default route does not go through gateway_ip"
+    # The guest's one way out is the egress proxy: no default route, no DNS server.
+    assert not [line for line in lines if re.fullmatch(r"[0-9A-F]{8}", line)], "a default route"
+    assert f"proxy={info['proxy']}" in lines
     assert f"|-- {info['guest_ip']}" in seen["stdout"], "guest_ip is not the guest's address"
     network, prefix = info["subnet_cidr"].split("/")
     assert f"+-- {network}/{prefix}" in seen["stdout"]

@@ -25,7 +25,7 @@ from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
 from .workspaces import owners
 
 # vm_network_info's fields from the engine's guest network (the contract's, no more).
-NETWORK_FIELDS = ("guest_ip", "gateway_ip", "subnet_cidr", "mac_address", "dns_servers")
+NETWORK_FIELDS = ("guest_ip", "gateway_ip", "subnet_cidr", "mac_address", "dns_servers", "proxy")
 
 if TYPE_CHECKING:
     from .environments.build import Progress
