@@ -199,10 +199,17 @@ class Pump:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """SIGKILL the command's process group until it is empty (for at most ~2 s): a fork
+    storm's members born after one signal would live on."""
+    for attempt in range(100):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        if attempt == 0:
+            proc.wait()  # the leader reaped: the group lives on only in its other members
+        else:
+            time.sleep(0.02)
     proc.wait()
 
 

@@ -34,7 +34,9 @@ def restart_after_limit(supervisor: Supervisor, sandbox: Sandbox, limit: str) ->
         if sandbox is not supervisor.sandbox or supervisor.stopping.is_set():
             return True  # a reset or stop took over
         supervisor.sandbox = None
-        sandbox.kill()  # clean up what the engine left
+        # What the engine left (runsc's state, cgroups) is cleaned up beside the new boot:
+        # the workspace answers again sooner.
+        threading.Thread(target=sandbox.kill, daemon=True).start()
         try:
             supervisor._boot_sandbox()
         except Exception:  # reported as the stop's reason below
