@@ -102,3 +102,12 @@ def as_at_a_terminal() -> None:
     shell starts background jobs with SIGINT ignored, and children inherit that)."""
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
+
+
+def one_line(message: str, *fragments: str) -> str:
+    """``message`` is one line, no traceback, and holds every fragment; returns it."""
+    assert "\n" not in message.strip(), message
+    assert "Traceback" not in message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    return message

@@ -21,7 +21,7 @@ from pyro_mcp import Pyro, hostpaths
 from pyro_mcp.errors import EngineUnavailable, ValidationError
 from pyro_mcp.mcp.policy import OperatorPolicy
 from pyro_mcp.runtime import Runtime
-from support import ENVIRONMENT, short_tmp_dir
+from support import ENVIRONMENT, one_line, short_tmp_dir
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 from workspace_fixtures import McpClient, forget, write_tree
 
@@ -41,14 +41,6 @@ def layout() -> Iterator[tuple[Path, Path]]:
     import shutil
 
     shutil.rmtree(base, ignore_errors=True)
-
-
-def one_line(message: str, *fragments: str) -> str:
-    assert "\n" not in message.strip(), message
-    assert "Traceback" not in message
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
-    return message
 
 
 # -- no guest: schemas, operator settings, refusals before any sandbox ---------------------------

@@ -43,12 +43,6 @@ CHECKED = (
 
 
 @pytest.fixture(scope="module")
-def qemu_pyro(ws_home: Path) -> Iterator[Pyro]:
-    with Pyro(backend_name="qemu", base_dir=ws_home) as pyro:
-        yield pyro
-
-
-@pytest.fixture(scope="module")
 def workspaces(ws_pyro: Pyro, qemu_pyro: Pyro) -> Iterator[Callable[[str], tuple[Pyro, str]]]:
     """One workspace per engine for the module (made on first use): ``(pyro, workspace_id)``."""
     made: dict[str, tuple[Pyro, str]] = {}

@@ -12,7 +12,6 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,6 @@ ENGINES = ("gvisor", "qemu")
 MEM_MIB = 512
 HOST_PROCESS_CEILING = 3000  # the test's own watchdog: far above any limit that holds
 QEMU_OVERHEAD_MIB = 640  # QEMU's own memory beside the guest's RAM (TCG's code cache: 256)
-
-
-@pytest.fixture(scope="module")
-def qemu_pyro(ws_home: Path) -> Iterator[Pyro]:
-    with Pyro(backend_name="qemu", base_dir=ws_home) as pyro:
-        yield pyro
 
 
 @pytest.fixture

@@ -14,20 +14,12 @@ import pytest
 
 from pyro_mcp.errors import ValidationError
 from pyro_mcp.mcp.network import NetworkCeiling
-from support import ENVIRONMENT, pyro_argv
+from support import ENVIRONMENT, one_line, pyro_argv
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 from workspace_fixtures import McpClient
 
 OPERATOR_HOSTS = ["*.example.com", "pypi.org"]
 CEILING = ["--network-ceiling", "egress", *(f"--allow-host={h}" for h in OPERATOR_HOSTS)]
-
-
-def one_line(message: str, *fragments: str) -> str:
-    assert "\n" not in message.strip(), message
-    assert "Traceback" not in message
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
-    return message
 
 
 # -- pure rules ------------------------------------------------------------------------------------

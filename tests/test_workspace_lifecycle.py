@@ -40,17 +40,6 @@ ENGINES = ("gvisor", "qemu")
 NOT_STARTED = "must be in 'started' state before"
 
 
-@pytest.fixture(scope="module")
-def qemu_pyro(ws_home: Path) -> Iterator[Pyro]:
-    with Pyro(backend_name="qemu", base_dir=ws_home) as pyro:
-        yield pyro
-
-
-@pytest.fixture
-def pyro_for(ws_pyro: Pyro, qemu_pyro: Pyro) -> Callable[[str], Pyro]:
-    return lambda engine: qemu_pyro if engine == "qemu" else ws_pyro
-
-
 def gone(home: Path, workspace_id: str, timeout: float = 10.0) -> None:
     """Every process of the workspace ends within ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -8,7 +8,6 @@ import gzip
 import io
 import tarfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,6 @@ for _ in range(DEPTH):
 os.write(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), b"bottom\\n")
 EOF"""
 BOTTOM = "/".join(["d"] * DEPTH + ["f"])
-
-
-@pytest.fixture(scope="module")
-def qemu_pyro(ws_home: Path) -> Iterator[Pyro]:
-    with Pyro(backend_name="qemu", base_dir=ws_home) as pyro:
-        yield pyro
-
-
-@pytest.fixture
-def pyro_for(ws_pyro: Pyro, qemu_pyro: Pyro) -> Callable[[str], Pyro]:
-    return lambda engine: qemu_pyro if engine == "qemu" else ws_pyro
 
 
 def leftovers(home: Path) -> list[str]:

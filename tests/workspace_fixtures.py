@@ -36,7 +36,7 @@ from support import (
     wait_until_no_process,
 )
 
-__all__ = ["host_dir", "new_workspace", "ws_home", "ws_pyro"]
+__all__ = ["host_dir", "new_workspace", "pyro_for", "qemu_pyro", "ws_home", "ws_pyro"]
 
 CORE_TOOLS = (  # PRODUCT_SPEC §3, written out here so a drift in the code is caught
     "vm_run",
@@ -104,6 +104,19 @@ def ws_pyro(ws_home: Path) -> Iterator[Pyro]:
     """An SDK instance on the module's state dir, on gVisor."""
     with Pyro(backend_name="gvisor", base_dir=ws_home) as pyro:
         yield pyro
+
+
+@pytest.fixture(scope="module")
+def qemu_pyro(ws_home: Path) -> Iterator[Pyro]:
+    """An SDK instance on the module's state dir, on QEMU."""
+    with Pyro(backend_name="qemu", base_dir=ws_home) as pyro:
+        yield pyro
+
+
+@pytest.fixture
+def pyro_for(ws_pyro: Pyro, qemu_pyro: Pyro) -> Callable[[str], Pyro]:
+    """``pyro_for(engine)``: the module's SDK instance for "gvisor" or "qemu"."""
+    return lambda engine: qemu_pyro if engine == "qemu" else ws_pyro
 
 
 @pytest.fixture
