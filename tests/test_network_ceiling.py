@@ -7,6 +7,7 @@ allowlist a workspace records (no network traffic needed).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -127,6 +128,7 @@ def test_a_model_narrows_within_the_ceiling_and_gets_the_operators_list(ws_home:
         try:
             status = client.ok("workspace_status", workspace_id=wid)
             assert (status["network_policy"], status["allow_hosts"]) == ("egress", OPERATOR_HOSTS)
+            assert_host_loopback_unreachable(client, wid)
             narrowed = client.ok("workspace_update", workspace_id=wid, allow_hosts=["pypi.org"])
             assert narrowed["allow_hosts"] == ["pypi.org"]
             error = client.error("workspace_update", workspace_id=wid, allow_hosts=["evil.com"])
@@ -147,3 +149,36 @@ def test_a_model_narrows_within_the_ceiling_and_gets_the_operators_list(ws_home:
             assert status["allow_hosts"] == ["files.example.com"]
         finally:
             client.ok("workspace_delete", workspace_id=narrow["workspace_id"])
+
+
+PROBE = """python3 - PORT <<'EOF'
+import os, sys, urllib.request as u
+url = f"http://127.0.0.1:{sys.argv[1]}/"
+for name in ("NO_PROXY", "no_proxy"):  # ask the proxy for the host's loopback on purpose
+    os.environ.pop(name, None)
+proxy = u.build_opener(u.ProxyHandler({"http": os.environ["HTTP_PROXY"]}))
+for name, opener in (("direct", u.build_opener()), ("proxy", proxy)):
+    try:
+        opener.open(url, timeout=5)
+        print(name, "reached")
+    except Exception as exc:
+        print(name, "refused", exc)
+EOF"""
+
+
+def assert_host_loopback_unreachable(client: McpClient, wid: str) -> None:
+    """The break a model could use before: a listener on the host's loopback, through the
+    guest's network. Through the proxy it gets a 403, and the log says so."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0.5)
+        port = listener.getsockname()[1]
+        probe = PROBE.replace("PORT", str(port))
+        out = client.ok("workspace_exec", workspace_id=wid, command=probe)["stdout"]
+        # direct: the guest's own loopback; through the proxy: refused by the address policy
+        assert "direct refused" in out and "proxy refused HTTP Error 403" in out, out
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nothing ever arrived
+    log = client.ok("workspace_network_log", workspace_id=wid)
+    assert any(not e["allowed"] and e["port"] == port for e in log["entries"]), log
