@@ -285,7 +285,7 @@ def test_a_killed_callers_sandbox_is_ended_by_the_next_call(
         assert pyro.run_in_vm(environment=ENVIRONMENT, command="true")["exit_code"] == 0
     assert wait_until_no_process(str(orphan), timeout=15) == []
     assert not orphan.exists()
-    assert not list(Path("/sys/fs/cgroup/pids/pyro-gvisor").glob(f"pyro-{orphan.name}*"))
+    assert not [name for name in gvisor_cgroups() if name.startswith(f"pyro-{orphan.name}")]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -293,6 +293,7 @@ def test_a_killed_callers_sandbox_is_ended_by_the_next_call(
 def test_interrupted_run_deletes_its_sandbox(
     engine: str, sig: signal.Signals, fresh_state_dir: Path, installed_env: Any
 ) -> None:
+    cgroups_before = gvisor_cgroups()
     proc = subprocess.Popen(
         [*pyro_argv(), "run", ENVIRONMENT, "--engine", engine, "--", "sleep", "60"],
         env={**os.environ, "PYRO_HOME": str(fresh_state_dir)},
@@ -315,6 +316,13 @@ def test_interrupted_run_deletes_its_sandbox(
     assert "Traceback" not in rest
     assert wait_until_no_process(str(fresh_state_dir)) == []
     assert list((fresh_state_dir / "runtime" / "vms").iterdir()) == []
+    assert gvisor_cgroups() - cgroups_before == set()  # runsc's host cgroups went too
+
+
+def gvisor_cgroups() -> set[str]:
+    """The host cgroups runsc keeps for pyro's gVisor sandboxes (engines/gvisor.py)."""
+    root = Path("/sys/fs/cgroup/pids/pyro-gvisor")
+    return {path.name for path in root.iterdir() if path.is_dir()} if root.is_dir() else set()
 
 
 # -- where state lives ----------------------------------------------------------------------

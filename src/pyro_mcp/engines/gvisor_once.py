@@ -74,12 +74,7 @@ def run_once(
     finally:
         timer.cancel()
         if timed_out.is_set() or _left_behind(engine, container_id):
-            subprocess.run(
-                [*engine.runsc_base(), "delete", "--force", container_id],
-                capture_output=True,
-                check=False,
-                timeout=30,
-            )
+            engine.destroy(container_id)  # its runsc state and host cgroups
     if code == RUNSC_FAILED and not timed_out.is_set():
         failure = _runsc_failure(log)
         if failure is not None:

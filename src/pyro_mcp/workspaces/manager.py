@@ -102,7 +102,10 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
             secrets=[{"name": n, "source_kind": k} for n, _v, k in secret_values],
         )
         self._build(record, seed, secret_values, hosts)
-        return self.status(record["workspace_id"])
+        # A new workspace runs no service yet: no call to its guest to count them.
+        created = {**self.record(record["workspace_id"]), "service_count": 0}
+        created["running_service_count"] = 0
+        return {**records.payload(created), **self.network_info(created)}
 
     def _build(
         self,
