@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from pyro_mcp import Pyro
-from pyro_mcp.engines.gvisor import CGROUP_PARENT
+from pyro_mcp.engines.gvisor_cgroups import PARENT
 from pyro_mcp.engines.limits import host_memory_bytes, host_pids_limit, process_limit
 from workspace_fixtures import *  # noqa: F403
 
@@ -40,7 +40,7 @@ def host_processes() -> int:
 
 
 def cgroup_files(controller: str, workspace_id: str, name: str) -> list[Path]:
-    root = Path(f"/sys/fs/cgroup/{controller}{CGROUP_PARENT}")
+    root = Path(f"/sys/fs/cgroup/{controller}/{PARENT}")
     return sorted(root.glob(f"pyro-{workspace_id}-*/{name}"))
 
 

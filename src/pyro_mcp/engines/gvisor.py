@@ -12,22 +12,15 @@ import json
 import os
 import shutil
 import subprocess
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import EngineUnavailable, SandboxError
 from .agent_client import AgentClient
 from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
+from .gvisor_cgroups import CgroupWatch, HostCgroups
 from .gvisor_net import GvisorNet
-from .limits import (
-    guest_limits,
-    host_memory_bytes,
-    host_pids_limit,
-    process_limit,
-    tmpfs_size_mib,
-)
+from .limits import guest_limits, tmpfs_size_mib
 
 CAPABILITIES = [
     "CAP_CHOWN",
@@ -73,10 +66,6 @@ def _bind(destination: str, source: Path | None, mode: str) -> list[dict[str, An
             "options": ["rbind", mode],
         }
     ]
-
-
-# runsc makes the sandbox's host cgroups under this parent (and removes them when it ends).
-CGROUP_PARENT = "/pyro-gvisor"
 
 
 def _mounts(spec: BootSpec, tmpfs_size: str, net: GvisorNet | None) -> list[dict[str, Any]]:
@@ -143,51 +132,8 @@ def oci_config(spec: BootSpec, rootfs: Path, net: GvisorNet | None = None) -> di
         "mounts": _mounts(spec, tmpfs_size, net),
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            # The host's backstop around the whole sandbox; the agent keeps the guest to
-            # the real limits first (engines/limits.py).
-            "cgroupsPath": f"{CGROUP_PARENT}/pyro-{spec.sandbox_id}",
-            "resources": {
-                "memory": {"limit": host_memory_bytes(spec.mem_mib)},
-                "pids": {"limit": host_pids_limit(spec.mem_mib)},
-                "cpu": {"quota": spec.vcpu_count * 100000, "period": 100000},
-            },
         },
     }
-
-
-class CgroupWatch:
-    """Notes when the sandbox's host cgroup hits its memory or task limit (runsc removes the
-    cgroup when the sandbox ends, so it is read while the sandbox runs)."""
-
-    POLL = 0.1
-
-    def __init__(self, sandbox_id: str, process: subprocess.Popen[bytes]) -> None:
-        self.hit: str | None = None
-        self.files = {
-            "pids": Path(f"/sys/fs/cgroup/pids{CGROUP_PARENT}/{sandbox_id}/pids.events"),
-            "memory": Path(f"/sys/fs/cgroup/memory{CGROUP_PARENT}/{sandbox_id}/memory.failcnt"),
-        }
-        if all(path.parent.parent.is_dir() for path in self.files.values()):  # cgroup v1
-            threading.Thread(target=self._run, args=(process,), daemon=True).start()
-
-    def _run(self, process: subprocess.Popen[bytes]) -> None:
-        while process.poll() is None and self.hit is None:
-            for what, path in self.files.items():
-                try:
-                    count = int(path.read_text().split()[-1])
-                except (OSError, ValueError, IndexError):
-                    continue
-                if count > 0:
-                    self.hit = what
-            time.sleep(self.POLL)
-
-    def reason(self, code: int | None, mem_mib: int) -> str | None:
-        """Once the sandbox ended with ``code``: the limit that ended it, if one did."""
-        if code is None or code == 0 or self.hit is None:
-            return None
-        if self.hit == "memory":
-            return f"memory limit ({mem_mib} MiB)"
-        return f"process limit ({process_limit(mem_mib)} processes)"
 
 
 class GvisorSandbox(Sandbox):
@@ -198,9 +144,11 @@ class GvisorSandbox(Sandbox):
         process: subprocess.Popen[bytes],
         workdir: Path,
         mem_mib: int,
+        cgroups: HostCgroups,
         net: GvisorNet | None = None,
     ) -> None:
         self.info = INFO
+        self.cgroups = cgroups
         self.net = net
         self.mem_mib = mem_mib
         self.engine = engine
@@ -210,7 +158,7 @@ class GvisorSandbox(Sandbox):
         assert process.stdout is not None and process.stdin is not None
         self.client = AgentClient(process.stdout, process.stdin, name=f"sandbox {container_id}")
         self.hello = {}
-        self.backstop = CgroupWatch(container_id, process)
+        self.backstop = CgroupWatch(cgroups, process)
         if net is not None:
             net.client = self.client
 
@@ -237,6 +185,8 @@ class GvisorSandbox(Sandbox):
             self.net.close()
         if not clean_exit:
             self.engine.destroy(self.container_id)
+        else:
+            self.cgroups.remove()
 
 
 class GvisorEngine(Engine):
@@ -260,11 +210,21 @@ class GvisorEngine(Engine):
                 check=False,
                 timeout=30,
             )
-        for controller in ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer"):
-            try:
-                os.rmdir(f"/sys/fs/cgroup/{controller}{CGROUP_PARENT}/{container_id}")
-            except OSError:
-                pass  # not there, not v1, or still in use
+        HostCgroups(container_id).remove()
+
+    @staticmethod
+    def launch(cmd: list[str], cgroups: HostCgroups, **popen: Any) -> subprocess.Popen[bytes]:
+        """Start `runsc run` (``cmd``) inside the sandbox's host cgroups, made here."""
+        HostCgroups.sweep()
+        try:
+            cgroups.create()
+            return subprocess.Popen(cgroups.wrap(cmd), start_new_session=True, **popen)
+        except OSError as exc:
+            cgroups.remove(wait=0)
+            raise EngineUnavailable(f"cannot start the gVisor sandbox: {exc}") from exc
+        except BaseException:
+            cgroups.remove(wait=0)
+            raise
 
     def runsc_path(self) -> str | None:
         return shutil.which("runsc")
@@ -290,6 +250,7 @@ class GvisorEngine(Engine):
             *(["--host-uds", "open"] if network else []),
             "--overlay2",
             "root:memory",
+            "--ignore-cgroups",  # pyro makes its host cgroups itself (gvisor_cgroups.py)
             "run",
             "--bundle",
             str(bundle),
@@ -316,20 +277,19 @@ class GvisorEngine(Engine):
         container_id = f"pyro-{spec.sandbox_id}"
         log = spec.workdir / "engine.log"
         cmd = self.run_argv(bundle, container_id, network=net is not None)
+        cgroups = HostCgroups(container_id, spec.mem_mib, spec.vcpu_count)
         try:
             with log.open("ab") as log_handle:
-                process = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=log_handle,
-                    start_new_session=True,
+                process = self.launch(
+                    cmd, cgroups, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_handle
                 )
         except BaseException:
             if net is not None:
                 net.close()
             raise
-        sandbox = GvisorSandbox(self, container_id, process, spec.workdir, spec.mem_mib, net)
+        sandbox = GvisorSandbox(
+            self, container_id, process, spec.workdir, spec.mem_mib, cgroups, net
+        )
         limits = guest_limits(spec.mem_mib, watchdog=True)
         sandbox.hello = wait_hello(sandbox, spec.boot_timeout, log, limits)
         return sandbox

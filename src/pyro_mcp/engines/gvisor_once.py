@@ -22,7 +22,8 @@ from typing import Any
 from ..errors import SandboxError
 from ..guest.execution import CHUNK, DEFAULT_MAX_OUTPUT, Capture, base_env, shell_status
 from .base import BootSpec
-from .gvisor import CgroupWatch, GvisorEngine, oci_config
+from .gvisor import GvisorEngine, oci_config
+from .gvisor_cgroups import CgroupWatch, HostCgroups
 
 Emit = Callable[[str, bytes], None]
 RUNSC_FAILED = 128  # runsc's exit code when it fails itself (a command may return it too)
@@ -41,16 +42,13 @@ def run_once(
     log = spec.workdir / "runsc.log"
     cmd = _prepare(engine, spec, command, cwd, container_id, log)
     started = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
+    cgroups = HostCgroups(container_id, spec.mem_mib, spec.vcpu_count)
+    proc = engine.launch(
+        cmd, cgroups, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     captures = {"stdout": Capture(max_output), "stderr": Capture(max_output)}
     timed_out = threading.Event()
-    backstop = CgroupWatch(container_id, proc)
+    backstop = CgroupWatch(cgroups, proc)
 
     def expire() -> None:
         timed_out.set()
@@ -66,6 +64,7 @@ def run_once(
     try:
         _pump(proc, captures, on_output)
         code = proc.wait()
+        backstop.check()  # before the cgroups go
     except BaseException:
         expire()
         proc.kill()
@@ -75,6 +74,8 @@ def run_once(
         timer.cancel()
         if timed_out.is_set() or _left_behind(engine, container_id):
             engine.destroy(container_id)  # its runsc state and host cgroups
+        else:
+            cgroups.remove()
     if code == RUNSC_FAILED and not timed_out.is_set():
         failure = _runsc_failure(log)
         if failure is not None:

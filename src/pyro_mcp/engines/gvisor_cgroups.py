@@ -1,0 +1,149 @@
+"""The host cgroups around a gVisor sandbox: the backstop that bounds its memory, host tasks
+and CPU whatever the guest does (engines/limits.py sets the sizes).
+
+pyro makes them itself (a few writes) and starts `runsc run` inside them, with runsc's own
+cgroup handling off: runsc making them cost ~40 ms of every start here. Everything runsc
+starts (gofer, sentry, systrap stubs) inherits them. ``/sys/fs/cgroup/<controller>/
+pyro-gvisor/<container id>`` on a cgroup v1 host; one directory under ``pyro-gvisor`` on v2.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from .limits import host_memory_bytes, host_pids_limit, process_limit
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = "pyro-gvisor"
+V1 = ("memory", "pids", "cpu")
+PERIOD_US = 100_000
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+class HostCgroups:
+    def __init__(self, container_id: str, mem_mib: int = 0, vcpu_count: int = 1) -> None:
+        self.v2 = (ROOT / "cgroup.controllers").exists()
+        controllers = ("",) if self.v2 else V1
+        self.dirs = [ROOT / c / PARENT / container_id for c in controllers]
+        self.mem_mib = mem_mib
+        self.vcpu_count = vcpu_count
+
+    def create(self) -> None:
+        """Make the cgroups with their limits (raises OSError where cgroups cannot be made)."""
+        memory = str(host_memory_bytes(self.mem_mib))
+        pids = str(host_pids_limit(self.mem_mib))
+        quota = str(self.vcpu_count * PERIOD_US)
+        if self.v2:
+            (cgroup,) = self.dirs
+            if not cgroup.parent.exists():
+                cgroup.parent.mkdir()
+                _write(cgroup.parent / "cgroup.subtree_control", "+memory +pids +cpu")
+            cgroup.mkdir()
+            _write(cgroup / "memory.max", memory)
+            _write(cgroup / "pids.max", pids)
+            _write(cgroup / "cpu.max", f"{quota} {PERIOD_US}")
+            return
+        memory_dir, pids_dir, cpu_dir = self.dirs
+        for path in self.dirs:
+            path.mkdir(parents=True, exist_ok=True)
+        _write(memory_dir / "memory.limit_in_bytes", memory)
+        _write(pids_dir / "pids.max", pids)
+        _write(cpu_dir / "cpu.cfs_period_us", str(PERIOD_US))
+        _write(cpu_dir / "cpu.cfs_quota_us", quota)
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` started inside them: a shell enters each cgroup, then execs it (a
+        ``preexec_fn`` is unsafe in the threaded processes that start sandboxes)."""
+        enter = "; ".join(f"echo 0 > {shlex.quote(str(p / 'cgroup.procs'))}" for p in self.dirs)
+        return ["/bin/sh", "-c", f'set -e; {enter}; exec "$@"', argv[0], *argv]
+
+    def remove(self, wait: float = 2.0) -> None:
+        """Remove them once their processes are gone (a sandbox's last processes may take
+        a moment to exit after `runsc run` itself)."""
+        deadline = time.monotonic() + wait
+        for path in self.dirs:
+            while True:
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break  # still in use: the next destroy or sweep tries again
+                    time.sleep(0.02)
+
+    @staticmethod
+    def sweep(older_than: float = 60.0) -> None:
+        """Remove the empty cgroups of sandboxes gone for a while (whose last processes
+        outlived a removal's wait): never one that was just made for a starting sandbox."""
+        now = time.time()
+        for top in [ROOT / PARENT] + [ROOT / c / PARENT for c in V1]:
+            try:
+                entries = list(os.scandir(top))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.is_dir() and now - entry.stat().st_mtime > older_than:
+                        os.rmdir(entry.path)  # fails while any process is in it
+                except OSError:
+                    pass
+
+    def counters(self) -> dict[str, Path]:
+        """The files that count how often each limit was hit."""
+        if self.v2:
+            (cgroup,) = self.dirs
+            return {"pids": cgroup / "pids.events", "memory": cgroup / "memory.events"}
+        return {
+            "pids": self.dirs[1] / "pids.events",
+            "memory": self.dirs[0] / "memory.oom_control",
+        }
+
+
+class CgroupWatch:
+    """Notes when the sandbox hits its host memory or task limit (read while it runs)."""
+
+    POLL = 0.1
+
+    def __init__(self, cgroups: HostCgroups, process: subprocess.Popen[bytes]) -> None:
+        self.hit: str | None = None
+        self.files = cgroups.counters()
+        threading.Thread(target=self._run, args=(process,), daemon=True).start()
+
+    def _run(self, process: subprocess.Popen[bytes]) -> None:
+        while process.poll() is None and self.hit is None:
+            self.check()
+            time.sleep(self.POLL)
+        self.check()  # the cgroups stay until pyro removes them: read the last word
+
+    def check(self) -> None:
+        # pids.events: "max N" (tasks refused); memory: "oom_kill N" (v1 oom_control, v2 events)
+        for (what, path), event in zip(self.files.items(), ("max", "oom_kill"), strict=True):
+            try:
+                lines = path.read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if len(fields) == 2 and fields[0] == event and fields[1] != "0":
+                    self.hit = what
+
+    def reason(self, code: int | None, mem_mib: int) -> str | None:
+        """Once the sandbox ended with ``code``: the limit that ended it, if one did."""
+        if code is not None and code != 0 and self.hit is None:
+            self.check()
+        if code is None or code == 0 or self.hit is None:
+            return None
+        if self.hit == "memory":
+            return f"memory limit ({mem_mib} MiB)"
+        return f"process limit ({process_limit(mem_mib)} processes)"
