@@ -87,9 +87,7 @@ class Runtime:
         need_network: bool = False,
     ) -> EngineChoice:
         try:
-            key, engine = self.selector.select(
-                self.engine_request, env, self.agent_dir, notify, need_network=need_network
-            )
+            key, engine = self.selector.select(self.engine_request, env, self.agent_dir, notify)
         except EngineUnavailable as exc:
             if need_network:
                 raise EngineUnavailable(

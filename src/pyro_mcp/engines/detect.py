@@ -187,12 +187,9 @@ class EngineSelector:
         env: InstalledEnvironment,
         agent_dir: Callable[[], Path],
         notify: Notify | None = None,
-        need_network: bool = False,
     ) -> tuple[str, Engine]:
-        """Return (key, engine) for ``requested`` (auto, gvisor, qemu), or raise why not.
-
-        ``need_network`` skips engines without guest networking (every engine has it now).
-        """
+        """Return (key, engine) for ``requested`` (auto, gvisor, qemu), or raise why not
+        (every engine has guest networking, so a networked request chooses alike)."""
         name = self.check_name(requested)
         if name == "gvisor":
             order: tuple[str, ...] = ("gvisor",)
@@ -203,9 +200,6 @@ class EngineSelector:
         reasons = []
         for key in order:
             engine = self.engine(key)
-            if need_network and not engine.info().network:
-                reasons.append(f"{key}: no guest networking in this engine yet")
-                continue
             if name == "gvisor":
                 # An explicit request skips the probe: a failure is reported by the boot itself.
                 static = engine.unavailable_reason()
