@@ -6,6 +6,7 @@ happens to look at it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -201,7 +202,9 @@ class VmRegistry:
             allow_host_compat=allow_host_compat,
             workdir=self.runtime.sandbox_dir("vms", vm_id),
         )
-        (record.workdir / OWNER_FILE).write_text(owners.current())
+        partial = record.workdir / f".{OWNER_FILE}"  # renamed in whole: a sweep never
+        partial.write_text(owners.current())  # reads a half-written owner
+        partial.replace(record.workdir / OWNER_FILE)
         with self.lock:
             self.vms[vm_id] = record
         return record
@@ -214,17 +217,21 @@ class VmRegistry:
                 owner = (workdir / OWNER_FILE).read_text()
             except OSError:
                 continue  # being made, or not ours
-            if owners.alive(owner):
+            if ":" not in owner or owners.alive(owner):
                 continue
-            for pid in owners.engines(workdir):
-                owners.kill(pid)
-            if (self.runtime.runtime_root / "runsc").is_dir():
-                from .engines.gvisor import GvisorEngine
+            with contextlib.suppress(Exception):  # a leftover never fails another's create
+                self._end_orphan(workdir)
 
-                engine = self.runtime.engine_by_key("gvisor").engine
-                if isinstance(engine, GvisorEngine):
-                    engine.destroy(f"pyro-{workdir.name}")
-            self.runtime.remove_dir(workdir)
+    def _end_orphan(self, workdir: Path) -> None:
+        for pid in owners.engines(workdir):
+            owners.kill(pid)
+        if (self.runtime.runtime_root / "runsc").is_dir():
+            from .engines.gvisor import GvisorEngine
+
+            engine = self.runtime.engine_by_key("gvisor").engine
+            if isinstance(engine, GvisorEngine):
+                engine.destroy(f"pyro-{workdir.name}")
+        self.runtime.remove_dir(workdir)
 
     def start(self, vm_id: str) -> VmRecord:
         record = self.get(vm_id)

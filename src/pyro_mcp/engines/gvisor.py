@@ -158,7 +158,7 @@ class GvisorSandbox(Sandbox):
         assert process.stdout is not None and process.stdin is not None
         self.client = AgentClient(process.stdout, process.stdin, name=f"sandbox {container_id}")
         self.hello = {}
-        self.backstop = CgroupWatch(cgroups, process)
+        self.backstop = CgroupWatch(cgroups)
         if net is not None:
             net.client = self.client
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -44,9 +42,8 @@ class HostCgroups:
         quota = str(self.vcpu_count * PERIOD_US)
         if self.v2:
             (cgroup,) = self.dirs
-            if not cgroup.parent.exists():
-                cgroup.parent.mkdir()
-                _write(cgroup.parent / "cgroup.subtree_control", "+memory +pids +cpu")
+            cgroup.parent.mkdir(exist_ok=True)  # another sandbox may be starting too
+            _write(cgroup.parent / "cgroup.subtree_control", "+memory +pids +cpu")
             cgroup.mkdir()
             _write(cgroup / "memory.max", memory)
             _write(cgroup / "pids.max", pids)
@@ -111,20 +108,12 @@ class HostCgroups:
 
 
 class CgroupWatch:
-    """Notes when the sandbox hits its host memory or task limit (read while it runs)."""
+    """Whether the sandbox hit its host memory or task limit: the counters only grow and the
+    cgroups stay until pyro removes them, so they are read once, when the sandbox ended."""
 
-    POLL = 0.1
-
-    def __init__(self, cgroups: HostCgroups, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, cgroups: HostCgroups) -> None:
         self.hit: str | None = None
         self.files = cgroups.counters()
-        threading.Thread(target=self._run, args=(process,), daemon=True).start()
-
-    def _run(self, process: subprocess.Popen[bytes]) -> None:
-        while process.poll() is None and self.hit is None:
-            self.check()
-            time.sleep(self.POLL)
-        self.check()  # the cgroups stay until pyro removes them: read the last word
 
     def check(self) -> None:
         # pids.events: "max N" (tasks refused); memory: "oom_kill N" (v1 oom_control, v2 events)
@@ -141,7 +130,7 @@ class CgroupWatch:
     def reason(self, code: int | None, mem_mib: int) -> str | None:
         """Once the sandbox ended with ``code``: the limit that ended it, if one did."""
         if code is not None and code != 0 and self.hit is None:
-            self.check()
+            self.check()  # before pyro removes the cgroups
         if code is None or code == 0 or self.hit is None:
             return None
         if self.hit == "memory":

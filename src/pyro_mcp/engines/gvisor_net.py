@@ -148,7 +148,7 @@ class GvisorNet:
         args = {"port": guest_port, "socket": f"{TUNNEL_DIR}/ports.sock", "token": token.hex()}
         try:
             self.client.call("port_connect", args, timeout=PORT_CONNECT_TIMEOUT)
-        except SandboxError:  # nothing listens on the guest port, or the sandbox ended
+        except Exception:  # nothing listens on the guest port, the sandbox ended, a refusal
             with self.lock:
                 conn = self.pending.pop(token, None)
             if conn is not None:

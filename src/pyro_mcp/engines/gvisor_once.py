@@ -48,7 +48,7 @@ def run_once(
     )
     captures = {"stdout": Capture(max_output), "stderr": Capture(max_output)}
     timed_out = threading.Event()
-    backstop = CgroupWatch(cgroups, proc)
+    backstop = CgroupWatch(cgroups)
 
     def expire() -> None:
         timed_out.set()

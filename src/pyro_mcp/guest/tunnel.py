@@ -20,6 +20,7 @@ import contextlib
 import select
 import socket
 import threading
+import time
 
 CHUNK = 256 * 1024
 MAX_CONNECTIONS = 64
@@ -94,7 +95,11 @@ def serve_proxy(port: int, socket_path: str) -> None:
 
 def _accept_loop(listener: socket.socket, socket_path: str) -> None:
     while True:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except OSError:  # out of descriptors, say: the port stays open
+            time.sleep(0.1)
+            continue
         if not _SLOTS.acquire(blocking=False):
             conn.close()  # too many at once: refused at once, never queued
             continue

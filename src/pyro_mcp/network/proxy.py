@@ -55,12 +55,10 @@ class EgressProxy:
         self.closed = threading.Event()
         self.socket_path.unlink(missing_ok=True)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            with socket_address(self.socket_path) as address:
-                self.listener.bind(address)
-        finally:
-            os.umask(old)
+        # Its directory is private (0700): no process-wide umask here, other threads run.
+        with socket_address(self.socket_path) as address:
+            self.listener.bind(address)
+        os.chmod(self.socket_path, 0o600)
         self.listener.listen(64)
         threading.Thread(target=self._serve, daemon=True, name="egress-proxy").start()
 
@@ -91,6 +89,8 @@ class EgressProxy:
                     conn.sendall(b"k")
                 conn.close()
             elif kind != b"S":
+                for fd in fds:
+                    os.close(fd)
                 conn.close()
                 return
         except OSError:

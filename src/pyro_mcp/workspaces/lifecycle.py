@@ -70,7 +70,6 @@ class WorkspaceLifecycle:
         if not isinstance(workspace_id, str) or not workspace_id:
             raise NotFoundError("workspace_id is required")
         self.sweep_abandoned(workspace_id)
-        sweep(self.runtime.home)
         record = self.store.get(workspace_id)
         if record is None:
             gone = self.store.expired(workspace_id)

@@ -165,7 +165,3 @@ class Redactor:
 
 def redactor(directory: Path) -> Redactor:
     return Redactor(load(directory).values())
-
-
-def redact(text: str, directory: Path) -> str:
-    return redactor(directory).text(text)
