@@ -66,8 +66,9 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
         hosts = self.allow_hosts_for(policy, allow_hosts)
         clean_name = records.workspace_name(name) if name is not None else None
         secret_values = secret_store.resolve(secrets)
+        secret_store.check_network(secret_values, policy)
         # Nothing is stored before its secret values are masked: labels neither.
-        masked = secret_store.Redactor(value for _, value, _ in secret_values)
+        masked = secret_store.Redactor(secret.value for secret in secret_values)
         clean_labels = masked.value(records.labels(labels))
         seed_info: dict[str, Any] = {"mode": "empty", "seed_path": None}
         seed = empty_tar()
@@ -99,7 +100,7 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
             allow_host_compat=allow_host_compat,
             engine=choice.key,
             workspace_seed=seed_info,
-            secrets=[{"name": n, "source_kind": k} for n, _v, k in secret_values],
+            secrets=[secret.public() for secret in secret_values],
         )
         self._build(record, seed, secret_values, hosts)
         # A new workspace runs no service yet: no call to its guest to count them.
@@ -111,7 +112,7 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
         self,
         record: dict[str, Any],
         seed: bytes,
-        secret_values: list[tuple[str, str, str]],
+        secret_values: list[secret_store.Secret],
         hosts: list[str],
     ) -> None:
         """Directory, record and running sandbox, or nothing: the create is named as this

@@ -87,7 +87,7 @@ class Supervisor:
         elif not real_vm:
             self.unpacked = volume_mount.prepare(self.layout) or self.unpacked
         if record["network_policy"] != "off" and self.proxy is None:
-            self.proxy = EgressProxy(network_dir(self.layout.root))
+            self.proxy = EgressProxy(network_dir(self.layout.root), self.layout.secrets_dir)
         sandbox = self.runtime.boot(
             choice,
             env,
@@ -102,7 +102,9 @@ class Supervisor:
         )
         try:
             if record["network_policy"] != "off":
-                sandbox.client.call("network", guest_network(choice.key), timeout=30)
+                assert self.proxy is not None
+                args = {**guest_network(choice.key), "trust_ca": self.proxy.authority.pem}
+                sandbox.client.call("network", args, timeout=30)
             if self.layout.secrets_dir.is_dir():
                 sandbox.client.call(
                     "secrets_install",
