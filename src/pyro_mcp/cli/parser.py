@@ -87,9 +87,12 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
             dest=f"{param.name}__also{index}",
             action="append",
             default=None,
-            metavar="NAME=PATH",
+            metavar="NAME=" + _ALSO_METAVARS.get(extra_flag.rsplit("-", 1)[-1], "VALUE"),
             help=f"(see {flag})",
         )
+
+
+_ALSO_METAVARS = {"file": "PATH", "host": "HOST", "header": "HEADER"}  # --secret-file…
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -78,15 +78,23 @@ class WorkspaceOperations(OperationsBase):
         secrets: Annotated[
             list[dict[str, str]] | None,
             Param(
-                "Secrets as [{name, value}] or [{name, file_path}] (CLI: --secret NAME=VALUE, "
-                "--secret-file NAME=PATH). Values are never shown; map them into commands with "
-                "secret_env.",
+                "Secrets as [{name, value | file_path, hosts?, header?, format?}] (CLI: "
+                "--secret NAME=VALUE|@PATH, --secret-file NAME=PATH, --secret-host NAME=HOST, "
+                "--secret-header NAME=HEADER). With hosts a secret is brokered (recommended): "
+                "the guest holds a placeholder and the egress proxy adds the value (header, "
+                "default Authorization: format, default 'Bearer {value}') for those hosts only. "
+                "Without, it is plain: the value is in the guest. Values are never shown; map "
+                "them into commands with secret_env.",
                 cli="--secret",
                 cli_append=True,
                 in_core=False,
                 metavar="NAME=VALUE",
                 cli_convert=lambda v: parse_cli(v, "value"),
-                cli_also=(("--secret-file", lambda v: parse_cli(v, "file_path")),),
+                cli_also=(
+                    ("--secret-file", lambda v: parse_cli(v, "file_path")),
+                    ("--secret-host", lambda v: parse_cli(v, "hosts")),
+                    ("--secret-header", lambda v: parse_cli(v, "header")),
+                ),
                 mcp_role="secret_names",
             ),
         ] = None,

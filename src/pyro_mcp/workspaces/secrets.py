@@ -140,12 +140,16 @@ def parse_cli(items: list[str] | None, kind: str) -> list[dict[str, Any]]:
     """``--secret NAME=VALUE`` (``NAME=@PATH`` reads PATH) / ``--secret-file NAME=PATH`` /
     ``--secret-host NAME=HOST`` / ``--secret-header NAME=HEADER`` → SDK secret dicts (a host
     or header joins the secret of the same name in ``resolve``)."""
-    flag = {"value": "--secret", "file_path": "--secret-file"}.get(kind, f"--secret-{kind}")
+    flag = {"value": "--secret", "file_path": "--secret-file", "hosts": "--secret-host"}.get(
+        kind, f"--secret-{kind}"
+    )
     out: list[dict[str, Any]] = []
     for item in items or []:
         name, sep, rest = item.partition("=")
         if not sep or not rest:
-            what = {"value": "VALUE|@PATH", "file_path": "PATH"}.get(kind, kind.upper())
+            what = {"value": "VALUE|@PATH", "file_path": "PATH", "hosts": "HOST"}.get(
+                kind, kind.upper()
+            )
             raise ValidationError(f"{flag} expects NAME={what}")
         if kind == "value" and rest.startswith("@"):
             out.append({"name": name, "file_path": rest[1:]})
