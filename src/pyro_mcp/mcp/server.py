@@ -180,6 +180,7 @@ TOOL_ORDER = (
     "shell_signal",
     "shell_close",
     "workspace_network_log",
+    "workspace_secret_set",
 )
 
 
