@@ -102,8 +102,10 @@ class Supervisor:
         )
         try:
             if record["network_policy"] != "off":
-                assert self.proxy is not None
-                args = {**guest_network(choice.key), "trust_ca": self.proxy.authority.pem}
+                args = dict(guest_network(choice.key))
+                if self.proxy is not None and choice.engine.info().isolation != "none":
+                    # the proxy's CA, for brokered secrets; never the host's own trust store
+                    args["trust_ca"] = self.proxy.authority.pem
                 sandbox.client.call("network", args, timeout=30)
             if self.layout.secrets_dir.is_dir():
                 sandbox.client.call(
