@@ -105,6 +105,8 @@ def resolve(items: Any) -> list[Secret]:
             raise ValidationError(f"secret {name!r} is given twice")
         seen.add(name)
         value, kind = _source(name, item)
+        if kind == "file" and item.get("hosts") is not None:
+            value = value.rstrip("\r\n")  # a header value: the file's line ending is not in it
         out.append(Secret(name, value, kind, binding(name, item, value)))
     return out
 
