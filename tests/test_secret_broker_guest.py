@@ -82,6 +82,15 @@ def upstreams(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Upstream, Upstr
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """The test's own PYRO_HOME, removed even when the test fails."""
+    path = short_tmp_dir("pyro-bkh-")
+    yield path
+    delete_all_workspaces(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def run(pyro: Pyro, wid: str, command: str, seen: list[Any], **kwargs: Any) -> dict[str, Any]:
     result = pyro.exec_workspace(wid, command, timeout_seconds=120, **kwargs)
     seen.append(result)
@@ -105,13 +114,12 @@ def home_files_holding(home: Path, needles: list[str], private: Path) -> list[st
 
 @pytest.mark.parametrize("engine", ["gvisor", "qemu"])
 def test_brokered_secret_reaches_only_its_host_and_never_the_guest(
-    upstreams: tuple[Upstream, Upstream, Path], engine: str
+    upstreams: tuple[Upstream, Upstream, Path], engine: str, home: Path
 ) -> None:
     bound, other, scratch = upstreams
     value, rotated, other_value = (f"ghp_{secrets.token_hex(12)}" for _ in range(3))
     token = scratch / "token"
     token.write_text(value)
-    home = short_tmp_dir("pyro-bkh-")
     seen: list[Any] = []
     gh_env = {"GH": "GH"}
     with Pyro(backend_name=engine, base_dir=home) as pyro:
@@ -172,15 +180,13 @@ def test_brokered_secret_reaches_only_its_host_and_never_the_guest(
             pyro.delete_workspace(wid)
     delete_all_workspaces(home)
     assert_home_is_clean(home)
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def test_brokering_survives_stop_and_start(
-    upstreams: tuple[Upstream, Upstream, Path],
+    upstreams: tuple[Upstream, Upstream, Path], home: Path
 ) -> None:
     """Each supervisor start makes a new CA; the guest trusts the new one (and only one)."""
     bound, _other, _scratch = upstreams
-    home = short_tmp_dir("pyro-bkr-")
     with Pyro(backend_name="gvisor", base_dir=home) as pyro:
         wid = pyro.create_workspace(
             ENVIRONMENT,
@@ -205,4 +211,3 @@ def test_brokering_survives_stop_and_start(
             pyro.delete_workspace(wid)
     delete_all_workspaces(home)
     assert_home_is_clean(home)
-    shutil.rmtree(home, ignore_errors=True)

@@ -4,6 +4,7 @@ and can never pass a value, a file, hosts or a header."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from pyro_mcp.api import operations
@@ -45,6 +46,13 @@ def test_a_model_names_the_secret_to_set_and_nothing_else(tmp_path: Path) -> Non
     token = tmp_path / "token"
     token.write_text("tok-never-shown")
     args = ["--secret", f"GH=@{token}", "--secret-host", "GH=api.example.com"]
+    try:
+        _set_over_mcp(home, args)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _set_over_mcp(home: Path, args: list[str]) -> None:
     with McpClient(home, "workspace-full", args=args) as client:
         assert "brokered" in (client.instructions or "")
         tool = client.tools()["workspace_secret_set"]
