@@ -42,8 +42,9 @@ def test_resolve_checks_bindings_and_names_the_secret_never_the_value() -> None:
         with pytest.raises(ValidationError, match=message) as caught:
             secret_store.resolve([{"name": "GH", "value": VALUE, **extra}])
         assert VALUE not in str(caught.value)
-    with pytest.raises(ValidationError, match="must be one line"):
-        secret_store.resolve([{"name": "GH", "value": "a\nb", "hosts": ["a.example"]}])
+    for bad_value in ("a\nb", "a\x01b", "a\x7fb"):
+        with pytest.raises(ValidationError, match="must be one line of text"):
+            secret_store.resolve([{"name": "GH", "value": bad_value, "hosts": ["a.example"]}])
     [secret] = secret_store.resolve([{"name": "GH", "value": VALUE, "hosts": ["A.example."]}])
     assert secret.binding == broker.Binding(("a.example",))
     assert secret.public() == {"name": "GH", "source_kind": "literal", "hosts": ["a.example"]}

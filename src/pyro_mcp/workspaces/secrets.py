@@ -75,14 +75,22 @@ def binding(name: str, item: dict[str, Any], value: str) -> broker.Binding | Non
         not isinstance(form, str)
         or form.count("{value}") != 1
         or len(form) > broker.MAX_FORMAT
-        or any(c in form for c in "\r\n\0")
+        or not _header_text(form)
     ):
         raise ValidationError(
             f"secret {name!r}: format must hold {{value}} once, on one line (≤256 chars)"
         )
-    if any(c in value for c in "\r\n\0"):
-        raise ValidationError(f"secret {name!r}: a brokered value must be one line")
+    if not _header_text(value):
+        raise ValidationError(
+            f"secret {name!r}: a brokered value must be one line of text (no control characters)"
+        )
     return broker.Binding(tuple(hosts), header, form)
+
+
+def _header_text(text: str) -> bool:
+    """Fit for an HTTP header value: no control character but tab (h11 would refuse it, and
+    its error would quote the value)."""
+    return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text)
 
 
 def resolve(items: Any) -> list[Secret]:
