@@ -782,6 +782,28 @@ def test_max_active_counts_running_workspaces_only(capped: Pyro) -> None:
         forget(capped, wid)
 
 
+def test_reset_of_a_stopped_workspace_needs_a_slot_like_start(capped: Pyro) -> None:
+    # Regression: a reset of a stopped workspace booted it with no capacity check at all.
+    a = capped.create_workspace(environment=ENVIRONMENT)["workspace_id"]
+    b = capped.create_workspace(environment=ENVIRONMENT)["workspace_id"]
+    capped.stop_workspace(a)
+    c = capped.create_workspace(environment=ENVIRONMENT)["workspace_id"]  # the cap is full
+    with pytest.raises(RuntimeError, match=CAP) as refused_start:
+        capped.start_workspace(a)
+    with pytest.raises(RuntimeError, match=CAP) as refused_reset:
+        capped.reset_workspace(a)
+    assert str(refused_reset.value) == str(refused_start.value)
+    status = capped.status_workspace(a)
+    assert status["state"] == "stopped" and status["reset_count"] == 0
+    assert supervisor_pids(capped.manager.runtime.home, a) == []
+    running = [w for w in capped.list_workspaces()["workspaces"] if w["state"] == "started"]
+    assert len(running) == 2
+    capped.delete_workspace(b)  # a free slot: the reset boots it
+    assert capped.reset_workspace(a)["state"] == "started"
+    for wid in (a, c):
+        forget(capped, wid)
+
+
 def test_max_active_cap_holds_for_concurrent_creates(capped: Pyro) -> None:
     # Regression: the check and the insert were separate, so racing creates all got in.
     barrier = threading.Barrier(3)

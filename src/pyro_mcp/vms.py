@@ -13,13 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import validation
+from . import lifetime, validation
 from .engines.agent_client import AgentGone
 from .engines.base import BootSpec, Sandbox
 from .engines.network import guest_network
 from .environments.store import InstalledEnvironment
 from .errors import NotFoundError, StateError
 from .guest.protocol import split_output
+from .lifetime import Lifetime
 from .network.policy import network_dir
 from .network.proxy import EgressProxy
 from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
@@ -119,12 +120,11 @@ class VmRecord:
 
 
 class VmRegistry:
-    def __init__(self, runtime: Runtime, max_active: int) -> None:
+    def __init__(self, runtime: Runtime, lifetime: Lifetime) -> None:
         self.runtime = runtime
-        self.max_active = max_active
-        self.vms: dict[str, VmRecord] = {}
+        self.lifetime = lifetime
+        self.vms = lifetime.vms  # the cap counts them
         self.lock = threading.RLock()
-        self.other_active: Callable[[], int] = lambda: 0  # running workspaces count too
 
     # -- lookup and expiry -------------------------------------------------------------
     def get(self, vm_id: str) -> VmRecord:
@@ -132,25 +132,28 @@ class VmRegistry:
             record = self.vms.get(vm_id) if isinstance(vm_id, str) else None
             if record is None:
                 raise NotFoundError(f"vm {vm_id!r} does not exist")
-            if time.time() >= record.expires_at:
-                self._destroy(record)
-                raise StateError(f"vm {vm_id!r} expired and was automatically deleted")
+            if lifetime.due(record.expires_at):
+                self._expire(record)
+                raise lifetime.expired_error("vm", vm_id, record.ttl_seconds)
             return record
 
     def reap_expired(self) -> dict[str, Any]:
         now = time.time()
         with self.lock:
-            expired = [r for r in self.vms.values() if now >= r.expires_at]
+            expired = [r for r in self.vms.values() if lifetime.due(r.expires_at, now)]
             for record in expired:
-                self._destroy(record)
+                self._expire(record)
         ids = [r.vm_id for r in expired]
         return {"deleted_vm_ids": ids, "count": len(ids)}
 
-    def _expire(self, vm_id: str) -> None:
+    def _on_timer(self, vm_id: str) -> None:
         with self.lock:
             record = self.vms.get(vm_id)
-            if record is not None and time.time() >= record.expires_at - 0.5:
-                self._destroy(record)
+            if record is not None and lifetime.due(record.expires_at, time.time() + 0.5):
+                self._expire(record)
+
+    def _expire(self, record: VmRecord) -> None:
+        lifetime.expire("vm", record.vm_id, record.ttl_seconds, lambda: self._destroy(record), None)
 
     def _destroy(self, record: VmRecord) -> None:
         if record.timer is not None:
@@ -181,10 +184,7 @@ class VmRegistry:
         ttl = validation.ttl_seconds(ttl_seconds)
         self.reap_expired()
         with self.lock:
-            if len(self.vms) + self.other_active() >= self.max_active:
-                raise StateError(
-                    f"max active VMs reached ({self.max_active}); delete old VMs first"
-                )
+            self.lifetime.admit_vm()
         network = validation.boolean("network", network)
         allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
         env = self.runtime.environment(environment, progress)
@@ -256,7 +256,7 @@ class VmRegistry:
                 record.sandbox.client.call("network", guest_network(record.choice.key), timeout=30)
             record.state = "started"
             delay = max(0.0, record.expires_at - time.time())
-            record.timer = threading.Timer(delay, self._expire, args=(vm_id,))
+            record.timer = threading.Timer(delay, self._on_timer, args=(vm_id,))
             record.timer.daemon = True
             record.timer.start()
         return record

@@ -9,6 +9,7 @@ from ..engines.agent_client import AgentInvalid
 from ..errors import StateError, ValidationError
 from ..guest.protocol import split_output
 from ..hostpaths import NewEntry
+from ..lifetime import Lifetime
 from ..runtime import Runtime
 from . import owners, records
 from . import secrets as secret_store
@@ -26,7 +27,6 @@ from .redaction import redact_every_workspace_operation
 from .services import ServiceMixin
 from .shells import ShellMixin
 from .snapshots import SnapshotMixin
-from .store import Store
 
 MAX_READ_BYTES = 1024 * 1024
 MAX_WRITE_BYTES = 1024 * 1024
@@ -35,10 +35,8 @@ EXEC_SLACK_SECONDS = 30.0
 
 @redact_every_workspace_operation
 class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, DiskMixin):
-    def __init__(self, runtime: Runtime, max_active: int, active_vms: Any) -> None:
-        super().__init__(runtime, Store(runtime.home / "state.db"))
-        self.max_active = max_active
-        self.active_vms = active_vms  # callable: how many ephemeral VMs this process runs
+    def __init__(self, runtime: Runtime, lifetime: Lifetime) -> None:
+        super().__init__(runtime, lifetime)
 
     # -- lifecycle -----------------------------------------------------------------------
     def create(
@@ -76,7 +74,7 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
             seed = archive.tar_bytes
             seed_info = {"mode": archive.mode, "seed_path": str(archive.seed_path)}
         self.reap_expired()
-        self.check_capacity(self.max_active, self.active_vms())
+        self.lifetime.admit_workspace(self.store.count_active())  # before any download
         allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
         env = self.runtime.environment(environment, progress)
         choice = self.runtime.choose_engine(
@@ -126,7 +124,7 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
             self.save_allow_hosts(workspace_id, hosts)
             if secret_values:
                 secret_store.store(layout.secrets_dir, secret_values)
-            self.store.insert_within_capacity(record, self.max_active, self.active_vms())
+            self.store.insert_admitted(record, self.lifetime.admit_workspace)
             unpacked = self.boot_fresh(record, seed)
             seed_info = dict(record["workspace_seed"], destination="/workspace")
             seed_info["entry_count"] = unpacked.get("entry_count", 0)
@@ -181,9 +179,7 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
     def start(self, workspace_id: str) -> dict[str, Any]:
         record = self.record(workspace_id)
         if record["state"] != "started":
-            if not self.store.mark_starting_within_capacity(
-                workspace_id, self.max_active, self.active_vms(), owners.current()
-            ):
+            if not self.admit_start(workspace_id):
                 self.wait_started(workspace_id)  # another client is starting it right now
                 self.touch(workspace_id)
                 return self.status(workspace_id)

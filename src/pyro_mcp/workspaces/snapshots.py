@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import NotFoundError, ValidationError
+from ..errors import NotFoundError, StateError, ValidationError
 from . import records
 from .archives import validate_members
 from .lifecycle import WorkspaceLifecycle
@@ -99,6 +99,12 @@ class SnapshotMixin(WorkspaceLifecycle):
                 raise NotFoundError(f"snapshot {name!r} does not exist")
             tar_bytes = path.read_bytes()
             kind = "named"
+        # A stopped workspace boots afresh only once the cap admits it, as a start does.
+        if record["state"] != "started" and not self.admit_start(workspace_id):
+            raise StateError(
+                f"workspace {workspace_id!r} is being started by another client; "
+                "reset it once it is started"
+            )
         try:
             if record["state"] == "started":
                 # The supervisor stays; only the sandbox and /workspace are replaced.
@@ -119,20 +125,16 @@ class SnapshotMixin(WorkspaceLifecycle):
                         timeout=600,
                     )
             else:
-                self.store.update(
-                    workspace_id, state="starting", supervisor_pid=None, last_error=None
-                )
-                unpacked = self.boot_fresh(
-                    self.record(workspace_id, refresh=False),
-                    tar_bytes,
-                    guest_links=kind == "named",
-                )
+                fresh = self.record(workspace_id, refresh=False)
+                unpacked = self.boot_fresh(fresh, tar_bytes, guest_links=kind == "named")
         except BaseException:
             current = self.store.get(workspace_id)
             if current is not None:
                 self.stop_supervisor(current)
                 self.store.update(workspace_id, state="stopped", supervisor_pid=None)
             raise
+        finally:
+            self.store.release(workspace_id)  # the start's owner, if this reset booted it
         now = time.time()
         self.store.clear_commands(workspace_id)
         self.store.update(

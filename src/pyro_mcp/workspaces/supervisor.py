@@ -9,16 +9,17 @@ Run as ``python -m pyro_mcp.workspaces.supervisor --home H --cache C --workspace
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from .. import lifetime
 from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
 from ..engines.network import guest_network
@@ -33,6 +34,7 @@ from . import secrets as secret_store
 from . import volume_mount
 from .history import History
 from .layout import WorkspaceLayout, remove_quietly
+from .lifecycle import remove_workspace
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
 from .watchers import watch_engine, watch_ttl
@@ -301,6 +303,9 @@ class Supervisor:
         }
 
     # -- shutdown ------------------------------------------------------------------------------
+    def _remove(self) -> None:
+        remove_workspace(self.layout, self.store)
+
     def shutdown(self, reason: str, error: str | None = None) -> None:
         """Stop serving, record the new state at once, then tear the sandbox down.
 
@@ -334,13 +339,13 @@ class Supervisor:
         volume_mount.detach(self.layout.volume_dir)
         if reason == "expired":
             record = self.store.get(self.workspace_id)
-            if record is not None:
-                self.store.mark_expired(self.workspace_id, record["ttl_seconds"], time.time())
-            try:  # files first: if they cannot go, the record stays for the next reap
-                self.layout.remove()
-                self.store.delete(self.workspace_id)
-            except PyroError:
-                pass
+            # If the files cannot go, the record stays for the next reap.
+            with contextlib.suppress(PyroError):
+                if record is None:
+                    self._remove()
+                else:
+                    ttl = record["ttl_seconds"]
+                    lifetime.expire("workspace", self.workspace_id, ttl, self._remove, self.store)
         if locked:
             self.reboot_lock.release()
         os._exit(0)
