@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import lifetime, validation
+from . import core, lifetime, validation
+from .core import Core
 from .engines.agent_client import AgentGone
 from .engines.base import BootSpec, Sandbox
 from .engines.network import guest_network
@@ -23,7 +24,7 @@ from .guest.protocol import split_output
 from .lifetime import Lifetime
 from .network.policy import network_dir
 from .network.proxy import EgressProxy
-from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
+from .runtime import EngineChoice, Runtime
 from .workspaces import owners
 
 # vm_network_info's fields from the engine's guest network (the contract's, no more).
@@ -93,30 +94,25 @@ class VmRecord:
     def expires_at(self) -> float:
         return self.created_at + self.ttl_seconds
 
+    def core(self) -> Core:
+        return Core(
+            id=self.vm_id,
+            kind="vm",
+            engine=self.choice.key,
+            environment=self.env.spec.name,
+            environment_version=self.env.spec.version,
+            vcpu_count=self.vcpu_count,
+            mem_mib=self.mem_mib,
+            ttl_seconds=self.ttl_seconds,
+            created_at=self.created_at,
+            expires_at=self.expires_at,
+            state=self.state,
+            network=self.network,
+            allow_host_compat=self.allow_host_compat,
+        )
+
     def payload(self) -> dict[str, Any]:
-        info = self.choice.engine.info()
-        data: dict[str, Any] = {
-            "vm_id": self.vm_id,
-            "environment": self.env.spec.name,
-            "environment_version": self.env.spec.version,
-            "vcpu_count": self.vcpu_count,
-            "mem_mib": self.mem_mib,
-            "ttl_seconds": self.ttl_seconds,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "state": self.state,
-            "network_enabled": self.network,
-            "allow_host_compat": self.allow_host_compat,
-            "guest_ip": guest_network(self.choice.key)["guest_ip"] if self.network else None,
-            "tap_name": None,
-            "execution_mode": self.choice.execution_mode,
-            "engine": self.choice.key,
-            "isolation": info.isolation,
-            "metadata": {"engine": self.choice.key, "isolation": info.isolation},
-        }
-        if self.choice.key == "host":
-            data["warning"] = HOST_COMPAT_WARNING
-        return data
+        return core.payload(self.core())
 
 
 class VmRegistry:
@@ -288,25 +284,7 @@ class VmRegistry:
             )
         except AgentGone as exc:
             raise StateError(f"vm {vm_id!r} stopped while running the command: {exc}") from exc
-        return self._exec_result(record, command, result)
-
-    @staticmethod
-    def _exec_result(record: VmRecord, command: str, result: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "vm_id": record.vm_id,
-            "environment": record.env.spec.name,
-            "environment_version": record.env.spec.version,
-            "command": command,
-            "stdout": result.get("stdout", ""),
-            "stderr": result.get("stderr", ""),
-            "exit_code": int(result.get("exit_code", -1)),
-            "duration_ms": int(result.get("duration_ms", 0)),
-            "execution_mode": record.choice.execution_mode,
-            "engine": record.choice.key,
-            "timed_out": bool(result.get("timed_out")),
-            "stdout_truncated": bool(result.get("stdout_truncated")),
-            "stderr_truncated": bool(result.get("stderr_truncated")),
-        }
+        return core.exec_result(record.core(), command, result, engine=record.choice.key)
 
     @staticmethod
     def can_run_once(record: VmRecord) -> bool:
@@ -338,7 +316,7 @@ class VmRegistry:
         )
         record.state = "started"
         result = run_once(engine, spec, command, timeout, GUEST_CWD, on_output)
-        return self._exec_result(record, command, result)
+        return core.exec_result(record.core(), command, result, engine=record.choice.key)
 
     def stop(self, vm_id: str) -> VmRecord:
         record = self.get(vm_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import hostpaths, validation
+from ..core import exec_result
 from ..engines.agent_client import AgentInvalid
 from ..errors import StateError, ValidationError
 from ..guest.protocol import split_output
@@ -17,7 +18,6 @@ from .archives import extract_export, seed_archive, validate_members
 from .content import file_content
 from .diff import diff_trees
 from .disk import DiskMixin
-from .history import FIELDS as HISTORY_FIELDS
 from .history import History
 from .lifecycle import empty_tar
 from .network import NetworkMixin
@@ -223,16 +223,8 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
         if "sequence" not in result:  # a supervisor started by an older version does not
             history = History(self.store, workspace_id, self.layout(workspace_id).secrets_dir)
             result = history.record(args, result)
-        return {
-            "workspace_id": workspace_id,
-            "environment": record["environment"],
-            "environment_version": record["environment_version"],
-            **{key: result[key] for key in HISTORY_FIELDS},
-            "sequence": result["sequence"],
-            "timed_out": bool(result.get("timed_out")),
-            "stdout_truncated": bool(result.get("stdout_truncated")),
-            "stderr_truncated": bool(result.get("stderr_truncated")),
-        }
+        extra = {"cwd": result["cwd"], "sequence": result["sequence"]}
+        return exec_result(records.core(record), result["command"], result, **extra)
 
     def sync_push(self, workspace_id: str, source_path: str, dest: str) -> dict[str, Any]:
         record = self.require_started(workspace_id, "workspace_sync_push")
