@@ -3,8 +3,7 @@ and the one shape of a command's result (PRODUCT_SPEC §2.1-2.3)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .engines.network import guest_network
 from .lifetime import Kind
@@ -14,9 +13,9 @@ from .workspaces.records import ISOLATION, execution_mode
 ID_KEYS: dict[Kind, str] = {"vm": "vm_id", "workspace": "workspace_id"}
 
 
-@dataclass(frozen=True)
-class Core:
-    """A VM's or a workspace's identity, engine, size, lifetime and state."""
+class Core(NamedTuple):
+    """A VM's or a workspace's identity, engine, size, lifetime and state (a NamedTuple: no
+    dataclass on the `pyro run` path, see docs/ARCHITECTURE.md)."""
 
     id: str
     kind: Kind

@@ -1,4 +1,5 @@
-"""VmManager: the one runtime behind the CLI, the SDK and the MCP server."""
+"""PyroRuntime (exported as VmManager): the one runtime behind the CLI, the SDK and the MCP
+server."""
 
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ if TYPE_CHECKING:
 DEFAULT_MAX_ACTIVE_VMS = 4
 
 
-class VmManager:
+class PyroRuntime:
+    """The whole runtime: environments, ephemeral VMs, workspaces and the host check, with
+    one lifetime policy for VMs and workspaces (``runtime.Runtime`` is its engine and
+    environment layer)."""
+
     def __init__(
         self,
         *,
@@ -179,6 +184,9 @@ class VmManager:
 
     def close(self) -> None:
         self.vms.close_all()
+
+
+VmManager = PyroRuntime  # the contract's name (PRODUCT_SPEC: exported by pyro_mcp)
 
 
 def join_command(argv: list[str]) -> str:

@@ -119,7 +119,7 @@ class Supervisor:
         if self.listener is not None:  # serving already: watch the new engine too
             threading.Thread(target=watch_engine, args=(self, sandbox), daemon=True).start()
 
-    def reboot(self, seed: bytes = b"", guest_links: bool = False) -> dict[str, Any]:
+    def reset(self, seed: bytes = b"", guest_links: bool = False) -> dict[str, Any]:
         """Reset: a fresh sandbox from the pristine environment and /workspace from ``seed``
         (a tar; ``guest_links``: a named snapshot the guest made), without restarting this
         supervisor.
@@ -218,9 +218,9 @@ class Supervisor:
         if op == "supervisor_status":
             send({"id": req_id, "ok": True, "result": self._status()})
             return
-        if op == "supervisor_reboot":
+        if op == "supervisor_reboot":  # a reset's wire name (clients of every version send it)
             try:
-                result = self.reboot(data, bool(args.get("guest_links")))
+                result = self.reset(data, bool(args.get("guest_links")))
                 send({"id": req_id, "ok": True, "result": result})
             except Exception as exc:  # any failure is answered (and stops the workspace)
                 error = str(exc) if isinstance(exc, PyroError) else f"reset failed: {exc!r}"
