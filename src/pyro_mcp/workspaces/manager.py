@@ -61,12 +61,7 @@ class WorkspaceManager(WorkspaceLifecycle):
         # Nothing is stored before its secret values are masked: labels neither.
         masked = secret_store.Redactor(value for _, value, _ in secret_values)
         clean_labels = masked.value(records.labels(labels))
-        seed_info: dict[str, Any] = {"mode": "empty", "seed_path": None}
-        seed = empty_tar()
-        if seed_path is not None:
-            archive = seed_archive(seed_path, label="seed_path")
-            seed = archive.tar_bytes
-            seed_info = {"mode": archive.mode, "seed_path": str(archive.seed_path)}
+        seed, seed_info = _seed(seed_path)
         self.reap_expired()
         self.lifetime.admit_workspace(self.store.count_active())  # before any download
         allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
@@ -225,3 +220,11 @@ class WorkspaceManager(WorkspaceLifecycle):
             save_allow_hosts(layout, hosts)
         self.store.update(workspace_id, **metadata, last_activity_at=time.time())
         return self.status(workspace_id)
+
+
+def _seed(seed_path: str | None) -> tuple[bytes, dict[str, Any]]:
+    """A new workspace's /workspace as a checked tar, and what the record says of it."""
+    if seed_path is None:
+        return empty_tar(), {"mode": "empty", "seed_path": None}
+    archive = seed_archive(seed_path, label="seed_path")
+    return archive.tar_bytes, {"mode": archive.mode, "seed_path": str(archive.seed_path)}
