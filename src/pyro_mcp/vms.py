@@ -180,7 +180,7 @@ class VmRegistry:
         ttl = validation.ttl_seconds(ttl_seconds)
         self.reap_expired()
         with self.lock:
-            self.lifetime.admit_vm()
+            self.lifetime.admit_vm()  # before any download or engine choice
         network = validation.boolean("network", network)
         allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
         env = self.runtime.environment(environment, progress)
@@ -201,7 +201,12 @@ class VmRegistry:
         partial = record.workdir / f".{OWNER_FILE}"  # renamed in whole: a sweep never
         partial.write_text(owners.current())  # reads a half-written owner
         partial.replace(record.workdir / OWNER_FILE)
-        with self.lock:
+        with self.lock:  # admitted again with the insert: racing creates cannot overshoot
+            try:
+                self.lifetime.admit_vm()
+            except StateError:
+                self.runtime.remove_dir(record.workdir)
+                raise
             self.vms[vm_id] = record
         return record
 
