@@ -40,7 +40,9 @@ class DiskOperations(OperationsBase):
         recursive: Annotated[bool, Param("List subdirectories too.")] = False,
     ) -> dict[str, Any]:
         """List a STOPPED workspace's /workspace from its disk, without booting it."""
-        return self._manager.workspaces.disk_list(workspace_id, path, recursive)
+        from ..workspaces import disk
+
+        return disk.disk_list(self._ws(workspace_id), path, recursive)
 
     @operation(
         mcp="workspace_disk_read",
@@ -59,7 +61,9 @@ class DiskOperations(OperationsBase):
         encoding: FileEncoding = "utf-8",
     ) -> dict[str, Any]:
         """Read a file of a STOPPED workspace from its disk, without booting it."""
-        return self._manager.workspaces.disk_read(workspace_id, path, max_bytes, encoding)
+        from ..workspaces import disk
+
+        return disk.disk_read(self._ws(workspace_id), path, max_bytes, encoding)
 
     @operation(
         mcp="workspace_disk_export",
@@ -81,4 +85,6 @@ class DiskOperations(OperationsBase):
         ],
     ) -> dict[str, Any]:
         """Write a STOPPED workspace's /workspace as an ext4 image to a new host path."""
-        return self._manager.workspaces.disk_export(workspace_id, output_path)
+        from ..workspaces import disk
+
+        return disk.disk_export(self._ws(workspace_id), output_path)

@@ -46,4 +46,6 @@ class NetworkOperations(OperationsBase):
     ) -> dict[str, Any]:
         """The workspace's egress log, oldest first: each connection through its proxy
         (host, port, allowed or why refused, bytes each way, duration), with the totals."""
-        return self._manager.workspaces.network_log(workspace_id, limit)
+        from ..workspaces import network
+
+        return network.network_log(self._ws(workspace_id), limit)

@@ -114,10 +114,11 @@ class ServiceOperations(OperationsBase):
         state is 'running' when ready, or 'failed' with stop_reason
         process_exited_before_ready or readiness_timeout (the CLI then exits 1).
         """
+        from ..workspaces import services
         from ..workspaces.services import readiness_from
 
-        return self._manager.workspaces.service_start(
-            workspace_id,
+        return services.service_start(
+            self._ws(workspace_id),
             name,
             command=command,
             cwd=cwd,
@@ -137,7 +138,9 @@ class ServiceOperations(OperationsBase):
     )
     def list_services(self, workspace_id: WorkspaceId) -> dict[str, Any]:
         """List the workspace's services with their current state."""
-        return self._manager.workspaces.service_list(workspace_id)
+        from ..workspaces import services
+
+        return services.service_list(self._ws(workspace_id))
 
     @operation(
         mcp="service_status",
@@ -148,7 +151,9 @@ class ServiceOperations(OperationsBase):
     )
     def status_service(self, workspace_id: WorkspaceId, name: ServiceName) -> dict[str, Any]:
         """One service's state, exit code, readiness and ports."""
-        return self._manager.workspaces.service_status(workspace_id, name)
+        from ..workspaces import services
+
+        return services.service_status(self._ws(workspace_id), name)
 
     @operation(
         mcp="service_logs",
@@ -165,7 +170,9 @@ class ServiceOperations(OperationsBase):
         all: Annotated[bool, Param("Everything (up to 1 MiB per stream).")] = False,
     ) -> dict[str, Any]:
         """A service's stdout and stderr (redacted)."""
-        return self._manager.workspaces.service_logs(workspace_id, name, tail_lines, all)
+        from ..workspaces import services
+
+        return services.service_logs(self._ws(workspace_id), name, tail_lines, all)
 
     @operation(
         mcp="service_stop",
@@ -176,4 +183,6 @@ class ServiceOperations(OperationsBase):
     )
     def stop_service(self, workspace_id: WorkspaceId, name: ServiceName) -> dict[str, Any]:
         """Stop a service: TERM to its process group, KILL after 5 s."""
-        return self._manager.workspaces.service_stop(workspace_id, name)
+        from ..workspaces import services
+
+        return services.service_stop(self._ws(workspace_id), name)

@@ -50,7 +50,9 @@ class ShellOperations(OperationsBase):
         secret_env: SecretEnv = None,
     ) -> dict[str, Any]:
         """Open an interactive bash on a PTY inside the workspace (prompt 'pyro$ ')."""
-        return self._manager.workspaces.shell_open(workspace_id, cwd, cols, rows, secret_env)
+        from ..workspaces import shells
+
+        return shells.shell_open(self._ws(workspace_id), cwd, cols, rows, secret_env)
 
     @operation(
         mcp="shell_read",
@@ -82,8 +84,10 @@ class ShellOperations(OperationsBase):
         ] = None,
     ) -> dict[str, Any]:
         """Read shell output from a cursor; output keeps buffering while nobody reads."""
-        return self._manager.workspaces.shell_read(
-            workspace_id, shell_id, cursor, max_chars, plain, wait_for_idle_ms
+        from ..workspaces import shells
+
+        return shells.shell_read(
+            self._ws(workspace_id), shell_id, cursor, max_chars, plain, wait_for_idle_ms
         )
 
     @operation(
@@ -107,7 +111,9 @@ class ShellOperations(OperationsBase):
         ] = True,
     ) -> dict[str, Any]:
         """Type input into the shell (followed by Enter unless append_newline is false)."""
-        return self._manager.workspaces.shell_write(workspace_id, shell_id, input, append_newline)
+        from ..workspaces import shells
+
+        return shells.shell_write(self._ws(workspace_id), shell_id, input, append_newline)
 
     @operation(
         mcp="shell_signal",
@@ -129,7 +135,9 @@ class ShellOperations(OperationsBase):
         ] = "INT",
     ) -> dict[str, Any]:
         """Send a signal to what runs in the shell, like a keyboard would (INT = Ctrl-C)."""
-        return self._manager.workspaces.shell_signal(workspace_id, shell_id, signal_name)
+        from ..workspaces import shells
+
+        return shells.shell_signal(self._ws(workspace_id), shell_id, signal_name)
 
     @operation(
         mcp="shell_close",
@@ -140,4 +148,6 @@ class ShellOperations(OperationsBase):
     )
     def close_shell(self, workspace_id: WorkspaceId, shell_id: ShellId) -> dict[str, Any]:
         """Close the shell (HUP, then KILL after 5 s)."""
-        return self._manager.workspaces.shell_close(workspace_id, shell_id)
+        from ..workspaces import shells
+
+        return shells.shell_close(self._ws(workspace_id), shell_id)

@@ -44,7 +44,9 @@ class SnapshotOperations(OperationsBase):
     )
     def create_snapshot(self, workspace_id: WorkspaceId, name: SnapshotName) -> dict[str, Any]:
         """Save /workspace as a named snapshot that reset can return to."""
-        return self._manager.workspaces.snapshot_create(workspace_id, name)
+        from ..workspaces import snapshots
+
+        return snapshots.snapshot_create(self._ws(workspace_id), name)
 
     @operation(
         mcp="snapshot_list",
@@ -55,7 +57,9 @@ class SnapshotOperations(OperationsBase):
     )
     def list_snapshots(self, workspace_id: WorkspaceId) -> dict[str, Any]:
         """List snapshots: the implicit baseline first, then named ones, newest first."""
-        return self._manager.workspaces.snapshot_list(workspace_id)
+        from ..workspaces import snapshots
+
+        return snapshots.snapshot_list(self._ws(workspace_id))
 
     @operation(
         mcp="snapshot_delete",
@@ -66,4 +70,6 @@ class SnapshotOperations(OperationsBase):
     )
     def delete_snapshot(self, workspace_id: WorkspaceId, name: SnapshotName) -> dict[str, Any]:
         """Delete a named snapshot (the baseline cannot be deleted)."""
-        return self._manager.workspaces.snapshot_delete(workspace_id, name)
+        from ..workspaces import snapshots
+
+        return snapshots.snapshot_delete(self._ws(workspace_id), name)

@@ -66,8 +66,10 @@ class WorkspaceFileOperations(OperationsBase):
         exit_code is the command's (124 after timeout_seconds, keeping the output so far).
         Output, history and errors never show a secret's value.
         """
-        return self._manager.workspaces.exec(
-            workspace_id, command, timeout_seconds, on_output, secret_env=secret_env
+        from ..workspaces import commands
+
+        return commands.exec(
+            self._ws(workspace_id), command, timeout_seconds, on_output, secret_env=secret_env
         )
 
     @operation(
@@ -91,7 +93,9 @@ class WorkspaceFileOperations(OperationsBase):
         dest: Annotated[str, Param("Destination under /workspace.")] = "/workspace",
     ) -> dict[str, Any]:
         """Copy host files into the workspace (overwrite files, merge dirs, delete nothing)."""
-        return self._manager.workspaces.sync_push(workspace_id, source_path, dest)
+        from ..workspaces import files
+
+        return files.sync_push(self._ws(workspace_id), source_path, dest)
 
     @operation(
         mcp="workspace_file_list",
@@ -109,7 +113,9 @@ class WorkspaceFileOperations(OperationsBase):
         recursive: Annotated[bool, Param("List subdirectories too.")] = False,
     ) -> dict[str, Any]:
         """List files under /workspace (symlinks are shown, never followed)."""
-        return self._manager.workspaces.file_list(workspace_id, path, recursive)
+        from ..workspaces import files
+
+        return files.file_list(self._ws(workspace_id), path, recursive)
 
     @operation(
         mcp="workspace_file_read",
@@ -131,7 +137,9 @@ class WorkspaceFileOperations(OperationsBase):
 
         A pure read: it never changes last_activity_at.
         """
-        return self._manager.workspaces.file_read(workspace_id, path, max_bytes, encoding)
+        from ..workspaces import files
+
+        return files.file_read(self._ws(workspace_id), path, max_bytes, encoding)
 
     @operation(
         mcp="workspace_file_write",
@@ -146,7 +154,9 @@ class WorkspaceFileOperations(OperationsBase):
         text: Annotated[str, Param("The whole new content (UTF-8, at most 1 MiB).")],
     ) -> dict[str, Any]:
         """Create or replace a file atomically; parents are created, the mode is kept."""
-        return self._manager.workspaces.file_write(workspace_id, path, text)
+        from ..workspaces import files
+
+        return files.file_write(self._ws(workspace_id), path, text)
 
     @operation(
         mcp="workspace_patch_apply",
@@ -160,7 +170,9 @@ class WorkspaceFileOperations(OperationsBase):
         patch: Annotated[str, Param("A unified diff (one or more files, at most 1 MiB).")],
     ) -> dict[str, Any]:
         """Apply a unified diff strictly: every file is checked before anything is written."""
-        return self._manager.workspaces.patch_apply(workspace_id, patch)
+        from ..workspaces import files
+
+        return files.patch_apply(self._ws(workspace_id), patch)
 
     @operation(
         mcp="workspace_export", cli=("workspace", "export"), profiles=CORE, render=render_export
@@ -180,7 +192,9 @@ class WorkspaceFileOperations(OperationsBase):
         ],
     ) -> dict[str, Any]:
         """Copy a file, directory or symlink out of the workspace to a new host path."""
-        return self._manager.workspaces.export(workspace_id, path, output_path)
+        from ..workspaces import files
+
+        return files.export(self._ws(workspace_id), path, output_path)
 
     @operation(
         mcp="workspace_diff",
@@ -191,7 +205,9 @@ class WorkspaceFileOperations(OperationsBase):
     )
     def diff_workspace(self, workspace_id: WorkspaceId) -> dict[str, Any]:
         """Compare /workspace with its create-time baseline: counts and text patches."""
-        return self._manager.workspaces.diff(workspace_id)
+        from ..workspaces import files
+
+        return files.diff(self._ws(workspace_id))
 
     @operation(
         mcp="workspace_reset",
@@ -209,4 +225,6 @@ class WorkspaceFileOperations(OperationsBase):
 
         Command history is cleared; the id, name, labels and expiry are kept.
         """
-        return self._manager.workspaces.reset(workspace_id, snapshot)
+        from ..workspaces import snapshots
+
+        return snapshots.reset(self._ws(workspace_id), snapshot)
