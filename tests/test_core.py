@@ -163,7 +163,7 @@ def test_every_workspace_operation_over_a_handle_is_redacted() -> None:
 def test_an_operation_never_shows_a_secret_value(tmp_path: Path) -> None:
     layout = WorkspaceLayout(tmp_path, "0123456789ab")
     layout.create()
-    secrets.store(layout.secrets_dir, [("TOKEN", "s3cr3t", "literal")])
+    secrets.store(layout.secrets_dir, [secrets.Secret("TOKEN", "s3cr3t", "literal")])
     with contextlib.closing(PyroRuntime(base_dir=tmp_path)) as runtime:
         ws = runtime.workspaces.handle("0123456789ab")
 
