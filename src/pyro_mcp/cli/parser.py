@@ -45,7 +45,7 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
     if meta.sdk_only:
         parser.set_defaults(**{param.name: param.default})
         return
-    help_text = meta.help
+    help_text = meta.cli_help or meta.help
     if not param.required and param.default not in (None, False, [], {}) and not meta.cli_invert:
         help_text += f" (default: {param.default})"
     if meta.cli == "positional":

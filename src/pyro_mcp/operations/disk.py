@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from .base import OperationsBase
-from .params import FileEncoding
+from .params import FileEncoding, MaxBytes
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
 from .render_workspaces import render_file_list, render_file_read
+from .results_work import DiskExport, FileList, FileRead
 from .workspaces import WorkspaceId
 
 
@@ -38,9 +39,9 @@ class DiskOperations(OperationsBase):
             str, Param("Path under /workspace.", cli="positional", metavar="PATH")
         ] = "/workspace",
         recursive: Annotated[bool, Param("List subdirectories too.")] = False,
-    ) -> dict[str, Any]:
+    ) -> FileList:
         """List a STOPPED workspace's /workspace from its disk, without booting it."""
-        return self._manager.workspaces.disk_list(workspace_id, path, recursive)
+        return cast("FileList", self._manager.workspaces.disk_list(workspace_id, path, recursive))
 
     @operation(
         mcp="workspace_disk_read",
@@ -53,13 +54,13 @@ class DiskOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         path: Annotated[str, Param("File under /workspace.", cli="positional", metavar="PATH")],
-        max_bytes: Annotated[
-            int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1048576)
-        ] = 65536,
+        max_bytes: MaxBytes = 65536,
         encoding: FileEncoding = "utf-8",
-    ) -> dict[str, Any]:
+    ) -> FileRead:
         """Read a file of a STOPPED workspace from its disk, without booting it."""
-        return self._manager.workspaces.disk_read(workspace_id, path, max_bytes, encoding)
+        return cast(
+            "FileRead", self._manager.workspaces.disk_read(workspace_id, path, max_bytes, encoding)
+        )
 
     @operation(
         mcp="workspace_disk_export",
@@ -79,6 +80,6 @@ class DiskOperations(OperationsBase):
                 mcp_role="host_path",
             ),
         ],
-    ) -> dict[str, Any]:
+    ) -> DiskExport:
         """Write a STOPPED workspace's /workspace as an ext4 image to a new host path."""
-        return self._manager.workspaces.disk_export(workspace_id, output_path)
+        return cast("DiskExport", self._manager.workspaces.disk_export(workspace_id, output_path))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from ..network.egress_log import MAX_ROWS
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
+from .results_work import NetworkLog
 from .workspaces import WorkspaceId
 
 LOG_FIELDS = ["at", "allowed", "method", "host", "port", "address", "bytes_up", "bytes_down"]
@@ -43,7 +44,7 @@ class NetworkOperations(OperationsBase):
         limit: Annotated[
             int, Param(f"The newest connections to show (1-{MAX_ROWS}).", ge=1, le=MAX_ROWS)
         ] = 100,
-    ) -> dict[str, Any]:
+    ) -> NetworkLog:
         """The workspace's egress log, oldest first: each connection through its proxy
         (host, port, allowed or why refused, bytes each way, duration), with the totals."""
-        return self._manager.workspaces.network_log(workspace_id, limit)
+        return cast("NetworkLog", self._manager.workspaces.network_log(workspace_id, limit))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import Pyro
+from ..operations.results import WorkspaceExecResult
 from . import fixtures
 
 SUITE = "workspace-use-case-smoke"
@@ -60,7 +61,7 @@ class Story:
         expect(result["state"] == "started", f"workspace did not start: {result['state']}")
         return str(result["workspace_id"])
 
-    def exec(self, workspace_id: str, command: str, code: int = 0) -> dict[str, Any]:
+    def exec(self, workspace_id: str, command: str, code: int = 0) -> WorkspaceExecResult:
         result = self.pyro.exec_workspace(workspace_id, command)
         expect(
             result["exit_code"] == code,

@@ -88,7 +88,7 @@ class DiskMixin(WorkspaceLifecycle):
     def disk_read(
         self, workspace_id: str, path: str, max_bytes: int = 65536, encoding: str = "utf-8"
     ) -> dict[str, Any]:
-        limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ)
+        limit = max_bytes
         how = validation.file_encoding(encoding)
         guest_path = normalize_workspace_path(path)
         self._stopped(workspace_id, "workspace_disk_read")

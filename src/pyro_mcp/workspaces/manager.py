@@ -280,7 +280,7 @@ class WorkspaceManager(NetworkMixin, SnapshotMixin, ShellMixin, ServiceMixin, Di
     def file_read(
         self, workspace_id: str, path: str, max_bytes: int, encoding: str = "utf-8"
     ) -> dict[str, Any]:
-        limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ_BYTES)
+        limit = max_bytes
         how = validation.file_encoding(encoding)
         record = self.require_started(workspace_id, "workspace_file_read")
         result, content = self.call(

@@ -8,8 +8,9 @@ from typing import Any
 from ..engines.network import guest_network
 from ..errors import ValidationError
 from ..runtime import HOST_COMPAT_WARNING
+from ..validation import NAME_PATTERN
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(NAME_PATTERN)
 NETWORK_POLICIES = ("off", "egress", "egress+published-ports")
 LIST_FIELDS = (
     "workspace_id",

@@ -92,7 +92,7 @@ class ServiceMixin(WorkspaceLifecycle):
         name = self._service_name(name)
         command = validation.command(command)
         timeout = validation.timeout_seconds(ready_timeout_seconds)
-        interval = validation.int_in_range("ready_interval_ms", ready_interval_ms, 10, 60000)
+        interval = ready_interval_ms
         ports = validate_ports(published_ports)
         record = self.require_started(workspace_id, "service_start")
         if record["engine"] == "host":  # no /workspace of its own to run in, no isolation
@@ -141,8 +141,6 @@ class ServiceMixin(WorkspaceLifecycle):
     def service_logs(
         self, workspace_id: str, name: str, tail_lines: int = 200, all: bool = False
     ) -> dict[str, Any]:
-        if not all:
-            tail_lines = validation.int_in_range("tail_lines", tail_lines, 1, 1_000_000)
         record = self.require_started(workspace_id, "service_logs")
         result, _ = self.call(
             workspace_id,
