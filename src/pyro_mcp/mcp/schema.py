@@ -82,8 +82,12 @@ def typeddict_schema(shape: Any) -> dict[str, Any]:
 
 
 def result_type(func: Any) -> Any:
-    """The declared result of an SDK method (its return annotation)."""
-    return typing.get_type_hints(func)["return"]
+    """The declared result of an SDK method (its return annotation, naming a shape of
+    operations/results*.py, which the operation modules import for mypy only)."""
+    from ..operations import results, results_work
+
+    shapes = {**vars(results), **vars(results_work)}
+    return typing.get_type_hints(func, localns=shapes)["return"]
 
 
 def output_schema(func: Any) -> dict[str, Any]:

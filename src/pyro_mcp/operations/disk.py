@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from .base import OperationsBase
 from .params import FileEncoding, MaxBytes
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
 from .render_workspaces import render_file_list, render_file_read
-from .results_work import DiskExport, FileList, FileRead
 from .workspaces import WorkspaceId
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import DiskExport, FileList, FileRead
 
 
 def _render_export(data: dict[str, Any]) -> HumanOutput:

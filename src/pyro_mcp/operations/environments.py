@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from .base import OperationsBase
 from .params import EnvironmentName
 from .registry import FULL, HumanOutput, Param, operation
 from .render import details
-from .results import EnvironmentInfo, PruneResult
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results import EnvironmentInfo, PruneResult
 
 
 def _render_list(items: list[dict[str, Any]]) -> HumanOutput:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from .base import OperationsBase
 from .registry import HumanOutput, Param, operation
-from .results import DoctorReport
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results import DoctorReport
 
 
 def _render_doctor(report: dict[str, Any]) -> HumanOutput:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..network.egress_log import MAX_ROWS
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
-from .results_work import NetworkLog
 from .workspaces import WorkspaceId
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import NetworkLog
 
 LOG_FIELDS = ["at", "allowed", "method", "host", "port", "address", "bytes_up", "bytes_down"]
 

@@ -217,10 +217,24 @@ def _cleandoc(doc: str) -> str:
     return "\n".join(lines)
 
 
+class _Annotations:
+    """Something ``typing.get_type_hints`` reads annotations from."""
+
+    def __init__(self, annotations: dict[str, Any]) -> None:
+        self.__annotations__ = annotations
+
+
+def _param_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters' annotations, evaluated; the result type is left out (the shapes are
+    imported only for mypy and the MCP schema: mcp/schema.py result_type)."""
+    params = {k: v for k, v in func.__annotations__.items() if k != "return"}
+    return typing.get_type_hints(_Annotations(params), func.__globals__, include_extras=True)
+
+
 def read_operation(func: Callable[..., Any]) -> Operation:
     decl = _decl(func)
     func = getattr(func, "__wrapped__", func)  # the declared method, not its checking wrapper
-    hints = typing.get_type_hints(func, include_extras=True)
+    hints = _param_hints(func)
     params = []
     # The positional-or-keyword parameters, read from the code object (what
     # inspect.signature gives, without importing inspect). *args, keyword-only parameters

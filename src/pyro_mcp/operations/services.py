@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..errors import ValidationError
 from ..validation import MAX_TIMEOUT_SECONDS, NAME_PATTERN
@@ -10,9 +10,11 @@ from .base import OperationsBase
 from .params import ShellCommand
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
-from .results_work import ServiceInfo, ServiceList, ServiceLogs
 from .workspace_files import SecretEnv
 from .workspaces import WorkspaceId
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import ServiceInfo, ServiceList, ServiceLogs
 
 ServiceName = Annotated[
     str,

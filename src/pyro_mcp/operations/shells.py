@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..validation import ID_PATTERN, MAX_IDLE_MS
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
-from .results_work import ShellInfo, ShellOutput
 from .workspace_files import SecretEnv
 from .workspaces import WorkspaceId
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import ShellInfo, ShellOutput
 
 ShellId = Annotated[
     str,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..validation import NAME_PATTERN
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
-from .results_work import SnapshotCreated, SnapshotDeleted, SnapshotList
 from .workspaces import WorkspaceId
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import SnapshotCreated, SnapshotDeleted, SnapshotList
 
 SnapshotName = Annotated[
     str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 from ..environments.catalog import DEFAULT_ENVIRONMENT
 from ..validation import MAX_COMMAND_BYTES
@@ -19,7 +19,9 @@ from .params import (
     VmId,
 )
 from .registry import FULL, VM_RUN, Param, operation
-from .results import VmDeleted, VmExecResult, VmInfo, VmNetworkInfo, VmReaped, VmRunResult
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results import VmDeleted, VmExecResult, VmInfo, VmNetworkInfo, VmReaped, VmRunResult
 
 Network = Annotated[
     bool,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..validation import MAX_TEXT_BYTES
 from ..workspaces.secrets import parse_secret_env
@@ -20,9 +20,11 @@ from .render_workspaces import (
     render_sync,
     render_workspace,
 )
-from .results import SyncResult, WorkspaceExecResult, WorkspaceInfo
-from .results_work import DiffResult, ExportResult, FileList, FileRead, FileWritten, PatchResult
 from .workspaces import WorkspaceId
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results import SyncResult, WorkspaceExecResult, WorkspaceInfo
+    from .results_work import DiffResult, ExportResult, FileList, FileRead, FileWritten, PatchResult
 
 SecretEnv = Annotated[
     dict[str, str] | None,

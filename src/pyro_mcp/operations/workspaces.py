@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 from ..environments.catalog import DEFAULT_ENVIRONMENT
 from ..validation import ID_PATTERN
@@ -13,7 +13,9 @@ from .base import OperationsBase
 from .params import AllowHostCompat, DiskMib, MemMib, TtlSeconds, VcpuCount
 from .registry import CORE, FULL, Param, operation
 from .render_workspaces import render_delete, render_list, render_logs, render_workspace
-from .results import WorkspaceDeleted, WorkspaceInfo, WorkspaceList, WorkspaceLogs
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results import WorkspaceDeleted, WorkspaceInfo, WorkspaceList, WorkspaceLogs
 
 AllowHosts = Annotated[
     list[str] | None,

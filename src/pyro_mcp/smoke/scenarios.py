@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api import Pyro
-from ..operations.results import WorkspaceExecResult
 from . import fixtures
+
+if TYPE_CHECKING:
+    from ..operations.results import WorkspaceExecResult
 
 SUITE = "workspace-use-case-smoke"
 
