@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 
 from mcp_adapter import McpPyro
+from workspace_fixtures import McpClient
 
 pytestmark = pytest.mark.guest
 
@@ -118,3 +119,51 @@ def test_every_tool_result_matches_its_output_schema(state_dir: Path) -> None:
             schema = tool.outputSchema or {}
             assert _closed_objects(schema) == [], f"{name}: open objects"
             assert schema.get("properties"), f"{name}: no fields named"
+
+
+# Through the egress proxy from the guest, with bash only: a refused CONNECT is logged.
+REFUSED_CONNECT = (
+    "bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128 && "
+    'printf "CONNECT 192.168.1.1:443 HTTP/1.1\\r\\n\\r\\n" >&3 && head -c 12 <&3\''
+)
+
+
+def test_networked_results_match_their_output_schemas(state_dir: Path) -> None:
+    """The shapes' network variants: a VM's network info, allow_hosts, published ports and
+    egress log entries (the official client checks each result against the schema too)."""
+    args = ["--network-ceiling", "egress+published-ports"]
+    with McpClient(state_dir, "workspace-full", args=args) as client:
+        schemas = {name: tool.outputSchema for name, tool in client.tools().items()}
+
+        def call(name: str, **arguments: Any) -> dict[str, Any]:
+            result = client.ok(name, **arguments)
+            jsonschema.validate(result, schemas[name])
+            return result
+
+        vm = call("vm_create", environment="debian:12", network=True)["vm_id"]
+        call("vm_start", vm_id=vm)
+        info = call("vm_network_info", vm_id=vm)
+        assert info["network_enabled"] is True and "proxy" in info
+        call("vm_delete", vm_id=vm)
+        wid = call(
+            "workspace_create", environment="debian:12", network_policy="egress+published-ports"
+        )["workspace_id"]
+        try:
+            w = {"workspace_id": wid}
+            call("workspace_update", **w, allow_hosts=["example.com"])
+            done = call("workspace_exec", **w, command=REFUSED_CONNECT)
+            assert done["stdout"].startswith("HTTP/1."), done
+            log = call("workspace_network_log", **w)
+            assert log["entries"] and log["entries"][-1]["allowed"] is False, log
+            started = call(
+                "service_start",
+                **w,
+                service_name="idle",
+                command="sleep 300",
+                published_ports=[{"guest_port": 8080}],
+            )
+            assert started["published_ports"][0]["guest_port"] == 8080, started
+            call("service_list", **w)
+            call("workspace_status", **w)
+        finally:
+            client.ok("workspace_delete", workspace_id=wid)
