@@ -519,7 +519,7 @@ MIB = 1024 * 1024
 
 @pytest.mark.guest
 def test_file_size_limits(ws_pyro: Pyro, live: str, canary: Canary) -> None:
-    too_big = "larger than 1048576 bytes"
+    too_big = "bytes long; the limit is 1048576 bytes"
     refused(
         canary, ws_pyro.write_workspace_file, live, "big.txt", text="x" * (MIB + 1), match=too_big
     )
