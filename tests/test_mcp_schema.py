@@ -270,7 +270,7 @@ def test_other_argument_errors_are_one_line(tool, arguments, expected) -> None:
 
 # -- descriptions and instructions ------------------------------------------------------------
 
-CLI_SYNTAX = re.compile(r"\(CLI:|``|--[a-z]+-?[a-z]* [A-Z]|KEY=VALUE|last_activity_at|pure read")
+CLI_SYNTAX = re.compile(r"\bCLI\b|``|--[a-z]+-?[a-z]* [A-Z]|KEY=VALUE|last_activity_at|pure read")
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -290,6 +290,8 @@ def test_cli_help_keeps_its_own_wording(run_pyro) -> None:
     assert "--secret-file NAME=PATH" in " ".join(created.stdout.split())
     written = run_pyro("workspace", "shell", "write", "--help")
     assert "--no-newline turns it off" in " ".join(written.stdout.split())
+    service = run_pyro("workspace", "service", "start", "--help")
+    assert "The CLI exits 1 when the service failed." in service.stdout
 
 
 @pytest.mark.parametrize("profile", PROFILES)

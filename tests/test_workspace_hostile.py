@@ -683,7 +683,7 @@ def test_cli_and_mcp_refuse_with_one_clear_error(
         "output_path already exists",
         "'..' segments are not allowed",
     ]
-    expected += [*expected, "less than or equal to 1048576"]
+    expected += [*expected, "max_bytes must be between 1 and 1048576 (got 1048577)"]
     for message, fragment in zip(errors, expected, strict=True):
         assert fragment in message
         assert "Traceback" not in message

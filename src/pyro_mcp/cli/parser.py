@@ -123,7 +123,7 @@ def build_parser(ops: list[Operation], extra: dict[tuple[str, ...], Any]) -> Par
     commands: list[tuple[tuple[str, ...], str, str, Any]] = []
     for op in ops:
         if op.cli_path:
-            commands.append((op.cli_path, op.summary, op.description, op))
+            commands.append((op.cli_path, op.summary, op.cli_description, op))
     for path, (summary, builder) in extra.items():
         commands.append((path, summary, summary, builder))
     for path, summary, description, target in sorted(commands, key=lambda c: c[0]):

@@ -99,6 +99,11 @@ class Operation(NamedTuple):
     render: Renderer | None
     cli_runner: str | None  # name of a custom CLI runner in pyro_mcp.cli.runners
     reaches_network: bool  # runs guest code that may reach the network, when it has one
+    cli_note: str | None  # said in CLI help only (after the description)
+
+    @property
+    def cli_description(self) -> str:
+        return f"{self.description}\n\n{self.cli_note}" if self.cli_note else self.description
 
     def mcp_params(self, profile: str) -> list[ParamInfo]:
         return [
@@ -120,6 +125,7 @@ class _Decl(NamedTuple):
     render: Renderer | None
     cli_runner: str | None
     reaches_network: bool
+    cli_note: str | None
 
 
 F = typing.TypeVar("F", bound=Callable[..., Any])
@@ -136,6 +142,7 @@ def operation(
     render: Renderer | None = None,
     cli_runner: str | None = None,
     reaches_network: bool = False,
+    cli_note: str | None = None,
 ) -> Callable[[F], F]:
     """Declare an SDK method as an operation. SDK calls are checked against the ``Param``
     ranges and lengths (the one home of those rules) before the method runs."""
@@ -156,6 +163,7 @@ def operation(
             render,
             cli_runner,
             reaches_network,
+            cli_note,
         )
         return typing.cast(F, checked)
 
@@ -267,6 +275,7 @@ def read_operation(func: Callable[..., Any]) -> Operation:
         render=decl.render,
         cli_runner=decl.cli_runner,
         reaches_network=decl.reaches_network,
+        cli_note=decl.cli_note,
     )
 
 

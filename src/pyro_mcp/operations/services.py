@@ -103,6 +103,7 @@ class ServiceOperations(OperationsBase):
         profiles=FULL,
         destructive=True,  # it runs an arbitrary command
         reaches_network=True,
+        cli_note="The CLI exits 1 when the service failed.",
         render=_render_start,
     )
     def start_service(
@@ -139,7 +140,7 @@ class ServiceOperations(OperationsBase):
         """Start a long-running process and wait for it to be ready.
 
         state is 'running' when ready, or 'failed' with stop_reason
-        process_exited_before_ready or readiness_timeout (the CLI then exits 1).
+        process_exited_before_ready or readiness_timeout.
         """
         from ..workspaces.services import readiness_from
 
