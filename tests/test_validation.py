@@ -263,3 +263,27 @@ def test_base64_content_is_redacted_without_touching_other_bytes() -> None:
 def test_file_encoding_is_one_of_two() -> None:
     with pytest.raises(ValidationError, match="encoding must be one of utf-8, base64"):
         validation.file_encoding("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "value", "message"),
+    [
+        ({"integer": True, "ge": 1, "le": 1000}, 0, "cols must be between 1 and 1000 (got 0)"),
+        ({"integer": True, "ge": 1, "le": 1000}, 2.0, "cols must be an integer between 1 and 1000"),
+        ({"integer": True, "ge": 0}, -1, "cols must be at least 0 (got -1)"),
+        ({"integer": True, "ge": 0}, True, "cols must be an integer of at least 0"),
+        ({"integer": False, "gt": 0, "le": 60}, 61, "cols must be at most 60 (got 61)"),
+        ({"integer": False, "gt": 0, "le": 60}, math.nan, "cols must be greater than 0 (got nan)"),
+        ({"integer": False, "gt": 0, "le": 60}, "1", "cols must be a number greater than 0"),
+    ],
+)
+def test_declared_ranges_give_one_line_messages(kwargs, value, message) -> None:
+    with pytest.raises(ValidationError) as info:
+        validation.number_in_range("cols", value, **kwargs)
+    assert str(info.value) == message
+
+
+def test_declared_ranges_pass_good_values() -> None:
+    assert validation.number_in_range("n", 5, integer=True, ge=1, le=10) == 5
+    assert validation.number_in_range("n", 0.5, integer=False, gt=0, le=1) == 0.5
+    assert validation.number_in_range("n", 10**9, integer=True, ge=0) == 10**9
