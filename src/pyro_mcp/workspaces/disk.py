@@ -28,8 +28,6 @@ from .layout import guest_view
 from .lifecycle import WorkspaceLifecycle
 from .paths import normalize_workspace_path
 
-MAX_READ = 1024 * 1024
-
 
 @contextlib.contextmanager
 def _guest_errors(root: Path) -> Iterator[None]:

@@ -62,8 +62,6 @@ class ShellMixin(WorkspaceLifecycle):
         plain: bool = False,
         wait_for_idle_ms: int | None = None,
     ) -> dict[str, Any]:
-        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
-            raise ValidationError("cursor must be a non-negative integer")
         record = self._shell_record(workspace_id, "shell_read")
         args = {"shell_id": shell_id, "cursor": cursor, "max_chars": max_chars}
         result, _ = self.call(workspace_id, "shell_read", args)
