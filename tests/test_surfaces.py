@@ -17,6 +17,7 @@ from pyro_mcp import Pyro
 from pyro_mcp import create_server as package_create_server
 from pyro_mcp.api import operations
 from pyro_mcp.cli.parser import flag_name
+from pyro_mcp.mcp import schema
 from pyro_mcp.mcp.server import TOOL_ORDER, create_server, tools_for_profile
 from pyro_mcp.operations.registry import PROFILES
 from pyro_mcp.version import __version__
@@ -260,7 +261,7 @@ def test_tool_schemas_match_the_declarations() -> None:
     tools = list_tools("workspace-full")
     for op in tools_for_profile("workspace-full"):
         tool = tools[op.mcp_name]
-        assert tool.description == op.description
+        assert tool.description == schema.description(op)
         assert list(tool.inputSchema.get("properties", {})) == [
             p.meta.mcp_name or p.name for p in op.mcp_params("workspace-full")
         ]

@@ -33,6 +33,30 @@ HOST_COMPAT_NOTICE = (
     "This server was started with --allow-host-compat: when no sandbox engine works, "
     "commands run directly on the host with NO isolation."
 )
+# What each profile is for, naming the tools its stories use (mcp/server.py's profiles).
+_RUN = (
+    "vm_run runs one command in a fresh sandbox (environment debian:12) and deletes it; read "
+    "stdout, stderr and exit_code (124: timed out)."
+)
+_CORE = (
+    "For work that spans several steps, create a workspace (a sandbox that keeps /workspace): "
+    "workspace_create (seed_path copies a host directory in), workspace_exec to run commands, "
+    "workspace_file_list/workspace_file_read to look, workspace_file_write and "
+    "workspace_patch_apply to edit, workspace_diff to review changes against the seed, "
+    "workspace_export to copy a result out to the host, workspace_reset to start over, and "
+    "workspace_delete when done."
+)
+_FULL = (
+    " Also: service_start/service_status/service_logs/service_stop for long-running "
+    "processes; shell_open, shell_write, shell_read for interactive programs; snapshot_create "
+    "and workspace_reset with snapshot for checkpoints; workspace_stop/workspace_start (files "
+    "are kept, processes end); workspace_network_log for what the guest reached."
+)
+PROFILE_GUIDES = {
+    "vm-run": _RUN,
+    "workspace-core": f"{_CORE} vm_run is for one-shot commands.",
+    "workspace-full": f"{_CORE}{_FULL} vm_run is for one-shot commands.",
+}
 DECLARE_FORMS = "--secret NAME=@FILE or --secret NAME (read from the server's environment)"
 
 
@@ -120,18 +144,28 @@ class OperatorPolicy:
             f"(pyro mcp serve {DECLARE_FORMS})"
         )
 
-    def instructions(self) -> str:
+    def instructions(self, profile: str = "workspace-full") -> str:
         isolation = (
             HOST_COMPAT_NOTICE
             if self.allow_host_compat
             else "Nothing you run can touch the host: commands always run in a sandbox."
         )
         names = self.describe_secrets()
+        secrets = (
+            f" Secrets the operator declared (pass their names; you never see values): {names}."
+            if profile != "vm-run"
+            else ""
+        )
+        host_files = (
+            " Host files are only visible when they are explicitly seeded or synced in, and "
+            f"results reach the host only by export. {self.roots.describe()}"
+            if profile != "vm-run"
+            else ""
+        )
         return (
-            "pyro-mcp runs commands in disposable, isolated Linux sandboxes. Use vm_run for "
-            f"one-shot commands. {isolation} Host files are only visible when they are "
-            f"explicitly seeded or synced in. {self.roots.describe()} {self.network.describe()} "
-            f"Secrets the operator declared (pass their names; you never see values): {names}."
+            "pyro-mcp runs commands in disposable, isolated Linux sandboxes. "
+            f"{PROFILE_GUIDES[profile]} {isolation}{host_files} {self.network.describe()}"
+            f"{secrets}"
         )
 
     def help(self, param: ParamInfo) -> str:

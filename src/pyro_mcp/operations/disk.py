@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from .base import OperationsBase
-from .params import FileEncoding
+from .params import FileEncoding, MaxBytes
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
 from .render_workspaces import render_file_list, render_file_read
 from .workspaces import WorkspaceId
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import DiskExport, FileList, FileRead
 
 
 def _render_export(data: dict[str, Any]) -> HumanOutput:
@@ -38,11 +41,11 @@ class DiskOperations(OperationsBase):
             str, Param("Path under /workspace.", cli="positional", metavar="PATH")
         ] = "/workspace",
         recursive: Annotated[bool, Param("List subdirectories too.")] = False,
-    ) -> dict[str, Any]:
+    ) -> FileList:
         """List a STOPPED workspace's /workspace from its disk, without booting it."""
         from ..workspaces import disk
 
-        return disk.disk_list(self._ws(workspace_id), path, recursive)
+        return cast("FileList", disk.disk_list(self._ws(workspace_id), path, recursive))
 
     @operation(
         mcp="workspace_disk_read",
@@ -55,15 +58,13 @@ class DiskOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         path: Annotated[str, Param("File under /workspace.", cli="positional", metavar="PATH")],
-        max_bytes: Annotated[
-            int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1048576)
-        ] = 65536,
+        max_bytes: MaxBytes = 65536,
         encoding: FileEncoding = "utf-8",
-    ) -> dict[str, Any]:
+    ) -> FileRead:
         """Read a file of a STOPPED workspace from its disk, without booting it."""
         from ..workspaces import disk
 
-        return disk.disk_read(self._ws(workspace_id), path, max_bytes, encoding)
+        return cast("FileRead", disk.disk_read(self._ws(workspace_id), path, max_bytes, encoding))
 
     @operation(
         mcp="workspace_disk_export",
@@ -83,8 +84,8 @@ class DiskOperations(OperationsBase):
                 mcp_role="host_path",
             ),
         ],
-    ) -> dict[str, Any]:
+    ) -> DiskExport:
         """Write a STOPPED workspace's /workspace as an ext4 image to a new host path."""
         from ..workspaces import disk
 
-        return disk.disk_export(self._ws(workspace_id), output_path)
+        return cast("DiskExport", disk.disk_export(self._ws(workspace_id), output_path))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..workspaces.secret_set import set_secret
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
 from .workspaces import WorkspaceId
+
+if TYPE_CHECKING:
+    from .results import SecretSet
 
 # Over MCP the parameters marked mcp_role="operator" come from the operator's declaration
 # of the named secret (mcp/policy.py), never from a model.
@@ -43,7 +46,12 @@ class SecretOperations(OperationsBase):
         ],
         value: Annotated[
             str | None,
-            Param("The new value (CLI: prefer --file).", cli_group="source", mcp_role="operator"),
+            Param(
+                "The new value.",
+                cli_help="The new value (prefer --file).",
+                cli_group="source",
+                mcp_role="operator",
+            ),
         ] = None,
         file_path: Annotated[
             str | None,
@@ -59,7 +67,9 @@ class SecretOperations(OperationsBase):
             list[str] | None,
             Param(
                 "Broker it: the hosts the egress proxy adds it for (the guest sees only a "
-                "placeholder). CLI: --host NAME, repeatable.",
+                "placeholder).",
+                cli_help="Broker it: the hosts the egress proxy adds it for (the guest sees "
+                "only a placeholder). Repeatable.",
                 cli="--host",
                 cli_append=True,
                 metavar="HOST",
@@ -73,10 +83,13 @@ class SecretOperations(OperationsBase):
             str | None,
             Param("How the header is written (default 'Bearer {value}').", mcp_role="operator"),
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> SecretSet:
         """Add or rotate one secret without a restart: a brokered value counts from the next
         request the proxy sees; a plain one is installed in the running guest."""
         item = {"name": name, "value": value, "file_path": file_path, "hosts": hosts}
-        return set_secret(
-            self._manager.workspaces, workspace_id, {**item, "header": header, "format": format}
+        return cast(
+            "SecretSet",
+            set_secret(
+                self._manager.workspaces, workspace_id, {**item, "header": header, "format": format}
+            ),
         )

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
+from ..validation import ID_PATTERN, MAX_IDLE_MS
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
 from .workspace_files import SecretEnv
 from .workspaces import WorkspaceId
 
-ShellId = Annotated[str, Param("The shell's id.", cli="positional", metavar="SHELL_ID")]
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import ShellInfo, ShellOutput
+
+ShellId = Annotated[
+    str,
+    Param(
+        "The shell's id (12 hex characters).",
+        cli="positional",
+        metavar="SHELL_ID",
+        pattern=ID_PATTERN,
+    ),
+]
 SHELL_KEYS = ["workspace_id", "shell_id", "state", "cwd", "cols", "rows"]
 
 
@@ -48,11 +60,13 @@ class ShellOperations(OperationsBase):
         cols: Annotated[int, Param("Terminal width.", ge=1, le=1000)] = 120,
         rows: Annotated[int, Param("Terminal height.", ge=1, le=1000)] = 30,
         secret_env: SecretEnv = None,
-    ) -> dict[str, Any]:
+    ) -> ShellInfo:
         """Open an interactive bash on a PTY inside the workspace (prompt 'pyro$ ')."""
         from ..workspaces import shells
 
-        return shells.shell_open(self._ws(workspace_id), cwd, cols, rows, secret_env)
+        return cast(
+            "ShellInfo", shells.shell_open(self._ws(workspace_id), cwd, cols, rows, secret_env)
+        )
 
     @operation(
         mcp="shell_read",
@@ -79,21 +93,26 @@ class ShellOperations(OperationsBase):
             Param(
                 "Wait until the shell has been quiet this long (1-10000 ms; 300 suits chat).",
                 ge=1,
-                le=10000,
+                le=MAX_IDLE_MS,
             ),
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> ShellOutput:
         """Read shell output from a cursor; output keeps buffering while nobody reads."""
         from ..workspaces import shells
 
-        return shells.shell_read(
-            self._ws(workspace_id), shell_id, cursor, max_chars, plain, wait_for_idle_ms
+        return cast(
+            "ShellOutput",
+            shells.shell_read(
+                self._ws(workspace_id), shell_id, cursor, max_chars, plain, wait_for_idle_ms
+            ),
         )
 
     @operation(
         mcp="shell_write",
         cli=("workspace", "shell", "write"),
         profiles=FULL,
+        destructive=True,  # what it types runs as commands
+        reaches_network=True,
         render=_render_summary,
     )
     def write_shell(
@@ -104,21 +123,25 @@ class ShellOperations(OperationsBase):
         append_newline: Annotated[
             bool,
             Param(
-                "Press Enter after the input (CLI: --no-newline turns it off).",
+                "Press Enter after the input.",
+                cli_help="Press Enter after the input (CLI: --no-newline turns it off).",
                 cli="--no-newline",
                 cli_invert=True,
             ),
         ] = True,
-    ) -> dict[str, Any]:
+    ) -> ShellInfo:
         """Type input into the shell (followed by Enter unless append_newline is false)."""
         from ..workspaces import shells
 
-        return shells.shell_write(self._ws(workspace_id), shell_id, input, append_newline)
+        return cast(
+            "ShellInfo", shells.shell_write(self._ws(workspace_id), shell_id, input, append_newline)
+        )
 
     @operation(
         mcp="shell_signal",
         cli=("workspace", "shell", "signal"),
         profiles=FULL,
+        destructive=True,  # KILL ends what runs
         render=_render_summary,
     )
     def signal_shell(
@@ -133,11 +156,11 @@ class ShellOperations(OperationsBase):
                 choices=("HUP", "INT", "TERM", "KILL"),
             ),
         ] = "INT",
-    ) -> dict[str, Any]:
+    ) -> ShellInfo:
         """Send a signal to what runs in the shell, like a keyboard would (INT = Ctrl-C)."""
         from ..workspaces import shells
 
-        return shells.shell_signal(self._ws(workspace_id), shell_id, signal_name)
+        return cast("ShellInfo", shells.shell_signal(self._ws(workspace_id), shell_id, signal_name))
 
     @operation(
         mcp="shell_close",
@@ -146,8 +169,8 @@ class ShellOperations(OperationsBase):
         destructive=True,
         render=_render_summary,
     )
-    def close_shell(self, workspace_id: WorkspaceId, shell_id: ShellId) -> dict[str, Any]:
+    def close_shell(self, workspace_id: WorkspaceId, shell_id: ShellId) -> ShellInfo:
         """Close the shell (HUP, then KILL after 5 s)."""
         from ..workspaces import shells
 
-        return shells.shell_close(self._ws(workspace_id), shell_id)
+        return cast("ShellInfo", shells.shell_close(self._ws(workspace_id), shell_id))

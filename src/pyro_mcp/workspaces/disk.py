@@ -28,8 +28,6 @@ from .handle import Handle, operation
 from .layout import guest_view
 from .paths import normalize_workspace_path
 
-MAX_READ = 1024 * 1024
-
 
 @contextlib.contextmanager
 def _guest_errors(root: Path) -> Iterator[None]:
@@ -76,7 +74,7 @@ def disk_list(ws: Handle, path: str = "/workspace", recursive: bool = False) -> 
 def disk_read(
     ws: Handle, path: str, max_bytes: int = 65536, encoding: str = "utf-8"
 ) -> dict[str, Any]:
-    limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ)
+    limit = max_bytes
     how = validation.file_encoding(encoding)
     guest_path = normalize_workspace_path(path)
     ws.stopped("workspace_disk_read")

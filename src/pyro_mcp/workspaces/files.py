@@ -64,13 +64,12 @@ def file_list(ws: Handle, path: str, recursive: bool) -> dict[str, Any]:
 
 @operation
 def file_read(ws: Handle, path: str, max_bytes: int, encoding: str = "utf-8") -> dict[str, Any]:
-    limit = validation.int_in_range("max_bytes", max_bytes, 1, MAX_READ_BYTES)
+    limit = max_bytes
     how = validation.file_encoding(encoding)
     record = ws.started("workspace_file_read")
     result, content = ws.call(
         "file_read", {"path": normalize_workspace_path(path), "max_bytes": limit}
     )
-    # A pure read: last_activity_at is left alone (the 3.6.0 regression, §2.18).
     return {
         "workspace_id": ws.id,
         "path": result["path"],

@@ -6,11 +6,12 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ValidationError
+from ..validation import NAME_PATTERN
 
 if TYPE_CHECKING:
     from ..core import Core
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(NAME_PATTERN)
 NETWORK_POLICIES = ("off", "egress", "egress+published-ports")
 LIST_FIELDS = (
     "workspace_id",

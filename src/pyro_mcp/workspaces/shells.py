@@ -13,7 +13,6 @@ from .paths import normalize_workspace_path
 from .terminal import render_plain
 
 POLL_SECONDS = 0.05
-MAX_IDLE_MS = 10000
 SIGNAL_NAMES = ("HUP", "INT", "TERM", "KILL")
 
 
@@ -39,8 +38,6 @@ def shell_open(
     rows: int = 30,
     secret_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    cols = validation.int_in_range("cols", cols, 1, 1000)
-    rows = validation.int_in_range("rows", rows, 1, 1000)
     record = _started(ws, "shell_open")
     env_map = secret_store.env_mapping(secret_env, [s["name"] for s in record["secrets"]])
     args = {
@@ -64,11 +61,6 @@ def shell_read(
     plain: bool = False,
     wait_for_idle_ms: int | None = None,
 ) -> dict[str, Any]:
-    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
-        raise ValidationError("cursor must be a non-negative integer")
-    max_chars = validation.int_in_range("max_chars", max_chars, 1, 1024 * 1024)
-    if wait_for_idle_ms is not None:
-        validation.int_in_range("wait_for_idle_ms", wait_for_idle_ms, 1, MAX_IDLE_MS)
     record = _started(ws, "shell_read")
     args = {"shell_id": shell_id, "cursor": cursor, "max_chars": max_chars}
     result, _ = ws.call("shell_read", args)
