@@ -157,6 +157,7 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
 
 def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
     from ..mcp.policy import HOST_COMPAT_NOTICE, OperatorPolicy
+    from ..mcp.stdio import serve_stdio
 
     policy = OperatorPolicy.from_args(
         args.host_root,
@@ -169,7 +170,7 @@ def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
         sys.stderr.write(f"[mcp] warning: {HOST_COMPAT_NOTICE}\n")
     server = pyro.create_server(profile=args.profile, policy=policy)
     try:
-        server.run("stdio")
+        serve_stdio(server)
     finally:
         pyro.close()
     return 0

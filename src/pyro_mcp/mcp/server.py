@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import typing
 from typing import Annotated, Any
 
 import anyio
 from mcp.server.fastmcp import FastMCP
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, model_validator
 
 from .. import hostpaths
@@ -66,6 +67,16 @@ def _call(policy: OperatorPolicy, op: Operation, method: Any, kwargs: dict[str, 
         return method(**policy.arguments(op, kwargs))
 
 
+def tool_result(result: dict[str, Any]) -> CallToolResult:
+    """The answer to a tools/call: ``structuredContent`` is the result; the text block (for
+    clients that only read text) is the same result as compact JSON, not a second
+    pretty-printed copy. Returned whole, the MCP SDK adds neither its indented dump nor a
+    per-call JSON-schema check of the output (FastMCP still checks it against the tool's
+    output model)."""
+    text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], structuredContent=result)
+
+
 class RefusedArgument(PyroError):
     """A tool argument no schema offers (not a ValueError: pydantic would bury it in its
     multi-line report; this way the model reads one line)."""
@@ -117,7 +128,7 @@ def _make_tool(pyro: Pyro, op: Operation, profile: str, policy: OperatorPolicy) 
 
     renames = {p.meta.mcp_name: p.name for p in op.params if p.meta.mcp_name}
 
-    async def tool(**kwargs: Any) -> dict[str, Any]:
+    async def tool(**kwargs: Any) -> CallToolResult:
         kwargs = {renames.get(key, key): value for key, value in kwargs.items()}
         # Tools block (boots, commands): run them off the event loop so calls overlap.
         result = await anyio.to_thread.run_sync(
@@ -125,7 +136,7 @@ def _make_tool(pyro: Pyro, op: Operation, profile: str, policy: OperatorPolicy) 
         )
         if isinstance(result, list):
             result = {"count": len(result), "items": result}
-        return policy.mark(typing.cast(dict[str, Any], json_safe(result)))
+        return tool_result(policy.mark(typing.cast(dict[str, Any], json_safe(result))))
 
     tool.__name__ = op.mcp_name or op.name
     tool.__doc__ = op.description
