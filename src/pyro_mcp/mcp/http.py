@@ -124,6 +124,8 @@ class Guard:
         self.origins = origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # MCP has no WebSocket transport here
+            return await send({"type": "websocket.close", "code": 1008})
         if scope["type"] == "http":
             headers = dict(scope.get("headers") or ())
             origin = headers.get(b"origin")

@@ -73,7 +73,7 @@ def tool_result(result: dict[str, Any]) -> CallToolResult:
     pretty-printed copy. Returned whole, the MCP SDK adds neither its indented dump nor a
     per-call JSON-schema check of the output (FastMCP still checks it against the tool's
     output model)."""
-    text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(result, ensure_ascii=False, separators=(",", ":"), default=str)
     return CallToolResult(content=[TextContent(type="text", text=text)], structuredContent=result)
 
 
