@@ -13,6 +13,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -179,8 +180,8 @@ def test_official_client_over_http_lists_and_calls(served: Served) -> None:
 def test_bad_http_flags_are_one_line_errors(run_pyro: Any, args: list[str], message: str) -> None:
     result = run_pyro("mcp", "serve", *args, env={"PYRO_MCP_TOKEN": ""}, timeout=60)
     assert result.returncode != 0
-    assert result.stderr_lines == [f"[error] {result.stderr_lines[0][8:]}"]
-    assert message in result.stderr
+    [line] = result.stderr_lines
+    assert line.startswith("[error] ") and message in line
     assert "Traceback" not in result.stderr
 
 
@@ -209,3 +210,15 @@ def test_allowed_origins_are_this_servers_own() -> None:
     }
     assert allowed_origins("10.0.0.5", 80) == {"http://10.0.0.5:80"}
     assert allowed_origins("::", 1) == {"http://[::]:1"}
+
+
+def test_a_port_in_use_is_a_one_line_error(run_pyro: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_pyro("mcp", "serve", "--transport", "http", "--port", str(port), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr_lines == [
+        f"[error] cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
