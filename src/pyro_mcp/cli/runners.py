@@ -113,6 +113,7 @@ def demo(pyro: Pyro, args: argparse.Namespace) -> int:
 
 
 def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
+    _add_http_flags(parser)
     parser.add_argument(
         "--profile",
         choices=PROFILES,
@@ -156,7 +157,6 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
         help="Declare a secret tools may use by name: NAME=@FILE reads FILE, NAME reads the "
         "server's environment variable NAME (repeatable). Models never see values.",
     )
-    _add_http_flags(parser)
     parser.set_defaults(_runner=mcp_serve)
 
 
