@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp.server.fastmcp import FastMCP
 
 from pyro_mcp.mcp import stdio
-from pyro_mcp.mcp.server import tool_result
+from pyro_mcp.mcp.reply import OutputCheck, OutputMismatch, tool_result
 from support import pyro_argv
 
 INITIALIZE = {
@@ -138,3 +139,29 @@ def test_the_event_loop_reader_is_chosen_for_two_pipes_only(
         two.close()
         for fd in (read_fd, _unused, _other, write_fd):
             os.close(fd)
+
+
+def test_results_are_checked_against_the_declared_output_schema() -> None:
+    """Once per tool the schema is compiled; a result that does not match is a one-line
+    error (the SDK's own per-call check is skipped because the reply is built whole)."""
+    server = FastMCP("t")
+
+    def answer() -> dict[str, Any]:
+        return {}
+
+    server.add_tool(answer, name="answer", structured_output=True)
+    tool = server._tool_manager.get_tool("answer")
+    assert tool is not None
+    tool.fn_metadata.output_schema = {
+        "type": "object",
+        "properties": {"exit_code": {"type": "integer"}},
+        "required": ["exit_code"],
+    }
+    check = OutputCheck(server, "answer")
+    assert tool_result({"exit_code": 0}, check).structuredContent == {"exit_code": 0}
+    with pytest.raises(
+        OutputMismatch, match=r"^Output validation error: 'exit_code' is a required"
+    ):
+        tool_result({"stdout": ""}, check)
+    with pytest.raises(OutputMismatch, match="'0' is not of type 'integer'"):
+        check({"exit_code": "0"})

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import typing
 from typing import Annotated, Any
 
 import anyio
 from mcp.server.fastmcp import FastMCP
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import ToolAnnotations
 from pydantic import Field, model_validator
 
 from .. import hostpaths
@@ -19,6 +18,7 @@ from ..jsonsafe import json_safe
 from ..operations.registry import PROFILES, Operation, ParamInfo, collect
 from ..version import __version__
 from .policy import OperatorPolicy
+from .reply import CallToolResult, OutputCheck, tool_result
 
 if typing.TYPE_CHECKING:
     from ..api import Pyro
@@ -67,16 +67,6 @@ def _call(policy: OperatorPolicy, op: Operation, method: Any, kwargs: dict[str, 
         return method(**policy.arguments(op, kwargs))
 
 
-def tool_result(result: dict[str, Any]) -> CallToolResult:
-    """The answer to a tools/call: ``structuredContent`` is the result; the text block (for
-    clients that only read text) is the same result as compact JSON, not a second
-    pretty-printed copy. Returned whole, the MCP SDK adds neither its indented dump nor a
-    per-call JSON-schema check of the output (FastMCP still checks it against the tool's
-    output model)."""
-    text = json.dumps(result, ensure_ascii=False, separators=(",", ":"), default=str)
-    return CallToolResult(content=[TextContent(type="text", text=text)], structuredContent=result)
-
-
 class RefusedArgument(PyroError):
     """A tool argument no schema offers (not a ValueError: pydantic would bury it in its
     multi-line report; this way the model reads one line)."""
@@ -123,8 +113,11 @@ def _refuse_unknown_arguments(server: FastMCP, op: Operation, profile: str) -> N
     tool.fn_metadata.arg_model = Strict
 
 
-def _make_tool(pyro: Pyro, op: Operation, profile: str, policy: OperatorPolicy) -> Any:
+def _make_tool(
+    pyro: Pyro, op: Operation, profile: str, policy: OperatorPolicy, server: FastMCP
+) -> Any:
     method = getattr(pyro, op.name)
+    check = OutputCheck(server, op.mcp_name or op.name)  # the reply is built whole (reply.py)
 
     renames = {p.meta.mcp_name: p.name for p in op.params if p.meta.mcp_name}
 
@@ -136,7 +129,7 @@ def _make_tool(pyro: Pyro, op: Operation, profile: str, policy: OperatorPolicy) 
         )
         if isinstance(result, list):
             result = {"count": len(result), "items": result}
-        return tool_result(policy.mark(typing.cast(dict[str, Any], json_safe(result))))
+        return tool_result(policy.mark(typing.cast(dict[str, Any], json_safe(result))), check)
 
     tool.__name__ = op.mcp_name or op.name
     tool.__doc__ = op.description
@@ -215,7 +208,7 @@ def create_server(
     server._mcp_server.version = __version__
     for op in ops:
         server.add_tool(
-            _make_tool(pyro, op, profile, policy),
+            _make_tool(pyro, op, profile, policy, server),
             name=op.mcp_name,
             description=op.description,
             annotations=ToolAnnotations(
