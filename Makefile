@@ -10,15 +10,16 @@ USE_CASE_ENVIRONMENT ?= debian:12
 SMOKE := $(UV) run --frozen python scripts/workspace_use_case_smoke.py --environment $(USE_CASE_ENVIRONMENT)
 STORIES := cold-start-validation repro-fix-loop parallel-workspaces untrusted-inspection review-eval
 
-.PHONY: help setup host demo check lint typecheck test test-fast bench doctor clean \
+.PHONY: help setup host demo check lint typecheck test test-fast inspector-check bench doctor clean \
 	smoke-use-cases $(addprefix smoke-,$(STORIES)) dist-check
 
 help:
 	@echo "setup      host packages (runsc, qemu, mmdebstrap …), uv sync, build $(ENVIRONMENT)"
 	@echo "demo       setup, then: pyro run $(ENVIRONMENT) -- git --version"
 	@echo "check      ruff, mypy --strict, pytest (guest-backed tests boot real sandboxes),"
-	@echo "           the use-case smoke packs and dist-check"
+	@echo "           the MCP Inspector CLI check, the use-case smoke packs and dist-check"
 	@echo "test       pytest only;  test-fast: unit tests only (no sandboxes)"
+	@echo "inspector-check   the MCP Inspector CLI drives pyro mcp serve (stdio and HTTP)"
 	@echo "bench      speed figures beside the bare engine, measured in the same run"
 	@echo "doctor     pyro doctor"
 	@echo "smoke-use-cases   the five use-case stories on real workspaces (USE_CASE_ENVIRONMENT)"
@@ -48,7 +49,12 @@ test:
 test-fast:
 	$(UV) run --frozen pytest -q -m "not guest"
 
-check: setup lint typecheck test smoke-use-cases dist-check
+check: setup lint typecheck test inspector-check smoke-use-cases dist-check
+
+# A real external MCP client: the pinned MCP Inspector CLI (.ci/inspector) drives
+# `pyro mcp serve` over stdio and streamable HTTP (scripts/inspector_check.py).
+inspector-check: setup
+	$(UV) run --frozen python scripts/inspector_check.py
 
 bench: setup
 	$(UV) run --frozen python scripts/bench.py

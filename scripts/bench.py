@@ -1,7 +1,7 @@
 """Speed figures for pyro-mcp beside the bare engine, both measured in the same run.
 
     uv run --frozen python scripts/bench.py [--runs 10] [--qemu-runs 3] [--exec-runs 50]
-                                            [--only gvisor|qemu|exec|workspace|network ...]
+                                            [--only gvisor|qemu|exec|workspace|mcp|network ...]
                                             [--profile] [--as-is]
 
 Figures (each printed with its ratio to the bare engine):
@@ -16,7 +16,7 @@ Figures (each printed with its ratio to the bare engine):
   exec     warm `true` round trip on a started gVisor VM (manager.vms.exec), calls back to
            back (no shell is started ahead between such calls), versus
            `runsc exec <container> /bin/true` on a sleeping bare container.
-  workspace, network: see bench_workspaces.py and bench_network.py.
+  workspace, mcp, network: see bench_workspaces.py, bench_mcp.py and bench_network.py.
 
 --profile adds where the time goes: checkpoints inside pyro (wrapped functions, medians of
 extra runs), bare runsc runs of the pieces pyro adds (python3, the agent's imports, a login
@@ -79,7 +79,7 @@ ENVIRONMENT = "debian:12"
 GVISOR_TARGET_RATIO = 1.5
 QEMU_TARGET_SECONDS = 3.5
 EXEC_TARGET_MS = 15.0
-SECTIONS = ("gvisor", "qemu", "exec", "workspace", "network")
+SECTIONS = ("gvisor", "qemu", "exec", "workspace", "mcp", "network")
 
 
 def verdict(ok: bool) -> str:
@@ -424,6 +424,12 @@ class Bench:
         from bench_workspaces import section_workspace
 
         section_workspace(self)
+
+    # -- 4b. the same exec through MCP, beside the SDK (bench_mcp.py) -----------------------
+    def section_mcp(self) -> None:
+        from bench_mcp import section_mcp
+
+        section_mcp(self)
 
     # -- 5. gVisor networking (bench_network.py) ---------------------------------------------
     def section_network(self) -> None:

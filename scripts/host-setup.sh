@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Host set-up for pyro-mcp on Debian 12: engines, image tools and uv.
+# Host set-up for pyro-mcp on Debian 12: engines, image tools, uv, and Node with the pinned
+# MCP Inspector CLI that `make check` drives (installed in .ci/inspector, never globally).
 # Safe to re-run; prints nothing but a summary line when everything is already there.
 set -euo pipefail
 
@@ -17,6 +18,9 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Node and npm from Debian, unless some node and npm are already there.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 runsc_ok() {
   command -v runsc >/dev/null 2>&1 || return 1
@@ -58,4 +62,15 @@ if ! command -v uv >/dev/null 2>&1; then
   hash -r
 fi
 
-log "ok: runsc $(dpkg-query -W -f='${Version}' runsc), qemu $(dpkg-query -W -f='${Version}' qemu-system-x86), uv $(uv --version | cut -d' ' -f2)"
+# The MCP Inspector CLI at the version .ci/inspector/package-lock.json pins (it runs on
+# Debian's Node 18 although it asks for 22: hence --engine-strict=false).
+INSPECTOR_DIR="$(cd "$(dirname "$0")/.." && pwd)/.ci/inspector"
+STAMP="$INSPECTOR_DIR/node_modules/.pyro-installed-lock"
+if ! cmp -s "$INSPECTOR_DIR/package-lock.json" "$STAMP"; then
+  log "installing the MCP Inspector CLI into $INSPECTOR_DIR (npm ci)"
+  npm ci --prefix "$INSPECTOR_DIR" --no-audit --no-fund --ignore-scripts --engine-strict=false \
+    --loglevel=error >/dev/null
+  cp "$INSPECTOR_DIR/package-lock.json" "$STAMP"
+fi
+
+log "ok: runsc $(dpkg-query -W -f='${Version}' runsc), qemu $(dpkg-query -W -f='${Version}' qemu-system-x86), uv $(uv --version | cut -d' ' -f2), node $(node --version), inspector $(node -p "require('$INSPECTOR_DIR/node_modules/@modelcontextprotocol/inspector/package.json').version")"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api import Pyro
 from ..errors import ValidationError
@@ -12,6 +13,9 @@ from ..manager import join_command
 from ..operations.registry import PROFILES
 from ..workspaces.records import NETWORK_POLICIES
 from .output import emit_json
+
+if TYPE_CHECKING:
+    from ..mcp.http import HttpSettings
 
 
 def remainder_command(words: list[str] | str | None) -> str:
@@ -109,6 +113,7 @@ def demo(pyro: Pyro, args: argparse.Namespace) -> int:
 
 
 def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
+    _add_http_flags(parser)
     parser.add_argument(
         "--profile",
         choices=PROFILES,
@@ -163,9 +168,48 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(_runner=mcp_serve)
 
 
+def _add_http_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio (default: the client starts the server) or http (streamable HTTP at "
+        "/mcp; every request needs the bearer token).",
+    )
+    parser.add_argument(
+        "--port", type=int, metavar="N", help="HTTP port (default 8765; 0: any free port)."
+    )
+    parser.add_argument(
+        "--bind",
+        metavar="HOST",
+        help="Listen on HOST instead of 127.0.0.1 (needs --token-file or PYRO_MCP_TOKEN).",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="Read the HTTP bearer token from FILE (else PYRO_MCP_TOKEN, else one is "
+        "generated and shown once).",
+    )
+
+
+def _http_settings(args: argparse.Namespace) -> HttpSettings | None:
+    """The HTTP settings (None for stdio), checked before anything starts."""
+    from ..mcp.http import HttpSettings
+
+    if args.transport == "http":
+        return HttpSettings.from_args(args.bind, args.port, args.token_file, os.environ)
+    given = [flag for flag in ("port", "bind", "token_file") if getattr(args, flag) is not None]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ValidationError(f"{flag} applies to --transport http only")
+    return None
+
+
 def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
     from ..mcp.policy import HOST_COMPAT_NOTICE, OperatorPolicy
+    from ..mcp.stdio import serve_stdio
 
+    http = _http_settings(args)
     policy = OperatorPolicy.from_args(
         args.host_root,
         args.allow_host_compat,
@@ -183,7 +227,12 @@ def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
         )
     server = pyro.create_server(profile=args.profile, policy=policy)
     try:
-        server.run("stdio")
+        if http is None:
+            serve_stdio(server)
+        else:
+            from ..mcp.http import serve_http
+
+            serve_http(server, http)
     finally:
         pyro.close()
     return 0
@@ -191,5 +240,5 @@ def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
 
 EXTRA_COMMANDS = {
     ("demo",): ("Run a one-shot demo in debian:12 and print the JSON result.", add_demo),
-    ("mcp", "serve"): ("Serve the MCP tools over stdio.", add_mcp_serve),
+    ("mcp", "serve"): ("Serve the MCP tools over stdio or streamable HTTP.", add_mcp_serve),
 }

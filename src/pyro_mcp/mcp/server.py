@@ -18,6 +18,7 @@ from ..operations.registry import PROFILES, Operation, ParamInfo, collect
 from ..version import __version__
 from . import schema
 from .policy import OperatorPolicy
+from .reply import CallToolResult, OutputCheck, tool_result
 
 if typing.TYPE_CHECKING:
     from ..api import Pyro
@@ -112,12 +113,15 @@ def _refuse_unknown_arguments(server: FastMCP, op: Operation, profile: str) -> N
     tool.fn_metadata.arg_model = Strict
 
 
-def _make_tool(pyro: Pyro, op: Operation, profile: str, policy: OperatorPolicy) -> Any:
+def _make_tool(
+    pyro: Pyro, op: Operation, profile: str, policy: OperatorPolicy, server: FastMCP
+) -> Any:
     method = getattr(pyro, op.name)
+    check = OutputCheck(server, op.mcp_name or op.name)  # the reply is built whole (reply.py)
 
     renames = {p.meta.mcp_name: p.name for p in op.params if p.meta.mcp_name}
 
-    async def tool(**kwargs: Any) -> dict[str, Any]:
+    async def tool(**kwargs: Any) -> CallToolResult:
         kwargs = {renames.get(key, key): value for key, value in kwargs.items()}
         # Tools block (boots, commands): run them off the event loop so calls overlap.
         result = await anyio.to_thread.run_sync(
@@ -125,7 +129,7 @@ def _make_tool(pyro: Pyro, op: Operation, profile: str, policy: OperatorPolicy) 
         )
         if isinstance(result, list):
             result = {"count": len(result), "items": result}
-        return policy.mark(typing.cast(dict[str, Any], json_safe(result)))
+        return tool_result(policy.mark(typing.cast(dict[str, Any], json_safe(result))), check)
 
     tool.__name__ = op.mcp_name or op.name
     tool.__doc__ = op.description
@@ -205,7 +209,7 @@ def create_server(
     server._mcp_server.version = __version__
     for op in ops:
         server.add_tool(
-            _make_tool(pyro, op, profile, policy),
+            _make_tool(pyro, op, profile, policy, server),
             name=op.mcp_name,
             description=schema.description(op),
             annotations=schema.tool_annotations(op, profile, policy),
