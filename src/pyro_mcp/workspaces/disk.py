@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import validation
+from ..engines.profile import profile_of
 from ..errors import StateError, ValidationError
 from ..guest import files as guest_files
 from ..guest import paths as guest_paths
@@ -48,7 +49,7 @@ class DiskMixin(WorkspaceLifecycle):
                 f"workspace {workspace_id!r} must be stopped before {action} "
                 f"(run 'pyro workspace stop {workspace_id}')"
             )
-        if record["engine"] == "host":
+        if not profile_of(record["engine"]).has_guest_workspace:
             raise StateError(f"{action} is unavailable for host_compat workspaces")
         return record
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..engines.profile import GUEST_EXECUTION
 from ..errors import SandboxError
 from . import records
 from . import secrets as secret_store
@@ -34,7 +35,8 @@ class History:
         them); return ``result`` with the entry's fields and its ``sequence``."""
         if self.execution_mode is None:
             record = self.store.get(self.workspace_id)
-            self.execution_mode = records.execution_mode(record["engine"] if record else "")
+            mode = records.execution_mode(record["engine"]) if record else GUEST_EXECUTION
+            self.execution_mode = mode
         entry = {
             "command": self.redactor.text(str(request.get("command", ""))),
             "cwd": str(request.get("cwd") or "/workspace"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..engines.network import guest_network
+from ..engines.profile import profile_of
 from ..errors import ValidationError
 from ..runtime import HOST_COMPAT_WARNING
 
@@ -24,7 +24,6 @@ LIST_FIELDS = (
     "service_count",
     "running_service_count",
 )
-ISOLATION = {"gvisor": "gvisor-sentry", "qemu-kvm": "vm-kvm", "qemu-tcg": "vm-tcg", "host": "none"}
 
 
 def workspace_name(value: Any) -> str:
@@ -81,12 +80,13 @@ def network_policy(value: Any) -> str:
 
 
 def execution_mode(engine: str) -> str:
-    return "host_compat" if engine == "host" else "guest_vsock"
+    return profile_of(engine).execution_mode
 
 
 def payload(record: dict[str, Any]) -> dict[str, Any]:
     """The full workspace payload (PRODUCT_SPEC §2.3). No host paths (§7.23)."""
     engine = record["engine"]
+    profile = profile_of(engine)
     networked = record["network_policy"] != "off"
     data: dict[str, Any] = {
         "workspace_id": record["workspace_id"],
@@ -105,11 +105,11 @@ def payload(record: dict[str, Any]) -> dict[str, Any]:
         "network_policy": record["network_policy"],
         "network_enabled": record["network_policy"] != "off",
         "allow_host_compat": record["allow_host_compat"],
-        "guest_ip": guest_network(engine)["guest_ip"] if networked else None,
+        "guest_ip": profile.guest_network["guest_ip"] if networked else None,
         "tap_name": None,
-        "execution_mode": execution_mode(engine),
+        "execution_mode": profile.execution_mode,
         "engine": engine,
-        "isolation": ISOLATION.get(engine, engine),
+        "isolation": profile.isolation,
         "workspace_path": "/workspace",
         "workspace_seed": record["workspace_seed"],
         "secrets": record["secrets"],
@@ -120,9 +120,9 @@ def payload(record: dict[str, Any]) -> dict[str, Any]:
         "service_count": record.get("service_count", 0),
         "running_service_count": record.get("running_service_count", 0),
         "last_error": record["last_error"],
-        "metadata": {"engine": engine, "isolation": ISOLATION.get(engine, engine)},
+        "metadata": {"engine": engine, "isolation": profile.isolation},
     }
-    if engine == "host":
+    if not profile.isolated:
         data["warning"] = HOST_COMPAT_WARNING
     return data
 

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from .. import validation
+from ..engines.profile import profile_of
 from ..errors import ValidationError
 from . import records
 from . import secrets as secret_store
@@ -29,7 +30,7 @@ class ShellMixin(WorkspaceLifecycle):
 
     def _shell_record(self, workspace_id: str, action: str) -> dict[str, Any]:
         record = self.require_started(workspace_id, action)
-        if record["engine"] == "host":
+        if not profile_of(record["engine"]).has_guest_workspace:
             raise ValidationError("shells are unavailable for host_compat workspaces")
         return record
 
