@@ -171,3 +171,21 @@ def test_gvisor_run_once_through_the_engine_shares_its_launch(
     state = fresh_state_dir / "runtime" / "runsc"
     assert not [name for name in os.listdir(state) if container_id(spec.sandbox_id) in name]
     assert not any(path.exists() for path in HostCgroups(container_id(spec.sandbox_id)).dirs)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="host cgroups need root")
+def test_a_sandbox_weighs_its_vcpus_and_all_sandboxes_one_task_per_cpu() -> None:
+    """The quota caps a sandbox at its vCPUs; its weight keeps a busy host from slowing it
+    more than the same runsc outside any cgroup (engines/gvisor_cgroups.py)."""
+    cgroups = HostCgroups(f"pyro-engprof-test-{os.getpid()}", 512, vcpu_count=2)
+    cgroups.create()
+    try:
+        cpu = cgroups.dirs[0] if cgroups.v2 else cgroups.dirs[2]
+        name, task = ("cpu.weight", 100) if cgroups.v2 else ("cpu.shares", 1024)
+        assert int((cpu / name).read_text()) == 2 * task
+        assert int((cpu.parent / name).read_text()) == (os.cpu_count() or 1) * task
+        quota = (cpu / "cpu.max").read_text().split()[0] if cgroups.v2 else None
+        assert int(quota or (cpu / "cpu.cfs_quota_us").read_text()) == 2 * 100_000
+    finally:
+        cgroups.remove()
+    assert not any(path.exists() for path in cgroups.dirs)
