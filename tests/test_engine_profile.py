@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 
+from pyro_mcp import Pyro
 from pyro_mcp.doctor import run_doctor
 from pyro_mcp.engines.base import BootSpec
-from pyro_mcp.engines.detect import AUTO_ORDER
+from pyro_mcp.engines.detect import AUTO_ORDER, EngineSelector
 from pyro_mcp.engines.gvisor import GvisorEngine, container_id
 from pyro_mcp.engines.gvisor_cgroups import HostCgroups
 from pyro_mcp.engines.host import HostEngine
 from pyro_mcp.engines.profile import PROFILES, profile_of
-from pyro_mcp.errors import EngineUnavailable, SandboxError
+from pyro_mcp.errors import EngineUnavailable, SandboxError, ValidationError
 from pyro_mcp.runtime import Runtime
 from pyro_mcp.workspaces import records
 from support import ENVIRONMENT, one_line
@@ -189,3 +190,39 @@ def test_a_sandbox_weighs_its_vcpus_and_all_sandboxes_one_task_per_cpu() -> None
     finally:
         cgroups.remove()
     assert not any(path.exists() for path in cgroups.dirs)
+
+
+def test_host_compat_follows_the_host_profile(
+    monkeypatch: pytest.MonkeyPatch, fresh_state_dir: Path, installed_env: Any
+) -> None:
+    """Where no engine works (here: the selector finds none) and the caller opts in, commands
+    run on the host, and everything that needs a guest of its own says it is unavailable."""
+
+    def no_engine(*args: Any, **kwargs: Any) -> Any:
+        raise EngineUnavailable("no usable engine for 'auto' on this host (a test)")
+
+    monkeypatch.setattr(EngineSelector, "select", no_engine)
+    with Pyro(base_dir=fresh_state_dir) as pyro:
+        run = pyro.run_in_vm(environment=ENVIRONMENT, command="echo hi", allow_host_compat=True)
+        assert (run["engine"], run["execution_mode"], run["stdout"]) == (
+            "host",
+            "host_compat",
+            "hi\n",
+        )
+        ws = pyro.create_workspace(environment=ENVIRONMENT, allow_host_compat=True)
+        workspace_id = ws["workspace_id"]
+        try:
+            assert (ws["engine"], ws["isolation"], ws["execution_mode"]) == (
+                "host",
+                "none",
+                "host_compat",
+            )
+            assert "NO isolation" in ws["warning"]
+            with pytest.raises(ValidationError) as info:
+                pyro.open_shell(workspace_id)
+            one_line(str(info.value), "shells are unavailable for host_compat workspaces")
+            with pytest.raises(ValidationError) as info:
+                pyro.start_service(workspace_id, "app", command="true")
+            one_line(str(info.value), "services are unavailable for host_compat workspaces")
+        finally:
+            pyro.delete_workspace(workspace_id)
