@@ -118,6 +118,9 @@ def section_network(bench: Any) -> None:
         finally:
             pyro.delete_workspace(wid)
     report(create_s[1:], off_s[1:], bare_boot_s[1:], transfer_s, loopback_s)
+    from bench_broker import section_broker  # issue 15, information
+
+    section_broker(bench)
 
 
 def report(

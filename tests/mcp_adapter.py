@@ -28,10 +28,18 @@ class McpToolError(RuntimeError):
 
 
 class McpPyro:
-    def __init__(self, profile: str, env: dict[str, str], roots: tuple[str, ...] = ()) -> None:
-        """``roots``: the operator's ``--host-root`` directories."""
+    def __init__(
+        self,
+        profile: str,
+        env: dict[str, str],
+        roots: tuple[str, ...] = (),
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        """``roots``: the operator's ``--host-root`` directories; ``extra``: more operator
+        flags of ``pyro mcp serve``."""
         self.profile = profile
         self.roots = roots
+        self.extra = extra
         self.env = env
         self.ops = {op.name: op for op in operations() if op.mcp_name}
         self.loop = asyncio.new_event_loop()
@@ -57,6 +65,7 @@ class McpPyro:
                 *argv[1:],
                 *("mcp", "serve", "--profile", self.profile),
                 *[arg for root in self.roots for arg in ("--host-root", root)],
+                *self.extra,
             ],
             env={**os.environ, **self.env},
         )

@@ -138,6 +138,28 @@ def test_max_active_vms_cap(make_pyro: Any, fresh_state_dir: Path, installed_env
     assert pyro.create_vm(environment=ENVIRONMENT)["state"] == "created"
 
 
+def test_max_active_vms_cap_holds_for_concurrent_creates(
+    make_pyro: Any, fresh_state_dir: Path, installed_env: Any
+) -> None:
+    # The check and the insert are one step: racing creates (MCP tools run in threads)
+    # cannot overshoot the cap, and a refused one leaves no directory behind.
+    pyro = make_pyro("gvisor", max_active_vms=2, base_dir=fresh_state_dir)
+
+    def create(_: int) -> str:
+        try:
+            return str(pyro.create_vm(environment=ENVIRONMENT)["vm_id"])
+        except RuntimeError as exc:
+            return f"refused: {exc}"
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(create, range(6)))
+    created = [r for r in results if not r.startswith("refused")]
+    assert len(created) == 2, results
+    assert all("max active VMs reached (2)" in r for r in results if r not in created)
+    vms = fresh_state_dir / "runtime" / "vms"
+    assert sorted(p.name for p in vms.iterdir()) == sorted(created)
+
+
 def test_unknown_vm_id(make_pyro: Any) -> None:
     pyro = make_pyro("gvisor")
     for call in (pyro.status_vm, pyro.start_vm, pyro.stop_vm, pyro.delete_vm):

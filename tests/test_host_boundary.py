@@ -141,7 +141,8 @@ def test_a_model_never_handles_secret_values(ws_home: Path, layout: tuple[Path, 
     with McpClient(ws_home, "workspace-full", roots=[root]) as client:
         secrets = client.tools()["workspace_create"].inputSchema["properties"]["secrets"]
         assert "file_path" not in str(secrets)
-        assert secrets["anyOf"][0] == {"items": {"type": "string"}, "type": "array"}
+        names = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"}
+        assert secrets["anyOf"][0] == {"items": names, "type": "array"}
         for given in ({"name": "K", "file_path": str(outside / "id_rsa")}, {"name": "K"}):
             error = client.error("workspace_create", environment=ENVIRONMENT, secrets=[given])
             assert PRIVATE not in error

@@ -17,6 +17,7 @@ from pyro_mcp import Pyro
 from pyro_mcp import create_server as package_create_server
 from pyro_mcp.api import operations
 from pyro_mcp.cli.parser import flag_name
+from pyro_mcp.mcp import schema
 from pyro_mcp.mcp.server import TOOL_ORDER, create_server, tools_for_profile
 from pyro_mcp.operations.registry import PROFILES
 from pyro_mcp.version import __version__
@@ -206,7 +207,7 @@ def test_workspace_full_has_every_vm_tool() -> None:
 
 def test_tools_are_listed_in_the_spec_order() -> None:
     """PRODUCT_SPEC §3's order, core tools first; TOOL_ORDER names every tool once."""
-    assert len(set(TOOL_ORDER)) == len(TOOL_ORDER) == 44
+    assert len(set(TOOL_ORDER)) == len(TOOL_ORDER) == 45
     assert [op.mcp_name for op in tools_for_profile("workspace-full")] == list(TOOL_ORDER)
     assert list(list_tools("workspace-full")) == list(TOOL_ORDER)
     core = [op.mcp_name for op in tools_for_profile("workspace-core")]
@@ -260,7 +261,7 @@ def test_tool_schemas_match_the_declarations() -> None:
     tools = list_tools("workspace-full")
     for op in tools_for_profile("workspace-full"):
         tool = tools[op.mcp_name]
-        assert tool.description == op.description
+        assert tool.description == schema.description(op)
         assert list(tool.inputSchema.get("properties", {})) == [
             p.meta.mcp_name or p.name for p in op.mcp_params("workspace-full")
         ]

@@ -58,10 +58,15 @@ def test_timeout_accepts_positive_numbers_as_float(good) -> None:
     assert isinstance(value, float)
 
 
-@pytest.mark.parametrize("bad", [0, 0.0, -1, -0.5, math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("bad", [0, 0.0, -1, -0.5, math.nan, -math.inf])
 def test_timeout_must_be_finite_and_greater_than_zero(bad) -> None:
     with pytest.raises(ValidationError, match=r"^timeout_seconds must be greater than 0"):
         validation.timeout_seconds(bad)
+
+
+def test_timeout_must_be_finite() -> None:
+    with pytest.raises(ValidationError, match=r"^timeout_seconds must be a finite number"):
+        validation.timeout_seconds(math.inf)
 
 
 @pytest.mark.parametrize("bad", [True, False, "30", None])
@@ -258,3 +263,27 @@ def test_base64_content_is_redacted_without_touching_other_bytes() -> None:
 def test_file_encoding_is_one_of_two() -> None:
     with pytest.raises(ValidationError, match="encoding must be one of utf-8, base64"):
         validation.file_encoding("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "value", "message"),
+    [
+        ({"integer": True, "ge": 1, "le": 1000}, 0, "cols must be between 1 and 1000 (got 0)"),
+        ({"integer": True, "ge": 1, "le": 1000}, 2.0, "cols must be an integer between 1 and 1000"),
+        ({"integer": True, "ge": 0}, -1, "cols must be at least 0 (got -1)"),
+        ({"integer": True, "ge": 0}, True, "cols must be an integer of at least 0"),
+        ({"integer": False, "gt": 0, "le": 60}, 61, "cols must be at most 60 (got 61)"),
+        ({"integer": False, "gt": 0, "le": 60}, math.nan, "cols must be greater than 0 (got nan)"),
+        ({"integer": False, "gt": 0, "le": 60}, "1", "cols must be a number greater than 0"),
+    ],
+)
+def test_declared_ranges_give_one_line_messages(kwargs, value, message) -> None:
+    with pytest.raises(ValidationError) as info:
+        validation.number_in_range("cols", value, **kwargs)
+    assert str(info.value) == message
+
+
+def test_declared_ranges_pass_good_values() -> None:
+    assert validation.number_in_range("n", 5, integer=True, ge=1, le=10) == 5
+    assert validation.number_in_range("n", 0.5, integer=False, gt=0, le=1) == 0.5
+    assert validation.number_in_range("n", 10**9, integer=True, ge=0) == 10**9

@@ -28,7 +28,7 @@ import pytest
 from pyro_mcp import Pyro
 from pyro_mcp.workspaces import owners
 from pyro_mcp.workspaces.history import History
-from pyro_mcp.workspaces.secrets import Redactor
+from pyro_mcp.workspaces.secrets import Redactor, Secret
 from pyro_mcp.workspaces.secrets import store as store_secrets
 from pyro_mcp.workspaces.store import Store
 from support import ENVIRONMENT, short_tmp_dir
@@ -98,7 +98,7 @@ def test_a_dead_owners_create_is_swept_by_the_next_call() -> None:
 
 def test_history_entries_are_stored_redacted_and_numbered(tmp_path: Path) -> None:
     secrets_dir = tmp_path / "secrets"
-    store_secrets(secrets_dir, [("T", SECRET, "literal")])
+    store_secrets(secrets_dir, [Secret("T", SECRET, "literal")])
     store = Store(tmp_path / "state.db")
     history = History(store, "0123456789ab", secrets_dir)
     request = {"command": f"echo {SECRET}", "cwd": "/workspace"}

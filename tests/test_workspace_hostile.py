@@ -519,7 +519,7 @@ MIB = 1024 * 1024
 
 @pytest.mark.guest
 def test_file_size_limits(ws_pyro: Pyro, live: str, canary: Canary) -> None:
-    too_big = "larger than 1048576 bytes"
+    too_big = "bytes long; the limit is 1048576 bytes"
     refused(
         canary, ws_pyro.write_workspace_file, live, "big.txt", text="x" * (MIB + 1), match=too_big
     )
@@ -683,7 +683,7 @@ def test_cli_and_mcp_refuse_with_one_clear_error(
         "output_path already exists",
         "'..' segments are not allowed",
     ]
-    expected += [*expected, "less than or equal to 1048576"]
+    expected += [*expected, "max_bytes must be between 1 and 1048576 (got 1048577)"]
     for message, fragment in zip(errors, expected, strict=True):
         assert fragment in message
         assert "Traceback" not in message

@@ -15,6 +15,7 @@ from .operations.environments import EnvironmentOperations
 from .operations.host import HostOperations
 from .operations.network import NetworkOperations
 from .operations.registry import Operation, collect
+from .operations.secrets import SecretOperations
 from .operations.services import ServiceOperations
 from .operations.shells import ShellOperations
 from .operations.snapshots import SnapshotOperations
@@ -37,6 +38,7 @@ class Pyro(
     ServiceOperations,
     DiskOperations,
     NetworkOperations,
+    SecretOperations,
     EnvironmentOperations,
     HostOperations,
 ):

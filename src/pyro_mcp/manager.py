@@ -1,16 +1,17 @@
-"""VmManager: the one runtime behind the CLI, the SDK and the MCP server."""
+"""PyroRuntime (exported as VmManager): the one runtime behind the CLI, the SDK and the MCP
+server."""
 
 from __future__ import annotations
 
 import os
 import shlex
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import validation
 from .environments.catalog import get_spec
 from .errors import StateError
+from .lifetime import Lifetime
 from .runtime import Notify, Runtime
 from .vms import OutputHandler, Phase, VmRegistry
 
@@ -21,7 +22,11 @@ if TYPE_CHECKING:
 DEFAULT_MAX_ACTIVE_VMS = 4
 
 
-class VmManager:
+class PyroRuntime:
+    """The whole runtime: environments, ephemeral VMs, workspaces and the host check, with
+    one lifetime policy for VMs and workspaces (``runtime.Runtime`` is its engine and
+    environment layer)."""
+
     def __init__(
         self,
         *,
@@ -31,23 +36,12 @@ class VmManager:
         max_active_vms: int = DEFAULT_MAX_ACTIVE_VMS,
     ) -> None:
         self.runtime = Runtime(engine=engine, home=base_dir, cache=cache_dir)
-        self.vms = VmRegistry(self.runtime, max_active_vms)
+        self.lifetime = Lifetime(self.runtime.home, max_active_vms)
+        self.vms = VmRegistry(self.runtime, self.lifetime)
         self._workspaces: WorkspaceManager | None = None
-        self.vms.other_active = self._running_workspaces
         # Surfaces may set these to show progress (the CLI prints them to stderr).
         self.progress: Progress | None = None
         self.notify: Notify | None = None
-
-    def _running_workspaces(self) -> int:
-        """For the shared max-active cap, without loading the workspace machinery."""
-        if self._workspaces is not None:
-            return self._workspaces.store.count_active()
-        db = self.runtime.home / "state.db"
-        if not db.exists() or not _has_entries(self.runtime.home / "workspaces"):
-            return 0  # every workspace has its directory from before it counts until deleted
-        from .workspaces.store import Store
-
-        return Store(db).count_active()
 
     @property
     def workspaces(self) -> WorkspaceManager:
@@ -55,9 +49,7 @@ class VmManager:
         if self._workspaces is None:
             from .workspaces.manager import WorkspaceManager
 
-            self._workspaces = WorkspaceManager(
-                self.runtime, self.vms.max_active, active_vms=lambda: len(self.vms.vms)
-            )
+            self._workspaces = WorkspaceManager(self.runtime, self.lifetime)
         return self._workspaces
 
     # -- environments ----------------------------------------------------------------
@@ -194,6 +186,9 @@ class VmManager:
         self.vms.close_all()
 
 
+VmManager = PyroRuntime  # the contract's name (PRODUCT_SPEC: exported by pyro_mcp)
+
+
 def join_command(argv: list[str]) -> str:
     """Arguments after ``--`` are joined with POSIX shell quoting (PRODUCT_SPEC §2.1).
 
@@ -204,11 +199,3 @@ def join_command(argv: list[str]) -> str:
     if len(argv) == 1 and any(ch.isspace() for ch in argv[0]):
         return argv[0]
     return shlex.join(argv)
-
-
-def _has_entries(path: Path) -> bool:
-    try:
-        with os.scandir(path) as entries:
-            return any(True for _ in entries)
-    except OSError:
-        return False

@@ -17,6 +17,10 @@ MAX_TIMEOUT_SECONDS = 86400
 # command as one argument, so a longer one cannot start on any engine.
 MAX_COMMAND_BYTES = 128 * 1024 - 1
 MAX_HOST_PATH_BYTES = 4096  # Linux PATH_MAX
+MAX_TEXT_BYTES = 1024 * 1024  # a file's new text, a patch
+ID_PATTERN = "^[0-9a-f]{12}$"  # VMs, workspaces, shells: new_id()
+MAX_IDLE_MS = 10000  # a shell read's wait_for_idle_ms
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # snapshots, services, label keys
 FILE_ENCODINGS = ("utf-8", "base64")  # how a file read returns content
 
 
@@ -25,6 +29,39 @@ def int_in_range(name: str, value: Any, low: int, high: int) -> int:
         raise ValidationError(f"{name} must be an integer between {low} and {high}")
     if not low <= value <= high:
         raise ValidationError(f"{name} must be between {low} and {high} (got {value})")
+    return value
+
+
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def number_in_range(
+    name: str,
+    value: Any,
+    *,
+    integer: bool,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """A number within declared bounds (``Param(ge=, gt=, le=)``), with one-line messages."""
+    if integer and ge is not None and le is not None and gt is None:
+        return int_in_range(name, value, int(ge), int(le))
+    kinds = (int,) if integer else (int, float)
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        low = f" greater than {_shown(gt)}" if gt is not None else ""
+        low = f" of at least {_shown(ge)}" if ge is not None else low
+        raise ValidationError(f"{name} must be {kind}{low}")
+    if gt is not None and not value > gt:  # NaN and -inf too
+        raise ValidationError(f"{name} must be greater than {_shown(gt)} (got {value})")
+    if ge is not None and not value >= ge:
+        raise ValidationError(f"{name} must be at least {_shown(ge)} (got {value})")
+    if not math.isfinite(value):
+        raise ValidationError(f"{name} must be a finite number (got {value})")
+    if le is not None and value > le:
+        raise ValidationError(f"{name} must be at most {_shown(le)} (got {value})")
     return value
 
 
@@ -44,14 +81,8 @@ def ttl_seconds(value: Any) -> int:
     return int_in_range("ttl_seconds", value, *TTL_RANGE)
 
 
-def timeout_seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError("timeout_seconds must be a number greater than 0")
-    if not math.isfinite(value) or value <= 0:
-        raise ValidationError(f"timeout_seconds must be greater than 0 (got {value})")
-    if value > MAX_TIMEOUT_SECONDS:
-        raise ValidationError(f"timeout_seconds must be at most {MAX_TIMEOUT_SECONDS}")
-    return float(value)
+def timeout_seconds(value: Any, name: str = "timeout_seconds") -> float:
+    return float(number_in_range(name, value, integer=False, gt=0, le=MAX_TIMEOUT_SECONDS))
 
 
 def boolean(name: str, value: Any) -> bool:

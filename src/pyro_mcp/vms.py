@@ -13,16 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import validation
+from . import core, lifetime, validation
+from .core import Core
 from .engines.agent_client import AgentGone
 from .engines.base import BootSpec, Sandbox
 from .engines.profile import GVISOR, guest_network
 from .environments.store import InstalledEnvironment
 from .errors import NotFoundError, StateError
 from .guest.protocol import split_output
+from .lifetime import Lifetime
 from .network.policy import network_dir
 from .network.proxy import EgressProxy
-from .runtime import HOST_COMPAT_WARNING, EngineChoice, Runtime
+from .runtime import EngineChoice, Runtime
 from .workspaces import owners
 
 # vm_network_info's fields from the engine's guest network (the contract's, no more).
@@ -92,39 +94,33 @@ class VmRecord:
     def expires_at(self) -> float:
         return self.created_at + self.ttl_seconds
 
+    def core(self) -> Core:
+        return Core(
+            id=self.vm_id,
+            kind="vm",
+            engine=self.choice.key,
+            environment=self.env.spec.name,
+            environment_version=self.env.spec.version,
+            vcpu_count=self.vcpu_count,
+            mem_mib=self.mem_mib,
+            ttl_seconds=self.ttl_seconds,
+            created_at=self.created_at,
+            expires_at=self.expires_at,
+            state=self.state,
+            network=self.network,
+            allow_host_compat=self.allow_host_compat,
+        )
+
     def payload(self) -> dict[str, Any]:
-        info = self.choice.engine.info()
-        data: dict[str, Any] = {
-            "vm_id": self.vm_id,
-            "environment": self.env.spec.name,
-            "environment_version": self.env.spec.version,
-            "vcpu_count": self.vcpu_count,
-            "mem_mib": self.mem_mib,
-            "ttl_seconds": self.ttl_seconds,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "state": self.state,
-            "network_enabled": self.network,
-            "allow_host_compat": self.allow_host_compat,
-            "guest_ip": guest_network(self.choice.key)["guest_ip"] if self.network else None,
-            "tap_name": None,
-            "execution_mode": self.choice.execution_mode,
-            "engine": self.choice.key,
-            "isolation": info.isolation,
-            "metadata": {"engine": self.choice.key, "isolation": info.isolation},
-        }
-        if not self.choice.profile.isolated:
-            data["warning"] = HOST_COMPAT_WARNING
-        return data
+        return core.payload(self.core())
 
 
 class VmRegistry:
-    def __init__(self, runtime: Runtime, max_active: int) -> None:
+    def __init__(self, runtime: Runtime, lifetime: Lifetime) -> None:
         self.runtime = runtime
-        self.max_active = max_active
-        self.vms: dict[str, VmRecord] = {}
+        self.lifetime = lifetime
+        self.vms = lifetime.vms  # the cap counts them
         self.lock = threading.RLock()
-        self.other_active: Callable[[], int] = lambda: 0  # running workspaces count too
 
     # -- lookup and expiry -------------------------------------------------------------
     def get(self, vm_id: str) -> VmRecord:
@@ -132,25 +128,28 @@ class VmRegistry:
             record = self.vms.get(vm_id) if isinstance(vm_id, str) else None
             if record is None:
                 raise NotFoundError(f"vm {vm_id!r} does not exist")
-            if time.time() >= record.expires_at:
-                self._destroy(record)
-                raise StateError(f"vm {vm_id!r} expired and was automatically deleted")
+            if lifetime.due(record.expires_at):
+                self._expire(record)
+                raise lifetime.expired_error("vm", vm_id, record.ttl_seconds)
             return record
 
     def reap_expired(self) -> dict[str, Any]:
         now = time.time()
         with self.lock:
-            expired = [r for r in self.vms.values() if now >= r.expires_at]
+            expired = [r for r in self.vms.values() if lifetime.due(r.expires_at, now)]
             for record in expired:
-                self._destroy(record)
+                self._expire(record)
         ids = [r.vm_id for r in expired]
         return {"deleted_vm_ids": ids, "count": len(ids)}
 
-    def _expire(self, vm_id: str) -> None:
+    def _on_timer(self, vm_id: str) -> None:
         with self.lock:
             record = self.vms.get(vm_id)
-            if record is not None and time.time() >= record.expires_at - 0.5:
-                self._destroy(record)
+            if record is not None and lifetime.due(record.expires_at, time.time() + 0.5):
+                self._expire(record)
+
+    def _expire(self, record: VmRecord) -> None:
+        lifetime.expire("vm", record.vm_id, record.ttl_seconds, lambda: self._destroy(record), None)
 
     def _destroy(self, record: VmRecord) -> None:
         if record.timer is not None:
@@ -181,10 +180,7 @@ class VmRegistry:
         ttl = validation.ttl_seconds(ttl_seconds)
         self.reap_expired()
         with self.lock:
-            if len(self.vms) + self.other_active() >= self.max_active:
-                raise StateError(
-                    f"max active VMs reached ({self.max_active}); delete old VMs first"
-                )
+            self.lifetime.admit_vm()  # before any download or engine choice
         network = validation.boolean("network", network)
         allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
         env = self.runtime.environment(environment, progress)
@@ -205,7 +201,12 @@ class VmRegistry:
         partial = record.workdir / f".{OWNER_FILE}"  # renamed in whole: a sweep never
         partial.write_text(owners.current())  # reads a half-written owner
         partial.replace(record.workdir / OWNER_FILE)
-        with self.lock:
+        with self.lock:  # admitted again with the insert: racing creates cannot overshoot
+            try:
+                self.lifetime.admit_vm()
+            except StateError:
+                self.runtime.remove_dir(record.workdir)
+                raise
             self.vms[vm_id] = record
         return record
 
@@ -251,7 +252,7 @@ class VmRegistry:
                 record.sandbox.client.call("network", guest_network(record.choice.key), timeout=30)
             record.state = "started"
             delay = max(0.0, record.expires_at - time.time())
-            record.timer = threading.Timer(delay, self._expire, args=(vm_id,))
+            record.timer = threading.Timer(delay, self._on_timer, args=(vm_id,))
             record.timer.daemon = True
             record.timer.start()
         return record
@@ -283,25 +284,7 @@ class VmRegistry:
             )
         except AgentGone as exc:
             raise StateError(f"vm {vm_id!r} stopped while running the command: {exc}") from exc
-        return self._exec_result(record, command, result)
-
-    @staticmethod
-    def _exec_result(record: VmRecord, command: str, result: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "vm_id": record.vm_id,
-            "environment": record.env.spec.name,
-            "environment_version": record.env.spec.version,
-            "command": command,
-            "stdout": result.get("stdout", ""),
-            "stderr": result.get("stderr", ""),
-            "exit_code": int(result.get("exit_code", -1)),
-            "duration_ms": int(result.get("duration_ms", 0)),
-            "execution_mode": record.choice.execution_mode,
-            "engine": record.choice.key,
-            "timed_out": bool(result.get("timed_out")),
-            "stdout_truncated": bool(result.get("stdout_truncated")),
-            "stderr_truncated": bool(result.get("stderr_truncated")),
-        }
+        return core.exec_result(record.core(), command, result, engine=record.choice.key)
 
     @staticmethod
     def can_run_once(record: VmRecord) -> bool:
@@ -328,7 +311,7 @@ class VmRegistry:
         )
         record.state = "started"
         result = record.choice.engine.run_once(spec, command, timeout, GUEST_CWD, on_output)
-        return self._exec_result(record, command, result)
+        return core.exec_result(record.core(), command, result, engine=record.choice.key)
 
     def stop(self, vm_id: str) -> VmRecord:
         record = self.get(vm_id)

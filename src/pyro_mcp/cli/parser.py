@@ -45,7 +45,7 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
     if meta.sdk_only:
         parser.set_defaults(**{param.name: param.default})
         return
-    help_text = meta.help
+    help_text = meta.cli_help or meta.help
     if not param.required and param.default not in (None, False, [], {}) and not meta.cli_invert:
         help_text += f" (default: {param.default})"
     if meta.cli == "positional":
@@ -87,9 +87,12 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
             dest=f"{param.name}__also{index}",
             action="append",
             default=None,
-            metavar="NAME=PATH",
+            metavar="NAME=" + _ALSO_METAVARS.get(extra_flag.rsplit("-", 1)[-1], "VALUE"),
             help=f"(see {flag})",
         )
+
+
+_ALSO_METAVARS = {"file": "PATH", "host": "HOST", "header": "HEADER"}  # --secret-file…
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -123,7 +126,7 @@ def build_parser(ops: list[Operation], extra: dict[tuple[str, ...], Any]) -> Par
     commands: list[tuple[tuple[str, ...], str, str, Any]] = []
     for op in ops:
         if op.cli_path:
-            commands.append((op.cli_path, op.summary, op.description, op))
+            commands.append((op.cli_path, op.summary, op.cli_description, op))
     for path, (summary, builder) in extra.items():
         commands.append((path, summary, summary, builder))
     for path, summary, description, target in sorted(commands, key=lambda c: c[0]):

@@ -152,6 +152,14 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
         help="Declare a secret tools may use by name: NAME=@FILE reads FILE, NAME reads the "
         "server's environment variable NAME (repeatable). Models never see values.",
     )
+    parser.add_argument(
+        "--secret-host",
+        action="append",
+        metavar="NAME=HOST",
+        help="Broker secret NAME (recommended): the egress proxy adds it to requests to HOST "
+        "(exact or *.suffix; repeatable); the sandbox holds only a placeholder. A secret "
+        "without one is plain: its value enters the sandbox.",
+    )
     parser.set_defaults(_runner=mcp_serve)
 
 
@@ -162,11 +170,17 @@ def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
         args.host_root,
         args.allow_host_compat,
         args.secret,
+        secret_hosts=args.secret_host,
         network_ceiling=args.network_ceiling,
         allow_hosts=args.allow_host,
     )
     if policy.allow_host_compat:
         sys.stderr.write(f"[mcp] warning: {HOST_COMPAT_NOTICE}\n")
+    for name in policy.plain_secret_names:
+        sys.stderr.write(
+            f"[mcp] note: secret {name} is plain (its value enters the sandbox); "
+            f"--secret-host {name}=HOST brokers it\n"
+        )
     server = pyro.create_server(profile=args.profile, policy=policy)
     try:
         server.run("stdio")

@@ -194,6 +194,8 @@ def _root(args: dict[str, Any]) -> str:
 
 def op_network(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
     proxy = args.get("proxy")
+    if args.get("trust_ca"):  # the egress proxy's CA (brokered secrets)
+        netenv.trust(str(args["trust_ca"]))
     if args.get("tunnel"):  # gVisor: loopback only, the proxy through the host's socket
         from . import tunnel
 

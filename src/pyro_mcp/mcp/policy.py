@@ -6,7 +6,10 @@
 - Network: ``--network-ceiling POLICY --allow-host NAME…`` is the most network a model's
   sandboxes may get (:mod:`pyro_mcp.mcp.network`); default: none.
 - Secrets: declared at start (``--secret NAME=@FILE`` or ``--secret NAME`` from the server's
-  environment); tools take their names only, so a model never handles a value.
+  environment, ``--secret-host NAME=HOST`` to broker it); tools take their names only, so a
+  model never handles a value. A brokered secret (the recommended mode) never enters the
+  guest either: the egress proxy adds it for its hosts. A file is read again at each use, so
+  the operator rotates it by rewriting the file (``workspace_secret_set`` takes it in).
 
 Parameters opt in with ``Param(mcp_role=...)``; this is the one place that acts on it.
 """
@@ -30,13 +33,40 @@ HOST_COMPAT_NOTICE = (
     "This server was started with --allow-host-compat: when no sandbox engine works, "
     "commands run directly on the host with NO isolation."
 )
+# What each profile is for, naming the tools its stories use (mcp/server.py's profiles).
+_RUN = (
+    "vm_run runs one command in a fresh sandbox (environment debian:12) and deletes it; read "
+    "stdout, stderr and exit_code (124: timed out)."
+)
+_CORE = (
+    "For work that spans several steps, create a workspace (a sandbox that keeps /workspace): "
+    "workspace_create (seed_path copies a host directory in), workspace_exec to run commands, "
+    "workspace_file_list/workspace_file_read to look, workspace_file_write and "
+    "workspace_patch_apply to edit, workspace_diff to review changes against the seed, "
+    "workspace_export to copy a result out to the host, workspace_reset to start over, and "
+    "workspace_delete when done."
+)
+_FULL = (
+    " Also: service_start/service_status/service_logs/service_stop for long-running "
+    "processes; shell_open, shell_write, shell_read for interactive programs; snapshot_create "
+    "and workspace_reset with snapshot for checkpoints; workspace_stop/workspace_start (files "
+    "are kept, processes end); workspace_network_log for what the guest reached."
+)
+PROFILE_GUIDES = {
+    "vm-run": _RUN,
+    "workspace-core": f"{_CORE} vm_run is for one-shot commands.",
+    "workspace-full": f"{_CORE}{_FULL} vm_run is for one-shot commands.",
+}
 DECLARE_FORMS = "--secret NAME=@FILE or --secret NAME (read from the server's environment)"
 
 
+SECRET_FIELDS = ("value", "file_path", "hosts", "header", "format")
+
+
 def _operator_secrets(
-    given: Sequence[str] | None, environ: Mapping[str, str]
-) -> tuple[tuple[str, str], ...]:
-    items: list[dict[str, str]] = []
+    given: Sequence[str] | None, hosts: Sequence[str] | None, environ: Mapping[str, str]
+) -> tuple[dict[str, Any], ...]:
+    items: list[dict[str, Any]] = []
     for item in given or []:
         name, sep, rest = item.partition("=")
         if sep and not rest.startswith("@"):
@@ -50,14 +80,18 @@ def _operator_secrets(
             items.append({"name": name, "value": environ[name]})
         else:
             raise ValidationError(f"--secret {name}: the server's environment has no {name}")
-    return tuple((name, value) for name, value, _kind in secret_store.resolve(items))
+    items = secret_store.merge_bindings(
+        [*items, *secret_store.parse_cli(list(hosts or []), "hosts")]
+    )
+    secret_store.resolve(items)  # every declaration checked (and each file read) now
+    return tuple(items)
 
 
 @dataclass(frozen=True)
 class OperatorPolicy:
     roots: HostRoots
     allow_host_compat: bool = False
-    secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # values: never shown
+    secrets: tuple[dict[str, Any], ...] = field(default=(), repr=False)  # values: never shown
     network: NetworkCeiling = field(default_factory=NetworkCeiling)
 
     @classmethod
@@ -67,6 +101,7 @@ class OperatorPolicy:
         allow_host_compat: bool = False,
         secrets: Sequence[str] | None = None,
         *,
+        secret_hosts: Sequence[str] | None = None,
         network_ceiling: str | None = None,
         allow_hosts: Sequence[str] | None = None,
         cwd: str | None = None,
@@ -75,34 +110,70 @@ class OperatorPolicy:
         return cls(
             HostRoots.for_server(host_roots, cwd),
             bool(allow_host_compat),
-            _operator_secrets(secrets, os.environ if environ is None else environ),
+            _operator_secrets(secrets, secret_hosts, os.environ if environ is None else environ),
             NetworkCeiling.from_args(network_ceiling, allow_hosts),
         )
 
     @property
     def secret_names(self) -> list[str]:
-        return [name for name, _value in self.secrets]
+        return [item["name"] for item in self.secrets]
 
-    def instructions(self) -> str:
+    @property
+    def plain_secret_names(self) -> list[str]:
+        """Declared without hosts: their values enter the guest (the weaker mode)."""
+        return [item["name"] for item in self.secrets if not item.get("hosts")]
+
+    def describe_secrets(self) -> str:
+        parts = [
+            f"{item['name']} (brokered: added by the egress proxy for "
+            f"{', '.join(item['hosts'])}; the sandbox holds a placeholder)"
+            if item.get("hosts")
+            else item["name"]
+            for item in self.secrets
+        ]
+        return ", ".join(parts) or "none"
+
+    def declared(self, name: Any) -> dict[str, Any]:
+        """The SDK secret item of a declared secret (a file is read again where it is used)."""
+        for item in self.secrets:
+            if item["name"] == name:
+                return dict(item)
+        declared = ", ".join(self.secret_names) or "none"
+        raise ValidationError(
+            f"unknown secret {name!r}: the operator declared {declared} "
+            f"(pyro mcp serve {DECLARE_FORMS})"
+        )
+
+    def instructions(self, profile: str = "workspace-full") -> str:
         isolation = (
             HOST_COMPAT_NOTICE
             if self.allow_host_compat
             else "Nothing you run can touch the host: commands always run in a sandbox."
         )
-        names = ", ".join(self.secret_names) or "none"
+        names = self.describe_secrets()
+        secrets = (
+            f" Secrets the operator declared (pass their names; you never see values): {names}."
+            if profile != "vm-run"
+            else ""
+        )
+        host_files = (
+            " Host files are only visible when they are explicitly seeded or synced in, and "
+            f"results reach the host only by export. {self.roots.describe()}"
+            if profile != "vm-run"
+            else ""
+        )
         return (
-            "pyro-mcp runs commands in disposable, isolated Linux sandboxes. Use vm_run for "
-            f"one-shot commands. {isolation} Host files are only visible when they are "
-            f"explicitly seeded or synced in. {self.roots.describe()} {self.network.describe()} "
-            f"Secrets the operator declared (pass their names; you never see values): {names}."
+            "pyro-mcp runs commands in disposable, isolated Linux sandboxes. "
+            f"{PROFILE_GUIDES[profile]} {isolation}{host_files} {self.network.describe()}"
+            f"{secrets}"
         )
 
     def help(self, param: ParamInfo) -> str:
         role = param.meta.mcp_role
         if role == "host_path":
             return f"{param.meta.help} {self.roots.describe()}"
-        if role == "secret_names":
-            names = ", ".join(self.secret_names) or "none declared"
+        if role in ("secret_names", "secret_name"):
+            names = self.describe_secrets()
             return (
                 "Names of secrets the operator declared at server start (here: "
                 f"{names}); map them into commands with secret_env. Values are never shown."
@@ -131,6 +202,11 @@ class OperatorPolicy:
                 kwargs[param.name] = self.argument(param, kwargs[param.name])
             if param.meta.mcp_role in NETWORK_ROLES:
                 roles[param.meta.mcp_role] = param.name
+            if param.meta.mcp_role == "secret_name":
+                roles["secret_name"] = param.name
+        if "secret_name" in roles:  # the rest of the secret is the operator's declaration
+            declared = self.declared(kwargs.get(roles.pop("secret_name")))
+            kwargs.update((key, declared.get(key)) for key in SECRET_FIELDS)
         if roles:
             self.network.arguments(roles, op.mcp_name or op.name, kwargs)
         return kwargs
@@ -139,21 +215,13 @@ class OperatorPolicy:
         """The SDK value for a model's argument (secret names become the operator's secrets)."""
         if param.meta.mcp_role != "secret_names" or value is None:
             return value
-        known = dict(self.secrets)
-        out = []
-        for name in value:
-            if name not in known:
-                declared = ", ".join(known) or "none"
-                raise ValidationError(
-                    f"unknown secret {name!r}: the operator declared {declared} "
-                    f"(pyro mcp serve {DECLARE_FORMS})"
-                )
-            out.append({"name": name, "value": known[name]})
-        return out
+        return [self.declared(name) for name in value]
 
     def operator_value(self, param: ParamInfo) -> Any:
         if param.name == "allow_host_compat":
             return self.allow_host_compat
+        if param.name in SECRET_FIELDS:  # filled in from the declaration (secret_name)
+            return None
         raise ValueError(f"no operator setting for {param.name}")
 
     def mark(self, result: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server.fastmcp import FastMCP
-from mcp.types import ToolAnnotations
 from pydantic import Field, model_validator
 
 from .. import hostpaths
@@ -17,6 +16,7 @@ from ..errors import PyroError
 from ..jsonsafe import json_safe
 from ..operations.registry import PROFILES, Operation, ParamInfo, collect
 from ..version import __version__
+from . import schema
 from .policy import OperatorPolicy
 
 if typing.TYPE_CHECKING:
@@ -180,6 +180,7 @@ TOOL_ORDER = (
     "shell_signal",
     "shell_close",
     "workspace_network_log",
+    "workspace_secret_set",
 )
 
 
@@ -200,20 +201,16 @@ def create_server(
     directory as the host root when it may be one)."""
     policy = policy or OperatorPolicy.from_args()
     ops = tools_for_profile(profile)
-    server = FastMCP(SERVER_NAME, instructions=policy.instructions(), log_level="WARNING")
+    server = FastMCP(SERVER_NAME, instructions=policy.instructions(profile), log_level="WARNING")
     server._mcp_server.version = __version__
     for op in ops:
         server.add_tool(
             _make_tool(pyro, op, profile, policy),
             name=op.mcp_name,
-            description=op.description,
-            annotations=ToolAnnotations(
-                readOnlyHint=op.read_only,
-                destructiveHint=op.destructive,
-                idempotentHint=op.idempotent,
-                openWorldHint=False,
-            ),
+            description=schema.description(op),
+            annotations=schema.tool_annotations(op, profile, policy),
             structured_output=True,
         )
         _refuse_unknown_arguments(server, op, profile)
+        schema.finish_tool(server, op, profile, RefusedArgument)
     return server

@@ -49,23 +49,23 @@ def network_dir(workspace_root: Path) -> Path:
     return workspace_root / "network"
 
 
-def allow_hosts(value: Any) -> list[str]:
+def allow_hosts(value: Any, what: str = "allow_hosts") -> list[str]:
     """Validate an allowlist: a list of host names, each exact or ``*.suffix``."""
     if value is None:
         return []
     if not isinstance(value, list | tuple):
-        raise ValidationError("allow_hosts must be a list of host names")
+        raise ValidationError(f"{what} must be a list of host names")
     if len(value) > MAX_ALLOW_HOSTS:
-        raise ValidationError(f"allow_hosts takes at most {MAX_ALLOW_HOSTS} names")
+        raise ValidationError(f"{what} takes at most {MAX_ALLOW_HOSTS} names")
     clean: list[str] = []
     for item in value:
         if not isinstance(item, str):
-            raise ValidationError("allow_hosts must be a list of host names")
+            raise ValidationError(f"{what} must be a list of host names")
         name = item.strip().lower().rstrip(".")
         bare = name[2:] if name.startswith("*.") else name
         if len(bare) > 253 or not _NAME_RE.match(bare) or "*" in bare:
             raise ValidationError(
-                f"allow_hosts: {item!r} is not a host name (use example.com or *.example.com)"
+                f"{what}: {item!r} is not a host name (use example.com or *.example.com)"
             )
         if name not in clean:
             clean.append(name)

@@ -5,6 +5,11 @@ a guest connection whose descriptor arrives over that socket (``fdpass``: QEMU's
 forward) or the Unix connection itself (a stream tunnelled by the agent). Every request is
 checked (allowlist, then the resolved address) before anything leaves the host, and every
 connection is logged.
+
+A CONNECT to a host a brokered secret is bound to is intercepted (network/intercept.py: the
+proxy terminates the guest's TLS and adds the secret); every other CONNECT is a plain tunnel.
+``PYRO_EGRESS_RESOLVE=name=address[,...]`` (the operator's, e.g. for tests) pins names to
+addresses, which are then not checked against the denied ranges.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from typing import Any
 
 from ..guest.tunnel import relay
 from ..paths import socket_address
-from . import policy
+from . import certs, intercept, policy
+from .broker import Brokered, denied_use_reason
 from .egress_log import EgressLog
 from .http import BadRequest, Request, read_head
 
@@ -30,6 +36,17 @@ HEAD_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
 SOCKET_FILE = "proxy.sock"
 FDPASS = Path(__file__).with_name("fdpass.py")
+RESOLVE_ENV = "PYRO_EGRESS_RESOLVE"
+
+
+def pinned_addresses(text: str | None) -> dict[str, str]:
+    """``name=address,...`` → {name: address} (the operator's pins; bad items ignored)."""
+    out: dict[str, str] = {}
+    for item in (text or "").split(","):
+        name, sep, address = item.strip().partition("=")
+        if sep and name and address:
+            out[name.lower()] = address
+    return out
 
 
 def forward_command(socket_path: str) -> str:
@@ -45,9 +62,13 @@ class Denied(Exception):
 
 
 class EgressProxy:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, secrets_dir: Path | None = None) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = directory
+        self.secrets_dir = secrets_dir
+        self.authority = certs.Authority()  # its key stays in this process's memory
+        self.upstream_tls = certs.upstream_context()
+        self.pinned = pinned_addresses(os.environ.get(RESOLVE_ENV))
         self.socket_path = directory / SOCKET_FILE
         self.log = EgressLog(directory)
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -119,6 +140,13 @@ class EgressProxy:
             entry.update(host=request.host, port=request.port, method=request.method)
             address = self._check(request)
             entry.update(allowed=True, address=address)
+            brokered = Brokered.read(self.secrets_dir)
+            if request.method == "CONNECT" and brokered.intercepts(request.host):
+                entry["reason"] = "intercepted: a brokered secret is bound to this host"
+                up, down = self._intercept(client, request, address, rest)
+                entry.update(bytes_up=up, bytes_down=down)
+                return
+            self._denied_use(brokered, request, head)
             upstream = _connect(address, request.port)
             entry["bytes_up"] = len(rest)
             if request.method == "CONNECT":
@@ -141,11 +169,62 @@ class EgressProxy:
             if upstream is None:
                 _answer(client, 502, reason)
         finally:  # logged before the client sees the end: whoever reads the log next finds it
-            self._log(entry, reason, time.monotonic() - started)
+            self._log(entry, reason or entry.pop("reason", None), time.monotonic() - started)
             for sock in (upstream, client):
                 if sock is not None:
                     with contextlib.suppress(OSError):
                         sock.close()
+
+    def _intercept(
+        self, client: socket.socket, request: Request, address: str, rest: bytes
+    ) -> tuple[int, int]:
+        """TLS from the guest ended here, its requests sent on with their secrets added."""
+        if rest:
+            raise BadRequest("data sent before the tunnel was open")
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        context = self.authority.server_context(request.host)
+        guest = context.wrap_socket(client, server_side=True)  # handshake: HEAD_TIMEOUT
+        guest.settimeout(intercept.IDLE_TIMEOUT)
+
+        def open_upstream() -> socket.socket:
+            sock = _connect(address, request.port)
+            sock.settimeout(CONNECT_TIMEOUT)
+            tls = self.upstream_tls.wrap_socket(sock, server_hostname=request.host)
+            tls.settimeout(intercept.IDLE_TIMEOUT)
+            return tls
+
+        def rewrite(event: Any) -> list[tuple[bytes, bytes]]:
+            brokered = Brokered.read(self.secrets_dir)  # a rotated value counts at once
+            headers, used = brokered.rewrite(request.host, list(event.headers))
+            left = brokered.leftovers(event.target + b"".join(k + v for k, v in headers))
+            if left:
+                self._denied(request, event.method.decode(), denied_use_reason(left, request.host))
+            notes[id(event)] = f"secret {', '.join(used)} added" if used else None
+            return headers
+
+        def record(event: Any, status: int, failed: str | None) -> None:
+            note = failed or notes.pop(id(event), None)
+            row = {"host": request.host, "port": request.port, "allowed": failed is None}
+            self._log({**row, "method": event.method.decode()}, note or f"status {status}", 0.0)
+
+        notes: dict[int, str | None] = {}
+        try:
+            return intercept.serve(guest, open_upstream, rewrite, record)
+        finally:
+            with contextlib.suppress(OSError):
+                guest.close()
+
+    def _denied_use(self, brokered: Brokered, request: Request, head: bytes) -> None:
+        """A placeholder going anywhere but through the intercepting path is not replaced;
+        it is logged as a denied use (a tunnel's TLS content cannot be seen, so only plain
+        http requests are caught here)."""
+        left = brokered.leftovers(head)
+        if left:
+            self._denied(request, request.method, denied_use_reason(left, request.host))
+
+    def _denied(self, request: Request, method: str, reason: str) -> None:
+        row = {"host": request.host, "port": request.port, "method": method, "allowed": False}
+        self._log(row, reason, 0.0)
 
     def _check(self, request: Request) -> str:
         """The address to connect to, or Denied saying why not."""
@@ -155,6 +234,8 @@ class EgressProxy:
             raise Denied(403, f"refused: {exc}") from None
         if not policy.host_allowed(request.host, allowed):
             raise Denied(403, f"refused: {request.host} is not in allow_hosts")
+        if request.host in self.pinned:  # the operator's own pin: not checked further
+            return self.pinned[request.host]
         try:
             infos = socket.getaddrinfo(request.host, request.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):

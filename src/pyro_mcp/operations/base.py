@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..manager import VmManager
+    from ..workspaces.handle import Handle
 
 
 class OperationsBase:
@@ -14,3 +15,7 @@ class OperationsBase:
     @property
     def manager(self) -> VmManager:
         return self._manager
+
+    def _ws(self, workspace_id: str) -> Handle:
+        """The workspace the operations in ``pyro_mcp.workspaces`` act on."""
+        return self._manager.workspaces.handle(workspace_id)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from .base import OperationsBase
-from .params import FileEncoding
+from .params import FileEncoding, MaxBytes
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
 from .render_workspaces import render_file_list, render_file_read
 from .workspaces import WorkspaceId
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import DiskExport, FileList, FileRead
 
 
 def _render_export(data: dict[str, Any]) -> HumanOutput:
@@ -38,9 +41,11 @@ class DiskOperations(OperationsBase):
             str, Param("Path under /workspace.", cli="positional", metavar="PATH")
         ] = "/workspace",
         recursive: Annotated[bool, Param("List subdirectories too.")] = False,
-    ) -> dict[str, Any]:
+    ) -> FileList:
         """List a STOPPED workspace's /workspace from its disk, without booting it."""
-        return self._manager.workspaces.disk_list(workspace_id, path, recursive)
+        from ..workspaces import disk
+
+        return cast("FileList", disk.disk_list(self._ws(workspace_id), path, recursive))
 
     @operation(
         mcp="workspace_disk_read",
@@ -53,13 +58,13 @@ class DiskOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         path: Annotated[str, Param("File under /workspace.", cli="positional", metavar="PATH")],
-        max_bytes: Annotated[
-            int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1048576)
-        ] = 65536,
+        max_bytes: MaxBytes = 65536,
         encoding: FileEncoding = "utf-8",
-    ) -> dict[str, Any]:
+    ) -> FileRead:
         """Read a file of a STOPPED workspace from its disk, without booting it."""
-        return self._manager.workspaces.disk_read(workspace_id, path, max_bytes, encoding)
+        from ..workspaces import disk
+
+        return cast("FileRead", disk.disk_read(self._ws(workspace_id), path, max_bytes, encoding))
 
     @operation(
         mcp="workspace_disk_export",
@@ -79,6 +84,8 @@ class DiskOperations(OperationsBase):
                 mcp_role="host_path",
             ),
         ],
-    ) -> dict[str, Any]:
+    ) -> DiskExport:
         """Write a STOPPED workspace's /workspace as an ext4 image to a new host path."""
-        return self._manager.workspaces.disk_export(workspace_id, output_path)
+        from ..workspaces import disk
+
+        return cast("DiskExport", disk.disk_export(self._ws(workspace_id), output_path))

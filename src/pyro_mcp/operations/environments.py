@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from .base import OperationsBase
 from .params import EnvironmentName
 from .registry import FULL, HumanOutput, Param, operation
 from .render import details
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results import EnvironmentInfo, PruneResult
 
 
 def _render_list(items: list[dict[str, Any]]) -> HumanOutput:
@@ -39,29 +42,29 @@ class EnvironmentOperations(OperationsBase):
         idempotent=True,
         render=_render_list,
     )
-    def list_environments(self) -> list[dict[str, Any]]:
+    def list_environments(self) -> list[EnvironmentInfo]:
         """List the environment catalog and which environments are installed here."""
-        return self._manager.list_environments()
+        return cast("list[EnvironmentInfo]", self._manager.list_environments())
 
     @operation(cli=("env", "pull"), render=_render_inspect, idempotent=True)
     def pull_environment(
         self,
         environment: EnvironmentName,
         force: Annotated[bool, Param("Rebuild even if it is already installed.")] = False,
-    ) -> dict[str, Any]:
+    ) -> EnvironmentInfo:
         """Build (or rebuild) an environment into the local cache, with progress.
 
         Environments are built reproducibly from Debian packages with mmdebstrap: a rootfs,
         an ext4 image, Debian's cloud kernel and a small initramfs, with a sha256 manifest.
         """
-        return self._manager.pull_environment(environment, force=force)
+        return cast("EnvironmentInfo", self._manager.pull_environment(environment, force=force))
 
     @operation(cli=("env", "inspect"), read_only=True, idempotent=True, render=_render_inspect)
-    def inspect_environment(self, environment: EnvironmentName) -> dict[str, Any]:
+    def inspect_environment(self, environment: EnvironmentName) -> EnvironmentInfo:
         """Show one environment: catalog facts and, when installed, its manifest."""
-        return self._manager.inspect_environment(environment)
+        return cast("EnvironmentInfo", self._manager.inspect_environment(environment))
 
     @operation(cli=("env", "prune"), destructive=True, idempotent=True, render=_render_prune)
-    def prune_environments(self) -> dict[str, Any]:
+    def prune_environments(self) -> PruneResult:
         """Delete partial builds and unknown, stale or broken environment installs."""
-        return self._manager.prune_environments()
+        return cast("PruneResult", self._manager.prune_environments())

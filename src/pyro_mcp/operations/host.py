@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from .base import OperationsBase
 from .registry import HumanOutput, Param, operation
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results import DoctorReport
 
 
 def _render_doctor(report: dict[str, Any]) -> HumanOutput:
@@ -50,9 +53,9 @@ class HostOperations(OperationsBase):
     def doctor(
         self,
         no_probe: Annotated[bool, Param("Skip the real boot probes (static checks only).")] = False,
-    ) -> dict[str, Any]:
+    ) -> DoctorReport:
         """Check this host: engines (with a real boot probe), KVM, cache and networking.
 
         Exits non-zero when no engine works, and says what to install.
         """
-        return self._manager.doctor(probe=not no_probe)
+        return cast("DoctorReport", self._manager.doctor(probe=not no_probe))

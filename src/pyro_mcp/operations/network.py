@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..network.egress_log import MAX_ROWS
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
 from .workspaces import WorkspaceId
+
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import NetworkLog
 
 LOG_FIELDS = ["at", "allowed", "method", "host", "port", "address", "bytes_up", "bytes_down"]
 
@@ -43,7 +46,9 @@ class NetworkOperations(OperationsBase):
         limit: Annotated[
             int, Param(f"The newest connections to show (1-{MAX_ROWS}).", ge=1, le=MAX_ROWS)
         ] = 100,
-    ) -> dict[str, Any]:
+    ) -> NetworkLog:
         """The workspace's egress log, oldest first: each connection through its proxy
         (host, port, allowed or why refused, bytes each way, duration), with the totals."""
-        return self._manager.workspaces.network_log(workspace_id, limit)
+        from ..workspaces import network
+
+        return cast("NetworkLog", network.network_log(self._ws(workspace_id), limit))

@@ -7,6 +7,8 @@ from typing import Annotated
 from ..validation import (
     DISK_RANGE,
     FILE_ENCODINGS,
+    ID_PATTERN,
+    MAX_COMMAND_BYTES,
     MAX_TIMEOUT_SECONDS,
     MEM_RANGE,
     TTL_RANGE,
@@ -62,9 +64,17 @@ AllowHostCompat = Annotated[
         mcp_role="operator",  # over MCP: pyro mcp serve --allow-host-compat
     ),
 ]
-VmId = Annotated[str, Param("The VM's id (12 hex characters).", cli="positional")]
+VmId = Annotated[
+    str, Param("The VM's id (12 hex characters).", cli="positional", pattern=ID_PATTERN)
+]
 ShellCommand = Annotated[
-    str, Param("The command; the guest runs it with /bin/sh -lc.", cli="remainder", metavar="CMD")
+    str,
+    Param(
+        "The command; the guest runs it with /bin/sh -lc.",
+        cli="remainder",
+        metavar="CMD",
+        max_length=MAX_COMMAND_BYTES,
+    ),
 ]
 FileEncoding = Annotated[
     str,
@@ -74,3 +84,4 @@ FileEncoding = Annotated[
         choices=FILE_ENCODINGS,
     ),
 ]
+MaxBytes = Annotated[int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1024 * 1024)]

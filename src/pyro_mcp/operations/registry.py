@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import typing
 from collections.abc import Callable
@@ -26,7 +27,14 @@ REQUIRED: Any = _Required()
 
 
 class Param(NamedTuple):
-    """Metadata for one parameter, carried in ``Annotated[T, Param(...)]``."""
+    """Metadata for one parameter, carried in ``Annotated[T, Param(...)]``.
+
+    ``help`` is written for a model and a human alike (no CLI syntax); ``cli_help``, when
+    set, is the CLI's own wording. ``ge``/``le``/``gt`` and ``max_length`` are enforced
+    for every caller (operations/checks.py) and shown in the MCP schema, as are
+    ``pattern`` (ids: shown only; a wrong one "does not exist") and ``items`` (the JSON
+    schema of a list's items, when the Python type says less).
+    """
 
     help: str
     ge: float | None = None
@@ -51,6 +59,10 @@ class Param(NamedTuple):
     # "secret_names" (names of secrets the operator declared, instead of values), or a network
     # role held to the operator's ceiling: "network_policy", "network", "allow_hosts".
     mcp_role: str | None = None
+    cli_help: str | None = None
+    pattern: str | None = None
+    max_length: int | None = None
+    items: dict[str, Any] | None = None
 
 
 class HumanOutput(NamedTuple):
@@ -86,6 +98,12 @@ class Operation(NamedTuple):
     params: tuple[ParamInfo, ...]
     render: Renderer | None
     cli_runner: str | None  # name of a custom CLI runner in pyro_mcp.cli.runners
+    reaches_network: bool  # runs guest code that may reach the network, when it has one
+    cli_note: str | None  # said in CLI help only (after the description)
+
+    @property
+    def cli_description(self) -> str:
+        return f"{self.description}\n\n{self.cli_note}" if self.cli_note else self.description
 
     def mcp_params(self, profile: str) -> list[ParamInfo]:
         return [
@@ -106,6 +124,8 @@ class _Decl(NamedTuple):
     idempotent: bool
     render: Renderer | None
     cli_runner: str | None
+    reaches_network: bool
+    cli_note: str | None
 
 
 F = typing.TypeVar("F", bound=Callable[..., Any])
@@ -121,14 +141,56 @@ def operation(
     idempotent: bool = False,
     render: Renderer | None = None,
     cli_runner: str | None = None,
+    reaches_network: bool = False,
+    cli_note: str | None = None,
 ) -> Callable[[F], F]:
+    """Declare an SDK method as an operation. SDK calls are checked against the ``Param``
+    ranges and lengths (the one home of those rules) before the method runs."""
+
     def decorate(func: F) -> F:
-        func.__pyro_operation__ = _Decl(  # type: ignore[attr-defined]
-            mcp, cli, profiles, read_only, destructive, idempotent, render, cli_runner
+        @functools.wraps(func)
+        def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+            _check_call(checked, args, kwargs)
+            return func(self, *args, **kwargs)
+
+        checked.__pyro_operation__ = _Decl(  # type: ignore[attr-defined]
+            mcp,
+            cli,
+            profiles,
+            read_only,
+            destructive,
+            idempotent,
+            render,
+            cli_runner,
+            reaches_network,
+            cli_note,
         )
-        return func
+        return typing.cast(F, checked)
 
     return decorate
+
+
+_CHECKED: dict[Callable[..., Any], tuple[tuple[str, ...], tuple[ParamInfo, ...]]] = {}
+
+
+def _check_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    from .checks import check_value, has_checks
+
+    known = _CHECKED.get(func)
+    if known is None:
+        params = read_operation(func).params
+        known = _CHECKED[func] = (
+            tuple(p.name for p in params),
+            tuple(p for p in params if has_checks(p)),
+        )
+    names, checked = known
+    if not checked:
+        return
+    given = dict(zip(names, args, strict=False))
+    given.update(kwargs)
+    for param in checked:
+        if param.name in given:
+            check_value(param, given[param.name], param.name)
 
 
 def _split_annotated(hint: Any) -> tuple[Any, Param]:
@@ -163,9 +225,24 @@ def _cleandoc(doc: str) -> str:
     return "\n".join(lines)
 
 
+class _Annotations:
+    """Something ``typing.get_type_hints`` reads annotations from."""
+
+    def __init__(self, annotations: dict[str, Any]) -> None:
+        self.__annotations__ = annotations
+
+
+def _param_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters' annotations, evaluated; the result type is left out (the shapes are
+    imported only for mypy and the MCP schema: mcp/schema.py result_type)."""
+    params = {k: v for k, v in func.__annotations__.items() if k != "return"}
+    return typing.get_type_hints(_Annotations(params), func.__globals__, include_extras=True)
+
+
 def read_operation(func: Callable[..., Any]) -> Operation:
     decl = _decl(func)
-    hints = typing.get_type_hints(func, include_extras=True)
+    func = getattr(func, "__wrapped__", func)  # the declared method, not its checking wrapper
+    hints = _param_hints(func)
     params = []
     # The positional-or-keyword parameters, read from the code object (what
     # inspect.signature gives, without importing inspect). *args, keyword-only parameters
@@ -197,6 +274,8 @@ def read_operation(func: Callable[..., Any]) -> Operation:
         params=tuple(params),
         render=decl.render,
         cli_runner=decl.cli_runner,
+        reaches_network=decl.reaches_network,
+        cli_note=decl.cli_note,
     )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..errors import ValidationError
+from ..validation import MAX_TIMEOUT_SECONDS, NAME_PATTERN
 from .base import OperationsBase
 from .params import ShellCommand
 from .registry import FULL, HumanOutput, Param, operation
@@ -12,10 +13,27 @@ from .render import kv_line
 from .workspace_files import SecretEnv
 from .workspaces import WorkspaceId
 
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import ServiceInfo, ServiceList, ServiceLogs
+
 ServiceName = Annotated[
-    str, Param("The service's name.", cli="positional", metavar="NAME", mcp_name="service_name")
+    str,
+    Param(
+        "The service's name (letters, digits, . _ -; at most 64).",
+        cli="positional",
+        metavar="NAME",
+        mcp_name="service_name",
+        pattern=NAME_PATTERN,
+    ),
 ]
 KEYS = ["workspace_id", "service_name", "state", "cwd", "execution_mode"]
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+PORT_ITEM = {
+    "type": "object",
+    "properties": {"guest_port": _PORT, "host_port": _PORT},
+    "required": ["guest_port"],
+    "additionalProperties": False,
+}
 
 
 def parse_publish(items: list[str]) -> list[dict[str, int]]:
@@ -62,11 +80,30 @@ def _render_logs(data: dict[str, Any]) -> HumanOutput:
     return HumanOutput(stdout=data["stdout"], stderr=data["stderr"])
 
 
+PublishedPorts = Annotated[
+    list[dict[str, int]] | None,
+    Param(
+        "Publish guest ports on the host's 127.0.0.1: [{guest_port, host_port?}] "
+        "(host_port unset: a free one). Needs network_policy egress+published-ports.",
+        cli_help="Publish guest ports on 127.0.0.1: [{guest_port, host_port?}] (CLI: "
+        "--publish GUEST_PORT or HOST_PORT:GUEST_PORT).",
+        items=PORT_ITEM,
+        cli="--publish",
+        cli_append=True,
+        cli_convert=parse_publish,
+        metavar="[HOST_PORT:]GUEST_PORT",
+    ),
+]
+
+
 class ServiceOperations(OperationsBase):
     @operation(
         mcp="service_start",
         cli=("workspace", "service", "start"),
         profiles=FULL,
+        destructive=True,  # it runs an arbitrary command
+        reaches_network=True,
+        cli_note="The CLI exits 1 when the service failed.",
         render=_render_start,
     )
     def start_service(
@@ -93,39 +130,36 @@ class ServiceOperations(OperationsBase):
             str | None, Param("Ready when this command exits 0.", cli_group="readiness")
         ] = None,
         ready_timeout_seconds: Annotated[
-            float, Param("Give up (and stop it) after this long.", gt=0)
+            float,
+            Param("Give up (and stop it) after this many seconds.", gt=0, le=MAX_TIMEOUT_SECONDS),
         ] = 30,
         ready_interval_ms: Annotated[int, Param("Check this often.", ge=10, le=60000)] = 500,
         secret_env: SecretEnv = None,
-        published_ports: Annotated[
-            list[dict[str, int]] | None,
-            Param(
-                "Publish guest ports on 127.0.0.1: [{guest_port, host_port?}] (CLI: --publish "
-                "GUEST_PORT or HOST_PORT:GUEST_PORT).",
-                cli="--publish",
-                cli_append=True,
-                cli_convert=parse_publish,
-                metavar="[HOST_PORT:]GUEST_PORT",
-            ),
-        ] = None,
-    ) -> dict[str, Any]:
+        published_ports: PublishedPorts = None,
+    ) -> ServiceInfo:
         """Start a long-running process and wait for it to be ready.
 
         state is 'running' when ready, or 'failed' with stop_reason
-        process_exited_before_ready or readiness_timeout (the CLI then exits 1).
+        process_exited_before_ready or readiness_timeout.
         """
+        from ..workspaces import services
         from ..workspaces.services import readiness_from
 
-        return self._manager.workspaces.service_start(
-            workspace_id,
-            name,
-            command=command,
-            cwd=cwd,
-            readiness=readiness_from(readiness, ready_file, ready_tcp, ready_http, ready_command),
-            ready_timeout_seconds=ready_timeout_seconds,
-            ready_interval_ms=ready_interval_ms,
-            secret_env=secret_env,
-            published_ports=published_ports,
+        return cast(
+            "ServiceInfo",
+            services.service_start(
+                self._ws(workspace_id),
+                name,
+                command=command,
+                cwd=cwd,
+                readiness=readiness_from(
+                    readiness, ready_file, ready_tcp, ready_http, ready_command
+                ),
+                ready_timeout_seconds=ready_timeout_seconds,
+                ready_interval_ms=ready_interval_ms,
+                secret_env=secret_env,
+                published_ports=published_ports,
+            ),
         )
 
     @operation(
@@ -135,9 +169,11 @@ class ServiceOperations(OperationsBase):
         read_only=True,
         render=_render_list,
     )
-    def list_services(self, workspace_id: WorkspaceId) -> dict[str, Any]:
+    def list_services(self, workspace_id: WorkspaceId) -> ServiceList:
         """List the workspace's services with their current state."""
-        return self._manager.workspaces.service_list(workspace_id)
+        from ..workspaces import services
+
+        return cast("ServiceList", services.service_list(self._ws(workspace_id)))
 
     @operation(
         mcp="service_status",
@@ -146,9 +182,11 @@ class ServiceOperations(OperationsBase):
         read_only=True,
         render=_render,
     )
-    def status_service(self, workspace_id: WorkspaceId, name: ServiceName) -> dict[str, Any]:
+    def status_service(self, workspace_id: WorkspaceId, name: ServiceName) -> ServiceInfo:
         """One service's state, exit code, readiness and ports."""
-        return self._manager.workspaces.service_status(workspace_id, name)
+        from ..workspaces import services
+
+        return cast("ServiceInfo", services.service_status(self._ws(workspace_id), name))
 
     @operation(
         mcp="service_logs",
@@ -161,11 +199,17 @@ class ServiceOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         name: ServiceName,
-        tail_lines: Annotated[int, Param("Last lines of stdout and of stderr.", ge=1)] = 200,
+        tail_lines: Annotated[
+            int, Param("Last lines of stdout and of stderr.", ge=1, le=1_000_000)
+        ] = 200,
         all: Annotated[bool, Param("Everything (up to 1 MiB per stream).")] = False,
-    ) -> dict[str, Any]:
+    ) -> ServiceLogs:
         """A service's stdout and stderr (redacted)."""
-        return self._manager.workspaces.service_logs(workspace_id, name, tail_lines, all)
+        from ..workspaces import services
+
+        return cast(
+            "ServiceLogs", services.service_logs(self._ws(workspace_id), name, tail_lines, all)
+        )
 
     @operation(
         mcp="service_stop",
@@ -174,6 +218,8 @@ class ServiceOperations(OperationsBase):
         destructive=True,
         render=_render,
     )
-    def stop_service(self, workspace_id: WorkspaceId, name: ServiceName) -> dict[str, Any]:
+    def stop_service(self, workspace_id: WorkspaceId, name: ServiceName) -> ServiceInfo:
         """Stop a service: TERM to its process group, KILL after 5 s."""
-        return self._manager.workspaces.service_stop(workspace_id, name)
+        from ..workspaces import services
+
+        return cast("ServiceInfo", services.service_stop(self._ws(workspace_id), name))

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
+from ..validation import ID_PATTERN, MAX_IDLE_MS
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
 from .workspace_files import SecretEnv
 from .workspaces import WorkspaceId
 
-ShellId = Annotated[str, Param("The shell's id.", cli="positional", metavar="SHELL_ID")]
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import ShellInfo, ShellOutput
+
+ShellId = Annotated[
+    str,
+    Param(
+        "The shell's id (12 hex characters).",
+        cli="positional",
+        metavar="SHELL_ID",
+        pattern=ID_PATTERN,
+    ),
+]
 SHELL_KEYS = ["workspace_id", "shell_id", "state", "cwd", "cols", "rows"]
 
 
@@ -48,9 +60,13 @@ class ShellOperations(OperationsBase):
         cols: Annotated[int, Param("Terminal width.", ge=1, le=1000)] = 120,
         rows: Annotated[int, Param("Terminal height.", ge=1, le=1000)] = 30,
         secret_env: SecretEnv = None,
-    ) -> dict[str, Any]:
+    ) -> ShellInfo:
         """Open an interactive bash on a PTY inside the workspace (prompt 'pyro$ ')."""
-        return self._manager.workspaces.shell_open(workspace_id, cwd, cols, rows, secret_env)
+        from ..workspaces import shells
+
+        return cast(
+            "ShellInfo", shells.shell_open(self._ws(workspace_id), cwd, cols, rows, secret_env)
+        )
 
     @operation(
         mcp="shell_read",
@@ -77,19 +93,26 @@ class ShellOperations(OperationsBase):
             Param(
                 "Wait until the shell has been quiet this long (1-10000 ms; 300 suits chat).",
                 ge=1,
-                le=10000,
+                le=MAX_IDLE_MS,
             ),
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> ShellOutput:
         """Read shell output from a cursor; output keeps buffering while nobody reads."""
-        return self._manager.workspaces.shell_read(
-            workspace_id, shell_id, cursor, max_chars, plain, wait_for_idle_ms
+        from ..workspaces import shells
+
+        return cast(
+            "ShellOutput",
+            shells.shell_read(
+                self._ws(workspace_id), shell_id, cursor, max_chars, plain, wait_for_idle_ms
+            ),
         )
 
     @operation(
         mcp="shell_write",
         cli=("workspace", "shell", "write"),
         profiles=FULL,
+        destructive=True,  # what it types runs as commands
+        reaches_network=True,
         render=_render_summary,
     )
     def write_shell(
@@ -100,19 +123,25 @@ class ShellOperations(OperationsBase):
         append_newline: Annotated[
             bool,
             Param(
-                "Press Enter after the input (CLI: --no-newline turns it off).",
+                "Press Enter after the input.",
+                cli_help="Press Enter after the input (CLI: --no-newline turns it off).",
                 cli="--no-newline",
                 cli_invert=True,
             ),
         ] = True,
-    ) -> dict[str, Any]:
+    ) -> ShellInfo:
         """Type input into the shell (followed by Enter unless append_newline is false)."""
-        return self._manager.workspaces.shell_write(workspace_id, shell_id, input, append_newline)
+        from ..workspaces import shells
+
+        return cast(
+            "ShellInfo", shells.shell_write(self._ws(workspace_id), shell_id, input, append_newline)
+        )
 
     @operation(
         mcp="shell_signal",
         cli=("workspace", "shell", "signal"),
         profiles=FULL,
+        destructive=True,  # KILL ends what runs
         render=_render_summary,
     )
     def signal_shell(
@@ -127,9 +156,11 @@ class ShellOperations(OperationsBase):
                 choices=("HUP", "INT", "TERM", "KILL"),
             ),
         ] = "INT",
-    ) -> dict[str, Any]:
+    ) -> ShellInfo:
         """Send a signal to what runs in the shell, like a keyboard would (INT = Ctrl-C)."""
-        return self._manager.workspaces.shell_signal(workspace_id, shell_id, signal_name)
+        from ..workspaces import shells
+
+        return cast("ShellInfo", shells.shell_signal(self._ws(workspace_id), shell_id, signal_name))
 
     @operation(
         mcp="shell_close",
@@ -138,6 +169,8 @@ class ShellOperations(OperationsBase):
         destructive=True,
         render=_render_summary,
     )
-    def close_shell(self, workspace_id: WorkspaceId, shell_id: ShellId) -> dict[str, Any]:
+    def close_shell(self, workspace_id: WorkspaceId, shell_id: ShellId) -> ShellInfo:
         """Close the shell (HUP, then KILL after 5 s)."""
-        return self._manager.workspaces.shell_close(workspace_id, shell_id)
+        from ..workspaces import shells
+
+        return cast("ShellInfo", shells.shell_close(self._ws(workspace_id), shell_id))

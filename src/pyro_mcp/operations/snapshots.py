@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
+from ..validation import NAME_PATTERN
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
 from .workspaces import WorkspaceId
 
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results_work import SnapshotCreated, SnapshotDeleted, SnapshotList
+
 SnapshotName = Annotated[
-    str, Param("Snapshot name ([A-Za-z0-9][A-Za-z0-9._-]{0,63}).", cli="positional", metavar="NAME")
+    str,
+    Param(
+        "Snapshot name (letters, digits, . _ -; at most 64).",
+        cli_help="Snapshot name ([A-Za-z0-9][A-Za-z0-9._-]{0,63}).",
+        cli="positional",
+        metavar="NAME",
+        pattern=NAME_PATTERN,
+    ),
 ]
 
 
@@ -42,9 +53,11 @@ class SnapshotOperations(OperationsBase):
         profiles=FULL,
         render=_render_snapshot,
     )
-    def create_snapshot(self, workspace_id: WorkspaceId, name: SnapshotName) -> dict[str, Any]:
+    def create_snapshot(self, workspace_id: WorkspaceId, name: SnapshotName) -> SnapshotCreated:
         """Save /workspace as a named snapshot that reset can return to."""
-        return self._manager.workspaces.snapshot_create(workspace_id, name)
+        from ..workspaces import snapshots
+
+        return cast("SnapshotCreated", snapshots.snapshot_create(self._ws(workspace_id), name))
 
     @operation(
         mcp="snapshot_list",
@@ -53,9 +66,11 @@ class SnapshotOperations(OperationsBase):
         read_only=True,
         render=_render_list,
     )
-    def list_snapshots(self, workspace_id: WorkspaceId) -> dict[str, Any]:
+    def list_snapshots(self, workspace_id: WorkspaceId) -> SnapshotList:
         """List snapshots: the implicit baseline first, then named ones, newest first."""
-        return self._manager.workspaces.snapshot_list(workspace_id)
+        from ..workspaces import snapshots
+
+        return cast("SnapshotList", snapshots.snapshot_list(self._ws(workspace_id)))
 
     @operation(
         mcp="snapshot_delete",
@@ -64,6 +79,8 @@ class SnapshotOperations(OperationsBase):
         destructive=True,
         render=_render_delete,
     )
-    def delete_snapshot(self, workspace_id: WorkspaceId, name: SnapshotName) -> dict[str, Any]:
+    def delete_snapshot(self, workspace_id: WorkspaceId, name: SnapshotName) -> SnapshotDeleted:
         """Delete a named snapshot (the baseline cannot be deleted)."""
-        return self._manager.workspaces.snapshot_delete(workspace_id, name)
+        from ..workspaces import snapshots
+
+        return cast("SnapshotDeleted", snapshots.snapshot_delete(self._ws(workspace_id), name))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
+from ..validation import MAX_TEXT_BYTES
 from ..workspaces.secrets import parse_secret_env
 from .base import OperationsBase
-from .params import FileEncoding, ShellCommand, TimeoutSeconds
+from .params import FileEncoding, MaxBytes, ShellCommand, TimeoutSeconds
 from .registry import CORE, Param, operation
 from .render_workspaces import (
     render_diff,
@@ -21,10 +22,15 @@ from .render_workspaces import (
 )
 from .workspaces import WorkspaceId
 
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results import SyncResult, WorkspaceExecResult, WorkspaceInfo
+    from .results_work import DiffResult, ExportResult, FileList, FileRead, FileWritten, PatchResult
+
 SecretEnv = Annotated[
     dict[str, str] | None,
     Param(
-        "Map secrets into the environment: {SECRET: ENV_VAR} (CLI: --secret-env "
+        "Map secrets into the command's environment: {SECRET: ENV_VAR}.",
+        cli_help="Map secrets into the environment: {SECRET: ENV_VAR} (CLI: --secret-env "
         "SECRET[=ENV], repeatable).",
         cli="--secret-env",
         cli_append=True,
@@ -51,6 +57,7 @@ class WorkspaceFileOperations(OperationsBase):
         destructive=True,
         render=render_exec,
         cli_runner="workspace_exec",
+        reaches_network=True,
     )
     def exec_workspace(
         self,
@@ -60,20 +67,26 @@ class WorkspaceFileOperations(OperationsBase):
         secret_env: SecretEnv = None,
         *,
         on_output: Any = None,
-    ) -> dict[str, Any]:
-        """Run a command in /workspace (``/bin/sh -lc``); recorded in the history.
+    ) -> WorkspaceExecResult:
+        """Run a command in /workspace (/bin/sh -lc); recorded in the history.
 
         exit_code is the command's (124 after timeout_seconds, keeping the output so far).
         Output, history and errors never show a secret's value.
         """
-        return self._manager.workspaces.exec(
-            workspace_id, command, timeout_seconds, on_output, secret_env=secret_env
+        from ..workspaces import commands
+
+        return cast(
+            "WorkspaceExecResult",
+            commands.exec(
+                self._ws(workspace_id), command, timeout_seconds, on_output, secret_env=secret_env
+            ),
         )
 
     @operation(
         mcp="workspace_sync_push",
         cli=("workspace", "sync", "push"),
         profiles=CORE,
+        destructive=True,  # it overwrites files
         render=render_sync,
     )
     def push_workspace_sync(
@@ -89,9 +102,11 @@ class WorkspaceFileOperations(OperationsBase):
             ),
         ],
         dest: Annotated[str, Param("Destination under /workspace.")] = "/workspace",
-    ) -> dict[str, Any]:
+    ) -> SyncResult:
         """Copy host files into the workspace (overwrite files, merge dirs, delete nothing)."""
-        return self._manager.workspaces.sync_push(workspace_id, source_path, dest)
+        from ..workspaces import files
+
+        return cast("SyncResult", files.sync_push(self._ws(workspace_id), source_path, dest))
 
     @operation(
         mcp="workspace_file_list",
@@ -107,9 +122,11 @@ class WorkspaceFileOperations(OperationsBase):
             str, Param("Directory or file under /workspace.", cli="positional", metavar="PATH")
         ] = "/workspace",
         recursive: Annotated[bool, Param("List subdirectories too.")] = False,
-    ) -> dict[str, Any]:
+    ) -> FileList:
         """List files under /workspace (symlinks are shown, never followed)."""
-        return self._manager.workspaces.file_list(workspace_id, path, recursive)
+        from ..workspaces import files
+
+        return cast("FileList", files.file_list(self._ws(workspace_id), path, recursive))
 
     @operation(
         mcp="workspace_file_read",
@@ -122,45 +139,57 @@ class WorkspaceFileOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         path: GuestPath,
-        max_bytes: Annotated[
-            int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1048576)
-        ] = 65536,
+        max_bytes: MaxBytes = 65536,
         encoding: FileEncoding = "utf-8",
-    ) -> dict[str, Any]:
-        """Read a regular file as UTF-8 text (truncated=true when it is longer than max_bytes).
+    ) -> FileRead:
+        """Read a regular file as UTF-8 text (truncated=true when it is longer than max_bytes)."""
+        from ..workspaces import files
 
-        A pure read: it never changes last_activity_at.
-        """
-        return self._manager.workspaces.file_read(workspace_id, path, max_bytes, encoding)
+        return cast("FileRead", files.file_read(self._ws(workspace_id), path, max_bytes, encoding))
 
     @operation(
         mcp="workspace_file_write",
         cli=("workspace", "file", "write"),
         profiles=CORE,
+        destructive=True,  # it replaces a file's content
         render=render_file_write,
     )
     def write_workspace_file(
         self,
         workspace_id: WorkspaceId,
         path: GuestPath,
-        text: Annotated[str, Param("The whole new content (UTF-8, at most 1 MiB).")],
-    ) -> dict[str, Any]:
+        text: Annotated[
+            str,
+            Param("The whole new content (UTF-8, at most 1 MiB).", max_length=MAX_TEXT_BYTES),
+        ],
+    ) -> FileWritten:
         """Create or replace a file atomically; parents are created, the mode is kept."""
-        return self._manager.workspaces.file_write(workspace_id, path, text)
+        from ..workspaces import files
+
+        return cast("FileWritten", files.file_write(self._ws(workspace_id), path, text))
 
     @operation(
         mcp="workspace_patch_apply",
         cli=("workspace", "patch", "apply"),
         profiles=CORE,
+        destructive=True,  # a patch can delete files
         render=render_patch,
     )
     def apply_workspace_patch(
         self,
         workspace_id: WorkspaceId,
-        patch: Annotated[str, Param("A unified diff (one or more files, at most 1 MiB).")],
-    ) -> dict[str, Any]:
+        patch: Annotated[
+            str,
+            Param(
+                "A unified diff (one or more files, at most 1 MiB); +++ /dev/null deletes a file.",
+                max_length=MAX_TEXT_BYTES,
+            ),
+        ],
+    ) -> PatchResult:
         """Apply a unified diff strictly: every file is checked before anything is written."""
-        return self._manager.workspaces.patch_apply(workspace_id, patch)
+        from ..workspaces import files
+
+        return cast("PatchResult", files.patch_apply(self._ws(workspace_id), patch))
 
     @operation(
         mcp="workspace_export", cli=("workspace", "export"), profiles=CORE, render=render_export
@@ -178,9 +207,11 @@ class WorkspaceFileOperations(OperationsBase):
                 mcp_role="host_path",
             ),
         ],
-    ) -> dict[str, Any]:
+    ) -> ExportResult:
         """Copy a file, directory or symlink out of the workspace to a new host path."""
-        return self._manager.workspaces.export(workspace_id, path, output_path)
+        from ..workspaces import files
+
+        return cast("ExportResult", files.export(self._ws(workspace_id), path, output_path))
 
     @operation(
         mcp="workspace_diff",
@@ -189,9 +220,11 @@ class WorkspaceFileOperations(OperationsBase):
         read_only=True,
         render=render_diff,
     )
-    def diff_workspace(self, workspace_id: WorkspaceId) -> dict[str, Any]:
+    def diff_workspace(self, workspace_id: WorkspaceId) -> DiffResult:
         """Compare /workspace with its create-time baseline: counts and text patches."""
-        return self._manager.workspaces.diff(workspace_id)
+        from ..workspaces import files
+
+        return cast("DiffResult", files.diff(self._ws(workspace_id)))
 
     @operation(
         mcp="workspace_reset",
@@ -203,10 +236,15 @@ class WorkspaceFileOperations(OperationsBase):
     def reset_workspace(
         self,
         workspace_id: WorkspaceId,
-        snapshot: Annotated[str, Param("Snapshot to restore.")] = "baseline",
-    ) -> dict[str, Any]:
+        snapshot: Annotated[
+            str,
+            Param("Snapshot to restore (baseline: the create-time contents).", in_core=False),
+        ] = "baseline",
+    ) -> WorkspaceInfo:
         """Recreate the sandbox from the pristine environment and restore /workspace.
 
         Command history is cleared; the id, name, labels and expiry are kept.
         """
-        return self._manager.workspaces.reset(workspace_id, snapshot)
+        from ..workspaces import snapshots
+
+        return cast("WorkspaceInfo", snapshots.reset(self._ws(workspace_id), snapshot))

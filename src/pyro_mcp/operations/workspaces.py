@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, cast
 
 from ..environments.catalog import DEFAULT_ENVIRONMENT
+from ..validation import ID_PATTERN
 from ..workspaces.records import NETWORK_POLICIES, parse_label_args
+from ..workspaces.secrets import NAME_RE as SECRET_NAME_RE
 from ..workspaces.secrets import parse_cli
 from .base import OperationsBase
 from .params import AllowHostCompat, DiskMib, MemMib, TtlSeconds, VcpuCount
 from .registry import CORE, FULL, Param, operation
 from .render_workspaces import render_delete, render_list, render_logs, render_workspace
 
+if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
+    from .results import WorkspaceDeleted, WorkspaceInfo, WorkspaceList, WorkspaceLogs
+
 AllowHosts = Annotated[
     list[str] | None,
     Param(
-        "Hosts the guest may reach through its egress proxy: exact names or *.suffix "
+        "Hosts the guest may reach through its egress proxy: exact names or *.suffix. "
+        "Unset: any public host. Loopback, private, link-local and the host's own addresses "
+        "are refused whatever this says.",
+        cli_help="Hosts the guest may reach through its egress proxy: exact names or *.suffix "
         "(CLI: --allow-host NAME, repeatable). Unset: any public host. Loopback, private, "
         "link-local and the host's own addresses are refused whatever this says.",
         cli="--allow-host",
@@ -26,12 +34,19 @@ AllowHosts = Annotated[
     ),
 ]
 WorkspaceId = Annotated[
-    str, Param("The workspace's id (12 hex characters).", cli="positional", metavar="WORKSPACE_ID")
+    str,
+    Param(
+        "The workspace's id (12 hex characters).",
+        cli="positional",
+        metavar="WORKSPACE_ID",
+        pattern=ID_PATTERN,
+    ),
 ]
 Labels = Annotated[
     dict[str, str] | None,
     Param(
-        "Labels as key/value strings (CLI: --label KEY=VALUE, repeatable).",
+        "Labels as key/value strings (keys: letters, digits, . _ -; values: one line).",
+        cli_help="Labels as key/value strings (CLI: --label KEY=VALUE, repeatable).",
         cli="--label",
         cli_append=True,
         cli_convert=lambda v: parse_label_args(v) or None,
@@ -39,10 +54,53 @@ Labels = Annotated[
     ),
 ]
 
+NetworkPolicy = Annotated[
+    str,
+    Param(
+        "off (no network), egress, or egress+published-ports.",
+        choices=NETWORK_POLICIES,
+        in_core=False,
+        mcp_role="network_policy",  # over MCP: at most pyro mcp serve --network-ceiling
+    ),
+]
+Secrets = Annotated[
+    list[dict[str, str]] | None,
+    Param(
+        "Secrets as [{name, value | file_path, hosts?, header?, format?}]. With hosts a "
+        "secret is brokered (recommended): the guest holds a placeholder and the egress proxy "
+        "adds the value (header, default Authorization; format, default 'Bearer {value}') "
+        "for those hosts only. Without, it is plain: the value is in the guest. Values are "
+        "never shown; map them into commands with secret_env.",
+        cli_help="Secrets as [{name, value | file_path, hosts?, header?, format?}] (CLI: "
+        "--secret NAME=VALUE|@PATH, --secret-file NAME=PATH, --secret-host NAME=HOST, "
+        "--secret-header NAME=HEADER). With hosts a secret is brokered (recommended): "
+        "the guest holds a placeholder and the egress proxy adds the value (header, "
+        "default Authorization: format, default 'Bearer {value}') for those hosts only. "
+        "Without, it is plain: the value is in the guest. Values are never shown; map "
+        "them into commands with secret_env.",
+        items={"type": "string", "pattern": SECRET_NAME_RE.pattern},
+        cli="--secret",
+        cli_append=True,
+        in_core=False,
+        metavar="NAME=VALUE",
+        cli_convert=lambda v: parse_cli(v, "value"),
+        cli_also=(
+            ("--secret-file", lambda v: parse_cli(v, "file_path")),
+            ("--secret-host", lambda v: parse_cli(v, "hosts")),
+            ("--secret-header", lambda v: parse_cli(v, "header")),
+        ),
+        mcp_role="secret_names",
+    ),
+]
+
 
 class WorkspaceOperations(OperationsBase):
     @operation(
-        mcp="workspace_create", cli=("workspace", "create"), profiles=CORE, render=render_workspace
+        mcp="workspace_create",
+        cli=("workspace", "create"),
+        profiles=CORE,
+        render=render_workspace,
+        reaches_network=True,
     )
     def create_workspace(
         self,
@@ -53,15 +111,7 @@ class WorkspaceOperations(OperationsBase):
         vcpu_count: VcpuCount = 1,
         mem_mib: MemMib = 1024,
         ttl_seconds: TtlSeconds = 600,
-        network_policy: Annotated[
-            str,
-            Param(
-                "off (no network), egress, or egress+published-ports.",
-                choices=NETWORK_POLICIES,
-                in_core=False,
-                mcp_role="network_policy",  # over MCP: at most pyro mcp serve --network-ceiling
-            ),
-        ] = "off",
+        network_policy: NetworkPolicy = "off",
         allow_hosts: AllowHosts = None,
         allow_host_compat: AllowHostCompat = False,
         seed_path: Annotated[
@@ -75,43 +125,32 @@ class WorkspaceOperations(OperationsBase):
         ] = None,
         name: Annotated[str | None, Param("A name for humans and models (≤120 chars).")] = None,
         labels: Labels = None,
-        secrets: Annotated[
-            list[dict[str, str]] | None,
-            Param(
-                "Secrets as [{name, value}] or [{name, file_path}] (CLI: --secret NAME=VALUE, "
-                "--secret-file NAME=PATH). Values are never shown; map them into commands with "
-                "secret_env.",
-                cli="--secret",
-                cli_append=True,
-                in_core=False,
-                metavar="NAME=VALUE",
-                cli_convert=lambda v: parse_cli(v, "value"),
-                cli_also=(("--secret-file", lambda v: parse_cli(v, "file_path")),),
-                mcp_role="secret_names",
-            ),
-        ] = None,
+        secrets: Secrets = None,
         disk_mib: DiskMib = 8192,
-    ) -> dict[str, Any]:
+    ) -> WorkspaceInfo:
         """Create and start a persistent workspace, optionally seeded from the host.
 
         Returns once the sandbox has booted and the seed is in /workspace. On any failure
         everything is rolled back.
         """
-        return self._manager.workspaces.create(
-            environment=environment,
-            vcpu_count=vcpu_count,
-            mem_mib=mem_mib,
-            disk_mib=disk_mib,
-            ttl_seconds=ttl_seconds,
-            network_policy=network_policy,
-            allow_host_compat=allow_host_compat,
-            seed_path=seed_path,
-            name=name,
-            labels=labels,
-            secrets=secrets,
-            allow_hosts=allow_hosts,
-            progress=self._manager.progress,
-            notify=self._manager.notify,
+        return cast(
+            "WorkspaceInfo",
+            self._manager.workspaces.create(
+                environment=environment,
+                vcpu_count=vcpu_count,
+                mem_mib=mem_mib,
+                disk_mib=disk_mib,
+                ttl_seconds=ttl_seconds,
+                network_policy=network_policy,
+                allow_host_compat=allow_host_compat,
+                seed_path=seed_path,
+                name=name,
+                labels=labels,
+                secrets=secrets,
+                allow_hosts=allow_hosts,
+                progress=self._manager.progress,
+                notify=self._manager.notify,
+            ),
         )
 
     @operation(
@@ -121,9 +160,9 @@ class WorkspaceOperations(OperationsBase):
         read_only=True,
         render=render_list,
     )
-    def list_workspaces(self) -> dict[str, Any]:
+    def list_workspaces(self) -> WorkspaceList:
         """List workspaces, most recently active first."""
-        return self._manager.workspaces.list_all()
+        return cast("WorkspaceList", self._manager.workspaces.list_all())
 
     @operation(
         mcp="workspace_update", cli=("workspace", "update"), profiles=CORE, render=render_workspace
@@ -137,23 +176,27 @@ class WorkspaceOperations(OperationsBase):
         clear_labels: Annotated[
             list[str] | None,
             Param(
-                "Label keys to remove (CLI: --clear-label KEY, repeatable).",
+                "Label keys to remove.",
+                cli_help="Label keys to remove (CLI: --clear-label KEY, repeatable).",
                 cli="--clear-label",
                 cli_append=True,
                 metavar="KEY",
             ),
         ] = None,
         allow_hosts: AllowHosts = None,
-    ) -> dict[str, Any]:
+    ) -> WorkspaceInfo:
         """Change a workspace's name, labels (merged; clear_labels removes) or allow_hosts
         (replaced; takes effect for the next connection; [] allows any public host)."""
-        return self._manager.workspaces.update(
-            workspace_id,
-            name=name,
-            clear_name=clear_name,
-            labels=labels,
-            clear_labels=clear_labels,
-            allow_hosts=allow_hosts,
+        return cast(
+            "WorkspaceInfo",
+            self._manager.workspaces.update(
+                workspace_id,
+                name=name,
+                clear_name=clear_name,
+                labels=labels,
+                clear_labels=clear_labels,
+                allow_hosts=allow_hosts,
+            ),
         )
 
     @operation(
@@ -163,9 +206,9 @@ class WorkspaceOperations(OperationsBase):
         read_only=True,
         render=render_workspace,
     )
-    def status_workspace(self, workspace_id: WorkspaceId) -> dict[str, Any]:
+    def status_workspace(self, workspace_id: WorkspaceId) -> WorkspaceInfo:
         """Show a workspace (state refreshed: a crashed sandbox shows as stopped)."""
-        return self._manager.workspaces.status(workspace_id)
+        return cast("WorkspaceInfo", self._manager.workspaces.status(workspace_id))
 
     @operation(
         mcp="workspace_logs",
@@ -174,9 +217,9 @@ class WorkspaceOperations(OperationsBase):
         read_only=True,
         render=render_logs,
     )
-    def logs_workspace(self, workspace_id: WorkspaceId) -> dict[str, Any]:
+    def logs_workspace(self, workspace_id: WorkspaceId) -> WorkspaceLogs:
         """The workspace's command history (exec calls), oldest first; cleared by reset."""
-        return self._manager.workspaces.logs(workspace_id)
+        return cast("WorkspaceLogs", self._manager.workspaces.logs(workspace_id))
 
     @operation(
         mcp="workspace_delete",
@@ -185,20 +228,27 @@ class WorkspaceOperations(OperationsBase):
         destructive=True,
         render=render_delete,
     )
-    def delete_workspace(self, workspace_id: WorkspaceId) -> dict[str, Any]:
+    def delete_workspace(self, workspace_id: WorkspaceId) -> WorkspaceDeleted:
         """Stop the workspace and delete everything it had."""
-        return self._manager.workspaces.delete(workspace_id)
+        return cast("WorkspaceDeleted", self._manager.workspaces.delete(workspace_id))
 
     @operation(
-        mcp="workspace_stop", cli=("workspace", "stop"), profiles=FULL, render=render_workspace
+        mcp="workspace_stop",
+        cli=("workspace", "stop"),
+        profiles=FULL,
+        destructive=True,  # its services and shells end
+        render=render_workspace,
     )
-    def stop_workspace(self, workspace_id: WorkspaceId) -> dict[str, Any]:
-        """Stop the sandbox; /workspace, history and snapshots are kept."""
-        return self._manager.workspaces.stop(workspace_id)
+    def stop_workspace(self, workspace_id: WorkspaceId) -> WorkspaceInfo:
+        """Stop the sandbox; /workspace, history and snapshots are kept.
+
+        Its running services and open shells end (and what they had in memory).
+        """
+        return cast("WorkspaceInfo", self._manager.workspaces.stop(workspace_id))
 
     @operation(
         mcp="workspace_start", cli=("workspace", "start"), profiles=FULL, render=render_workspace
     )
-    def start_workspace(self, workspace_id: WorkspaceId) -> dict[str, Any]:
+    def start_workspace(self, workspace_id: WorkspaceId) -> WorkspaceInfo:
         """Start a stopped workspace again with its /workspace as it was."""
-        return self._manager.workspaces.start(workspace_id)
+        return cast("WorkspaceInfo", self._manager.workspaces.start(workspace_id))

@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api import Pyro
 from ..engines.profile import GUEST_EXECUTION
 from . import fixtures
+
+if TYPE_CHECKING:
+    from ..operations.results import WorkspaceExecResult
 
 SUITE = "workspace-use-case-smoke"
 
@@ -61,7 +64,7 @@ class Story:
         expect(result["state"] == "started", f"workspace did not start: {result['state']}")
         return str(result["workspace_id"])
 
-    def exec(self, workspace_id: str, command: str, code: int = 0) -> dict[str, Any]:
+    def exec(self, workspace_id: str, command: str, code: int = 0) -> WorkspaceExecResult:
         result = self.pyro.exec_workspace(workspace_id, command)
         expect(
             result["exit_code"] == code,

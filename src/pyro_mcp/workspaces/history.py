@@ -26,8 +26,7 @@ class History:
     def __init__(self, store: Store, workspace_id: str, secrets_dir: Path) -> None:
         self.store = store
         self.workspace_id = workspace_id
-        # A workspace's secrets are fixed when it is created, before its supervisor starts.
-        self.redactor = secret_store.redactor(secrets_dir)
+        self.secrets_dir = secrets_dir  # read at each record: a secret may be added later
         self.execution_mode: str | None = None
 
     def record(self, request: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
@@ -37,14 +36,15 @@ class History:
             record = self.store.get(self.workspace_id)
             mode = records.execution_mode(record["engine"]) if record else GUEST_EXECUTION
             self.execution_mode = mode
+        redactor = secret_store.redactor(self.secrets_dir)
         entry = {
-            "command": self.redactor.text(str(request.get("command", ""))),
+            "command": redactor.text(str(request.get("command", ""))),
             "cwd": str(request.get("cwd") or "/workspace"),
             "exit_code": int(result["exit_code"]),
             "duration_ms": int(result["duration_ms"]),
             "execution_mode": self.execution_mode,
-            "stdout": self.redactor.text(str(result.get("stdout", ""))),
-            "stderr": self.redactor.text(str(result.get("stderr", ""))),
+            "stdout": redactor.text(str(result.get("stdout", ""))),
+            "stderr": redactor.text(str(result.get("stderr", ""))),
         }
         try:
             sequence = self.store.record_command(self.workspace_id, entry, time.time())

@@ -19,9 +19,10 @@ import threading
 import time
 from typing import Any, cast
 
-from .. import validation
+from .. import lifetime, validation
 from ..engines.agent_client import AgentClient, AgentGone
 from ..errors import NotFoundError, SandboxError, StateError, ValidationError
+from ..lifetime import Lifetime
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import owners
@@ -55,10 +56,18 @@ def process_alive(pid: int | None, marker: str) -> bool:
     return state not in ("Z", "X") and marker.encode() in cmdline
 
 
+def remove_workspace(layout: WorkspaceLayout, store: Store) -> None:
+    """A workspace whose sandbox is gone: files first (a failure keeps the record, for a
+    retry), then the record."""
+    layout.remove()
+    store.delete(layout.root.name)
+
+
 class WorkspaceLifecycle:
-    def __init__(self, runtime: Runtime, store: Store) -> None:
+    def __init__(self, runtime: Runtime, lifetime: Lifetime) -> None:
         self.runtime = runtime
-        self.store = store
+        self.lifetime = lifetime
+        self.store = lifetime.store
         self._clients: dict[str, tuple[int | None, AgentClient]] = {}
         self._lock = threading.Lock()
 
@@ -74,18 +83,11 @@ class WorkspaceLifecycle:
         if record is None:
             gone = self.store.expired(workspace_id)
             if gone is not None:
-                raise StateError(
-                    f"workspace {workspace_id!r} expired (ttl {gone['ttl_seconds']}s) and was "
-                    "automatically deleted"
-                )
+                raise lifetime.expired_error("workspace", workspace_id, gone["ttl_seconds"])
             raise NotFoundError(f"workspace {workspace_id!r} does not exist")
-        if time.time() >= record["expires_at"]:
-            self.store.mark_expired(workspace_id, record["ttl_seconds"], time.time())
-            self._destroy(record)
-            raise StateError(
-                f"workspace {workspace_id!r} expired (ttl {record['ttl_seconds']}s) and was "
-                "automatically deleted"
-            )
+        if lifetime.due(record["expires_at"]):
+            self._expire(record)
+            raise lifetime.expired_error("workspace", workspace_id, record["ttl_seconds"])
         if refresh:
             record = self._refresh(record)
         return record
@@ -136,11 +138,14 @@ class WorkspaceLifecycle:
         now = time.time()
         reaped = []
         for record in self.store.all():
-            if now >= record["expires_at"]:
-                self.store.mark_expired(record["workspace_id"], record["ttl_seconds"], now)
-                self._destroy(record)
+            if lifetime.due(record["expires_at"], now):
+                self._expire(record)
                 reaped.append(record["workspace_id"])
         return reaped
+
+    def _expire(self, record: dict[str, Any]) -> None:
+        workspace_id, ttl = record["workspace_id"], record["ttl_seconds"]
+        lifetime.expire("workspace", workspace_id, ttl, lambda: self._destroy(record), self.store)
 
     # -- creates and starts whose process died part-way -----------------------------------
     def sweep_abandoned(self, workspace_id: str | None = None) -> None:
@@ -272,6 +277,13 @@ class WorkspaceLifecycle:
             )
         return record
 
+    def admit_start(self, workspace_id: str) -> bool:
+        """A stopped workspace becomes 'starting' as this process's if the cap has a slot
+        (start and reset alike); False if another client is starting it right now."""
+        return self.store.mark_starting_admitted(
+            workspace_id, self.lifetime.admit_workspace, owners.current()
+        )
+
     def wait_started(self, workspace_id: str) -> None:
         deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
         while time.monotonic() < deadline:
@@ -298,10 +310,8 @@ class WorkspaceLifecycle:
         self._drop_client(workspace_id)
 
     def _destroy(self, record: dict[str, Any]) -> None:
-        """Files first (a failure keeps the record, for a retry), then the record."""
         self.stop_supervisor(record)
-        self.layout(record["workspace_id"]).remove()
-        self.store.delete(record["workspace_id"])
+        remove_workspace(self.layout(record["workspace_id"]), self.store)
 
     # -- create --------------------------------------------------------------------------
     def new_record(self, **fields: Any) -> dict[str, Any]:
@@ -345,11 +355,3 @@ class WorkspaceLifecycle:
             workspace_id, "tar_in", {"dest": "/workspace", "guest_links": guest_links}, data=seed
         )
         return result
-
-    def check_capacity(self, max_active: int, extra: int) -> None:
-        running = self.store.count_active() + extra
-        if running >= max_active:
-            raise StateError(
-                f"max active VMs reached ({max_active}); stop or delete a running workspace "
-                "first (stopped workspaces do not count)"
-            )

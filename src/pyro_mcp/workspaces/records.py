@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engines.profile import profile_of
 from ..errors import ValidationError
-from ..runtime import HOST_COMPAT_WARNING
+from ..validation import NAME_PATTERN
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+if TYPE_CHECKING:
+    from ..core import Core
+
+NAME_RE = re.compile(NAME_PATTERN)
 NETWORK_POLICIES = ("off", "egress", "egress+published-ports")
 LIST_FIELDS = (
     "workspace_id",
@@ -83,33 +86,38 @@ def execution_mode(engine: str) -> str:
     return profile_of(engine).execution_mode
 
 
+def core(record: dict[str, Any]) -> Core:
+    """The part of a workspace record every VM has too."""
+    from ..core import Core
+
+    return Core(
+        id=record["workspace_id"],
+        kind="workspace",
+        engine=record["engine"],
+        environment=record["environment"],
+        environment_version=record["environment_version"],
+        vcpu_count=record["vcpu_count"],
+        mem_mib=record["mem_mib"],
+        ttl_seconds=record["ttl_seconds"],
+        created_at=record["created_at"],
+        expires_at=record["expires_at"],
+        state=record["state"],
+        network=record["network_policy"] != "off",
+        allow_host_compat=record["allow_host_compat"],
+    )
+
+
 def payload(record: dict[str, Any]) -> dict[str, Any]:
-    """The full workspace payload (PRODUCT_SPEC §2.3). No host paths (§7.23)."""
-    engine = record["engine"]
-    profile = profile_of(engine)
-    networked = record["network_policy"] != "off"
-    data: dict[str, Any] = {
-        "workspace_id": record["workspace_id"],
+    """The full workspace payload (PRODUCT_SPEC §2.3): the core's, and the workspace's own."""
+    from ..core import payload as core_payload
+
+    return {
+        **core_payload(core(record)),
         "name": record["name"],
         "labels": record["labels"],
-        "environment": record["environment"],
-        "environment_version": record["environment_version"],
-        "vcpu_count": record["vcpu_count"],
-        "mem_mib": record["mem_mib"],
         "disk_mib": record["disk_mib"],
-        "ttl_seconds": record["ttl_seconds"],
-        "created_at": record["created_at"],
         "last_activity_at": record["last_activity_at"],
-        "expires_at": record["expires_at"],
-        "state": record["state"],
         "network_policy": record["network_policy"],
-        "network_enabled": record["network_policy"] != "off",
-        "allow_host_compat": record["allow_host_compat"],
-        "guest_ip": profile.guest_network["guest_ip"] if networked else None,
-        "tap_name": None,
-        "execution_mode": profile.execution_mode,
-        "engine": engine,
-        "isolation": profile.isolation,
         "workspace_path": "/workspace",
         "workspace_seed": record["workspace_seed"],
         "secrets": record["secrets"],
@@ -120,11 +128,7 @@ def payload(record: dict[str, Any]) -> dict[str, Any]:
         "service_count": record.get("service_count", 0),
         "running_service_count": record.get("running_service_count", 0),
         "last_error": record["last_error"],
-        "metadata": {"engine": engine, "isolation": profile.isolation},
     }
-    if not profile.isolated:
-        data["warning"] = HOST_COMPAT_WARNING
-    return data
 
 
 def list_entry(record: dict[str, Any]) -> dict[str, Any]:

@@ -5,25 +5,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from .handle import Handle, operation
 from .lifecycle import WorkspaceLifecycle
+
+if TYPE_CHECKING:
+    from .manager import WorkspaceManager
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def redacted(method: F) -> F:
-    """An operation on one workspace (its first argument) whose result and error message
-    never show one of that workspace's secret values."""
+    """A manager's method on one workspace (its first argument), redacted as every
+    operation over a handle is (handle.operation: the one rule)."""
 
     @functools.wraps(method)
-    def wrapper(self: WorkspaceLifecycle, workspace_id: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            result = method(self, workspace_id, *args, **kwargs)
-        except Exception as exc:
-            self.redactor(workspace_id).error(exc)
-            raise
-        return self.redactor(workspace_id).value(result)
+    def wrapper(self: WorkspaceManager, workspace_id: Any, *args: Any, **kwargs: Any) -> Any:
+        def call(ws: Handle) -> Any:
+            return method(self, ws.id, *args, **kwargs)
+
+        return operation(call)(self.handle(workspace_id))
 
     wrapper.__pyro_redacted__ = True  # type: ignore[attr-defined]
     return cast(F, wrapper)
@@ -34,8 +36,7 @@ C = TypeVar("C", bound=type)
 
 def redact_every_workspace_operation(cls: C) -> C:
     """Class decorator: every public method whose first argument is ``workspace_id`` (the
-    manager's own and its mixins', not the lifecycle's plumbing) is ``redacted``: one rule,
-    no operation forgotten."""
+    manager's own, not the lifecycle's plumbing) is ``redacted``: no operation forgotten."""
     plumbing = set(vars(WorkspaceLifecycle))
     for name in dir(cls):
         method = getattr(cls, name)

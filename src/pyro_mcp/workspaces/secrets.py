@@ -1,7 +1,9 @@
 """Host side of workspace secrets: validation, private storage, env mapping, redaction.
 
-Values live only in the workspace's private directory (0700, files 0600) and in the guest's
-/run/pyro-secrets; records and payloads carry names and source kinds only.
+Values live only in the workspace's private directory (0700, files 0600). A plain secret's
+value is also in the guest (/run/pyro-secrets, mapped env vars); a brokered one (bound to
+hosts) never is: the guest gets its placeholder and the egress proxy adds the value
+(network/broker.py). Records and payloads carry names, source kinds and hosts only.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ValidationError
 from ..guest.secrets import MARK
+from ..network import broker
+from ..network.policy import allow_hosts
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_SECRET_BYTES = 64 * 1024
@@ -35,16 +39,71 @@ def _value(name: str, value: Any) -> str:
     return value
 
 
-def resolve(items: Any) -> list[tuple[str, str, str]]:
-    """Validate ``[{name, value} | {name, file_path}]`` → [(name, value, source_kind)].
+class Secret(NamedTuple):
+    name: str
+    value: str
+    kind: str  # source kind: literal | file
+    binding: broker.Binding | None = None  # brokered: the hosts it is added for
+
+    def public(self) -> dict[str, Any]:
+        """What records and payloads show (never the value nor the placeholder)."""
+        out: dict[str, Any] = {"name": self.name, "source_kind": self.kind}
+        if self.binding is not None:
+            out["hosts"] = list(self.binding.hosts)
+        return out
+
+
+BIND_KEYS = ("hosts", "header", "format")
+
+
+def binding(name: str, item: dict[str, Any], value: str) -> broker.Binding | None:
+    """The checked ``hosts``/``header``/``format`` of one secret (None: a plain secret)."""
+    if item.get("hosts") is None:
+        if any(item.get(key) is not None for key in BIND_KEYS):
+            raise ValidationError(f"secret {name!r}: header and format need hosts")
+        return None
+    hosts = allow_hosts(item["hosts"], f"secret {name!r} hosts")
+    if not hosts:
+        raise ValidationError(f"secret {name!r}: hosts must name at least one host")
+    header = item.get("header") or broker.DEFAULT_HEADER
+    if not isinstance(header, str) or not broker.HEADER_RE.match(header):
+        raise ValidationError(f"secret {name!r}: header must be an HTTP header name")
+    if header.lower() in broker.RESERVED_HEADERS:
+        raise ValidationError(f"secret {name!r}: a secret cannot go in the {header} header")
+    form = item.get("format") or broker.DEFAULT_FORMAT
+    if (
+        not isinstance(form, str)
+        or form.count("{value}") != 1
+        or len(form) > broker.MAX_FORMAT
+        or not _header_text(form)
+    ):
+        raise ValidationError(
+            f"secret {name!r}: format must hold {{value}} once, on one line (≤256 chars)"
+        )
+    if not _header_text(value):
+        raise ValidationError(
+            f"secret {name!r}: a brokered value must be one line of text (no control characters)"
+        )
+    return broker.Binding(tuple(hosts), header, form)
+
+
+def _header_text(text: str) -> bool:
+    """Fit for an HTTP header value: no control character but tab (h11 would refuse it, and
+    its error would quote the value)."""
+    return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text)
+
+
+def resolve(items: Any) -> list[Secret]:
+    """Validate ``[{name, value | file_path, hosts?, header?, format?}]`` → [Secret].
 
     Files are read once, now. Errors name the secret, never its value.
     """
+    items = merge_bindings(items)
     if items is None:
         return []
     if not isinstance(items, list):
         raise ValidationError("secrets must be a list of {name, value} or {name, file_path}")
-    out: list[tuple[str, str, str]] = []
+    out: list[Secret] = []
     seen: set[str] = set()
     for item in items:
         if not isinstance(item, dict):
@@ -53,35 +112,86 @@ def resolve(items: Any) -> list[tuple[str, str, str]]:
         if name in seen:
             raise ValidationError(f"secret {name!r} is given twice")
         seen.add(name)
-        has_value, has_file = "value" in item, "file_path" in item
-        if has_value == has_file:
-            raise ValidationError(f"secret {name!r} needs exactly one of value or file_path")
-        if has_value:
-            out.append((name, _value(name, item["value"]), "literal"))
-            continue
-        path = Path(str(item["file_path"])).expanduser()
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ValidationError(f"secret {name!r}: cannot read {path}: {exc.strerror}") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValidationError(f"secret {name!r}: {path} is not UTF-8 text") from None
-        out.append((name, _value(name, text), "file"))
+        value, kind = _source(name, item)
+        if kind == "file" and item.get("hosts") is not None:
+            value = value.rstrip("\r\n")  # a header value: the file's line ending is not in it
+        out.append(Secret(name, value, kind, binding(name, item, value)))
     return out
 
 
-def parse_cli(items: list[str] | None, kind: str) -> list[dict[str, str]]:
-    """``--secret NAME=VALUE`` / ``--secret-file NAME=PATH`` → SDK secret dicts."""
-    out = []
+def check_network(values: list[Secret], network_policy: str) -> None:
+    """A brokered secret is added at the egress proxy: it needs a network."""
+    bound = [s.name for s in values if s.binding is not None]
+    if bound and network_policy == "off":
+        raise ValidationError(
+            f"secret {bound[0]!r} is bound to hosts: it needs network_policy 'egress'"
+        )
+
+
+def _source(name: str, item: dict[str, Any]) -> tuple[str, str]:
+    has_value, has_file = "value" in item, "file_path" in item
+    if has_value == has_file:
+        raise ValidationError(f"secret {name!r} needs exactly one of value or file_path")
+    if has_value:
+        return _value(name, item["value"]), "literal"
+    path = Path(str(item["file_path"])).expanduser()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"secret {name!r}: cannot read {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"secret {name!r}: {path} is not UTF-8 text") from None
+    return _value(name, text), "file"
+
+
+def parse_cli(items: list[str] | None, kind: str) -> list[dict[str, Any]]:
+    """``--secret NAME=VALUE`` (``NAME=@PATH`` reads PATH) / ``--secret-file NAME=PATH`` /
+    ``--secret-host NAME=HOST`` / ``--secret-header NAME=HEADER`` → SDK secret dicts (a host
+    or header joins the secret of the same name in ``resolve``)."""
+    flag = {"value": "--secret", "file_path": "--secret-file", "hosts": "--secret-host"}.get(
+        kind, f"--secret-{kind}"
+    )
+    out: list[dict[str, Any]] = []
     for item in items or []:
         name, sep, rest = item.partition("=")
-        if not sep:
-            flag = "--secret" if kind == "value" else "--secret-file"
-            raise ValidationError(f"{flag} expects NAME={'VALUE' if kind == 'value' else 'PATH'}")
-        out.append({"name": name, kind: rest})
+        if not sep or not rest:
+            what = {"value": "VALUE|@PATH", "file_path": "PATH", "hosts": "HOST"}.get(
+                kind, kind.upper()
+            )
+            raise ValidationError(f"{flag} expects NAME={what}")
+        if kind == "value" and rest.startswith("@"):
+            out.append({"name": name, "file_path": rest[1:]})
+        elif kind == "hosts":
+            out.append({"name": name, "hosts": [rest], BINDING_ONLY: flag})
+        elif kind == "header":
+            out.append({"name": name, "header": rest, BINDING_ONLY: flag})
+        else:
+            out.append({"name": name, kind: rest})
     return out
+
+
+BINDING_ONLY = "_cli_binding"
+
+
+def merge_bindings(items: Any) -> Any:
+    """The CLI's ``--secret-host``/``--secret-header`` items joined to their secrets."""
+    if not isinstance(items, list) or not any(
+        isinstance(i, dict) and BINDING_ONLY in i for i in items
+    ):
+        return items
+    merged = [dict(i) for i in items if not (isinstance(i, dict) and BINDING_ONLY in i)]
+    by_name = {i.get("name"): i for i in merged if isinstance(i, dict)}
+    for extra in (i for i in items if isinstance(i, dict) and BINDING_ONLY in i):
+        target = by_name.get(extra["name"])
+        if target is None:
+            raise ValidationError(f"{extra[BINDING_ONLY]} {extra['name']}: no such --secret")
+        if "hosts" in extra:
+            target["hosts"] = [*(target.get("hosts") or []), *extra["hosts"]]
+        if "header" in extra:
+            target["header"] = extra["header"]
+    return merged
 
 
 def parse_secret_env(items: list[str] | None) -> dict[str, str] | None:
@@ -113,23 +223,40 @@ def env_mapping(mapping: Any, known: list[str]) -> dict[str, str] | None:
     return out
 
 
-def store(directory: Path, values: list[tuple[str, str, str]]) -> None:
+def store(directory: Path, values: list[Secret]) -> None:
+    """Save (or replace) secrets; a brokered one keeps the placeholder it already had."""
     directory.mkdir(mode=0o700, exist_ok=True)
     os.chmod(directory, 0o700)
-    for name, value, _kind in values:
-        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    bindings = broker.load(directory)
+    for secret in values:
+        fd = os.open(directory / secret.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(value)
+            handle.write(secret.value)
+        old = bindings.pop(secret.name, None)
+        if secret.binding is not None:
+            mark = old.placeholder if old else broker.new_placeholder(secret.name)
+            bindings[secret.name] = secret.binding.with_placeholder(mark)
+    broker.save(directory, bindings)
 
 
 def load(directory: Path) -> dict[str, str]:
+    """Every secret's value, by name."""
     if not directory.is_dir():
         return {}
-    return {p.name: p.read_text() for p in sorted(directory.iterdir()) if p.is_file()}
+    return {
+        p.name: p.read_text()
+        for p in sorted(directory.iterdir())
+        if p.is_file() and NAME_RE.match(p.name)
+    }
 
 
 def install_payload(directory: Path) -> bytes:
-    return json.dumps(load(directory)).encode()
+    """What the guest gets: a plain secret's value, a brokered secret's placeholder."""
+    bindings = broker.load(directory) if directory.is_dir() else {}
+    values = load(directory)
+    return json.dumps(
+        {n: bindings[n].placeholder if n in bindings else v for n, v in values.items()}
+    ).encode()
 
 
 class Redactor:

@@ -10,7 +10,7 @@ from ..engines.profile import profile_of
 from ..errors import ValidationError
 from . import records
 from . import secrets as secret_store
-from .lifecycle import WorkspaceLifecycle
+from .handle import Handle, operation
 from .paths import normalize_workspace_path
 from .ports import validate_ports
 
@@ -57,115 +57,113 @@ def readiness_from(
     return {"type": readiness["type"], key: value}
 
 
-class ServiceMixin(WorkspaceLifecycle):
-    def _service_name(self, name: Any) -> str:
-        if not isinstance(name, str) or not records.NAME_RE.match(name):
-            raise ValidationError(f"service name {name!r} must match {records.NAME_RE.pattern}")
-        return name
+def _name(name: Any) -> str:
+    if not isinstance(name, str) or not records.NAME_RE.match(name):
+        raise ValidationError(f"service name {name!r} must match {records.NAME_RE.pattern}")
+    return name
 
-    def _service_payload(
-        self, workspace_id: str, engine: str, data: dict[str, Any]
-    ) -> dict[str, Any]:
-        out = {
-            "workspace_id": workspace_id,
-            "published_ports": [],
-            **data,
-            "execution_mode": records.execution_mode(engine),
-        }
-        for key in ("stdout", "stderr"):
-            if key in out:
-                out[key] = self.redact(workspace_id, out[key])
-        return out
 
-    def service_start(
-        self,
-        workspace_id: str,
-        name: str,
-        *,
-        command: str,
-        cwd: str = "/workspace",
-        readiness: dict[str, Any] | None = None,
-        ready_timeout_seconds: float = 30,
-        ready_interval_ms: int = 500,
-        secret_env: dict[str, str] | None = None,
-        published_ports: list[dict[str, int]] | None = None,
-    ) -> dict[str, Any]:
-        name = self._service_name(name)
-        command = validation.command(command)
-        timeout = validation.timeout_seconds(ready_timeout_seconds)
-        interval = validation.int_in_range("ready_interval_ms", ready_interval_ms, 10, 60000)
-        ports = validate_ports(published_ports)
-        record = self.require_started(workspace_id, "service_start")
-        if not profile_of(record["engine"]).has_guest_workspace:  # nor isolation
-            raise ValidationError("services are unavailable for host_compat workspaces")
-        if ports and record["network_policy"] != "egress+published-ports":
-            raise ValidationError(
-                "published ports need network_policy 'egress+published-ports' (this workspace "
-                f"has {record['network_policy']!r})"
-            )
-        env_map = secret_store.env_mapping(secret_env, [s["name"] for s in record["secrets"]])
-        args = {
-            "name": name,
-            "command": command,
-            "cwd": normalize_workspace_path(cwd),
-            "readiness": readiness,
-            "ready_timeout_seconds": timeout,
-            "ready_interval_ms": interval,
-            "secret_env": env_map,
-            "published_ports": ports,
-        }
-        result, _ = self.call(workspace_id, "service_start", args, timeout=timeout + 60)
-        self.touch(workspace_id)
-        return self._service_payload(workspace_id, record["engine"], result)
+def _payload(ws: Handle, record: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "workspace_id": ws.id,
+        "published_ports": [],
+        **data,
+        "execution_mode": ws.execution_mode(record),
+    }
+    for key in ("stdout", "stderr"):
+        if key in out:
+            out[key] = ws.redact(out[key])
+    return out
 
-    def service_list(self, workspace_id: str) -> dict[str, Any]:
-        record = self.record(workspace_id)
-        items: list[dict[str, Any]] = []
-        if record["state"] == "started":
-            result, _ = self.call(workspace_id, "service_list")
-            items = [
-                self._service_payload(workspace_id, record["engine"], s) for s in result["services"]
-            ]
-        running = sum(1 for s in items if s["state"] == "running")
-        return {
-            "workspace_id": workspace_id,
-            "count": len(items),
-            "running_count": running,
-            "services": items,
-        }
 
-    def service_status(self, workspace_id: str, name: str) -> dict[str, Any]:
-        record = self.require_started(workspace_id, "service_status")
-        result, _ = self.call(workspace_id, "service_status", {"name": self._service_name(name)})
-        return self._service_payload(workspace_id, record["engine"], result)
-
-    def service_logs(
-        self, workspace_id: str, name: str, tail_lines: int = 200, all: bool = False
-    ) -> dict[str, Any]:
-        if not all:
-            tail_lines = validation.int_in_range("tail_lines", tail_lines, 1, 1_000_000)
-        record = self.require_started(workspace_id, "service_logs")
-        result, _ = self.call(
-            workspace_id,
-            "service_logs",
-            {"name": self._service_name(name), "tail_lines": None if all else tail_lines},
+@operation
+def service_start(
+    ws: Handle,
+    name: str,
+    *,
+    command: str,
+    cwd: str = "/workspace",
+    readiness: dict[str, Any] | None = None,
+    ready_timeout_seconds: float = 30,
+    ready_interval_ms: int = 500,
+    secret_env: dict[str, str] | None = None,
+    published_ports: list[dict[str, int]] | None = None,
+) -> dict[str, Any]:
+    name = _name(name)
+    command = validation.command(command)
+    timeout = validation.timeout_seconds(ready_timeout_seconds)
+    interval = ready_interval_ms
+    ports = validate_ports(published_ports)
+    record = ws.started("service_start")
+    if not profile_of(record["engine"]).has_guest_workspace:  # nor isolation
+        raise ValidationError("services are unavailable for host_compat workspaces")
+    if ports and record["network_policy"] != "egress+published-ports":
+        raise ValidationError(
+            "published ports need network_policy 'egress+published-ports' (this workspace "
+            f"has {record['network_policy']!r})"
         )
-        return self._service_payload(workspace_id, record["engine"], result)
+    env_map = secret_store.env_mapping(secret_env, [s["name"] for s in record["secrets"]])
+    args = {
+        "name": name,
+        "command": command,
+        "cwd": normalize_workspace_path(cwd),
+        "readiness": readiness,
+        "ready_timeout_seconds": timeout,
+        "ready_interval_ms": interval,
+        "secret_env": env_map,
+        "published_ports": ports,
+    }
+    result, _ = ws.call("service_start", args, timeout=timeout + 60)
+    ws.touch()
+    return _payload(ws, record, result)
 
-    def service_stop(self, workspace_id: str, name: str) -> dict[str, Any]:
-        record = self.require_started(workspace_id, "service_stop")
-        result, _ = self.call(
-            workspace_id, "service_stop", {"name": self._service_name(name)}, timeout=60
-        )
-        self.touch(workspace_id)
-        return self._service_payload(workspace_id, record["engine"], result)
 
-    def service_counts(self, record: dict[str, Any]) -> tuple[int, int]:
-        if record["state"] != "started":
-            return 0, 0
-        try:
-            result, _ = self.call(record["workspace_id"], "service_list", timeout=10)
-        except Exception:
-            return 0, 0
-        services = result["services"]
-        return len(services), sum(1 for s in services if s["state"] == "running")
+@operation
+def service_list(ws: Handle) -> dict[str, Any]:
+    record = ws.record()
+    items: list[dict[str, Any]] = []
+    if record["state"] == "started":
+        result, _ = ws.call("service_list")
+        items = [_payload(ws, record, s) for s in result["services"]]
+    running = sum(1 for s in items if s["state"] == "running")
+    return {
+        "workspace_id": ws.id,
+        "count": len(items),
+        "running_count": running,
+        "services": items,
+    }
+
+
+@operation
+def service_status(ws: Handle, name: str) -> dict[str, Any]:
+    record = ws.started("service_status")
+    result, _ = ws.call("service_status", {"name": _name(name)})
+    return _payload(ws, record, result)
+
+
+@operation
+def service_logs(ws: Handle, name: str, tail_lines: int = 200, all: bool = False) -> dict[str, Any]:
+    record = ws.started("service_logs")
+    args = {"name": _name(name), "tail_lines": None if all else tail_lines}
+    result, _ = ws.call("service_logs", args)
+    return _payload(ws, record, result)
+
+
+@operation
+def service_stop(ws: Handle, name: str) -> dict[str, Any]:
+    record = ws.started("service_stop")
+    result, _ = ws.call("service_stop", {"name": _name(name)}, timeout=60)
+    ws.touch()
+    return _payload(ws, record, result)
+
+
+def service_counts(ws: Handle, record: dict[str, Any]) -> tuple[int, int]:
+    """How many services a started workspace has, and how many run (0, 0 if unknown)."""
+    if record["state"] != "started":
+        return 0, 0
+    try:
+        result, _ = ws.call("service_list", timeout=10)
+    except Exception:
+        return 0, 0
+    services = result["services"]
+    return len(services), sum(1 for s in services if s["state"] == "running")

@@ -9,11 +9,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-from ..errors import StateError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
@@ -79,6 +77,8 @@ SCHEMA_VERSION = 3
 # Columns added to the workspaces table since it was first made: (name, definition).
 ADDED_COLUMNS = (("disk_mib", "INTEGER NOT NULL DEFAULT 8192"),)
 JSON_COLUMNS = ("labels", "workspace_seed", "secrets", "last_command")
+# Raises to refuse one more running workspace, given how many run (lifetime.Lifetime).
+Admit = Callable[[int], None]
 
 
 class Store:
@@ -161,27 +161,26 @@ class Store:
                 out[key] = json.dumps(out[key], sort_keys=True)
         return out
 
-    def insert_within_capacity(self, record: dict[str, Any], limit: int, extra: int) -> None:
-        """Insert only if running + starting workspaces (+ ``extra``) stay under ``limit``:
-        the check and the insert are one transaction, so racing creates cannot overshoot."""
+    def _active(self, db: sqlite3.Connection, besides: str = "") -> int:
+        row = db.execute(
+            "SELECT COUNT(*) FROM workspaces WHERE state IN ('started', 'starting') "
+            "AND workspace_id != ?",
+            (besides,),
+        ).fetchone()
+        return int(row[0])
+
+    def insert_admitted(self, record: dict[str, Any], admit: Admit) -> None:
+        """Insert once ``admit`` (given the running and starting workspaces) allows: the
+        count and the insert are one transaction, so racing creates cannot overshoot."""
         values = self._encode(record)
         columns = ", ".join(values)
         marks = ", ".join(f":{k}" for k in values)
         with self.transaction() as db:
-            row = db.execute(
-                "SELECT COUNT(*) FROM workspaces WHERE state IN ('started', 'starting')"
-            ).fetchone()
-            if int(row[0]) + extra >= limit:
-                raise StateError(
-                    f"max active VMs reached ({limit}); stop or delete a running workspace "
-                    "first (stopped workspaces do not count)"
-                )
+            admit(self._active(db))
             db.execute(f"INSERT INTO workspaces ({columns}) VALUES ({marks})", values)  # noqa: S608
 
-    def mark_starting_within_capacity(
-        self, workspace_id: str, limit: int, extra: int, owner: str
-    ) -> bool:
-        """Move a stopped workspace to 'starting' if the cap allows, atomically, with
+    def mark_starting_admitted(self, workspace_id: str, admit: Admit, owner: str) -> bool:
+        """Move a stopped workspace to 'starting' once ``admit`` allows, atomically, with
         ``owner`` as the start's owner. False when it is not stopped any more (another
         client is starting it)."""
         with self.transaction() as db:
@@ -190,19 +189,10 @@ class Store:
             ).fetchone()
             if current is None or current[0] != "stopped":
                 return False
-            row = db.execute(
-                "SELECT COUNT(*) FROM workspaces WHERE state IN ('started', 'starting') "
-                "AND workspace_id != ?",
-                (workspace_id,),
-            ).fetchone()
-            if int(row[0]) + extra >= limit:
-                raise StateError(
-                    f"max active VMs reached ({limit}); stop or delete a running workspace "
-                    "first (stopped workspaces do not count)"
-                )
+            admit(self._active(db, besides=workspace_id))
             db.execute(
-                "UPDATE workspaces SET state = 'starting', last_error = NULL "
-                "WHERE workspace_id = ?",
+                "UPDATE workspaces SET state = 'starting', supervisor_pid = NULL, "
+                "last_error = NULL WHERE workspace_id = ?",
                 (workspace_id,),
             )
             self._claim(db, workspace_id, "start", owner)
@@ -280,10 +270,7 @@ class Store:
 
     def count_active(self) -> int:
         with self.connect() as db:
-            row = db.execute(
-                "SELECT COUNT(*) FROM workspaces WHERE state IN ('started', 'starting')"
-            ).fetchone()
-        return int(row[0])
+            return self._active(db)
 
     # -- command history ----------------------------------------------------------------
     def record_command(self, workspace_id: str, entry: dict[str, Any], activity: float) -> int:

@@ -9,16 +9,17 @@ Run as ``python -m pyro_mcp.workspaces.supervisor --home H --cache C --workspace
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from .. import lifetime
 from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
 from ..engines.profile import guest_network
@@ -33,6 +34,7 @@ from . import secrets as secret_store
 from . import volume_mount
 from .history import History
 from .layout import WorkspaceLayout, remove_quietly
+from .lifecycle import remove_workspace
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
 from .watchers import watch_engine, watch_ttl
@@ -87,7 +89,7 @@ class Supervisor:
         elif not real_vm:
             self.unpacked = volume_mount.prepare(self.layout) or self.unpacked
         if record["network_policy"] != "off" and self.proxy is None:
-            self.proxy = EgressProxy(network_dir(self.layout.root))
+            self.proxy = EgressProxy(network_dir(self.layout.root), self.layout.secrets_dir)
         sandbox = self.runtime.boot(
             choice,
             env,
@@ -102,7 +104,11 @@ class Supervisor:
         )
         try:
             if record["network_policy"] != "off":
-                sandbox.client.call("network", guest_network(choice.key), timeout=30)
+                args = dict(guest_network(choice.key))
+                if self.proxy is not None and choice.engine.info().isolation != "none":
+                    # the proxy's CA, for brokered secrets; never the host's own trust store
+                    args["trust_ca"] = self.proxy.authority.pem
+                sandbox.client.call("network", args, timeout=30)
             if self.layout.secrets_dir.is_dir():
                 sandbox.client.call(
                     "secrets_install",
@@ -117,7 +123,7 @@ class Supervisor:
         if self.listener is not None:  # serving already: watch the new engine too
             threading.Thread(target=watch_engine, args=(self, sandbox), daemon=True).start()
 
-    def reboot(self, seed: bytes = b"", guest_links: bool = False) -> dict[str, Any]:
+    def reset(self, seed: bytes = b"", guest_links: bool = False) -> dict[str, Any]:
         """Reset: a fresh sandbox from the pristine environment and /workspace from ``seed``
         (a tar; ``guest_links``: a named snapshot the guest made), without restarting this
         supervisor.
@@ -216,9 +222,9 @@ class Supervisor:
         if op == "supervisor_status":
             send({"id": req_id, "ok": True, "result": self._status()})
             return
-        if op == "supervisor_reboot":
+        if op == "supervisor_reboot":  # a reset's wire name (clients of every version send it)
             try:
-                result = self.reboot(data, bool(args.get("guest_links")))
+                result = self.reset(data, bool(args.get("guest_links")))
                 send({"id": req_id, "ok": True, "result": result})
             except Exception as exc:  # any failure is answered (and stops the workspace)
                 error = str(exc) if isinstance(exc, PyroError) else f"reset failed: {exc!r}"
@@ -301,6 +307,9 @@ class Supervisor:
         }
 
     # -- shutdown ------------------------------------------------------------------------------
+    def _remove(self) -> None:
+        remove_workspace(self.layout, self.store)
+
     def shutdown(self, reason: str, error: str | None = None) -> None:
         """Stop serving, record the new state at once, then tear the sandbox down.
 
@@ -334,13 +343,13 @@ class Supervisor:
         volume_mount.detach(self.layout.volume_dir)
         if reason == "expired":
             record = self.store.get(self.workspace_id)
-            if record is not None:
-                self.store.mark_expired(self.workspace_id, record["ttl_seconds"], time.time())
-            try:  # files first: if they cannot go, the record stays for the next reap
-                self.layout.remove()
-                self.store.delete(self.workspace_id)
-            except PyroError:
-                pass
+            # If the files cannot go, the record stays for the next reap.
+            with contextlib.suppress(PyroError):
+                if record is None:
+                    self._remove()
+                else:
+                    ttl = record["ttl_seconds"]
+                    lifetime.expire("workspace", self.workspace_id, ttl, self._remove, self.store)
         if locked:
             self.reboot_lock.release()
         os._exit(0)

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from .. import lifetime
 from ..engines.base import Sandbox
 
 if TYPE_CHECKING:
@@ -66,8 +67,7 @@ def watch_ttl(supervisor: Supervisor) -> None:
         if record is None:
             supervisor.shutdown("deleted")
             return
-        remaining = float(record["expires_at"]) - time.time()
-        if remaining <= 0:
+        if lifetime.due(record["expires_at"]):
             supervisor.shutdown("expired")
             return
-        supervisor.stopping.wait(min(remaining, 5.0))
+        supervisor.stopping.wait(min(float(record["expires_at"]) - time.time(), 5.0))

@@ -1,0 +1,39 @@
+"""The checks a ``Param`` declares (ranges, lengths), applied to one value: the one home of
+those rules for SDK calls (the ``@operation`` wrapper) and MCP calls (mcp/schema.py)."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from ..validation import number_in_range, text
+from .registry import ParamInfo
+
+
+def _numeric(annotation: Any) -> type | None:
+    """int or float, also inside ``X | None``."""
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    return next((t for t in options if t in (int, float)), None)
+
+
+def has_checks(param: ParamInfo) -> bool:
+    meta = param.meta
+    return any(b is not None for b in (meta.ge, meta.le, meta.gt, meta.max_length))
+
+
+def check_value(param: ParamInfo, value: Any, shown: str) -> None:
+    """Raise a one-line ``ValidationError`` naming ``shown`` when ``value`` breaks what
+    ``param`` declares. None passes where None is the default (an optional argument)."""
+    meta = param.meta
+    if value is None and param.default is None:
+        return
+    number = _numeric(param.annotation)
+    if number is not None and any(b is not None for b in (meta.ge, meta.le, meta.gt)):
+        number_in_range(shown, value, integer=number is int, ge=meta.ge, gt=meta.gt, le=meta.le)
+    if meta.max_length is not None:  # UTF-8 bytes (the schema's maxLength counts characters,
+        text(shown, value, max_bytes=meta.max_length, allow_nul=True)  # never more)

@@ -1,0 +1,44 @@
+"""Adding or rotating one secret of an existing workspace, without a restart.
+
+A brokered secret's new value is used by the egress proxy from the next request on (the
+guest keeps the same placeholder); a new secret, or a plain one, is installed in a started
+guest at once (and at every later boot, like the others).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..engines.profile import profile_of
+from ..errors import StateError
+from . import secrets as secret_store
+from .lifecycle import WorkspaceLifecycle
+
+
+def set_secret(
+    manager: WorkspaceLifecycle, workspace_id: str, item: dict[str, Any]
+) -> dict[str, Any]:
+    record = manager.record(workspace_id)
+    [secret] = secret_store.resolve([{k: v for k, v in item.items() if v is not None}])
+    secret_store.check_network([secret], record["network_policy"])
+    if not profile_of(record["engine"]).isolated:
+        raise StateError("secrets are unavailable for host_compat workspaces")
+    known = {s["name"]: s for s in record["secrets"]}
+    existed = secret.name in known
+    known[secret.name] = secret.public()
+    directory = manager.layout(workspace_id).secrets_dir
+    secret_store.store(directory, [secret])
+    manager.store.update(workspace_id, secrets=list(known.values()), last_activity_at=time.time())
+    installed = False
+    if record["state"] == "started":
+        payload = secret_store.install_payload(directory)
+        manager.call(workspace_id, "secrets_install", data=payload, timeout=30)
+        installed = True
+    return {
+        "workspace_id": workspace_id,
+        "secret": secret.public(),
+        "replaced": existed,
+        "mode": "brokered" if secret.binding is not None else "plain",
+        "installed_in_guest": installed,
+    }

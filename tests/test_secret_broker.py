@@ -1,0 +1,195 @@
+"""Brokered secrets without a guest: their rules, their store, and the intercepting proxy
+with a local HTTPS upstream (its own test CA, trusted through PYRO_EGRESS_CA_BUNDLE)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyro_mcp.errors import ValidationError
+from pyro_mcp.network import broker
+from pyro_mcp.network.proxy import EgressProxy, forward_command, pinned_addresses
+from pyro_mcp.workspaces import secrets as secret_store
+from support import short_tmp_dir
+from tls_upstream import Upstream, upstream_ca
+
+VALUE = "ghp_brokered-0123456789"
+
+
+def save(store: Path, *items: dict[str, object]) -> None:
+    secret_store.store(store, secret_store.resolve(list(items)))
+
+
+def test_resolve_checks_bindings_and_names_the_secret_never_the_value() -> None:
+    bad = [
+        ({"hosts": ["not a host"]}, "secret 'GH' hosts"),
+        ({"hosts": []}, "at least one host"),
+        ({"hosts": ["a.example"], "header": "Host"}, "cannot go in the Host header"),
+        ({"hosts": ["a.example"], "header": "Bad Header"}, "HTTP header name"),
+        ({"hosts": ["a.example"], "format": "token"}, "{value} once"),
+        ({"hosts": ["a.example"], "format": "{value}\r\nX: {value}"}, "{value} once"),
+        ({"header": "X-Key"}, "header and format need hosts"),
+    ]
+    for extra, message in bad:
+        with pytest.raises(ValidationError, match=message) as caught:
+            secret_store.resolve([{"name": "GH", "value": VALUE, **extra}])
+        assert VALUE not in str(caught.value)
+    for bad_value in ("a\nb", "a\x01b", "a\x7fb"):
+        with pytest.raises(ValidationError, match="must be one line of text"):
+            secret_store.resolve([{"name": "GH", "value": bad_value, "hosts": ["a.example"]}])
+    [secret] = secret_store.resolve([{"name": "GH", "value": VALUE, "hosts": ["A.example."]}])
+    assert secret.binding == broker.Binding(("a.example",))
+    assert secret.public() == {"name": "GH", "source_kind": "literal", "hosts": ["a.example"]}
+    with pytest.raises(ValidationError, match="needs network_policy 'egress'"):
+        secret_store.check_network([secret], "off")
+
+
+def test_cli_forms_join_hosts_to_their_secret(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text(VALUE + "\n")  # a file's line ending is not part of a header value
+    items = [
+        *secret_store.parse_cli([f"GH=@{token}", "PLAIN=x"], "value"),
+        *secret_store.parse_cli(["GH=api.example.com", "GH=*.example.org"], "hosts"),
+        *secret_store.parse_cli(["GH=X-Api-Key"], "header"),
+    ]
+    gh, plain = secret_store.resolve(items)
+    assert (gh.value, gh.kind, plain.binding) == (VALUE, "file", None)
+    assert gh.binding == broker.Binding(("api.example.com", "*.example.org"), "X-Api-Key")
+    with pytest.raises(ValidationError, match="--secret-host NOPE: no such --secret"):
+        secret_store.resolve(secret_store.parse_cli(["NOPE=a.example"], "hosts"))
+    with pytest.raises(ValidationError, match="--secret-host expects NAME=HOST"):
+        secret_store.parse_cli(["GH"], "hosts")
+
+
+def test_the_guest_gets_a_placeholder_that_survives_rotation(tmp_path: Path) -> None:
+    store = tmp_path / "secrets"
+    save(store, {"name": "GH", "value": VALUE, "hosts": ["a.example"]}, {"name": "P", "value": "v"})
+    installed = json.loads(secret_store.install_payload(store))
+    assert installed["P"] == "v" and installed["GH"].startswith("pyro-secret-GH-")
+    assert VALUE not in json.dumps(installed)
+    assert secret_store.load(store) == {"GH": VALUE, "P": "v"}  # not broker.json
+    save(store, {"name": "GH", "value": "new", "hosts": ["a.example"]})
+    assert json.loads(secret_store.install_payload(store))["GH"] == installed["GH"]
+    assert broker.Brokered.read(store).values == {"GH": "new"}
+    assert VALUE.encode() not in (store / broker.BROKER_FILE).read_bytes()
+
+
+def test_rewrite_fills_only_the_bound_host_and_header() -> None:
+    mark = "pyro-secret-GH-00"
+    brokered = broker.Brokered(
+        {"GH": broker.Binding(("api.example",), placeholder=mark)}, {"GH": VALUE}
+    )
+    sent = [(b"authorization", f"Bearer {mark}".encode())]
+    headers, used = brokered.rewrite("api.example", sent)
+    assert headers == [(b"authorization", f"Bearer {VALUE}".encode())] and used == ["GH"]
+    added, _ = brokered.rewrite("api.example", [(b"accept", b"*/*")])
+    assert (b"Authorization", f"Bearer {VALUE}".encode()) in added
+    other, used = brokered.rewrite("other.example", sent)
+    assert other == sent and used == []
+    assert brokered.leftovers(b"".join(k + v for k, v in other)) == ["GH"]
+    assert brokered.intercepts("api.example") and not brokered.intercepts("other.example")
+    assert pinned_addresses("a.test=127.0.0.1, bad ,b.test=::1") == {
+        "a.test": "127.0.0.1",
+        "b.test": "::1",
+    }
+
+
+# -- the proxy, intercepting ----------------------------------------------------------------
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    directory = short_tmp_dir("pyro-brk-")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def setup(scratch: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, object]]:
+    ca, ca_file = upstream_ca(scratch)
+    bound = Upstream(ca, "api.pyro.test", scratch)
+    other = Upstream(ca, "other.pyro.test", scratch)
+    monkeypatch.setenv("PYRO_EGRESS_RESOLVE", "api.pyro.test=127.0.0.1,other.pyro.test=127.0.0.1")
+    monkeypatch.setenv("PYRO_EGRESS_CA_BUNDLE", str(ca_file))
+    store = scratch / "secrets"
+    save(store, {"name": "GH", "value": VALUE, "hosts": ["api.pyro.test"]})
+    proxy = EgressProxy(scratch / "network", store)
+    mark = json.loads(secret_store.install_payload(store))["GH"]
+    yield {"proxy": proxy, "bound": bound, "other": other, "mark": mark, "store": store}
+    proxy.close()
+    bound.close()
+    other.close()
+
+
+def _connect(proxy: EgressProxy) -> socket.socket:
+    guest, ours = socket.socketpair()
+    subprocess.run(
+        shlex.split(forward_command(str(proxy.socket_path))),
+        stdin=guest.fileno(),
+        timeout=10,
+        check=True,
+    )
+    guest.close()
+    ours.settimeout(10)
+    return ours
+
+
+def https_get(proxy: EgressProxy, host: str, port: int, headers: str) -> bytes:
+    """One request as a guest makes it: CONNECT, TLS trusting the proxy's CA, GET."""
+    sock = _connect(proxy)
+    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    context = ssl.create_default_context(cadata=proxy.authority.pem)
+    with context.wrap_socket(sock, server_hostname=host) as tls:
+        tls.sendall(
+            f"GET /x HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_the_bound_host_gets_the_value_and_rotation_counts_at_once(setup: dict) -> None:
+    proxy, bound, mark = setup["proxy"], setup["bound"], setup["mark"]
+    answer = https_get(proxy, "api.pyro.test", bound.port, f"Authorization: Bearer {mark}\r\n")
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"upstream ok /x")
+    assert bound.seen[-1]["headers"]["authorization"] == f"Bearer {VALUE}"
+    save(setup["store"], {"name": "GH", "value": "rotated", "hosts": ["api.pyro.test"]})
+    https_get(proxy, "api.pyro.test", bound.port, "")  # no header: added
+    assert bound.seen[-1]["headers"]["authorization"] == "Bearer rotated"
+    rows = proxy.log.entries()
+    assert [r["reason"] for r in rows if r["method"] == "GET"] == ["secret GH added"] * 2
+
+
+def test_a_placeholder_elsewhere_is_not_replaced_and_logged_denied(setup: dict) -> None:
+    proxy, other, mark = setup["proxy"], setup["other"], setup["mark"]
+    # plain http to a host the secret is not bound to: seen by the proxy, not replaced
+    sock = _connect(proxy)
+    target = f"http://other.pyro.test:{other.port}/leak"
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nX-Token: {mark}\r\n\r\n".encode())
+    sock.recv(4096)  # the TLS upstream answers nonsense to plain http: no matter here
+    sock.close()
+    denied = [r for r in proxy.log.entries() if not r["allowed"]]
+    assert denied and denied[0]["host"] == "other.pyro.test"
+    assert "denied use of secret GH" in str(denied[0]["reason"])
+    assert VALUE not in json.dumps(proxy.log.entries())
+
+
+def test_an_untrusted_upstream_is_refused(setup: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYRO_EGRESS_CA_BUNDLE")
+    proxy = EgressProxy(setup["proxy"].directory.parent / "network2", setup["store"])
+    try:
+        answer = https_get(proxy, "api.pyro.test", setup["bound"].port, "")
+    finally:
+        proxy.close()
+    assert answer.startswith(b"HTTP/1.1 502") and b"not trusted" in answer
+    assert setup["bound"].seen == []
