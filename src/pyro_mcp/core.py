@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .engines.network import guest_network
+from .engines.profile import profile_of
 from .lifetime import Kind
 from .runtime import HOST_COMPAT_WARNING
-from .workspaces.records import ISOLATION, execution_mode
 
 ID_KEYS: dict[Kind, str] = {"vm": "vm_id", "workspace": "workspace_id"}
 
@@ -38,7 +37,8 @@ class Core(NamedTuple):
 
 def payload(core: Core) -> dict[str, Any]:
     """The fields a VM's and a workspace's payloads share. No host paths (§7.23)."""
-    isolation = ISOLATION.get(core.engine, core.engine)
+    profile = profile_of(core.engine)
+    isolation = profile.isolation
     data: dict[str, Any] = {
         core.id_key: core.id,
         "environment": core.environment,
@@ -51,14 +51,14 @@ def payload(core: Core) -> dict[str, Any]:
         "state": core.state,
         "network_enabled": core.network,
         "allow_host_compat": core.allow_host_compat,
-        "guest_ip": guest_network(core.engine)["guest_ip"] if core.network else None,
+        "guest_ip": profile.guest_network["guest_ip"] if core.network else None,
         "tap_name": None,
-        "execution_mode": execution_mode(core.engine),
+        "execution_mode": profile.execution_mode,
         "engine": core.engine,
         "isolation": isolation,
         "metadata": {"engine": core.engine, "isolation": isolation},
     }
-    if core.engine == "host":
+    if not profile.isolated:
         data["warning"] = HOST_COMPAT_WARNING
     return data
 
@@ -74,7 +74,7 @@ def exec_result(core: Core, command: str, result: dict[str, Any], **extra: Any) 
         "stderr": result.get("stderr", ""),
         "exit_code": int(result.get("exit_code", -1)),
         "duration_ms": int(result.get("duration_ms", 0)),
-        "execution_mode": execution_mode(core.engine),
+        "execution_mode": profile_of(core.engine).execution_mode,
         **extra,
         "timed_out": bool(result.get("timed_out")),
         "stdout_truncated": bool(result.get("stdout_truncated")),

@@ -8,17 +8,13 @@ import shutil
 from typing import Any
 
 from .engines.detect import AUTO_ORDER
+from .engines.profile import PROFILES, QEMU_BINARY, QEMU_KVM, EngineProfile, profile_of
 from .engines.qemu import kvm_usable
 from .environments.catalog import CATALOG, DEFAULT_ENVIRONMENT
+from .environments.store import InstalledEnvironment
 from .errors import EngineUnavailable
 from .runtime import Notify, Runtime
 from .version import CATALOG_VERSION, __version__
-
-INSTALL_HINTS = {
-    "gvisor": "apt-get install -t bookworm-backports runsc (bookworm-backports apt source)",
-    "qemu-kvm": "apt-get install qemu-system-x86, and a host whose /dev/kvm boots guests",
-    "qemu-tcg": "apt-get install qemu-system-x86",
-}
 
 
 def _kvm() -> dict[str, Any]:
@@ -43,8 +39,76 @@ def _networking() -> dict[str, Any]:
         "nft_binary": shutil.which("nft"),
         "iptables_binary": shutil.which("iptables"),
         "ip_forward_enabled": forward,
-        "qemu_user_networking": shutil.which("qemu-system-x86_64") is not None,
+        "qemu_user_networking": shutil.which(QEMU_BINARY) is not None,
     }
+
+
+def _engine_entry(
+    runtime: Runtime,
+    key: str,
+    env: InstalledEnvironment | None,
+    probe: bool,
+    notify: Notify | None,
+) -> dict[str, Any]:
+    """One engine of this build: installed, and (``probe``) whether it really boots."""
+    profile = profile_of(key)
+    static = runtime.selector.engine(key).unavailable_reason()
+    entry: dict[str, Any] = {
+        "available": static is None,
+        "reason": static or "installed (not boot-probed)",
+        "isolation": profile.isolation,
+    }
+    if static is None and env is not None and probe:
+        result = runtime.selector.probe(key, env, runtime.agent_dir, notify)
+        entry["probe"] = result.as_dict()
+        entry["available"] = result.ok
+        entry["reason"] = result.reason
+    if not entry["available"]:
+        entry["install_hint"] = profile.install_hint
+    return entry
+
+
+def _unbuilt_entry(profile: EngineProfile) -> dict[str, Any]:
+    """An engine the contract knows that this build does not have."""
+    found = profile.binary is not None and shutil.which(profile.binary) is not None
+    return {
+        "available": False,
+        "reason": f"the {profile.name} engine is not enabled in this build"
+        if found
+        else f"{profile.binary} binary not found",
+        "isolation": profile.isolation,
+    }
+
+
+def _chosen(
+    runtime: Runtime,
+    engines: dict[str, Any],
+    env: InstalledEnvironment | None,
+    probe: bool,
+    notify: Notify | None,
+    issues: list[str],
+) -> str | None:
+    """What ``auto`` (or the requested engine) picks here; why not, in ``issues``."""
+    if env is None or not probe:
+        return next((k for k in AUTO_ORDER if engines[k]["available"]), None)
+    try:
+        chosen, _ = runtime.selector.select(runtime.engine_request, env, runtime.agent_dir, notify)
+    except EngineUnavailable as exc:
+        issues.append(str(exc))
+        return None
+    return chosen
+
+
+def _kvm_report(engines: dict[str, Any]) -> dict[str, Any]:
+    kvm = _kvm()
+    kvm_ok, _ = kvm_usable()
+    probed = "probe" in engines[QEMU_KVM.key]
+    kvm["boots_guests"] = (
+        bool(engines[QEMU_KVM.key]["available"])
+        if kvm_ok and probed
+        else (False if not kvm_ok else None)
+    )
+    return kvm
 
 
 def run_doctor(
@@ -57,50 +121,12 @@ def run_doctor(
             f"{DEFAULT_ENVIRONMENT} is not installed, so engines were not boot-probed: "
             f"run 'pyro env pull {DEFAULT_ENVIRONMENT}'"
         )
-    engines: dict[str, Any] = {}
-    agent_dir = runtime.agent_dir
-    for key in AUTO_ORDER:
-        engine = runtime.selector.engine(key)
-        static = engine.unavailable_reason()
-        entry: dict[str, Any] = {
-            "available": static is None,
-            "reason": static or "installed (not boot-probed)",
-            "isolation": engine.info().isolation,
-        }
-        if static is None and env is not None and probe:
-            result = runtime.selector.probe(key, env, agent_dir, notify)
-            entry["probe"] = result.as_dict()
-            entry["available"] = result.ok
-            entry["reason"] = result.reason
-        if not entry["available"]:
-            entry["install_hint"] = INSTALL_HINTS[key]
-        engines[key] = entry
-    engines["firecracker"] = {
-        "available": False,
-        "reason": "firecracker binary not found"
-        if shutil.which("firecracker") is None
-        else "the firecracker engine is not enabled in this build",
-        "isolation": "vm-kvm",
-    }
-    chosen: str | None = None
-    if env is not None and probe:
-        try:
-            chosen, _ = runtime.selector.select(runtime.engine_request, env, agent_dir, notify)
-        except EngineUnavailable as exc:
-            issues.append(str(exc))
-    else:
-        chosen = next((k for k in AUTO_ORDER if engines[k]["available"]), None)
+    engines = {key: _engine_entry(runtime, key, env, probe, notify) for key in AUTO_ORDER}
+    engines.update({p.key: _unbuilt_entry(p) for p in PROFILES.values() if not p.built})
+    chosen = _chosen(runtime, engines, env, probe, notify, issues)
     if not any(engines[k]["available"] for k in AUTO_ORDER):
-        hints = "; ".join(f"{k}: {INSTALL_HINTS[k]}" for k in AUTO_ORDER)
+        hints = "; ".join(f"{k}: {profile_of(k).install_hint}" for k in AUTO_ORDER)
         issues.append(f"no sandbox engine works on this host. Install one: {hints}")
-    kvm = _kvm()
-    kvm_ok, _ = kvm_usable()
-    probed = "probe" in engines["qemu-kvm"]
-    kvm["boots_guests"] = (
-        bool(engines["qemu-kvm"]["available"])
-        if kvm_ok and probed
-        else (False if not kvm_ok else None)
-    )
     installed = [name for name in CATALOG if runtime.store.installed(name) is not None]
     runtime_ok = chosen is not None and not any("no sandbox engine" in i for i in issues)
     return {
@@ -108,7 +134,7 @@ def run_doctor(
         "platform": f"{platform.system().lower()}-{platform.machine()}",
         "runtime_ok": runtime_ok,
         "issues": issues,
-        "kvm": kvm,
+        "kvm": _kvm_report(engines),
         "engines": engines,
         "engine_request": runtime.engine_request or os.environ.get("PYRO_ENGINE") or "auto",
         "chosen_engine": chosen,

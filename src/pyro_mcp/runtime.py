@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from .engines.base import BootSpec, Engine, Sandbox
+from .engines.profile import HOST, EngineProfile, profile_of
 from .environments.catalog import CATALOG
 from .environments.store import EnvironmentStore, InstalledEnvironment
 from .errors import EngineUnavailable, ValidationError
@@ -35,9 +36,12 @@ class EngineChoice(NamedTuple):
     engine: Engine
 
     @property
+    def profile(self) -> EngineProfile:
+        return self.engine.profile
+
+    @property
     def execution_mode(self) -> str:
-        # The contract's name for "runs inside the guest through its agent" is guest_vsock.
-        return "host_compat" if self.key == "host" else "guest_vsock"
+        return self.profile.execution_mode
 
 
 class Runtime:
@@ -96,7 +100,7 @@ class Runtime:
             if allow_host_compat:
                 if not over_mcp():  # over MCP the operator chose it and every result says so
                     sys.stderr.write(f"[pyro] warning: {HOST_COMPAT_WARNING}\n")
-                return EngineChoice("host", _host_engine())
+                return EngineChoice(HOST.key, _host_engine())
             if over_mcp():  # a model is never told how to switch isolation off
                 raise EngineUnavailable(
                     f"{exc}. The operator can check this host with `pyro doctor`"
@@ -109,8 +113,8 @@ class Runtime:
 
     def engine_by_key(self, key: str) -> EngineChoice:
         """The engine a workspace was created with (it keeps it for its whole life)."""
-        if key == "host":
-            return EngineChoice("host", _host_engine())
+        if not profile_of(key).isolated:  # raises for an unknown key
+            return EngineChoice(key, _host_engine())
         try:
             return EngineChoice(key, self.selector.engine(key))
         except ValidationError:

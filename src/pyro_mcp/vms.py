@@ -17,7 +17,7 @@ from . import core, lifetime, validation
 from .core import Core
 from .engines.agent_client import AgentGone
 from .engines.base import BootSpec, Sandbox
-from .engines.network import guest_network
+from .engines.profile import GVISOR, guest_network
 from .environments.store import InstalledEnvironment
 from .errors import NotFoundError, StateError
 from .guest.protocol import split_output
@@ -226,12 +226,7 @@ class VmRegistry:
     def _end_orphan(self, workdir: Path) -> None:
         for pid in owners.engines(workdir):
             owners.kill(pid)
-        if (self.runtime.runtime_root / "runsc").is_dir():
-            from .engines.gvisor import GvisorEngine
-
-            engine = self.runtime.engine_by_key("gvisor").engine
-            if isinstance(engine, GvisorEngine):
-                engine.destroy(f"pyro-{workdir.name}")
+        self.runtime.engine_by_key(GVISOR.key).engine.reclaim(workdir.name)
         self.runtime.remove_dir(workdir)
 
     def start(self, vm_id: str) -> VmRecord:
@@ -274,7 +269,7 @@ class VmRegistry:
         record = self.get(vm_id)
         if record.state != "started" or record.sandbox is None:
             raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
-        cwd = GUEST_CWD if record.choice.key != "host" else str(record.workdir / "root")
+        cwd = GUEST_CWD if record.choice.profile.isolated else str(record.workdir / "root")
         args = {
             "command": command,
             "timeout_seconds": timeout,
@@ -293,7 +288,7 @@ class VmRegistry:
 
     @staticmethod
     def can_run_once(record: VmRecord) -> bool:
-        return record.choice.key == "gvisor" and not record.network
+        return record.choice.profile.one_shot and not record.network
 
     def run_once(
         self,
@@ -302,15 +297,10 @@ class VmRegistry:
         timeout_seconds: float,
         on_output: OutputHandler | None = None,
     ) -> dict[str, Any]:
-        """A one-shot command without the guest agent (gVisor): see engines/gvisor_once."""
-        from .engines.gvisor import GvisorEngine
-        from .engines.gvisor_once import run_once
-
+        """A one-shot command without the guest agent (``Engine.run_once``)."""
         command = validation.command(command)
         timeout = validation.timeout_seconds(timeout_seconds)
         record = self.get(vm_id)
-        engine = record.choice.engine
-        assert isinstance(engine, GvisorEngine)
         spec = BootSpec(
             sandbox_id=vm_id,
             environment=record.env,
@@ -320,7 +310,7 @@ class VmRegistry:
             mem_mib=record.mem_mib,
         )
         record.state = "started"
-        result = run_once(engine, spec, command, timeout, GUEST_CWD, on_output)
+        result = record.choice.engine.run_once(spec, command, timeout, GUEST_CWD, on_output)
         return core.exec_result(record.core(), command, result, engine=record.choice.key)
 
     def stop(self, vm_id: str) -> VmRecord:

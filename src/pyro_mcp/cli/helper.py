@@ -77,16 +77,8 @@ def serve(home: Path, idle_seconds: float = IDLE_SECONDS) -> None:
     # copying) every page of it in each child.
     gc.collect()
     gc.freeze()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    path.unlink(missing_ok=True)
-    old_umask = os.umask(0o177)
-    try:
-        listener.bind(str(path))
-    finally:
-        os.umask(old_umask)
+    listener = _listen(path)
     identity = path.stat().st_ino
-    listener.listen(16)
-    listener.settimeout(1.0)
     children: set[int] = set()
     last = time.monotonic()
     try:
@@ -99,41 +91,12 @@ def serve(home: Path, idle_seconds: float = IDLE_SECONDS) -> None:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
-            conn.settimeout(1.0)  # a caller sends its request at once
-            try:
-                request, fds, caller = _receive(conn)
-            except (OSError, ValueError) as exc:
-                _log(f"refused a request: {exc}")
-                conn.close()
-                continue
-            why = _stale(request, stamp)
-            if why:
-                _close_all(fds)
-                _reply(conn, b"stale\n")
-                conn.close()
-                _log(f"exiting: {why}; the caller runs the command itself")
+            served = _serve_one(conn, stamp, listener, lock)
+            if served is None:
                 return
-            other = helper_context.mismatch(caller)
-            if other or _hung_up(conn):
-                _close_all(fds)
-                _reply(conn, b"other\n")
-                conn.close()
-                if other:
-                    _log(f"a caller in {other}: it runs the command itself")
-                continue
-            request["umask"] = helper_context.umask_of(caller)
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    listener.close()
-                    os.close(lock)  # a long command must not keep a new helper from starting
-                    run_child(conn, fds, request)
-                finally:
-                    os._exit(1)  # a child never runs the helper's own clean-up below
-            children.add(pid)
-            last = time.monotonic()  # only a command served keeps the helper alive
-            _close_all(fds)  # the caller's pipes must close when the child is done
-            conn.close()
+            if served:
+                children.add(served)
+                last = time.monotonic()  # only a command served keeps the helper alive
     finally:
         listener.close()
         try:
@@ -141,6 +104,59 @@ def serve(home: Path, idle_seconds: float = IDLE_SECONDS) -> None:
                 path.unlink()
         except OSError:
             pass
+
+
+def _listen(path: Path) -> socket.socket:
+    """The helper's socket at ``path``: only this user can connect (0600)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path.unlink(missing_ok=True)
+    old_umask = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    listener.listen(16)
+    listener.settimeout(1.0)
+    return listener
+
+
+def _serve_one(
+    conn: socket.socket, stamp: tuple[float, int], listener: socket.socket, lock: int
+) -> int | None:
+    """Answer one caller: the pid of the child forked to run its command, 0 when it runs the
+    command itself, None when the helper must exit (its code changed). A child closes the
+    helper's ``listener`` and ``lock`` at once."""
+    conn.settimeout(1.0)  # a caller sends its request at once
+    try:
+        request, fds, caller = _receive(conn)
+    except (OSError, ValueError) as exc:
+        _log(f"refused a request: {exc}")
+        conn.close()
+        return 0
+    why = _stale(request, stamp)
+    other = None if why else helper_context.mismatch(caller)
+    if why or other or _hung_up(conn):
+        _close_all(fds)
+        _reply(conn, b"stale\n" if why else b"other\n")
+        conn.close()
+        if why:
+            _log(f"exiting: {why}; the caller runs the command itself")
+            return None
+        if other:
+            _log(f"a caller in {other}: it runs the command itself")
+        return 0
+    request["umask"] = helper_context.umask_of(caller)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            listener.close()
+            os.close(lock)  # a long command must not keep a new helper from starting
+            run_child(conn, fds, request)
+        finally:
+            os._exit(1)  # a child never runs the helper's own clean-up
+    _close_all(fds)  # the caller's pipes must close when the child is done
+    conn.close()
+    return pid
 
 
 def _stale(request: dict[str, Any], stamp: tuple[float, int]) -> str | None:

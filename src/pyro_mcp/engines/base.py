@@ -8,12 +8,14 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..environments.store import InstalledEnvironment
 from ..errors import SandboxError
 from .agent_client import AgentClient
+from .profile import EngineProfile
 
 
 class BootSpec(NamedTuple):
@@ -40,17 +42,10 @@ class BootSpec(NamedTuple):
         return self.agent_dir
 
 
-class EngineInfo(NamedTuple):
-    name: str
-    isolation: str  # e.g. "gvisor-sentry", "vm-kvm", "vm-tcg", "none"
-    real_vm: bool
-    network: bool
-
-
 class Sandbox(abc.ABC):
     """A running sandbox: its engine process and a connected agent client."""
 
-    info: EngineInfo
+    info: EngineProfile
     client: AgentClient
     process: subprocess.Popen[bytes]
     workdir: Path
@@ -137,11 +132,14 @@ def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
             pass
 
 
-class Engine(abc.ABC):
-    name: str
+Emit = Callable[[str, bytes], None]
 
-    @abc.abstractmethod
-    def info(self) -> EngineInfo: ...
+
+class Engine(abc.ABC):
+    profile: EngineProfile  # its facts (engines/profile.py)
+
+    def info(self) -> EngineProfile:
+        return self.profile
 
     @abc.abstractmethod
     def unavailable_reason(self) -> str | None:
@@ -149,6 +147,19 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def boot(self, spec: BootSpec) -> Sandbox: ...
+
+    def run_once(
+        self, spec: BootSpec, command: str, timeout: float, cwd: str, on_output: Emit | None
+    ) -> dict[str, Any]:
+        """Run ``command`` as the sandbox's only process (no agent) and end the sandbox:
+        the exec result (exit_code, duration_ms, timed_out, stdout/stderr and their
+        ``_truncated`` flags). Only engines whose profile says ``one_shot`` can."""
+        raise SandboxError(f"the {self.profile.name} engine has no one-shot run")
+
+    def reclaim(self, sandbox_id: str) -> None:
+        """End what a sandbox whose owner died left in the engine's own state (its
+        processes are already killed)."""
+        return None
 
 
 def wait_hello(

@@ -22,9 +22,9 @@ from ..errors import EngineUnavailable, PyroError, ValidationError
 from . import ENGINE_CHOICES
 from .base import BootSpec, Engine
 from .gvisor import GvisorEngine
+from .profile import GVISOR, QEMU_KVM, QEMU_TCG, profile_of
 
-AUTO_ORDER = ("qemu-kvm", "gvisor", "qemu-tcg")
-PROBE_TIMEOUTS = {"qemu-kvm": 20.0, "gvisor": 30.0, "qemu-tcg": 120.0}
+AUTO_ORDER = (QEMU_KVM.key, GVISOR.key, QEMU_TCG.key)
 
 Notify = Callable[[str], None]
 
@@ -68,18 +68,21 @@ class EngineSelector:
         """The engine for ``key`` (one of AUTO_ORDER), built on first use: a gVisor run never
         imports the QEMU machinery."""
         if key not in self._engines:
-            if key == "gvisor":
+            if key == GVISOR.key:
                 self._engines[key] = GvisorEngine(self.runtime_root / "runsc")
-            elif key in ("qemu-kvm", "qemu-tcg"):
+            elif key in (QEMU_KVM.key, QEMU_TCG.key):
                 from .qemu import QemuEngine
 
-                self._engines[key] = QemuEngine(key[len("qemu-") :], self.cache / "vm-templates")
+                accel = "kvm" if key == QEMU_KVM.key else "tcg"
+                self._engines[key] = QemuEngine(accel, self.cache / "vm-templates")
             else:
                 raise ValidationError(f"unknown engine {key!r}")
         return self._engines[key]
 
-    def _binary(self, key: str) -> str | None:
-        return shutil.which("runsc" if key == "gvisor" else "qemu-system-x86_64")
+    @staticmethod
+    def _binary(key: str) -> str | None:
+        binary = profile_of(key).binary
+        return shutil.which(binary) if binary else None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
@@ -144,7 +147,7 @@ class EngineSelector:
             environment=env,
             workdir=workdir,
             agent_dir=agent_dir(),
-            boot_timeout=PROBE_TIMEOUTS[key],
+            boot_timeout=profile_of(key).probe_timeout,
         )
         try:
             sandbox = engine.boot(spec)
@@ -191,16 +194,16 @@ class EngineSelector:
         """Return (key, engine) for ``requested`` (auto, gvisor, qemu), or raise why not
         (every engine has guest networking, so a networked request chooses alike)."""
         name = self.check_name(requested)
-        if name == "gvisor":
-            order: tuple[str, ...] = ("gvisor",)
-        elif name == "qemu":
-            order = ("qemu-kvm", "qemu-tcg")
+        if name == GVISOR.key:
+            order: tuple[str, ...] = (GVISOR.key,)
+        elif name == QEMU_KVM.name:
+            order = (QEMU_KVM.key, QEMU_TCG.key)
         else:
             order = AUTO_ORDER
         reasons = []
         for key in order:
             engine = self.engine(key)
-            if name == "gvisor":
+            if name == GVISOR.key:
                 # An explicit request skips the probe: a failure is reported by the boot itself.
                 static = engine.unavailable_reason()
                 if static:

@@ -4,6 +4,10 @@ The environment's rootfs directory is the container root under a memory overlay
 (``--overlay2=root:memory``), so the base is never modified; the agent talks over stdio pipes.
 A networked sandbox still has loopback only; its way out (the egress proxy) and its
 published ports go through Unix sockets on the host (engines/gvisor_net.py).
+
+A one-shot run (``run_once``) starts the same sandbox the same way with the command itself as
+its entry process instead of the agent: `pyro run` needs nothing the agent offers beyond exec,
+and starting Python in the sandbox is most of what such a run costs (gvisor_once.py).
 """
 
 from __future__ import annotations
@@ -13,152 +17,55 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import EngineUnavailable, SandboxError
 from .agent_client import AgentClient
-from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
+from .base import BootSpec, Emit, Engine, Sandbox, wait_hello
 from .gvisor_cgroups import CgroupWatch, HostCgroups
 from .gvisor_net import GvisorNet
-from .limits import guest_limits, tmpfs_size_mib
+from .gvisor_oci import oci_config
+from .limits import guest_limits
+from .profile import GVISOR
 
-CAPABILITIES = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_NET_ADMIN",
-    "CAP_SYS_CHROOT",
-    "CAP_MKNOD",
-    "CAP_AUDIT_WRITE",
-    "CAP_SETFCAP",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_RESOURCE",
-    "CAP_IPC_LOCK",
-]
-GUEST_ENV = [
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "PYTHONPATH=/opt/pyro",
-    "PYTHONDONTWRITEBYTECODE=1",
-    "HOME=/root",
-    "LANG=C.UTF-8",
-]
-INFO = EngineInfo(name="gvisor", isolation="gvisor-sentry", real_vm=False, network=True)
+__all__ = ["GvisorEngine", "GvisorSandbox", "container_id", "oci_config", "wait_hello"]
 
 
-def _bind(destination: str, source: Path | None, mode: str) -> list[dict[str, Any]]:
-    """A bind mount of a host directory, or nothing when there is none."""
-    if source is None:
-        return []
-    return [
-        {
-            "destination": destination,
-            "type": "bind",
-            "source": str(source),
-            "options": ["rbind", mode],
-        }
-    ]
+def container_id(sandbox_id: str) -> str:
+    """runsc's name for the sandbox ``sandbox_id`` (also its host cgroups')."""
+    return f"pyro-{sandbox_id}"
 
 
-def _mounts(spec: BootSpec, tmpfs_size: str, net: GvisorNet | None) -> list[dict[str, Any]]:
-    return [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {
-            "destination": "/dev",
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "strictatime", "mode=755"],
-        },
-        {
-            "destination": "/dev/pts",
-            "type": "devpts",
-            "source": "devpts",
-            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
-        },
-        {
-            "destination": "/dev/shm",
-            "type": "tmpfs",
-            "source": "shm",
-            "options": ["nosuid", "noexec", "nodev", "mode=1777", tmpfs_size],
-        },
-        {
-            "destination": "/sys",
-            "type": "sysfs",
-            "source": "sysfs",
-            "options": ["nosuid", "noexec", "nodev", "ro"],
-        },
-        {
-            "destination": "/tmp",
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "nodev", "mode=1777", tmpfs_size],
-        },
-        {
-            "destination": "/run",
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "nodev", "mode=755", tmpfs_size],
-        },
-        *_bind("/workspace", spec.workspace_dir, "rw"),
-        *_bind("/opt/pyro", spec.agent_dir, "ro"),
-        *([net.mount()] if net is not None else []),
-    ]
+class Launched(NamedTuple):
+    """A started `runsc run`: its container, process and host cgroups."""
 
-
-def oci_config(spec: BootSpec, rootfs: Path, net: GvisorNet | None = None) -> dict[str, Any]:
-    caps = {key: CAPABILITIES for key in ("bounding", "effective", "permitted", "inheritable")}
-    tmpfs_size = f"size={tmpfs_size_mib(spec.mem_mib)}m"
-    return {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False,
-            "user": {"uid": 0, "gid": 0},
-            "args": ["/usr/bin/python3", "-S", "-B", "-m", "pyro_guest.agent", "--init"],
-            "env": GUEST_ENV,
-            "cwd": "/",
-            "capabilities": caps,
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
-        },
-        "root": {"path": str(rootfs), "readonly": False},
-        "hostname": "pyro",
-        "mounts": _mounts(spec, tmpfs_size, net),
-        "linux": {
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-        },
-    }
+    container_id: str
+    process: subprocess.Popen[bytes]
+    cgroups: HostCgroups
 
 
 class GvisorSandbox(Sandbox):
     def __init__(
         self,
         engine: GvisorEngine,
-        container_id: str,
-        process: subprocess.Popen[bytes],
+        launched: Launched,
         workdir: Path,
         mem_mib: int,
-        cgroups: HostCgroups,
         net: GvisorNet | None = None,
     ) -> None:
-        self.info = INFO
-        self.cgroups = cgroups
+        self.info = GVISOR
+        self.launched = launched
         self.net = net
         self.mem_mib = mem_mib
         self.engine = engine
-        self.container_id = container_id
-        self.process = process
+        self.container_id = launched.container_id
+        self.process = process = launched.process
         self.workdir = workdir
         assert process.stdout is not None and process.stdin is not None
-        self.client = AgentClient(process.stdout, process.stdin, name=f"sandbox {container_id}")
+        name = f"sandbox {self.container_id}"
+        self.client = AgentClient(process.stdout, process.stdin, name=name)
         self.hello = {}
-        self.backstop = CgroupWatch(cgroups)
+        self.backstop = CgroupWatch(launched.cgroups)
         if net is not None:
             net.client = self.client
 
@@ -183,51 +90,17 @@ class GvisorSandbox(Sandbox):
     def _shutdown(self, clean_exit: bool) -> None:
         if self.net is not None:
             self.net.close()
-        if not clean_exit:
-            self.engine.destroy(self.container_id)
-        else:
-            self.cgroups.remove()
+        self.engine.release(self.launched, clean_exit)
 
 
 class GvisorEngine(Engine):
-    name = "gvisor"
+    profile = GVISOR
 
     def __init__(self, state_root: Path) -> None:
         self.state_root = state_root
 
-    def info(self) -> EngineInfo:
-        return INFO
-
-    def destroy(self, container_id: str) -> None:
-        """End a container whatever state it is in, and remove its host cgroups (runsc
-        leaves them when its own `run` process was killed)."""
-        kill = ["kill", "--all", container_id, "KILL"]
-        for action in (kill, ["delete", "--force", container_id]):
-            subprocess.run(
-                [*self.runsc_base(), *action],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                check=False,
-                timeout=30,
-            )
-        HostCgroups(container_id).remove()
-
-    @staticmethod
-    def launch(cmd: list[str], cgroups: HostCgroups, **popen: Any) -> subprocess.Popen[bytes]:
-        """Start `runsc run` (``cmd``) inside the sandbox's host cgroups, made here."""
-        HostCgroups.sweep()
-        try:
-            cgroups.create()
-            return subprocess.Popen(cgroups.wrap(cmd), start_new_session=True, **popen)
-        except OSError as exc:
-            cgroups.remove(wait=0)
-            raise EngineUnavailable(f"cannot start the gVisor sandbox: {exc}") from exc
-        except BaseException:
-            cgroups.remove(wait=0)
-            raise
-
     def runsc_path(self) -> str | None:
-        return shutil.which("runsc")
+        return shutil.which(GVISOR.binary or "runsc")
 
     def runsc_base(self) -> list[str]:
         return [
@@ -238,13 +111,18 @@ class GvisorEngine(Engine):
             os.environ.get("PYRO_GVISOR_PLATFORM", "systrap"),
         ]
 
-    def run_argv(self, bundle: Path, container_id: str, network: bool = False) -> list[str]:
+    def run_argv(
+        self, bundle: Path, container: str, network: bool = False, log: Path | None = None
+    ) -> list[str]:
         """`runsc run`: loopback only, the rootfs under a memory overlay (never written), in
         host cgroups that bound its memory, tasks and CPU (``oci_config``). With ``network``
         the guest may connect to host Unix sockets in its mounts: only the read-only socket
-        directory of ``GvisorNet`` holds any."""
+        directory of ``GvisorNet`` holds any. With ``log``, runsc's own log goes there."""
+        base = self.runsc_base()
         return [
-            *self.runsc_base(),
+            base[0],
+            *([f"--log={log}"] if log is not None else []),
+            *base[1:],
             "--network",
             "none",
             *(["--host-uds", "open"] if network else []),
@@ -254,42 +132,99 @@ class GvisorEngine(Engine):
             "run",
             "--bundle",
             str(bundle),
-            container_id,
+            container,
         ]
 
     def unavailable_reason(self) -> str | None:
         if self.runsc_path() is None:
-            return "runsc not found (install it: apt-get install -t bookworm-backports runsc)"
+            return f"runsc not found (install it: {GVISOR.install_hint})"
         if os.geteuid() != 0:
             return "the gvisor engine needs root to run runsc"
         return None
 
-    def boot(self, spec: BootSpec) -> Sandbox:
+    def launch(
+        self,
+        spec: BootSpec,
+        net: GvisorNet | None = None,
+        process: dict[str, Any] | None = None,
+        log: Path | None = None,
+        **popen: Any,
+    ) -> Launched:
+        """The one way a sandbox starts: write its bundle (``process`` replaces the agent as
+        the entry process), then start `runsc run` inside host cgroups made here."""
         reason = self.unavailable_reason()
         if reason:
             raise EngineUnavailable(f"gvisor engine is not available: {reason}")
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         bundle = spec.workdir / "bundle"
         bundle.mkdir(parents=True, exist_ok=True)
-        net = GvisorNet(spec.workdir, spec.egress_proxy) if spec.network else None
         config = oci_config(spec, spec.environment.rootfs_dir, net)
-        (bundle / "config.json").write_text(json.dumps(config, indent=1))
-        container_id = f"pyro-{spec.sandbox_id}"
+        config["process"].update(process or {})
+        (bundle / "config.json").write_text(json.dumps(config))
+        container = container_id(spec.sandbox_id)
+        cmd = self.run_argv(bundle, container, network=net is not None, log=log)
+        cgroups = HostCgroups(container, spec.mem_mib, spec.vcpu_count)
+        HostCgroups.sweep()
+        try:
+            cgroups.create()
+            proc = subprocess.Popen(cgroups.wrap(cmd), start_new_session=True, **popen)
+        except OSError as exc:
+            cgroups.remove(wait=0)
+            raise EngineUnavailable(f"cannot start the gVisor sandbox: {exc}") from exc
+        except BaseException:
+            cgroups.remove(wait=0)
+            raise
+        return Launched(container, proc, cgroups)
+
+    def release(self, launched: Launched, clean_exit: bool) -> None:
+        """Once its `runsc run` ended: after a clean exit runsc removed its own state and
+        only the host cgroups remain; otherwise the container is destroyed."""
+        if clean_exit:
+            launched.cgroups.remove()
+        else:
+            self.destroy(launched.container_id)
+
+    def runsc(self, *args: str) -> None:
+        """Run a runsc command on this engine's state (kill, delete), ignoring failure."""
+        subprocess.run(
+            [*self.runsc_base(), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            timeout=30,
+        )
+
+    def destroy(self, container: str) -> None:
+        """End a container whatever state it is in, and remove its host cgroups (runsc
+        leaves them when its own `run` process was killed)."""
+        self.runsc("kill", "--all", container, "KILL")
+        self.runsc("delete", "--force", container)
+        HostCgroups(container).remove()
+
+    def reclaim(self, sandbox_id: str) -> None:
+        if self.state_root.is_dir():  # else no runsc ever ran here
+            self.destroy(container_id(sandbox_id))
+
+    def boot(self, spec: BootSpec) -> Sandbox:
+        net = GvisorNet(spec.workdir, spec.egress_proxy) if spec.network else None
         log = spec.workdir / "engine.log"
-        cmd = self.run_argv(bundle, container_id, network=net is not None)
-        cgroups = HostCgroups(container_id, spec.mem_mib, spec.vcpu_count)
         try:
             with log.open("ab") as log_handle:
-                process = self.launch(
-                    cmd, cgroups, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_handle
+                launched = self.launch(
+                    spec, net, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_handle
                 )
         except BaseException:
             if net is not None:
                 net.close()
             raise
-        sandbox = GvisorSandbox(
-            self, container_id, process, spec.workdir, spec.mem_mib, cgroups, net
-        )
+        sandbox = GvisorSandbox(self, launched, spec.workdir, spec.mem_mib, net)
         limits = guest_limits(spec.mem_mib, watchdog=True)
         sandbox.hello = wait_hello(sandbox, spec.boot_timeout, log, limits)
         return sandbox
+
+    def run_once(
+        self, spec: BootSpec, command: str, timeout: float, cwd: str, on_output: Emit | None
+    ) -> dict[str, Any]:
+        from .gvisor_once import OneShot  # only `pyro run` needs it
+
+        return OneShot(self, spec, on_output).run(command, timeout, cwd)

@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 from .agent_client import AgentClient
-from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
-
-INFO = EngineInfo(name="host", isolation="none", real_vm=False, network=True)
+from .base import BootSpec, Engine, Sandbox, wait_hello
+from .profile import HOST
 
 
 class HostSandbox(Sandbox):
     def __init__(self, process: subprocess.Popen[bytes], workdir: Path) -> None:
-        self.info = INFO
+        self.info = HOST
         self.process = process
         self.workdir = workdir
         assert process.stdout is not None and process.stdin is not None
@@ -34,10 +33,7 @@ class HostSandbox(Sandbox):
 
 
 class HostEngine(Engine):
-    name = "host"
-
-    def info(self) -> EngineInfo:
-        return INFO
+    profile = HOST
 
     def unavailable_reason(self) -> str | None:
         return None

@@ -1,5 +1,5 @@
-"""The guest network each engine gives a sandbox with networking: the one home of the
-proxy address the guest sees.
+"""The guest networks engines give a sandbox with networking: the one home of the
+addresses the guest sees (each engine's profile, engines/profile.py, names its network).
 
 QEMU (``USER_NETWORK``): restricted user networking: the guest reaches nothing but the
 egress proxy, which QEMU forwards (``guestfwd``) to the supervisor's proxy
@@ -40,11 +40,6 @@ LOOPBACK_NETWORK: dict[str, Any] = {
     "tunnel": TUNNEL_DIR,
     "proxy_port": PROXY_PORT,
 }
-
-
-def guest_network(engine: str) -> dict[str, Any]:
-    """What the ``network`` op sets up in a guest of ``engine`` (its key: gvisor, qemu-…)."""
-    return LOOPBACK_NETWORK if engine == "gvisor" else USER_NETWORK
 
 
 def qemu_netdev(forward_command: str | None) -> str:

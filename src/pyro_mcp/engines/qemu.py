@@ -20,9 +20,10 @@ from ..network.proxy import forward_command
 from ..paths import socket_address
 from . import templates
 from .agent_client import AgentClient
-from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
+from .base import BootSpec, Engine, Sandbox, wait_hello
 from .limits import guest_limits
 from .network import qemu_netdev
+from .profile import QEMU_BINARY, QEMU_KVM, QEMU_TCG, EngineProfile
 from .qmp import Qmp
 
 KERNEL_ARGS = (
@@ -34,7 +35,7 @@ AGENT_PORT = "org.pyro.agent"
 
 
 def qemu_binary() -> str | None:
-    return shutil.which("qemu-system-x86_64")
+    return shutil.which(QEMU_BINARY)
 
 
 def kvm_usable() -> tuple[bool, str]:
@@ -68,9 +69,48 @@ def listen(path: Path) -> socket.socket:
     return sock
 
 
+def _channels(spec: BootSpec, sock_path: Path, fds: tuple[int, int] | None) -> list[str]:
+    """The agent's virtio-serial port and the QMP monitor, on our sockets or paths."""
+    if fds is not None:
+        agent_chardev = f"socket,id=agent,fd={fds[0]},server=on,wait=off"
+        qmp = ["-chardev", f"socket,id=qmp,fd={fds[1]},server=on,wait=off"]
+        qmp += ["-mon", "chardev=qmp,mode=control"]
+    else:
+        agent_chardev = f"socket,id=agent,path={sock_path},server=on,wait=off"
+        qmp = ["-qmp", f"unix:{spec.workdir / 'qmp.sock'},server=on,wait=off"]
+    return [
+        "-device",
+        "virtio-serial-pci,id=vser",
+        "-chardev",
+        agent_chardev,
+        "-device",
+        f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}",
+        *qmp,
+    ]
+
+
+def _devices(spec: BootSpec) -> list[str]:
+    """The workspace disk and the restricted network, when the sandbox has them."""
+    cmd: list[str] = []
+    if spec.workspace_disk is not None:
+        cmd += ["-drive", f"file={spec.workspace_disk},format=raw,if=virtio,cache=writeback"]
+    if spec.network:
+        cmd += [
+            "-netdev",
+            qemu_netdev(forward_command(spec.egress_proxy) if spec.egress_proxy else None),
+            "-device",
+            "virtio-net-pci,netdev=net0",
+        ]
+    return cmd
+
+
 class QemuSandbox(Sandbox):
     def __init__(
-        self, info: EngineInfo, process: subprocess.Popen[bytes], workdir: Path, sock: socket.socket
+        self,
+        info: EngineProfile,
+        process: subprocess.Popen[bytes],
+        workdir: Path,
+        sock: socket.socket,
     ) -> None:
         self.info = info
         self.process = process
@@ -110,22 +150,17 @@ class QemuSandbox(Sandbox):
 
 
 class QemuEngine(Engine):
-    name = "qemu"
-
     def __init__(self, accel: str, template_root: Path | None = None) -> None:
         if accel not in ("kvm", "tcg"):
             raise ValueError(f"unknown accelerator {accel!r}")
         self.accel = accel
+        self.profile = QEMU_KVM if accel == "kvm" else QEMU_TCG
         enabled = os.environ.get("PYRO_VM_TEMPLATES", "1") != "0"
         self.template_root = template_root if enabled else None
 
-    def info(self) -> EngineInfo:
-        isolation = "vm-kvm" if self.accel == "kvm" else "vm-tcg"
-        return EngineInfo(name="qemu", isolation=isolation, real_vm=True, network=True)
-
     def unavailable_reason(self) -> str | None:
         if qemu_binary() is None:
-            return "qemu-system-x86_64 not found (install it: apt-get install qemu-system-x86)"
+            return f"{QEMU_BINARY} not found (install it: {QEMU_TCG.install_hint})"
         if self.accel == "kvm":
             ok, why = kvm_usable()
             if not ok:
@@ -138,24 +173,13 @@ class QemuEngine(Engine):
         """The QEMU command line. With ``fds`` (agent, QMP) the sockets are listening file
         descriptors made by us: no Unix path length limit, no window before they exist."""
         env = spec.environment
-        if fds is not None:
-            agent_chardev = f"socket,id=agent,fd={fds[0]},server=on,wait=off"
-            qmp = [
-                "-chardev",
-                f"socket,id=qmp,fd={fds[1]},server=on,wait=off",
-                "-mon",
-                "chardev=qmp,mode=control",
-            ]
-        else:
-            agent_chardev = f"socket,id=agent,path={sock_path},server=on,wait=off"
-            qmp = ["-qmp", f"unix:{spec.workdir / 'qmp.sock'},server=on,wait=off"]
         accel = (
             ["-accel", "kvm", "-cpu", "host"]
             if self.accel == "kvm"
             else ["-accel", "tcg,tb-size=256", "-cpu", "max"]
         )
-        cmd = [
-            qemu_binary() or "qemu-system-x86_64",
+        return [
+            qemu_binary() or QEMU_BINARY,
             "-machine",
             "q35",
             *accel,
@@ -179,24 +203,9 @@ class QemuEngine(Engine):
             f"file={env.rootfs_image},format=raw,if=virtio,readonly=on",
             "-device",
             "virtio-rng-pci",
-            "-device",
-            "virtio-serial-pci,id=vser",
-            "-chardev",
-            agent_chardev,
-            "-device",
-            f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}",
-            *qmp,
+            *_channels(spec, sock_path, fds),
+            *_devices(spec),
         ]
-        if spec.workspace_disk is not None:
-            cmd += ["-drive", f"file={spec.workspace_disk},format=raw,if=virtio,cache=writeback"]
-        if spec.network:
-            cmd += [
-                "-netdev",
-                qemu_netdev(forward_command(spec.egress_proxy) if spec.egress_proxy else None),
-                "-device",
-                "virtio-net-pci,netdev=net0",
-            ]
-        return cmd
 
     def _template_key(self, spec: BootSpec) -> str | None:
         if self.template_root is None:
@@ -298,7 +307,7 @@ class QemuEngine(Engine):
                 process.kill()
                 process.wait()
             raise
-        sandbox = QemuSandbox(self.info(), process, spec.workdir, sock)
+        sandbox = QemuSandbox(self.profile, process, spec.workdir, sock)
         timeout = 20.0 if template is not None else spec.boot_timeout
         logs = spec.workdir / ("engine.log" if template is not None else "console.log")
         sandbox.hello = wait_hello(

@@ -76,6 +76,20 @@ def shell_status(returncode: int) -> int:
     return returncode if returncode >= 0 else 128 - returncode
 
 
+def finish(exit_code: int, started: float, timed_out: float | None, take: Emit) -> dict[str, Any]:
+    """The fields every exec result has (the agent's, and a gVisor one-shot run's on the
+    host). ``timed_out``: the timeout the command ran out of; it then exits 124 and a note
+    saying so goes to its stderr through ``take``."""
+    if timed_out is not None:
+        exit_code = 124
+        take("stderr", f"command timed out after {_fmt_seconds(timed_out)}s\n".encode())
+    return {
+        "exit_code": shell_status(exit_code),
+        "duration_ms": int((time.monotonic() - started) * 1000),
+        "timed_out": timed_out is not None,
+    }
+
+
 def command_env(args: dict[str, Any]) -> dict[str, str]:
     return {**base_env(args.get("env")), **secrets.env_for(args.get("secret_env"))}
 
@@ -111,14 +125,7 @@ def run_command(args: dict[str, Any], emit: Emit) -> tuple[dict[str, Any], bytes
     exit_code = proc.wait()
     for note in limits.notes_for(proc.pid, started):  # the command's session: its pid
         pump.take("stderr", note.encode())
-    if timed_out:
-        exit_code = 124
-        pump.take("stderr", f"command timed out after {_fmt_seconds(timeout)}s\n".encode())
-    result: dict[str, Any] = {
-        "exit_code": shell_status(exit_code),
-        "duration_ms": int((time.monotonic() - started) * 1000),
-        "timed_out": timed_out,
-    }
+    result = finish(exit_code, started, timeout if timed_out else None, pump.take)
     for name, cap in pump.captures.items():
         result[f"{name}_bytes"] = cap.kept
         result[f"{name}_truncated"] = cap.dropped > 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..api import Pyro
+from ..engines.profile import GUEST_EXECUTION
 from . import fixtures
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def cold_start_validation(story: Story, broken: bool) -> dict[str, Any]:
     ws = story.create(seed, name="cold-start")
     result = story.exec(ws, "sh validate.sh")
     expect(result["stdout"] == "validated\n", f"validate.sh printed {result['stdout']!r}")
-    expect(result["execution_mode"] == "guest_vsock", "validation did not run in the guest")
+    expect(result["execution_mode"] == GUEST_EXECUTION, "validation did not run in the guest")
     service = story.pyro.start_service(
         ws, "app", command="sh serve.sh", readiness={"type": "file", "path": ".app-ready"}
     )

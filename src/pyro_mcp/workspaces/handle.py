@@ -8,6 +8,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
+from ..engines.profile import profile_of
 from ..errors import StateError
 from . import records
 from . import secrets as secret_store
@@ -51,7 +52,7 @@ class Handle:
                 f"workspace {self.id!r} must be stopped before {action} "
                 f"(run 'pyro workspace stop {self.id}')"
             )
-        if record["engine"] == "host":
+        if not profile_of(record["engine"]).has_guest_workspace:
             raise StateError(f"{action} is unavailable for host_compat workspaces")
         return record
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..engines.profile import GUEST_EXECUTION
 from ..errors import SandboxError
 from . import records
 from . import secrets as secret_store
@@ -33,7 +34,8 @@ class History:
         them); return ``result`` with the entry's fields and its ``sequence``."""
         if self.execution_mode is None:
             record = self.store.get(self.workspace_id)
-            self.execution_mode = records.execution_mode(record["engine"] if record else "")
+            mode = records.execution_mode(record["engine"]) if record else GUEST_EXECUTION
+            self.execution_mode = mode
         redactor = secret_store.redactor(self.secrets_dir)
         entry = {
             "command": redactor.text(str(request.get("command", ""))),

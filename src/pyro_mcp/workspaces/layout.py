@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ..engines.profile import profile_of
 from ..errors import PyroError, StateError, ValidationError
 from ..guest.tree import remove_tree
 from ..paths import private_dir
@@ -19,7 +20,7 @@ DEFAULT_DISK_MIB = 8192  # a workspace disk's size unless its create says otherw
 def uses_image(engine: str) -> bool:
     """Every sandbox engine keeps /workspace in an ext4 image of ``disk_mib`` (a VM's disk;
     gVisor loop-mounts it, see volume_mount.py); host compat keeps a plain directory."""
-    return engine != "host"
+    return profile_of(engine).has_guest_workspace
 
 
 class WorkspaceLayout:

@@ -70,7 +70,7 @@ class WorkspaceManager(WorkspaceLifecycle):
         choice = self.runtime.choose_engine(
             env, allow_host_compat, notify, need_network=policy != "off"
         )
-        if secret_values and choice.key == "host":
+        if secret_values and not choice.profile.isolated:
             raise StateError(
                 "secrets are unavailable for host_compat workspaces (no sandbox engine works here)"
             )

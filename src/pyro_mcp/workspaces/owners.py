@@ -13,6 +13,10 @@ import signal
 import time
 from pathlib import Path
 
+from ..engines.profile import ENGINE_BINARIES
+
+BINARIES = tuple(name.encode() for name in ENGINE_BINARIES)
+
 SUPERVISOR_MODULE = b"pyro_mcp.workspaces.supervisor"
 
 
@@ -66,12 +70,12 @@ def supervisors(home: Path, workspace_id: str) -> list[int]:
 
 
 def engines(path: Path) -> list[int]:
-    """Live engine processes (runsc, qemu) whose command line names ``path``."""
+    """Live engine processes (runsc, qemu …) whose command line names ``path``."""
     needle = str(path).encode()
     return [
         pid
         for pid, cmd in _cmdlines().items()
-        if needle in cmd and (b"runsc" in cmd or b"qemu" in cmd) and identity(pid)
+        if needle in cmd and any(binary in cmd for binary in BINARIES) and identity(pid)
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..engines.profile import profile_of
 from ..errors import ValidationError
 from ..validation import NAME_PATTERN
 
@@ -26,7 +27,6 @@ LIST_FIELDS = (
     "service_count",
     "running_service_count",
 )
-ISOLATION = {"gvisor": "gvisor-sentry", "qemu-kvm": "vm-kvm", "qemu-tcg": "vm-tcg", "host": "none"}
 
 
 def workspace_name(value: Any) -> str:
@@ -83,7 +83,7 @@ def network_policy(value: Any) -> str:
 
 
 def execution_mode(engine: str) -> str:
-    return "host_compat" if engine == "host" else "guest_vsock"
+    return profile_of(engine).execution_mode
 
 
 def core(record: dict[str, Any]) -> Core:

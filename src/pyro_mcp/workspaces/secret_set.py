@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..engines.profile import profile_of
 from ..errors import StateError
 from . import secrets as secret_store
 from .lifecycle import WorkspaceLifecycle
@@ -21,7 +22,7 @@ def set_secret(
     record = manager.record(workspace_id)
     [secret] = secret_store.resolve([{k: v for k, v in item.items() if v is not None}])
     secret_store.check_network([secret], record["network_policy"])
-    if record["engine"] == "host":
+    if not profile_of(record["engine"]).isolated:
         raise StateError("secrets are unavailable for host_compat workspaces")
     known = {s["name"]: s for s in record["secrets"]}
     existed = secret.name in known

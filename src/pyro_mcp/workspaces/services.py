@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import validation
+from ..engines.profile import profile_of
 from ..errors import ValidationError
 from . import records
 from . import secrets as secret_store
@@ -94,7 +95,7 @@ def service_start(
     interval = ready_interval_ms
     ports = validate_ports(published_ports)
     record = ws.started("service_start")
-    if record["engine"] == "host":  # no /workspace of its own to run in, no isolation
+    if not profile_of(record["engine"]).has_guest_workspace:  # nor isolation
         raise ValidationError("services are unavailable for host_compat workspaces")
     if ports and record["network_policy"] != "egress+published-ports":
         raise ValidationError(

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from .. import validation
+from ..engines.profile import profile_of
 from ..errors import ValidationError
 from . import secrets as secret_store
 from .handle import Handle, operation
@@ -25,7 +26,7 @@ def _payload(ws: Handle, record: dict[str, Any], data: dict[str, Any]) -> dict[s
 
 def _started(ws: Handle, action: str) -> dict[str, Any]:
     record = ws.started(action)
-    if record["engine"] == "host":
+    if not profile_of(record["engine"]).has_guest_workspace:
         raise ValidationError("shells are unavailable for host_compat workspaces")
     return record
 

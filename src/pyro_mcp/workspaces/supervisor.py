@@ -22,7 +22,7 @@ from typing import Any
 from .. import lifetime
 from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
-from ..engines.network import guest_network
+from ..engines.profile import guest_network
 from ..errors import PyroError
 from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, split_output
 from ..guest.workers import Workers
@@ -84,7 +84,7 @@ class Supervisor:
         env = self.runtime.environment(record["environment"])
         choice = self.runtime.engine_by_key(record["engine"])
         real_vm = choice.engine.info().real_vm
-        if choice.key == "host":
+        if not choice.profile.has_guest_workspace:
             self.host_root = str(self.layout.volume_dir)
         elif not real_vm:
             self.unpacked = volume_mount.prepare(self.layout) or self.unpacked
