@@ -55,6 +55,34 @@ def parser_for(word: str | None) -> Parser | None:
     return _PARSERS[word]
 
 
+def _arguments(op: Operation, args: Any, tail: list[str] | None) -> dict[str, Any]:
+    """The SDK arguments of one command, from its parsed flags and its ``--`` remainder."""
+    kwargs = {}
+    for p in op.params:
+        value = remainder_command(tail) if p.meta.cli == "remainder" else getattr(args, p.name)
+        if p.meta.cli_convert is not None and value is not None:
+            value = p.meta.cli_convert(value)
+        for index, (_flag, convert) in enumerate(p.meta.cli_also):
+            extra = getattr(args, f"{p.name}__also{index}", None)
+            if extra:
+                value = [*(value or []), *convert(extra)]
+        kwargs[p.name] = value
+    return kwargs
+
+
+def _show(op: Operation, result: Any, as_json: bool) -> int:
+    """Print a result (its human rendering, or JSON) and return the exit code."""
+    rendered = op.render(result) if op.render else None
+    if as_json:
+        emit_json(result)
+    elif rendered is not None:
+        sys.stdout.write(rendered.stdout)
+        sys.stderr.write(rendered.stderr)
+    else:
+        emit_json(result)
+    return rendered.exit_code if rendered is not None else 0
+
+
 def run_cli(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     if isinstance(sys.stdout, io.TextIOWrapper):  # a guest file name that is not UTF-8
@@ -80,28 +108,10 @@ def run_cli(argv: list[str]) -> int:
             return int(runner(pyro, args))
         if op is None:
             print_help_and_exit(getattr(args, "_group", parser))
-        kwargs = {}
-        for p in op.params:
-            value = remainder_command(tail) if p.meta.cli == "remainder" else getattr(args, p.name)
-            if p.meta.cli_convert is not None and value is not None:
-                value = p.meta.cli_convert(value)
-            for index, (_flag, convert) in enumerate(p.meta.cli_also):
-                extra = getattr(args, f"{p.name}__also{index}", None)
-                if extra:
-                    value = [*(value or []), *convert(extra)]
-            kwargs[p.name] = value
+        kwargs = _arguments(op, args, tail)
         if op.cli_runner:
             return RUNNERS[op.cli_runner](pyro, kwargs, as_json)
-        result = getattr(pyro, op.name)(**kwargs)
-        rendered = op.render(result) if op.render else None
-        if as_json:
-            emit_json(result)
-        elif rendered is not None:
-            sys.stdout.write(rendered.stdout)
-            sys.stderr.write(rendered.stderr)
-        else:
-            emit_json(result)
-        return rendered.exit_code if rendered is not None else 0
+        return _show(op, getattr(pyro, op.name)(**kwargs), as_json)
     except (PyroError, ValueError, RuntimeError, OSError) as exc:
         emit_error(str(exc), as_json)
         return 1

@@ -25,6 +25,50 @@ def _render(data: dict[str, Any]) -> HumanOutput:
     )
 
 
+SecretValue = Annotated[
+    str | None,
+    Param(
+        "The new value.",
+        cli_help="The new value (prefer --file).",
+        cli_group="source",
+        mcp_role="operator",
+    ),
+]
+
+SecretFilePath = Annotated[
+    str | None,
+    Param(
+        "Read the value from this host file.",
+        cli="--file",
+        metavar="PATH",
+        cli_group="source",
+        mcp_role="operator",
+    ),
+]
+
+SecretHosts = Annotated[
+    list[str] | None,
+    Param(
+        "Broker it: the hosts the egress proxy adds it for (the guest sees only a placeholder).",
+        cli_help="Broker it: the hosts the egress proxy adds it for (the guest sees "
+        "only a placeholder). Repeatable.",
+        cli="--host",
+        cli_append=True,
+        metavar="HOST",
+        mcp_role="operator",
+    ),
+]
+
+SecretHeader = Annotated[
+    str | None, Param("Header it goes in (default Authorization).", mcp_role="operator")
+]
+
+SecretFormat = Annotated[
+    str | None,
+    Param("How the header is written (default 'Bearer {value}').", mcp_role="operator"),
+]
+
+
 class SecretOperations(OperationsBase):
     @operation(
         mcp="workspace_secret_set",
@@ -44,45 +88,11 @@ class SecretOperations(OperationsBase):
                 mcp_role="secret_name",
             ),
         ],
-        value: Annotated[
-            str | None,
-            Param(
-                "The new value.",
-                cli_help="The new value (prefer --file).",
-                cli_group="source",
-                mcp_role="operator",
-            ),
-        ] = None,
-        file_path: Annotated[
-            str | None,
-            Param(
-                "Read the value from this host file.",
-                cli="--file",
-                metavar="PATH",
-                cli_group="source",
-                mcp_role="operator",
-            ),
-        ] = None,
-        hosts: Annotated[
-            list[str] | None,
-            Param(
-                "Broker it: the hosts the egress proxy adds it for (the guest sees only a "
-                "placeholder).",
-                cli_help="Broker it: the hosts the egress proxy adds it for (the guest sees "
-                "only a placeholder). Repeatable.",
-                cli="--host",
-                cli_append=True,
-                metavar="HOST",
-                mcp_role="operator",
-            ),
-        ] = None,
-        header: Annotated[
-            str | None, Param("Header it goes in (default Authorization).", mcp_role="operator")
-        ] = None,
-        format: Annotated[
-            str | None,
-            Param("How the header is written (default 'Bearer {value}').", mcp_role="operator"),
-        ] = None,
+        value: SecretValue = None,
+        file_path: SecretFilePath = None,
+        hosts: SecretHosts = None,
+        header: SecretHeader = None,
+        format: SecretFormat = None,
     ) -> SecretSet:
         """Add or rotate one secret without a restart: a brokered value counts from the next
         request the proxy sees; a plain one is installed in the running guest."""

@@ -18,6 +18,8 @@ from .network import allow_hosts_for, network_info, save_allow_hosts
 from .redaction import redact_every_workspace_operation
 from .services import service_counts
 
+NO_SERVICES = {"service_count": 0, "running_service_count": 0}
+
 
 @redact_every_workspace_operation
 class WorkspaceManager(WorkspaceLifecycle):
@@ -51,8 +53,7 @@ class WorkspaceManager(WorkspaceLifecycle):
         allow_hosts: Any = None,
         disk_mib: int,
     ) -> dict[str, Any]:
-        vcpu = validation.vcpu_count(vcpu_count)
-        mem = validation.mem_mib(mem_mib)
+        vcpu, mem = validation.vcpu_count(vcpu_count), validation.mem_mib(mem_mib)
         disk = validation.disk_mib(disk_mib)
         policy = records.network_policy(network_policy)
         hosts = allow_hosts_for(policy, allow_hosts)
@@ -91,8 +92,7 @@ class WorkspaceManager(WorkspaceLifecycle):
         )
         self._build(record, seed, secret_values, hosts)
         # A new workspace runs no service yet: no call to its guest to count them.
-        created = {**self.record(record["workspace_id"]), "service_count": 0}
-        created["running_service_count"] = 0
+        created = {**self.record(record["workspace_id"]), **NO_SERVICES}
         return {**records.payload(created), **network_info(self.layout(created["workspace_id"]))}
 
     def _build(
