@@ -80,8 +80,11 @@ class Runtime:
         return self._agent_dir
 
     def environment(self, name: str, progress: Progress | None = None) -> InstalledEnvironment:
-        """The installed environment, built on first use."""
-        return self.store.ensure(name, progress)
+        """The installed environment, built on first use (its phases reported to the
+        surface's call, if any: calls.py)."""
+        from .calls import phases
+
+        return self.store.ensure(name, phases(progress))
 
     def choose_engine(
         self,

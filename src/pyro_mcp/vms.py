@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import core, lifetime, validation
+from . import calls, core, lifetime, validation
 from .core import Core
 from .engines.agent_client import AgentGone
 from .engines.base import BootSpec, Sandbox
@@ -270,18 +270,16 @@ class VmRegistry:
         if record.state != "started" or record.sandbox is None:
             raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
         cwd = GUEST_CWD if record.choice.profile.isolated else str(record.workdir / "root")
-        args = {
-            "command": command,
-            "timeout_seconds": timeout,
-            "cwd": cwd,
-            "stream": on_output is not None,
-        }
+        args: dict[str, Any] = {"command": command, "timeout_seconds": timeout, "cwd": cwd}
+        on_event = calls.listen(on_output)  # progress and cancel of a surface's call
+        client = record.sandbox.client
         try:
-            result = split_output(
-                *record.sandbox.client.call(
-                    "exec", args, on_event=on_output, timeout=timeout + EXEC_SLACK_SECONDS
+            with calls.cancellable(client.call) as cancel_key:
+                args.update(stream=on_event is not None, cancel_key=cancel_key)
+                reply = client.call(
+                    "exec", args, on_event=on_event, timeout=timeout + EXEC_SLACK_SECONDS
                 )
-            )
+            result = split_output(*reply)
         except AgentGone as exc:
             raise StateError(f"vm {vm_id!r} stopped while running the command: {exc}") from exc
         return core.exec_result(record.core(), command, result, engine=record.choice.key)
@@ -310,6 +308,7 @@ class VmRegistry:
             mem_mib=record.mem_mib,
         )
         record.state = "started"
+        on_output = calls.listen(on_output)  # progress (a one-shot has no agent to cancel)
         result = record.choice.engine.run_once(spec, command, timeout, GUEST_CWD, on_output)
         return core.exec_result(record.core(), command, result, engine=record.choice.key)
 

@@ -7,7 +7,6 @@ import inspect
 import typing
 from typing import Annotated, Any
 
-import anyio
 from mcp.server.fastmcp import FastMCP
 from pydantic import Field, model_validator
 
@@ -18,6 +17,7 @@ from ..operations.registry import PROFILES, Operation, ParamInfo, collect
 from ..version import __version__
 from . import schema
 from .policy import OperatorPolicy
+from .progress import run_tool
 from .reply import CallToolResult, OutputCheck, tool_result
 
 if typing.TYPE_CHECKING:
@@ -123,9 +123,10 @@ def _make_tool(
 
     async def tool(**kwargs: Any) -> CallToolResult:
         kwargs = {renames.get(key, key): value for key, value in kwargs.items()}
-        # Tools block (boots, commands): run them off the event loop so calls overlap.
-        result = await anyio.to_thread.run_sync(
-            functools.partial(_call, policy, op, method, kwargs)
+        # Tools block (boots, commands): run them off the event loop so calls overlap,
+        # reporting progress and ending early when the client cancels (progress.py).
+        result = await run_tool(
+            functools.partial(_call, policy, op, method, kwargs), server.get_context()
         )
         if isinstance(result, list):
             result = {"count": len(result), "items": result}

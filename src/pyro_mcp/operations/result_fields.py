@@ -50,6 +50,8 @@ FIELDS: dict[str, str] = {
     "exit_code": "The exit code (124: timed out; null: still running).",
     "duration_ms": "How long it took, in milliseconds.",
     "timed_out": "True when the command was killed at its timeout.",
+    "cancelled": "True when the client cancelled the call and the command was killed "
+    "(exit_code 130).",
     "stdout_truncated": "True when stdout passed 1 MiB and the rest was dropped.",
     "stderr_truncated": "True when stderr passed 1 MiB and the rest was dropped.",
     "sequence": "The command's number in the history.",

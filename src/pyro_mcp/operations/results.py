@@ -57,6 +57,7 @@ class VmExecResult(TypedDict):
     execution_mode: str
     engine: str
     timed_out: bool
+    cancelled: bool
     stdout_truncated: bool
     stderr_truncated: bool
     warning: NotRequired[str]
@@ -203,6 +204,7 @@ class CommandEntry(TypedDict):
     stderr: str
     stdout_file: Annotated[str | None, "Where the full stdout was kept, if elsewhere."]
     stderr_file: Annotated[str | None, "Where the full stderr was kept, if elsewhere."]
+    cancelled: bool
 
 
 class WorkspaceLogs(TypedDict):
@@ -224,6 +226,7 @@ class WorkspaceExecResult(TypedDict):
     stderr: str
     sequence: Annotated[int, "The command's number in the workspace's history."]
     timed_out: bool
+    cancelled: bool
     stdout_truncated: bool
     stderr_truncated: bool
     warning: NotRequired[str]

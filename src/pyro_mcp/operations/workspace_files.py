@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..validation import MAX_TEXT_BYTES
+from ..workspaces.exec_input import parse_env_args, read_stdin_file
 from ..workspaces.secrets import parse_secret_env
 from .base import OperationsBase
 from .params import FileEncoding, MaxBytes, ShellCommand, TimeoutSeconds
@@ -39,6 +40,31 @@ SecretEnv = Annotated[
         cli_convert=parse_secret_env,
     ),
 ]
+ExecCwd = Annotated[
+    str, Param("Directory to run in (inside /workspace; relative paths are under it).")
+]
+ExecEnv = Annotated[
+    dict[str, str] | None,
+    Param(
+        "Extra environment variables {NAME: VALUE} (not secrets: they are recorded nowhere "
+        "but may show in output; a variable secret_env sets cannot be overridden).",
+        cli_help="Extra environment variables (CLI: --env NAME=VALUE, repeatable).",
+        cli="--env",
+        cli_append=True,
+        metavar="NAME=VALUE",
+        cli_convert=parse_env_args,
+    ),
+]
+ExecStdin = Annotated[
+    str | None,
+    Param(
+        "Text given to the command on its stdin (at most 1 MiB; default: empty).",
+        cli_help="Give the command this file on stdin ('-': the CLI's own stdin; 1 MiB max).",
+        cli="--stdin-file",
+        metavar="PATH",
+        cli_convert=read_stdin_file,
+    ),
+]
 GuestPath = Annotated[
     str,
     Param(
@@ -65,12 +91,16 @@ class WorkspaceFileOperations(OperationsBase):
         command: ShellCommand,
         timeout_seconds: TimeoutSeconds = 30,
         secret_env: SecretEnv = None,
+        cwd: ExecCwd = "/workspace",
+        env: ExecEnv = None,
+        stdin: ExecStdin = None,
         *,
         on_output: Any = None,
     ) -> WorkspaceExecResult:
         """Run a command in /workspace (/bin/sh -lc); recorded in the history.
 
-        exit_code is the command's (124 after timeout_seconds, keeping the output so far).
+        exit_code is the command's (124 after timeout_seconds, keeping the output so far;
+        130 with cancelled=true when the client cancelled the call).
         Output, history and errors never show a secret's value.
         """
         from ..workspaces import commands
@@ -78,7 +108,14 @@ class WorkspaceFileOperations(OperationsBase):
         return cast(
             "WorkspaceExecResult",
             commands.exec(
-                self._ws(workspace_id), command, timeout_seconds, on_output, secret_env=secret_env
+                self._ws(workspace_id),
+                command,
+                timeout_seconds,
+                on_output,
+                secret_env=secret_env,
+                cwd=cwd,
+                env=env,
+                stdin=stdin,
             ),
         )
 

@@ -45,6 +45,7 @@ class History:
             "execution_mode": self.execution_mode,
             "stdout": redactor.text(str(result.get("stdout", ""))),
             "stderr": redactor.text(str(result.get("stderr", ""))),
+            "cancelled": bool(result.get("cancelled")),
         }
         try:
             sequence = self.store.record_command(self.workspace_id, entry, time.time())

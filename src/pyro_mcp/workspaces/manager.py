@@ -149,6 +149,7 @@ class WorkspaceManager(WorkspaceLifecycle):
         for entry in entries:
             entry.pop("workspace_id", None)
             entry["stdout_file"] = entry["stderr_file"] = None
+            entry["cancelled"] = bool(entry.get("cancelled"))
         return {"workspace_id": workspace_id, "count": len(entries), "entries": entries}
 
     def delete(self, workspace_id: str) -> dict[str, Any]:

@@ -1,0 +1,214 @@
+"""Progress notifications and cancellation over MCP (the official client), and an exec's
+cwd, env and stdin on the SDK and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import ClientSession
+from mcp.shared.exceptions import McpError
+from mcp.types import CancelledNotification, CancelledNotificationParams, ClientNotification
+
+from pyro_mcp import Pyro
+from pyro_mcp.calls import Call
+from pyro_mcp.workspaces.exec_input import exec_env, parse_env_args, read_stdin_file
+from support import ENVIRONMENT
+from workspace_fixtures import *  # noqa: F403 - the fixtures
+from workspace_fixtures import McpClient, run_cli
+
+# -- pure logic --------------------------------------------------------------------------------
+
+
+def test_call_reports_the_last_output_line_and_runs_cancel_hooks_once() -> None:
+    call = Call()
+    call.report_output(b"first\nsecond line\n\n")
+    version, message = call.latest()
+    assert (version, message) == (1, "second line")
+    call.report_output(b"\n  \n")  # blank output keeps the last message
+    assert call.latest() == (1, "second line")
+    ran: list[str] = []
+    with call.on_cancel(lambda: ran.append("a")):
+        call.cancel()
+        call.cancel()
+    assert ran == ["a"]
+    with call.on_cancel(lambda: ran.append("late")):  # cancelled already: runs at once
+        pass
+    assert ran == ["a", "late"]
+
+
+@pytest.mark.parametrize(
+    ("env", "secrets", "error"),
+    [
+        ({"1BAD": "x"}, None, "env var name '1BAD' must match"),
+        ({"A": 1}, None, "env var 'A' must be a string"),
+        ({"A": "x\0y"}, None, "must not contain NUL"),
+        ({"TOKEN": "x"}, {"TOKEN": "api"}, "env var 'TOKEN' is also set from secret 'api'"),
+        (["A=1"], None, "env must map variable names to values"),
+        ({f"V{i}": "x" for i in range(65)}, None, "env has 65 variables; the limit is 64"),
+    ],
+)
+def test_bad_env_is_one_line(env: Any, secrets: Any, error: str) -> None:
+    with pytest.raises(ValueError, match=error) as info:
+        exec_env(env, secrets)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_env_and_stdin_file_parsing(tmp_path: Path) -> None:
+    assert parse_env_args(["A=1", "B=x=y", "C="]) == {"A": "1", "B": "x=y", "C": ""}
+    with pytest.raises(ValueError, match="--env expects NAME=VALUE, got 'A'"):
+        parse_env_args(["A"])
+    (tmp_path / "in.txt").write_text("hello\n")
+    assert read_stdin_file(str(tmp_path / "in.txt")) == "hello\n"
+    (tmp_path / "big").write_bytes(b"x" * (1024 * 1024 + 1))
+    with pytest.raises(ValueError, match="over the 1048576-byte limit"):
+        read_stdin_file(str(tmp_path / "big"))
+    with pytest.raises(ValueError, match="No such file or directory"):
+        read_stdin_file(str(tmp_path / "missing"))
+
+
+# -- guest-backed -------------------------------------------------------------------------------
+
+EXEC_6S = "for i in 1 2 3 4 5 6; do echo tick $i; sleep 1; done"
+
+
+@pytest.mark.guest
+def test_a_6s_exec_with_a_progress_token_gets_progress_carrying_output(ws_home: Path) -> None:
+    with McpClient(ws_home) as client:
+        workspace_id = client.ok("workspace_create", environment=ENVIRONMENT)["workspace_id"]
+        try:
+            notes: list[tuple[float, str | None]] = []
+
+            async def on_progress(
+                progress: float, total: float | None, message: str | None
+            ) -> None:
+                notes.append((progress, message))
+
+            assert client.session is not None
+            arguments = {"workspace_id": workspace_id, "command": EXEC_6S}
+            call = client.session.call_tool(
+                "workspace_exec", arguments, progress_callback=on_progress
+            )
+            result = client._submit(call, 60)
+            assert result.isError is False, result.content
+            assert result.structuredContent["stdout"].count("tick") == 6
+            assert notes, "no progress notification"
+            assert any(message and message.startswith("tick ") for _, message in notes), notes
+            values = [progress for progress, _ in notes]
+            assert values == sorted(values) and len(set(values)) == len(values), notes
+        finally:
+            client.ok("workspace_delete", workspace_id=workspace_id)
+
+
+async def _exec_then_cancel(session: ClientSession, workspace_id: str) -> float:
+    """Start ``sleep 60``, cancel it after a second; return when the client was answered."""
+    request_id = session._request_id  # the id the next request is sent with
+    arguments = {"workspace_id": workspace_id, "command": "sleep 60", "timeout_seconds": 90}
+    task = asyncio.create_task(session.call_tool("workspace_exec", arguments))
+    await asyncio.sleep(1.5)
+    assert not task.done()
+    params = CancelledNotificationParams(requestId=request_id, reason="test")
+    await session.send_notification(ClientNotification(CancelledNotification(params=params)))
+    cancelled_at = time.monotonic()
+    with pytest.raises(McpError, match="cancelled"):
+        await asyncio.wait_for(task, 10)
+    return cancelled_at
+
+
+@pytest.mark.guest
+def test_a_cancelled_exec_is_killed_in_the_guest_and_recorded_cancelled(ws_home: Path) -> None:
+    with McpClient(ws_home) as client:
+        workspace_id = client.ok("workspace_create", environment=ENVIRONMENT)["workspace_id"]
+        try:
+            assert client.session is not None
+            cancelled_at = client._submit(_exec_then_cancel(client.session, workspace_id), 30)
+            # The guest's process is gone within 2 s ('[6]' keeps the probe from finding
+            # its own shell).
+            while True:
+                probe = client.ok(
+                    "workspace_exec", workspace_id=workspace_id, command="pgrep -f 'sleep [6]0'"
+                )
+                if probe["exit_code"] == 1:
+                    break
+                assert time.monotonic() - cancelled_at < 2.0, probe
+                time.sleep(0.1)
+            assert time.monotonic() - cancelled_at < 2.0
+            entries = client.ok("workspace_logs", workspace_id=workspace_id)["entries"]
+            sleeper = [e for e in entries if e["command"] == "sleep 60"]
+            assert len(sleeper) == 1, entries
+            assert sleeper[0]["cancelled"] is True
+            assert sleeper[0]["exit_code"] == 130
+            assert "cancelled" in sleeper[0]["stderr"]
+            assert sleeper[0]["duration_ms"] < 10000
+            assert all(e["cancelled"] is False for e in entries if e is not sleeper[0])
+        finally:
+            client.ok("workspace_delete", workspace_id=workspace_id)
+
+
+@pytest.mark.guest
+def test_exec_cwd_env_and_stdin_through_the_sdk(ws_pyro: Pyro, new_workspace: Any) -> None:
+    workspace_id = new_workspace()["workspace_id"]
+    ws_pyro.exec_workspace(workspace_id, "mkdir -p sub/dir")
+    result = ws_pyro.exec_workspace(
+        workspace_id,
+        'pwd; echo "$GREETING $WHO"; cat; echo "[$HOME]"',
+        cwd="sub/dir",
+        env={"GREETING": "hello", "WHO": "there", "HOME": "/tmp"},
+        stdin="line one\nline two\n",
+    )
+    assert result["exit_code"] == 0, result
+    assert result["stdout"] == "/workspace/sub/dir\nhello there\nline one\nline two\n[/tmp]\n"
+    assert result["cwd"] == "/workspace/sub/dir" and result["cancelled"] is False
+    # without stdin the command reads /dev/null; the default cwd is /workspace
+    plain = ws_pyro.exec_workspace(workspace_id, "pwd; cat; echo end")
+    assert plain["stdout"] == "/workspace\nend\n"
+    logs = ws_pyro.logs_workspace(workspace_id)["entries"]
+    assert logs[1]["cwd"] == "/workspace/sub/dir"
+    for bad, message in (
+        ("../etc", "workspace path must stay inside /workspace"),
+        ("/etc", "workspace path must stay inside /workspace"),
+        ("missing", "cwd '/workspace/missing' is not a directory"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            ws_pyro.exec_workspace(workspace_id, "true", cwd=bad)
+    with pytest.raises(ValueError, match="stdin is 1048577 bytes long; the limit is 1048576"):
+        ws_pyro.exec_workspace(workspace_id, "true", stdin="x" * (1024 * 1024 + 1))
+    big = ws_pyro.exec_workspace(workspace_id, "wc -c", stdin="y" * (1024 * 1024))
+    assert big["stdout"].strip() == str(1024 * 1024)
+
+
+@pytest.mark.guest
+def test_exec_cwd_env_and_stdin_through_the_cli(
+    ws_home: Path, new_workspace: Any, host_dir: Path
+) -> None:
+    workspace_id = new_workspace()["workspace_id"]
+    (host_dir / "input.txt").write_text("from a file\n")
+    run = run_cli(
+        "workspace", "exec", workspace_id, "--cwd", "/workspace/made",
+        "--env", "A=1", "--env", "B=two words", "--stdin-file", str(host_dir / "input.txt"),
+        "--json", "--", "sh", "-c", 'pwd; echo "$A|$B"; cat',
+        home=ws_home,
+    )  # fmt: skip
+    assert run.returncode == 1, (run.stdout, run.stderr)  # the directory does not exist
+    assert "cwd '/workspace/made' is not a directory" in run.stdout
+    assert "Traceback" not in run.stderr
+    run = run_cli(
+        "workspace", "exec", workspace_id,
+        "--env", "A=1", "--env", "B=two words", "--stdin-file", str(host_dir / "input.txt"),
+        "--json", "--", 'mkdir -p made && cd made && pwd; echo "$A|$B"; cat',
+        home=ws_home,
+    )  # fmt: skip
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert json.loads(run.stdout)["stdout"] == "/workspace/made\n1|two words\nfrom a file\n"
+    run = run_cli(
+        "workspace", "exec", workspace_id, "--cwd", "made", "--", "pwd",
+        home=ws_home,
+    )  # fmt: skip
+    assert (run.returncode, run.stdout) == (0, "/workspace/made\n"), run.stderr
+    bad = run_cli("workspace", "exec", workspace_id, "--env", "NOVALUE", "--", "true", home=ws_home)
+    assert bad.returncode != 0 and "--env expects NAME=VALUE, got 'NOVALUE'" in bad.stderr
+    assert "Traceback" not in bad.stderr
