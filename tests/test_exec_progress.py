@@ -100,6 +100,13 @@ def test_a_6s_exec_with_a_progress_token_gets_progress_carrying_output(ws_home: 
             assert any(message and message.startswith("tick ") for _, message in notes), notes
             values = [progress for progress, _ in notes]
             assert values == sorted(values) and len(set(values)) == len(values), notes
+            # an error of a call with a progress token is the tool's one-line error
+            bad = {"workspace_id": workspace_id, "command": "true", "cwd": "/etc"}
+            call = client.session.call_tool("workspace_exec", bad, progress_callback=on_progress)
+            failed = client._submit(call, 60)
+            assert failed.isError is True
+            text = failed.content[0].text
+            assert "workspace path must stay inside /workspace" in text and "\n" not in text
         finally:
             client.ok("workspace_delete", workspace_id=workspace_id)
 

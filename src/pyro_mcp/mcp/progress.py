@@ -12,7 +12,6 @@ of its own, and the worker finishes on its own (the exec is still recorded, canc
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -61,19 +60,29 @@ def _in_call(call: calls.Call, work: Callable[[], T]) -> T:
         calls.CURRENT.reset(token)
 
 
+async def _run(call: calls.Call, work: Callable[[], T]) -> T:
+    try:
+        return await anyio.to_thread.run_sync(_in_call, call, work, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        threading.Thread(target=call.cancel, daemon=True, name="pyro-cancel").start()
+        raise
+
+
 async def run_tool(work: Callable[[], T], ctx: Context[Any, Any, Any]) -> T:
     """Run ``work`` in a worker thread as a call that reports progress and can be
-    cancelled."""
+    cancelled. Its error is raised as it is (never inside an exception group)."""
     call = calls.Call()
+    if not _wants_progress(ctx):
+        return await _run(call, work)
+    outcome: list[T] = []
+    error: list[Exception] = []
     async with anyio.create_task_group() as group:
-        if _wants_progress(ctx):
-            group.start_soon(_report, call, ctx)
+        group.start_soon(_report, call, ctx)
         try:
-            result = await anyio.to_thread.run_sync(_in_call, call, work, abandon_on_cancel=True)
-        except anyio.get_cancelled_exc_class():
-            threading.Thread(target=call.cancel, daemon=True, name="pyro-cancel").start()
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                group.cancel_scope.cancel()
-    return result
+            outcome.append(await _run(call, work))
+        except Exception as exc:  # raised below, outside the task group
+            error.append(exc)
+        group.cancel_scope.cancel()
+    if error:
+        raise error[0]
+    return outcome[0]
