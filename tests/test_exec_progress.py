@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import anyio
 import pytest
 from mcp import ClientSession
 from mcp.shared.exceptions import McpError
 from mcp.types import CancelledNotification, CancelledNotificationParams, ClientNotification
 
-from pyro_mcp import Pyro
+from pyro_mcp import Pyro, calls
 from pyro_mcp.calls import Call
+from pyro_mcp.mcp import progress
 from pyro_mcp.workspaces.exec_input import exec_env, parse_env_args, read_stdin_file
-from support import ENVIRONMENT
+from support import ENVIRONMENT, pyro_argv
 from workspace_fixtures import *  # noqa: F403 - the fixtures
 from workspace_fixtures import McpClient, run_cli
 
@@ -69,6 +74,51 @@ def test_cli_env_and_stdin_file_parsing(tmp_path: Path) -> None:
         read_stdin_file(str(tmp_path / "big"))
     with pytest.raises(ValueError, match="No such file or directory"):
         read_stdin_file(str(tmp_path / "missing"))
+
+
+class _FakeContext:
+    """What run_tool reads of FastMCP's Context: the request's progress token, and where
+    the notifications go."""
+
+    def __init__(self, token: str | None) -> None:
+        self.request_context = SimpleNamespace(meta=SimpleNamespace(progressToken=token))
+        self.sent: list[tuple[float, str | None]] = []
+
+    async def report_progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        self.sent.append((progress, message))
+
+
+def test_a_quiet_call_still_reports_and_a_build_reports_its_phases(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(progress, "TICK_SECONDS", 0.1)
+    monkeypatch.setattr(progress, "HEARTBEAT_SECONDS", 0.5)
+    phases_seen: list[tuple[str, str]] = []
+
+    def work() -> str:
+        time.sleep(0.8)  # quiet: only heartbeats
+        build = calls.phases(lambda phase, detail: phases_seen.append((phase, detail)))
+        assert build is not None
+        build("rootfs", "mmdebstrap bookworm")
+        time.sleep(0.4)
+        return "done"
+
+    ctx = _FakeContext("tok")
+    assert anyio.run(progress.run_tool, work, ctx) == "done"
+    messages = [message for _, message in ctx.sent]
+    assert messages[0] is not None and messages[0].startswith("running ("), messages
+    assert "rootfs: mmdebstrap bookworm" in messages, messages
+    assert phases_seen == [("rootfs", "mmdebstrap bookworm")]  # the CLI's printer still runs
+    quiet = _FakeContext(None)  # no token: no notification
+    assert anyio.run(progress.run_tool, lambda: "x", quiet) == "x" and quiet.sent == []
+
+    def fails() -> None:
+        raise ValueError("one clear line")
+
+    with pytest.raises(ValueError, match=r"^one clear line$"):  # never an exception group
+        anyio.run(progress.run_tool, fails, _FakeContext("tok"))
 
 
 # -- guest-backed -------------------------------------------------------------------------------
@@ -152,6 +202,8 @@ def test_a_cancelled_exec_is_killed_in_the_guest_and_recorded_cancelled(ws_home:
             assert "cancelled" in sleeper[0]["stderr"]
             assert sleeper[0]["duration_ms"] < 10000
             assert all(e["cancelled"] is False for e in entries if e is not sleeper[0])
+            shown = run_cli("workspace", "logs", workspace_id, home=ws_home)
+            assert "exit_code=130 cancelled=True" in shown.stdout, shown
         finally:
             client.ok("workspace_delete", workspace_id=workspace_id)
 
@@ -219,3 +271,18 @@ def test_exec_cwd_env_and_stdin_through_the_cli(
     bad = run_cli("workspace", "exec", workspace_id, "--env", "NOVALUE", "--", "true", home=ws_home)
     assert bad.returncode != 0 and "--env expects NAME=VALUE, got 'NOVALUE'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.guest
+def test_cli_stdin_dash_reads_the_cli_own_stdin(ws_home: Path, new_workspace: Any) -> None:
+    workspace_id = new_workspace()["workspace_id"]
+    proc = subprocess.run(
+        [*pyro_argv(), "workspace", "exec", workspace_id, "--stdin-file", "-", "--", "tr a-z A-Z"],
+        input="piped in\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYRO_HOME": str(ws_home), "PYRO_ENGINE": "gvisor"},
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (0, "PIPED IN\n"), proc.stderr

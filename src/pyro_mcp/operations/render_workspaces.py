@@ -40,11 +40,9 @@ def render_logs(data: dict[str, Any]) -> HumanOutput:
         return HumanOutput(stdout="No commands.\n")
     out = []
     for entry in data["entries"]:
-        out.append(
-            kv_line(
-                "workspace-log", entry, ["sequence", "exit_code", "duration_ms", "cwd", "command"]
-            )
-        )
+        marker = ["cancelled"] if entry.get("cancelled") else []  # shown when it was
+        keys = ["sequence", "exit_code", *marker, "duration_ms", "cwd", "command"]
+        out.append(kv_line("workspace-log", entry, keys))
         for stream in ("stdout", "stderr"):
             if entry[stream]:
                 out.append(f"--- {stream}\n{entry[stream].rstrip()}")
