@@ -161,11 +161,11 @@ def test_a_6s_exec_with_a_progress_token_gets_progress_carrying_output(ws_home: 
             client.ok("workspace_delete", workspace_id=workspace_id)
 
 
-async def _exec_then_cancel(session: ClientSession, workspace_id: str) -> float:
-    """Start ``sleep 60``, cancel it after a second; return when the client was answered."""
+async def _exec_then_cancel(session: ClientSession, tool: str, arguments: dict[str, Any]) -> float:
+    """Start ``sleep 60``, cancel it after 1.5 s; return when the cancel was sent."""
     request_id = session._request_id  # the id the next request is sent with
-    arguments = {"workspace_id": workspace_id, "command": "sleep 60", "timeout_seconds": 90}
-    task = asyncio.create_task(session.call_tool("workspace_exec", arguments))
+    arguments = {**arguments, "command": "sleep 60", "timeout_seconds": 90}
+    task = asyncio.create_task(session.call_tool(tool, arguments))
     await asyncio.sleep(1.5)
     assert not task.done()
     params = CancelledNotificationParams(requestId=request_id, reason="test")
@@ -182,7 +182,10 @@ def test_a_cancelled_exec_is_killed_in_the_guest_and_recorded_cancelled(ws_home:
         workspace_id = client.ok("workspace_create", environment=ENVIRONMENT)["workspace_id"]
         try:
             assert client.session is not None
-            cancelled_at = client._submit(_exec_then_cancel(client.session, workspace_id), 30)
+            cancel = _exec_then_cancel(
+                client.session, "workspace_exec", {"workspace_id": workspace_id}
+            )
+            cancelled_at = client._submit(cancel, 30)
             # The guest's process is gone within 2 s ('[6]' keeps the probe from finding
             # its own shell).
             while True:
@@ -206,6 +209,22 @@ def test_a_cancelled_exec_is_killed_in_the_guest_and_recorded_cancelled(ws_home:
             assert "exit_code=130 cancelled=True" in shown.stdout, shown
         finally:
             client.ok("workspace_delete", workspace_id=workspace_id)
+
+
+@pytest.mark.guest
+def test_a_cancelled_vm_exec_ends_at_once(ws_home: Path) -> None:
+    """vm_exec deletes its VM when the command ends: a cancelled ``sleep 60`` must end (and
+    the VM with it) within 2 s, not after a minute."""
+    with McpClient(ws_home, profile="workspace-full") as client:
+        vm_id = client.ok("vm_create", environment=ENVIRONMENT)["vm_id"]
+        client.ok("vm_start", vm_id=vm_id)
+        assert client.session is not None
+        cancel = _exec_then_cancel(client.session, "vm_exec", {"vm_id": vm_id})
+        cancelled_at = client._submit(cancel, 30)
+        while client.call("vm_status", vm_id=vm_id).isError is False:
+            assert time.monotonic() - cancelled_at < 2.0, "the vm_exec still runs"
+            time.sleep(0.1)
+        assert "does not exist" in client.error("vm_status", vm_id=vm_id)
 
 
 @pytest.mark.guest
