@@ -22,7 +22,7 @@ from pyro_mcp import Pyro, calls
 from pyro_mcp.calls import Call
 from pyro_mcp.mcp import progress
 from pyro_mcp.workspaces.exec_input import exec_env, parse_env_args, read_stdin_file
-from support import ENVIRONMENT, pyro_argv
+from support import ENVIRONMENT, processes_mentioning, pyro_argv
 from workspace_fixtures import *  # noqa: F403 - the fixtures
 from workspace_fixtures import McpClient, run_cli
 
@@ -225,6 +225,29 @@ def test_a_cancelled_vm_exec_ends_at_once(ws_home: Path) -> None:
             assert time.monotonic() - cancelled_at < 2.0, "the vm_exec still runs"
             time.sleep(0.1)
         assert "does not exist" in client.error("vm_status", vm_id=vm_id)
+
+
+@pytest.mark.guest
+def test_a_cancelled_one_shot_vm_run_ends_its_sandbox(ws_home: Path) -> None:
+    """vm_run on gVisor without a network is a one-shot sandbox (no agent): a cancel kills
+    its processes, so the sandbox is gone within 2 s."""
+    with McpClient(ws_home) as client:
+        assert client.session is not None
+
+        def sandboxes() -> list[str]:
+            return [line for line in processes_mentioning(str(ws_home)) if "runsc" in line]
+
+        async def run_then_cancel() -> float:
+            task = asyncio.create_task(_exec_then_cancel(client.session, "vm_run", args))  # type: ignore[arg-type]
+            await asyncio.sleep(1.0)
+            assert sandboxes(), "the one-shot sandbox is not running"
+            return await task
+
+        args = {"environment": ENVIRONMENT}
+        cancelled_at = client._submit(run_then_cancel(), 30)
+        while sandboxes():
+            assert time.monotonic() - cancelled_at < 2.0, sandboxes()
+            time.sleep(0.1)
 
 
 @pytest.mark.guest

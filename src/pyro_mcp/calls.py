@@ -117,13 +117,24 @@ def cancellable(send: Callable[[str, dict[str, Any]], object]) -> Iterator[str |
     """The cancel key for an exec's arguments (None outside a surface's call): while inside
     the block, cancelling the call sends the agent ``exec_cancel`` with it through ``send``
     (the agent kills the command's process group and the exec answers what ran so far)."""
-    call = CURRENT.get()
-    if call is None:
+    if CURRENT.get() is None:
         yield None
         return
     key = os.urandom(8).hex()
-    with call.on_cancel(lambda: send("exec_cancel", {"cancel_key": key})):
+    with on_cancel(lambda: send("exec_cancel", {"cancel_key": key})):
         yield key
+
+
+@contextlib.contextmanager
+def on_cancel(hook: Callable[[], object]) -> Iterator[bool]:
+    """Run ``hook`` if the current call (if any: yields whether there is one) is cancelled
+    while inside the block."""
+    call = CURRENT.get()
+    if call is None:
+        yield False
+        return
+    with call.on_cancel(hook):
+        yield True
 
 
 def phases(

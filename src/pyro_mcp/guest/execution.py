@@ -114,6 +114,13 @@ def cancel(key: str) -> bool:
     return running
 
 
+def mark_cancelled(result: dict[str, Any], take: Emit) -> None:
+    """A command the client cancelled (its group killed): exit 130, ``cancelled``, and a
+    note on its stderr through ``take`` (the agent's exec, a gVisor one-shot run's)."""
+    take("stderr", b"command cancelled by the client\n")
+    result.update(exit_code=CANCELLED_EXIT_CODE, cancelled=True)
+
+
 def _start(args: dict[str, Any], cwd: str, env: dict[str, str], stdin: bytes) -> Any:
     command = args["command"]
     proc = None if stdin else NEXT_SHELL.take(cwd, env, command)
@@ -174,8 +181,7 @@ def run_command(
     ran_out = timeout if timed_out and not cancelled.is_set() else None
     result = finish(exit_code, started, ran_out, pump.take)
     if cancelled.is_set():
-        pump.take("stderr", b"command cancelled by the client\n")
-        result.update(exit_code=CANCELLED_EXIT_CODE, cancelled=True)
+        mark_cancelled(result, pump.take)
     for name, cap in pump.captures.items():
         result[f"{name}_bytes"] = cap.kept
         result[f"{name}_truncated"] = cap.dropped > 0
