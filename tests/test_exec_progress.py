@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from pyro_mcp import Pyro, calls
 from pyro_mcp.calls import Call
 from pyro_mcp.mcp import progress
 from pyro_mcp.workspaces.exec_input import exec_env, parse_env_args, read_stdin_file
-from support import ENVIRONMENT, processes_mentioning, pyro_argv
+from support import ENVIRONMENT, as_at_a_terminal, processes_mentioning, pyro_argv
 from workspace_fixtures import *  # noqa: F403 - the fixtures
 from workspace_fixtures import McpClient, run_cli
 
@@ -328,3 +329,35 @@ def test_cli_stdin_dash_reads_the_cli_own_stdin(ws_home: Path, new_workspace: An
         check=False,
     )
     assert (proc.returncode, proc.stdout) == (0, "PIPED IN\n"), proc.stderr
+
+
+@pytest.mark.guest
+def test_ctrl_c_on_cli_exec_cancels_the_guest_command(
+    ws_pyro: Pyro, ws_home: Path, new_workspace: Any
+) -> None:
+    workspace_id = new_workspace()["workspace_id"]
+    proc = subprocess.Popen(
+        [*pyro_argv(), "workspace", "exec", workspace_id, "--", "echo started; sleep 60"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYRO_HOME": str(ws_home), "PYRO_ENGINE": "gvisor"},
+        preexec_fn=as_at_a_terminal,
+    )
+    try:
+        time.sleep(2.0)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=5)  # the watchdog: never the whole minute
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert out == "started\n" and "command cancelled by the client" in err, (out, err)
+    assert "Traceback" not in err
+    entry = ws_pyro.logs_workspace(workspace_id)["entries"][-1]
+    assert (entry["command"], entry["cancelled"]) == ("echo started; sleep 60", True)
+    probe = ws_pyro.exec_workspace(workspace_id, "pgrep -f 'sleep [6]0'")
+    assert probe["exit_code"] == 1, probe

@@ -15,8 +15,9 @@ import contextvars
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
+T = TypeVar("T")
 MAX_MESSAGE_CHARS = 200  # a progress message is the latest line, cut to this
 
 
@@ -152,3 +153,36 @@ def phases(
             progress(phase, detail)
 
     return both
+
+
+CANCEL_WAIT_SECONDS = 10.0  # how long a Ctrl-C'd call may take to answer once cancelled
+
+
+def interruptible(work: Callable[[], T]) -> T:
+    """Run ``work`` as a call in a thread of its own (the CLI's exec): a Ctrl-C cancels the
+    call and waits for its answer (an exec's output so far, cancelled), which is returned;
+    a second Ctrl-C, or a call that does not answer, is raised as before."""
+    call = Call()
+    outcome: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.join: one interrupted by Ctrl-C may lie after
+
+    def run() -> None:
+        CURRENT.set(call)  # this thread's own context
+        try:
+            outcome["result"] = work()
+        except BaseException as exc:  # raised in the caller's thread below
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="pyro-call").start()
+    try:
+        while not done.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        call.cancel()
+        if not done.wait(CANCEL_WAIT_SECONDS):
+            raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return cast(T, outcome["result"])

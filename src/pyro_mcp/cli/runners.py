@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..api import Pyro
+from ..calls import interruptible
 from ..errors import ValidationError
 from ..manager import join_command
 from ..operations.registry import PROFILES
@@ -57,11 +58,13 @@ def run(pyro: Pyro, kwargs: dict[str, Any], as_json: bool) -> int:
 
 def workspace_exec(pyro: Pyro, kwargs: dict[str, Any], as_json: bool) -> int:
     kwargs["command"] = remainder_command(kwargs.get("command"))
+    if not as_json:
+        kwargs["on_output"] = _write
+    # Ctrl-C cancels the command in the guest and shows what ran (exit 130, cancelled).
+    result = interruptible(lambda: pyro.exec_workspace(**kwargs))
     if as_json:
-        result = pyro.exec_workspace(**kwargs)
         emit_json(result)
         return int(result["exit_code"])
-    result = pyro.exec_workspace(**kwargs, on_output=_write)
     sys.stderr.write(
         f"[workspace-exec] workspace_id={result['workspace_id']} sequence={result['sequence']} "
         f"cwd={result['cwd']} execution_mode={result['execution_mode']} "
