@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -120,6 +121,30 @@ def test_a_quiet_call_still_reports_and_a_build_reports_its_phases(
 
     with pytest.raises(ValueError, match=r"^one clear line$"):  # never an exception group
         anyio.run(progress.run_tool, fails, _FakeContext("tok"))
+
+
+def test_a_history_from_before_gets_the_cancelled_column(tmp_path: Path) -> None:
+    from pyro_mcp.workspaces.store import SCHEMA, Store
+
+    old_schema = SCHEMA.replace("    cancelled INTEGER NOT NULL DEFAULT 0,\n", "")
+    assert old_schema != SCHEMA
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.executescript(old_schema)
+        db.execute("PRAGMA user_version=3")
+    store = Store(tmp_path / "state.db")
+    entry = {
+        "command": "sleep 60",
+        "cwd": "/workspace",
+        "exit_code": 130,
+        "duration_ms": 1500,
+        "execution_mode": "guest_vsock",
+        "stdout": "",
+        "stderr": "command cancelled by the client\n",
+    }
+    store.record_command("abc", {**entry, "cancelled": True}, time.time())
+    store.record_command("abc", entry, time.time())  # an older supervisor's entry
+    assert [row["cancelled"] for row in store.commands("abc")] == [1, 0]
+    store.close()
 
 
 # -- guest-backed -------------------------------------------------------------------------------
