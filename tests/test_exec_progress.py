@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -187,12 +189,22 @@ def test_a_6s_exec_with_a_progress_token_gets_progress_carrying_output(ws_home: 
             client.ok("workspace_delete", workspace_id=workspace_id)
 
 
-async def _exec_then_cancel(session: ClientSession, tool: str, arguments: dict[str, Any]) -> float:
-    """Start ``sleep 60``, cancel it after 1.5 s; return when the cancel was sent."""
+async def _exec_then_cancel(
+    session: ClientSession,
+    tool: str,
+    arguments: dict[str, Any],
+    running: Callable[[], bool] = lambda: True,
+) -> float:
+    """Start ``sleep 60``, cancel it once ``running()`` (within 30 s) and 1.5 s have passed;
+    return when the cancel was sent."""
     request_id = session._request_id  # the id the next request is sent with
     arguments = {**arguments, "command": "sleep 60", "timeout_seconds": 90}
     task = asyncio.create_task(session.call_tool(tool, arguments))
     await asyncio.sleep(1.5)
+    deadline = time.monotonic() + 30
+    while not running():
+        assert time.monotonic() < deadline, "the command never started"
+        await asyncio.sleep(0.1)
     assert not task.done()
     params = CancelledNotificationParams(requestId=request_id, reason="test")
     await session.send_notification(ClientNotification(CancelledNotification(params=params)))
@@ -263,14 +275,9 @@ def test_a_cancelled_one_shot_vm_run_ends_its_sandbox(ws_home: Path) -> None:
         def sandboxes() -> list[str]:
             return [line for line in processes_mentioning(str(ws_home)) if "runsc" in line]
 
-        async def run_then_cancel() -> float:
-            task = asyncio.create_task(_exec_then_cancel(client.session, "vm_run", args))  # type: ignore[arg-type]
-            await asyncio.sleep(1.0)
-            assert sandboxes(), "the one-shot sandbox is not running"
-            return await task
-
         args = {"environment": ENVIRONMENT}
-        cancelled_at = client._submit(run_then_cancel(), 30)
+        cancel = _exec_then_cancel(client.session, "vm_run", args, lambda: bool(sandboxes()))
+        cancelled_at = client._submit(cancel, 60)
         while sandboxes():
             assert time.monotonic() - cancelled_at < 2.0, sandboxes()
             time.sleep(0.1)
@@ -371,10 +378,13 @@ def test_ctrl_c_on_cli_exec_cancels_the_guest_command(
         preexec_fn=as_at_a_terminal,
     )
     try:
-        time.sleep(2.0)
-        assert proc.poll() is None, proc.communicate()
+        assert proc.stdout is not None
+        ready = select.select([proc.stdout], [], [], 60)[0]  # the command runs in the guest
+        assert ready and proc.stdout.readline() == "started\n", proc.poll()
+        time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=5)  # the watchdog: never the whole minute
+        rest, err = proc.communicate(timeout=5)  # the watchdog: never the whole minute
+        out = "started\n" + rest
     finally:
         if proc.poll() is None:
             proc.kill()
