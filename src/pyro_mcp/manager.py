@@ -96,8 +96,7 @@ class PyroRuntime:
         Bad input, an unknown VM or one that is not started is refused before anything
         runs, and then the VM is kept.
         """
-        validation.command(command)
-        validation.timeout_seconds(timeout_seconds)
+        validation.command(command)  # ranges: the Param declarations (operations/params.py)
         record = self.vms.get(vm_id)
         if record.state != "started":
             raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
@@ -142,11 +141,7 @@ class PyroRuntime:
         # Every input is checked before anything is shown or booted.
         get_spec(environment)
         self.runtime.selector.check_name(self.runtime.engine_request)
-        validation.command(command)
-        validation.timeout_seconds(timeout_seconds)
-        validation.vcpu_count(vcpu_count)
-        validation.mem_mib(mem_mib)
-        validation.ttl_seconds(ttl_seconds)
+        validation.command(command)  # ranges: the Param declarations (operations/params.py)
         phase("create")
         record = self.vms.create(
             environment,

@@ -175,9 +175,6 @@ class VmRegistry:
         progress: Progress | None = None,
         notify: Phase | None = None,
     ) -> VmRecord:
-        vcpu = validation.vcpu_count(vcpu_count)
-        mem = validation.mem_mib(mem_mib)
-        ttl = validation.ttl_seconds(ttl_seconds)
         self.reap_expired()
         with self.lock:
             self.lifetime.admit_vm()  # before any download or engine choice
@@ -191,9 +188,9 @@ class VmRegistry:
             vm_id=vm_id,
             env=env,
             choice=choice,
-            vcpu_count=vcpu,
-            mem_mib=mem,
-            ttl_seconds=ttl,
+            vcpu_count=vcpu_count,
+            mem_mib=mem_mib,
+            ttl_seconds=ttl_seconds,
             network=network,
             allow_host_compat=allow_host_compat,
             workdir=self.runtime.sandbox_dir("vms", vm_id),
@@ -264,8 +261,7 @@ class VmRegistry:
         timeout_seconds: float,
         on_output: OutputHandler | None = None,
     ) -> dict[str, Any]:
-        command = validation.command(command)
-        timeout = validation.timeout_seconds(timeout_seconds)
+        timeout = float(timeout_seconds)  # checked by the caller (manager.py) and the Params
         record = self.get(vm_id)
         if record.state != "started" or record.sandbox is None:
             raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
@@ -298,8 +294,7 @@ class VmRegistry:
         on_output: OutputHandler | None = None,
     ) -> dict[str, Any]:
         """A one-shot command without the guest agent (``Engine.run_once``)."""
-        command = validation.command(command)
-        timeout = validation.timeout_seconds(timeout_seconds)
+        timeout = float(timeout_seconds)  # checked by the caller (manager.py) and the Params
         record = self.get(vm_id)
         spec = BootSpec(
             sandbox_id=vm_id,

@@ -25,7 +25,7 @@ def exec(
     secret_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     command = validation.command(command)
-    timeout = validation.timeout_seconds(timeout_seconds)
+    timeout = float(timeout_seconds)  # its range: the Param (operations/params.py)
     record = ws.started("workspace_exec")
     env_map = secret_store.env_mapping(secret_env, [s["name"] for s in record["secrets"]])
     args = {

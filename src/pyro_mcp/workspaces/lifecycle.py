@@ -316,7 +316,7 @@ class WorkspaceLifecycle:
     # -- create --------------------------------------------------------------------------
     def new_record(self, **fields: Any) -> dict[str, Any]:
         now = time.time()
-        ttl = validation.ttl_seconds(fields["ttl_seconds"])
+        ttl = fields["ttl_seconds"]  # its range: the Param (operations/params.py TtlSeconds)
         return {
             "workspace_id": validation.new_id(),
             "created_at": now,

@@ -53,8 +53,6 @@ class WorkspaceManager(WorkspaceLifecycle):
         allow_hosts: Any = None,
         disk_mib: int,
     ) -> dict[str, Any]:
-        vcpu, mem = validation.vcpu_count(vcpu_count), validation.mem_mib(mem_mib)
-        disk = validation.disk_mib(disk_mib)
         policy = records.network_policy(network_policy)
         hosts = allow_hosts_for(policy, allow_hosts)
         clean_name = records.workspace_name(name) if name is not None else None
@@ -80,9 +78,9 @@ class WorkspaceManager(WorkspaceLifecycle):
             labels=clean_labels,
             environment=env.spec.name,
             environment_version=env.spec.version,
-            vcpu_count=vcpu,
-            mem_mib=mem,
-            disk_mib=disk,
+            vcpu_count=vcpu_count,
+            mem_mib=mem_mib,
+            disk_mib=disk_mib,
             ttl_seconds=ttl_seconds,
             network_policy=policy,
             allow_host_compat=allow_host_compat,
