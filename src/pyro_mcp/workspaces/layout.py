@@ -12,6 +12,7 @@ from typing import Any
 from ..engines.profile import profile_of
 from ..errors import PyroError, StateError, ValidationError
 from ..guest.tree import remove_tree
+from ..hostcmd import mkfs_ext4
 from ..paths import private_dir
 
 DEFAULT_DISK_MIB = 8192  # a workspace disk's size unless its create says otherwise (sparse)
@@ -85,19 +86,9 @@ class WorkspaceLayout:
             self.disk.unlink(missing_ok=True)
             with self.disk.open("wb") as handle:
                 handle.truncate(disk_mib * 1024 * 1024)
+            options = "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0"
             result = subprocess.run(
-                [
-                    "mkfs.ext4",
-                    "-q",
-                    "-F",
-                    "-m",
-                    "0",
-                    "-L",
-                    "workspace",
-                    "-E",
-                    "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0",
-                    str(self.disk),
-                ],
+                mkfs_ext4(self.disk, "-L", "workspace", "-E", options),
                 capture_output=True,
                 text=True,
                 check=False,

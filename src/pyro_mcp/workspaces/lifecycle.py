@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tarfile
 import threading
@@ -22,6 +21,7 @@ from typing import Any, cast
 from .. import lifetime, validation
 from ..engines.agent_client import AgentClient
 from ..errors import NotFoundError, SandboxError, StateError, ValidationError
+from ..hostcmd import start_detached
 from ..lifetime import Lifetime
 from ..paths import socket_address
 from ..runtime import Runtime
@@ -194,15 +194,7 @@ class WorkspaceLifecycle:
             "--workspace",
             workspace_id,
         ]
-        with layout.log.open("ab") as log:
-            first = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                cwd=layout.root,
-            )
+        first = start_detached(cmd, layout.log, cwd=layout.root)
         first.wait()  # it forks the real supervisor and exits at once
         deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
         while time.monotonic() < deadline:
