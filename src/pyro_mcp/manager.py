@@ -101,7 +101,7 @@ class PyroRuntime:
         if record.state != "started":
             raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
         try:
-            return self.vms.exec(vm_id, command, timeout_seconds, on_output)
+            return self.vms.exec(record, command, timeout_seconds, on_output)
         finally:
             if vm_id in self.vms.vms:
                 self.vms.delete(vm_id, reason="post_exec_cleanup")
@@ -156,13 +156,11 @@ class PyroRuntime:
         reason = "run_vm_error_cleanup"
         try:
             phase("start")
-            if self.vms.can_run_once(record):
-                phase("execute")  # gVisor one-shot: the command is the sandbox's process
-                result = self.vms.run_once(record.vm_id, command, timeout_seconds, on_output)
-            else:
+            once = self.vms.can_run_once(record)  # gVisor: the command is the sandbox's process
+            if not once:
                 self.vms.start(record.vm_id)
-                phase("execute")
-                result = self.vms.exec(record.vm_id, command, timeout_seconds, on_output)
+            phase("execute")
+            result = self.vms.exec(record, command, timeout_seconds, on_output, once=once)
             reason = "post_exec_cleanup"
         finally:
             if record.vm_id in self.vms.vms:

@@ -254,17 +254,33 @@ class VmRegistry:
             record.timer.start()
         return record
 
+    @staticmethod
+    def can_run_once(record: VmRecord) -> bool:
+        return record.choice.profile.one_shot and not record.network
+
     def exec(
         self,
-        vm_id: str,
+        record: VmRecord,
         command: str,
         timeout_seconds: float,
         on_output: OutputHandler | None = None,
+        *,
+        once: bool = False,
     ) -> dict[str, Any]:
-        timeout = float(timeout_seconds)  # checked by the caller (manager.py) and the Params
-        record = self.get(vm_id)
+        """Run ``command`` (checked by the caller, manager.py, and the Params) through the
+        guest agent of a started VM, or ``once`` as a created VM's only process."""
+        timeout = float(timeout_seconds)
+        if once:
+            result = self._run_once(record, command, timeout, on_output)
+        else:
+            result = self._agent_exec(record, command, timeout, on_output)
+        return core.exec_result(record.core(), command, result, engine=record.choice.key)
+
+    def _agent_exec(
+        self, record: VmRecord, command: str, timeout: float, on_output: OutputHandler | None
+    ) -> Any:
         if record.state != "started" or record.sandbox is None:
-            raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
+            raise StateError(f"vm {record.vm_id!r} must be in 'started' state before vm_exec")
         cwd = GUEST_CWD if record.choice.profile.isolated else str(record.workdir / "root")
         args = {
             "command": command,
@@ -273,31 +289,23 @@ class VmRegistry:
             "stream": on_output is not None,
         }
         try:
-            result = split_output(
+            return split_output(
                 *record.sandbox.client.call(
                     "exec", args, on_event=on_output, timeout=timeout + EXEC_SLACK_SECONDS
                 )
             )
         except AgentGone as exc:
-            raise StateError(f"vm {vm_id!r} stopped while running the command: {exc}") from exc
-        return core.exec_result(record.core(), command, result, engine=record.choice.key)
+            raise StateError(
+                f"vm {record.vm_id!r} stopped while running the command: {exc}"
+            ) from exc
 
     @staticmethod
-    def can_run_once(record: VmRecord) -> bool:
-        return record.choice.profile.one_shot and not record.network
-
-    def run_once(
-        self,
-        vm_id: str,
-        command: str,
-        timeout_seconds: float,
-        on_output: OutputHandler | None = None,
-    ) -> dict[str, Any]:
+    def _run_once(
+        record: VmRecord, command: str, timeout: float, on_output: OutputHandler | None
+    ) -> Any:
         """A one-shot command without the guest agent (``Engine.run_once``)."""
-        timeout = float(timeout_seconds)  # checked by the caller (manager.py) and the Params
-        record = self.get(vm_id)
         spec = BootSpec(
-            sandbox_id=vm_id,
+            sandbox_id=record.vm_id,
             environment=record.env,
             workdir=record.workdir,
             agent_dir=None,  # the command is the sandbox's only process: no agent to mount
@@ -305,8 +313,7 @@ class VmRegistry:
             mem_mib=record.mem_mib,
         )
         record.state = "started"
-        result = record.choice.engine.run_once(spec, command, timeout, GUEST_CWD, on_output)
-        return core.exec_result(record.core(), command, result, engine=record.choice.key)
+        return record.choice.engine.run_once(spec, command, timeout, GUEST_CWD, on_output)
 
     def stop(self, vm_id: str) -> VmRecord:
         record = self.get(vm_id)
