@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 from ..validation import MAX_TEXT_BYTES
 from ..workspaces.secrets import parse_secret_env
 from .base import OperationsBase
-from .params import FileEncoding, MaxBytes, ShellCommand, TimeoutSeconds
+from .params import (
+    FileEncoding,
+    GuestPath,
+    ListPath,
+    MaxBytes,
+    NewHostPath,
+    Recursive,
+    ShellCommand,
+    TimeoutSeconds,
+)
 from .registry import CORE, Param, operation
 from .render_workspaces import (
     render_diff,
@@ -37,14 +46,6 @@ SecretEnv = Annotated[
         in_core=False,
         metavar="SECRET[=ENV]",
         cli_convert=parse_secret_env,
-    ),
-]
-GuestPath = Annotated[
-    str,
-    Param(
-        "Path inside the workspace (relative paths are under /workspace).",
-        cli="positional",
-        metavar="PATH",
     ),
 ]
 
@@ -118,10 +119,8 @@ class WorkspaceFileOperations(OperationsBase):
     def list_workspace_files(
         self,
         workspace_id: WorkspaceId,
-        path: Annotated[
-            str, Param("Directory or file under /workspace.", cli="positional", metavar="PATH")
-        ] = "/workspace",
-        recursive: Annotated[bool, Param("List subdirectories too.")] = False,
+        path: ListPath = "/workspace",
+        recursive: Recursive = False,
     ) -> FileList:
         """List files under /workspace (symlinks are shown, never followed)."""
         from ..workspaces import files
@@ -198,15 +197,7 @@ class WorkspaceFileOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         path: GuestPath,
-        output_path: Annotated[
-            str,
-            Param(
-                "Host path to create (it must not exist).",
-                cli="--output",
-                metavar="HOST_PATH",
-                mcp_role="host_path",
-            ),
-        ],
+        output_path: NewHostPath,
     ) -> ExportResult:
         """Copy a file, directory or symlink out of the workspace to a new host path."""
         from ..workspaces import files
