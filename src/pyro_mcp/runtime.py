@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import validation
 from .engines.base import BootSpec, Engine, Sandbox
 from .engines.profile import HOST, EngineProfile, profile_of
 from .environments.catalog import CATALOG
@@ -82,6 +83,20 @@ class Runtime:
     def environment(self, name: str, progress: Progress | None = None) -> InstalledEnvironment:
         """The installed environment, built on first use."""
         return self.store.ensure(name, progress)
+
+    def prepare(
+        self,
+        environment: str,
+        allow_host_compat: bool,
+        progress: Progress | None,
+        notify: Notify | None,
+        *,
+        need_network: bool,
+    ) -> tuple[InstalledEnvironment, EngineChoice]:
+        """A new VM's or workspace's environment (built on first use) and engine."""
+        allow = validation.boolean("allow_host_compat", allow_host_compat)
+        env = self.environment(environment, progress)
+        return env, self.choose_engine(env, allow, notify, need_network=need_network)
 
     def choose_engine(
         self,

@@ -179,9 +179,9 @@ class VmRegistry:
         with self.lock:
             self.lifetime.admit_vm()  # before any download or engine choice
         network = validation.boolean("network", network)
-        allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
-        env = self.runtime.environment(environment, progress)
-        choice = self.runtime.choose_engine(env, allow_host_compat, notify, need_network=network)
+        env, choice = self.runtime.prepare(
+            environment, allow_host_compat, progress, notify, need_network=network
+        )
         vm_id = validation.new_id()
         self.sweep_orphans()
         record = VmRecord(

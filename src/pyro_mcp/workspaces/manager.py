@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .. import validation
 from ..errors import StateError, ValidationError
 from ..lifetime import Lifetime
 from ..runtime import Runtime
@@ -66,10 +65,8 @@ class WorkspaceManager:
         seed, seed_info = _seed(seed_path)
         self.lifecycle.reap_expired()
         self.lifecycle.lifetime.admit_workspace(self.store.count_active())  # before any download
-        allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
-        env = self.lifecycle.runtime.environment(environment, progress)
-        choice = self.lifecycle.runtime.choose_engine(
-            env, allow_host_compat, notify, need_network=policy != "off"
+        env, choice = self.lifecycle.runtime.prepare(
+            environment, allow_host_compat, progress, notify, need_network=policy != "off"
         )
         if secret_values and not choice.profile.isolated:
             raise StateError(
