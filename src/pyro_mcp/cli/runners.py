@@ -161,9 +161,16 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
         "--secret-host",
         action="append",
         metavar="NAME=HOST",
-        help="Broker secret NAME (recommended): the egress proxy adds it to requests to HOST "
-        "(exact or *.suffix; repeatable); the sandbox holds only a placeholder. A secret "
-        "without one is plain: its value enters the sandbox.",
+        help="Broker secret NAME: the egress proxy adds it to requests to HOST (exact or "
+        "*.suffix; repeatable); the sandbox holds only a placeholder. Every declared secret "
+        "needs this, or --secret-plain.",
+    )
+    parser.add_argument(
+        "--secret-plain",
+        action="append",
+        metavar="NAME",
+        help="Let declared secret NAME enter the sandbox as a plain value (the weaker mode: "
+        "code in the sandbox can read and send it).",
     )
     parser.set_defaults(_runner=mcp_serve)
 
@@ -215,6 +222,7 @@ def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
         args.allow_host_compat,
         args.secret,
         secret_hosts=args.secret_host,
+        plain_secrets=args.secret_plain,
         network_ceiling=args.network_ceiling,
         allow_hosts=args.allow_host,
     )
