@@ -206,7 +206,7 @@ class GvisorEngine(Engine):
             self.destroy(container_id(sandbox_id))
 
     def boot(self, spec: BootSpec) -> Sandbox:
-        net = GvisorNet(spec.workdir, spec.egress_proxy) if spec.network else None
+        net = GvisorNet(spec.workdir, spec.egress_proxy, spec.sandbox_id) if spec.network else None
         log = spec.workdir / "engine.log"
         try:
             with log.open("ab") as log_handle:
