@@ -13,14 +13,16 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineUnavailable, SandboxError
 from .agent_client import AgentClient
 from .base import BootSpec, Engine, EngineInfo, Sandbox, wait_hello
 from .gvisor_cgroups import CgroupWatch, HostCgroups
-from .gvisor_net import GvisorNet
 from .limits import guest_limits, tmpfs_size_mib
+
+if TYPE_CHECKING:  # imported by a networked boot only (its imports cost every start)
+    from .gvisor_net import GvisorNet
 
 CAPABILITIES = [
     "CAP_CHOWN",
@@ -271,7 +273,11 @@ class GvisorEngine(Engine):
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         bundle = spec.workdir / "bundle"
         bundle.mkdir(parents=True, exist_ok=True)
-        net = GvisorNet(spec.workdir, spec.egress_proxy) if spec.network else None
+        net = None
+        if spec.network:
+            from .gvisor_net import GvisorNet
+
+            net = GvisorNet(spec.workdir, spec.egress_proxy)
         config = oci_config(spec, spec.environment.rootfs_dir, net)
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
         container_id = f"pyro-{spec.sandbox_id}"

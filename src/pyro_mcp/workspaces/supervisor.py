@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
@@ -25,8 +25,6 @@ from ..engines.network import guest_network
 from ..errors import PyroError
 from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, split_output
 from ..guest.workers import Workers
-from ..network.policy import network_dir
-from ..network.proxy import EgressProxy
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import secrets as secret_store
@@ -36,6 +34,9 @@ from .layout import WorkspaceLayout, remove_quietly
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
 from .watchers import watch_engine, watch_ttl
+
+if TYPE_CHECKING:  # imported when a workspace has a network (~20-40 ms of every start)
+    from ..network.proxy import EgressProxy
 
 # How long a stop waits for a reset that is booting the new sandbox.
 STOP_WAIT_FOR_RESET = 150.0
@@ -87,6 +88,9 @@ class Supervisor:
         elif not real_vm:
             self.unpacked = volume_mount.prepare(self.layout) or self.unpacked
         if record["network_policy"] != "off" and self.proxy is None:
+            from ..network.policy import network_dir
+            from ..network.proxy import EgressProxy
+
             self.proxy = EgressProxy(network_dir(self.layout.root))
         sandbox = self.runtime.boot(
             choice,
