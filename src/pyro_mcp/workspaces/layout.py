@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import PyroError, StateError, ValidationError
+from ..errors import StateError, ValidationError
 from ..guest.tree import remove_tree
 from ..paths import private_dir
+from . import blank_disk
 
 DEFAULT_DISK_MIB = 8192  # a workspace disk's size unless its create says otherwise (sparse)
 
@@ -82,27 +82,7 @@ class WorkspaceLayout:
             if self.volume_dir.is_dir() and not os.path.ismount(self.volume_dir):
                 remove_tree(str(self.volume_dir))  # a gVisor /workspace of an older version
             self.disk.unlink(missing_ok=True)
-            with self.disk.open("wb") as handle:
-                handle.truncate(disk_mib * 1024 * 1024)
-            result = subprocess.run(
-                [
-                    "mkfs.ext4",
-                    "-q",
-                    "-F",
-                    "-m",
-                    "0",
-                    "-L",
-                    "workspace",
-                    "-E",
-                    "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0",
-                    str(self.disk),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise PyroError(f"cannot create the workspace disk: {result.stderr.strip()}")
+            blank_disk.make(self.root.parent.parent, self.disk, disk_mib)
         else:
             remove_tree(str(self.volume_dir))
             self.volume_dir.mkdir(mode=0o755)
