@@ -76,7 +76,9 @@ class Supervisor:
             self.workspace_id, state="started", supervisor_pid=os.getpid(), last_error=None
         )
 
-    def _boot_sandbox(self) -> None:
+    def _boot_sandbox(self, seed: bytes | None = None) -> dict[str, Any] | None:
+        """A new sandbox on /workspace; ``seed`` (a reset's host-made tar) or a seed the create
+        left pending unpacked into it beside the boot (volume_mount.Filling): its result."""
         record = self.store.get(self.workspace_id)
         if record is None:
             raise PyroError(f"workspace {self.workspace_id!r} does not exist")
@@ -86,25 +88,31 @@ class Supervisor:
         if choice.key == "host":
             self.host_root = str(self.layout.volume_dir)
         elif not real_vm:
-            self.unpacked = volume_mount.prepare(self.layout) or self.unpacked
+            volume_mount.prepare(self.layout)
+        filling = volume_mount.fill(self.layout, seed)
         if record["network_policy"] != "off" and self.proxy is None:
             from ..network.policy import network_dir
             from ..network.proxy import EgressProxy
 
             self.proxy = EgressProxy(network_dir(self.layout.root))
-        sandbox = self.runtime.boot(
-            choice,
-            env,
-            f"{self.workspace_id}-{uuid.uuid4().hex[:6]}",  # a fresh engine id every boot
-            self.layout.runtime_dir,
-            vcpu_count=record["vcpu_count"],
-            mem_mib=record["mem_mib"],
-            network=record["network_policy"] != "off",
-            workspace_dir=None if real_vm else self.layout.volume_dir,
-            workspace_disk=self.layout.disk if real_vm else None,
-            egress_proxy=str(self.proxy.socket_path) if self.proxy else None,
-        )
         try:
+            sandbox = self.runtime.boot(
+                choice,
+                env,
+                f"{self.workspace_id}-{uuid.uuid4().hex[:6]}",  # a fresh engine id every boot
+                self.layout.runtime_dir,
+                vcpu_count=record["vcpu_count"],
+                mem_mib=record["mem_mib"],
+                network=record["network_policy"] != "off",
+                workspace_dir=None if real_vm else self.layout.volume_dir,
+                workspace_disk=self.layout.disk if real_vm else None,
+                egress_proxy=str(self.proxy.socket_path) if self.proxy else None,
+            )
+        except BaseException:
+            filling.join()  # nothing is written on once this start has failed
+            raise
+        try:
+            unpacked = filling.wait()
             if record["network_policy"] != "off":
                 sandbox.client.call("network", guest_network(choice.key), timeout=30)
             if self.layout.secrets_dir.is_dir():
@@ -120,6 +128,8 @@ class Supervisor:
         self.sandbox = sandbox
         if self.listener is not None:  # serving already: watch the new engine too
             threading.Thread(target=watch_engine, args=(self, sandbox), daemon=True).start()
+        self.unpacked = unpacked or self.unpacked  # a create's, for its start-up status
+        return unpacked
 
     def reboot(self, seed: bytes = b"", guest_links: bool = False) -> dict[str, Any]:
         """Reset: a fresh sandbox from the pristine environment and /workspace from ``seed``
@@ -127,9 +137,8 @@ class Supervisor:
         supervisor.
 
         With a host-directory /workspace (gVisor, host compat) the old sandbox is torn down
-        while the new one boots, and a host-made seed (the baseline) is unpacked straight
-        into the new directory. A VM's disk and sockets live in one place, so a VM is
-        stopped first.
+        and a host-made seed (the baseline) unpacked into the new directory while the new
+        one boots. A VM's disk and sockets live in one place, so a VM is stopped first.
         """
         with self.reboot_lock:
             record = self.store.get(self.workspace_id)
@@ -152,10 +161,7 @@ class Supervisor:
                     teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
                     teardown.start()
                 old = None  # the teardown owns it now (or it is gone)
-                unpacked: dict[str, Any] | None = None
-                if seed and not real_vm and not guest_links:
-                    unpacked = self.layout.unpack_into_volume(seed)
-                self._boot_sandbox()
+                unpacked = self._boot_sandbox(None if real_vm or guest_links else seed or None)
                 if seed and unpacked is None:
                     assert self.sandbox is not None
                     unpacked, _ = self.sandbox.client.call(

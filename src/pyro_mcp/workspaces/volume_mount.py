@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -86,18 +87,56 @@ def detach(target: Path) -> None:
         subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
 
 
-def prepare(layout: WorkspaceLayout) -> dict[str, Any] | None:
+def prepare(layout: WorkspaceLayout) -> None:
     """Before a gVisor sandbox boots: its image mounted at the volume directory (unless it
-    is already), then a seed the create left pending unpacked into it (its result)."""
-    if not layout.disk.exists():
-        return None  # a workspace made before 3.7: a plain directory, as it was
-    if not is_mounted(layout.volume_dir):
+    is already; a workspace made before 3.7 has a plain directory, as it was)."""
+    if layout.disk.exists() and not is_mounted(layout.volume_dir):
         mount(layout.disk, layout.volume_dir)
-    if not layout.pending_seed.exists():
-        return None
-    result = layout.unpack_into_volume(layout.pending_seed.read_bytes())
-    layout.pending_seed.unlink()
-    return result
+
+
+class Filling:
+    """A host-made seed unpacked into the (mounted) /workspace directory beside the boot of
+    the sandbox that shows it, instead of before: gVisor revalidates what its mounts show
+    (runsc's default ``--file-access-mounts=shared``), so every file written here is seen,
+    and nothing in the guest looks at /workspace before the supervisor has waited for this
+    and answered. A seed the create left pending is removed once it is in."""
+
+    def __init__(self, layout: WorkspaceLayout, tar_bytes: bytes | None, pending: bool) -> None:
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if tar_bytes is not None:
+            self.thread = threading.Thread(
+                target=self._run, args=(layout, tar_bytes, pending), daemon=True
+            )
+            self.thread.start()
+
+    def _run(self, layout: WorkspaceLayout, tar_bytes: bytes, pending: bool) -> None:
+        try:
+            self.result = layout.unpack_into_volume(tar_bytes)
+            if pending:
+                layout.pending_seed.unlink()
+        except BaseException as exc:  # raised again by wait(), in the supervisor's thread
+            self.error = exc
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+    def wait(self) -> dict[str, Any] | None:
+        """What was unpacked (None: there was nothing to unpack); raises what unpacking did."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def fill(layout: WorkspaceLayout, seed: bytes | None) -> Filling:
+    """Start unpacking ``seed`` (a reset's host-made tar), else a seed the create left
+    pending (gVisor only), into /workspace; a Filling with nothing to do when neither."""
+    if seed is None and layout.pending_seed.exists():
+        return Filling(layout, layout.pending_seed.read_bytes(), pending=True)
+    return Filling(layout, seed, pending=False)
 
 
 def replace(layout: WorkspaceLayout, record: dict[str, Any]) -> Path | None:
