@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SandboxError
+from . import loopdev
 from .layout import WorkspaceLayout, uses_image
 
 CLONE_NEWNS = 0x00020000
@@ -50,7 +51,10 @@ def is_mounted(target: Path) -> bool:
     return os.path.ismount(target)
 
 
-def _loop_users(image: Path) -> str:
+def _loop_users(image: Path) -> list[str] | str:
+    found = loopdev.users(image)
+    if found is not None:
+        return found
     result = subprocess.run(
         ["losetup", "-j", str(image)], capture_output=True, text=True, check=False
     )
@@ -69,6 +73,17 @@ def mount(image: Path, target: Path) -> None:
             )
         time.sleep(0.1)
     target.mkdir(mode=0o755, exist_ok=True)
+    try:
+        loopdev.mount(image, target)
+    except loopdev.Unsupported:
+        _mount_command(image, target)
+    except OSError as exc:
+        raise SandboxError(f"cannot mount the workspace disk: {exc.strerror or exc}") from None
+    with contextlib.suppress(OSError):  # mkfs's, not the user's (as the VM guest does)
+        os.rmdir(target / "lost+found")
+
+
+def _mount_command(image: Path, target: Path) -> None:
     result = subprocess.run(
         ["mount", "-t", "ext4", "-o", "loop,nosuid,nodev", str(image), str(target)],
         capture_output=True,
@@ -76,15 +91,14 @@ def mount(image: Path, target: Path) -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise SandboxError(f"cannot mount the workspace disk: {result.stderr.strip()}")
-    with contextlib.suppress(OSError):  # mkfs's, not the user's (as the VM guest does)
-        os.rmdir(target / "lost+found")
+        why = result.stderr.strip().splitlines()[:1] or ["mount failed"]
+        raise SandboxError(f"cannot mount the workspace disk: {why[0]}")
 
 
 def detach(target: Path) -> None:
     """Lazy unmount: a sandbox still using the old mount keeps it until it ends."""
     if is_mounted(target):
-        subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+        loopdev.detach(target)
 
 
 def prepare(layout: WorkspaceLayout) -> None:
