@@ -11,7 +11,6 @@ from . import records
 from . import secrets as secret_store
 from .lifecycle import WorkspaceLifecycle
 from .paths import normalize_workspace_path
-from .terminal import render_plain
 
 POLL_SECONDS = 0.05
 MAX_IDLE_MS = 10000
@@ -99,6 +98,8 @@ class ShellMixin(WorkspaceLifecycle):
         truncated = next_cursor < result["length"]
         output = self.redact(workspace_id, output)
         if plain:
+            from .terminal import render_plain  # pyte: ~65 ms of imports, when needed
+
             output = render_plain(output, result["cols"], result["rows"])
             if len(output) > max_chars:
                 output, truncated = output[:max_chars], True
