@@ -97,6 +97,19 @@ class WorkspaceLayout:
         self.volume_dir.mkdir(mode=0o755)
         return aside
 
+    def leave_seed(self, seed: bytes) -> None:
+        """``seed`` left for the supervisor to unpack (``pending_seed``): a hard link to the
+        baseline when that holds these very bytes (a create's seed, a stopped workspace's
+        reset), which spares writing them again; else a new file."""
+        self.pending_seed.unlink(missing_ok=True)
+        try:
+            if self.baseline.stat().st_size == len(seed) and self.baseline.read_bytes() == seed:
+                os.link(self.baseline, self.pending_seed)
+                return
+        except OSError:
+            pass
+        self.pending_seed.write_bytes(seed)
+
     def unpack_into_volume(self, tar_bytes: bytes) -> dict[str, Any]:
         """Fill a fresh, empty /workspace directory (gVisor, host compat) from a seed or the
         baseline before a sandbox uses it: the agent's own checked unpacking (no ``..``,
