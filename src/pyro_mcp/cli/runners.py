@@ -150,6 +150,11 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
         "--network-ceiling egress or above). Unset: any public host. A model's allow_hosts "
         "must stay within these; without one, a workspace gets this list.",
     )
+    _add_secret_flags(parser)
+    parser.set_defaults(_runner=mcp_serve)
+
+
+def _add_secret_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secret",
         action="append",
@@ -172,7 +177,6 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
         help="Let declared secret NAME enter the sandbox as a plain value (the weaker mode: "
         "code in the sandbox can read and send it).",
     )
-    parser.set_defaults(_runner=mcp_serve)
 
 
 def _add_http_flags(parser: argparse.ArgumentParser) -> None:
