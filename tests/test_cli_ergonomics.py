@@ -104,6 +104,24 @@ def test_build_progress_off_a_terminal_prints_pull_lines(capsys) -> None:
     assert err[-1] == "[pull] phase=ready debian:12 installed at /x"
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_build_progress_on_a_terminal_draws_a_bar(monkeypatch) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("COLUMNS", "100")
+    progress = BuildProgress("pull")
+    _feed(progress)
+    assert progress.bar is not None and not progress.bar.running  # "ready" ended it
+    progress.close()
+    text = terminal.getvalue()
+    assert "━" in text and "[pull] phase=ready debian:12 installed at /x" in text
+    assert "[pull]   Retrieving Packages" not in text  # details go beside the bar
+
+
 def test_build_bar_on_a_terminal_walks_the_phases() -> None:
     out = io.StringIO()
     bar = BuildBar(Console(file=out, force_terminal=True, width=100))
