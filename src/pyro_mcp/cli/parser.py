@@ -73,12 +73,6 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
         kwargs.update(action="append", default=None)
     if meta.cli_file:  # the value, or the file holding it: exactly one when required
         target = parser.add_mutually_exclusive_group(required=param.required)
-        target.add_argument(
-            meta.cli_file,
-            dest=f"{param.name}__file",
-            metavar="PATH",
-            help=f"Read {flag}'s value from the file PATH (- reads stdin).",
-        )
     elif param.required:
         kwargs["required"] = True
     scalar = base_type(param.annotation)
@@ -89,10 +83,21 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
     if meta.metavar:
         kwargs["metavar"] = meta.metavar
     target.add_argument(flag, **kwargs)
-    _add_also(parser, param, flag)
+    _add_alternates(parser, target, param, flag)
 
 
-def _add_also(parser: argparse.ArgumentParser, param: ParamInfo, flag: str) -> None:
+def _add_alternates(
+    parser: argparse.ArgumentParser, target: Any, param: ParamInfo, flag: str
+) -> None:
+    """The CLI-only flags giving the same parameter another way: ``cli_file`` (in the
+    parameter's exclusive group) and ``cli_also``."""
+    if param.meta.cli_file:
+        target.add_argument(
+            param.meta.cli_file,
+            dest=f"{param.name}__file",
+            metavar="PATH",
+            help=f"Read {flag}'s value from the file PATH (- reads stdin).",
+        )
     for index, (extra_flag, _convert) in enumerate(param.meta.cli_also):
         parser.add_argument(
             extra_flag,
