@@ -9,6 +9,7 @@ from ..workspaces.secrets import parse_secret_env
 from .base import OperationsBase
 from .params import FileEncoding, MaxBytes, ShellCommand, TimeoutSeconds
 from .registry import CORE, Param, operation
+from .render import CONTENT_ONLY
 from .render_workspaces import (
     render_diff,
     render_exec,
@@ -134,6 +135,7 @@ class WorkspaceFileOperations(OperationsBase):
         profiles=CORE,
         read_only=True,
         render=render_file_read,
+        cli_outputs=(CONTENT_ONLY,),
     )
     def read_workspace_file(
         self,
@@ -160,7 +162,11 @@ class WorkspaceFileOperations(OperationsBase):
         path: GuestPath,
         text: Annotated[
             str,
-            Param("The whole new content (UTF-8, at most 1 MiB).", max_length=MAX_TEXT_BYTES),
+            Param(
+                "The whole new content (UTF-8, at most 1 MiB).",
+                max_length=MAX_TEXT_BYTES,
+                cli_file="--text-file",
+            ),
         ],
     ) -> FileWritten:
         """Create or replace a file atomically; parents are created, the mode is kept."""
@@ -183,6 +189,7 @@ class WorkspaceFileOperations(OperationsBase):
             Param(
                 "A unified diff (one or more files, at most 1 MiB); +++ /dev/null deletes a file.",
                 max_length=MAX_TEXT_BYTES,
+                cli_file="--patch-file",
             ),
         ],
     ) -> PatchResult:
