@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 
+# mkfs.ext4 quiet, forced (a file, not a device), no blocks reserved for root.
+MKFS_EXT4 = ("mkfs.ext4", "-q", "-F", "-m", "0")
+
+
 def mkfs_ext4(
     target: str | os.PathLike[str], *options: str, size_mib: int | None = None
 ) -> list[str]:
-    """The argv of mkfs.ext4 for ``target``: quiet, forced (a file, not a device), no blocks
-    reserved for root; ``options`` as mkfs.ext4 takes them (-L, -E, -d …)."""
+    """The argv of ``MKFS_EXT4`` for ``target``, ``options`` as mkfs.ext4 takes them (-L, -E,
+    -d …)."""
     size = [f"{size_mib}M"] if size_mib is not None else []
-    return ["mkfs.ext4", "-q", "-F", "-m", "0", *options, os.fspath(target), *size]
+    return [*MKFS_EXT4, *options, os.fspath(target), *size]
 
 
 def start_detached(cmd: Sequence[str], log: Path, **options: Any) -> subprocess.Popen[bytes]:

@@ -17,7 +17,6 @@ from .engines.profile import HOST, EngineProfile, profile_of
 from .environments.catalog import CATALOG
 from .environments.store import EnvironmentStore, InstalledEnvironment
 from .errors import EngineUnavailable, ValidationError
-from .hostpaths import over_mcp
 from .paths import cache_dir, environment_cache_dir, home_dir, private_dir
 
 if TYPE_CHECKING:
@@ -108,6 +107,8 @@ class Runtime:
         try:
             key, engine = self.selector.select(self.engine_request, env, self.agent_dir, notify)
         except EngineUnavailable as exc:
+            from .hostpaths import over_mcp  # only here: a workspace supervisor never needs it
+
             if need_network:
                 raise EngineUnavailable(
                     f"{exc}. Guest networking needs an isolating engine (gvisor or qemu)"

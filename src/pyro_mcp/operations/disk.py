@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .base import OperationsBase
 from .params import FileEncoding, GuestPath, ListPath, MaxBytes, NewHostPath, Recursive
 from .registry import FULL, HumanOutput, operation
-from .render import kv_line
+from .render import CONTENT_ONLY, kv_line
 from .render_workspaces import render_file_list, render_file_read
 from .workspaces import WorkspaceId
 
@@ -51,6 +51,7 @@ class DiskOperations(OperationsBase):
         profiles=FULL,
         read_only=True,
         render=render_file_read,
+        cli_outputs=(CONTENT_ONLY,),
     )
     def read_workspace_disk(
         self,

@@ -18,6 +18,7 @@ from .params import (
     TimeoutSeconds,
 )
 from .registry import CORE, Param, operation
+from .render import CONTENT_ONLY
 from .render_workspaces import (
     render_diff,
     render_exec,
@@ -133,6 +134,7 @@ class WorkspaceFileOperations(OperationsBase):
         profiles=CORE,
         read_only=True,
         render=render_file_read,
+        cli_outputs=(CONTENT_ONLY,),
     )
     def read_workspace_file(
         self,
@@ -159,7 +161,11 @@ class WorkspaceFileOperations(OperationsBase):
         path: GuestPath,
         text: Annotated[
             str,
-            Param("The whole new content (UTF-8, at most 1 MiB).", max_length=MAX_TEXT_BYTES),
+            Param(
+                "The whole new content (UTF-8, at most 1 MiB).",
+                max_length=MAX_TEXT_BYTES,
+                cli_file="--text-file",
+            ),
         ],
     ) -> FileWritten:
         """Create or replace a file atomically; parents are created, the mode is kept."""
@@ -182,6 +188,7 @@ class WorkspaceFileOperations(OperationsBase):
             Param(
                 "A unified diff (one or more files, at most 1 MiB); +++ /dev/null deletes a file.",
                 max_length=MAX_TEXT_BYTES,
+                cli_file="--patch-file",
             ),
         ],
     ) -> PatchResult:

@@ -311,9 +311,9 @@ class WorkspaceLifecycle:
         layout.fresh_volume(uses_image(record["engine"]), record["disk_mib"])
         if not real_vm and not guest_links:
             # Filled before the sandbox exists: by its supervisor, the one that sees gVisor's
-            # mounted image (volume_mount.prepare), or here for a plain directory.
+            # mounted image (volume_mount.fill), or here for a plain directory.
             if uses_image(record["engine"]):
-                layout.pending_seed.write_bytes(seed)
+                layout.leave_seed(seed)
                 return dict(self.spawn(workspace_id).get("unpacked") or {})
             result = layout.unpack_into_volume(seed)
             self.spawn(workspace_id)
