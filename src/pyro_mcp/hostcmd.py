@@ -1,7 +1,8 @@
 """Host programs started the same way from several places: one home each.
 
-``mkfs_ext4``: every ext4 filesystem this project makes (environment images, workspace
-disks, exported disks). ``start_detached``: a long-lived process in its own session whose
+``MKFS_EXT4`` and ``mkfs_ext4``: every ext4 filesystem this project makes (environment images,
+blank workspace disks, exported disks). ``start_detached``: a long-lived process in its own
+session whose
 output goes to a log file (a QEMU guest, a workspace supervisor).
 """
 
@@ -12,7 +13,6 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
 
 # mkfs.ext4 quiet, forced (a file, not a device), no blocks reserved for root.
 MKFS_EXT4 = ("mkfs.ext4", "-q", "-F", "-m", "0")
