@@ -2,8 +2,7 @@
 
 ``MKFS_EXT4`` and ``mkfs_ext4``: every ext4 filesystem this project makes (environment images,
 blank workspace disks, exported disks). ``start_detached``: a long-lived process in its own
-session whose
-output goes to a log file (a QEMU guest, a workspace supervisor).
+session whose output goes to a log file (a QEMU guest, a workspace supervisor).
 """
 
 from __future__ import annotations
