@@ -127,3 +127,23 @@ def test_published_ports_need_the_policy(ws_pyro: Pyro, new_workspace) -> None:
         )
     with pytest.raises(ValueError, match="guest_port"):
         ws_pyro.start_service(wid, "web", command="sleep 60", published_ports=[{"guest_port": 0}])
+
+
+def test_a_networked_gvisor_workspace_survives_resets_back_to_back(
+    ws_pyro: Pyro, new_workspace
+) -> None:
+    """A reset boots the new sandbox while the old one is torn down: the old one's clean-up
+    once removed the new one's network sockets, so every second reset failed to boot."""
+    with Pyro(backend_name="gvisor", base_dir=ws_pyro.manager.runtime.home) as pyro:
+        wid = new_workspace(pyro=pyro, network_policy="egress")["workspace_id"]
+        for _ in range(3):
+            pyro.reset_workspace(wid)
+        out = pyro.exec_workspace(
+            wid,
+            "python3 -m pip download --no-deps --disable-pip-version-check -q -d /tmp/d six "
+            "&& ls /tmp/d",
+            timeout_seconds=240,
+        )
+        assert out["exit_code"] == 0 and ".whl" in out["stdout"], out
+        net = pyro.manager.runtime.home / "workspaces" / wid / "runtime" / "net"
+        assert len(list(net.iterdir())) == 1, "an ended sandbox left its socket directory"

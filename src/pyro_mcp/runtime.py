@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import validation
 from .engines.base import BootSpec, Engine, Sandbox
 from .engines.profile import HOST, EngineProfile, profile_of
 from .environments.catalog import CATALOG
 from .environments.store import EnvironmentStore, InstalledEnvironment
 from .errors import EngineUnavailable, ValidationError
-from .hostpaths import over_mcp
 from .paths import cache_dir, environment_cache_dir, home_dir, private_dir
 
 if TYPE_CHECKING:
@@ -86,6 +86,20 @@ class Runtime:
 
         return self.store.ensure(name, phases(progress))
 
+    def prepare(
+        self,
+        environment: str,
+        allow_host_compat: bool,
+        progress: Progress | None,
+        notify: Notify | None,
+        *,
+        need_network: bool,
+    ) -> tuple[InstalledEnvironment, EngineChoice]:
+        """A new VM's or workspace's environment (built on first use) and engine."""
+        allow = validation.boolean("allow_host_compat", allow_host_compat)
+        env = self.environment(environment, progress)
+        return env, self.choose_engine(env, allow, notify, need_network=need_network)
+
     def choose_engine(
         self,
         env: InstalledEnvironment,
@@ -96,6 +110,8 @@ class Runtime:
         try:
             key, engine = self.selector.select(self.engine_request, env, self.agent_dir, notify)
         except EngineUnavailable as exc:
+            from .hostpaths import over_mcp  # only here: a workspace supervisor never needs it
+
             if need_network:
                 raise EngineUnavailable(
                     f"{exc}. Guest networking needs an isolating engine (gvisor or qemu)"

@@ -8,6 +8,7 @@ from typing import Any
 
 from .errors import ValidationError
 
+# The ranges' one home is their Param declarations (operations/params.py), built from these.
 VCPU_RANGE = (1, 8)
 MEM_RANGE = (256, 32768)
 TTL_RANGE = (60, 3600)
@@ -63,26 +64,6 @@ def number_in_range(
     if le is not None and value > le:
         raise ValidationError(f"{name} must be at most {_shown(le)} (got {value})")
     return value
-
-
-def vcpu_count(value: Any) -> int:
-    return int_in_range("vcpu_count", value, *VCPU_RANGE)
-
-
-def mem_mib(value: Any) -> int:
-    return int_in_range("mem_mib", value, *MEM_RANGE)
-
-
-def disk_mib(value: Any) -> int:
-    return int_in_range("disk_mib", value, *DISK_RANGE)
-
-
-def ttl_seconds(value: Any) -> int:
-    return int_in_range("ttl_seconds", value, *TTL_RANGE)
-
-
-def timeout_seconds(value: Any, name: str = "timeout_seconds") -> float:
-    return float(number_in_range(name, value, integer=False, gt=0, le=MAX_TIMEOUT_SECONDS))
 
 
 def boolean(name: str, value: Any) -> bool:

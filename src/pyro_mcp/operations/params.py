@@ -24,30 +24,27 @@ EnvironmentName = Annotated[
         metavar="ENVIRONMENT",
     ),
 ]
-VcpuCount = Annotated[
-    int,
-    Param(f"Virtual CPUs ({VCPU_RANGE[0]}-{VCPU_RANGE[1]}).", ge=VCPU_RANGE[0], le=VCPU_RANGE[1]),
-]
-MemMib = Annotated[
-    int, Param(f"Memory in MiB ({MEM_RANGE[0]}-{MEM_RANGE[1]}).", ge=MEM_RANGE[0], le=MEM_RANGE[1])
-]
+
+
+def ranged(what: str, bounds: tuple[int, int], more: str = "") -> Param:
+    """An integer within ``bounds`` (validation.py's constants): the range's one home, shown
+    in the help text and checked on every surface (operations/checks.py, mcp/schema.py)."""
+    low, high = bounds
+    return Param(f"{what} ({low}-{high}){more}.", ge=low, le=high)
+
+
+VcpuCount = Annotated[int, ranged("Virtual CPUs", VCPU_RANGE)]
+MemMib = Annotated[int, ranged("Memory in MiB", MEM_RANGE)]
 DiskMib = Annotated[
     int,
-    Param(
-        f"Size of /workspace in MiB ({DISK_RANGE[0]}-{DISK_RANGE[1]}); writing past it "
-        "fails with ENOSPC in the guest (host compat: no limit).",
-        ge=DISK_RANGE[0],
-        le=DISK_RANGE[1],
+    ranged(
+        "Size of /workspace in MiB",
+        DISK_RANGE,
+        "; writing past it fails with ENOSPC in the guest (host compat: no limit)",
     ),
 ]
 TtlSeconds = Annotated[
-    int,
-    Param(
-        f"Lifetime in seconds ({TTL_RANGE[0]}-{TTL_RANGE[1]}); the sandbox is removed "
-        "when it ends.",
-        ge=TTL_RANGE[0],
-        le=TTL_RANGE[1],
-    ),
+    int, ranged("Lifetime in seconds", TTL_RANGE, "; the sandbox is removed when it ends")
 ]
 TimeoutSeconds = Annotated[
     float,
@@ -85,3 +82,24 @@ FileEncoding = Annotated[
     ),
 ]
 MaxBytes = Annotated[int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1024 * 1024)]
+GuestPath = Annotated[
+    str,
+    Param(
+        "Path inside the workspace (relative paths are under /workspace).",
+        cli="positional",
+        metavar="PATH",
+    ),
+]
+ListPath = Annotated[
+    str, Param("Directory or file under /workspace.", cli="positional", metavar="PATH")
+]
+Recursive = Annotated[bool, Param("List subdirectories too.")]
+NewHostPath = Annotated[
+    str,
+    Param(
+        "Host path to create (it must not exist).",
+        cli="--output",
+        metavar="HOST_PATH",
+        mcp_role="host_path",
+    ),
+]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 from ..validation import ID_PATTERN, MAX_IDLE_MS
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
-from .render import kv_line
+from .render import id_only, kv_line
 from .workspace_files import SecretEnv
 from .workspaces import WorkspaceId
 
@@ -51,7 +51,11 @@ def _render_read(data: dict[str, Any]) -> HumanOutput:
 
 class ShellOperations(OperationsBase):
     @operation(
-        mcp="shell_open", cli=("workspace", "shell", "open"), profiles=FULL, render=_render_summary
+        mcp="shell_open",
+        cli=("workspace", "shell", "open"),
+        profiles=FULL,
+        render=_render_summary,
+        cli_outputs=(id_only("shell_id", "shell"),),
     )
     def open_shell(
         self,

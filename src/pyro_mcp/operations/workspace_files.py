@@ -8,8 +8,18 @@ from ..validation import MAX_TEXT_BYTES
 from ..workspaces.exec_input import parse_env_args, read_stdin_file
 from ..workspaces.secrets import parse_secret_env
 from .base import OperationsBase
-from .params import FileEncoding, MaxBytes, ShellCommand, TimeoutSeconds
+from .params import (
+    FileEncoding,
+    GuestPath,
+    ListPath,
+    MaxBytes,
+    NewHostPath,
+    Recursive,
+    ShellCommand,
+    TimeoutSeconds,
+)
 from .registry import CORE, Param, operation
+from .render import CONTENT_ONLY
 from .render_workspaces import (
     render_diff,
     render_exec,
@@ -63,14 +73,6 @@ ExecStdin = Annotated[
         cli="--stdin-file",
         metavar="PATH",
         cli_convert=read_stdin_file,
-    ),
-]
-GuestPath = Annotated[
-    str,
-    Param(
-        "Path inside the workspace (relative paths are under /workspace).",
-        cli="positional",
-        metavar="PATH",
     ),
 ]
 
@@ -155,10 +157,8 @@ class WorkspaceFileOperations(OperationsBase):
     def list_workspace_files(
         self,
         workspace_id: WorkspaceId,
-        path: Annotated[
-            str, Param("Directory or file under /workspace.", cli="positional", metavar="PATH")
-        ] = "/workspace",
-        recursive: Annotated[bool, Param("List subdirectories too.")] = False,
+        path: ListPath = "/workspace",
+        recursive: Recursive = False,
     ) -> FileList:
         """List files under /workspace (symlinks are shown, never followed)."""
         from ..workspaces import files
@@ -171,6 +171,7 @@ class WorkspaceFileOperations(OperationsBase):
         profiles=CORE,
         read_only=True,
         render=render_file_read,
+        cli_outputs=(CONTENT_ONLY,),
     )
     def read_workspace_file(
         self,
@@ -197,7 +198,11 @@ class WorkspaceFileOperations(OperationsBase):
         path: GuestPath,
         text: Annotated[
             str,
-            Param("The whole new content (UTF-8, at most 1 MiB).", max_length=MAX_TEXT_BYTES),
+            Param(
+                "The whole new content (UTF-8, at most 1 MiB).",
+                max_length=MAX_TEXT_BYTES,
+                cli_file="--text-file",
+            ),
         ],
     ) -> FileWritten:
         """Create or replace a file atomically; parents are created, the mode is kept."""
@@ -220,6 +225,7 @@ class WorkspaceFileOperations(OperationsBase):
             Param(
                 "A unified diff (one or more files, at most 1 MiB); +++ /dev/null deletes a file.",
                 max_length=MAX_TEXT_BYTES,
+                cli_file="--patch-file",
             ),
         ],
     ) -> PatchResult:
@@ -235,15 +241,7 @@ class WorkspaceFileOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         path: GuestPath,
-        output_path: Annotated[
-            str,
-            Param(
-                "Host path to create (it must not exist).",
-                cli="--output",
-                metavar="HOST_PATH",
-                mcp_role="host_path",
-            ),
-        ],
+        output_path: NewHostPath,
     ) -> ExportResult:
         """Copy a file, directory or symlink out of the workspace to a new host path."""
         from ..workspaces import files

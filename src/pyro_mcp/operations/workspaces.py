@@ -12,6 +12,7 @@ from ..workspaces.secrets import parse_cli
 from .base import OperationsBase
 from .params import AllowHostCompat, DiskMib, MemMib, TtlSeconds, VcpuCount
 from .registry import CORE, FULL, Param, operation
+from .render import id_only
 from .render_workspaces import render_delete, render_list, render_logs, render_workspace
 
 if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
@@ -101,6 +102,7 @@ class WorkspaceOperations(OperationsBase):
         profiles=CORE,
         render=render_workspace,
         reaches_network=True,
+        cli_outputs=(id_only("workspace_id", "workspace"),),
     )
     def create_workspace(
         self,

@@ -30,7 +30,7 @@ def exec(
     stdin: str | None = None,
 ) -> dict[str, Any]:
     command = validation.command(command)
-    timeout = validation.timeout_seconds(timeout_seconds)
+    timeout = float(timeout_seconds)  # its range: the Param (operations/params.py)
     cwd = normalize_workspace_path(cwd)
     record = ws.started("workspace_exec")
     env_map = secret_store.env_mapping(secret_env, [s["name"] for s in record["secrets"]])

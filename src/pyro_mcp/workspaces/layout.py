@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 from ..engines.profile import profile_of
-from ..errors import PyroError, StateError, ValidationError
+from ..errors import StateError, ValidationError
 from ..guest.tree import remove_tree
 from ..paths import private_dir
+from . import blank_disk
 
 DEFAULT_DISK_MIB = 8192  # a workspace disk's size unless its create says otherwise (sparse)
 
@@ -83,27 +83,7 @@ class WorkspaceLayout:
             if self.volume_dir.is_dir() and not os.path.ismount(self.volume_dir):
                 remove_tree(str(self.volume_dir))  # a gVisor /workspace of an older version
             self.disk.unlink(missing_ok=True)
-            with self.disk.open("wb") as handle:
-                handle.truncate(disk_mib * 1024 * 1024)
-            result = subprocess.run(
-                [
-                    "mkfs.ext4",
-                    "-q",
-                    "-F",
-                    "-m",
-                    "0",
-                    "-L",
-                    "workspace",
-                    "-E",
-                    "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0",
-                    str(self.disk),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise PyroError(f"cannot create the workspace disk: {result.stderr.strip()}")
+            blank_disk.make(self.root.parent.parent, self.disk, disk_mib)
         else:
             remove_tree(str(self.volume_dir))
             self.volume_dir.mkdir(mode=0o755)
@@ -117,6 +97,19 @@ class WorkspaceLayout:
             self.volume_dir.rename(aside)
         self.volume_dir.mkdir(mode=0o755)
         return aside
+
+    def leave_seed(self, seed: bytes) -> None:
+        """``seed`` left for the supervisor to unpack (``pending_seed``): a hard link to the
+        baseline when that holds these very bytes (a create's seed, a stopped workspace's
+        reset), which spares writing them again; else a new file."""
+        self.pending_seed.unlink(missing_ok=True)
+        try:
+            if self.baseline.stat().st_size == len(seed) and self.baseline.read_bytes() == seed:
+                os.link(self.baseline, self.pending_seed)
+                return
+        except OSError:
+            pass
+        self.pending_seed.write_bytes(seed)
 
     def unpack_into_volume(self, tar_bytes: bytes) -> dict[str, Any]:
         """Fill a fresh, empty /workspace directory (gVisor, host compat) from a seed or the

@@ -91,7 +91,7 @@ def service_start(
 ) -> dict[str, Any]:
     name = _name(name)
     command = validation.command(command)
-    timeout = validation.timeout_seconds(ready_timeout_seconds)
+    timeout = float(ready_timeout_seconds)  # its range: the Param (operations/services.py)
     interval = ready_interval_ms
     ports = validate_ports(published_ports)
     record = ws.started("service_start")
