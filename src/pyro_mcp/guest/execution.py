@@ -103,6 +103,7 @@ def prepare_next(args: dict[str, Any]) -> None:
 
 # Running execs that a client may cancel, by the key it gave (``exec_cancel``).
 CANCELS: dict[str, threading.Event] = {}
+MAX_EARLY_CANCELS = 1024  # keys kept for execs that have not arrived (or already ended)
 CANCELLED_EXIT_CODE = 130  # as a shell reports a command ended by Ctrl-C
 
 
@@ -110,7 +111,8 @@ def cancel(key: str) -> bool:
     """Cancel the exec with ``key``: True if it was running. One that has not arrived yet
     (the cancel overtook it) is cancelled as it starts."""
     running = key in CANCELS
-    CANCELS.setdefault(key, threading.Event()).set()
+    if running or len(CANCELS) < MAX_EARLY_CANCELS:  # bounded: a late cancel leaves one
+        CANCELS.setdefault(key, threading.Event()).set()
     return running
 
 
@@ -178,9 +180,10 @@ def run_command(
         CANCELS.pop(key, None)
     for note in limits.notes_for(proc.pid, started):  # the command's session: its pid
         pump.take("stderr", note.encode())
-    ran_out = timeout if timed_out and not cancelled.is_set() else None
+    was_cancelled = timed_out and cancelled.is_set()  # killed for the cancel, not ended
+    ran_out = timeout if timed_out and not was_cancelled else None
     result = finish(exit_code, started, ran_out, pump.take)
-    if cancelled.is_set():
+    if was_cancelled:
         mark_cancelled(result, pump.take)
     for name, cap in pump.captures.items():
         result[f"{name}_bytes"] = cap.kept
