@@ -10,6 +10,7 @@ import select
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +124,26 @@ def test_a_quiet_call_still_reports_and_a_build_reports_its_phases(
 
     with pytest.raises(ValueError, match=r"^one clear line$"):  # never an exception group
         anyio.run(progress.run_tool, fails, _FakeContext("tok"))
+
+
+def test_the_agent_cancels_by_key_and_only_a_command_still_running() -> None:
+    """The agent's exec on this host (no sandbox): ``exec_cancel`` kills the group."""
+    from pyro_mcp.guest import execution
+
+    args = {"command": "echo before; sleep 30; echo after", "cancel_key": "k1", "cwd": "/tmp"}
+    timer = threading.Timer(0.5, execution.cancel, args=("k1",))
+    timer.start()
+    started = time.monotonic()
+    reply, data = execution.run_command(args, lambda kind, chunk: None)
+    assert time.monotonic() - started < 5
+    assert (reply["exit_code"], reply["cancelled"], reply["timed_out"]) == (130, True, False)
+    assert data.startswith(b"before\n") and b"command cancelled by the client" in data
+    assert "k1" not in execution.CANCELS
+    assert execution.cancel("k2") is False  # overtook its exec: that one ends at once
+    early, _ = execution.run_command({**args, "cancel_key": "k2"}, lambda kind, chunk: None)
+    assert early["cancelled"] is True
+    done, _ = execution.run_command({"command": "true", "cwd": "/tmp"}, lambda k, c: None)
+    assert "cancelled" not in done and done["exit_code"] == 0
 
 
 def test_a_history_from_before_gets_the_cancelled_column(tmp_path: Path) -> None:
