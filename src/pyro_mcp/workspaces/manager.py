@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import validation
 from ..errors import StateError, ValidationError
-from ..lifetime import Lifetime
+from ..lifetime import Lifetime, extend
 from ..runtime import Runtime
 from . import owners, records
 from . import secrets as secret_store
@@ -17,6 +17,7 @@ from .lifecycle import WorkspaceLifecycle, empty_tar
 from .network import allow_hosts_for, network_info, save_allow_hosts
 from .redaction import redact_every_workspace_operation
 from .services import service_counts
+from .usage import usage
 
 NO_SERVICES = {"service_count": 0, "running_service_count": 0}
 
@@ -52,8 +53,10 @@ class WorkspaceManager(WorkspaceLifecycle):
         notify: Any = None,
         allow_hosts: Any = None,
         disk_mib: int,
+        idle_stop_seconds: int = 0,
     ) -> dict[str, Any]:
         vcpu, mem = validation.vcpu_count(vcpu_count), validation.mem_mib(mem_mib)
+        idle = validation.idle_stop_seconds(idle_stop_seconds)
         disk = validation.disk_mib(disk_mib)
         policy = records.network_policy(network_policy)
         hosts = allow_hosts_for(policy, allow_hosts)
@@ -84,6 +87,7 @@ class WorkspaceManager(WorkspaceLifecycle):
             mem_mib=mem,
             disk_mib=disk,
             ttl_seconds=ttl_seconds,
+            idle_stop_seconds=idle,
             network_policy=policy,
             allow_host_compat=allow_host_compat,
             engine=choice.key,
@@ -137,7 +141,8 @@ class WorkspaceManager(WorkspaceLifecycle):
 
     def status(self, workspace_id: str) -> dict[str, Any]:
         record = self._with_counts(self.record(workspace_id))
-        return {**records.payload(record), **network_info(self.layout(workspace_id))}
+        layout = self.layout(workspace_id)
+        return {**records.payload(record), **network_info(layout), **usage(layout, record)}
 
     def _with_counts(self, record: dict[str, Any]) -> dict[str, Any]:
         total, running = service_counts(self.handle(record["workspace_id"]), record)
@@ -192,8 +197,12 @@ class WorkspaceManager(WorkspaceLifecycle):
         labels: dict[str, str] | None = None,
         clear_labels: list[str] | None = None,
         allow_hosts: list[str] | None = None,
+        ttl_seconds: int | None = None,
+        idle_stop_seconds: int | None = None,
     ) -> dict[str, Any]:
-        """Name, labels and the egress allowlist (which takes effect at once)."""
+        """Name, labels, the egress allowlist (which takes effect at once) and the two
+        clocks: a new expiry ``ttl_seconds`` from now, and ``idle_stop_seconds``; the
+        supervisor's watch reads both from the record, so they count without a restart."""
         if name is not None and clear_name:
             raise ValidationError("use either name or clear_name, not both")
         record = self.record(workspace_id)
@@ -202,6 +211,10 @@ class WorkspaceManager(WorkspaceLifecycle):
             changes["name"] = records.workspace_name(name)
         if clear_name:
             changes["name"] = None
+        if ttl_seconds is not None:
+            changes.update(extend(validation.ttl_seconds(ttl_seconds, 1)))
+        if idle_stop_seconds is not None:
+            changes["idle_stop_seconds"] = validation.idle_stop_seconds(idle_stop_seconds)
         new_labels = dict(record["labels"])
         new_labels.update(self.redactor(workspace_id).value(records.labels(labels)))
         for key in clear_labels or []:
