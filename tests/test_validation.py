@@ -54,10 +54,10 @@ def test_the_lifetime_ceiling_is_the_operators(monkeypatch: pytest.MonkeyPatch) 
         "ttl_seconds must be between 1 and 7200 (got 7201): 7200 is the operator's ceiling "
         "(PYRO_MAX_TTL_SECONDS)"
     )
-    with pytest.raises(ValidationError, match="^idle_stop_seconds must be between 0 and 7200"):
+    with pytest.raises(ValidationError, match=r"^idle_stop_seconds must be between 0 and 7200"):
         validation.idle_stop_seconds(7201)
     monkeypatch.setenv("PYRO_MAX_TTL_SECONDS", "soon")
-    with pytest.raises(ValidationError, match="^PYRO_MAX_TTL_SECONDS must be a whole number"):
+    with pytest.raises(ValidationError, match=r"^PYRO_MAX_TTL_SECONDS must be a whole number"):
         validation.ttl_seconds(600)
 
 

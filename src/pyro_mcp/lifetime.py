@@ -48,17 +48,18 @@ def extend(ttl_seconds: int, now: float | None = None) -> dict[str, float]:
     return {"ttl_seconds": ttl_seconds, "expires_at": stamp + ttl_seconds}
 
 
-def idle_stop_at(record: dict[str, Any]) -> float | None:
+def idle_stop_at(record: dict[str, Any], since: float = 0.0) -> float | None:
     """The idle rule: a running workspace with ``idle_stop_seconds`` (0: never) is stopped,
-    not deleted, that long after its ``last_activity_at``."""
+    not deleted, that long after its ``last_activity_at`` (or ``since``, its supervisor's
+    start, if later: a start is activity)."""
     idle = int(record.get("idle_stop_seconds") or 0)
     if not idle or record["state"] != "started":
         return None
-    return float(record["last_activity_at"]) + idle
+    return max(float(record["last_activity_at"]), since) + idle
 
 
-def idle_due(record: dict[str, Any], now: float | None = None) -> bool:
-    at = idle_stop_at(record)
+def idle_due(record: dict[str, Any], now: float | None = None, since: float = 0.0) -> bool:
+    at = idle_stop_at(record, since)
     return at is not None and (time.time() if now is None else now) >= at
 
 

@@ -162,8 +162,9 @@ class CgroupWatch:
 
 def sandbox_usage(prefix: str) -> tuple[int | None, float | None]:
     """Memory in use (bytes) and CPU time (seconds) of the running sandbox whose container id
-    starts with ``prefix`` (a workspace's id), from its host cgroups: (None, None) without
-    one. v1 hosts join no cpuacct cgroup, so CPU time is its processes' own there."""
+    starts with ``prefix`` (a workspace's, as ``container_id`` names it), from its host
+    cgroups: (None, None) without one. v1 hosts join no cpuacct cgroup, so CPU time is its
+    processes' own there."""
     v2 = (ROOT / "cgroup.controllers").exists()
     top = ROOT / PARENT if v2 else ROOT / "memory" / PARENT
     for cgroup in sorted(top.glob(f"{prefix}-*"), key=_mtime, reverse=True):

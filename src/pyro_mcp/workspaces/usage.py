@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..engines.gvisor import container_id
 from ..engines.gvisor_cgroups import process_seconds, sandbox_usage
 from ..engines.profile import profile_of
 from .layout import WorkspaceLayout
@@ -24,7 +25,7 @@ def usage(layout: WorkspaceLayout, record: dict[str, Any]) -> dict[str, Any]:
         if profile.real_vm:
             memory, cpu = _vm_usage(int(pid))
         else:
-            memory, cpu = sandbox_usage(record["workspace_id"])
+            memory, cpu = sandbox_usage(container_id(record["workspace_id"]))
     return {
         "disk_used_bytes": _disk_used(layout, profile.has_guest_workspace, profile.real_vm, pid),
         "disk_limit_bytes": record["disk_mib"] * MIB if profile.has_guest_workspace else None,

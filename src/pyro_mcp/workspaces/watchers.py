@@ -70,6 +70,7 @@ def watch_ttl(supervisor: Supervisor) -> None:
     """Both clocks of lifetime.py, read from the record each round: at ``expires_at`` the
     workspace is deleted, past its idle stop it is stopped (a call still being answered,
     a long exec, counts as activity)."""
+    since = time.time()
     while not supervisor.stopping.is_set():
         record = supervisor.store.get(supervisor.workspace_id)
         if record is None:
@@ -80,7 +81,11 @@ def watch_ttl(supervisor: Supervisor) -> None:
             supervisor.shutdown("expired")
             return
         sandbox = supervisor.sandbox
-        if lifetime.idle_due(record, now) and sandbox is not None and not sandbox.client.busy:
+        if (
+            lifetime.idle_due(record, now, since)
+            and sandbox is not None
+            and not sandbox.client.busy
+        ):
             idle = record["idle_stop_seconds"]
             supervisor.shutdown("stopped", error=f"idle stop: no activity for {idle}s")
             return
