@@ -4,6 +4,7 @@ stop (stopped, no engine left, start brings /workspace back); and the usage stat
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from workspace_fixtures import (
     cli_error,
     cli_json,
     engine_pids,
+    run_cli,
     supervisor_pids,
     wait_for,
     workspace_processes,
@@ -78,6 +80,9 @@ def test_an_extension_over_the_ceiling_is_refused_naming_it(
     )
     moved = cli_json("workspace", "update", wid, "--ttl-seconds", "7200", home=ws_home)
     assert moved["expires_at"] == pytest.approx(time.time() + 7200, abs=5)
+    shown = run_cli("workspace", "status", wid, home=ws_home).stdout
+    assert re.search(r"^lifetime: expires in 7(19\d|200)s$", shown, re.M), shown
+    assert re.search(r"^usage: disk [\d.]+ MiB of 8192.0 MiB, memory [\d.]+ MiB, cpu ", shown, re.M)
     with McpClient(ws_home, "workspace-full", env=env) as mcp:
         tools = mcp.tools()
         for tool in ("workspace_create", "workspace_update"):
