@@ -19,6 +19,7 @@ from .redaction import redact_every_workspace_operation
 from .services import service_counts
 from .usage import usage
 
+# A new workspace runs no service yet: no call to its guest to count them.
 NO_SERVICES = {"service_count": 0, "running_service_count": 0}
 
 
@@ -56,7 +57,6 @@ class WorkspaceManager(WorkspaceLifecycle):
         idle_stop_seconds: int = 0,
     ) -> dict[str, Any]:
         vcpu, mem = validation.vcpu_count(vcpu_count), validation.mem_mib(mem_mib)
-        idle = validation.idle_stop_seconds(idle_stop_seconds)
         disk = validation.disk_mib(disk_mib)
         policy = records.network_policy(network_policy)
         hosts = allow_hosts_for(policy, allow_hosts)
@@ -87,7 +87,7 @@ class WorkspaceManager(WorkspaceLifecycle):
             mem_mib=mem,
             disk_mib=disk,
             ttl_seconds=ttl_seconds,
-            idle_stop_seconds=idle,
+            idle_stop_seconds=idle_stop_seconds,
             network_policy=policy,
             allow_host_compat=allow_host_compat,
             engine=choice.key,
@@ -95,8 +95,7 @@ class WorkspaceManager(WorkspaceLifecycle):
             secrets=[secret.public() for secret in secret_values],
         )
         self._build(record, seed, secret_values, hosts)
-        # A new workspace runs no service yet: no call to its guest to count them.
-        created = {**self.record(record["workspace_id"]), **NO_SERVICES}
+        created = {**self.record(record["workspace_id"]), **NO_SERVICES}  # no guest call
         return {**records.payload(created), **network_info(self.layout(created["workspace_id"]))}
 
     def _build(
