@@ -96,10 +96,12 @@ def test_an_extension_over_the_ceiling_is_refused_naming_it(
         assert status["idle_stop_seconds"] == 3600
 
 
+@pytest.mark.parametrize("engine", ["gvisor", "qemu"])
 def test_idle_stop_stops_the_engine_and_start_brings_workspace_back(
-    ws_pyro: Pyro, ws_home: Path, new_workspace: Any
+    engine: str, pyro_for: Any, ws_home: Path, new_workspace: Any
 ) -> None:
-    ws = new_workspace(idle_stop_seconds=6)
+    ws_pyro = pyro_for(engine)
+    ws = new_workspace(ws_pyro, idle_stop_seconds=6)
     wid = ws["workspace_id"]
     assert ws["idle_stop_seconds"] == 6
     ws_pyro.write_workspace_file(wid, "kept.txt", text="kept\n")
