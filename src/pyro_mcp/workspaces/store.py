@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS workspaces (
     vcpu_count INTEGER NOT NULL,
     mem_mib INTEGER NOT NULL,
     disk_mib INTEGER NOT NULL DEFAULT 8192,
+    idle_stop_seconds INTEGER NOT NULL DEFAULT 0,
     ttl_seconds INTEGER NOT NULL,
     created_at REAL NOT NULL,
     last_activity_at REAL NOT NULL,
@@ -73,9 +74,12 @@ CREATE TABLE IF NOT EXISTS owners (
 );
 """
 # Bumped when SCHEMA changes; a database at this version needs no set-up on open.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Columns added to the workspaces table since it was first made: (name, definition).
-ADDED_COLUMNS = (("disk_mib", "INTEGER NOT NULL DEFAULT 8192"),)
+ADDED_COLUMNS = (
+    ("disk_mib", "INTEGER NOT NULL DEFAULT 8192"),
+    ("idle_stop_seconds", "INTEGER NOT NULL DEFAULT 0"),
+)
 JSON_COLUMNS = ("labels", "workspace_seed", "secrets", "last_command")
 # Raises to refuse one more running workspace, given how many run (lifetime.Lifetime).
 Admit = Callable[[int], None]
