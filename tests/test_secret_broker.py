@@ -144,14 +144,18 @@ def _connect(proxy: EgressProxy) -> socket.socket:
 
 def https_get(proxy: EgressProxy, host: str, port: int, headers: str) -> bytes:
     """One request as a guest makes it: CONNECT, TLS trusting the proxy's CA, GET."""
+    request = f"GET /x HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+    return tls_exchange(proxy, host, port, request.encode())
+
+
+def tls_exchange(proxy: EgressProxy, host: str, port: int, request: bytes) -> bytes:
+    """CONNECT to ``host``, TLS trusting the proxy's CA, ``request`` sent as is: the answer."""
     sock = _connect(proxy)
     sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     assert sock.recv(4096).startswith(b"HTTP/1.1 200")
     context = ssl.create_default_context(cadata=proxy.authority.pem)
     with context.wrap_socket(sock, server_hostname=host) as tls:
-        tls.sendall(
-            f"GET /x HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n".encode()
-        )
+        tls.sendall(request)
         answer = b""
         while chunk := tls.recv(65536):
             answer += chunk
@@ -193,3 +197,30 @@ def test_an_untrusted_upstream_is_refused(setup: dict, monkeypatch: pytest.Monke
         proxy.close()
     assert answer.startswith(b"HTTP/1.1 502") and b"not trusted" in answer
     assert setup["bound"].seen == []
+
+
+def test_a_request_naming_another_host_gets_no_value(setup: dict) -> None:
+    """Domain fronting: the CONNECT names the bound host, the request another one (Host
+    header or absolute-form target); a front end routing by name would hand it the value."""
+    proxy, bound = setup["proxy"], setup["bound"]
+    fronted = [
+        "GET /x HTTP/1.1\r\nHost: other.pyro.test\r\nConnection: close\r\n\r\n",
+        "GET https://other.pyro.test/x HTTP/1.1\r\nHost: api.pyro.test\r\n\r\n",
+        "CONNECT other.pyro.test:443 HTTP/1.1\r\nHost: api.pyro.test\r\n\r\n",
+        # the second request of a kept-alive connection
+        "GET /ok HTTP/1.1\r\nHost: API.pyro.test.\r\n\r\n"
+        "GET /x HTTP/1.1\r\nHost: other.pyro.test\r\nConnection: close\r\n\r\n",
+    ]
+    for request in fronted:
+        answer = tls_exchange(proxy, "api.pyro.test", bound.port, request.encode())
+        assert b"HTTP/1.1 421" in answer and b"not api.pyro.test" in answer, answer
+    assert [seen["path"] for seen in bound.seen] == ["/ok"]
+    refused = [r for r in proxy.log.entries() if r["method"] and not r["allowed"]]
+    assert len(refused) == len(fronted)
+    assert all("other.pyro.test" in str(r["reason"]) for r in refused)
+    assert VALUE not in json.dumps(proxy.log.entries())
+    same = "GET https://api.pyro.test/y HTTP/1.1\r\nHost: api.pyro.test:443\r\n"
+    same += "Connection: close\r\n\r\n"
+    answer = tls_exchange(proxy, "api.pyro.test", bound.port, same.encode())
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert bound.seen[-1]["headers"]["authorization"] == f"Bearer {VALUE}"

@@ -13,6 +13,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import h11
 
@@ -25,6 +26,32 @@ Record = Callable[[h11.Request, int, str | None], None]
 
 class UpstreamFailed(Exception):
     pass
+
+
+class Refused(Exception):
+    """A request the proxy answers itself (``status``) without sending it on."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def check_names_host(host: str, request: h11.Request) -> None:
+    """Refuse (421) a request that names a host other than the one the guest CONNECTed to, in
+    its Host header or an absolute-form target: a front end that routes by name (a CDN) would
+    hand it, secret added, to that other host (domain fronting)."""
+    want = host.lower().rstrip(".")
+    named = [v.decode("latin-1") for k, v in request.headers if k == b"host"]
+    target = request.target.decode("latin-1")
+    if not target.startswith("/") and target != "*":
+        parts = urlsplit(target)
+        authority = parts.netloc if parts.scheme.lower() == "https" else target
+        named.append(authority)
+    for authority in named:
+        name = authority.rpartition("@")[2]
+        name = name[1:].partition("]")[0] if name.startswith("[") else name.partition(":")[0]
+        if name.lower().rstrip(".") != want:
+            raise Refused(421, f"refused: the request names {authority}, not {host}")
 
 
 class _Side:
@@ -70,7 +97,12 @@ def serve(
             event = guest.next()
             if not isinstance(event, h11.Request):
                 break
-            headers = rewrite(event)
+            try:
+                headers = rewrite(event)
+            except Refused as exc:
+                record(event, exc.status, str(exc))
+                _fail(guest, str(exc), exc.status)
+                break
             try:
                 if origin is None:
                     origin = _Side(open_upstream(), h11.CLIENT)
@@ -80,7 +112,7 @@ def serve(
             except (OSError, h11.ProtocolError, UpstreamFailed) as exc:
                 reason = f"upstream failed: {_describe(exc)}"
                 record(event, 502, reason)
-                _fail(guest, reason)
+                _fail(guest, reason, 502)
                 break
             record(event, status, None)
             if not guest.reusable():
@@ -129,15 +161,15 @@ def _response(origin: _Side, guest: _Side) -> int:
             raise UpstreamFailed("the server closed the connection mid-response")
 
 
-def _fail(guest: _Side, reason: str) -> None:
-    """A 502 to the guest, if it can still take a response."""
+def _fail(guest: _Side, reason: str, status: int) -> None:
+    """An error response to the guest, if it can still take one."""
     if guest.conn.our_state is not h11.SEND_RESPONSE:
         return
     body = f"pyro egress proxy: {reason}\n".encode()
     with contextlib.suppress(OSError, h11.ProtocolError):
         guest.send(
             h11.Response(
-                status_code=502,
+                status_code=status,
                 headers=[
                     ("Content-Type", "text/plain"),
                     ("Content-Length", str(len(body))),
