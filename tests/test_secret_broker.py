@@ -224,3 +224,19 @@ def test_a_request_naming_another_host_gets_no_value(setup: dict) -> None:
     answer = tls_exchange(proxy, "api.pyro.test", bound.port, same.encode())
     assert answer.startswith(b"HTTP/1.1 200")
     assert bound.seen[-1]["headers"]["authorization"] == f"Bearer {VALUE}"
+
+
+def test_a_value_h11_would_refuse_is_never_quoted(setup: dict) -> None:
+    """h11 quotes a header value it refuses: edge whitespace is refused up front, and a
+    stored value that still breaks the request is never quoted back to the guest or log."""
+    for bad in ({"value": VALUE + " "}, {"value": "\t" + VALUE}, {"format": "{value} "}):
+        with pytest.raises(ValidationError, match="one line") as caught:
+            secret_store.resolve([{"name": "GH", "value": VALUE, "hosts": ["a.example"], **bad}])
+        assert VALUE not in str(caught.value)
+    stored = secret_store.Secret("GH", VALUE + " ", "literal", broker.Binding(("api.pyro.test",)))
+    secret_store.store(setup["store"], [stored])  # as an older version could have stored it
+    proxy = setup["proxy"]
+    answer = https_get(proxy, "api.pyro.test", setup["bound"].port, "")
+    assert answer.startswith(b"HTTP/1.1 502") and b"not a valid header" in answer
+    assert VALUE.encode() not in answer and setup["bound"].seen == []
+    assert VALUE not in json.dumps(proxy.log.entries())

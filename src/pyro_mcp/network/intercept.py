@@ -98,7 +98,7 @@ def serve(
             if not isinstance(event, h11.Request):
                 break
             try:
-                headers = rewrite(event)
+                outgoing = _outgoing(event, rewrite(event))
             except Refused as exc:
                 record(event, exc.status, str(exc))
                 _fail(guest, str(exc), exc.status)
@@ -106,7 +106,7 @@ def serve(
             try:
                 if origin is None:
                     origin = _Side(open_upstream(), h11.CLIENT)
-                origin.send(h11.Request(method=event.method, target=event.target, headers=headers))
+                origin.send(outgoing)
                 _body(guest, origin)
                 status = _response(origin, guest)
             except (OSError, h11.ProtocolError, UpstreamFailed) as exc:
@@ -131,6 +131,14 @@ def serve(
             up += origin.sent
             _close(origin.sock)
     return up, guest.sent
+
+
+def _outgoing(event: h11.Request, headers: list[tuple[bytes, bytes]]) -> h11.Request:
+    """The request to send on; h11's refusal would quote the header value (a secret's)."""
+    try:
+        return h11.Request(method=event.method, target=event.target, headers=headers)
+    except h11.LocalProtocolError:
+        raise Refused(502, "refused: a secret's value is not a valid header value") from None
 
 
 def _body(guest: _Side, origin: _Side) -> None:

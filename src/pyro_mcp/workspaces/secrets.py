@@ -78,18 +78,22 @@ def binding(name: str, item: dict[str, Any], value: str) -> broker.Binding | Non
         or not _header_text(form)
     ):
         raise ValidationError(
-            f"secret {name!r}: format must hold {{value}} once, on one line (≤256 chars)"
+            f"secret {name!r}: format must hold {{value}} once, on one line, no space at "
+            "either end (≤256 chars)"
         )
     if not _header_text(value):
         raise ValidationError(
-            f"secret {name!r}: a brokered value must be one line of text (no control characters)"
+            f"secret {name!r}: a brokered value must be one line of text (no control "
+            "characters, no space at either end)"
         )
     return broker.Binding(tuple(hosts), header, form)
 
 
 def _header_text(text: str) -> bool:
-    """Fit for an HTTP header value: no control character but tab (h11 would refuse it, and
-    its error would quote the value)."""
+    """Fit for an HTTP header value: no control character but tab, no space or tab at either
+    end (h11 would refuse it, and its error would quote the value)."""
+    if text != text.strip(" \t"):
+        return False
     return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text)
 
 
