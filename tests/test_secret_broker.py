@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -240,3 +241,30 @@ def test_a_value_h11_would_refuse_is_never_quoted(setup: dict) -> None:
     assert answer.startswith(b"HTTP/1.1 502") and b"not a valid header" in answer
     assert VALUE.encode() not in answer and setup["bound"].seen == []
     assert VALUE not in json.dumps(proxy.log.entries())
+
+
+def test_rotation_is_atomic_for_a_concurrent_reader(tmp_path: Path) -> None:
+    """The proxy reads the store on every request: mid-rotation it must see the old value or
+    the new one, never an empty or half-written one (sent as the credential)."""
+    store = tmp_path / "secrets"
+    old, new = "a" * 60000, "b" * 60000
+    save(store, {"name": "GH", "value": old, "hosts": ["a.example"]})
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            value = broker.Brokered.read(store).values.get("GH", "")
+            if value not in (old, new):
+                seen.add(len(value))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        for i in range(150):
+            save(store, {"name": "GH", "value": new if i % 2 else old, "hosts": ["a.example"]})
+    finally:
+        done.set()
+        reader.join(timeout=10)
+    assert seen == set()
+    assert sorted(p.name for p in store.iterdir()) == ["GH", broker.BROKER_FILE]

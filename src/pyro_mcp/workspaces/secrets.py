@@ -233,9 +233,7 @@ def store(directory: Path, values: list[Secret]) -> None:
     os.chmod(directory, 0o700)
     bindings = broker.load(directory)
     for secret in values:
-        fd = os.open(directory / secret.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret.value)
+        broker.write_private(directory / secret.name, secret.value)
         old = bindings.pop(secret.name, None)
         if secret.binding is not None:
             mark = old.placeholder if old else broker.new_placeholder(secret.name)
