@@ -4,6 +4,7 @@
   set (``--token-file FILE`` or ``PYRO_MCP_TOKEN``), not a generated one.
 - Every request carries ``Authorization: Bearer TOKEN`` or gets 401. Without ``--token-file``
   or ``PYRO_MCP_TOKEN`` a token is generated and shown once on stderr.
+- A body over ``MAX_BODY_BYTES`` gets 413 (or, chunked, ends the request).
 - A request whose ``Origin`` is not this server's own (http://127.0.0.1:PORT, localhost,
   [::1] or the bound host) gets 403: a web page the user visits cannot drive the server.
   Clients that are not browsers send no Origin.
@@ -32,6 +33,9 @@ from ..errors import ValidationError
 TOKEN_ENV = "PYRO_MCP_TOKEN"  # noqa: S105 (the variable's name, not a token)
 DEFAULT_PORT = 8765
 MIN_TOKEN_CHARS = 16
+# A request body's largest size (a 1 MiB file write, JSON-escaped, fits): the SDK reads the
+# whole body into memory.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 Scope = MutableMapping[str, Any]
@@ -135,7 +139,27 @@ class Guard:
                 return await _refuse(
                     send, 401, "unauthorized: send the header 'Authorization: Bearer TOKEN'"
                 )
+            length = headers.get(b"content-length", b"0")
+            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                return await _refuse(send, 413, f"request body over {MAX_BODY_BYTES} bytes")
+            receive = _limited(receive)
         await self.app(scope, receive, send)
+
+
+def _limited(receive: Receive) -> Receive:
+    """``receive`` that ends the request (a disconnect) once its body passes the limit (a
+    chunked body has no Content-Length to check first)."""
+    seen = 0
+
+    async def read() -> MutableMapping[str, Any]:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > MAX_BODY_BYTES:
+            return {"type": "http.disconnect"}
+        return message
+
+    return read
 
 
 def _listen(host: str, port: int) -> socket.socket:
