@@ -268,3 +268,14 @@ def test_rotation_is_atomic_for_a_concurrent_reader(tmp_path: Path) -> None:
         reader.join(timeout=10)
     assert seen == set()
     assert sorted(p.name for p in store.iterdir()) == ["GH", broker.BROKER_FILE]
+
+
+def test_trace_is_refused_on_an_intercepted_connection(setup: dict) -> None:
+    """TRACE echoes the request, the added credential included (Apache's default)."""
+    proxy, bound = setup["proxy"], setup["bound"]
+    for method in ("TRACE", "trace", "TRACK"):
+        request = f"{method} /t HTTP/1.1\r\nHost: api.pyro.test\r\nConnection: close\r\n\r\n"
+        answer = tls_exchange(proxy, "api.pyro.test", bound.port, request.encode())
+        assert answer.startswith(b"HTTP/1.1 405") and VALUE.encode() not in answer, answer
+    assert bound.seen == []
+    assert VALUE not in json.dumps(proxy.log.entries())

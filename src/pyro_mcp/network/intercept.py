@@ -36,10 +36,18 @@ class Refused(Exception):
         self.status = status
 
 
-def check_names_host(host: str, request: h11.Request) -> None:
-    """Refuse (421) a request that names a host other than the one the guest CONNECTed to, in
-    its Host header or an absolute-form target: a front end that routes by name (a CDN) would
-    hand it, secret added, to that other host (domain fronting)."""
+# Methods whose answer echoes the request, the added credential included.
+ECHO_METHODS = {b"TRACE", b"TRACK"}
+
+
+def check_request(host: str, request: h11.Request) -> None:
+    """Refuse a request the proxy will not add a secret to: TRACE (405: the server echoes
+    it back), or one that names a host other than the one the guest CONNECTed to, in its
+    Host header or an absolute-form target (421: a front end that routes by name, a CDN,
+    would hand it, secret added, to that other host: domain fronting)."""
+    if request.method.upper() in ECHO_METHODS:
+        method = request.method.decode("latin-1")
+        raise Refused(405, f"refused: {method} would echo the brokered secret back")
     want = host.lower().rstrip(".")
     named = [v.decode("latin-1") for k, v in request.headers if k == b"host"]
     target = request.target.decode("latin-1")
