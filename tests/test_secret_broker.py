@@ -208,6 +208,8 @@ def test_a_request_naming_another_host_gets_no_value(setup: dict) -> None:
         "GET /x HTTP/1.1\r\nHost: other.pyro.test\r\nConnection: close\r\n\r\n",
         "GET https://other.pyro.test/x HTTP/1.1\r\nHost: api.pyro.test\r\n\r\n",
         "CONNECT other.pyro.test:443 HTTP/1.1\r\nHost: api.pyro.test\r\n\r\n",
+        "GET https://other.pyro.test\\@api.pyro.test/x HTTP/1.1\r\nHost: api.pyro.test\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: other.pyro.test@api.pyro.test\r\n\r\n",
         # the second request of a kept-alive connection
         "GET /ok HTTP/1.1\r\nHost: API.pyro.test.\r\n\r\n"
         "GET /x HTTP/1.1\r\nHost: other.pyro.test\r\nConnection: close\r\n\r\n",

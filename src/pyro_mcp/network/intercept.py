@@ -9,6 +9,7 @@ same way. One upstream connection per guest connection, reused while both sides 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
 from collections.abc import Callable
@@ -48,17 +49,19 @@ def check_request(host: str, request: h11.Request) -> None:
     if request.method.upper() in ECHO_METHODS:
         method = request.method.decode("latin-1")
         raise Refused(405, f"refused: {method} would echo the brokered secret back")
-    want = host.lower().rstrip(".")
+    bare = host.rstrip(".")
+    # Exactly the name (a trailing dot and a port allowed): no userinfo, no backslash, no
+    # second host a server's own URL parser might pick out.
+    exact = re.compile(
+        rf"({re.escape(f'[{bare}]' if ':' in bare else bare)})\.?(:[0-9]{{1,5}})?", re.IGNORECASE
+    )
     named = [v.decode("latin-1") for k, v in request.headers if k == b"host"]
     target = request.target.decode("latin-1")
     if not target.startswith("/") and target != "*":
         parts = urlsplit(target)
-        authority = parts.netloc if parts.scheme.lower() == "https" else target
-        named.append(authority)
+        named.append(parts.netloc if parts.scheme.lower() == "https" else target)
     for authority in named:
-        name = authority.rpartition("@")[2]
-        name = name[1:].partition("]")[0] if name.startswith("[") else name.partition(":")[0]
-        if name.lower().rstrip(".") != want:
+        if not exact.fullmatch(authority):
             raise Refused(421, f"refused: the request names {authority}, not {host}")
 
 
