@@ -30,7 +30,13 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from pyro_mcp.errors import ValidationError
-from pyro_mcp.mcp.http import MAX_BODY_BYTES, Guard, HttpSettings, allowed_origins
+from pyro_mcp.mcp.http import (
+    MAX_BODY_BYTES,
+    Guard,
+    HttpSettings,
+    allowed_hosts,
+    allowed_origins,
+)
 from support import pyro_argv
 
 START_SECONDS = 60
@@ -268,3 +274,15 @@ def test_a_body_over_the_limit_is_refused_unread() -> None:
     chunked = _drive(guard, [], [chunk] * (MAX_BODY_BYTES // len(chunk) + 2))
     assert chunked["disconnected"] and chunked["read"] <= MAX_BODY_BYTES
     assert _drive(guard, [(b"content-length", b"2")], [b"{}"])["status"] == 200
+
+
+def test_a_loopback_server_answers_only_to_its_own_host_names() -> None:
+    """DNS rebinding: a page whose name now resolves to 127.0.0.1 sends its own Host."""
+    hosts = allowed_hosts("127.0.0.1", 8765)
+    assert hosts == {"127.0.0.1:8765", "localhost:8765", "[::1]:8765"}
+    assert allowed_hosts("192.0.2.7", 8765) is None  # the operator's bind: names unknown
+    guard = Guard(None, "t" * 20, frozenset(), hosts)  # type: ignore[arg-type]
+    for host in (b"evil.example:8765", b"127.0.0.1.evil.example:8765", b"127.0.0.1:9"):
+        assert _drive(guard, [(b"host", host)], [b""])["status"] == 421
+    for host in (b"127.0.0.1:8765", b"LOCALHOST:8765", b"[::1]:8765"):
+        assert _drive(guard, [(b"host", host)], [b""])["status"] == 200
