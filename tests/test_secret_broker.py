@@ -281,3 +281,13 @@ def test_trace_is_refused_on_an_intercepted_connection(setup: dict) -> None:
         assert answer.startswith(b"HTTP/1.1 405") and VALUE.encode() not in answer, answer
     assert bound.seen == []
     assert VALUE not in json.dumps(proxy.log.entries())
+
+
+def test_a_wildcard_over_a_whole_top_level_domain_is_refused() -> None:
+    """``*.com`` would hand the value to any host a guest's owner can register."""
+    for hosts in (["*.com"], ["api.example.com", "*.IO."]):
+        with pytest.raises(ValidationError, match="a whole top-level domain") as caught:
+            secret_store.resolve([{"name": "GH", "value": VALUE, "hosts": hosts}])
+        assert VALUE not in str(caught.value)
+    [ok] = secret_store.resolve([{"name": "GH", "value": VALUE, "hosts": ["*.example.com"]}])
+    assert ok.binding is not None and ok.binding.hosts == ("*.example.com",)

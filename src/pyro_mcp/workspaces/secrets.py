@@ -65,6 +65,12 @@ def binding(name: str, item: dict[str, Any], value: str) -> broker.Binding | Non
     hosts = allow_hosts(item["hosts"], f"secret {name!r} hosts")
     if not hosts:
         raise ValidationError(f"secret {name!r}: hosts must name at least one host")
+    for host in hosts:
+        if host.startswith("*.") and "." not in host[2:]:
+            raise ValidationError(
+                f"secret {name!r}: {host} covers a whole top-level domain (anyone can register "
+                "a name there); bind the service's own domain"
+            )
     header = item.get("header") or broker.DEFAULT_HEADER
     if not isinstance(header, str) or not broker.HEADER_RE.match(header):
         raise ValidationError(f"secret {name!r}: header must be an HTTP header name")
