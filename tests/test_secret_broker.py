@@ -240,7 +240,7 @@ def test_a_value_h11_would_refuse_is_never_quoted(setup: dict) -> None:
     secret_store.store(setup["store"], [stored])  # as an older version could have stored it
     proxy = setup["proxy"]
     answer = https_get(proxy, "api.pyro.test", setup["bound"].port, "")
-    assert answer.startswith(b"HTTP/1.1 502") and b"not a valid header" in answer
+    assert answer.startswith(b"HTTP/1.1 502") and b"not valid HTTP/1.1" in answer
     assert VALUE.encode() not in answer and setup["bound"].seen == []
     assert VALUE not in json.dumps(proxy.log.entries())
 
@@ -291,3 +291,10 @@ def test_a_wildcard_over_a_whole_top_level_domain_is_refused() -> None:
         assert VALUE not in str(caught.value)
     [ok] = secret_store.resolve([{"name": "GH", "value": VALUE, "hosts": ["*.example.com"]}])
     assert ok.binding is not None and ok.binding.hosts == ("*.example.com",)
+
+
+def test_an_http10_request_without_host_gets_a_clear_answer(setup: dict) -> None:
+    answer = tls_exchange(
+        setup["proxy"], "api.pyro.test", setup["bound"].port, b"GET / HTTP/1.0\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 502") and b"needs a Host header" in answer

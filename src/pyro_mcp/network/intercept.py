@@ -149,7 +149,11 @@ def _outgoing(event: h11.Request, headers: list[tuple[bytes, bytes]]) -> h11.Req
     try:
         return h11.Request(method=event.method, target=event.target, headers=headers)
     except h11.LocalProtocolError:
-        raise Refused(502, "refused: a secret's value is not a valid header value") from None
+        raise Refused(
+            502,
+            "refused: its headers, secrets added, are not valid HTTP/1.1 (not shown: they may "
+            "hold a secret's value; an HTTP/1.0 request needs a Host header)",
+        ) from None
 
 
 def _body(guest: _Side, origin: _Side) -> None:
