@@ -194,6 +194,10 @@ def test_bad_http_flags_are_one_line_errors(run_pyro: Any, args: list[str], mess
 def test_token_sources(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("a" * 40 + "\n")
+    token_file.chmod(0o644)
+    with pytest.raises(ValidationError, match=r"other users may read it \(chmod 600 "):
+        HttpSettings.from_args("0.0.0.0", 9000, str(token_file), {})
+    token_file.chmod(0o600)
     from_file = HttpSettings.from_args("0.0.0.0", 9000, str(token_file), {})
     assert (from_file.host, from_file.port, from_file.token, from_file.generated) == (
         "0.0.0.0",

@@ -18,7 +18,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import os
 import secrets
+import shlex
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -49,10 +51,15 @@ def _read_token(token_file: str | None, environ: Mapping[str, str]) -> str | Non
     if token_file:
         where = f"--token-file {token_file}"
         try:
+            mode = os.stat(token_file).st_mode
             token = Path(token_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not a UTF-8 text file"
             raise ValidationError(f"{where}: cannot read it: {reason}") from None
+        if mode & 0o077:  # as ssh does with a private key
+            raise ValidationError(
+                f"{where}: other users may read it (chmod 600 {shlex.quote(token_file)})"
+            )
     elif environ.get(TOKEN_ENV, "").strip():
         where, token = TOKEN_ENV, environ[TOKEN_ENV].strip()
     else:
