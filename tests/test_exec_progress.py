@@ -153,7 +153,7 @@ def test_a_history_from_before_gets_the_cancelled_column(tmp_path: Path) -> None
     assert old_schema != SCHEMA
     with sqlite3.connect(tmp_path / "state.db") as db:
         db.executescript(old_schema)
-        db.execute("PRAGMA user_version=3")
+        db.execute("PRAGMA user_version=4")  # main before the history column
     store = Store(tmp_path / "state.db")
     entry = {
         "command": "sleep 60",

@@ -34,7 +34,7 @@ def _declared(operation: str, name: str):
 RANGES = [
     (_declared("create_vm", "vcpu_count"), "vcpu_count", 1, 8),
     (_declared("create_vm", "mem_mib"), "mem_mib", 256, 32768),
-    (_declared("create_vm", "ttl_seconds"), "ttl_seconds", 60, 3600),
+    (_declared("create_vm", "ttl_seconds"), "ttl_seconds", 60, 86400),
     (_declared("create_workspace", "disk_mib"), "disk_mib", 64, 1048576),
 ]
 timeout_seconds = _declared("exec_workspace", "timeout_seconds")
@@ -52,7 +52,30 @@ def test_out_of_range_names_the_field_the_range_and_the_value(check, name, low, 
     for bad in (low - 1, high + 1, 0, -1):
         with pytest.raises(ValueError) as info:
             check(bad)
-        assert str(info.value) == f"{name} must be between {low} and {high} (got {bad})"
+        message = str(info.value)
+        assert message.startswith(f"{name} must be between {low} and {high} (got {bad})")
+        if name == "ttl_seconds" and bad > high:  # the operator's ceiling names itself
+            assert message.endswith(": 86400 is the operator's ceiling (PYRO_MAX_TTL_SECONDS)")
+        else:
+            assert message == f"{name} must be between {low} and {high} (got {bad})"
+
+
+def test_the_lifetime_ceiling_is_the_operators(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYRO_MAX_TTL_SECONDS", "7200")
+    assert validation.ttl_seconds(7200) == 7200
+    assert validation.ttl_seconds(5, 1) == 5  # an extension may be short
+    assert validation.idle_stop_seconds(0) == 0
+    with pytest.raises(ValidationError) as info:
+        validation.ttl_seconds(7201, 1)
+    assert str(info.value) == (
+        "ttl_seconds must be between 1 and 7200 (got 7201): 7200 is the operator's ceiling "
+        "(PYRO_MAX_TTL_SECONDS)"
+    )
+    with pytest.raises(ValidationError, match=r"^idle_stop_seconds must be between 0 and 7200"):
+        validation.idle_stop_seconds(7201)
+    monkeypatch.setenv("PYRO_MAX_TTL_SECONDS", "soon")
+    with pytest.raises(ValidationError, match=r"^PYRO_MAX_TTL_SECONDS must be a whole number"):
+        validation.ttl_seconds(600)
 
 
 @pytest.mark.parametrize(("check", "name", "low", "high"), RANGES)

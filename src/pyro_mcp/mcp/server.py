@@ -38,7 +38,7 @@ def _annotation(param: ParamInfo, policy: OperatorPolicy) -> Any:
     field = Field(
         description=policy.help(param),
         ge=meta.ge,
-        le=meta.le,
+        le=meta.upper(),
         gt=meta.gt,
         json_schema_extra=extra,
     )

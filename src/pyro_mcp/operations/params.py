@@ -10,8 +10,10 @@ from ..validation import (
     ID_PATTERN,
     MAX_COMMAND_BYTES,
     MAX_TIMEOUT_SECONDS,
+    MAX_TTL_DEFAULT,
+    MAX_TTL_SETTING,
     MEM_RANGE,
-    TTL_RANGE,
+    TTL_MIN,
     VCPU_RANGE,
 )
 from .registry import Param
@@ -43,9 +45,33 @@ DiskMib = Annotated[
         "; writing past it fails with ENOSPC in the guest (host compat: no limit)",
     ),
 ]
+_CEILING = f"the operator's ceiling {MAX_TTL_SETTING}, default {MAX_TTL_DEFAULT}"
 TtlSeconds = Annotated[
-    int, ranged("Lifetime in seconds", TTL_RANGE, "; the sandbox is removed when it ends")
+    int,
+    Param(
+        f"Lifetime in seconds (at least {TTL_MIN}, at most {_CEILING}); the sandbox is "
+        "removed when it ends.",
+        ge=TTL_MIN,
+        ceiling=True,
+    ),
 ]
+TtlExtension = Annotated[
+    int | None,
+    Param(
+        f"Expire this many seconds from now (1 to {_CEILING}); extends or shortens the lifetime.",
+        ge=1,
+        ceiling=True,
+    ),
+]
+_IDLE_STOP = Param(
+    "Stop (not delete) the workspace after this many seconds without activity (exec, "
+    f"writes, shell and service calls…; a call in progress counts); 0: never (at most "
+    f"{_CEILING}). start brings it back with /workspace intact.",
+    ge=0,
+    ceiling=True,
+)
+IdleStopSeconds = Annotated[int, _IDLE_STOP]
+IdleStopChange = Annotated[int | None, _IDLE_STOP]
 TimeoutSeconds = Annotated[
     float,
     Param(

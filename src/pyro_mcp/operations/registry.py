@@ -66,6 +66,17 @@ class Param(NamedTuple):
     pattern: str | None = None
     max_length: int | None = None
     items: dict[str, Any] | None = None
+    # The upper bound is the operator's lifetime ceiling (PYRO_MAX_TTL_SECONDS), read when a
+    # value is checked and when the MCP schema is built, not at import.
+    ceiling: bool = False
+
+    def upper(self) -> float | None:
+        """``le``, or the operator's ceiling where the bound is theirs."""
+        if not self.ceiling:
+            return self.le
+        from ..validation import max_ttl_seconds
+
+        return max_ttl_seconds()
 
 
 class HumanOutput(NamedTuple):

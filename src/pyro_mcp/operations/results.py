@@ -137,10 +137,14 @@ class WorkspaceInfo(TypedDict):
     vcpu_count: int
     mem_mib: int
     disk_mib: int
-    ttl_seconds: int
+    ttl_seconds: Annotated[
+        int, "Lifetime in seconds, as last set (create, or an update counting from then)."
+    ]
     created_at: float
     last_activity_at: float
     expires_at: float
+    idle_stop_seconds: int
+    idle_stop_at: float | None
     state: Annotated[str, "started or stopped."]
     network_policy: str
     network_enabled: bool
@@ -159,8 +163,14 @@ class WorkspaceInfo(TypedDict):
     last_reset_at: float | None
     service_count: int
     running_service_count: int
-    last_error: Annotated[str | None, "Why the sandbox stopped unexpectedly, if it did."]
+    last_error: Annotated[
+        str | None, "Why the sandbox stopped on its own (a crash, a limit, an idle stop)."
+    ]
     metadata: EngineMetadata
+    disk_used_bytes: NotRequired[int | None]
+    disk_limit_bytes: NotRequired[int | None]
+    memory_used_bytes: NotRequired[int | None]
+    cpu_time_seconds: NotRequired[float | None]
     allow_hosts: NotRequired[list[str]]
     egress: NotRequired[EgressTotals]
     workspace_reset: NotRequired[Annotated[ResetInfo, "What reset restored."]]

@@ -10,7 +10,16 @@ from ..workspaces.records import NETWORK_POLICIES, parse_label_args
 from ..workspaces.secrets import NAME_RE as SECRET_NAME_RE
 from ..workspaces.secrets import parse_cli
 from .base import OperationsBase
-from .params import AllowHostCompat, DiskMib, MemMib, TtlSeconds, VcpuCount
+from .params import (
+    AllowHostCompat,
+    DiskMib,
+    IdleStopChange,
+    IdleStopSeconds,
+    MemMib,
+    TtlExtension,
+    TtlSeconds,
+    VcpuCount,
+)
 from .registry import CORE, FULL, Param, operation
 from .render import id_only
 from .render_workspaces import render_delete, render_list, render_logs, render_workspace
@@ -129,6 +138,7 @@ class WorkspaceOperations(OperationsBase):
         labels: Labels = None,
         secrets: Secrets = None,
         disk_mib: DiskMib = 8192,
+        idle_stop_seconds: IdleStopSeconds = 0,
     ) -> WorkspaceInfo:
         """Create and start a persistent workspace, optionally seeded from the host.
 
@@ -143,6 +153,7 @@ class WorkspaceOperations(OperationsBase):
                 mem_mib=mem_mib,
                 disk_mib=disk_mib,
                 ttl_seconds=ttl_seconds,
+                idle_stop_seconds=idle_stop_seconds,
                 network_policy=network_policy,
                 allow_host_compat=allow_host_compat,
                 seed_path=seed_path,
@@ -186,9 +197,12 @@ class WorkspaceOperations(OperationsBase):
             ),
         ] = None,
         allow_hosts: AllowHosts = None,
+        ttl_seconds: TtlExtension = None,
+        idle_stop_seconds: IdleStopChange = None,
     ) -> WorkspaceInfo:
-        """Change a workspace's name, labels (merged; clear_labels removes) or allow_hosts
-        (replaced; takes effect for the next connection; [] allows any public host)."""
+        """Change a workspace's name, labels (merged; clear_labels removes), allow_hosts
+        (replaced; takes effect for the next connection; [] allows any public host), its
+        lifetime (ttl_seconds: expire that long from now) or idle_stop_seconds."""
         return cast(
             "WorkspaceInfo",
             self._manager.workspaces.update(
@@ -198,6 +212,8 @@ class WorkspaceOperations(OperationsBase):
                 labels=labels,
                 clear_labels=clear_labels,
                 allow_hosts=allow_hosts,
+                ttl_seconds=ttl_seconds,
+                idle_stop_seconds=idle_stop_seconds,
             ),
         )
 

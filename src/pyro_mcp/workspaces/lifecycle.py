@@ -299,6 +299,7 @@ class WorkspaceLifecycle:
             "supervisor_pid": None,
             **fields,
             "ttl_seconds": ttl,
+            "idle_stop_seconds": validation.idle_stop_seconds(fields.get("idle_stop_seconds", 0)),
         }
 
     def boot_fresh(

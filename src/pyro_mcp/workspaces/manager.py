@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .. import validation
 from ..errors import StateError, ValidationError
-from ..lifetime import Lifetime
+from ..lifetime import Lifetime, extend
 from ..runtime import Runtime
 from . import owners, records
 from . import secrets as secret_store
@@ -16,7 +17,9 @@ from .lifecycle import WorkspaceLifecycle, empty_tar
 from .network import allow_hosts_for, network_info, save_allow_hosts
 from .redaction import redact_every_workspace_operation
 from .services import service_counts
+from .usage import usage
 
+# A new workspace runs no service yet: no call to its guest to count them.
 NO_SERVICES = {"service_count": 0, "running_service_count": 0}
 
 
@@ -53,6 +56,7 @@ class WorkspaceManager:
         notify: Any = None,
         allow_hosts: Any = None,
         disk_mib: int,
+        idle_stop_seconds: int = 0,
     ) -> dict[str, Any]:
         policy = records.network_policy(network_policy)
         hosts = allow_hosts_for(policy, allow_hosts)
@@ -81,6 +85,7 @@ class WorkspaceManager:
             mem_mib=mem_mib,
             disk_mib=disk_mib,
             ttl_seconds=ttl_seconds,
+            idle_stop_seconds=idle_stop_seconds,
             network_policy=policy,
             allow_host_compat=allow_host_compat,
             engine=choice.key,
@@ -139,7 +144,8 @@ class WorkspaceManager:
 
     def status(self, workspace_id: str) -> dict[str, Any]:
         record = self._with_counts(self.lifecycle.record(workspace_id))
-        return {**records.payload(record), **network_info(self.lifecycle.layout(workspace_id))}
+        layout = self.lifecycle.layout(workspace_id)
+        return {**records.payload(record), **network_info(layout), **usage(layout, record)}
 
     def _with_counts(self, record: dict[str, Any]) -> dict[str, Any]:
         total, running = service_counts(self.handle(record["workspace_id"]), record)
@@ -195,8 +201,12 @@ class WorkspaceManager:
         labels: dict[str, str] | None = None,
         clear_labels: list[str] | None = None,
         allow_hosts: list[str] | None = None,
+        ttl_seconds: int | None = None,
+        idle_stop_seconds: int | None = None,
     ) -> dict[str, Any]:
-        """Name, labels and the egress allowlist (which takes effect at once)."""
+        """Name, labels, the egress allowlist (which takes effect at once) and the two
+        clocks: a new expiry ``ttl_seconds`` from now, and ``idle_stop_seconds``; the
+        supervisor's watch reads both from the record, so they count without a restart."""
         if name is not None and clear_name:
             raise ValidationError("use either name or clear_name, not both")
         record = self.lifecycle.record(workspace_id)
@@ -205,6 +215,10 @@ class WorkspaceManager:
             changes["name"] = records.workspace_name(name)
         if clear_name:
             changes["name"] = None
+        if ttl_seconds is not None:
+            changes.update(extend(validation.ttl_seconds(ttl_seconds, 1)))
+        if idle_stop_seconds is not None:
+            changes["idle_stop_seconds"] = validation.idle_stop_seconds(idle_stop_seconds)
         new_labels = dict(record["labels"])
         new_labels.update(self.lifecycle.redactor(workspace_id).value(records.labels(labels)))
         for key in clear_labels or []:

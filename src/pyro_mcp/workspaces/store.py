@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS workspaces (
     vcpu_count INTEGER NOT NULL,
     mem_mib INTEGER NOT NULL,
     disk_mib INTEGER NOT NULL DEFAULT 8192,
+    idle_stop_seconds INTEGER NOT NULL DEFAULT 0,
     ttl_seconds INTEGER NOT NULL,
     created_at REAL NOT NULL,
     last_activity_at REAL NOT NULL,
@@ -74,9 +75,12 @@ CREATE TABLE IF NOT EXISTS owners (
 );
 """
 # Bumped when SCHEMA changes; a database at this version needs no set-up on open.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Columns added to the workspaces table since it was first made: (name, definition).
-ADDED_COLUMNS = (("disk_mib", "INTEGER NOT NULL DEFAULT 8192"),)
+ADDED_COLUMNS = (
+    ("disk_mib", "INTEGER NOT NULL DEFAULT 8192"),
+    ("idle_stop_seconds", "INTEGER NOT NULL DEFAULT 0"),
+)
 # The same for the commands table (the history).
 ADDED_COMMAND_COLUMNS = (("cancelled", "INTEGER NOT NULL DEFAULT 0"),)
 JSON_COLUMNS = ("labels", "workspace_seed", "secrets", "last_command")
