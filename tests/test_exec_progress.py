@@ -49,6 +49,9 @@ def test_call_reports_the_last_output_line_and_runs_cancel_hooks_once() -> None:
     with call.on_cancel(lambda: ran.append("late")):  # cancelled already: runs at once
         pass
     assert ran == ["a", "late"]
+    masked = Call()
+    masked.report_output(b"token=s3cret\n", lambda line: line.replace("s3cret", "[REDACTED]"))
+    assert masked.latest() == (1, "token=[REDACTED]")
 
 
 @pytest.mark.parametrize(

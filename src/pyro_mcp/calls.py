@@ -41,12 +41,13 @@ class Call:
             self._message = message
             self._version += 1
 
-    def report_output(self, chunk: bytes) -> None:
-        """A chunk of a command's output: its last complete or partial line."""
+    def report_output(self, chunk: bytes, redact: Callable[[str], str] | None = None) -> None:
+        """A chunk of a command's output: its last complete or partial line (``redact``:
+        the workspace's secret values masked, as in every result)."""
         lines = chunk.decode("utf-8", errors="replace").splitlines()
         for line in reversed(lines):
             if line.strip():
-                self.report(line)
+                self.report(redact(line) if redact is not None else line)
                 return
 
     def latest(self) -> tuple[int, str | None]:
@@ -99,14 +100,18 @@ def report(message: str) -> None:
         call.report(message)
 
 
-def listen(on_output: Callable[[str, bytes], None] | None) -> Callable[[str, bytes], None] | None:
-    """``on_output`` that also reports each chunk's last line to the current call."""
+def listen(
+    on_output: Callable[[str, bytes], None] | None,
+    redact: Callable[[str], str] | None = None,
+) -> Callable[[str, bytes], None] | None:
+    """``on_output`` that also reports each chunk's last line (``redact``-ed) to the current
+    call."""
     call = CURRENT.get()
     if call is None:
         return on_output
 
     def both(kind: str, chunk: bytes) -> None:
-        call.report_output(chunk)
+        call.report_output(chunk, redact)
         if on_output is not None:
             on_output(kind, chunk)
 

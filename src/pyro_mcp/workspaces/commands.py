@@ -43,7 +43,8 @@ def exec(
         "secret_env": env_map,
     }
     data = exec_stdin(stdin)
-    on_event = calls.listen(on_output)
+    # What a surface's call reports as progress goes to a model: redacted like results.
+    on_event = calls.listen(on_output, ws.redactor.text if calls.current() else None)
     with calls.cancellable(ws.call) as cancel_key:
         args.update(stream=on_event is not None, cancel_key=cancel_key)
         reply = ws.call("exec", args, data, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_event)
