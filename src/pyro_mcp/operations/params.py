@@ -14,6 +14,7 @@ from ..validation import (
     TTL_RANGE,
     VCPU_RANGE,
 )
+from ..workspaces.bounds import MCP_RESULT_BYTES
 from .registry import Param
 
 EnvironmentName = Annotated[
@@ -85,3 +86,33 @@ FileEncoding = Annotated[
     ),
 ]
 MaxBytes = Annotated[int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1024 * 1024)]
+MaxResultBytes = Annotated[
+    int | None,
+    Param(
+        "Keep the result within about this many bytes of JSON (1024-16777216): long output "
+        "or patch text is cut in the middle with the cut marked, long lists are paged "
+        f"(next_offset). Null: the whole result. MCP calls default to {MCP_RESULT_BYTES} "
+        "(a reply under 16 KiB); SDK and CLI calls to null.",
+        ge=1024,
+        le=16 * 1024 * 1024,
+        mcp_default=MCP_RESULT_BYTES,
+        metavar="BYTES",
+    ),
+]
+PageOffset = Annotated[
+    int, Param("Start at this entry (0: the first); pass a result's next_offset.", ge=0)
+]
+PageLimit = Annotated[
+    int | None, Param("At most this many entries (null: as many as fit).", ge=1, le=100000)
+]
+FILE_READ_MCP_BYTES = 4096
+FileMaxBytes = Annotated[
+    int,
+    Param(
+        f"Read at most this many bytes (1-1048576; MCP calls default to {FILE_READ_MCP_BYTES}, "
+        "a reply under 16 KiB for text).",
+        ge=1,
+        le=1024 * 1024,
+        mcp_default=FILE_READ_MCP_BYTES,
+    ),
+]

@@ -63,6 +63,9 @@ class Param(NamedTuple):
     pattern: str | None = None
     max_length: int | None = None
     items: dict[str, Any] | None = None
+    # The default of MCP tool calls when it differs from the SDK's and CLI's (results bounded
+    # by default over MCP, issue 14); REQUIRED: the same default.
+    mcp_default: Any = REQUIRED
 
 
 class HumanOutput(NamedTuple):

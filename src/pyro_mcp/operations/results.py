@@ -107,6 +107,10 @@ class SecretSet(TypedDict):
     installed_in_guest: Annotated[bool, "True when the running guest got it now."]
 
 
+StdoutBytes = Annotated[int, "The whole stdout's length in bytes, as the history keeps it."]
+StderrBytes = Annotated[int, "The whole stderr's length in bytes, as the history keeps it."]
+
+
 class LastCommand(TypedDict):
     sequence: int
     command: str
@@ -203,12 +207,31 @@ class CommandEntry(TypedDict):
     stderr: str
     stdout_file: Annotated[str | None, "Where the full stdout was kept, if elsewhere."]
     stderr_file: Annotated[str | None, "Where the full stderr was kept, if elsewhere."]
+    stdout_bytes: NotRequired[StdoutBytes]
+    stderr_bytes: NotRequired[StderrBytes]
+    stdout_truncated: NotRequired[Annotated[bool, "True when stdout was cut here (marked)."]]
+    stderr_truncated: NotRequired[Annotated[bool, "True when stderr was cut here (marked)."]]
+
+
+class LogPage(TypedDict):
+    sequence: int
+    stream: Annotated[str, "stdout or stderr."]
+    offset: Annotated[int, "The page's first byte in the stream."]
+    returned_bytes: int
+    total_bytes: Annotated[int, "The stream's length in bytes, as the history keeps it."]
+    next_offset: Annotated[int | None, "Pass as offset for the next page (null: the end)."]
 
 
 class WorkspaceLogs(TypedDict):
     workspace_id: str
-    count: int
+    count: Annotated[int, "Entries in this result."]
     entries: Annotated[list[CommandEntry], "The exec calls, oldest first."]
+    total: NotRequired[Annotated[int, "Entries in the history (of sequence, if given)."]]
+    offset: NotRequired[Annotated[int, "The index of this page's first entry."]]
+    next_offset: NotRequired[
+        Annotated[int | None, "Pass as offset for the next page (null: none)."]
+    ]
+    page: NotRequired[Annotated[LogPage, "With stream: which bytes of it the entry holds."]]
 
 
 class WorkspaceExecResult(TypedDict):
@@ -224,8 +247,10 @@ class WorkspaceExecResult(TypedDict):
     stderr: str
     sequence: Annotated[int, "The command's number in the workspace's history."]
     timed_out: bool
-    stdout_truncated: bool
-    stderr_truncated: bool
+    stdout_truncated: Annotated[bool, "True when stdout was cut (at 1 MiB, or here: marked)."]
+    stderr_truncated: Annotated[bool, "True when stderr was cut (at 1 MiB, or here: marked)."]
+    stdout_bytes: StdoutBytes
+    stderr_bytes: StderrBytes
     warning: NotRequired[str]
 
 

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..engines.profile import GUEST_EXECUTION
-from ..errors import SandboxError
+from ..errors import SandboxError, ValidationError
 from . import records
 from . import secrets as secret_store
+from .bounds import STREAMS, bound_streams, byte_page, json_size, take_page
 from .store import Store
 
+ALL = 1 << 62  # a page limit that takes everything
 FIELDS = ("command", "cwd", "exit_code", "duration_ms", "execution_mode", "stdout", "stderr")
 
 
@@ -52,3 +54,69 @@ class History:
             message = f"the command ran but its history entry was not saved: {exc}"
             raise SandboxError(message) from None
         return {**result, **entry, "sequence": sequence}
+
+
+def page_logs(
+    logs: dict[str, Any],
+    *,
+    sequence: int | None = None,
+    stream: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+    tail: int | None = None,
+    budget: int | None = None,
+) -> dict[str, Any]:
+    """One page of a workspace's history (``logs``: the whole of it, as the manager reads
+    it): entries from ``offset`` (or the last ``tail``), at most ``limit`` and within
+    ``budget``; or with ``stream``, bytes ``offset`` .. ``offset + limit`` of that stream of
+    command ``sequence``. ``total`` counts the entries; ``next_offset`` is where to go on."""
+    entries = logs["entries"]
+    if sequence is not None:
+        entries = [e for e in entries if e["sequence"] == sequence]
+        if not entries:
+            raise ValidationError(f"the history has no command with sequence {sequence}")
+    if stream is not None:
+        return _stream_page(logs, entries, sequence, stream, offset, limit, budget)
+    if tail is not None:
+        offset = max(len(entries) - tail, 0)
+    each = None if budget is None else max(budget // 4, 768)
+    end = len(entries) if limit is None else offset + limit
+    shown = [bound_streams(dict(e), each) for e in entries[offset:end]]
+    page, _ = take_page(shown, 0, None, budget)
+    after = offset + len(page)
+    return {
+        **logs,
+        "count": len(page),
+        "entries": page,
+        "total": len(entries),
+        "offset": offset,
+        "next_offset": after if after < len(entries) else None,
+    }
+
+
+def _stream_page(
+    logs: dict[str, Any],
+    entries: list[dict[str, Any]],
+    sequence: int | None,
+    stream: str,
+    offset: int,
+    limit: int | None,
+    budget: int | None,
+) -> dict[str, Any]:
+    if sequence is None:
+        raise ValidationError("stream needs sequence: the command whose output to read")
+    if stream not in STREAMS:
+        raise ValidationError(f"stream must be stdout or stderr, not {stream!r}")
+    entry = dict(entries[0])
+    other = STREAMS[1 - STREAMS.index(stream)]
+    text, entry[stream], entry[other] = entry[stream], "", ""
+    room = None if budget is None else max(budget - json_size(entry) - 512, 256)
+    page = byte_page(text, offset, ALL if limit is None else limit, room)
+    entry[stream] = page.pop("text")
+    return {
+        **logs,
+        "count": 1,
+        "entries": [entry],
+        "total": 1,
+        "page": {"sequence": sequence, "stream": stream, **page},
+    }
