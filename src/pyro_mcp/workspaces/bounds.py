@@ -69,12 +69,19 @@ def byte_page(text: str, offset: int, limit: int, budget: int | None) -> dict[st
     """Bytes ``offset`` .. ``offset + limit`` of ``text`` (UTF-8), ended at a character
     boundary and within ``budget`` bytes of JSON text: ``{text, offset, returned_bytes,
     total_bytes, next_offset}`` (``next_offset`` null at the end). Offsets taken from
-    ``next_offset`` always fall on character boundaries, so the pages join byte-exact."""
+    ``next_offset`` always fall on character boundaries, so the pages join byte-exact (an
+    offset inside a character starts at that character)."""
     raw = text.encode("utf-8", "surrogatepass")
     start = min(offset, len(raw))
+    while 0 < start < len(raw) and (raw[start] & 0xC0) == 0x80:
+        start -= 1  # an offset inside a character starts at that character
     end = min(start + limit, len(raw))
-    while end < len(raw) and end > start and (raw[end] & 0xC0) == 0x80:
+    while start < end < len(raw) and (raw[end] & 0xC0) == 0x80:
         end -= 1  # never split a character
+    if end == start < len(raw):  # a limit shorter than the character: take it whole
+        end += 1
+        while end < len(raw) and (raw[end] & 0xC0) == 0x80:
+            end += 1
     page = raw[start:end].decode("utf-8", "surrogatepass")
     if budget is not None:
         page = page[: max(_fit(page, budget), 1 if page else 0)]
