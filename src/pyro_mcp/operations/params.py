@@ -86,13 +86,15 @@ FileEncoding = Annotated[
     ),
 ]
 MaxBytes = Annotated[int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1024 * 1024)]
+_BOUND = (
+    "Keep the result within about this many bytes of JSON (1024-16777216): long output or "
+    "patch text is cut in the middle with the cut marked, long lists are paged (next_offset)."
+)
 MaxResultBytes = Annotated[
     int | None,
     Param(
-        "Keep the result within about this many bytes of JSON (1024-16777216): long output "
-        "or patch text is cut in the middle with the cut marked, long lists are paged "
-        f"(next_offset). Null: the whole result. MCP calls default to {MCP_RESULT_BYTES} "
-        "(a reply under 16 KiB); SDK and CLI calls to null.",
+        f"{_BOUND} Null: the whole result; the default keeps a reply under 16 KiB.",
+        cli_help=f"{_BOUND} Default: the whole result (MCP calls: {MCP_RESULT_BYTES}).",
         ge=1024,
         le=16 * 1024 * 1024,
         mcp_default=MCP_RESULT_BYTES,
