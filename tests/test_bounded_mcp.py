@@ -183,3 +183,11 @@ def test_the_cli_prints_a_page_exactly(ws: tuple[Bounded, str], state_dir: Path)
     page = run_cli(*argv, "--offset", "7", "--limit", "49", home=state_dir)
     assert page.returncode == 0, page.stderr
     assert page.stdout.encode() == _expected_lines(300)[7:56]  # lines 2-8
+
+
+def test_vm_run_output_is_cut_and_says_it_is_not_kept(ws: tuple[Bounded, str]) -> None:
+    calls, _ = ws
+    done = calls.call("vm_run", environment="debian:12", command="seq 1 300000")
+    assert done["exit_code"] == 0 and done["stdout_truncated"] is True
+    assert done["stdout_bytes"] == 1024 * 1024 and "a VM keeps no history" in done["stdout"]
+    assert done["stdout"].startswith("1\n2\n3\n")

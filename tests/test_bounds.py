@@ -15,7 +15,7 @@ TEXT = "".join(f"{i} é\t\x01 ✓ 𝄞\n" for i in range(5000))
 
 def test_head_tail_keeps_short_text_and_marks_the_cut_of_long_text() -> None:
     assert head_tail("short", 100, "x") == ("short", False)
-    cut, truncated = head_tail(TEXT, 2000, "read offset")
+    cut, truncated = head_tail(TEXT, 2000, "read offset={offset}")
     assert truncated and json_size(cut) <= 2000 + 2
     head, _, rest = cut.partition("\n[pyro: bytes ")
     marker, _, tail = rest.partition("]\n")

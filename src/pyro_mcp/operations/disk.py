@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from .base import OperationsBase
-from .params import FileEncoding, MaxBytes
+from .params import FileEncoding, FileMaxBytes
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
 from .render_workspaces import render_file_list, render_file_read
@@ -58,7 +58,7 @@ class DiskOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         path: Annotated[str, Param("File under /workspace.", cli="positional", metavar="PATH")],
-        max_bytes: MaxBytes = 65536,
+        max_bytes: FileMaxBytes = 65536,
         encoding: FileEncoding = "utf-8",
     ) -> FileRead:
         """Read a file of a STOPPED workspace from its disk, without booting it."""

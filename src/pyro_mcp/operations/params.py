@@ -85,7 +85,6 @@ FileEncoding = Annotated[
         choices=FILE_ENCODINGS,
     ),
 ]
-MaxBytes = Annotated[int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1024 * 1024)]
 _BOUND = (
     "Keep the result within about this many bytes of JSON (1024-16777216): long output or "
     "patch text is cut in the middle with the cut marked, long lists are paged (next_offset)."

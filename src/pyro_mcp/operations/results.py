@@ -45,6 +45,12 @@ class VmDeleted(TypedDict):
     reason: Annotated[str, "Why it was deleted: explicit_delete, ttl_expired or exec_done."]
 
 
+StdoutBytes = Annotated[int, "The whole stdout's length in bytes (kept: 1 MiB at most)."]
+StderrBytes = Annotated[int, "The whole stderr's length in bytes (kept: 1 MiB at most)."]
+StdoutCut = Annotated[bool, "True when stdout was cut (at 1 MiB, or here: marked)."]
+StderrCut = Annotated[bool, "True when stderr was cut (at 1 MiB, or here: marked)."]
+
+
 class VmExecResult(TypedDict):
     vm_id: str
     environment: str
@@ -57,8 +63,10 @@ class VmExecResult(TypedDict):
     execution_mode: str
     engine: str
     timed_out: bool
-    stdout_truncated: bool
-    stderr_truncated: bool
+    stdout_truncated: StdoutCut
+    stderr_truncated: StderrCut
+    stdout_bytes: StdoutBytes
+    stderr_bytes: StderrBytes
     warning: NotRequired[str]
 
 
@@ -105,10 +113,6 @@ class SecretSet(TypedDict):
     replaced: Annotated[bool, "True when a secret of this name existed before."]
     mode: Annotated[str, "brokered (added by the egress proxy) or plain (in the guest)."]
     installed_in_guest: Annotated[bool, "True when the running guest got it now."]
-
-
-StdoutBytes = Annotated[int, "The whole stdout's length in bytes, as the history keeps it."]
-StderrBytes = Annotated[int, "The whole stderr's length in bytes, as the history keeps it."]
 
 
 class LastCommand(TypedDict):
@@ -247,8 +251,8 @@ class WorkspaceExecResult(TypedDict):
     stderr: str
     sequence: Annotated[int, "The command's number in the workspace's history."]
     timed_out: bool
-    stdout_truncated: Annotated[bool, "True when stdout was cut (at 1 MiB, or here: marked)."]
-    stderr_truncated: Annotated[bool, "True when stderr was cut (at 1 MiB, or here: marked)."]
+    stdout_truncated: StdoutCut
+    stderr_truncated: StderrCut
     stdout_bytes: StdoutBytes
     stderr_bytes: StderrBytes
     warning: NotRequired[str]

@@ -53,7 +53,8 @@ def _utf8_len(text: str) -> int:
 
 def head_tail(text: str, budget: int, where: str) -> tuple[str, bool]:
     """``text`` when it fits ``budget`` bytes of JSON text, else its head and tail with the
-    cut marked in one line naming the cut bytes and ``where`` to read them."""
+    cut marked in one line naming the cut bytes and ``where`` to read them (``{offset}``
+    in it: the first cut byte)."""
     if json_size(text) - 2 <= budget:
         return text, False
     half = max(budget - 200, 0) // 2
@@ -61,7 +62,8 @@ def head_tail(text: str, budget: int, where: str) -> tuple[str, bool]:
     tail_count = _fit(reversed(text), half)
     tail = text[len(text) - tail_count :] if tail_count else ""
     start, end = _utf8_len(head), _utf8_len(text) - _utf8_len(tail)
-    marker = f"\n[pyro: bytes {start}-{end} of {_utf8_len(text)} cut here; {where}={start}]\n"
+    hint = where.format(offset=start)
+    marker = f"\n[pyro: bytes {start}-{end} of {_utf8_len(text)} cut here; {hint}]\n"
     return f"{head}{marker}{tail}", True
 
 
@@ -136,17 +138,22 @@ def shrink(
 STREAMS = ("stdout", "stderr")
 
 
-def bound_streams(result: dict[str, Any], budget: int | None) -> dict[str, Any]:
-    """An exec result or history entry with ``stdout_bytes``/``stderr_bytes`` (what the
-    history keeps) and, within ``budget``, its streams cut in the middle; the marker says
-    how to read the cut bytes (workspace logs, by sequence, stream and offset)."""
+NOT_KEPT = "a VM keeps no history: ask for more with max_result_bytes"
+
+
+def bound_streams(result: dict[str, Any], budget: int | None, kept: bool = True) -> dict[str, Any]:
+    """An exec result or history entry with ``stdout_bytes``/``stderr_bytes`` (the whole
+    streams) and, within ``budget``, its streams cut in the middle; the marker says how to
+    read the cut bytes (``kept``: workspace logs, by sequence, stream and offset)."""
     for name in STREAMS:
         result[f"{name}_bytes"] = _utf8_len(result[name])
     if budget is None:
         return result
-    sequence = result["sequence"]
+    sequence = result.get("sequence")
 
     def where(name: str) -> str:
-        return f"read them with workspace logs sequence={sequence} stream={name} offset"
+        if not kept:
+            return NOT_KEPT
+        return f"read them with workspace logs sequence={sequence} stream={name} offset={{offset}}"
 
     return shrink(result, STREAMS, budget, where)

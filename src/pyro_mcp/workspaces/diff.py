@@ -214,6 +214,6 @@ def page_diff(
 def _cut_patch(entry: dict[str, Any], budget: int) -> dict[str, Any]:
     if entry["text_patch"] is None:
         return entry
-    where = "the whole patch: workspace diff without max_result_bytes, byte"
+    where = "the whole patch: workspace diff with a larger max_result_bytes"
     text, cut = head_tail(entry["text_patch"], budget, where)
     return {**entry, "text_patch": text, "patch_truncated": True} if cut else entry
