@@ -92,8 +92,8 @@ _BOUND = (
 MaxResultBytes = Annotated[
     int | None,
     Param(
-        f"{_BOUND} Null: the whole result; the default keeps a reply under 16 KiB.",
-        cli_help=f"{_BOUND} Default: the whole result (MCP calls: {MCP_RESULT_BYTES}).",
+        f"{_BOUND} Null: the whole result (the SDK's and command line's default; MCP "
+        f"calls default to {MCP_RESULT_BYTES}, a reply under 16 KiB).",
         ge=1024,
         le=16 * 1024 * 1024,
         mcp_default=MCP_RESULT_BYTES,
