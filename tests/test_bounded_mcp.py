@@ -80,7 +80,9 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_exec_output_is_cut_and_reads_back_byte_exact(ws: tuple[Bounded, str]) -> None:
+def test_exec_output_is_cut_and_reads_back_byte_exact(
+    ws: tuple[Bounded, str], state_dir: Path
+) -> None:
     calls, wid = ws
     expected = _expected_lines(20000)  # ~200 KB, control characters and UTF-8 included
     done = calls.call("workspace_exec", workspace_id=wid, command=PRINT_LINES.format(n=20000))
@@ -93,6 +95,8 @@ def test_exec_output_is_cut_and_reads_back_byte_exact(ws: tuple[Bounded, str]) -
     head = done["stdout"].split("\n[pyro: bytes ")[0].encode()
     assert expected.startswith(head) and len(head) > 1000
     assert _sha(calls.read_stream(wid, done["sequence"], "stdout")) == _sha(expected)
+    kept = state_dir / "workspaces" / wid / "history" / f"{done['sequence']}.stdout"
+    assert kept.read_bytes() == expected and kept.stat().st_mode & 0o777 == 0o600
 
 
 def test_exec_of_megabytes_keeps_the_first_mib_on_the_host(ws: tuple[Bounded, str]) -> None:
@@ -191,3 +195,13 @@ def test_vm_run_output_is_cut_and_says_it_is_not_kept(ws: tuple[Bounded, str]) -
     assert done["exit_code"] == 0 and done["stdout_truncated"] is True
     assert done["stdout_bytes"] == 1024 * 1024 and "a VM keeps no history" in done["stdout"]
     assert done["stdout"].startswith("1\n2\n3\n")
+
+
+def test_reset_clears_the_kept_output(ws: tuple[Bounded, str], state_dir: Path) -> None:
+    calls, wid = ws
+    kept = state_dir / "workspaces" / wid / "history"
+    assert any(kept.iterdir())
+    calls.call("workspace_reset", workspace_id=wid)
+    assert not kept.exists() and calls.call("workspace_logs", workspace_id=wid)["total"] == 0
+    done = calls.call("workspace_exec", workspace_id=wid, command="echo fresh")
+    assert done["sequence"] == 1 and (kept / "1.stdout").read_text() == "fresh\n"

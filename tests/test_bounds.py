@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from pyro_mcp.errors import ValidationError
-from pyro_mcp.workspaces.bounds import bound_streams, byte_page, head_tail, json_size, take_page
+from pyro_mcp.workspaces.bounds import (
+    bound_streams,
+    byte_page,
+    head_tail,
+    json_size,
+    next_offset,
+    take_page,
+)
 from pyro_mcp.workspaces.history import page_logs
 
 TEXT = "".join(f"{i} é\t\x01 ✓ 𝄞\n" for i in range(5000))
@@ -40,12 +47,15 @@ def test_byte_pages_join_byte_exact_and_end_on_characters(budget: int | None) ->
 
 def test_take_page_stops_at_limit_or_budget_and_says_where_to_go_on() -> None:
     items = [{"path": f"/workspace/f{i:04d}"} for i in range(100)]
-    assert take_page(items, 0, 10, None) == (items[:10], 10)
-    page, after = take_page(items, 90, None, None)
-    assert page == items[90:] and after is None
-    page, after = take_page(items, 0, None, 1000)
-    assert json_size(page) <= 1000 and after == len(page) > 1
-    assert take_page(items, 0, None, 1)[0] == items[:1]  # at least one
+    assert take_page(items, 10, None) == items[:10]
+    assert take_page(items[90:], None, None) == items[90:]
+    page = take_page(items, None, 1000)
+    assert json_size(page) <= 1000 and len(page) > 1
+    assert take_page(items, None, 1) == items[:1]  # at least one
+    assert (next_offset(0, 10, 100), next_offset(90, 10, 100)) == (10, None)
+    read: list[int] = []
+    lazy = (read.append(i) or i for i in range(100))
+    assert take_page(lazy, 3, None) == [0, 1, 2] and len(read) <= 4  # read as far as needed
 
 
 def test_bound_streams_shares_the_budget_and_keeps_totals() -> None:

@@ -245,9 +245,10 @@ class WorkspaceOperations(OperationsBase):
         Paged: total, offset and next_offset say where the page is. Long output is cut in
         the middle (marked); read a whole stream with sequence and stream.
         """
-        from ..workspaces.history import page_logs
+        from ..workspaces.history import kept_dir, page_logs
 
         logs = self._manager.workspaces.logs(workspace_id)
+        kept = kept_dir(self._ws(workspace_id).layout.root)
         return cast(
             "WorkspaceLogs",
             page_logs(
@@ -258,6 +259,7 @@ class WorkspaceOperations(OperationsBase):
                 limit=limit,
                 tail=tail,
                 budget=max_result_bytes,
+                directory=kept,
             ),
         )
 

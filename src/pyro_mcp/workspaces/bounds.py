@@ -10,7 +10,7 @@ whole reply under 16 KiB.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 MCP_RESULT_BYTES = 7 * 1024
@@ -97,14 +97,12 @@ def byte_page(text: str, offset: int, limit: int, budget: int | None) -> dict[st
     }
 
 
-def take_page(
-    items: Sequence[T], offset: int, limit: int | None, budget: int | None
-) -> tuple[list[T], int | None]:
-    """Items from ``offset``: at most ``limit`` and, with a ``budget``, as many as fit it in
-    JSON (at least one). Returns the page and the offset of the next one (null: no more)."""
+def take_page(items: Iterable[T], limit: int | None, budget: int | None) -> list[T]:
+    """The first items: at most ``limit`` and, with a ``budget``, as many as fit it in JSON
+    (at least one). ``items`` is read only as far as needed (a generator may load lazily)."""
     page: list[T] = []
     used = 0
-    for item in items[offset:]:
+    for item in items:
         if limit is not None and len(page) >= limit:
             break
         if budget is not None:
@@ -112,8 +110,12 @@ def take_page(
             if page and used > budget:
                 break
         page.append(item)
-    after = offset + len(page)
-    return page, (after if after < len(items) else None)
+    return page
+
+
+def next_offset(offset: int, count: int, total: int) -> int | None:
+    """Where the page after ``count`` items from ``offset`` starts (null: no more)."""
+    return offset + count if offset + count < total else None
 
 
 def shrink(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyro_mcp.workspaces.archive_rules import ArtifactType, member_path, validate_members
-from pyro_mcp.workspaces.bounds import head_tail, take_page
+from pyro_mcp.workspaces.bounds import head_tail, next_offset, take_page
 from pyro_mcp.workspaces.patch import split_lines
 
 MAX_PATCH_BYTES = 1024 * 1024
@@ -191,15 +191,9 @@ def page_diff(
     (``patch_omitted``): the page's entries carry their own text_patch, nothing twice."""
     if limit is None and budget is None and offset == 0:
         return result
-    entries = (
-        result["entries"][offset:] if limit is None else result["entries"][offset : offset + limit]
-    )
-    if budget is not None:
-        each = max(budget // 2, 512)
-        entries = [_cut_patch(entry, each) for entry in entries]
-    page, _ = take_page(entries, 0, None, budget and budget - 1024)
-    after = offset + len(page)
-    total = len(result["entries"])
+    each = None if budget is None else max(budget // 2, 512)
+    entries = (_cut_patch(entry, each) for entry in result["entries"][offset:])
+    page = take_page(entries, limit, budget and budget - 1024)
     return {
         **result,
         "entries": page,
@@ -207,12 +201,12 @@ def page_diff(
         "patch_truncated": False,
         "patch_omitted": True,
         "offset": offset,
-        "next_offset": after if after < total else None,
+        "next_offset": next_offset(offset, len(page), len(result["entries"])),
     }
 
 
-def _cut_patch(entry: dict[str, Any], budget: int) -> dict[str, Any]:
-    if entry["text_patch"] is None:
+def _cut_patch(entry: dict[str, Any], budget: int | None) -> dict[str, Any]:
+    if entry["text_patch"] is None or budget is None:
         return entry
     where = "the whole patch: workspace diff with a larger max_result_bytes"
     text, cut = head_tail(entry["text_patch"], budget, where)

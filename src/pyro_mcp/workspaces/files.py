@@ -10,7 +10,7 @@ from ..engines.agent_client import AgentInvalid
 from ..errors import ValidationError
 from ..hostpaths import NewEntry
 from .archives import extract_export, seed_archive, validate_members
-from .bounds import take_page
+from .bounds import next_offset, take_page
 from .content import file_content
 from .diff import diff_trees, page_diff
 from .handle import Handle, operation
@@ -59,7 +59,7 @@ def file_list(
         {k: e[k] for k in ("path", "artifact_type", "size_bytes", "link_target")}
         for e in result["entries"]
     ]
-    page, next_offset = take_page(entries, offset, limit, budget and budget - 1024)
+    page = take_page(entries[offset:], limit, budget and budget - 1024)
     return {
         "workspace_id": ws.id,
         "path": result["path"],
@@ -67,7 +67,7 @@ def file_list(
         "entries": page,
         "total": len(entries),
         "offset": offset,
-        "next_offset": next_offset,
+        "next_offset": next_offset(offset, len(page), len(entries)),
         "truncated": result.get("truncated", False),
         **({"special_files": result["special_files"]} if "special_files" in result else {}),
         "execution_mode": ws.execution_mode(record),
