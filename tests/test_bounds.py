@@ -106,3 +106,18 @@ def test_an_offset_inside_a_character_starts_at_that_character() -> None:
     page = byte_page("a✓b", 2, 10, None)
     assert page["offset"] == 1 and page["text"] == "✓b" and page["next_offset"] is None
     assert byte_page("✓", 0, 1, None)["text"] == "✓"  # a page holds at least one character
+
+
+def test_a_long_command_is_cut_too() -> None:
+    entry = {"sequence": 2, "command": "echo " + "y" * 100000, "stdout": "", "stderr": ""}
+    out = bound_streams(dict(entry), 7168)
+    assert (
+        json_size(out) < 7168 and "the whole command: workspace logs sequence=2" in (out["command"])
+    )
+    page = page_logs(
+        {"workspace_id": "w", "count": 1, "entries": [entry]},
+        sequence=2,
+        stream="stdout",
+        budget=7168,
+    )
+    assert json_size(page) < 7168

@@ -152,6 +152,7 @@ def bound_streams(result: dict[str, Any], budget: int | None, kept: bool = True)
     if budget is None:
         return result
     sequence = result.get("sequence")
+    cut_command(result, budget, kept)
 
     def where(name: str) -> str:
         if not kept:
@@ -159,3 +160,12 @@ def bound_streams(result: dict[str, Any], budget: int | None, kept: bool = True)
         return f"read them with workspace logs sequence={sequence} stream={name} offset={{offset}}"
 
     return shrink(result, STREAMS, budget, where)
+
+
+def cut_command(result: dict[str, Any], budget: int, kept: bool = True) -> None:
+    """A command echoed back takes at most a quarter of ``budget`` (commands may be 128 KiB)."""
+    where = NOT_KEPT
+    if kept:
+        where = f"the whole command: workspace logs sequence={result.get('sequence')} with a "
+        where += "larger max_result_bytes"
+    result["command"], _ = head_tail(result["command"], budget // 4, where)

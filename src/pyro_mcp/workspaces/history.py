@@ -20,7 +20,15 @@ from ..errors import SandboxError, ValidationError
 from ..paths import private_dir
 from . import records
 from . import secrets as secret_store
-from .bounds import STREAMS, bound_streams, byte_page, json_size, next_offset, take_page
+from .bounds import (
+    STREAMS,
+    bound_streams,
+    byte_page,
+    cut_command,
+    json_size,
+    next_offset,
+    take_page,
+)
 from .store import Store
 
 ALL = 1 << 62  # a page limit that takes everything
@@ -151,6 +159,8 @@ def _stream_page(
 ) -> dict[str, Any]:
     other = STREAMS[1 - STREAMS.index(stream)]
     text, entry[stream], entry[other] = entry[stream], "", ""
+    if budget is not None:
+        cut_command(entry, budget)
     room = None if budget is None else max(budget - json_size(entry) - 512, 256)
     page = byte_page(text, offset, ALL if limit is None else limit, room)
     entry[stream] = page.pop("text")
