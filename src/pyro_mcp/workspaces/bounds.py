@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 MCP_RESULT_BYTES = 7 * 1024
 """The default ``max_result_bytes`` of MCP tool calls (twice this, plus framing, < 16 KiB)."""
-MIN_RESULT_BYTES = 1024
 SHORT_ESCAPES = frozenset('"\\\b\f\n\r\t')
 
 T = TypeVar("T")
