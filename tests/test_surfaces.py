@@ -253,8 +253,9 @@ def test_vm_run_schema_carries_the_ranges() -> None:
         "timeout_seconds",
         "ttl_seconds",
         "network",
+        "max_result_bytes",
     ]  # fmt: skip (no allow_host_compat: over MCP only the operator decides, issue 11)
-    assert defaults == [None, None, 1, 1024, 30, 600, False]
+    assert defaults == [None, None, 1, 1024, 30, 600, False, 7168]  # bounded over MCP
 
 
 def test_tool_schemas_match_the_declarations() -> None:

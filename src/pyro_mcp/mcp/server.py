@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from .. import hostpaths
 from ..errors import PyroError
 from ..jsonsafe import json_safe
-from ..operations.registry import PROFILES, Operation, ParamInfo, collect
+from ..operations.registry import PROFILES, REQUIRED, Operation, ParamInfo, collect
 from ..version import __version__
 from . import schema
 from .policy import OperatorPolicy
@@ -45,6 +45,10 @@ def _annotation(param: ParamInfo, policy: OperatorPolicy) -> Any:
     return Annotated[base, field]
 
 
+def _mcp_default(param: ParamInfo) -> Any:
+    return param.default if param.meta.mcp_default is REQUIRED else param.meta.mcp_default
+
+
 def tool_signature(
     op: Operation, profile: str, policy: OperatorPolicy | None = None
 ) -> inspect.Signature:
@@ -53,7 +57,7 @@ def tool_signature(
         inspect.Parameter(
             p.meta.mcp_name or p.name,
             inspect.Parameter.KEYWORD_ONLY,
-            default=inspect.Parameter.empty if p.required else p.default,
+            default=inspect.Parameter.empty if p.required else _mcp_default(p),
             annotation=_annotation(p, policy),
         )
         for p in op.mcp_params(profile)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from .base import OperationsBase
-from .params import FileEncoding, GuestPath, ListPath, MaxBytes, NewHostPath, Recursive
+from .params import (
+    FileEncoding,
+    FileMaxBytes,
+    GuestPath,
+    ListPath,
+    NewHostPath,
+    Recursive,
+)
 from .registry import FULL, HumanOutput, operation
 from .render import CONTENT_ONLY, kv_line
 from .render_workspaces import render_file_list, render_file_read
@@ -57,7 +64,7 @@ class DiskOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         path: GuestPath,
-        max_bytes: MaxBytes = 65536,
+        max_bytes: FileMaxBytes = 65536,
         encoding: FileEncoding = "utf-8",
     ) -> FileRead:
         """Read a file of a STOPPED workspace from its disk, without booting it."""

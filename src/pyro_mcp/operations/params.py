@@ -16,6 +16,7 @@ from ..validation import (
     TTL_MIN,
     VCPU_RANGE,
 )
+from ..workspaces.bounds import MCP_RESULT_BYTES
 from .registry import Param
 
 EnvironmentName = Annotated[
@@ -107,7 +108,6 @@ FileEncoding = Annotated[
         choices=FILE_ENCODINGS,
     ),
 ]
-MaxBytes = Annotated[int, Param("Read at most this many bytes (1-1048576).", ge=1, le=1024 * 1024)]
 GuestPath = Annotated[
     str,
     Param(
@@ -127,5 +127,37 @@ NewHostPath = Annotated[
         cli="--output",
         metavar="HOST_PATH",
         mcp_role="host_path",
+    ),
+]
+_BOUND = (
+    "Keep the result within about this many bytes of JSON (1024-16777216): long output or "
+    "patch text is cut in the middle with the cut marked, long lists are paged (next_offset)."
+)
+MaxResultBytes = Annotated[
+    int | None,
+    Param(
+        f"{_BOUND} Null: the whole result (the SDK's and command line's default; MCP "
+        f"calls default to {MCP_RESULT_BYTES}, a reply under 16 KiB).",
+        ge=1024,
+        le=16 * 1024 * 1024,
+        mcp_default=MCP_RESULT_BYTES,
+        metavar="BYTES",
+    ),
+]
+PageOffset = Annotated[
+    int, Param("Start at this entry (0: the first); pass a result's next_offset.", ge=0)
+]
+PageLimit = Annotated[
+    int | None, Param("At most this many entries (null: as many as fit).", ge=1, le=100000)
+]
+FILE_READ_MCP_BYTES = 4096
+FileMaxBytes = Annotated[
+    int,
+    Param(
+        f"Read at most this many bytes (1-1048576; MCP calls default to {FILE_READ_MCP_BYTES}, "
+        "a reply under 16 KiB for text).",
+        ge=1,
+        le=1024 * 1024,
+        mcp_default=FILE_READ_MCP_BYTES,
     ),
 ]

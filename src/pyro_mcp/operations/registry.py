@@ -66,6 +66,9 @@ class Param(NamedTuple):
     pattern: str | None = None
     max_length: int | None = None
     items: dict[str, Any] | None = None
+    # The default of MCP tool calls when it differs from the SDK's and CLI's (results bounded
+    # by default over MCP, issue 14); REQUIRED: the same default.
+    mcp_default: Any = REQUIRED
     # The upper bound is the operator's lifetime ceiling (PYRO_MAX_TTL_SECONDS), read when a
     # value is checked and when the MCP schema is built, not at import.
     ceiling: bool = False

@@ -59,6 +59,8 @@ def render_list(data: dict[str, Any]) -> HumanOutput:
 
 
 def render_logs(data: dict[str, Any]) -> HumanOutput:
+    if "page" in data:  # one page of one stream, exactly as the command printed it
+        return HumanOutput(stdout=data["entries"][0][data["page"]["stream"]])
     if not data["entries"]:
         return HumanOutput(stdout="No commands.\n")
     out = []

@@ -87,7 +87,14 @@ class ShellOperations(OperationsBase):
             int, Param("Character offset to read from (the previous next_cursor).", ge=0)
         ] = 0,
         max_chars: Annotated[
-            int, Param("Return at most this many characters.", ge=1, le=1048576)
+            int,
+            Param(
+                "Return at most this many characters (1-1048576; MCP calls default to 4096: "
+                "read on from next_cursor).",
+                ge=1,
+                le=1048576,
+                mcp_default=4096,
+            ),
         ] = 65536,
         plain: Annotated[
             bool, Param("Render through a terminal emulator to plain text (no escape sequences).")

@@ -10,10 +10,13 @@ from ..workspaces.secrets import parse_secret_env
 from .base import OperationsBase
 from .params import (
     FileEncoding,
+    FileMaxBytes,
     GuestPath,
     ListPath,
-    MaxBytes,
+    MaxResultBytes,
     NewHostPath,
+    PageLimit,
+    PageOffset,
     Recursive,
     ShellCommand,
     TimeoutSeconds,
@@ -96,6 +99,7 @@ class WorkspaceFileOperations(OperationsBase):
         cwd: ExecCwd = "/workspace",
         env: ExecEnv = None,
         stdin: ExecStdin = None,
+        max_result_bytes: MaxResultBytes = None,
         *,
         on_output: Any = None,
     ) -> WorkspaceExecResult:
@@ -103,23 +107,25 @@ class WorkspaceFileOperations(OperationsBase):
 
         exit_code is the command's (124 after timeout_seconds, keeping the output so far;
         130 with cancelled=true when the client cancelled the call).
-        Output, history and errors never show a secret's value.
+        Output, history and errors never show a secret's value. Long output is cut in the
+        middle (marked); the history keeps each stream whole up to 1 MiB: read it page by
+        page with workspace logs (sequence, stream, offset).
         """
         from ..workspaces import commands
+        from ..workspaces.bounds import bound_streams
 
-        return cast(
-            "WorkspaceExecResult",
-            commands.exec(
-                self._ws(workspace_id),
-                command,
-                timeout_seconds,
-                on_output,
-                secret_env=secret_env,
-                cwd=cwd,
-                env=env,
-                stdin=stdin,
-            ),
+        ws = self._ws(workspace_id)
+        result = commands.exec(
+            ws,
+            command,
+            timeout_seconds,
+            on_output,
+            secret_env=secret_env,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
         )
+        return cast("WorkspaceExecResult", bound_streams(result, max_result_bytes))
 
     @operation(
         mcp="workspace_sync_push",
@@ -159,11 +165,18 @@ class WorkspaceFileOperations(OperationsBase):
         workspace_id: WorkspaceId,
         path: ListPath = "/workspace",
         recursive: Recursive = False,
+        offset: PageOffset = 0,
+        limit: PageLimit = None,
+        max_result_bytes: MaxResultBytes = None,
     ) -> FileList:
-        """List files under /workspace (symlinks are shown, never followed)."""
+        """List files under /workspace (symlinks are shown, never followed).
+
+        Paged: total, offset and next_offset say where the page is."""
         from ..workspaces import files
 
-        return cast("FileList", files.file_list(self._ws(workspace_id), path, recursive))
+        ws = self._ws(workspace_id)
+        result = files.file_list(ws, path, recursive, offset, limit, max_result_bytes)
+        return cast("FileList", result)
 
     @operation(
         mcp="workspace_file_read",
@@ -177,7 +190,7 @@ class WorkspaceFileOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         path: GuestPath,
-        max_bytes: MaxBytes = 65536,
+        max_bytes: FileMaxBytes = 65536,
         encoding: FileEncoding = "utf-8",
     ) -> FileRead:
         """Read a regular file as UTF-8 text (truncated=true when it is longer than max_bytes)."""
@@ -255,11 +268,21 @@ class WorkspaceFileOperations(OperationsBase):
         read_only=True,
         render=render_diff,
     )
-    def diff_workspace(self, workspace_id: WorkspaceId) -> DiffResult:
-        """Compare /workspace with its create-time baseline: counts and text patches."""
+    def diff_workspace(
+        self,
+        workspace_id: WorkspaceId,
+        offset: PageOffset = 0,
+        limit: PageLimit = None,
+        max_result_bytes: MaxResultBytes = None,
+    ) -> DiffResult:
+        """Compare /workspace with its create-time baseline: counts and text patches.
+
+        A page (limit or max_result_bytes) has each entry's text_patch and no joined patch
+        (patch_omitted); offset and next_offset say where it is."""
         from ..workspaces import files
 
-        return cast("DiffResult", files.diff(self._ws(workspace_id)))
+        ws = self._ws(workspace_id)
+        return cast("DiffResult", files.diff(ws, offset, limit, max_result_bytes))
 
     @operation(
         mcp="workspace_reset",

@@ -15,6 +15,7 @@ from .params import (
     DiskMib,
     IdleStopChange,
     IdleStopSeconds,
+    MaxResultBytes,
     MemMib,
     TtlExtension,
     TtlSeconds,
@@ -235,9 +236,51 @@ class WorkspaceOperations(OperationsBase):
         read_only=True,
         render=render_logs,
     )
-    def logs_workspace(self, workspace_id: WorkspaceId) -> WorkspaceLogs:
-        """The workspace's command history (exec calls), oldest first; cleared by reset."""
-        return cast("WorkspaceLogs", self._manager.workspaces.logs(workspace_id))
+    def logs_workspace(
+        self,
+        workspace_id: WorkspaceId,
+        sequence: Annotated[int | None, Param("Only this command (its sequence).", ge=1)] = None,
+        stream: Annotated[
+            str | None,
+            Param(
+                "Read this stream of command `sequence` page by page: offset and limit "
+                "count its bytes (UTF-8; pages end on a character, join them byte-exact).",
+                choices=("stdout", "stderr"),
+            ),
+        ] = None,
+        offset: Annotated[
+            int,
+            Param("Start at this entry, or this byte with stream; pass next_offset.", ge=0),
+        ] = 0,
+        limit: Annotated[
+            int | None,
+            Param("At most this many entries, or bytes with stream (null: all that fit).", ge=1),
+        ] = None,
+        tail: Annotated[int | None, Param("Only the last this many entries.", ge=1)] = None,
+        max_result_bytes: MaxResultBytes = None,
+    ) -> WorkspaceLogs:
+        """The workspace's command history (exec calls), oldest first; cleared by reset.
+
+        Paged: total, offset and next_offset say where the page is. Long output is cut in
+        the middle (marked); read a whole stream with sequence and stream.
+        """
+        from ..workspaces.history import kept_dir, page_logs
+
+        logs = self._manager.workspaces.logs(workspace_id)
+        kept = kept_dir(self._ws(workspace_id).layout.root)
+        return cast(
+            "WorkspaceLogs",
+            page_logs(
+                logs,
+                sequence=sequence,
+                stream=stream,
+                offset=offset,
+                limit=limit,
+                tail=tail,
+                budget=max_result_bytes,
+                directory=kept,
+            ),
+        )
 
     @operation(
         mcp="workspace_delete",
