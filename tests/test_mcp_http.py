@@ -37,20 +37,10 @@ from pyro_mcp.mcp.http import (
     allowed_hosts,
     allowed_origins,
 )
-from support import pyro_argv
+from support import INITIALIZE, pyro_argv
 
 START_SECONDS = 60
 SERVE = ("mcp", "serve", "--transport", "http", "--port", "0", "--profile", "workspace-core")
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
 
 
 @dataclass

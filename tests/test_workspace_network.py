@@ -67,6 +67,17 @@ def test_policy_off_has_no_network_at_all(ws_pyro: Pyro, new_workspace, host_ser
             assert set(links) <= {"lo"}, f"{engine}: a NIC exists with policy off: {links}"
 
 
+def _pip_download_works(pyro: Pyro, wid: str) -> None:
+    """pip reaches PyPI over https from the guest (through the egress proxy)."""
+    out = pyro.exec_workspace(
+        wid,
+        "python3 -m pip download --no-deps --disable-pip-version-check -q -d /tmp/d six "
+        "&& ls /tmp/d",
+        timeout_seconds=240,
+    )
+    assert out["exit_code"] == 0 and ".whl" in out["stdout"], out
+
+
 @pytest.fixture(params=["auto", "qemu"])
 def vm_pyro(ws_pyro: Pyro, request: pytest.FixtureRequest) -> Iterator[Pyro]:
     """auto (gVisor keeps networked workspaces) and QEMU."""
@@ -80,13 +91,7 @@ def test_egress_reaches_https_registries(vm_pyro: Pyro, new_workspace) -> None:
     expected = "gvisor" if vm_pyro.manager.runtime.engine_request == "auto" else "qemu"
     assert ws["engine"].startswith(expected) and ws["network_enabled"] is True
     wid = ws["workspace_id"]
-    out = ws_pyro.exec_workspace(
-        wid,
-        "python3 -m pip download --no-deps --disable-pip-version-check -q -d /tmp/d six "
-        "&& ls /tmp/d",
-        timeout_seconds=240,
-    )
-    assert out["exit_code"] == 0 and ".whl" in out["stdout"], out
+    _pip_download_works(ws_pyro, wid)
 
 
 def test_published_port_answers_on_loopback_only(vm_pyro: Pyro, new_workspace) -> None:
@@ -138,12 +143,6 @@ def test_a_networked_gvisor_workspace_survives_resets_back_to_back(
         wid = new_workspace(pyro=pyro, network_policy="egress")["workspace_id"]
         for _ in range(3):
             pyro.reset_workspace(wid)
-        out = pyro.exec_workspace(
-            wid,
-            "python3 -m pip download --no-deps --disable-pip-version-check -q -d /tmp/d six "
-            "&& ls /tmp/d",
-            timeout_seconds=240,
-        )
-        assert out["exit_code"] == 0 and ".whl" in out["stdout"], out
+        _pip_download_works(pyro, wid)
         net = pyro.manager.runtime.home / "workspaces" / wid / "runtime" / "net"
         assert len(list(net.iterdir())) == 1, "an ended sandbox left its socket directory"
