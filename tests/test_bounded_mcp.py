@@ -205,3 +205,23 @@ def test_reset_clears_the_kept_output(ws: tuple[Bounded, str], state_dir: Path) 
     assert not kept.exists() and calls.call("workspace_logs", workspace_id=wid)["total"] == 0
     done = calls.call("workspace_exec", workspace_id=wid, command="echo fresh")
     assert done["sequence"] == 1 and (kept / "1.stdout").read_text() == "fresh\n"
+
+
+def test_service_logs_are_cut_unless_more_is_asked(state_dir: Path) -> None:
+    line = "x" * 199
+    command = (
+        f"for i in $(seq 1 300); do echo {line}; echo {line} >&2; done; touch ready; sleep 300"
+    )
+    with McpClient(state_dir, "workspace-full") as client:
+        calls = Bounded(client)
+        wid = client.ok("workspace_create", environment="debian:12")["workspace_id"]
+        try:
+            service = {"workspace_id": wid, "service_name": "chatty"}
+            calls.call("service_start", **service, command=command, ready_file="ready")
+            cut = calls.call("service_logs", **service)
+            assert cut["stdout_truncated"] and cut["stderr_truncated"], cut.keys()
+            assert "cut here; ask for fewer tail_lines" in cut["stdout"]
+            whole = client.ok("service_logs", **service, max_result_bytes=200000)
+            assert whole["stdout"].count(line) == 200 and "stdout_truncated" not in whole
+        finally:
+            client.ok("workspace_delete", workspace_id=wid)

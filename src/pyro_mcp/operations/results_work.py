@@ -189,6 +189,12 @@ class ServiceLogs(ServiceInfo):
     stderr: str
     tail_lines: Annotated[int | None, "The lines asked for (null: everything)."]
     truncated: Annotated[bool, "True when older output was left out."]
+    stdout_truncated: NotRequired[
+        Annotated[bool, "True when stdout was cut in the middle to fit max_result_bytes."]
+    ]
+    stderr_truncated: NotRequired[
+        Annotated[bool, "True when stderr was cut in the middle to fit max_result_bytes."]
+    ]
 
 
 class ShellInfo(TypedDict):
