@@ -156,3 +156,30 @@ def test_a_history_from_before_gets_the_cancelled_column(tmp_path: Path) -> None
     store.record_command("abc", entry, time.time())  # an older supervisor's entry
     assert [row["cancelled"] for row in store.commands("abc")] == [1, 0]
     store.close()
+
+
+def test_progress_never_shows_a_secret_split_by_chunks_or_lines() -> None:
+    """A secret value split across two output chunks, or one of several lines (a PEM key),
+    must not reach a progress message in part."""
+    from pyro_mcp.workspaces.secrets import Redactor
+
+    secret = "sk-0123456789abcdef"
+    pem = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END KEY-----"
+    redact = Redactor([secret, pem]).progress_line
+    call = Call()
+    call.report_output(b"token=sk-01234", redact)  # no line ended yet: nothing to show
+    assert call.latest()[1] is None or "sk-01234" not in str(call.latest()[1])
+    call.report_output(b"56789abcdef\n", redact, "stdout")
+    call.report_output(b"token=sk-01234", redact, "stderr")  # its own stream's partial line
+    call.report_output(b"56789abcdef done\n", redact, "stderr")
+    assert call.latest()[1] == "token=[REDACTED] done"
+    call.report_output(b"key:\n" + pem.encode()[:30], redact)
+    call.report_output(pem.encode()[30:] + b"\n", redact)
+    for _ in range(3):  # each line of the key as its own chunk
+        for line in pem.splitlines():
+            call.report_output(line.encode() + b"\n", redact)
+            message = str(call.latest()[1])
+            assert "MIIEvQ" not in message and "sk-01234" not in message, message
+    call.report_output("é".encode()[:1], redact)  # a character split between chunks
+    call.report_output("é".encode()[1:] + b" ok\n", redact)
+    assert call.latest()[1] == "é ok"

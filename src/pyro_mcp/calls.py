@@ -10,6 +10,7 @@ no-ops, so the SDK and the CLI behave as before.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import contextvars
 import os
@@ -19,6 +20,9 @@ from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 MAX_MESSAGE_CHARS = 200  # a progress message is the latest line, cut to this
+# An unfinished output line is held until it ends, this much of its head at most: room for
+# the shown head and a whole secret value (64 KiB) starting in it, so redaction sees it.
+MAX_PARTIAL_CHARS = 64 * 1024 + 2 * MAX_MESSAGE_CHARS
 
 
 class Call:
@@ -27,6 +31,7 @@ class Call:
         self._message: str | None = None
         self._version = 0
         self._hooks: list[Callable[[], object]] = []
+        self._partial: dict[str, tuple[Any, str]] = {}  # stream: (its decoder, unended line)
         self.cancelled = threading.Event()
 
     # -- progress ------------------------------------------------------------------------
@@ -41,10 +46,17 @@ class Call:
             self._message = message
             self._version += 1
 
-    def report_output(self, chunk: bytes, redact: Callable[[str], str] | None = None) -> None:
-        """A chunk of a command's output: its last complete or partial line (``redact``:
-        the workspace's secret values masked, as in every result)."""
-        lines = chunk.decode("utf-8", errors="replace").splitlines()
+    def report_output(
+        self, chunk: bytes, redact: Callable[[str], str] | None = None, stream: str = "stdout"
+    ) -> None:
+        """A chunk of a command's ``stream``: its last whole line (``redact``: the
+        workspace's secret values masked, as in every result). A line is shown only once
+        it ends, so a secret value split between chunks is never shown in part."""
+        with self._lock:
+            decoder, held = self._partial.get(stream) or (_decoder(), "")
+            lines = (held + decoder.decode(chunk)).splitlines(keepends=True)
+            last = lines.pop() if lines and lines[-1] == lines[-1].rstrip("\r\n") else ""
+            self._partial[stream] = (decoder, last[:MAX_PARTIAL_CHARS])
         for line in reversed(lines):
             if line.strip():
                 self.report(redact(line) if redact is not None else line)
@@ -86,6 +98,10 @@ class Call:
                     self._hooks.remove(hook)
 
 
+def _decoder() -> Any:
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
 CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar("pyro_call", default=None)
 
 
@@ -111,7 +127,7 @@ def listen(
         return on_output
 
     def both(kind: str, chunk: bytes) -> None:
-        call.report_output(chunk, redact)
+        call.report_output(chunk, redact, kind)
         if on_output is not None:
             on_output(kind, chunk)
 

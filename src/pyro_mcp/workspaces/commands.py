@@ -44,7 +44,7 @@ def exec(
     }
     data = exec_stdin(stdin)
     # What a surface's call reports as progress goes to a model: redacted like results.
-    on_event = calls.listen(on_output, ws.redactor.text if calls.current() else None)
+    on_event = calls.listen(on_output, ws.redactor.progress_line if calls.current() else None)
     with calls.cancellable(ws.call) as cancel_key:
         args.update(stream=on_event is not None, cancel_key=cancel_key)
         reply = ws.call("exec", args, data, timeout=timeout + EXEC_SLACK_SECONDS, on_event=on_event)

@@ -274,11 +274,20 @@ class Redactor:
     def __init__(self, values: Iterable[str]) -> None:
         ordered = sorted({v for v in values if v}, key=len, reverse=True)
         self.pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # A progress message is one output line: each line of a multi-line value (a key)
+        # is masked there on its own (fragments under 4 characters tell nothing).
+        lines = {p.strip() for v in ordered for p in v.splitlines() if len(p.strip()) >= 4}
+        pieces = sorted(lines | set(ordered), key=len, reverse=True)
+        self.line_pattern = re.compile("|".join(map(re.escape, pieces))) if pieces else None
 
     def text(self, text: str) -> str:
         if self.pattern is None:
             return text
         return self.pattern.sub(MARK_TEXT, text)
+
+    def progress_line(self, line: str) -> str:
+        """One whole output line as a progress message: values and their lines masked."""
+        return self.line_pattern.sub(MARK_TEXT, line) if self.line_pattern else line
 
     def value(self, value: Any) -> Any:
         """Every string inside ``value`` (dicts, lists, tuples) redacted."""
