@@ -62,8 +62,12 @@ class History:
         }
         row = {**entry, "stdout": "", "stderr": ""}  # the streams are kept in files
         try:
-            sequence = self.store.record_command(self.workspace_id, row, time.time())
-            keep_streams(kept_dir(self.secrets_dir.parent), sequence, entry)
+            # The output is kept before the entry commits: never an entry without it (a
+            # kill between leaves only files the next entry's sequence overwrites).
+            directory = kept_dir(self.secrets_dir.parent)
+            sequence = self.store.record_command(
+                self.workspace_id, row, time.time(), lambda n: keep_streams(directory, n, entry)
+            )
         except (sqlite3.Error, OSError) as exc:
             message = f"the command ran but its history entry was not saved: {exc}"
             raise SandboxError(message) from None

@@ -280,8 +280,15 @@ class Store:
             return self._active(db)
 
     # -- command history ----------------------------------------------------------------
-    def record_command(self, workspace_id: str, entry: dict[str, Any], activity: float) -> int:
-        """Append to the history; returns the new sequence number. Bumps activity."""
+    def record_command(
+        self,
+        workspace_id: str,
+        entry: dict[str, Any],
+        activity: float,
+        keep: Callable[[int], None] | None = None,
+    ) -> int:
+        """Append to the history; returns the new sequence number. Bumps activity.
+        ``keep(sequence)`` runs before the commit: if it fails, nothing is recorded."""
         with self.transaction() as db:
             row = db.execute(
                 "SELECT COALESCE(MAX(sequence), 0) FROM commands WHERE workspace_id = ?",
@@ -317,6 +324,8 @@ class Store:
                 "last_activity_at = ? WHERE workspace_id = ?",
                 (json.dumps(last), activity, workspace_id),
             )
+            if keep is not None:
+                keep(sequence)
         return sequence
 
     def commands(self, workspace_id: str) -> list[dict[str, Any]]:
