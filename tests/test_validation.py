@@ -325,3 +325,24 @@ def test_declared_ranges_pass_good_values() -> None:
     assert validation.number_in_range("n", 5, integer=True, ge=1, le=10) == 5
     assert validation.number_in_range("n", 0.5, integer=False, gt=0, le=1) == 0.5
     assert validation.number_in_range("n", 10**9, integer=True, ge=0) == 10**9
+
+
+def test_a_huge_number_is_refused_in_one_line() -> None:
+    """An integer too long to print (over 4300 digits) or to make a float gets the range's
+    message, not Python's conversion error."""
+    huge = 10**5000
+    for call, message in (
+        (lambda: validation.int_in_range("x", huge, 1, 5), "x must be between 1 and 5"),
+        (lambda: validation.ttl_seconds(-huge), "ttl_seconds must be between 60"),
+        (
+            lambda: validation.number_in_range("t", huge, integer=False, gt=0, le=10),
+            "t must be at most 10",
+        ),
+        (
+            lambda: validation.number_in_range("t", -huge, integer=False, gt=0, le=10),
+            "t must be greater than 0",
+        ),
+    ):
+        with pytest.raises(ValidationError, match=message) as caught:
+            call()
+        assert len(str(caught.value)) < 200

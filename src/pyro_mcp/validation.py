@@ -28,11 +28,18 @@ NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # snapshots, services, label
 FILE_ENCODINGS = ("utf-8", "base64")  # how a file read returns content
 
 
+def _got(value: Any) -> str:
+    """A refused number as shown in a message (one too long to print is said so)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {len(hex(abs(value))) - 2} hex digits"
+    return str(value)
+
+
 def int_in_range(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{name} must be an integer between {low} and {high}")
     if not low <= value <= high:
-        raise ValidationError(f"{name} must be between {low} and {high} (got {value})")
+        raise ValidationError(f"{name} must be between {low} and {high} (got {_got(value)})")
     return value
 
 
@@ -59,13 +66,13 @@ def number_in_range(
         low = f" of at least {_shown(ge)}" if ge is not None else low
         raise ValidationError(f"{name} must be {kind}{low}")
     if gt is not None and not value > gt:  # NaN and -inf too
-        raise ValidationError(f"{name} must be greater than {_shown(gt)} (got {value})")
+        raise ValidationError(f"{name} must be greater than {_shown(gt)} (got {_got(value)})")
     if ge is not None and not value >= ge:
-        raise ValidationError(f"{name} must be at least {_shown(ge)} (got {value})")
-    if not math.isfinite(value):
+        raise ValidationError(f"{name} must be at least {_shown(ge)} (got {_got(value)})")
+    if isinstance(value, float) and not math.isfinite(value):  # an int always is
         raise ValidationError(f"{name} must be a finite number (got {value})")
     if le is not None and value > le:
-        raise ValidationError(f"{name} must be at most {_shown(le)} (got {value})")
+        raise ValidationError(f"{name} must be at most {_shown(le)} (got {_got(value)})")
     return value
 
 
