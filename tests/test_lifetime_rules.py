@@ -52,3 +52,42 @@ def test_the_ceiling_is_read_when_checked(monkeypatch: pytest.MonkeyPatch) -> No
         check_value(ttl, 0, "ttl_seconds")
     with pytest.raises(ValidationError, match=r"^idle_stop_seconds must be an integer between"):
         check_value(update_param("idle_stop_seconds"), "5", "idle_stop_seconds")
+
+
+def test_idle_stop_waits_for_a_request_the_supervisor_is_still_answering() -> None:
+    """An exec whose guest call is over but whose history entry is still being written (the
+    agent has nothing pending) is still in flight: the idle watch must not stop the
+    workspace under it; once answered, it does."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from pyro_mcp.workspaces import watchers
+
+    stops: list[str] = []
+    idle = record(idle_stop_seconds=1, last_activity_at=0.0, expires_at=time.time() + 600)
+    supervisor: Any = SimpleNamespace(
+        workspace_id="0123456789ab",
+        store=SimpleNamespace(get=lambda _id: idle),
+        stopping=threading.Event(),
+        sandbox=SimpleNamespace(client=SimpleNamespace(busy=False)),
+        in_flight=watchers.InFlight(),
+    )
+
+    def shutdown(reason: str, error: str | None = None) -> None:
+        stops.append(str(error))
+        supervisor.stopping.set()
+
+    supervisor.shutdown = shutdown
+    answered = threading.Event()
+    request = supervisor.in_flight.enter()  # read from the socket, now being answered
+    worker = threading.Thread(target=request.run, args=(answered.wait,))
+    worker.start()
+    watch = threading.Thread(target=watchers.watch_ttl, args=(supervisor,), daemon=True)
+    watch.start()
+    time.sleep(2.5)  # past the idle stop (1 s after the watch's start), polled twice
+    assert stops == []
+    answered.set()
+    worker.join(5)
+    watch.join(5)  # a watchdog: a broken rule fails here, never hangs
+    assert stops == ["idle stop: no activity for 1s"]

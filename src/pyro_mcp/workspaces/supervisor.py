@@ -33,7 +33,7 @@ from .layout import WorkspaceLayout, remove_quietly
 from .lifecycle import remove_workspace
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .store import Store
-from .watchers import watch_engine, watch_ttl
+from .watchers import InFlight, watch_engine, watch_ttl
 
 if TYPE_CHECKING:  # imported when a workspace has a network (~20-40 ms of every start)
     from ..network.proxy import EgressProxy
@@ -55,6 +55,7 @@ class Supervisor:
         self.host_root: str | None = None
         self.reboot_lock = threading.Lock()
         self.workers = Workers("pyro-supervisor")
+        self.in_flight = InFlight()  # the idle watch waits for them (watchers.py)
         self.history = History(store, workspace_id, self.layout.secrets_dir)
         self.proxy: EgressProxy | None = None  # the guest's way out, started with a network
         self.unpacked: dict[str, Any] | None = None  # a pending seed, unpacked at boot
@@ -202,7 +203,7 @@ class Supervisor:
         try:
             while True:
                 message, data = read_frame(reader)
-                self.workers.submit(self._request, message, data, send)
+                self.workers.submit(self.in_flight.enter().run, self._request, message, data, send)
         except (ProtocolError, OSError):
             pass
         finally:

@@ -7,6 +7,7 @@ import contextlib
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import lifetime
@@ -61,6 +62,32 @@ def watch_agent(supervisor: Supervisor, sandbox: Sandbox) -> None:
         supervisor.shutdown("stopped", error=f"the sandbox agent's stream broke ({reason})")
 
 
+class InFlight:
+    """The requests a supervisor is answering, from their frame to their answer (an exec
+    is recorded in the history after the guest answered it): the idle watch never stops
+    a workspace while one is, the agent's pending calls alone leave gaps."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def run(self, work: Callable[..., object], *args: object) -> None:
+        try:
+            work(*args)
+        finally:
+            with self._lock:
+                self._count -= 1
+
+    def enter(self) -> InFlight:
+        """Count a request as it is read (before it waits for a worker)."""
+        with self._lock:
+            self._count += 1
+        return self
+
+
 # How often the lifetime watch reads the record: an extension, a new idle_stop_seconds and
 # new activity count within this long, without a restart (one indexed read each time).
 LIFETIME_POLL_SECONDS = 1.0
@@ -85,6 +112,7 @@ def watch_ttl(supervisor: Supervisor) -> None:
             lifetime.idle_due(record, now, since)
             and sandbox is not None
             and not sandbox.client.busy
+            and not supervisor.in_flight
         ):
             idle = record["idle_stop_seconds"]
             supervisor.shutdown("stopped", error=f"idle stop: no activity for {idle}s")
