@@ -4,14 +4,17 @@ and its files are saved together or not at all, and never hold a secret value.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pyro_mcp import Pyro
 from pyro_mcp.errors import SandboxError
 from pyro_mcp.workspaces.history import History
 from pyro_mcp.workspaces.secrets import Secret
 from pyro_mcp.workspaces.secrets import store as store_secrets
 from pyro_mcp.workspaces.store import Store
+from workspace_fixtures import *  # noqa: F403 - the fixtures
 
 SECRET = "kept-s3cret-value-42"
 WORKSPACE_ID = "0123456789ab"
@@ -36,3 +39,25 @@ def test_an_entry_whose_output_cannot_be_kept_is_not_saved(tmp_path: Path) -> No
     assert (tmp_path / "history" / "1.stdout").read_text() == "a[REDACTED]b\n"
     assert [e["sequence"] for e in store.commands(WORKSPACE_ID)] == [1]
     store.close()
+
+
+@pytest.mark.guest
+def test_logs_mask_a_secret_added_after_its_value_was_printed(
+    ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    """The kept output was written before the secret existed: reading it back, whole or by
+    page, masks the workspace's secrets of now, as every result does."""
+    workspace_id = new_workspace()["workspace_id"]
+    value = "later-s3cret-7f3a"
+    ws_pyro.exec_workspace(workspace_id, f"echo x{value}y; echo {value} >&2")
+    ws_pyro.set_workspace_secret(workspace_id, "LATER", value=value)
+    entry = ws_pyro.logs_workspace(workspace_id)["entries"][0]
+    assert (entry["stdout"], entry["stderr"]) == ("x[REDACTED]y\n", "[REDACTED]\n")
+    text, offset, pages = "", 0, 0
+    while offset is not None and pages < 20:  # pages of 4 bytes, joined
+        page = ws_pyro.logs_workspace(
+            workspace_id, sequence=1, stream="stdout", offset=offset, limit=4
+        )
+        text += page["entries"][0]["stdout"]
+        offset, pages = page["page"]["next_offset"], pages + 1
+    assert text == "x[REDACTED]y\n"

@@ -267,7 +267,7 @@ class WorkspaceOperations(OperationsBase):
         from ..workspaces.history import kept_dir, page_logs
 
         logs = self._manager.workspaces.logs(workspace_id)
-        kept = kept_dir(self._ws(workspace_id).layout.root)
+        ws = self._ws(workspace_id)
         return cast(
             "WorkspaceLogs",
             page_logs(
@@ -278,7 +278,8 @@ class WorkspaceOperations(OperationsBase):
                 limit=limit,
                 tail=tail,
                 budget=max_result_bytes,
-                directory=kept,
+                directory=kept_dir(ws.layout.root),
+                redact=ws.redactor.text,
             ),
         )
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,13 @@ def _stream(entry: dict[str, Any], name: str, directory: Path | None) -> str:
     return data.decode("utf-8", "surrogatepass")
 
 
-def _loaded(entry: dict[str, Any], directory: Path | None) -> dict[str, Any]:
-    return {**entry, **{name: _stream(entry, name, directory) for name in STREAMS}}
+Redact = Callable[[str], str]
+
+
+def _loaded(entry: dict[str, Any], directory: Path | None, redact: Redact) -> dict[str, Any]:
+    """An entry with its streams, masked with the workspace's secrets of now (the file was
+    redacted when written, but a secret added since must not show either)."""
+    return {**entry, **{name: redact(_stream(entry, name, directory)) for name in STREAMS}}
 
 
 def page_logs(
@@ -120,12 +126,14 @@ def page_logs(
     tail: int | None = None,
     budget: int | None = None,
     directory: Path | None = None,
+    redact: Redact = str,
 ) -> dict[str, Any]:
     """One page of a workspace's history (``logs``: the whole of it, as the manager reads
     it): entries from ``offset`` (or the last ``tail``), at most ``limit`` and within
     ``budget``; or with ``stream``, bytes ``offset`` .. ``offset + limit`` of that stream of
     command ``sequence``. ``total`` counts the entries; ``next_offset`` is where to go on.
-    ``directory``: where the output is kept (kept_dir)."""
+    ``directory``: where the output is kept (kept_dir); ``redact``: the workspace's
+    redaction (the result's own comes too late: pages are cut from the masked text)."""
     entries = logs["entries"]
     if stream is not None and sequence is None:
         raise ValidationError("stream needs sequence: the command whose output to read")
@@ -136,12 +144,12 @@ def page_logs(
         if not entries:
             raise ValidationError(f"the history has no command with sequence {sequence}")
     if stream is not None and sequence is not None:
-        entry = _loaded(entries[0], directory)
+        entry = _loaded(entries[0], directory, redact)
         return _stream_page(logs, entry, sequence, stream, offset, limit, budget)
     if tail is not None:
         offset = max(len(entries) - tail, 0)
     each = None if budget is None else max(budget // 4, 768)
-    shown = (bound_streams(_loaded(e, directory), each) for e in entries[offset:])
+    shown = (bound_streams(_loaded(e, directory, redact), each) for e in entries[offset:])
     page = take_page(shown, limit, budget)  # reads the kept output of these entries only
     return {
         **logs,
