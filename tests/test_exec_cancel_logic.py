@@ -48,6 +48,12 @@ def test_call_reports_the_last_output_line_and_runs_cancel_hooks_once() -> None:
         ({"TOKEN": "x"}, {"TOKEN": "api"}, "env var 'TOKEN' is also set from secret 'api'"),
         (["A=1"], None, "env must map variable names to values"),
         ({f"V{i}": "x" for i in range(65)}, None, "env has 65 variables; the limit is 64"),
+        # 64 of 32 KiB would fail the guest's execve (E2BIG) or break a frame (non-ASCII)
+        (
+            {f"V{i}": "a" * 32768 for i in range(8)},
+            None,
+            "env is 262160 bytes in all; the limit is 262144 bytes",
+        ),
     ],
 )
 def test_bad_env_is_one_line(env: Any, secrets: Any, error: str) -> None:

@@ -16,6 +16,9 @@ from .secrets import secret_name
 WORKSPACE = "/workspace"
 MAX_ENV_VARS = 64
 MAX_ENV_VALUE_BYTES = 32 * 1024
+# Names and values in all: with the command (128 KiB) and the guest's own variables, well
+# within what execve takes (2 MiB) and, as JSON of escaped characters, one frame (4 MiB).
+MAX_ENV_BYTES = 256 * 1024
 MAX_STDIN_BYTES = validation.MAX_TEXT_BYTES  # 1 MiB of text on the command's stdin
 
 
@@ -28,6 +31,7 @@ def exec_env(env: Any, secret_targets: dict[str, str] | None) -> dict[str, str] 
         raise ValidationError("env must map variable names to values")
     if len(env) > MAX_ENV_VARS:
         raise ValidationError(f"env has {len(env)} variables; the limit is {MAX_ENV_VARS}")
+    total = 0
     for name, value in env.items():
         secret_name(name, "env var name")
         validation.text(f"env var {name!r}", value, max_bytes=MAX_ENV_VALUE_BYTES)
@@ -36,6 +40,9 @@ def exec_env(env: Any, secret_targets: dict[str, str] | None) -> dict[str, str] 
                 f"env var {name!r} is also set from secret {secret_targets[name]!r} "
                 "(secret_env); a secret's variable cannot be overridden"
             )
+        total += len(name) + len(value.encode())
+    if total > MAX_ENV_BYTES:
+        raise ValidationError(f"env is {total} bytes in all; the limit is {MAX_ENV_BYTES} bytes")
     return dict(env)
 
 
