@@ -3,6 +3,7 @@ and its files are saved together or not at all, and never hold a secret value.""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,21 @@ def test_logs_mask_a_secret_added_after_its_value_was_printed(
         text += page["entries"][0]["stdout"]
         offset, pages = page["page"]["next_offset"], pages + 1
     assert text == "x[REDACTED]y\n"
+
+
+def test_an_exec_ending_after_its_workspace_was_removed_leaves_nothing(tmp_path: Path) -> None:
+    """An expiry removes the workspace while an exec's entry is being saved: its output is
+    not kept in a directory made anew, and no entry outlives the workspace."""
+    workspace_dir = tmp_path / "workspaces" / WORKSPACE_ID
+    secrets_dir = workspace_dir / "secrets"
+    workspace_dir.mkdir(parents=True)
+    store_secrets(secrets_dir, [Secret("T", SECRET, "literal")])
+    store = Store(tmp_path / "state.db")
+    history = History(store, WORKSPACE_ID, secrets_dir)
+    history.execution_mode = "guest_vsock"  # the record is gone with the workspace
+    shutil.rmtree(workspace_dir)
+    answer = {"exit_code": 0, "duration_ms": 3, "stdout": "out\n", "stderr": ""}
+    with pytest.raises(SandboxError):
+        history.record({"command": "true"}, answer)
+    assert not workspace_dir.exists() and store.commands(WORKSPACE_ID) == []
+    store.close()

@@ -18,7 +18,6 @@ from typing import Any
 
 from ..engines.profile import GUEST_EXECUTION
 from ..errors import SandboxError, ValidationError
-from ..paths import private_dir
 from . import records
 from . import secrets as secret_store
 from .bounds import (
@@ -50,7 +49,10 @@ class History:
             record = self.store.get(self.workspace_id)
             mode = records.execution_mode(record["engine"]) if record else GUEST_EXECUTION
             self.execution_mode = mode
-        redactor = secret_store.redactor(self.secrets_dir)
+        try:
+            redactor = secret_store.redactor(self.secrets_dir)
+        except OSError as exc:  # the workspace is gone (an expiry): nothing to record in
+            raise _not_saved(exc) from None
         entry = {
             "command": redactor.text(str(request.get("command", ""))),
             "cwd": str(request.get("cwd") or "/workspace"),
@@ -70,9 +72,12 @@ class History:
                 self.workspace_id, row, time.time(), lambda n: keep_streams(directory, n, entry)
             )
         except (sqlite3.Error, OSError) as exc:
-            message = f"the command ran but its history entry was not saved: {exc}"
-            raise SandboxError(message) from None
+            raise _not_saved(exc) from None
         return {**result, **entry, "sequence": sequence}
+
+
+def _not_saved(exc: Exception) -> SandboxError:
+    return SandboxError(f"the command ran but its history entry was not saved: {exc}")
 
 
 def kept_dir(workspace_dir: Path) -> Path:
@@ -83,7 +88,9 @@ def kept_dir(workspace_dir: Path) -> Path:
 
 
 def keep_streams(directory: Path, sequence: int, entry: dict[str, Any]) -> None:
-    private_dir(directory)
+    # Never its parents: a workspace removed meanwhile (an expiry) is not made anew.
+    directory.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
     for name in STREAMS:
         path = directory / f"{sequence}.{name}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
