@@ -48,6 +48,21 @@ class WorkspaceLayout:
         return self.root / "workspace.ext4"
 
     @property
+    def system_disk(self) -> Path:
+        """The system layer's ext4 image: the root's upper layer (workspaces/system_layer.py)."""
+        return self.root / "system.ext4"
+
+    @property
+    def system_dir(self) -> Path:
+        """gVisor: where the supervisor mounts the system image (upper/ and work/ in it)."""
+        return self.root / "system"
+
+    @property
+    def rootfs_dir(self) -> Path:
+        """gVisor: the overlay (environment rootfs + system layer) runsc gets as its root."""
+        return self.root / "rootfs"
+
+    @property
     def pending_seed(self) -> Path:
         """A seed the supervisor unpacks into the mounted image before the first boot."""
         return self.root / "seed-pending.tar"
@@ -82,28 +97,7 @@ class WorkspaceLayout:
         if image:
             if self.volume_dir.is_dir() and not os.path.ismount(self.volume_dir):
                 remove_tree(str(self.volume_dir))  # a gVisor /workspace of an older version
-            self.disk.unlink(missing_ok=True)
-            with self.disk.open("wb") as handle:
-                handle.truncate(disk_mib * 1024 * 1024)
-            result = subprocess.run(
-                [
-                    "mkfs.ext4",
-                    "-q",
-                    "-F",
-                    "-m",
-                    "0",
-                    "-L",
-                    "workspace",
-                    "-E",
-                    "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0",
-                    str(self.disk),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise PyroError(f"cannot create the workspace disk: {result.stderr.strip()}")
+            make_ext4(self.disk, disk_mib, "workspace")
         else:
             remove_tree(str(self.volume_dir))
             self.volume_dir.mkdir(mode=0o755)
@@ -154,6 +148,33 @@ class WorkspaceLayout:
         except OSError as exc:
             raise StateError(f"cannot delete {self.root}: {exc.strerror or exc}") from None
         remove_quietly(trash)
+
+
+def make_ext4(path: Path, mib: int, label: str) -> None:
+    """A new sparse ext4 image of ``mib`` MiB at ``path`` (one in use stays intact: it is
+    unlinked, not truncated)."""
+    path.unlink(missing_ok=True)
+    with path.open("wb") as handle:
+        handle.truncate(mib * 1024 * 1024)
+    result = subprocess.run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-L",
+            label,
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PyroError(f"cannot create the {label} disk: {result.stderr.strip()}")
 
 
 TRASH_PREFIX = ".trash-"

@@ -56,16 +56,14 @@ def _loop_users(image: Path) -> str:
     return result.stdout.strip()
 
 
-def mount(image: Path, target: Path) -> None:
+def mount(image: Path, target: Path, what: str = "workspace disk") -> None:
     """Mount ``image`` on ``target`` (in this process's private namespace)."""
     if "error" in NAMESPACE:
-        raise SandboxError(f"cannot mount the workspace disk ({NAMESPACE['error']})")
+        raise SandboxError(f"cannot mount the {what} ({NAMESPACE['error']})")
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
     while _loop_users(image):  # never two mounts of one ext4 image at once
         if time.monotonic() > deadline:
-            raise SandboxError(
-                "the workspace disk is still in use by an earlier sandbox of this workspace"
-            )
+            raise SandboxError(f"the {what} is still in use by an earlier sandbox")
         time.sleep(0.1)
     target.mkdir(mode=0o755, exist_ok=True)
     result = subprocess.run(
@@ -75,7 +73,7 @@ def mount(image: Path, target: Path) -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise SandboxError(f"cannot mount the workspace disk: {result.stderr.strip()}")
+        raise SandboxError(f"cannot mount the {what}: {result.stderr.strip()}")
     with contextlib.suppress(OSError):  # mkfs's, not the user's (as the VM guest does)
         os.rmdir(target / "lost+found")
 
