@@ -4,9 +4,10 @@ The initramfs put the root's overlay on a tmpfs (a boot template is saved that w
 any workspace's disks are known). For a workspace the agent then moves the root onto its
 system disk: the environment's image (read-only, mounted again) as the lower layer, the
 disk's ``upper`` and ``work`` directories as the upper layer, the running mounts (/dev,
-/proc, /sys, /run, /tmp) moved across, the agent's package bound in, and the agent's root
-switched (``switch_root``'s steps: move the new root onto ``/``, chroot). Every process
-started after it (exec, shells, services) lives on the disk; the tmpfs root stays hidden.
+/run, /tmp) moved across, /proc and /sys mounted anew (PID 1 keeps the old ones: it powers
+off through its /proc), the agent's package bound in, and the agent's root switched
+(``switch_root``'s steps: move the new root onto ``/``, chroot). Every process started
+after it (exec, shells, services) lives on the disk; the tmpfs root stays hidden.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ MS_BIND = 4096
 MS_REC = 16384
 MNT_DETACH = 2
 WORK = "/.pyro-sysroot"  # in the tmpfs root: hidden once the root moved
-MOVED = ("/dev", "/proc", "/sys", "/run", "/tmp")
+MOVED = ("/dev", "/run", "/tmp")
+# Mounted again, not moved: PID 1 stays in the old root and powers off through its /proc.
+FRESH = (("/proc", "proc"), ("/sys", "sysfs"))
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 DONE: list[str] = []  # the device the root moved onto (once per boot)
 
 
@@ -64,6 +68,9 @@ def switch(device: str, lower_device: str = "/dev/vda") -> dict[str, str]:
     for path in MOVED:
         os.makedirs(new + path, exist_ok=True)
         _mount(path, new + path, None, MS_MOVE)
+    for path, kind in FRESH:
+        os.makedirs(new + path, exist_ok=True)
+        _mount(kind, new + path, kind, MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chdir(new)
     _mount(".", "/", None, MS_MOVE)
     os.chroot(".")
