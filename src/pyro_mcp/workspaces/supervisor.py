@@ -39,6 +39,7 @@ from .paths import host_compat_args
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .service_records import ServiceRecords
 from .store import Store
+from .system_layer import Beside
 from .watchers import watch_engine, watch_ttl
 
 # How long a stop waits for a reset that is booting the new sandbox.
@@ -92,11 +93,11 @@ class Supervisor:
         env = self.runtime.environment(record["environment"])
         choice = self.runtime.engine_by_key(record["engine"])
         real_vm = choice.engine.info().real_vm
+        system = Beside(system_layer.boot_args, self.layout, record, env.rootfs_dir, real_vm)
         if not choice.profile.has_guest_workspace:
             self.host_root = str(self.layout.volume_dir)
         elif not real_vm:
             self.unpacked = volume_mount.prepare(self.layout) or self.unpacked
-        system = system_layer.boot_args(self.layout, record, env.rootfs_dir, real_vm)
         if record["network_policy"] != "off" and self.proxy is None:
             self.proxy = EgressProxy(network_dir(self.layout.root), self.layout.secrets_dir)
         sandbox = self.runtime.boot(
@@ -110,7 +111,7 @@ class Supervisor:
             workspace_dir=None if real_vm else self.layout.volume_dir,
             workspace_disk=self.layout.disk if real_vm else None,
             egress_proxy=str(self.proxy.socket_path) if self.proxy else None,
-            **system,
+            **system.result(),
         )
         try:
             if record["network_policy"] != "off":
@@ -151,6 +152,8 @@ class Supervisor:
             old = self.sandbox
             self.sandbox = None
             teardown: threading.Thread | None = None
+            renewing = Beside(system_layer.renew, self.layout, record)  # a fresh system
+            self.services.clear()  # and no services
             try:
                 if old is not None:
                     for name in list(self.ports.by_service):
@@ -164,8 +167,7 @@ class Supervisor:
                     teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
                     teardown.start()
                 old = None  # the teardown owns it now (or it is gone)
-                system_layer.renew(self.layout, record)  # a fresh system, without services
-                self.services.clear()
+                renewing.result()
                 unpacked: dict[str, Any] | None = None
                 if seed and not real_vm and not guest_links:
                     unpacked = self.layout.unpack_into_volume(seed)

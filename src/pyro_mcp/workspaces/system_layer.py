@@ -19,14 +19,40 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..errors import SandboxError
 from . import volume_mount
 from .layout import WorkspaceLayout, make_ext4, uses_image
 
 WHAT = "system disk"
+T = TypeVar("T")
+
+
+class Beside(Generic[T]):
+    """``fn(*args)`` run in a thread beside the caller's own work (a boot or a reset makes
+    /workspace meanwhile): ``result()`` waits for it and raises what it raised."""
+
+    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
+        self.box: dict[str, Any] = {}
+        self.thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[..., T], args: tuple[Any, ...]) -> None:
+        try:
+            self.box["value"] = fn(*args)
+        except BaseException as exc:  # handed to the caller
+            self.box["error"] = exc
+
+    def result(self) -> T:
+        self.thread.join()
+        if "error" in self.box:
+            raise self.box["error"]
+        value: T = self.box["value"]
+        return value
 
 
 def image(layout: WorkspaceLayout, disk_mib: int) -> Path:
