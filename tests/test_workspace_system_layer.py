@@ -85,3 +85,23 @@ def test_a_service_that_cannot_come_back_says_why(ws_pyro: Any, new_workspace: A
     flaky = _services(ws_pyro, wid)["flaky"]
     assert flaky["restarted"] is False
     assert flaky["state"] == "failed" and flaky["stop_reason"]
+
+
+@pytest.mark.parametrize("engine", ("gvisor", "qemu"))
+def test_the_system_layer_is_bounded_by_disk_mib(
+    engine: str, pyro_for: Any, new_workspace: Any
+) -> None:
+    pyro = pyro_for(engine)
+    wid = new_workspace(pyro, disk_mib=64)["workspace_id"]
+    # The watchdog: dd stops at 96 MiB even if the bound does not hold (the test then fails).
+    filled = pyro.exec_workspace(
+        wid,
+        command="dd if=/dev/zero of=/var/big bs=1M count=96 2>&1; echo rc=$?",
+        timeout_seconds=120,
+    )
+    assert "No space left on device" in filled["stdout"] and "rc=1" in filled["stdout"]
+    sized = pyro.exec_workspace(wid, command="stat -c %s /var/big")
+    assert int(sized["stdout"]) < 64 * 1024 * 1024
+    # the workspace keeps working, and a reset gives the space back
+    pyro.reset_workspace(wid)
+    assert pyro.exec_workspace(wid, command="test -e /var/big || echo freed")["stdout"] == "freed\n"
