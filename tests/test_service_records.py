@@ -58,3 +58,17 @@ def test_a_damaged_file_means_no_records(tmp_path: Path) -> None:
     assert ServiceRecords(path).load() == {}
     path.write_text("[1, 2]")
     assert ServiceRecords(path).load() == {}
+
+
+def test_restarts_share_one_readiness_budget(tmp_path: Path) -> None:
+    records = ServiceRecords(tmp_path / "services.json")
+    records.after("service_start", {**_start("a"), "ready_timeout_seconds": 5}, {})
+    records.after("service_start", {**_start("b"), "ready_timeout_seconds": 600}, {})
+    timeouts: list[float] = []
+
+    def start(args: dict[str, Any]) -> dict[str, Any]:
+        timeouts.append(args["ready_timeout_seconds"])
+        return {"state": "running"}
+
+    records.restart(start, budget=60)
+    assert timeouts[0] == 5 and 59 < timeouts[1] <= 60

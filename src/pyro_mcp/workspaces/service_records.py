@@ -12,11 +12,15 @@ workspace started; each one's outcome is then shown by the service calls as ``re
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 Start = Callable[[dict[str, Any]], dict[str, Any]]
+# All readiness checks of a start's restarts share this (a start waits for them, and for
+# at most lifecycle.SUPERVISOR_START_TIMEOUT in all): a service not ready by then failed.
+RESTART_BUDGET_SECONDS = 120.0
 
 
 class ServiceRecords:
@@ -62,12 +66,17 @@ class ServiceRecords:
             return {**service, "restarted": self.outcome[name]}
         return service
 
-    def restart(self, start: Start) -> list[str]:
-        """Start every recorded service again; the errors of those that could not be."""
+    def restart(self, start: Start, budget: float = RESTART_BUDGET_SECONDS) -> list[str]:
+        """Start every recorded service again, their readiness within ``budget`` seconds in
+        all; the errors of those that could not be started."""
         errors: list[str] = []
+        deadline = time.monotonic() + budget
         for name, request in self.load().items():
+            left = max(1.0, deadline - time.monotonic())
+            wanted = request.get("ready_timeout_seconds")
+            timeout = min(wanted, left) if isinstance(wanted, (int, float)) else left
             try:
-                result = start(dict(request))
+                result = start({**request, "ready_timeout_seconds": timeout})
             except Exception as exc:  # said in last_error; the others still come back
                 errors.append(f"service {name!r} did not come back: {exc}")
                 continue
