@@ -28,8 +28,9 @@ from mcp.client.stdio import stdio_client
 ENVIRONMENT = os.environ.get("USE_CASE_ENVIRONMENT", "debian:12")
 
 CHECK_SH = """#!/bin/sh
-if [ "$(cat message.txt)" = fixed ]; then echo fixed; exit 0; fi
-echo "expected 'fixed', found '$(cat message.txt)'" >&2
+read -r message < message.txt
+if [ "$message" = fixed ]; then echo fixed; exit 0; fi
+echo "expected 'fixed', found '$message'" >&2
 exit 1
 """
 FIX_PATCH = """--- a/message.txt

@@ -181,6 +181,35 @@ def test_block_runs_as_written(block: Block) -> None:
     assert not left, f"{block.where} left workspaces behind: {left}"
 
 
+# -- no shell glue -----------------------------------------------------------------------
+GLUE = ("$(cat", "python3 -c")  # the CLI's --id-only, --content-only, --*-file replace them
+GLUE_FILES = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").rglob("*.md")),
+    *sorted(p for p in (ROOT / "examples").rglob("*") if p.is_file()),
+]
+
+
+def test_no_shell_glue_in_docs_and_examples() -> None:
+    problems = [
+        f"{path.relative_to(ROOT)}:{n}: {glue!r} (use the CLI's flags instead): {line.strip()}"
+        for path in GLUE_FILES
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        for glue in GLUE
+        if glue in line
+    ]
+    assert len(GLUE_FILES) > 20, "suspiciously few files: is the glob broken?"
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_recipe_has_a_cli_script_that_runs(name: str) -> None:
+    """Each recipe's CLI script is among the blocks run as written (test_block_runs_as_written)."""
+    path = ROOT / "docs" / "use-cases" / f"{name}.md"
+    run = [b for b in TO_RUN if b.path == path and b.lang == "bash" and "pyro workspace" in b.code]
+    assert run, f"{name}: no runnable bash block using `pyro workspace`"
+
+
 # -- links -------------------------------------------------------------------------------
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 INLINE_CODE = re.compile(r"`[^`\n]*`")

@@ -159,18 +159,25 @@ CONFIG_FILES = sorted(p.name for p in CONFIGS.iterdir())
 def load_servers(path: Path) -> dict[str, Any]:
     if path.suffix == ".toml":
         return dict(tomllib.loads(path.read_text())["mcp_servers"])
-    return dict(json.loads(path.read_text())["mcpServers"])
+    data = json.loads(path.read_text())
+    if path.name.startswith("opencode"):  # OpenCode: "mcp", and the command as one array
+        assert data["$schema"] == "https://opencode.ai/config.json"
+        return dict(data["mcp"])
+    return dict(data["mcpServers"])
 
 
 def launcher_of(server: dict[str, Any]) -> str:
-    for form, (command, args) in LAUNCHERS.items():
-        if server.get("command") == command and server.get("args") == args:
+    command, args = server.get("command"), server.get("args")
+    if isinstance(command, list) and args is None:  # OpenCode's ["cmd", "arg", ...]
+        command, args = command[0], command[1:]
+    for form, (launcher, launcher_args) in LAUNCHERS.items():
+        if command == launcher and args == launcher_args:
             return form
     raise AssertionError(f"not a documented launch command: {server}")
 
 
 def test_there_is_a_config_per_host_and_form() -> None:
-    hosts = {"claude-desktop", "claude-code", "codex", "cursor", "generic-stdio"}
+    hosts = {"claude-desktop", "claude-code", "codex", "cursor", "opencode", "generic-stdio"}
     forms: dict[str, set[str]] = {}
     for name in CONFIG_FILES:
         host = name.split(".")[0]
@@ -185,7 +192,10 @@ def test_config_parses_and_names_the_documented_command(name: str) -> None:
     assert list(servers) == ["pyro"], f"{name}: one server, named pyro"
     server = servers["pyro"]
     launcher_of(server)
-    if "type" in server:
+    if name.startswith("opencode"):
+        assert server["type"] == "local" and server["enabled"] is True
+        assert server["timeout"] >= 30000  # ms to list tools; OpenCode's default is 5000
+    elif "type" in server:
         assert server["type"] == "stdio"
     if "env" in server:
         assert isinstance(server["env"], dict)

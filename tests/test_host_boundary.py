@@ -155,7 +155,10 @@ def test_operator_secrets_are_read_at_start_and_never_shown(tmp_path: Path) -> N
     token = tmp_path / "token"
     token.write_text("s3cret-from-file\n")
     policy = OperatorPolicy.from_args(
-        [str(tmp_path)], secrets=[f"TOKEN=@{token}", "API"], environ={"API": "s3cret-env"}
+        [str(tmp_path)],
+        secrets=[f"TOKEN=@{token}", "API"],
+        plain_secrets=["TOKEN", "API"],
+        environ={"API": "s3cret-env"},
     )
     assert policy.secret_names == ["TOKEN", "API"]
     assert "s3cret" not in repr(policy) and "s3cret" not in policy.instructions()
@@ -163,6 +166,22 @@ def test_operator_secrets_are_read_at_start_and_never_shown(tmp_path: Path) -> N
         OperatorPolicy.from_args([str(tmp_path)], secrets=["TOKEN=plain"])
     with pytest.raises(ValidationError, match="environment has no MISSING"):
         OperatorPolicy.from_args([str(tmp_path)], secrets=["MISSING"], environ={})
+
+
+def test_over_mcp_a_secret_is_brokered_unless_the_operator_makes_it_plain(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    with pytest.raises(ValidationError) as error:
+        OperatorPolicy.from_args([str(tmp_path)], secrets=[f"TOKEN=@{token}"])
+    one_line(str(error.value), "--secret-host TOKEN=HOST", "--secret-plain TOKEN")
+    with pytest.raises(ValidationError, match="no --secret OTHER is declared"):
+        OperatorPolicy.from_args(
+            [str(tmp_path)], secrets=[f"TOKEN=@{token}"], plain_secrets=["TOKEN", "OTHER"]
+        )
+    brokered = OperatorPolicy.from_args(
+        [str(tmp_path)], secrets=[f"TOKEN=@{token}"], secret_hosts=["TOKEN=api.example.com"]
+    )
+    assert brokered.plain_secret_names == []
 
 
 # -- with a workspace: exports, sync, disk export ----------------------------------------------
@@ -263,7 +282,7 @@ def test_operator_declared_secret_reaches_the_guest_by_name(
 ) -> None:
     root, _outside = layout
     env = {"PYRO_HB_TOKEN": "tok-4f9e1c"}
-    args = ["--secret", "PYRO_HB_TOKEN"]
+    args = ["--secret", "PYRO_HB_TOKEN", "--secret-plain", "PYRO_HB_TOKEN"]
     with McpClient(ws_home, "workspace-full", roots=[root], args=args, env=env) as client:
         assert "PYRO_HB_TOKEN" in (client.instructions or "")
         ws = client.ok("workspace_create", environment=ENVIRONMENT, secrets=["PYRO_HB_TOKEN"])

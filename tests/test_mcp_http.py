@@ -30,21 +30,17 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from pyro_mcp.errors import ValidationError
-from pyro_mcp.mcp.http import HttpSettings, allowed_origins
-from support import pyro_argv
+from pyro_mcp.mcp.http import (
+    MAX_BODY_BYTES,
+    Guard,
+    HttpSettings,
+    allowed_hosts,
+    allowed_origins,
+)
+from support import INITIALIZE, pyro_argv
 
 START_SECONDS = 60
 SERVE = ("mcp", "serve", "--transport", "http", "--port", "0", "--profile", "workspace-core")
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
 
 
 @dataclass
@@ -188,6 +184,10 @@ def test_bad_http_flags_are_one_line_errors(run_pyro: Any, args: list[str], mess
 def test_token_sources(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("a" * 40 + "\n")
+    token_file.chmod(0o644)
+    with pytest.raises(ValidationError, match=r"other users may read it \(chmod 600 "):
+        HttpSettings.from_args("0.0.0.0", 9000, str(token_file), {})
+    token_file.chmod(0o600)
     from_file = HttpSettings.from_args("0.0.0.0", 9000, str(token_file), {})
     assert (from_file.host, from_file.port, from_file.token, from_file.generated) == (
         "0.0.0.0",
@@ -222,3 +222,61 @@ def test_a_port_in_use_is_a_one_line_error(run_pyro: Any) -> None:
     assert result.stderr_lines == [
         f"[error] cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def _drive(guard: Guard, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> dict:
+    """One request through ``guard`` in-process: what the app read, the status sent."""
+    got: dict[str, Any] = {"status": None, "read": 0, "disconnected": False}
+    messages = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                got["disconnected"] = True
+                return
+            got["read"] += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            got["status"] = message["status"]
+
+    guard.app = app
+    scope = {"type": "http", "headers": [(b"authorization", b"Bearer " + b"t" * 20), *headers]}
+    asyncio.run(guard(scope, receive, send))
+    return got
+
+
+def test_a_body_over_the_limit_is_refused_unread() -> None:
+    guard = Guard(None, "t" * 20, frozenset())  # type: ignore[arg-type]
+    big = str(MAX_BODY_BYTES + 1).encode()
+    assert _drive(guard, [(b"content-length", big)], [b"x"]) == {
+        "status": 413,
+        "read": 0,
+        "disconnected": False,
+    }
+    chunk = b"x" * (1024 * 1024)
+    chunked = _drive(guard, [], [chunk] * (MAX_BODY_BYTES // len(chunk) + 2))
+    assert chunked["disconnected"] and chunked["read"] <= MAX_BODY_BYTES
+    assert _drive(guard, [(b"content-length", b"2")], [b"{}"])["status"] == 200
+
+
+def test_a_loopback_server_answers_only_to_its_own_host_names() -> None:
+    """DNS rebinding: a page whose name now resolves to 127.0.0.1 sends its own Host."""
+    hosts = allowed_hosts("127.0.0.1", 8765)
+    assert hosts == {"127.0.0.1:8765", "localhost:8765", "[::1]:8765"}
+    assert allowed_hosts("192.0.2.7", 8765) is None  # the operator's bind: names unknown
+    guard = Guard(None, "t" * 20, frozenset(), hosts)  # type: ignore[arg-type]
+    for host in (b"evil.example:8765", b"127.0.0.1.evil.example:8765", b"127.0.0.1:9"):
+        assert _drive(guard, [(b"host", host)], [b""])["status"] == 421
+    for host in (b"127.0.0.1:8765", b"LOCALHOST:8765", b"[::1]:8765"):
+        assert _drive(guard, [(b"host", host)], [b""])["status"] == 200

@@ -102,7 +102,9 @@ def test_every_tool_result_matches_its_output_schema(state_dir: Path) -> None:
     # PYRO_TEST_DUMP_RESULTS: a directory the results are saved in
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as keys:
         Path(keys, "tok").write_text("not-a-real-token\n")
-        serve = McpPyro("workspace-full", env, (tmp,), ("--secret", f"TOK=@{keys}/tok"))
+        serve = McpPyro(
+            "workspace-full", env, (tmp,), ("--secret", f"TOK=@{keys}/tok", "--secret-plain", "TOK")
+        )
         with serve as pyro:
             _every_tool(pyro, Path(tmp), os.environ.get("PYRO_TEST_DUMP_RESULTS"))
 

@@ -17,18 +17,8 @@ from mcp.server.fastmcp import FastMCP
 
 from pyro_mcp.mcp import stdio
 from pyro_mcp.mcp.reply import OutputCheck, OutputMismatch, tool_result
-from support import pyro_argv
+from support import INITIALIZE, pyro_argv
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
 MESSAGES = [
     INITIALIZE,
     {"jsonrpc": "2.0", "method": "notifications/initialized"},

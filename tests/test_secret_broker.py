@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,14 +145,18 @@ def _connect(proxy: EgressProxy) -> socket.socket:
 
 def https_get(proxy: EgressProxy, host: str, port: int, headers: str) -> bytes:
     """One request as a guest makes it: CONNECT, TLS trusting the proxy's CA, GET."""
+    request = f"GET /x HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+    return tls_exchange(proxy, host, port, request.encode())
+
+
+def tls_exchange(proxy: EgressProxy, host: str, port: int, request: bytes) -> bytes:
+    """CONNECT to ``host``, TLS trusting the proxy's CA, ``request`` sent as is: the answer."""
     sock = _connect(proxy)
     sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     assert sock.recv(4096).startswith(b"HTTP/1.1 200")
     context = ssl.create_default_context(cadata=proxy.authority.pem)
     with context.wrap_socket(sock, server_hostname=host) as tls:
-        tls.sendall(
-            f"GET /x HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n".encode()
-        )
+        tls.sendall(request)
         answer = b""
         while chunk := tls.recv(65536):
             answer += chunk
@@ -193,3 +198,103 @@ def test_an_untrusted_upstream_is_refused(setup: dict, monkeypatch: pytest.Monke
         proxy.close()
     assert answer.startswith(b"HTTP/1.1 502") and b"not trusted" in answer
     assert setup["bound"].seen == []
+
+
+def test_a_request_naming_another_host_gets_no_value(setup: dict) -> None:
+    """Domain fronting: the CONNECT names the bound host, the request another one (Host
+    header or absolute-form target); a front end routing by name would hand it the value."""
+    proxy, bound = setup["proxy"], setup["bound"]
+    fronted = [
+        "GET /x HTTP/1.1\r\nHost: other.pyro.test\r\nConnection: close\r\n\r\n",
+        "GET https://other.pyro.test/x HTTP/1.1\r\nHost: api.pyro.test\r\n\r\n",
+        "CONNECT other.pyro.test:443 HTTP/1.1\r\nHost: api.pyro.test\r\n\r\n",
+        "GET https://other.pyro.test\\@api.pyro.test/x HTTP/1.1\r\nHost: api.pyro.test\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: other.pyro.test@api.pyro.test\r\n\r\n",
+        # the second request of a kept-alive connection
+        "GET /ok HTTP/1.1\r\nHost: API.pyro.test.\r\n\r\n"
+        "GET /x HTTP/1.1\r\nHost: other.pyro.test\r\nConnection: close\r\n\r\n",
+    ]
+    for request in fronted:
+        answer = tls_exchange(proxy, "api.pyro.test", bound.port, request.encode())
+        assert b"HTTP/1.1 421" in answer and b"not api.pyro.test" in answer, answer
+    assert [seen["path"] for seen in bound.seen] == ["/ok"]
+    refused = [r for r in proxy.log.entries() if r["method"] and not r["allowed"]]
+    assert len(refused) == len(fronted)
+    assert all("other.pyro.test" in str(r["reason"]) for r in refused)
+    assert VALUE not in json.dumps(proxy.log.entries())
+    same = "GET https://api.pyro.test/y HTTP/1.1\r\nHost: api.pyro.test:443\r\n"
+    same += "Connection: close\r\n\r\n"
+    answer = tls_exchange(proxy, "api.pyro.test", bound.port, same.encode())
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert bound.seen[-1]["headers"]["authorization"] == f"Bearer {VALUE}"
+
+
+def test_a_value_h11_would_refuse_is_never_quoted(setup: dict) -> None:
+    """h11 quotes a header value it refuses: edge whitespace is refused up front, and a
+    stored value that still breaks the request is never quoted back to the guest or log."""
+    for bad in ({"value": VALUE + " "}, {"value": "\t" + VALUE}, {"format": "{value} "}):
+        with pytest.raises(ValidationError, match="one line") as caught:
+            secret_store.resolve([{"name": "GH", "value": VALUE, "hosts": ["a.example"], **bad}])
+        assert VALUE not in str(caught.value)
+    stored = secret_store.Secret("GH", VALUE + " ", "literal", broker.Binding(("api.pyro.test",)))
+    secret_store.store(setup["store"], [stored])  # as an older version could have stored it
+    proxy = setup["proxy"]
+    answer = https_get(proxy, "api.pyro.test", setup["bound"].port, "")
+    assert answer.startswith(b"HTTP/1.1 502") and b"not valid HTTP/1.1" in answer
+    assert VALUE.encode() not in answer and setup["bound"].seen == []
+    assert VALUE not in json.dumps(proxy.log.entries())
+
+
+def test_rotation_is_atomic_for_a_concurrent_reader(tmp_path: Path) -> None:
+    """The proxy reads the store on every request: mid-rotation it must see the old value or
+    the new one, never an empty or half-written one (sent as the credential)."""
+    store = tmp_path / "secrets"
+    old, new = "a" * 60000, "b" * 60000
+    save(store, {"name": "GH", "value": old, "hosts": ["a.example"]})
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            value = broker.Brokered.read(store).values.get("GH", "")
+            if value not in (old, new):
+                seen.add(len(value))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        for i in range(150):
+            save(store, {"name": "GH", "value": new if i % 2 else old, "hosts": ["a.example"]})
+    finally:
+        done.set()
+        reader.join(timeout=10)
+    assert seen == set()
+    assert sorted(p.name for p in store.iterdir()) == ["GH", broker.BROKER_FILE]
+
+
+def test_trace_is_refused_on_an_intercepted_connection(setup: dict) -> None:
+    """TRACE echoes the request, the added credential included (Apache's default)."""
+    proxy, bound = setup["proxy"], setup["bound"]
+    for method in ("TRACE", "trace", "TRACK"):
+        request = f"{method} /t HTTP/1.1\r\nHost: api.pyro.test\r\nConnection: close\r\n\r\n"
+        answer = tls_exchange(proxy, "api.pyro.test", bound.port, request.encode())
+        assert answer.startswith(b"HTTP/1.1 405") and VALUE.encode() not in answer, answer
+    assert bound.seen == []
+    assert VALUE not in json.dumps(proxy.log.entries())
+
+
+def test_a_wildcard_over_a_whole_top_level_domain_is_refused() -> None:
+    """``*.com`` would hand the value to any host a guest's owner can register."""
+    for hosts in (["*.com"], ["api.example.com", "*.IO."]):
+        with pytest.raises(ValidationError, match="a whole top-level domain") as caught:
+            secret_store.resolve([{"name": "GH", "value": VALUE, "hosts": hosts}])
+        assert VALUE not in str(caught.value)
+    [ok] = secret_store.resolve([{"name": "GH", "value": VALUE, "hosts": ["*.example.com"]}])
+    assert ok.binding is not None and ok.binding.hosts == ("*.example.com",)
+
+
+def test_an_http10_request_without_host_gets_a_clear_answer(setup: dict) -> None:
+    answer = tls_exchange(
+        setup["proxy"], "api.pyro.test", setup["bound"].port, b"GET / HTTP/1.0\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 502") and b"needs a Host header" in answer

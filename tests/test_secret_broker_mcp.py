@@ -24,6 +24,7 @@ def test_declared_hosts_broker_the_secret_and_a_file_is_read_at_use(tmp_path: Pa
         [str(tmp_path)],
         secrets=[f"GH=@{token}", "PLAIN"],
         secret_hosts=["GH=api.example.com"],
+        plain_secrets=["PLAIN"],
         environ={"PLAIN": "plain-value"},
     )
     assert policy.plain_secret_names == ["PLAIN"]

@@ -96,7 +96,7 @@ BAD_INPUTS = [
     ("run debian:12 --vcpu-count 0 -- true", "vcpu_count must be between 1 and 8", False),
     ("run debian:12 --vcpu-count 9 -- true", "vcpu_count must be between 1 and 8", False),
     ("run debian:12 --mem-mib 100 -- true", "mem_mib must be between 256 and 32768", False),
-    ("run debian:12 --ttl-seconds 5 -- true", "ttl_seconds must be between 60 and 3600", False),
+    ("run debian:12 --ttl-seconds 5 -- true", "ttl_seconds must be between 60 and 86400", False),
     ("run debian:12 --vcpu-count abc -- true", "invalid int value: 'abc'", False),
     ("run debian:12 --timeout-seconds 0 -- true", "timeout_seconds must be greater than 0", False),
     ("run debian:12 --engine bogus -- true", "invalid choice: 'bogus'", False),
@@ -242,7 +242,7 @@ def test_vm_run_schema_carries_the_ranges() -> None:
     assert sorted(schema["required"]) == ["command", "environment"]
     assert (props["vcpu_count"]["minimum"], props["vcpu_count"]["maximum"]) == (1, 8)
     assert (props["mem_mib"]["minimum"], props["mem_mib"]["maximum"]) == (256, 32768)
-    assert (props["ttl_seconds"]["minimum"], props["ttl_seconds"]["maximum"]) == (60, 3600)
+    assert (props["ttl_seconds"]["minimum"], props["ttl_seconds"]["maximum"]) == (60, 86400)
     assert props["timeout_seconds"]["exclusiveMinimum"] == 0
     defaults = [props[name].get("default") for name in props]
     assert list(props) == [
@@ -253,8 +253,9 @@ def test_vm_run_schema_carries_the_ranges() -> None:
         "timeout_seconds",
         "ttl_seconds",
         "network",
+        "max_result_bytes",
     ]  # fmt: skip (no allow_host_compat: over MCP only the operator decides, issue 11)
-    assert defaults == [None, None, 1, 1024, 30, 600, False]
+    assert defaults == [None, None, 1, 1024, 30, 600, False, 7168]  # bounded over MCP
 
 
 def test_tool_schemas_match_the_declarations() -> None:

@@ -9,18 +9,35 @@ import subprocess
 
 import pytest
 
-from pyro_mcp import hostpaths, validation
+from pyro_mcp import Pyro, hostpaths, validation
 from pyro_mcp.cli.runners import remainder_command
 from pyro_mcp.environments.catalog import CATALOG, get_spec
 from pyro_mcp.errors import ValidationError
 from pyro_mcp.manager import join_command
+from pyro_mcp.operations.checks import check_value
+from pyro_mcp.operations.registry import read_operation
 from pyro_mcp.workspaces.content import file_content
 
+
+def _declared(operation: str, name: str):
+    """The check a parameter's Param declares (the one home of its range), as SDK and MCP
+    calls apply it."""
+    param = next(p for p in read_operation(getattr(Pyro, operation)).params if p.name == name)
+
+    def check(value):
+        check_value(param, value, name)
+        return value
+
+    return check
+
+
 RANGES = [
-    (validation.vcpu_count, "vcpu_count", 1, 8),
-    (validation.mem_mib, "mem_mib", 256, 32768),
-    (validation.ttl_seconds, "ttl_seconds", 60, 3600),
+    (_declared("create_vm", "vcpu_count"), "vcpu_count", 1, 8),
+    (_declared("create_vm", "mem_mib"), "mem_mib", 256, 32768),
+    (_declared("create_vm", "ttl_seconds"), "ttl_seconds", 60, 86400),
+    (_declared("create_workspace", "disk_mib"), "disk_mib", 64, 1048576),
 ]
+timeout_seconds = _declared("exec_workspace", "timeout_seconds")
 
 
 @pytest.mark.parametrize(("check", "name", "low", "high"), RANGES)
@@ -35,7 +52,30 @@ def test_out_of_range_names_the_field_the_range_and_the_value(check, name, low, 
     for bad in (low - 1, high + 1, 0, -1):
         with pytest.raises(ValueError) as info:
             check(bad)
-        assert str(info.value) == f"{name} must be between {low} and {high} (got {bad})"
+        message = str(info.value)
+        assert message.startswith(f"{name} must be between {low} and {high} (got {bad})")
+        if name == "ttl_seconds" and bad > high:  # the operator's ceiling names itself
+            assert message.endswith(": 86400 is the operator's ceiling (PYRO_MAX_TTL_SECONDS)")
+        else:
+            assert message == f"{name} must be between {low} and {high} (got {bad})"
+
+
+def test_the_lifetime_ceiling_is_the_operators(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYRO_MAX_TTL_SECONDS", "7200")
+    assert validation.ttl_seconds(7200) == 7200
+    assert validation.ttl_seconds(5, 1) == 5  # an extension may be short
+    assert validation.idle_stop_seconds(0) == 0
+    with pytest.raises(ValidationError) as info:
+        validation.ttl_seconds(7201, 1)
+    assert str(info.value) == (
+        "ttl_seconds must be between 1 and 7200 (got 7201): 7200 is the operator's ceiling "
+        "(PYRO_MAX_TTL_SECONDS)"
+    )
+    with pytest.raises(ValidationError, match=r"^idle_stop_seconds must be between 0 and 7200"):
+        validation.idle_stop_seconds(7201)
+    monkeypatch.setenv("PYRO_MAX_TTL_SECONDS", "soon")
+    with pytest.raises(ValidationError, match=r"^PYRO_MAX_TTL_SECONDS must be a whole number"):
+        validation.ttl_seconds(600)
 
 
 @pytest.mark.parametrize(("check", "name", "low", "high"), RANGES)
@@ -52,32 +92,30 @@ def test_validation_errors_are_value_errors() -> None:
 
 
 @pytest.mark.parametrize("good", [0.001, 0.5, 1, 30, 86400])
-def test_timeout_accepts_positive_numbers_as_float(good) -> None:
-    value = validation.timeout_seconds(good)
-    assert value == good
-    assert isinstance(value, float)
+def test_timeout_accepts_positive_numbers(good) -> None:
+    assert timeout_seconds(good) == good
 
 
 @pytest.mark.parametrize("bad", [0, 0.0, -1, -0.5, math.nan, -math.inf])
 def test_timeout_must_be_finite_and_greater_than_zero(bad) -> None:
     with pytest.raises(ValidationError, match=r"^timeout_seconds must be greater than 0"):
-        validation.timeout_seconds(bad)
+        timeout_seconds(bad)
 
 
 def test_timeout_must_be_finite() -> None:
     with pytest.raises(ValidationError, match=r"^timeout_seconds must be a finite number"):
-        validation.timeout_seconds(math.inf)
+        timeout_seconds(math.inf)
 
 
 @pytest.mark.parametrize("bad", [True, False, "30", None])
 def test_timeout_must_be_a_number(bad) -> None:
     with pytest.raises(ValidationError, match=r"^timeout_seconds must be a number greater than 0$"):
-        validation.timeout_seconds(bad)
+        timeout_seconds(bad)
 
 
 def test_timeout_has_an_upper_bound() -> None:
     with pytest.raises(ValidationError, match="at most 86400"):
-        validation.timeout_seconds(86401)
+        timeout_seconds(86401)
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "\n", None, 5, "echo \0 hi"])

@@ -82,3 +82,19 @@ def test_a_failed_transaction_leaves_the_kept_connection_usable(tmp_path: Path) 
     assert store.expired("b") == {"workspace_id": "b", "expired_at": 2.0, "ttl_seconds": 60}
     other = Store(tmp_path / "state.db")  # another client is not locked out
     other.mark_expired("c", 60, 3.0)
+
+
+def test_a_seed_equal_to_the_baseline_is_left_as_a_link(layout: WorkspaceLayout) -> None:
+    seed = make_tar(f("a.txt", b"a\n"))
+    layout.baseline.write_bytes(seed)
+    layout.leave_seed(seed)
+    assert layout.pending_seed.read_bytes() == seed
+    assert layout.pending_seed.stat().st_ino == layout.baseline.stat().st_ino  # not rewritten
+    layout.pending_seed.unlink()  # as the supervisor does once it is unpacked
+    assert layout.baseline.read_bytes() == seed
+
+    other = make_tar(f("b.txt", b"b\n"))
+    layout.leave_seed(other)  # another seed is written whole, the baseline untouched
+    assert layout.pending_seed.read_bytes() == other
+    assert layout.pending_seed.stat().st_ino != layout.baseline.stat().st_ino
+    assert layout.baseline.read_bytes() == seed

@@ -17,7 +17,7 @@ import pytest
 from pyro_mcp import Pyro
 from pyro_mcp.errors import ValidationError
 from pyro_mcp.workspaces.store import SCHEMA, Store
-from support import ENVIRONMENT, short_tmp_dir
+from support import ENVIRONMENT, processes_mentioning, short_tmp_dir
 from workspace_fixtures import (
     assert_home_is_clean,
     delete_all_workspaces,
@@ -118,6 +118,31 @@ def test_gvisor_disk_survives_a_killed_supervisor(home: Path) -> None:
         assert pyro.exec_workspace(workspace_id, "cat /workspace/f")["stdout"] == "kept\n"
         pyro.delete_workspace(workspace_id)
     assert host_traces(home) == []
+
+
+@pytest.mark.guest
+@pytest.mark.timeout(300)
+def test_gvisor_seed_bigger_than_the_disk_fails_the_create_whole(home: Path) -> None:
+    """The seed is unpacked into the mounted image while the sandbox boots: when it does
+    not fit, the create fails with one clear line and the booted sandbox, its mount and
+    every file go (nothing half-made is left). Small: 64 MiB disk, 72 MiB seed."""
+    seed = home.parent / f"{home.name}-bigseed"
+    (seed / "d").mkdir(parents=True)
+    try:
+        for index in range(9):
+            (seed / "d" / f"part{index}").write_bytes(os.urandom(8 * MIB))
+        with Pyro(backend_name="gvisor", base_dir=home) as pyro:
+            with pytest.raises(RuntimeError) as caught:
+                pyro.create_workspace(environment=ENVIRONMENT, disk_mib=64, seed_path=str(seed))
+            message = str(caught.value)
+            assert "No space left on device" in message, message
+            assert "\n" not in message and str(home) not in message, message
+            assert pyro.list_workspaces()["count"] == 0
+        wait_for(lambda: not host_traces(home), 15, "the mount and loop device to go")
+        wait_for(lambda: not processes_mentioning(str(home)), 15, "its processes to end")
+        assert [p.name for p in (home / "workspaces").iterdir()] == []
+    finally:
+        shutil.rmtree(seed, ignore_errors=True)
 
 
 @pytest.mark.parametrize("value", [0, 63, 1048577, "8G", True])

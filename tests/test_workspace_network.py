@@ -67,6 +67,17 @@ def test_policy_off_has_no_network_at_all(ws_pyro: Pyro, new_workspace, host_ser
             assert set(links) <= {"lo"}, f"{engine}: a NIC exists with policy off: {links}"
 
 
+def _pip_download_works(pyro: Pyro, wid: str) -> None:
+    """pip reaches PyPI over https from the guest (through the egress proxy)."""
+    out = pyro.exec_workspace(
+        wid,
+        "python3 -m pip download --no-deps --disable-pip-version-check -q -d /tmp/d six "
+        "&& ls /tmp/d",
+        timeout_seconds=240,
+    )
+    assert out["exit_code"] == 0 and ".whl" in out["stdout"], out
+
+
 @pytest.fixture(params=["auto", "qemu"])
 def vm_pyro(ws_pyro: Pyro, request: pytest.FixtureRequest) -> Iterator[Pyro]:
     """auto (gVisor keeps networked workspaces) and QEMU."""
@@ -80,13 +91,7 @@ def test_egress_reaches_https_registries(vm_pyro: Pyro, new_workspace) -> None:
     expected = "gvisor" if vm_pyro.manager.runtime.engine_request == "auto" else "qemu"
     assert ws["engine"].startswith(expected) and ws["network_enabled"] is True
     wid = ws["workspace_id"]
-    out = ws_pyro.exec_workspace(
-        wid,
-        "python3 -m pip download --no-deps --disable-pip-version-check -q -d /tmp/d six "
-        "&& ls /tmp/d",
-        timeout_seconds=240,
-    )
-    assert out["exit_code"] == 0 and ".whl" in out["stdout"], out
+    _pip_download_works(ws_pyro, wid)
 
 
 def test_published_port_answers_on_loopback_only(vm_pyro: Pyro, new_workspace) -> None:
@@ -127,3 +132,17 @@ def test_published_ports_need_the_policy(ws_pyro: Pyro, new_workspace) -> None:
         )
     with pytest.raises(ValueError, match="guest_port"):
         ws_pyro.start_service(wid, "web", command="sleep 60", published_ports=[{"guest_port": 0}])
+
+
+def test_a_networked_gvisor_workspace_survives_resets_back_to_back(
+    ws_pyro: Pyro, new_workspace
+) -> None:
+    """A reset boots the new sandbox while the old one is torn down: the old one's clean-up
+    once removed the new one's network sockets, so every second reset failed to boot."""
+    with Pyro(backend_name="gvisor", base_dir=ws_pyro.manager.runtime.home) as pyro:
+        wid = new_workspace(pyro=pyro, network_policy="egress")["workspace_id"]
+        for _ in range(3):
+            pyro.reset_workspace(wid)
+        _pip_download_works(pyro, wid)
+        net = pyro.manager.runtime.home / "workspaces" / wid / "runtime" / "net"
+        assert len(list(net.iterdir())) == 1, "an ended sandbox left its socket directory"

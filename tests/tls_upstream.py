@@ -32,6 +32,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = _answer
 
+    def do_TRACE(self) -> None:  # as Apache answers it by default: the request echoed
+        echo = f"{self.requestline}\r\n{self.headers}".encode()
+        self.server.seen.append({"path": self.path, "headers": {}, "body": b""})  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "message/http")
+        self.send_header("Content-Length", str(len(echo)))
+        self.end_headers()
+        self.wfile.write(echo)
+
     def log_message(self, *args: Any) -> None:
         return None
 

@@ -77,6 +77,7 @@ def exec_result(core: Core, command: str, result: dict[str, Any], **extra: Any) 
         "execution_mode": profile_of(core.engine).execution_mode,
         **extra,
         "timed_out": bool(result.get("timed_out")),
+        "cancelled": bool(result.get("cancelled")),
         "stdout_truncated": bool(result.get("stdout_truncated")),
         "stderr_truncated": bool(result.get("stderr_truncated")),
     }

@@ -3,6 +3,8 @@
 admit: the shared max-active cap (every VM of this process and every running or starting
 workspace of the state dir counts) and its message. expire: the one expiry step, used on
 access, by the reapers, by a VM's timer and by a workspace supervisor's TTL watch.
+extend: a new expiry counted from now. idle_stop_at: when a running workspace stops
+for want of activity (its supervisor's watch reads both clocks from the record).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import StateError
 
@@ -37,6 +39,28 @@ def admit(kind: Kind, active: int, limit: int) -> None:
 def due(expires_at: float, now: float | None = None) -> bool:
     """The expiry rule: a VM or workspace lives until its ``expires_at``, not a moment on."""
     return (time.time() if now is None else now) >= float(expires_at)
+
+
+def extend(ttl_seconds: int, now: float | None = None) -> dict[str, float]:
+    """An extension (or shortening): the workspace now expires ``ttl_seconds`` from now
+    (already held to the operator's ceiling)."""
+    stamp = time.time() if now is None else now
+    return {"ttl_seconds": ttl_seconds, "expires_at": stamp + ttl_seconds}
+
+
+def idle_stop_at(record: dict[str, Any], since: float = 0.0) -> float | None:
+    """The idle rule: a running workspace with ``idle_stop_seconds`` (0: never) is stopped,
+    not deleted, that long after its ``last_activity_at`` (or ``since``, its supervisor's
+    start, if later: a start is activity)."""
+    idle = int(record.get("idle_stop_seconds") or 0)
+    if not idle or record["state"] != "started":
+        return None
+    return max(float(record["last_activity_at"]), since) + idle
+
+
+def idle_due(record: dict[str, Any], now: float | None = None, since: float = 0.0) -> bool:
+    at = idle_stop_at(record, since)
+    return at is not None and (time.time() if now is None else now) >= at
 
 
 def expired_error(kind: Kind, ident: str, ttl_seconds: int) -> StateError:

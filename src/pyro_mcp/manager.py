@@ -96,13 +96,12 @@ class PyroRuntime:
         Bad input, an unknown VM or one that is not started is refused before anything
         runs, and then the VM is kept.
         """
-        validation.command(command)
-        validation.timeout_seconds(timeout_seconds)
+        validation.command(command)  # ranges: the Param declarations (operations/params.py)
         record = self.vms.get(vm_id)
         if record.state != "started":
             raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
         try:
-            return self.vms.exec(vm_id, command, timeout_seconds, on_output)
+            return self.vms.exec(record, command, timeout_seconds, on_output)
         finally:
             if vm_id in self.vms.vms:
                 self.vms.delete(vm_id, reason="post_exec_cleanup")
@@ -142,11 +141,7 @@ class PyroRuntime:
         # Every input is checked before anything is shown or booted.
         get_spec(environment)
         self.runtime.selector.check_name(self.runtime.engine_request)
-        validation.command(command)
-        validation.timeout_seconds(timeout_seconds)
-        validation.vcpu_count(vcpu_count)
-        validation.mem_mib(mem_mib)
-        validation.ttl_seconds(ttl_seconds)
+        validation.command(command)  # ranges: the Param declarations (operations/params.py)
         phase("create")
         record = self.vms.create(
             environment,
@@ -161,13 +156,11 @@ class PyroRuntime:
         reason = "run_vm_error_cleanup"
         try:
             phase("start")
-            if self.vms.can_run_once(record):
-                phase("execute")  # gVisor one-shot: the command is the sandbox's process
-                result = self.vms.run_once(record.vm_id, command, timeout_seconds, on_output)
-            else:
+            once = self.vms.can_run_once(record)  # gVisor: the command is the sandbox's process
+            if not once:
                 self.vms.start(record.vm_id)
-                phase("execute")
-                result = self.vms.exec(record.vm_id, command, timeout_seconds, on_output)
+            phase("execute")
+            result = self.vms.exec(record, command, timeout_seconds, on_output, once=once)
             reason = "post_exec_cleanup"
         finally:
             if record.vm_id in self.vms.vms:

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import validation
 from .engines.base import BootSpec, Engine, Sandbox
 from .engines.profile import HOST, EngineProfile, profile_of
 from .environments.catalog import CATALOG
 from .environments.store import EnvironmentStore, InstalledEnvironment
 from .errors import EngineUnavailable, ValidationError
-from .hostpaths import over_mcp
 from .paths import cache_dir, environment_cache_dir, home_dir, private_dir
 
 if TYPE_CHECKING:
@@ -80,8 +80,25 @@ class Runtime:
         return self._agent_dir
 
     def environment(self, name: str, progress: Progress | None = None) -> InstalledEnvironment:
-        """The installed environment, built on first use."""
-        return self.store.ensure(name, progress)
+        """The installed environment, built on first use (its phases reported to the
+        surface's call, if any: calls.py)."""
+        from .calls import phases
+
+        return self.store.ensure(name, phases(progress))
+
+    def prepare(
+        self,
+        environment: str,
+        allow_host_compat: bool,
+        progress: Progress | None,
+        notify: Notify | None,
+        *,
+        need_network: bool,
+    ) -> tuple[InstalledEnvironment, EngineChoice]:
+        """A new VM's or workspace's environment (built on first use) and engine."""
+        allow = validation.boolean("allow_host_compat", allow_host_compat)
+        env = self.environment(environment, progress)
+        return env, self.choose_engine(env, allow, notify, need_network=need_network)
 
     def choose_engine(
         self,
@@ -93,6 +110,8 @@ class Runtime:
         try:
             key, engine = self.selector.select(self.engine_request, env, self.agent_dir, notify)
         except EngineUnavailable as exc:
+            from .hostpaths import over_mcp  # only here: a workspace supervisor never needs it
+
             if need_network:
                 raise EngineUnavailable(
                     f"{exc}. Guest networking needs an isolating engine (gvisor or qemu)"

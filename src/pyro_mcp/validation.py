@@ -8,9 +8,13 @@ from typing import Any
 
 from .errors import ValidationError
 
+# The ranges' one home is their Param declarations (operations/params.py), built from these.
 VCPU_RANGE = (1, 8)
 MEM_RANGE = (256, 32768)
-TTL_RANGE = (60, 3600)
+TTL_MIN = 60  # a create's lifetime, in seconds, at least
+# The operator's ceiling on any lifetime, create and extension alike (and on idle stop).
+MAX_TTL_SETTING = "PYRO_MAX_TTL_SECONDS"
+MAX_TTL_DEFAULT = 86400
 DISK_RANGE = (64, 1048576)  # MiB of /workspace: 64 MiB to 1 TiB (sparse)
 MAX_TIMEOUT_SECONDS = 86400
 # Linux's limit on one argument (MAX_ARG_STRLEN less the NUL): `/bin/sh -lc` takes the
@@ -65,24 +69,46 @@ def number_in_range(
     return value
 
 
-def vcpu_count(value: Any) -> int:
-    return int_in_range("vcpu_count", value, *VCPU_RANGE)
+def max_ttl_seconds() -> int:
+    """The operator's ceiling (``PYRO_MAX_TTL_SECONDS``, default 24 h), read when used, so a
+    long-lived process follows its environment as started."""
+    raw = os.environ.get(MAX_TTL_SETTING, "").strip()
+    if not raw:
+        return MAX_TTL_DEFAULT
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < TTL_MIN:
+        raise ValidationError(
+            f"{MAX_TTL_SETTING} must be a whole number of seconds of at least {TTL_MIN} "
+            f"(got {raw!r})"
+        )
+    return value
 
 
-def mem_mib(value: Any) -> int:
-    return int_in_range("mem_mib", value, *MEM_RANGE)
+def within_ceiling(name: str, value: Any, low: int) -> int:
+    """The ceiling rule: ``low`` to the operator's ``PYRO_MAX_TTL_SECONDS``, and a value
+    over it is refused naming that setting."""
+    high = max_ttl_seconds()
+    try:
+        return int_in_range(name, value, low, high)
+    except ValidationError as exc:
+        if isinstance(value, int) and not isinstance(value, bool) and value > high:
+            raise ValidationError(
+                f"{exc}: {high} is the operator's ceiling ({MAX_TTL_SETTING})"
+            ) from None
+        raise
 
 
-def disk_mib(value: Any) -> int:
-    return int_in_range("disk_mib", value, *DISK_RANGE)
+def ttl_seconds(value: Any, low: int = TTL_MIN) -> int:
+    """A lifetime: ``low`` (a create's 60, an extension's 1) up to the operator's ceiling."""
+    return within_ceiling("ttl_seconds", value, low)
 
 
-def ttl_seconds(value: Any) -> int:
-    return int_in_range("ttl_seconds", value, *TTL_RANGE)
-
-
-def timeout_seconds(value: Any, name: str = "timeout_seconds") -> float:
-    return float(number_in_range(name, value, integer=False, gt=0, le=MAX_TIMEOUT_SECONDS))
+def idle_stop_seconds(value: Any) -> int:
+    """Stop after this long without activity; 0: never."""
+    return within_ceiling("idle_stop_seconds", value, 0)
 
 
 def boolean(name: str, value: Any) -> bool:

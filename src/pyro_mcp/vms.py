@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import core, lifetime, validation
+from . import calls, core, lifetime, validation
 from .core import Core
 from .engines.agent_client import AgentGone
 from .engines.base import BootSpec, Sandbox
@@ -175,25 +175,22 @@ class VmRegistry:
         progress: Progress | None = None,
         notify: Phase | None = None,
     ) -> VmRecord:
-        vcpu = validation.vcpu_count(vcpu_count)
-        mem = validation.mem_mib(mem_mib)
-        ttl = validation.ttl_seconds(ttl_seconds)
         self.reap_expired()
         with self.lock:
             self.lifetime.admit_vm()  # before any download or engine choice
         network = validation.boolean("network", network)
-        allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
-        env = self.runtime.environment(environment, progress)
-        choice = self.runtime.choose_engine(env, allow_host_compat, notify, need_network=network)
+        env, choice = self.runtime.prepare(
+            environment, allow_host_compat, progress, notify, need_network=network
+        )
         vm_id = validation.new_id()
         self.sweep_orphans()
         record = VmRecord(
             vm_id=vm_id,
             env=env,
             choice=choice,
-            vcpu_count=vcpu,
-            mem_mib=mem,
-            ttl_seconds=ttl,
+            vcpu_count=vcpu_count,
+            mem_mib=mem_mib,
+            ttl_seconds=ttl_seconds,
             network=network,
             allow_host_compat=allow_host_compat,
             workdir=self.runtime.sandbox_dir("vms", vm_id),
@@ -257,52 +254,56 @@ class VmRegistry:
             record.timer.start()
         return record
 
-    def exec(
-        self,
-        vm_id: str,
-        command: str,
-        timeout_seconds: float,
-        on_output: OutputHandler | None = None,
-    ) -> dict[str, Any]:
-        command = validation.command(command)
-        timeout = validation.timeout_seconds(timeout_seconds)
-        record = self.get(vm_id)
-        if record.state != "started" or record.sandbox is None:
-            raise StateError(f"vm {vm_id!r} must be in 'started' state before vm_exec")
-        cwd = GUEST_CWD if record.choice.profile.isolated else str(record.workdir / "root")
-        args = {
-            "command": command,
-            "timeout_seconds": timeout,
-            "cwd": cwd,
-            "stream": on_output is not None,
-        }
-        try:
-            result = split_output(
-                *record.sandbox.client.call(
-                    "exec", args, on_event=on_output, timeout=timeout + EXEC_SLACK_SECONDS
-                )
-            )
-        except AgentGone as exc:
-            raise StateError(f"vm {vm_id!r} stopped while running the command: {exc}") from exc
-        return core.exec_result(record.core(), command, result, engine=record.choice.key)
-
     @staticmethod
     def can_run_once(record: VmRecord) -> bool:
         return record.choice.profile.one_shot and not record.network
 
-    def run_once(
+    def exec(
         self,
-        vm_id: str,
+        record: VmRecord,
         command: str,
         timeout_seconds: float,
         on_output: OutputHandler | None = None,
+        *,
+        once: bool = False,
     ) -> dict[str, Any]:
+        """Run ``command`` (checked by the caller, manager.py, and the Params) through the
+        guest agent of a started VM, or ``once`` as a created VM's only process."""
+        timeout = float(timeout_seconds)
+        on_output = calls.listen(on_output)  # progress and cancel of a surface's call
+        if once:
+            result = self._run_once(record, command, timeout, on_output)
+        else:
+            result = self._agent_exec(record, command, timeout, on_output)
+        return core.exec_result(record.core(), command, result, engine=record.choice.key)
+
+    def _agent_exec(
+        self, record: VmRecord, command: str, timeout: float, on_output: OutputHandler | None
+    ) -> Any:
+        if record.state != "started" or record.sandbox is None:
+            raise StateError(f"vm {record.vm_id!r} must be in 'started' state before vm_exec")
+        cwd = GUEST_CWD if record.choice.profile.isolated else str(record.workdir / "root")
+        args: dict[str, Any] = {"command": command, "timeout_seconds": timeout, "cwd": cwd}
+        client = record.sandbox.client
+        try:
+            with calls.cancellable(client.call) as cancel_key:
+                args.update(stream=on_output is not None, cancel_key=cancel_key)
+                reply = client.call(
+                    "exec", args, on_event=on_output, timeout=timeout + EXEC_SLACK_SECONDS
+                )
+            return split_output(*reply)
+        except AgentGone as exc:
+            raise StateError(
+                f"vm {record.vm_id!r} stopped while running the command: {exc}"
+            ) from exc
+
+    @staticmethod
+    def _run_once(
+        record: VmRecord, command: str, timeout: float, on_output: OutputHandler | None
+    ) -> Any:
         """A one-shot command without the guest agent (``Engine.run_once``)."""
-        command = validation.command(command)
-        timeout = validation.timeout_seconds(timeout_seconds)
-        record = self.get(vm_id)
         spec = BootSpec(
-            sandbox_id=vm_id,
+            sandbox_id=record.vm_id,
             environment=record.env,
             workdir=record.workdir,
             agent_dir=None,  # the command is the sandbox's only process: no agent to mount
@@ -310,8 +311,7 @@ class VmRegistry:
             mem_mib=record.mem_mib,
         )
         record.state = "started"
-        result = record.choice.engine.run_once(spec, command, timeout, GUEST_CWD, on_output)
-        return core.exec_result(record.core(), command, result, engine=record.choice.key)
+        return record.choice.engine.run_once(spec, command, timeout, GUEST_CWD, on_output)
 
     def stop(self, vm_id: str) -> VmRecord:
         record = self.get(vm_id)

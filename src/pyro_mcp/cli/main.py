@@ -11,9 +11,9 @@ from typing import Any
 
 from ..api import Pyro, operations
 from ..errors import PyroError
-from ..operations.registry import Operation
+from ..operations.registry import CliOutput, Operation, ParamInfo
 from .launch import command_word
-from .output import emit_error, emit_json, notice, progress_printer
+from .output import BuildProgress, emit_error, emit_json, notice, read_value_file
 from .parser import Parser, UsageError, build_parser, print_help_and_exit
 from .runners import EXTRA_COMMANDS, RUNNERS, remainder_command
 
@@ -60,6 +60,7 @@ def _arguments(op: Operation, args: Any, tail: list[str] | None) -> dict[str, An
     kwargs = {}
     for p in op.params:
         value = remainder_command(tail) if p.meta.cli == "remainder" else getattr(args, p.name)
+        value = _from_file(p, args, value)
         if p.meta.cli_convert is not None and value is not None:
             value = p.meta.cli_convert(value)
         for index, (_flag, convert) in enumerate(p.meta.cli_also):
@@ -67,11 +68,36 @@ def _arguments(op: Operation, args: Any, tail: list[str] | None) -> dict[str, An
             if extra:
                 value = [*(value or []), *convert(extra)]
         kwargs[p.name] = value
+    output = chosen_output(op, args)
+    if output is not None:
+        kwargs.update(output.call_with)
     return kwargs
 
 
-def _show(op: Operation, result: Any, as_json: bool) -> int:
-    """Print a result (its human rendering, or JSON) and return the exit code."""
+def _from_file(param: ParamInfo, args: Any, value: Any) -> Any:
+    """The value of a parameter given by its ``cli_file`` flag (``--text-file PATH``)."""
+    path = getattr(args, f"{param.name}__file", None) if param.meta.cli_file else None
+    if path is None:
+        return value
+    return read_value_file(f"{param.meta.cli_file} {path}", path, param.meta.max_length)
+
+
+def chosen_output(op: Operation, args: Any) -> CliOutput | None:
+    """The CLI-only output flag given (``--id-only``, ``--content-only``), if any."""
+    return next((o for o in op.cli_outputs if getattr(args, o.dest, False)), None)
+
+
+def _show(op: Operation, result: Any, as_json: bool, output: CliOutput | None) -> int:
+    """Print a result (its human rendering, JSON, or the part an output flag asks for) and
+    return the exit code."""
+    if output is not None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(output.show(result))
+        sys.stdout.flush()
+        if isinstance(result, dict) and result.get("truncated"):
+            stop = result.get("max_bytes")
+            notice("note")(f"the content stops at {stop} bytes (see --max-bytes)")
+        return 0
     rendered = op.render(result) if op.render else None
     if as_json:
         emit_json(result)
@@ -100,9 +126,10 @@ def run_cli(argv: list[str]) -> int:
     op: Operation | None = getattr(args, "_operation", None)
     runner = getattr(args, "_runner", None)
     pyro: Pyro | None = None
+    build_progress = BuildProgress("pull")
     try:
         pyro = Pyro(backend_name=getattr(args, "engine", None))
-        pyro.manager.progress = progress_printer("pull")
+        pyro.manager.progress = build_progress
         pyro.manager.notify = notice("engine")
         if runner is not None:
             return int(runner(pyro, args))
@@ -111,7 +138,7 @@ def run_cli(argv: list[str]) -> int:
         kwargs = _arguments(op, args, tail)
         if op.cli_runner:
             return RUNNERS[op.cli_runner](pyro, kwargs, as_json)
-        return _show(op, getattr(pyro, op.name)(**kwargs), as_json)
+        return _show(op, getattr(pyro, op.name)(**kwargs), as_json, chosen_output(op, args))
     except (PyroError, ValueError, RuntimeError, OSError) as exc:
         emit_error(str(exc), as_json)
         return 1
@@ -128,5 +155,6 @@ def run_cli(argv: list[str]) -> int:
         emit_error(f"internal error: {type(exc).__name__}: {exc}", as_json)
         return 1
     finally:
+        build_progress.close()
         if pyro is not None:
             pyro.close()

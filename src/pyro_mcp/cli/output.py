@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+from ..errors import ValidationError
 from ..jsonsafe import json_safe
 
 
@@ -27,15 +28,50 @@ def emit_error(message: str, as_json: bool) -> None:
     sys.stderr.flush()
 
 
-def progress_printer(tag: str) -> Any:
-    def progress(phase: str, detail: str) -> None:
-        if phase == "detail":
-            sys.stderr.write(f"[{tag}]   {detail}\n")
+class BuildProgress:
+    """Environment build progress: a progress bar on a terminal (rich, imported only then:
+    cli/progress.py), else one ``[tag]`` line per phase and detail on stderr."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.bar: Any = None
+
+    def __call__(self, phase: str, detail: str) -> None:
+        if self.bar is None and phase == "install" and sys.stderr.isatty():
+            from .progress import BuildBar
+
+            self.bar = BuildBar()
+        if self.bar is not None:
+            self.bar.update(phase, detail)
+        elif phase == "detail":
+            sys.stderr.write(f"[{self.tag}]   {detail}\n")
         else:
-            sys.stderr.write(f"[{tag}] phase={phase} {detail}\n")
+            sys.stderr.write(f"[{self.tag}] phase={phase} {detail}\n")
         sys.stderr.flush()
 
-    return progress
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def read_value_file(shown: str, path: str, max_bytes: int | None) -> str:
+    """A CLI value read from a file (``-``: stdin): UTF-8 text, at most ``max_bytes``."""
+    limit = -1 if max_bytes is None else max_bytes + 1  # never read a huge file whole
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(limit)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(limit)
+    except OSError as exc:
+        raise ValidationError(f"{shown}: {exc.strerror or exc}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ValidationError(f"{shown}: the file is longer than the limit of {max_bytes} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{shown}: not UTF-8 text (byte {exc.start})") from None
 
 
 def notice(tag: str) -> Any:

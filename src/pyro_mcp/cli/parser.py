@@ -71,7 +71,9 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
     kwargs = {"dest": param.name, "help": help_text, "default": param.default}
     if meta.cli_append:
         kwargs.update(action="append", default=None)
-    if param.required:
+    if meta.cli_file:  # the value, or the file holding it: exactly one when required
+        target = parser.add_mutually_exclusive_group(required=param.required)
+    elif param.required:
         kwargs["required"] = True
     scalar = base_type(param.annotation)
     if scalar in (int, float) and not meta.cli_append:
@@ -81,7 +83,22 @@ def add_param(parser: argparse.ArgumentParser, param: ParamInfo) -> None:
     if meta.metavar:
         kwargs["metavar"] = meta.metavar
     target.add_argument(flag, **kwargs)
-    for index, (extra_flag, _convert) in enumerate(meta.cli_also):
+    _add_alternates(parser, target, param, flag)
+
+
+def _add_alternates(
+    parser: argparse.ArgumentParser, target: Any, param: ParamInfo, flag: str
+) -> None:
+    """The CLI-only flags giving the same parameter another way: ``cli_file`` (in the
+    parameter's exclusive group) and ``cli_also``."""
+    if param.meta.cli_file:
+        target.add_argument(
+            param.meta.cli_file,
+            dest=f"{param.name}__file",
+            metavar="PATH",
+            help=f"Read {flag}'s value from the file PATH (- reads stdin).",
+        )
+    for index, (extra_flag, _convert) in enumerate(param.meta.cli_also):
         parser.add_argument(
             extra_flag,
             dest=f"{param.name}__also{index}",
@@ -148,7 +165,12 @@ def build_parser(ops: list[Operation], extra: dict[tuple[str, ...], Any]) -> Par
         if isinstance(target, Operation):
             for param in target.params:
                 add_param(sub, param)
-            sub.add_argument("--json", action="store_true", help="Print the result as JSON.")
+            outputs = sub.add_mutually_exclusive_group()
+            outputs.add_argument("--json", action="store_true", help="Print the result as JSON.")
+            for output in target.cli_outputs:
+                outputs.add_argument(
+                    output.flag, dest=output.dest, action="store_true", help=output.help
+                )
             remainder = sub.get_default("_remainder")
             if remainder:
                 usage = sub.format_usage().removeprefix("usage: ").strip()

@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..api import Pyro
+from ..calls import interruptible
 from ..errors import ValidationError
 from ..manager import join_command
 from ..operations.registry import PROFILES
@@ -57,11 +58,13 @@ def run(pyro: Pyro, kwargs: dict[str, Any], as_json: bool) -> int:
 
 def workspace_exec(pyro: Pyro, kwargs: dict[str, Any], as_json: bool) -> int:
     kwargs["command"] = remainder_command(kwargs.get("command"))
+    if not as_json:
+        kwargs["on_output"] = _write
+    # Ctrl-C cancels the command in the guest and shows what ran (exit 130, cancelled).
+    result = interruptible(lambda: pyro.exec_workspace(**kwargs))
     if as_json:
-        result = pyro.exec_workspace(**kwargs)
         emit_json(result)
         return int(result["exit_code"])
-    result = pyro.exec_workspace(**kwargs, on_output=_write)
     sys.stderr.write(
         f"[workspace-exec] workspace_id={result['workspace_id']} sequence={result['sequence']} "
         f"cwd={result['cwd']} execution_mode={result['execution_mode']} "
@@ -150,6 +153,11 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
         "--network-ceiling egress or above). Unset: any public host. A model's allow_hosts "
         "must stay within these; without one, a workspace gets this list.",
     )
+    _add_secret_flags(parser)
+    parser.set_defaults(_runner=mcp_serve)
+
+
+def _add_secret_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secret",
         action="append",
@@ -161,11 +169,17 @@ def add_mcp_serve(parser: argparse.ArgumentParser) -> None:
         "--secret-host",
         action="append",
         metavar="NAME=HOST",
-        help="Broker secret NAME (recommended): the egress proxy adds it to requests to HOST "
-        "(exact or *.suffix; repeatable); the sandbox holds only a placeholder. A secret "
-        "without one is plain: its value enters the sandbox.",
+        help="Broker secret NAME: the egress proxy adds it to requests to HOST (exact or "
+        "*.suffix; repeatable); the sandbox holds only a placeholder. Every declared secret "
+        "needs this, or --secret-plain.",
     )
-    parser.set_defaults(_runner=mcp_serve)
+    parser.add_argument(
+        "--secret-plain",
+        action="append",
+        metavar="NAME",
+        help="Let declared secret NAME enter the sandbox as a plain value (the weaker mode: "
+        "code in the sandbox can read and send it).",
+    )
 
 
 def _add_http_flags(parser: argparse.ArgumentParser) -> None:
@@ -215,6 +229,7 @@ def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
         args.allow_host_compat,
         args.secret,
         secret_hosts=args.secret_host,
+        plain_secrets=args.secret_plain,
         network_ceiling=args.network_ceiling,
         allow_hosts=args.allow_host,
     )

@@ -47,6 +47,11 @@ class AgentClient:
         self._thread.start()
 
     @property
+    def busy(self) -> bool:
+        """True while a call waits for its answer."""
+        return bool(self._pending)
+
+    @property
     def closed(self) -> bool:
         return self._closed is not None
 

@@ -17,16 +17,18 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import EngineUnavailable, SandboxError
 from .agent_client import AgentClient
 from .base import BootSpec, Emit, Engine, Sandbox, wait_hello
 from .gvisor_cgroups import CgroupWatch, HostCgroups
-from .gvisor_net import GvisorNet
 from .gvisor_oci import oci_config
 from .limits import guest_limits
 from .profile import GVISOR
+
+if TYPE_CHECKING:  # imported by a networked boot only (its imports cost every start)
+    from .gvisor_net import GvisorNet
 
 __all__ = ["GvisorEngine", "GvisorSandbox", "container_id", "oci_config", "wait_hello"]
 
@@ -214,7 +216,11 @@ class GvisorEngine(Engine):
             self.destroy(container_id(sandbox_id))
 
     def boot(self, spec: BootSpec) -> Sandbox:
-        net = GvisorNet(spec.workdir, spec.egress_proxy) if spec.network else None
+        net = None
+        if spec.network:
+            from .gvisor_net import GvisorNet
+
+            net = GvisorNet(spec.workdir, spec.egress_proxy, spec.sandbox_id)
         log = spec.workdir / "engine.log"
         try:
             with log.open("ab") as log_handle:

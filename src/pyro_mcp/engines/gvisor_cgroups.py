@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from .limits import host_memory_bytes, host_pids_limit, process_limit
@@ -157,3 +158,48 @@ class CgroupWatch:
         if self.hit == "memory":
             return f"memory limit ({mem_mib} MiB)"
         return f"process limit ({process_limit(mem_mib)} processes)"
+
+
+def sandbox_usage(prefix: str) -> tuple[int | None, float | None]:
+    """Memory in use (bytes) and CPU time (seconds) of the running sandbox whose container id
+    starts with ``prefix`` (a workspace's, as ``container_id`` names it), from its host
+    cgroups: (None, None) without one. v1 hosts join no cpuacct cgroup, so CPU time is its
+    processes' own there."""
+    v2 = (ROOT / "cgroup.controllers").exists()
+    top = ROOT / PARENT if v2 else ROOT / "memory" / PARENT
+    for cgroup in sorted(top.glob(f"{prefix}-*"), key=_mtime, reverse=True):
+        pids = _read(cgroup / "cgroup.procs").split()
+        if not pids:
+            continue  # a sandbox that ended (its cgroup is removed shortly)
+        if v2:
+            memory = _read(cgroup / "memory.current")
+            usage = dict(line.split() for line in _read(cgroup / "cpu.stat").splitlines())
+            cpu = int(usage["usage_usec"]) / 1e6 if "usage_usec" in usage else None
+            return (int(memory) if memory else None), cpu
+        memory = _read(cgroup / "memory.usage_in_bytes")
+        return (int(memory) if memory else None), process_seconds(int(p) for p in pids)
+    return None, None
+
+
+def process_seconds(pids: Iterable[int]) -> float:
+    """User and system CPU time of processes (their threads and reaped children included)."""
+    ticks = 0
+    for pid in pids:
+        fields = _read(Path(f"/proc/{pid}/stat")).rsplit(")", 1)[-1].split()
+        if len(fields) > 14:  # utime stime cutime cstime: fields 14-17 of the full line
+            ticks += sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

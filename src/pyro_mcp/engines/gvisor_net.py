@@ -42,10 +42,13 @@ def _unix_listener(path: Path) -> socket.socket:
 
 
 class GvisorNet:
-    def __init__(self, workdir: Path, egress_proxy: str | None) -> None:
-        self.directory = workdir / "net"
+    def __init__(self, workdir: Path, egress_proxy: str | None, sandbox_id: str) -> None:
+        # One directory per sandbox: a reset boots the new sandbox while the old one is torn
+        # down, and the old one's close() must not remove the new one's sockets.
+        (workdir / "net").mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = workdir / "net" / sandbox_id
         shutil.rmtree(self.directory, ignore_errors=True)
-        self.directory.mkdir(mode=0o700, parents=True)
+        self.directory.mkdir(mode=0o700)
         self.egress_proxy = Path(egress_proxy) if egress_proxy else None
         self.client: AgentClient | None = None
         self.lock = threading.Lock()

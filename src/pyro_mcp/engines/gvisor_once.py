@@ -5,7 +5,7 @@ The sandbox is prepared, started and cleaned up by the engine exactly as for an 
 (``GvisorEngine.launch``/``release``); this module pumps the output, keeps the timeout and
 tells runsc failing from the command failing. Same guarantees as the agent's exec: streamed
 output, bounded capture, and on timeout every process in the sandbox is killed, the output
-so far kept, exit code 124.
+so far kept, exit code 124; a cancelled call (calls.py) kills them the same way, exit 130.
 """
 
 from __future__ import annotations
@@ -19,8 +19,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import calls
 from ..errors import SandboxError
-from ..guest.execution import CHUNK, DEFAULT_MAX_OUTPUT, Capture, base_env, finish
+from ..guest.execution import (
+    CHUNK,
+    DEFAULT_MAX_OUTPUT,
+    Capture,
+    base_env,
+    finish,
+    mark_cancelled,
+)
 from .base import BootSpec, Emit
 from .gvisor_cgroups import CgroupWatch
 
@@ -43,6 +51,7 @@ class OneShot:
         self.on_output = on_output
         self.captures = {"stdout": Capture(max_output), "stderr": Capture(max_output)}
         self.timed_out = threading.Event()
+        self.cancelled = threading.Event()  # the surface's call was cancelled (calls.py)
         # runsc's own log: an error there (with exit 128) is runsc failing, which the
         # command cannot fake, whatever it prints or returns.
         self.log = spec.workdir / "runsc.log"
@@ -71,7 +80,10 @@ class OneShot:
                 raise SandboxError(f"gVisor could not run the command: {failure}")
         if limit is not None and not expired:
             raise SandboxError(f"the sandbox went over its {limit} and was ended")
-        result = finish(code, started, timeout if expired else None, self._take)
+        ran_out = timeout if expired and not self.cancelled.is_set() else None
+        result = finish(code, started, ran_out, self._take)
+        if self.cancelled.is_set():
+            mark_cancelled(result, self._take)
         for name, cap in self.captures.items():
             result[name] = cap.text()
             result[f"{name}_truncated"] = cap.dropped > 0
@@ -86,8 +98,9 @@ class OneShot:
         timer.start()
         clean = False
         try:
-            self._pump(proc)
-            code = proc.wait()
+            with calls.on_cancel(lambda: self._cancel(launched.container_id)):
+                self._pump(proc)
+                code = proc.wait()
             limit = backstop.reason(code, self.spec.mem_mib)
             clean = not self.timed_out.is_set() and not self._left_behind(launched)
         except BaseException:
@@ -103,6 +116,10 @@ class OneShot:
     def _expire(self, container: str) -> None:
         self.timed_out.set()
         self.engine.runsc("kill", "--all", container, "KILL")
+
+    def _cancel(self, container: str) -> None:
+        self.cancelled.set()
+        self._expire(container)
 
     def _left_behind(self, launched: Launched) -> bool:
         """runsc left state for the container (it was killed, or failed): a command's

@@ -45,58 +45,22 @@ class EngineProfile:
         return self.isolated
 
 
-GVISOR = EngineProfile(
-    key="gvisor",
-    name="gvisor",
-    isolation="gvisor-sentry",
-    real_vm=False,
-    isolated=True,
-    guest_network=LOOPBACK_NETWORK,
-    binary="runsc",
-    install_hint="apt-get install -t bookworm-backports runsc (bookworm-backports apt source)",
-    probe_timeout=30.0,
-    one_shot=True,
-)
-QEMU_KVM = EngineProfile(
-    key="qemu-kvm",
-    name="qemu",
-    isolation="vm-kvm",
-    real_vm=True,
-    isolated=True,
-    guest_network=USER_NETWORK,
-    binary=QEMU_BINARY,
-    install_hint="apt-get install qemu-system-x86, and a host whose /dev/kvm boots guests",
-    probe_timeout=20.0,
-)
-QEMU_TCG = EngineProfile(
-    key="qemu-tcg",
-    name="qemu",
-    isolation="vm-tcg",
-    real_vm=True,
-    isolated=True,
-    guest_network=USER_NETWORK,
-    binary=QEMU_BINARY,
-    install_hint="apt-get install qemu-system-x86",
-    probe_timeout=120.0,
-)
-HOST = EngineProfile(
-    key="host",
-    name="host",
-    isolation="none",
-    real_vm=False,
-    isolated=False,
-    guest_network=USER_NETWORK,  # never used: a networked request never falls back to it
-)
-FIRECRACKER = EngineProfile(
-    key="firecracker",
-    name="firecracker",
-    isolation="vm-kvm",
-    real_vm=True,
-    isolated=True,
-    guest_network=USER_NETWORK,
-    binary="firecracker",
-    built=False,
-)
+# The table of engines, one row each: key, family name, isolation, real_vm, isolated, guest
+# network; then what differs from the defaults above.
+# fmt: off
+GVISOR = EngineProfile("gvisor", "gvisor", "gvisor-sentry", False, True, LOOPBACK_NETWORK,
+    binary="runsc", one_shot=True,
+    install_hint="apt-get install -t bookworm-backports runsc (bookworm-backports apt source)")
+QEMU_KVM = EngineProfile("qemu-kvm", "qemu", "vm-kvm", True, True, USER_NETWORK,
+    binary=QEMU_BINARY, probe_timeout=20.0,
+    install_hint="apt-get install qemu-system-x86, and a host whose /dev/kvm boots guests")
+QEMU_TCG = EngineProfile("qemu-tcg", "qemu", "vm-tcg", True, True, USER_NETWORK,
+    binary=QEMU_BINARY, probe_timeout=120.0, install_hint="apt-get install qemu-system-x86")
+# host: its network is never used (a networked request never falls back to it)
+HOST = EngineProfile("host", "host", "none", False, False, USER_NETWORK)
+FIRECRACKER = EngineProfile("firecracker", "firecracker", "vm-kvm", True, True, USER_NETWORK,
+    binary="firecracker", built=False)
+# fmt: on
 
 PROFILES = {p.key: p for p in (GVISOR, QEMU_KVM, QEMU_TCG, HOST, FIRECRACKER)}
 # The programs a sandbox of this build runs as (how a leftover sandbox's processes are found).

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..environments.initramfs import build_agent_initramfs
 from ..errors import EngineUnavailable, SandboxError
+from ..hostcmd import start_detached
 from ..network.proxy import forward_command
 from ..paths import socket_address
 from . import templates
@@ -287,15 +288,7 @@ class QemuEngine(Engine):
             cmd = self.command(spec, initrd, spec.workdir / "agent.sock", fds)
             if template is not None:
                 cmd += templates.incoming_argument(template)
-            with (spec.workdir / "engine.log").open("ab") as log_handle:
-                process = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_handle,
-                    stderr=log_handle,
-                    start_new_session=True,
-                    pass_fds=fds,
-                )
+            process = start_detached(cmd, spec.workdir / "engine.log", pass_fds=fds)
         finally:
             for listener in listeners:
                 listener.close()  # QEMU has its own copies now

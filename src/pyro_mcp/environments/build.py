@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BuildError
+from ..hostcmd import mkfs_ext4
 from .catalog import DEBIAN_SUITE, EnvironmentSpec
 from .initramfs import build_base_initramfs
 
@@ -141,23 +142,13 @@ def _dir_size(path: Path) -> int:
 def build_image(rootfs: Path, image: Path) -> None:
     size_mib = int(_dir_size(rootfs) * 1.25 / (1024 * 1024)) + 64
     _run(
-        [
-            "mkfs.ext4",
-            "-q",
-            "-F",
-            "-m",
-            "0",
-            "-L",
-            "pyro-root",
-            "-U",
-            "8d5ad5d1-7a7e-4a4f-9f39-7079726f0001",
-            "-E",
-            "root_owner=0:0,hash_seed=7079726f-6d63-7000-0000-000000000001",
-            "-d",
-            str(rootfs),
-            str(image),
-            f"{size_mib}M",
-        ],
+        mkfs_ext4(
+            image,
+            *("-L", "pyro-root", "-U", "8d5ad5d1-7a7e-4a4f-9f39-7079726f0001"),
+            *("-E", "root_owner=0:0,hash_seed=7079726f-6d63-7000-0000-000000000001"),
+            *("-d", str(rootfs)),
+            size_mib=size_mib,
+        ),
         "mkfs.ext4",
         env=dict(os.environ, E2FSPROGS_FAKE_TIME=SOURCE_DATE_EPOCH),
     )

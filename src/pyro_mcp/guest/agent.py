@@ -15,7 +15,7 @@ import threading
 import time
 
 from . import boot, netenv, paths, secrets
-from .execution import NEXT_SHELL, prepare_next, run_command
+from .execution import NEXT_SHELL, cancel, prepare_next, run_command
 from .protocol import PROTOCOL_VERSION, FrameTooLarge, ProtocolError, encode, read_frame
 from .workers import Workers
 
@@ -68,7 +68,12 @@ def op_hello(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
 
 
 def op_exec(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
-    return run_command(args, emit)
+    return run_command(args, emit, data)
+
+
+def op_exec_cancel(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
+    """End a running exec (its whole process group); it answers with what ran so far."""
+    return {"cancelled": cancel(str(args.get("cancel_key") or ""))}
 
 
 def op_sync(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
@@ -236,6 +241,7 @@ def op_port_connect(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, 
 HANDLERS: dict[str, Handler] = {
     "hello": op_hello,
     "exec": op_exec,
+    "exec_cancel": op_exec_cancel,
     "sync": op_sync,
     "network": op_network,
     "port_connect": op_port_connect,

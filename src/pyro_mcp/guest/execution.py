@@ -6,6 +6,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 
 from . import limits, netenv, secrets
@@ -100,32 +101,90 @@ def prepare_next(args: dict[str, Any]) -> None:
         NEXT_SHELL.prepare(args.get("cwd") or "/", command_env(args))
 
 
-def run_command(args: dict[str, Any], emit: Emit) -> tuple[dict[str, Any], bytes]:
-    """Run ``args["command"]``; the result carries the lengths, the data stdout + stderr.
+# Running execs that a client may cancel, by the key it gave (``exec_cancel``).
+CANCELS: dict[str, threading.Event] = {}
+MAX_EARLY_CANCELS = 1024  # keys kept for execs that have not arrived (or already ended)
+CANCELLED_EXIT_CODE = 130  # as a shell reports a command ended by Ctrl-C
+
+
+def cancel(key: str) -> bool:
+    """Cancel the exec with ``key``: True if it was running. One that has not arrived yet
+    (the cancel overtook it) is cancelled as it starts."""
+    running = key in CANCELS
+    if running or len(CANCELS) < MAX_EARLY_CANCELS:  # bounded: a late cancel leaves one
+        CANCELS.setdefault(key, threading.Event()).set()
+    return running
+
+
+def mark_cancelled(result: dict[str, Any], take: Emit) -> None:
+    """A command the client cancelled (its group killed): exit 130, ``cancelled``, and a
+    note on its stderr through ``take`` (the agent's exec, a gVisor one-shot run's)."""
+    take("stderr", b"command cancelled by the client\n")
+    result.update(exit_code=CANCELLED_EXIT_CODE, cancelled=True)
+
+
+def _start(args: dict[str, Any], cwd: str, env: dict[str, str], stdin: bytes) -> Any:
+    command = args["command"]
+    proc = None if stdin else NEXT_SHELL.take(cwd, env, command)
+    if proc is not None:
+        return proc
+    if not args.get("mkdir_cwd") and not os.path.isdir(cwd):
+        raise ValueError(f"cwd {cwd!r} is not a directory")
+    try:
+        proc = start_shell(
+            ["/bin/sh", "-lc", command], cwd, env, subprocess.PIPE if stdin else subprocess.DEVNULL
+        )
+    except OSError as exc:
+        raise RuntimeError(f"cannot start command: {exc}") from exc
+    if stdin:
+        threading.Thread(target=_feed_stdin, args=(proc, stdin), daemon=True).start()
+    return proc
+
+
+def _feed_stdin(proc: subprocess.Popen[bytes], data: bytes) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data)
+    except OSError:
+        pass  # the command ended (or closed its stdin) without reading it all
+    try:
+        proc.stdin.close()
+    except OSError:
+        pass
+
+
+def run_command(
+    args: dict[str, Any], emit: Emit, stdin: bytes = b""
+) -> tuple[dict[str, Any], bytes]:
+    """Run ``args["command"]`` (``stdin``: its input, else /dev/null); the result carries
+    the lengths, the data stdout + stderr.
 
     Output travels as raw bytes in the frame's data part: JSON-escaping control bytes
     would make 1 MiB of kept output up to 6 MiB of JSON.
     """
-    command = args["command"]
     cwd = args.get("cwd") or "/"
     timeout = float(args.get("timeout_seconds") or 30)
     limit = int(args.get("max_output_bytes") or DEFAULT_MAX_OUTPUT)
     if args.get("mkdir_cwd"):
         os.makedirs(cwd, exist_ok=True)
     env = command_env(args)
+    key = str(args.get("cancel_key") or "")
+    cancelled = CANCELS.setdefault(key, threading.Event()) if key else threading.Event()
     started = time.monotonic()
-    proc = NEXT_SHELL.take(cwd, env, command)
-    if proc is None:
-        try:
-            proc = start_shell(["/bin/sh", "-lc", command], cwd, env, subprocess.DEVNULL)
-        except OSError as exc:
-            raise RuntimeError(f"cannot start command: {exc}") from exc
-    pump = Pump(limit, emit if args.get("stream") else None)
-    timed_out = pump.run(proc, started + timeout)
-    exit_code = proc.wait()
+    try:
+        proc = _start(args, cwd, env, stdin)
+        pump = Pump(limit, emit if args.get("stream") else None)
+        timed_out = pump.run(proc, started + timeout, cancelled)
+        exit_code = proc.wait()
+    finally:
+        CANCELS.pop(key, None)
     for note in limits.notes_for(proc.pid, started):  # the command's session: its pid
         pump.take("stderr", note.encode())
-    result = finish(exit_code, started, timeout if timed_out else None, pump.take)
+    was_cancelled = timed_out and cancelled.is_set()  # killed for the cancel, not ended
+    ran_out = timeout if timed_out and not was_cancelled else None
+    result = finish(exit_code, started, ran_out, pump.take)
+    if was_cancelled:
+        mark_cancelled(result, pump.take)
     for name, cap in pump.captures.items():
         result[f"{name}_bytes"] = cap.kept
         result[f"{name}_truncated"] = cap.dropped > 0
@@ -152,8 +211,9 @@ class Pump:
         if safe:
             self.take(name, safe)
 
-    def run(self, proc: subprocess.Popen[bytes], deadline: float) -> bool:
-        """Pump until done; True when the command ran out of time (its group is killed)."""
+    def run(self, proc: subprocess.Popen[bytes], deadline: float, cancel: threading.Event) -> bool:
+        """Pump until done; True when the command ran out of time or was cancelled (its
+        group is killed)."""
         sel = selectors.DefaultSelector()
         assert proc.stdout is not None and proc.stderr is not None
         for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
@@ -172,7 +232,7 @@ class Pump:
                 now - quiet_since > DRAIN_IDLE_SECONDS or now - exited_at > DRAIN_MAX_SECONDS
             ):
                 break  # background children may hold the pipes open; do not wait for them
-            if exited_at is None and now >= deadline:
+            if exited_at is None and (now >= deadline or cancel.is_set()):
                 timed_out = True
                 _kill_group(proc)
                 continue  # the next round sees it exited and reads what is left

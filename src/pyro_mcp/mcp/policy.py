@@ -6,7 +6,8 @@
 - Network: ``--network-ceiling POLICY --allow-host NAME…`` is the most network a model's
   sandboxes may get (:mod:`pyro_mcp.mcp.network`); default: none.
 - Secrets: declared at start (``--secret NAME=@FILE`` or ``--secret NAME`` from the server's
-  environment, ``--secret-host NAME=HOST`` to broker it); tools take their names only, so a
+  environment, ``--secret-host NAME=HOST`` to broker it — the default: a plain secret needs
+  ``--secret-plain NAME``); tools take their names only, so a
   model never handles a value. A brokered secret (the recommended mode) never enters the
   guest either: the egress proxy adds it for its hosts. A file is read again at each use, so
   the operator rotates it by rewriting the file (``workspace_secret_set`` takes it in).
@@ -64,7 +65,10 @@ SECRET_FIELDS = ("value", "file_path", "hosts", "header", "format")
 
 
 def _operator_secrets(
-    given: Sequence[str] | None, hosts: Sequence[str] | None, environ: Mapping[str, str]
+    given: Sequence[str] | None,
+    hosts: Sequence[str] | None,
+    plain: Sequence[str] | None,
+    environ: Mapping[str, str],
 ) -> tuple[dict[str, Any], ...]:
     items: list[dict[str, Any]] = []
     for item in given or []:
@@ -84,7 +88,23 @@ def _operator_secrets(
         [*items, *secret_store.parse_cli(list(hosts or []), "hosts")]
     )
     secret_store.resolve(items)  # every declaration checked (and each file read) now
+    _brokered_by_default(items, plain or ())
     return tuple(items)
+
+
+def _brokered_by_default(items: list[dict[str, Any]], plain: Sequence[str]) -> None:
+    """Over MCP a secret is brokered unless the operator opts it into the guest by name."""
+    names = {item["name"] for item in items}
+    for name in plain:
+        if name not in names:
+            raise ValidationError(f"--secret-plain {name}: no --secret {name} is declared")
+    for item in items:
+        if not item.get("hosts") and item["name"] not in plain:
+            raise ValidationError(
+                f"--secret {item['name']}: bind it with --secret-host {item['name']}=HOST "
+                f"(brokered: the sandbox holds only a placeholder) or pass --secret-plain "
+                f"{item['name']} (its value enters the sandbox)"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,7 @@ class OperatorPolicy:
         secrets: Sequence[str] | None = None,
         *,
         secret_hosts: Sequence[str] | None = None,
+        plain_secrets: Sequence[str] | None = None,
         network_ceiling: str | None = None,
         allow_hosts: Sequence[str] | None = None,
         cwd: str | None = None,
@@ -110,7 +131,9 @@ class OperatorPolicy:
         return cls(
             HostRoots.for_server(host_roots, cwd),
             bool(allow_host_compat),
-            _operator_secrets(secrets, secret_hosts, os.environ if environ is None else environ),
+            _operator_secrets(
+                secrets, secret_hosts, plain_secrets, os.environ if environ is None else environ
+            ),
             NetworkCeiling.from_args(network_ceiling, allow_hosts),
         )
 

@@ -7,17 +7,17 @@ import inspect
 import typing
 from typing import Annotated, Any
 
-import anyio
 from mcp.server.fastmcp import FastMCP
 from pydantic import Field, model_validator
 
 from .. import hostpaths
 from ..errors import PyroError
 from ..jsonsafe import json_safe
-from ..operations.registry import PROFILES, Operation, ParamInfo, collect
+from ..operations.registry import PROFILES, REQUIRED, Operation, ParamInfo, collect
 from ..version import __version__
 from . import schema
 from .policy import OperatorPolicy
+from .progress import run_tool
 from .reply import CallToolResult, OutputCheck, tool_result
 
 if typing.TYPE_CHECKING:
@@ -38,11 +38,15 @@ def _annotation(param: ParamInfo, policy: OperatorPolicy) -> Any:
     field = Field(
         description=policy.help(param),
         ge=meta.ge,
-        le=meta.le,
+        le=meta.upper(),
         gt=meta.gt,
         json_schema_extra=extra,
     )
     return Annotated[base, field]
+
+
+def _mcp_default(param: ParamInfo) -> Any:
+    return param.default if param.meta.mcp_default is REQUIRED else param.meta.mcp_default
 
 
 def tool_signature(
@@ -53,7 +57,7 @@ def tool_signature(
         inspect.Parameter(
             p.meta.mcp_name or p.name,
             inspect.Parameter.KEYWORD_ONLY,
-            default=inspect.Parameter.empty if p.required else p.default,
+            default=inspect.Parameter.empty if p.required else _mcp_default(p),
             annotation=_annotation(p, policy),
         )
         for p in op.mcp_params(profile)
@@ -123,9 +127,10 @@ def _make_tool(
 
     async def tool(**kwargs: Any) -> CallToolResult:
         kwargs = {renames.get(key, key): value for key, value in kwargs.items()}
-        # Tools block (boots, commands): run them off the event loop so calls overlap.
-        result = await anyio.to_thread.run_sync(
-            functools.partial(_call, policy, op, method, kwargs)
+        # Tools block (boots, commands): run them off the event loop so calls overlap,
+        # reporting progress and ending early when the client cancels (progress.py).
+        result = await run_tool(
+            functools.partial(_call, policy, op, method, kwargs), server.get_context()
         )
         if isinstance(result, list):
             result = {"count": len(result), "items": result}

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,13 +52,22 @@ def new_placeholder(name: str) -> str:
     return f"pyro-secret-{name}-{secrets.token_hex(16)}"
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` (0600) at once: the proxy, reading on every request, sees the old
+    text or the new one, never an empty or half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save(directory: Path, bindings: dict[str, Binding]) -> None:
     data = {name: asdict(b) for name, b in sorted(bindings.items())}
-    tmp = directory / f"{BROKER_FILE}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(data))
-    tmp.replace(directory / BROKER_FILE)
+    write_private(directory / BROKER_FILE, json.dumps(data))
 
 
 def load(directory: Path) -> dict[str, Binding]:

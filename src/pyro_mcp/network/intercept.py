@@ -9,10 +9,12 @@ same way. One upstream connection per guest connection, reused while both sides 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import h11
 
@@ -25,6 +27,42 @@ Record = Callable[[h11.Request, int, str | None], None]
 
 class UpstreamFailed(Exception):
     pass
+
+
+class Refused(Exception):
+    """A request the proxy answers itself (``status``) without sending it on."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+# Methods whose answer echoes the request, the added credential included.
+ECHO_METHODS = {b"TRACE", b"TRACK"}
+
+
+def check_request(host: str, request: h11.Request) -> None:
+    """Refuse a request the proxy will not add a secret to: TRACE (405: the server echoes
+    it back), or one that names a host other than the one the guest CONNECTed to, in its
+    Host header or an absolute-form target (421: a front end that routes by name, a CDN,
+    would hand it, secret added, to that other host: domain fronting)."""
+    if request.method.upper() in ECHO_METHODS:
+        method = request.method.decode("latin-1")
+        raise Refused(405, f"refused: {method} would echo the brokered secret back")
+    bare = host.rstrip(".")
+    # Exactly the name (a trailing dot and a port allowed): no userinfo, no backslash, no
+    # second host a server's own URL parser might pick out.
+    exact = re.compile(
+        rf"({re.escape(f'[{bare}]' if ':' in bare else bare)})\.?(:[0-9]{{1,5}})?", re.IGNORECASE
+    )
+    named = [v.decode("latin-1") for k, v in request.headers if k == b"host"]
+    target = request.target.decode("latin-1")
+    if not target.startswith("/") and target != "*":
+        parts = urlsplit(target)
+        named.append(parts.netloc if parts.scheme.lower() == "https" else target)
+    for authority in named:
+        if not exact.fullmatch(authority):
+            raise Refused(421, f"refused: the request names {authority}, not {host}")
 
 
 class _Side:
@@ -70,17 +108,22 @@ def serve(
             event = guest.next()
             if not isinstance(event, h11.Request):
                 break
-            headers = rewrite(event)
+            try:
+                outgoing = _outgoing(event, rewrite(event))
+            except Refused as exc:
+                record(event, exc.status, str(exc))
+                _fail(guest, str(exc), exc.status)
+                break
             try:
                 if origin is None:
                     origin = _Side(open_upstream(), h11.CLIENT)
-                origin.send(h11.Request(method=event.method, target=event.target, headers=headers))
+                origin.send(outgoing)
                 _body(guest, origin)
                 status = _response(origin, guest)
             except (OSError, h11.ProtocolError, UpstreamFailed) as exc:
                 reason = f"upstream failed: {_describe(exc)}"
                 record(event, 502, reason)
-                _fail(guest, reason)
+                _fail(guest, reason, 502)
                 break
             record(event, status, None)
             if not guest.reusable():
@@ -99,6 +142,18 @@ def serve(
             up += origin.sent
             _close(origin.sock)
     return up, guest.sent
+
+
+def _outgoing(event: h11.Request, headers: list[tuple[bytes, bytes]]) -> h11.Request:
+    """The request to send on; h11's refusal would quote the header value (a secret's)."""
+    try:
+        return h11.Request(method=event.method, target=event.target, headers=headers)
+    except h11.LocalProtocolError:
+        raise Refused(
+            502,
+            "refused: its headers, secrets added, are not valid HTTP/1.1 (not shown: they may "
+            "hold a secret's value; an HTTP/1.0 request needs a Host header)",
+        ) from None
 
 
 def _body(guest: _Side, origin: _Side) -> None:
@@ -129,15 +184,15 @@ def _response(origin: _Side, guest: _Side) -> int:
             raise UpstreamFailed("the server closed the connection mid-response")
 
 
-def _fail(guest: _Side, reason: str) -> None:
-    """A 502 to the guest, if it can still take a response."""
+def _fail(guest: _Side, reason: str, status: int) -> None:
+    """An error response to the guest, if it can still take one."""
     if guest.conn.our_state is not h11.SEND_RESPONSE:
         return
     body = f"pyro egress proxy: {reason}\n".encode()
     with contextlib.suppress(OSError, h11.ProtocolError):
         guest.send(
             h11.Response(
-                status_code=502,
+                status_code=status,
                 headers=[
                     ("Content-Type", "text/plain"),
                     ("Content-Length", str(len(body))),

@@ -194,6 +194,7 @@ class EgressProxy:
             return tls
 
         def rewrite(event: Any) -> list[tuple[bytes, bytes]]:
+            intercept.check_request(request.host, event)
             brokered = Brokered.read(self.secrets_dir)  # a rotated value counts at once
             headers, used = brokered.rewrite(request.host, list(event.headers))
             left = brokered.leftovers(event.target + b"".join(k + v for k, v in headers))

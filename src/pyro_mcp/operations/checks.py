@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any
 
-from ..validation import number_in_range, text
+from ..validation import number_in_range, text, within_ceiling
 from .registry import ParamInfo
 
 
@@ -23,7 +23,7 @@ def _numeric(annotation: Any) -> type | None:
 
 def has_checks(param: ParamInfo) -> bool:
     meta = param.meta
-    return any(b is not None for b in (meta.ge, meta.le, meta.gt, meta.max_length))
+    return meta.ceiling or any(b is not None for b in (meta.ge, meta.le, meta.gt, meta.max_length))
 
 
 def check_value(param: ParamInfo, value: Any, shown: str) -> None:
@@ -33,7 +33,9 @@ def check_value(param: ParamInfo, value: Any, shown: str) -> None:
     if value is None and param.default is None:
         return
     number = _numeric(param.annotation)
-    if number is not None and any(b is not None for b in (meta.ge, meta.le, meta.gt)):
+    if number is not None and meta.ceiling:  # the operator's bound, named in its refusal
+        within_ceiling(shown, value, int(meta.ge or 0))
+    elif number is not None and any(b is not None for b in (meta.ge, meta.le, meta.gt)):
         number_in_range(shown, value, integer=number is int, ge=meta.ge, gt=meta.gt, le=meta.le)
     if meta.max_length is not None:  # UTF-8 bytes (the schema's maxLength counts characters,
         text(shown, value, max_bytes=meta.max_length, allow_nul=True)  # never more)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .base import OperationsBase
-from .params import FileEncoding, MaxBytes
-from .registry import FULL, HumanOutput, Param, operation
-from .render import kv_line
+from .params import (
+    FileEncoding,
+    FileMaxBytes,
+    GuestPath,
+    ListPath,
+    NewHostPath,
+    Recursive,
+)
+from .registry import FULL, HumanOutput, operation
+from .render import CONTENT_ONLY, kv_line
 from .render_workspaces import render_file_list, render_file_read
 from .workspaces import WorkspaceId
 
@@ -37,10 +44,8 @@ class DiskOperations(OperationsBase):
     def list_workspace_disk(
         self,
         workspace_id: WorkspaceId,
-        path: Annotated[
-            str, Param("Path under /workspace.", cli="positional", metavar="PATH")
-        ] = "/workspace",
-        recursive: Annotated[bool, Param("List subdirectories too.")] = False,
+        path: ListPath = "/workspace",
+        recursive: Recursive = False,
     ) -> FileList:
         """List a STOPPED workspace's /workspace from its disk, without booting it."""
         from ..workspaces import disk
@@ -53,12 +58,13 @@ class DiskOperations(OperationsBase):
         profiles=FULL,
         read_only=True,
         render=render_file_read,
+        cli_outputs=(CONTENT_ONLY,),
     )
     def read_workspace_disk(
         self,
         workspace_id: WorkspaceId,
-        path: Annotated[str, Param("File under /workspace.", cli="positional", metavar="PATH")],
-        max_bytes: MaxBytes = 65536,
+        path: GuestPath,
+        max_bytes: FileMaxBytes = 65536,
         encoding: FileEncoding = "utf-8",
     ) -> FileRead:
         """Read a file of a STOPPED workspace from its disk, without booting it."""
@@ -75,15 +81,7 @@ class DiskOperations(OperationsBase):
     def export_workspace_disk(
         self,
         workspace_id: WorkspaceId,
-        output_path: Annotated[
-            str,
-            Param(
-                "Host path to create (it must not exist).",
-                cli="--output",
-                metavar="HOST_PATH",
-                mcp_role="host_path",
-            ),
-        ],
+        output_path: NewHostPath,
     ) -> DiskExport:
         """Write a STOPPED workspace's /workspace as an ext4 image to a new host path."""
         from ..workspaces import disk

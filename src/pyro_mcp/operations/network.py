@@ -13,6 +13,7 @@ from .workspaces import WorkspaceId
 if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
     from .results_work import NetworkLog
 
+MCP_LOG_ROWS = 25  # a logged connection is at most ~400 bytes of JSON
 LOG_FIELDS = ["at", "allowed", "method", "host", "port", "address", "bytes_up", "bytes_down"]
 
 
@@ -44,7 +45,14 @@ class NetworkOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         limit: Annotated[
-            int, Param(f"The newest connections to show (1-{MAX_ROWS}).", ge=1, le=MAX_ROWS)
+            int,
+            Param(
+                f"The newest connections to show (1-{MAX_ROWS}; MCP calls default to "
+                f"{MCP_LOG_ROWS}, a reply under 16 KiB).",
+                ge=1,
+                le=MAX_ROWS,
+                mcp_default=MCP_LOG_ROWS,
+            ),
         ] = 100,
     ) -> NetworkLog:
         """The workspace's egress log, oldest first: each connection through its proxy

@@ -54,6 +54,9 @@ class Param(NamedTuple):
     cli_convert: Callable[[Any], Any] | None = None  # CLI value -> SDK value
     # More repeatable CLI flags feeding the same list parameter: ((flag, convert), ...)
     cli_also: tuple[tuple[str, Callable[[Any], list[Any]]], ...] = ()
+    # A CLI-only flag giving this string parameter from a file instead (PATH, or - for
+    # stdin), e.g. "--text-file"; the two flags exclude each other. Never an MCP argument.
+    cli_file: str | None = None
     # MCP-only handling by the operator's policy (mcp/policy.py): "operator" (not offered;
     # the value is the operator's server setting), "host_path" (held to the host roots) or
     # "secret_names" (names of secrets the operator declared, instead of values), or a network
@@ -63,6 +66,20 @@ class Param(NamedTuple):
     pattern: str | None = None
     max_length: int | None = None
     items: dict[str, Any] | None = None
+    # The default of MCP tool calls when it differs from the SDK's and CLI's (results bounded
+    # by default over MCP, issue 14); REQUIRED: the same default.
+    mcp_default: Any = REQUIRED
+    # The upper bound is the operator's lifetime ceiling (PYRO_MAX_TTL_SECONDS), read when a
+    # value is checked and when the MCP schema is built, not at import.
+    ceiling: bool = False
+
+    def upper(self) -> float | None:
+        """``le``, or the operator's ceiling where the bound is theirs."""
+        if not self.ceiling:
+            return self.le
+        from ..validation import max_ttl_seconds
+
+        return max_ttl_seconds()
 
 
 class HumanOutput(NamedTuple):
@@ -72,6 +89,21 @@ class HumanOutput(NamedTuple):
 
 
 Renderer = Callable[[Any], HumanOutput]
+
+
+class CliOutput(NamedTuple):
+    """A CLI-only output flag of an operation (never an SDK or MCP argument): set, the CLI
+    prints ``show(result)`` (bytes) alone on stdout instead of the rendering; ``call_with``
+    fixes SDK arguments for it (e.g. encoding=base64 to get the exact bytes)."""
+
+    flag: str
+    help: str
+    show: Callable[[Any], bytes]
+    call_with: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def dest(self) -> str:
+        return "_output_" + self.flag.lstrip("-").replace("-", "_")
 
 
 class ParamInfo(NamedTuple):
@@ -100,6 +132,7 @@ class Operation(NamedTuple):
     cli_runner: str | None  # name of a custom CLI runner in pyro_mcp.cli.runners
     reaches_network: bool  # runs guest code that may reach the network, when it has one
     cli_note: str | None  # said in CLI help only (after the description)
+    cli_outputs: tuple[CliOutput, ...]  # CLI-only flags printing one part of the result
 
     @property
     def cli_description(self) -> str:
@@ -126,6 +159,7 @@ class _Decl(NamedTuple):
     cli_runner: str | None
     reaches_network: bool
     cli_note: str | None
+    cli_outputs: tuple[CliOutput, ...]
 
 
 F = typing.TypeVar("F", bound=Callable[..., Any])
@@ -143,6 +177,7 @@ def operation(
     cli_runner: str | None = None,
     reaches_network: bool = False,
     cli_note: str | None = None,
+    cli_outputs: tuple[CliOutput, ...] = (),
 ) -> Callable[[F], F]:
     """Declare an SDK method as an operation. SDK calls are checked against the ``Param``
     ranges and lengths (the one home of those rules) before the method runs."""
@@ -164,6 +199,7 @@ def operation(
             cli_runner,
             reaches_network,
             cli_note,
+            cli_outputs,
         )
         return typing.cast(F, checked)
 
@@ -276,6 +312,7 @@ def read_operation(func: Callable[..., Any]) -> Operation:
         cli_runner=decl.cli_runner,
         reaches_network=decl.reaches_network,
         cli_note=decl.cli_note,
+        cli_outputs=decl.cli_outputs,
     )
 
 

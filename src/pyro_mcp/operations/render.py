@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from typing import Any
 
-from .registry import HumanOutput
+from .registry import CliOutput, HumanOutput
 
 
 def kv_line(tag: str, data: dict[str, Any], keys: list[str]) -> str:
@@ -34,3 +36,30 @@ def details(data: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
 
 def render_details(data: dict[str, Any]) -> HumanOutput:
     return HumanOutput(stdout=details(data))
+
+
+def _field_line(key: str) -> Callable[[dict[str, Any]], bytes]:
+    def show(data: dict[str, Any]) -> bytes:
+        return f"{data[key]}\n".encode()
+
+    return show
+
+
+def _content_bytes(data: dict[str, Any]) -> bytes:
+    if data.get("encoding") == "base64":
+        return base64.b64decode(data["content"])
+    return str(data["content"]).encode("utf-8", "surrogateescape")
+
+
+def id_only(key: str, what: str) -> CliOutput:
+    """``--id-only``: the new object's id alone on stdout (``ws=$(pyro … --id-only)``)."""
+    return CliOutput("--id-only", f"Print just the new {what}'s id.", _field_line(key))
+
+
+# ``--content-only``: the file's exact bytes alone on stdout (read as base64, decoded).
+CONTENT_ONLY = CliOutput(
+    "--content-only",
+    "Print just the file's content, its exact bytes (binary too): no summary line.",
+    _content_bytes,
+    call_with=(("encoding", "base64"),),
+)

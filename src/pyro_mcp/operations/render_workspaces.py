@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .registry import HumanOutput
@@ -12,9 +13,31 @@ def _labels(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in labels.items()) or "-"
 
 
+def _mib(value: Any) -> str:
+    return "-" if value is None else f"{value / 1048576:.1f} MiB"
+
+
+def _clocks(data: dict[str, Any]) -> str:
+    """The two clocks, counted from now, and the usage, in one line each."""
+    now = time.time()
+    line = f"lifetime: expires in {max(0, int(data['expires_at'] - now))}s"
+    if data.get("idle_stop_at") is not None:
+        line += f"; idle stop in {max(0, int(data['idle_stop_at'] - now))}s"
+    elif data.get("idle_stop_seconds"):
+        line += f"; idle stop after {data['idle_stop_seconds']}s without activity"
+    if "disk_used_bytes" not in data:
+        return line + "\n"
+    cpu = data["cpu_time_seconds"]
+    return (
+        f"{line}\nusage: disk {_mib(data['disk_used_bytes'])} of "
+        f"{_mib(data['disk_limit_bytes'])}, memory {_mib(data['memory_used_bytes'])}, "
+        f"cpu {'-' if cpu is None else f'{cpu:.2f} s'}\n"
+    )
+
+
 def render_workspace(data: dict[str, Any]) -> HumanOutput:
     skip = ("metadata", "workspace_reset")
-    text = details(data, skip=skip)
+    text = details(data, skip=skip) + _clocks(data)
     if "workspace_reset" in data:
         text += details({"workspace_reset": data["workspace_reset"]})
     return HumanOutput(stdout=text)
@@ -36,15 +59,15 @@ def render_list(data: dict[str, Any]) -> HumanOutput:
 
 
 def render_logs(data: dict[str, Any]) -> HumanOutput:
+    if "page" in data:  # one page of one stream, exactly as the command printed it
+        return HumanOutput(stdout=data["entries"][0][data["page"]["stream"]])
     if not data["entries"]:
         return HumanOutput(stdout="No commands.\n")
     out = []
     for entry in data["entries"]:
-        out.append(
-            kv_line(
-                "workspace-log", entry, ["sequence", "exit_code", "duration_ms", "cwd", "command"]
-            )
-        )
+        marker = ["cancelled"] if entry.get("cancelled") else []  # shown when it was
+        keys = ["sequence", "exit_code", *marker, "duration_ms", "cwd", "command"]
+        out.append(kv_line("workspace-log", entry, keys))
         for stream in ("stdout", "stderr"):
             if entry[stream]:
                 out.append(f"--- {stream}\n{entry[stream].rstrip()}")

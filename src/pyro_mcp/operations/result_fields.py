@@ -24,6 +24,17 @@ FIELDS: dict[str, str] = {
     "created_at": "When it was created (Unix time, seconds).",
     "expires_at": "When its lifetime ends and it is removed (Unix time, seconds).",
     "last_activity_at": "The last time it was used (Unix time, seconds).",
+    "idle_stop_seconds": "Stopped (not deleted) after this many seconds without activity; "
+    "0: never.",
+    "idle_stop_at": "When it stops for want of activity, unless used before (Unix time, "
+    "seconds; null: not running or no idle stop).",
+    "disk_used_bytes": "Bytes /workspace's disk uses, read on the host (status; null: host "
+    "compat).",
+    "disk_limit_bytes": "The size of /workspace's disk in bytes (status; null: no limit).",
+    "memory_used_bytes": "Memory the running sandbox uses on the host now (status; null: "
+    "not running).",
+    "cpu_time_seconds": "CPU time the running sandbox has used since it started (status; "
+    "null: not running).",
     "state": "Its state.",
     "network_policy": "off, egress or egress+published-ports.",
     "network_enabled": "True when the guest has outbound network access.",
@@ -50,6 +61,8 @@ FIELDS: dict[str, str] = {
     "exit_code": "The exit code (124: timed out; null: still running).",
     "duration_ms": "How long it took, in milliseconds.",
     "timed_out": "True when the command was killed at its timeout.",
+    "cancelled": "True when the client cancelled the call and the command was killed "
+    "(exit_code 130).",
     "stdout_truncated": "True when stdout passed 1 MiB and the rest was dropped.",
     "stderr_truncated": "True when stderr passed 1 MiB and the rest was dropped.",
     "sequence": "The command's number in the history.",

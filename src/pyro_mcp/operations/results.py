@@ -45,6 +45,12 @@ class VmDeleted(TypedDict):
     reason: Annotated[str, "Why it was deleted: explicit_delete, ttl_expired or exec_done."]
 
 
+StdoutBytes = Annotated[int, "The whole stdout's length in bytes (kept: 1 MiB at most)."]
+StderrBytes = Annotated[int, "The whole stderr's length in bytes (kept: 1 MiB at most)."]
+StdoutCut = Annotated[bool, "True when stdout was cut (at 1 MiB, or here: marked)."]
+StderrCut = Annotated[bool, "True when stderr was cut (at 1 MiB, or here: marked)."]
+
+
 class VmExecResult(TypedDict):
     vm_id: str
     environment: str
@@ -57,8 +63,11 @@ class VmExecResult(TypedDict):
     execution_mode: str
     engine: str
     timed_out: bool
-    stdout_truncated: bool
-    stderr_truncated: bool
+    cancelled: bool
+    stdout_truncated: StdoutCut
+    stderr_truncated: StderrCut
+    stdout_bytes: StdoutBytes
+    stderr_bytes: StderrBytes
     warning: NotRequired[str]
 
 
@@ -136,10 +145,14 @@ class WorkspaceInfo(TypedDict):
     vcpu_count: int
     mem_mib: int
     disk_mib: int
-    ttl_seconds: int
+    ttl_seconds: Annotated[
+        int, "Lifetime in seconds, as last set (create, or an update counting from then)."
+    ]
     created_at: float
     last_activity_at: float
     expires_at: float
+    idle_stop_seconds: int
+    idle_stop_at: float | None
     state: Annotated[str, "started or stopped."]
     network_policy: str
     network_enabled: bool
@@ -158,8 +171,14 @@ class WorkspaceInfo(TypedDict):
     last_reset_at: float | None
     service_count: int
     running_service_count: int
-    last_error: Annotated[str | None, "Why the sandbox stopped unexpectedly, if it did."]
+    last_error: Annotated[
+        str | None, "Why the sandbox stopped on its own (a crash, a limit, an idle stop)."
+    ]
     metadata: EngineMetadata
+    disk_used_bytes: NotRequired[int | None]
+    disk_limit_bytes: NotRequired[int | None]
+    memory_used_bytes: NotRequired[int | None]
+    cpu_time_seconds: NotRequired[float | None]
     allow_hosts: NotRequired[list[str]]
     egress: NotRequired[EgressTotals]
     workspace_reset: NotRequired[Annotated[ResetInfo, "What reset restored."]]
@@ -203,12 +222,32 @@ class CommandEntry(TypedDict):
     stderr: str
     stdout_file: Annotated[str | None, "Where the full stdout was kept, if elsewhere."]
     stderr_file: Annotated[str | None, "Where the full stderr was kept, if elsewhere."]
+    cancelled: bool
+    stdout_bytes: NotRequired[StdoutBytes]
+    stderr_bytes: NotRequired[StderrBytes]
+    stdout_truncated: NotRequired[Annotated[bool, "True when stdout was cut here (marked)."]]
+    stderr_truncated: NotRequired[Annotated[bool, "True when stderr was cut here (marked)."]]
+
+
+class LogPage(TypedDict):
+    sequence: int
+    stream: Annotated[str, "stdout or stderr."]
+    offset: Annotated[int, "The page's first byte in the stream."]
+    returned_bytes: int
+    total_bytes: Annotated[int, "The stream's length in bytes, as the history keeps it."]
+    next_offset: Annotated[int | None, "Pass as offset for the next page (null: the end)."]
 
 
 class WorkspaceLogs(TypedDict):
     workspace_id: str
-    count: int
+    count: Annotated[int, "Entries in this result."]
     entries: Annotated[list[CommandEntry], "The exec calls, oldest first."]
+    total: NotRequired[Annotated[int, "Entries in the history (of sequence, if given)."]]
+    offset: NotRequired[Annotated[int, "The index of this page's first entry."]]
+    next_offset: NotRequired[
+        Annotated[int | None, "Pass as offset for the next page (null: none)."]
+    ]
+    page: NotRequired[Annotated[LogPage, "With stream: which bytes of it the entry holds."]]
 
 
 class WorkspaceExecResult(TypedDict):
@@ -224,8 +263,11 @@ class WorkspaceExecResult(TypedDict):
     stderr: str
     sequence: Annotated[int, "The command's number in the workspace's history."]
     timed_out: bool
-    stdout_truncated: bool
-    stderr_truncated: bool
+    cancelled: bool
+    stdout_truncated: StdoutCut
+    stderr_truncated: StderrCut
+    stdout_bytes: StdoutBytes
+    stderr_bytes: StderrBytes
     warning: NotRequired[str]
 
 

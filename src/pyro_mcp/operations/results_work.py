@@ -5,6 +5,8 @@ from typing import Annotated, NotRequired, TypedDict
 
 from .results import EgressTotals
 
+NextOffset = Annotated[int | None, "Pass as offset for the next page (null: none)."]
+
 
 class FileEntry(TypedDict):
     path: str
@@ -19,6 +21,9 @@ class FileList(TypedDict):
     recursive: bool
     entries: list[FileEntry]
     truncated: NotRequired[Annotated[bool, "True when the listing stopped at its limit."]]
+    total: NotRequired[Annotated[int, "Entries in the whole listing."]]
+    offset: NotRequired[Annotated[int, "The index of this page's first entry."]]
+    next_offset: NotRequired[NextOffset]
     execution_mode: NotRequired[str]
     warning: NotRequired[str]
 
@@ -84,8 +89,11 @@ class DiffResult(TypedDict):
     changed: bool
     summary: ChangeSummary
     entries: list[DiffEntry]
-    patch: Annotated[str, "All text changes as one unified diff."]
+    patch: Annotated[str, "All text changes as one unified diff (empty in a page)."]
     patch_truncated: bool
+    patch_omitted: NotRequired[Annotated[bool, "A page: patch is empty, see text_patch."]]
+    offset: NotRequired[Annotated[int, "The index of this page's first entry."]]
+    next_offset: NotRequired[NextOffset]
     warning: NotRequired[str]
 
 
@@ -188,6 +196,12 @@ class ServiceLogs(ServiceInfo):
     stderr: str
     tail_lines: Annotated[int | None, "The lines asked for (null: everything)."]
     truncated: Annotated[bool, "True when older output was left out."]
+    stdout_truncated: NotRequired[
+        Annotated[bool, "True when stdout was cut in the middle to fit max_result_bytes."]
+    ]
+    stderr_truncated: NotRequired[
+        Annotated[bool, "True when stderr was cut in the middle to fit max_result_bytes."]
+    ]
 
 
 class ShellInfo(TypedDict):

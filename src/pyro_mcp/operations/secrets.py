@@ -99,7 +99,5 @@ class SecretOperations(OperationsBase):
         item = {"name": name, "value": value, "file_path": file_path, "hosts": hosts}
         return cast(
             "SecretSet",
-            set_secret(
-                self._manager.workspaces, workspace_id, {**item, "header": header, "format": format}
-            ),
+            set_secret(self._ws(workspace_id), {**item, "header": header, "format": format}),
         )

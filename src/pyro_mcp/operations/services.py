@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 from ..errors import ValidationError
 from ..validation import MAX_TIMEOUT_SECONDS, NAME_PATTERN
 from .base import OperationsBase
-from .params import ShellCommand
+from .params import MaxResultBytes, ShellCommand
 from .registry import FULL, HumanOutput, Param, operation
 from .render import kv_line
 from .workspace_files import SecretEnv
@@ -208,13 +208,15 @@ class ServiceOperations(OperationsBase):
             int, Param("Last lines of stdout and of stderr.", ge=1, le=1_000_000)
         ] = 200,
         all: Annotated[bool, Param("Everything (up to 1 MiB per stream).")] = False,
+        max_result_bytes: MaxResultBytes = None,
     ) -> ServiceLogs:
-        """A service's stdout and stderr (redacted)."""
+        """A service's stdout and stderr (redacted); past max_result_bytes each stream is
+        cut in the middle, the cut marked."""
         from ..workspaces import services
 
-        return cast(
-            "ServiceLogs", services.service_logs(self._ws(workspace_id), name, tail_lines, all)
-        )
+        ws = self._ws(workspace_id)
+        result = services.service_logs(ws, name, tail_lines, all, max_result_bytes)
+        return cast("ServiceLogs", result)
 
     @operation(
         mcp="service_stop",

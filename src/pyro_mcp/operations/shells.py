@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 from ..validation import ID_PATTERN, MAX_IDLE_MS
 from .base import OperationsBase
 from .registry import FULL, HumanOutput, Param, operation
-from .render import kv_line
+from .render import id_only, kv_line
 from .workspace_files import SecretEnv
 from .workspaces import WorkspaceId
 
@@ -51,7 +51,11 @@ def _render_read(data: dict[str, Any]) -> HumanOutput:
 
 class ShellOperations(OperationsBase):
     @operation(
-        mcp="shell_open", cli=("workspace", "shell", "open"), profiles=FULL, render=_render_summary
+        mcp="shell_open",
+        cli=("workspace", "shell", "open"),
+        profiles=FULL,
+        render=_render_summary,
+        cli_outputs=(id_only("shell_id", "shell"),),
     )
     def open_shell(
         self,
@@ -83,7 +87,14 @@ class ShellOperations(OperationsBase):
             int, Param("Character offset to read from (the previous next_cursor).", ge=0)
         ] = 0,
         max_chars: Annotated[
-            int, Param("Return at most this many characters.", ge=1, le=1048576)
+            int,
+            Param(
+                "Return at most this many characters (1-1048576; MCP calls default to 4096: "
+                "read on from next_cursor).",
+                ge=1,
+                le=1048576,
+                mcp_default=4096,
+            ),
         ] = 65536,
         plain: Annotated[
             bool, Param("Render through a terminal emulator to plain text (no escape sequences).")

@@ -11,6 +11,7 @@ from .base import OperationsBase
 from .params import (
     AllowHostCompat,
     EnvironmentName,
+    MaxResultBytes,
     MemMib,
     ShellCommand,
     TimeoutSeconds,
@@ -45,6 +46,7 @@ class VmOperations(OperationsBase):
         ttl_seconds: TtlSeconds = 600,
         network: Network = False,
         allow_host_compat: AllowHostCompat = False,
+        max_result_bytes: MaxResultBytes = None,
         *,
         on_output: OutputHandler | None = None,
         on_phase: Phase | None = None,
@@ -55,21 +57,21 @@ class VmOperations(OperationsBase):
         has stdout, stderr, exit_code (124 on timeout, with the output produced so far),
         duration_ms, the engine and execution_mode.
         """
-        return cast(
-            "VmRunResult",
-            self._manager.run_in_vm(
-                environment=environment,
-                command=command,
-                vcpu_count=vcpu_count,
-                mem_mib=mem_mib,
-                timeout_seconds=timeout_seconds,
-                ttl_seconds=ttl_seconds,
-                network=network,
-                allow_host_compat=allow_host_compat,
-                on_output=on_output,
-                on_phase=on_phase,
-            ),
+        from ..workspaces.bounds import bound_streams
+
+        result = self._manager.run_in_vm(
+            environment=environment,
+            command=command,
+            vcpu_count=vcpu_count,
+            mem_mib=mem_mib,
+            timeout_seconds=timeout_seconds,
+            ttl_seconds=ttl_seconds,
+            network=network,
+            allow_host_compat=allow_host_compat,
+            on_output=on_output,
+            on_phase=on_phase,
         )
+        return cast("VmRunResult", bound_streams(result, max_result_bytes, kept=False))
 
     @operation(mcp="vm_create", profiles=FULL, reaches_network=True)
     def create_vm(
@@ -108,9 +110,13 @@ class VmOperations(OperationsBase):
             Param("The command; the guest runs it with /bin/sh -lc.", max_length=MAX_COMMAND_BYTES),
         ],
         timeout_seconds: TimeoutSeconds = 30,
+        max_result_bytes: MaxResultBytes = None,
     ) -> VmExecResult:
         """Run one command in a started VM; the VM is deleted automatically afterwards."""
-        return cast("VmExecResult", self._manager.exec_vm(vm_id, command, timeout_seconds))
+        from ..workspaces.bounds import bound_streams
+
+        result = self._manager.exec_vm(vm_id, command, timeout_seconds)
+        return cast("VmExecResult", bound_streams(result, max_result_bytes, kept=False))
 
     @operation(mcp="vm_stop", profiles=FULL, destructive=True)
     def stop_vm(self, vm_id: VmId) -> VmInfo:

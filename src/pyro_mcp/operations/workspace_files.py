@@ -5,10 +5,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..validation import MAX_TEXT_BYTES
+from ..workspaces.exec_input import parse_env_args, read_stdin_file
 from ..workspaces.secrets import parse_secret_env
 from .base import OperationsBase
-from .params import FileEncoding, MaxBytes, ShellCommand, TimeoutSeconds
+from .params import (
+    FileEncoding,
+    FileMaxBytes,
+    GuestPath,
+    ListPath,
+    MaxResultBytes,
+    NewHostPath,
+    PageLimit,
+    PageOffset,
+    Recursive,
+    ShellCommand,
+    TimeoutSeconds,
+)
 from .registry import CORE, Param, operation
+from .render import CONTENT_ONLY
 from .render_workspaces import (
     render_diff,
     render_exec,
@@ -39,12 +53,29 @@ SecretEnv = Annotated[
         cli_convert=parse_secret_env,
     ),
 ]
-GuestPath = Annotated[
-    str,
+ExecCwd = Annotated[
+    str, Param("Directory to run in (inside /workspace; relative paths are under it).")
+]
+ExecEnv = Annotated[
+    dict[str, str] | None,
     Param(
-        "Path inside the workspace (relative paths are under /workspace).",
-        cli="positional",
+        "Extra environment variables {NAME: VALUE} (not secrets: they are recorded nowhere "
+        "but may show in output; a variable secret_env sets cannot be overridden).",
+        cli_help="Extra environment variables (CLI: --env NAME=VALUE, repeatable).",
+        cli="--env",
+        cli_append=True,
+        metavar="NAME=VALUE",
+        cli_convert=parse_env_args,
+    ),
+]
+ExecStdin = Annotated[
+    str | None,
+    Param(
+        "Text given to the command on its stdin (at most 1 MiB; default: empty).",
+        cli_help="Give the command this file on stdin ('-': the CLI's own stdin; 1 MiB max).",
+        cli="--stdin-file",
         metavar="PATH",
+        cli_convert=read_stdin_file,
     ),
 ]
 
@@ -65,22 +96,36 @@ class WorkspaceFileOperations(OperationsBase):
         command: ShellCommand,
         timeout_seconds: TimeoutSeconds = 30,
         secret_env: SecretEnv = None,
+        cwd: ExecCwd = "/workspace",
+        env: ExecEnv = None,
+        stdin: ExecStdin = None,
+        max_result_bytes: MaxResultBytes = None,
         *,
         on_output: Any = None,
     ) -> WorkspaceExecResult:
         """Run a command in /workspace (/bin/sh -lc); recorded in the history.
 
-        exit_code is the command's (124 after timeout_seconds, keeping the output so far).
-        Output, history and errors never show a secret's value.
+        exit_code is the command's (124 after timeout_seconds, keeping the output so far;
+        130 with cancelled=true when the client cancelled the call).
+        Output, history and errors never show a secret's value. Long output is cut in the
+        middle (marked); the history keeps each stream whole up to 1 MiB: read it page by
+        page with workspace logs (sequence, stream, offset).
         """
         from ..workspaces import commands
+        from ..workspaces.bounds import bound_streams
 
-        return cast(
-            "WorkspaceExecResult",
-            commands.exec(
-                self._ws(workspace_id), command, timeout_seconds, on_output, secret_env=secret_env
-            ),
+        ws = self._ws(workspace_id)
+        result = commands.exec(
+            ws,
+            command,
+            timeout_seconds,
+            on_output,
+            secret_env=secret_env,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
         )
+        return cast("WorkspaceExecResult", bound_streams(result, max_result_bytes))
 
     @operation(
         mcp="workspace_sync_push",
@@ -118,15 +163,20 @@ class WorkspaceFileOperations(OperationsBase):
     def list_workspace_files(
         self,
         workspace_id: WorkspaceId,
-        path: Annotated[
-            str, Param("Directory or file under /workspace.", cli="positional", metavar="PATH")
-        ] = "/workspace",
-        recursive: Annotated[bool, Param("List subdirectories too.")] = False,
+        path: ListPath = "/workspace",
+        recursive: Recursive = False,
+        offset: PageOffset = 0,
+        limit: PageLimit = None,
+        max_result_bytes: MaxResultBytes = None,
     ) -> FileList:
-        """List files under /workspace (symlinks are shown, never followed)."""
+        """List files under /workspace (symlinks are shown, never followed).
+
+        Paged: total, offset and next_offset say where the page is."""
         from ..workspaces import files
 
-        return cast("FileList", files.file_list(self._ws(workspace_id), path, recursive))
+        ws = self._ws(workspace_id)
+        result = files.file_list(ws, path, recursive, offset, limit, max_result_bytes)
+        return cast("FileList", result)
 
     @operation(
         mcp="workspace_file_read",
@@ -134,12 +184,13 @@ class WorkspaceFileOperations(OperationsBase):
         profiles=CORE,
         read_only=True,
         render=render_file_read,
+        cli_outputs=(CONTENT_ONLY,),
     )
     def read_workspace_file(
         self,
         workspace_id: WorkspaceId,
         path: GuestPath,
-        max_bytes: MaxBytes = 65536,
+        max_bytes: FileMaxBytes = 65536,
         encoding: FileEncoding = "utf-8",
     ) -> FileRead:
         """Read a regular file as UTF-8 text (truncated=true when it is longer than max_bytes)."""
@@ -160,7 +211,11 @@ class WorkspaceFileOperations(OperationsBase):
         path: GuestPath,
         text: Annotated[
             str,
-            Param("The whole new content (UTF-8, at most 1 MiB).", max_length=MAX_TEXT_BYTES),
+            Param(
+                "The whole new content (UTF-8, at most 1 MiB).",
+                max_length=MAX_TEXT_BYTES,
+                cli_file="--text-file",
+            ),
         ],
     ) -> FileWritten:
         """Create or replace a file atomically; parents are created, the mode is kept."""
@@ -183,6 +238,7 @@ class WorkspaceFileOperations(OperationsBase):
             Param(
                 "A unified diff (one or more files, at most 1 MiB); +++ /dev/null deletes a file.",
                 max_length=MAX_TEXT_BYTES,
+                cli_file="--patch-file",
             ),
         ],
     ) -> PatchResult:
@@ -198,15 +254,7 @@ class WorkspaceFileOperations(OperationsBase):
         self,
         workspace_id: WorkspaceId,
         path: GuestPath,
-        output_path: Annotated[
-            str,
-            Param(
-                "Host path to create (it must not exist).",
-                cli="--output",
-                metavar="HOST_PATH",
-                mcp_role="host_path",
-            ),
-        ],
+        output_path: NewHostPath,
     ) -> ExportResult:
         """Copy a file, directory or symlink out of the workspace to a new host path."""
         from ..workspaces import files
@@ -220,11 +268,21 @@ class WorkspaceFileOperations(OperationsBase):
         read_only=True,
         render=render_diff,
     )
-    def diff_workspace(self, workspace_id: WorkspaceId) -> DiffResult:
-        """Compare /workspace with its create-time baseline: counts and text patches."""
+    def diff_workspace(
+        self,
+        workspace_id: WorkspaceId,
+        offset: PageOffset = 0,
+        limit: PageLimit = None,
+        max_result_bytes: MaxResultBytes = None,
+    ) -> DiffResult:
+        """Compare /workspace with its create-time baseline: counts and text patches.
+
+        A page (limit or max_result_bytes) has each entry's text_patch and no joined patch
+        (patch_omitted); offset and next_offset say where it is."""
         from ..workspaces import files
 
-        return cast("DiffResult", files.diff(self._ws(workspace_id)))
+        ws = self._ws(workspace_id)
+        return cast("DiffResult", files.diff(ws, offset, limit, max_result_bytes))
 
     @operation(
         mcp="workspace_reset",

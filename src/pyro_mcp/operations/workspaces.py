@@ -10,8 +10,19 @@ from ..workspaces.records import NETWORK_POLICIES, parse_label_args
 from ..workspaces.secrets import NAME_RE as SECRET_NAME_RE
 from ..workspaces.secrets import parse_cli
 from .base import OperationsBase
-from .params import AllowHostCompat, DiskMib, MemMib, TtlSeconds, VcpuCount
+from .params import (
+    AllowHostCompat,
+    DiskMib,
+    IdleStopChange,
+    IdleStopSeconds,
+    MaxResultBytes,
+    MemMib,
+    TtlExtension,
+    TtlSeconds,
+    VcpuCount,
+)
 from .registry import CORE, FULL, Param, operation
+from .render import id_only
 from .render_workspaces import render_delete, render_list, render_logs, render_workspace
 
 if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
@@ -101,6 +112,7 @@ class WorkspaceOperations(OperationsBase):
         profiles=CORE,
         render=render_workspace,
         reaches_network=True,
+        cli_outputs=(id_only("workspace_id", "workspace"),),
     )
     def create_workspace(
         self,
@@ -127,6 +139,7 @@ class WorkspaceOperations(OperationsBase):
         labels: Labels = None,
         secrets: Secrets = None,
         disk_mib: DiskMib = 8192,
+        idle_stop_seconds: IdleStopSeconds = 0,
     ) -> WorkspaceInfo:
         """Create and start a persistent workspace, optionally seeded from the host.
 
@@ -141,6 +154,7 @@ class WorkspaceOperations(OperationsBase):
                 mem_mib=mem_mib,
                 disk_mib=disk_mib,
                 ttl_seconds=ttl_seconds,
+                idle_stop_seconds=idle_stop_seconds,
                 network_policy=network_policy,
                 allow_host_compat=allow_host_compat,
                 seed_path=seed_path,
@@ -184,9 +198,12 @@ class WorkspaceOperations(OperationsBase):
             ),
         ] = None,
         allow_hosts: AllowHosts = None,
+        ttl_seconds: TtlExtension = None,
+        idle_stop_seconds: IdleStopChange = None,
     ) -> WorkspaceInfo:
-        """Change a workspace's name, labels (merged; clear_labels removes) or allow_hosts
-        (replaced; takes effect for the next connection; [] allows any public host)."""
+        """Change a workspace's name, labels (merged; clear_labels removes), allow_hosts
+        (replaced; takes effect for the next connection; [] allows any public host), its
+        lifetime (ttl_seconds: expire that long from now) or idle_stop_seconds."""
         return cast(
             "WorkspaceInfo",
             self._manager.workspaces.update(
@@ -196,6 +213,8 @@ class WorkspaceOperations(OperationsBase):
                 labels=labels,
                 clear_labels=clear_labels,
                 allow_hosts=allow_hosts,
+                ttl_seconds=ttl_seconds,
+                idle_stop_seconds=idle_stop_seconds,
             ),
         )
 
@@ -217,9 +236,51 @@ class WorkspaceOperations(OperationsBase):
         read_only=True,
         render=render_logs,
     )
-    def logs_workspace(self, workspace_id: WorkspaceId) -> WorkspaceLogs:
-        """The workspace's command history (exec calls), oldest first; cleared by reset."""
-        return cast("WorkspaceLogs", self._manager.workspaces.logs(workspace_id))
+    def logs_workspace(
+        self,
+        workspace_id: WorkspaceId,
+        sequence: Annotated[int | None, Param("Only this command (its sequence).", ge=1)] = None,
+        stream: Annotated[
+            str | None,
+            Param(
+                "Read this stream of command `sequence` page by page: offset and limit "
+                "count its bytes (UTF-8; pages end on a character, join them byte-exact).",
+                choices=("stdout", "stderr"),
+            ),
+        ] = None,
+        offset: Annotated[
+            int,
+            Param("Start at this entry, or this byte with stream; pass next_offset.", ge=0),
+        ] = 0,
+        limit: Annotated[
+            int | None,
+            Param("At most this many entries, or bytes with stream (null: all that fit).", ge=1),
+        ] = None,
+        tail: Annotated[int | None, Param("Only the last this many entries.", ge=1)] = None,
+        max_result_bytes: MaxResultBytes = None,
+    ) -> WorkspaceLogs:
+        """The workspace's command history (exec calls), oldest first; cleared by reset.
+
+        Paged: total, offset and next_offset say where the page is. Long output is cut in
+        the middle (marked); read a whole stream with sequence and stream.
+        """
+        from ..workspaces.history import kept_dir, page_logs
+
+        logs = self._manager.workspaces.logs(workspace_id)
+        kept = kept_dir(self._ws(workspace_id).layout.root)
+        return cast(
+            "WorkspaceLogs",
+            page_logs(
+                logs,
+                sequence=sequence,
+                stream=stream,
+                offset=offset,
+                limit=limit,
+                tail=tail,
+                budget=max_result_bytes,
+                directory=kept,
+            ),
+        )
 
     @operation(
         mcp="workspace_delete",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyro_mcp.workspaces.archive_rules import ArtifactType, member_path, validate_members
+from pyro_mcp.workspaces.bounds import head_tail, next_offset, take_page
 from pyro_mcp.workspaces.patch import split_lines
 
 MAX_PATCH_BYTES = 1024 * 1024
@@ -179,3 +180,34 @@ def diff_trees(baseline_tar: bytes, current_tar: bytes) -> dict[str, Any]:
         "patch": patch,
         "patch_truncated": patch_truncated,
     }
+
+
+def page_diff(
+    result: dict[str, Any], offset: int, limit: int | None, budget: int | None
+) -> dict[str, Any]:
+    """``result`` whole when neither ``limit`` nor ``budget`` asks for a page; else the
+    entries from ``offset`` (at most ``limit``, within ``budget``: a long text_patch is cut
+    in the middle, marked) with ``offset``/``next_offset``, and ``patch`` left empty
+    (``patch_omitted``): the page's entries carry their own text_patch, nothing twice."""
+    if limit is None and budget is None and offset == 0:
+        return result
+    each = None if budget is None else max(budget // 2, 512)
+    entries = (_cut_patch(entry, each) for entry in result["entries"][offset:])
+    page = take_page(entries, limit, budget and budget - 1024)
+    return {
+        **result,
+        "entries": page,
+        "patch": "",
+        "patch_truncated": False,
+        "patch_omitted": True,
+        "offset": offset,
+        "next_offset": next_offset(offset, len(page), len(result["entries"])),
+    }
+
+
+def _cut_patch(entry: dict[str, Any], budget: int | None) -> dict[str, Any]:
+    if entry["text_patch"] is None or budget is None:
+        return entry
+    where = "the whole patch: workspace diff with a larger max_result_bytes"
+    text, cut = head_tail(entry["text_patch"], budget, where)
+    return {**entry, "text_patch": text, "patch_truncated": True} if cut else entry

@@ -21,6 +21,7 @@ from ..errors import StateError, ValidationError
 from ..guest import files as guest_files
 from ..guest import paths as guest_paths
 from ..guest import tree
+from ..hostcmd import mkfs_ext4
 from ..hostpaths import NewEntry
 from .content import file_content
 from .disk_image import DiskImage, parts_of
@@ -137,7 +138,7 @@ def _write_disk(ws: Handle, fd: int) -> None:
         size = tree.file_bytes(str(layout.volume_dir))
         mib = int(size * 1.3 / 2**20) + 64
         volume = str(layout.volume_dir)
-        command = ["mkfs.ext4", "-q", "-F", "-m", "0", "-d", volume, written, f"{mib}M"]
+        command = mkfs_ext4(written, "-d", volume, size_mib=mib)
     subprocess.run(command, check=True, capture_output=True, pass_fds=(fd,))
 
 

@@ -10,8 +10,9 @@ from ..engines.agent_client import AgentInvalid
 from ..errors import ValidationError
 from ..hostpaths import NewEntry
 from .archives import extract_export, seed_archive, validate_members
+from .bounds import next_offset, take_page
 from .content import file_content
-from .diff import diff_trees
+from .diff import diff_trees, page_diff
 from .handle import Handle, operation
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
@@ -41,7 +42,14 @@ def sync_push(ws: Handle, source_path: str, dest: str) -> dict[str, Any]:
 
 
 @operation
-def file_list(ws: Handle, path: str, recursive: bool) -> dict[str, Any]:
+def file_list(
+    ws: Handle,
+    path: str,
+    recursive: bool,
+    offset: int = 0,
+    limit: int | None = None,
+    budget: int | None = None,
+) -> dict[str, Any]:
     record = ws.started("workspace_file_list")
     result, _ = ws.call(
         "file_list",
@@ -51,11 +59,15 @@ def file_list(ws: Handle, path: str, recursive: bool) -> dict[str, Any]:
         {k: e[k] for k in ("path", "artifact_type", "size_bytes", "link_target")}
         for e in result["entries"]
     ]
+    page = take_page(entries[offset:], limit, budget and budget - 1024)
     return {
         "workspace_id": ws.id,
         "path": result["path"],
         "recursive": bool(recursive),
-        "entries": entries,
+        "entries": page,
+        "total": len(entries),
+        "offset": offset,
+        "next_offset": next_offset(offset, len(page), len(entries)),
         "truncated": result.get("truncated", False),
         **({"special_files": result["special_files"]} if "special_files" in result else {}),
         "execution_mode": ws.execution_mode(record),
@@ -160,8 +172,10 @@ def _current_tree(ws: Handle) -> bytes:
 
 
 @operation
-def diff(ws: Handle) -> dict[str, Any]:
+def diff(
+    ws: Handle, offset: int = 0, limit: int | None = None, budget: int | None = None
+) -> dict[str, Any]:
     ws.started("workspace_diff")
     baseline = ws.layout.baseline.read_bytes()
     result = diff_trees(baseline, _current_tree(ws))
-    return {"workspace_id": ws.id, **result}
+    return {"workspace_id": ws.id, **page_diff(result, offset, limit, budget)}

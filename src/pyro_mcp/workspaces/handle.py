@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
+from ..engines.agent_client import AgentGone
 from ..engines.profile import profile_of
 from ..errors import StateError
 from . import records
 from . import secrets as secret_store
 from .layout import WorkspaceLayout
-from .lifecycle import WorkspaceLifecycle
-from .store import Store
 
+if TYPE_CHECKING:
+    from .lifecycle import WorkspaceLifecycle
+    from .store import Store
+
+AGENT_SLACK_SECONDS = 60.0  # a supervisor call's time limit when the caller names none
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -69,7 +73,23 @@ class Handle:
         timeout: float | None = None,
         on_event: Any = None,
     ) -> tuple[dict[str, Any], bytes]:
-        return self.lifecycle.call(self.id, op, args, data, timeout=timeout, on_event=on_event)
+        """One request to its supervisor (and the guest agent behind it); a supervisor that
+        went away leaves the workspace stopped and raises a one-line StateError."""
+        lifecycle = self.lifecycle
+        try:
+            return lifecycle.client(self.id).call(
+                op,
+                args,
+                data,
+                on_event=on_event,
+                timeout=timeout if timeout is not None else AGENT_SLACK_SECONDS,
+            )
+        except AgentGone as exc:
+            lifecycle.drop_client(self.id)
+            record = self.store.get(self.id)
+            if record is not None:
+                lifecycle.refresh(record)
+            raise StateError(f"workspace {self.id!r} stopped during {op}: {exc}") from exc
 
     def touch(self, when: float | None = None) -> float:
         return self.lifecycle.touch(self.id, when)

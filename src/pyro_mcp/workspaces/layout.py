@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 from ..engines.profile import profile_of
-from ..errors import PyroError, StateError, ValidationError
+from ..errors import StateError, ValidationError
 from ..guest.tree import remove_tree
 from ..paths import private_dir
+from . import blank_disk
 
 DEFAULT_DISK_MIB = 8192  # a workspace disk's size unless its create says otherwise (sparse)
 
@@ -97,7 +97,8 @@ class WorkspaceLayout:
         if image:
             if self.volume_dir.is_dir() and not os.path.ismount(self.volume_dir):
                 remove_tree(str(self.volume_dir))  # a gVisor /workspace of an older version
-            make_ext4(self.disk, disk_mib, "workspace")
+            self.disk.unlink(missing_ok=True)
+            blank_disk.make(self.root.parent.parent, self.disk, disk_mib)
         else:
             remove_tree(str(self.volume_dir))
             self.volume_dir.mkdir(mode=0o755)
@@ -111,6 +112,19 @@ class WorkspaceLayout:
             self.volume_dir.rename(aside)
         self.volume_dir.mkdir(mode=0o755)
         return aside
+
+    def leave_seed(self, seed: bytes) -> None:
+        """``seed`` left for the supervisor to unpack (``pending_seed``): a hard link to the
+        baseline when that holds these very bytes (a create's seed, a stopped workspace's
+        reset), which spares writing them again; else a new file."""
+        self.pending_seed.unlink(missing_ok=True)
+        try:
+            if self.baseline.stat().st_size == len(seed) and self.baseline.read_bytes() == seed:
+                os.link(self.baseline, self.pending_seed)
+                return
+        except OSError:
+            pass
+        self.pending_seed.write_bytes(seed)
 
     def unpack_into_volume(self, tar_bytes: bytes) -> dict[str, Any]:
         """Fill a fresh, empty /workspace directory (gVisor, host compat) from a seed or the
@@ -148,33 +162,6 @@ class WorkspaceLayout:
         except OSError as exc:
             raise StateError(f"cannot delete {self.root}: {exc.strerror or exc}") from None
         remove_quietly(trash)
-
-
-def make_ext4(path: Path, mib: int, label: str) -> None:
-    """A new sparse ext4 image of ``mib`` MiB at ``path`` (one in use stays intact: it is
-    unlinked, not truncated)."""
-    path.unlink(missing_ok=True)
-    with path.open("wb") as handle:
-        handle.truncate(mib * 1024 * 1024)
-    result = subprocess.run(
-        [
-            "mkfs.ext4",
-            "-q",
-            "-F",
-            "-m",
-            "0",
-            "-L",
-            label,
-            "-E",
-            "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise PyroError(f"cannot create the {label} disk: {result.stderr.strip()}")
 
 
 TRASH_PREFIX = ".trash-"

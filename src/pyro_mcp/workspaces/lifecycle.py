@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tarfile
 import threading
@@ -20,19 +19,20 @@ import time
 from typing import Any, cast
 
 from .. import lifetime, validation
-from ..engines.agent_client import AgentClient, AgentGone
+from ..engines.agent_client import AgentClient
 from ..errors import NotFoundError, SandboxError, StateError, ValidationError
+from ..hostcmd import start_detached
 from ..lifetime import Lifetime
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import owners
 from . import secrets as secret_store
+from .handle import Handle
 from .layout import WorkspaceLayout, sweep, uses_image
 from .store import Store
 
 SUPERVISOR_START_TIMEOUT = 300.0
 STOP_TIMEOUT = 30.0
-AGENT_SLACK_SECONDS = 60.0
 
 
 def empty_tar() -> bytes:
@@ -89,10 +89,10 @@ class WorkspaceLifecycle:
             self._expire(record)
             raise lifetime.expired_error("workspace", workspace_id, record["ttl_seconds"])
         if refresh:
-            record = self._refresh(record)
+            record = self.refresh(record)
         return record
 
-    def _refresh(self, record: dict[str, Any]) -> dict[str, Any]:
+    def refresh(self, record: dict[str, Any]) -> dict[str, Any]:
         """A workspace whose supervisor died is stopped, whatever the record said."""
         if (
             record["state"] == "starting"
@@ -109,7 +109,7 @@ class WorkspaceLifecycle:
             self.store.update(
                 record["workspace_id"], state="stopped", supervisor_pid=None, last_error=error
             )
-            self._drop_client(record["workspace_id"])
+            self.drop_client(record["workspace_id"])
             record = dict(record, state="stopped", supervisor_pid=None, last_error=error)
         return record
 
@@ -145,7 +145,7 @@ class WorkspaceLifecycle:
 
     def _expire(self, record: dict[str, Any]) -> None:
         workspace_id, ttl = record["workspace_id"], record["ttl_seconds"]
-        lifetime.expire("workspace", workspace_id, ttl, lambda: self._destroy(record), self.store)
+        lifetime.expire("workspace", workspace_id, ttl, lambda: self.destroy(record), self.store)
 
     # -- creates and starts whose process died part-way -----------------------------------
     def sweep_abandoned(self, workspace_id: str | None = None) -> None:
@@ -165,7 +165,7 @@ class WorkspaceLifecycle:
         directory, then the record with its owner's name (so a kill here is swept again)."""
         layout = self.layout(workspace_id)
         owners.end_processes(self.runtime.home, workspace_id, layout.root)
-        self._drop_client(workspace_id)
+        self.drop_client(workspace_id)
         layout.remove()
         self.store.delete(workspace_id)
 
@@ -180,7 +180,7 @@ class WorkspaceLifecycle:
 
     # -- supervisor ----------------------------------------------------------------------
     def spawn(self, workspace_id: str) -> dict[str, Any]:  # the supervisor's start-up status
-        self._drop_client(workspace_id)
+        self.drop_client(workspace_id)
         layout = self.layout(workspace_id)
         layout.status.unlink(missing_ok=True)
         cmd = [
@@ -194,15 +194,7 @@ class WorkspaceLifecycle:
             "--workspace",
             workspace_id,
         ]
-        with layout.log.open("ab") as log:
-            first = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                cwd=layout.root,
-            )
+        first = start_detached(cmd, layout.log, cwd=layout.root)
         first.wait()  # it forks the real supervisor and exits at once
         deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
         while time.monotonic() < deadline:
@@ -238,35 +230,11 @@ class WorkspaceLifecycle:
             self._clients[workspace_id] = (pid, client)
             return client
 
-    def _drop_client(self, workspace_id: str) -> None:
+    def drop_client(self, workspace_id: str) -> None:
         with self._lock:
             cached = self._clients.pop(workspace_id, None)
         if cached is not None:
             cached[1].close()
-
-    def call(
-        self,
-        workspace_id: str,
-        op: str,
-        args: dict[str, Any] | None = None,
-        data: bytes = b"",
-        timeout: float | None = None,
-        on_event: Any = None,
-    ) -> tuple[dict[str, Any], bytes]:
-        try:
-            return self.client(workspace_id).call(
-                op,
-                args,
-                data,
-                on_event=on_event,
-                timeout=timeout if timeout is not None else AGENT_SLACK_SECONDS,
-            )
-        except AgentGone as exc:
-            self._drop_client(workspace_id)
-            record = self.store.get(workspace_id)
-            if record is not None:
-                self._refresh(record)
-            raise StateError(f"workspace {workspace_id!r} stopped during {op}: {exc}") from exc
 
     def require_started(self, workspace_id: str, action: str) -> dict[str, Any]:
         record = self.record(workspace_id)
@@ -307,16 +275,16 @@ class WorkspaceLifecycle:
             if process_alive(pid, workspace_id):
                 with contextlib.suppress(ProcessLookupError):  # it may end just now
                     os.killpg(pid, signal.SIGKILL)
-        self._drop_client(workspace_id)
+        self.drop_client(workspace_id)
 
-    def _destroy(self, record: dict[str, Any]) -> None:
+    def destroy(self, record: dict[str, Any]) -> None:
         self.stop_supervisor(record)
         remove_workspace(self.layout(record["workspace_id"]), self.store)
 
     # -- create --------------------------------------------------------------------------
     def new_record(self, **fields: Any) -> dict[str, Any]:
         now = time.time()
-        ttl = validation.ttl_seconds(fields["ttl_seconds"])
+        ttl = fields["ttl_seconds"]  # its range: the Param (operations/params.py TtlSeconds)
         return {
             "workspace_id": validation.new_id(),
             "created_at": now,
@@ -331,6 +299,7 @@ class WorkspaceLifecycle:
             "supervisor_pid": None,
             **fields,
             "ttl_seconds": ttl,
+            "idle_stop_seconds": validation.idle_stop_seconds(fields.get("idle_stop_seconds", 0)),
         }
 
     def boot_fresh(
@@ -343,15 +312,15 @@ class WorkspaceLifecycle:
         layout.fresh_volume(uses_image(record["engine"]), record["disk_mib"])
         if not real_vm and not guest_links:
             # Filled before the sandbox exists: by its supervisor, the one that sees gVisor's
-            # mounted image (volume_mount.prepare), or here for a plain directory.
+            # mounted image (volume_mount.fill), or here for a plain directory.
             if uses_image(record["engine"]):
-                layout.pending_seed.write_bytes(seed)
+                layout.leave_seed(seed)
                 return dict(self.spawn(workspace_id).get("unpacked") or {})
             result = layout.unpack_into_volume(seed)
             self.spawn(workspace_id)
             return result
         self.spawn(workspace_id)
-        result, _ = self.call(
-            workspace_id, "tar_in", {"dest": "/workspace", "guest_links": guest_links}, data=seed
+        result, _ = Handle(self, workspace_id).call(
+            "tar_in", {"dest": "/workspace", "guest_links": guest_links}, data=seed
         )
         return result

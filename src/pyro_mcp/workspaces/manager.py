@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import validation
 from ..errors import StateError, ValidationError
-from ..lifetime import Lifetime
+from ..lifetime import Lifetime, extend
 from ..runtime import Runtime
 from . import owners, records
 from . import secrets as secret_store
@@ -17,22 +17,26 @@ from .lifecycle import WorkspaceLifecycle, empty_tar
 from .network import allow_hosts_for, network_info, save_allow_hosts
 from .redaction import redact_every_workspace_operation
 from .services import service_counts
+from .usage import usage
 
+# A new workspace runs no service yet: no call to its guest to count them.
 NO_SERVICES = {"service_count": 0, "running_service_count": 0}
 
 
 @redact_every_workspace_operation
-class WorkspaceManager(WorkspaceLifecycle):
+class WorkspaceManager:
     """Create, list, status, logs, update, stop, start and delete; every other operation
-    is a function over a workspace's ``handle`` (shells, services, snapshots, files …)."""
+    is a function over a workspace's ``handle`` (shells, services, snapshots, files …).
+    The records, supervisors and expiry are its ``lifecycle``'s (composition, no mixin)."""
 
     def __init__(self, runtime: Runtime, lifetime: Lifetime) -> None:
-        super().__init__(runtime, lifetime)
+        self.lifecycle = WorkspaceLifecycle(runtime, lifetime)
+        self.store = self.lifecycle.store
 
     def handle(self, ident: Any) -> Handle:
         """The workspace ``ident`` for the operations over it (not looked up yet; named
         apart from ``workspace_id`` so it is not an operation to redact itself)."""
-        return Handle(self, ident)
+        return Handle(self.lifecycle, ident)
 
     # -- lifecycle -----------------------------------------------------------------------
     def create(
@@ -52,9 +56,8 @@ class WorkspaceManager(WorkspaceLifecycle):
         notify: Any = None,
         allow_hosts: Any = None,
         disk_mib: int,
+        idle_stop_seconds: int = 0,
     ) -> dict[str, Any]:
-        vcpu, mem = validation.vcpu_count(vcpu_count), validation.mem_mib(mem_mib)
-        disk = validation.disk_mib(disk_mib)
         policy = records.network_policy(network_policy)
         hosts = allow_hosts_for(policy, allow_hosts)
         clean_name = records.workspace_name(name) if name is not None else None
@@ -64,26 +67,25 @@ class WorkspaceManager(WorkspaceLifecycle):
         masked = secret_store.Redactor(secret.value for secret in secret_values)
         clean_labels = masked.value(records.labels(labels))
         seed, seed_info = _seed(seed_path)
-        self.reap_expired()
-        self.lifetime.admit_workspace(self.store.count_active())  # before any download
-        allow_host_compat = validation.boolean("allow_host_compat", allow_host_compat)
-        env = self.runtime.environment(environment, progress)
-        choice = self.runtime.choose_engine(
-            env, allow_host_compat, notify, need_network=policy != "off"
+        self.lifecycle.reap_expired()
+        self.lifecycle.lifetime.admit_workspace(self.store.count_active())  # before any download
+        env, choice = self.lifecycle.runtime.prepare(
+            environment, allow_host_compat, progress, notify, need_network=policy != "off"
         )
         if secret_values and not choice.profile.isolated:
             raise StateError(
                 "secrets are unavailable for host_compat workspaces (no sandbox engine works here)"
             )
-        record = self.new_record(
+        record = self.lifecycle.new_record(
             name=clean_name,
             labels=clean_labels,
             environment=env.spec.name,
             environment_version=env.spec.version,
-            vcpu_count=vcpu,
-            mem_mib=mem,
-            disk_mib=disk,
+            vcpu_count=vcpu_count,
+            mem_mib=mem_mib,
+            disk_mib=disk_mib,
             ttl_seconds=ttl_seconds,
+            idle_stop_seconds=idle_stop_seconds,
             network_policy=policy,
             allow_host_compat=allow_host_compat,
             engine=choice.key,
@@ -92,8 +94,11 @@ class WorkspaceManager(WorkspaceLifecycle):
         )
         self._build(record, seed, secret_values, hosts)
         # A new workspace runs no service yet: no call to its guest to count them.
-        created = {**self.record(record["workspace_id"]), **NO_SERVICES}
-        return {**records.payload(created), **network_info(self.layout(created["workspace_id"]))}
+        created = {**self.lifecycle.record(record["workspace_id"]), **NO_SERVICES}
+        return {
+            **records.payload(created),
+            **network_info(self.lifecycle.layout(created["workspace_id"])),
+        }
 
     def _build(
         self,
@@ -108,79 +113,83 @@ class WorkspaceManager(WorkspaceLifecycle):
         workspace_id = record["workspace_id"]
         self.store.claim(workspace_id, "create", owners.current())
         try:
-            layout = self.layout(workspace_id)
+            layout = self.lifecycle.layout(workspace_id)
             layout.create()
             layout.baseline.write_bytes(seed)
             save_allow_hosts(layout, hosts)
             if secret_values:
                 secret_store.store(layout.secrets_dir, secret_values)
-            self.store.insert_admitted(record, self.lifetime.admit_workspace)
-            unpacked = self.boot_fresh(record, seed)
+            self.store.insert_admitted(record, self.lifecycle.lifetime.admit_workspace)
+            unpacked = self.lifecycle.boot_fresh(record, seed)
             seed_info = dict(record["workspace_seed"], destination="/workspace")
             seed_info["entry_count"] = unpacked.get("entry_count", 0)
             seed_info["bytes_written"] = unpacked.get("bytes_written", 0)
             self.store.update(workspace_id, workspace_seed=seed_info)
         except BaseException:
-            self.undo_create(workspace_id)
+            self.lifecycle.undo_create(workspace_id)
             raise
         self.store.release(workspace_id)  # done: from here on an ordinary workspace
 
     def list_all(self) -> dict[str, Any]:
-        self.reap_expired()
-        rows = [self._refresh(r) for r in self.store.all()]
+        self.lifecycle.reap_expired()
+        rows = [self.lifecycle.refresh(r) for r in self.store.all()]
         rows.sort(key=records.sort_key)
         entries = [
-            self.redactor(r["workspace_id"]).value(records.list_entry(self._with_counts(r)))
+            self.lifecycle.redactor(r["workspace_id"]).value(
+                records.list_entry(self._with_counts(r))
+            )
             for r in rows
         ]
         return {"count": len(rows), "workspaces": entries}
 
     def status(self, workspace_id: str) -> dict[str, Any]:
-        record = self._with_counts(self.record(workspace_id))
-        return {**records.payload(record), **network_info(self.layout(workspace_id))}
+        record = self._with_counts(self.lifecycle.record(workspace_id))
+        layout = self.lifecycle.layout(workspace_id)
+        return {**records.payload(record), **network_info(layout), **usage(layout, record)}
 
     def _with_counts(self, record: dict[str, Any]) -> dict[str, Any]:
         total, running = service_counts(self.handle(record["workspace_id"]), record)
         return {**record, "service_count": total, "running_service_count": running}
 
     def logs(self, workspace_id: str) -> dict[str, Any]:
-        self.record(workspace_id)
+        self.lifecycle.record(workspace_id)
         entries = self.store.commands(workspace_id)
         for entry in entries:
             entry.pop("workspace_id", None)
             entry["stdout_file"] = entry["stderr_file"] = None
+            entry["cancelled"] = bool(entry.get("cancelled"))
         return {"workspace_id": workspace_id, "count": len(entries), "entries": entries}
 
     def delete(self, workspace_id: str) -> dict[str, Any]:
         record = self.store.get(workspace_id) if isinstance(workspace_id, str) else None
         if record is None:
             raise ValidationError(f"workspace {workspace_id!r} does not exist")
-        self._destroy(record)
+        self.lifecycle.destroy(record)
         return {"workspace_id": workspace_id, "deleted": True, "reason": "explicit_delete"}
 
     def stop(self, workspace_id: str) -> dict[str, Any]:
-        record = self.record(workspace_id)
+        record = self.lifecycle.record(workspace_id)
         if record["state"] == "started":
-            self.stop_supervisor(record)
+            self.lifecycle.stop_supervisor(record)
             self.store.update(workspace_id, state="stopped", supervisor_pid=None)
-        self.touch(workspace_id)
+        self.lifecycle.touch(workspace_id)
         return self.status(workspace_id)
 
     def start(self, workspace_id: str) -> dict[str, Any]:
-        record = self.record(workspace_id)
+        record = self.lifecycle.record(workspace_id)
         if record["state"] != "started":
-            if not self.admit_start(workspace_id):
-                self.wait_started(workspace_id)  # another client is starting it right now
-                self.touch(workspace_id)
+            if not self.lifecycle.admit_start(workspace_id):
+                self.lifecycle.wait_started(workspace_id)  # another client is starting it right now
+                self.lifecycle.touch(workspace_id)
                 return self.status(workspace_id)
             try:
-                self.spawn(workspace_id)
+                self.lifecycle.spawn(workspace_id)
             except BaseException:
                 self.store.update(workspace_id, state="stopped")
                 raise
             finally:
                 self.store.release(workspace_id)
-        self.touch(workspace_id)
+        self.lifecycle.touch(workspace_id)
         return self.status(workspace_id)
 
     def update(
@@ -192,24 +201,32 @@ class WorkspaceManager(WorkspaceLifecycle):
         labels: dict[str, str] | None = None,
         clear_labels: list[str] | None = None,
         allow_hosts: list[str] | None = None,
+        ttl_seconds: int | None = None,
+        idle_stop_seconds: int | None = None,
     ) -> dict[str, Any]:
-        """Name, labels and the egress allowlist (which takes effect at once)."""
+        """Name, labels, the egress allowlist (which takes effect at once) and the two
+        clocks: a new expiry ``ttl_seconds`` from now, and ``idle_stop_seconds``; the
+        supervisor's watch reads both from the record, so they count without a restart."""
         if name is not None and clear_name:
             raise ValidationError("use either name or clear_name, not both")
-        record = self.record(workspace_id)
+        record = self.lifecycle.record(workspace_id)
         changes: dict[str, Any] = {}
         if name is not None:
             changes["name"] = records.workspace_name(name)
         if clear_name:
             changes["name"] = None
+        if ttl_seconds is not None:
+            changes.update(extend(validation.ttl_seconds(ttl_seconds, 1)))
+        if idle_stop_seconds is not None:
+            changes["idle_stop_seconds"] = validation.idle_stop_seconds(idle_stop_seconds)
         new_labels = dict(record["labels"])
-        new_labels.update(self.redactor(workspace_id).value(records.labels(labels)))
+        new_labels.update(self.lifecycle.redactor(workspace_id).value(records.labels(labels)))
         for key in clear_labels or []:
             new_labels.pop(records.label_key(key), None)
         if new_labels != record["labels"]:
             changes["labels"] = dict(sorted(new_labels.items()))
         hosts = None
-        layout = self.layout(workspace_id)
+        layout = self.lifecycle.layout(workspace_id)
         if allow_hosts is not None:
             hosts = allow_hosts_for(record["network_policy"], allow_hosts)
             if hosts == network_info(layout)["allow_hosts"]:

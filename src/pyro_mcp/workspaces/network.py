@@ -37,8 +37,6 @@ def network_info(layout: WorkspaceLayout) -> dict[str, Any]:
 
 @operation
 def network_log(ws: Handle, limit: int = MAX_ROWS) -> dict[str, Any]:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_ROWS:
-        raise ValidationError(f"limit must be an integer from 1 to {MAX_ROWS}")
     record = ws.record()
     info = network_info(ws.layout)
     entries = EgressLog(policy.network_dir(ws.layout.root)).entries(limit)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engines.profile import profile_of
 from ..errors import ValidationError
+from ..lifetime import idle_stop_at
 from ..validation import NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -117,6 +118,8 @@ def payload(record: dict[str, Any]) -> dict[str, Any]:
         "labels": record["labels"],
         "disk_mib": record["disk_mib"],
         "last_activity_at": record["last_activity_at"],
+        "idle_stop_seconds": record.get("idle_stop_seconds", 0),
+        "idle_stop_at": idle_stop_at(record),
         "network_policy": record["network_policy"],
         "workspace_path": "/workspace",
         "workspace_seed": record["workspace_seed"],

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .handle import Handle, operation
-from .lifecycle import WorkspaceLifecycle
 
 if TYPE_CHECKING:
     from .manager import WorkspaceManager
@@ -35,13 +34,10 @@ C = TypeVar("C", bound=type)
 
 
 def redact_every_workspace_operation(cls: C) -> C:
-    """Class decorator: every public method whose first argument is ``workspace_id`` (the
-    manager's own, not the lifecycle's plumbing) is ``redacted``: no operation forgotten."""
-    plumbing = set(vars(WorkspaceLifecycle))
+    """Class decorator: every public method whose first argument is ``workspace_id`` is
+    ``redacted``: no operation forgotten."""
     for name in dir(cls):
         method = getattr(cls, name)
-        if name in plumbing:
-            continue
         if name.startswith("_") or not callable(method) or hasattr(method, "__pyro_redacted__"):
             continue
         code = getattr(method, "__code__", None)

@@ -13,13 +13,13 @@ from typing import Any
 from ..engines.profile import profile_of
 from ..errors import StateError
 from . import secrets as secret_store
-from .lifecycle import WorkspaceLifecycle
+from .handle import Handle, operation
 
 
-def set_secret(
-    manager: WorkspaceLifecycle, workspace_id: str, item: dict[str, Any]
-) -> dict[str, Any]:
-    record = manager.record(workspace_id)
+@operation
+def set_secret(ws: Handle, item: dict[str, Any]) -> dict[str, Any]:
+    workspace_id = ws.id
+    record = ws.record()
     [secret] = secret_store.resolve([{k: v for k, v in item.items() if v is not None}])
     secret_store.check_network([secret], record["network_policy"])
     if not profile_of(record["engine"]).isolated:
@@ -27,13 +27,13 @@ def set_secret(
     known = {s["name"]: s for s in record["secrets"]}
     existed = secret.name in known
     known[secret.name] = secret.public()
-    directory = manager.layout(workspace_id).secrets_dir
+    directory = ws.layout.secrets_dir
     secret_store.store(directory, [secret])
-    manager.store.update(workspace_id, secrets=list(known.values()), last_activity_at=time.time())
+    ws.store.update(workspace_id, secrets=list(known.values()), last_activity_at=time.time())
     installed = False
     if record["state"] == "started":
         payload = secret_store.install_payload(directory)
-        manager.call(workspace_id, "secrets_install", data=payload, timeout=30)
+        ws.call("secrets_install", data=payload, timeout=30)
         installed = True
     return {
         "workspace_id": workspace_id,

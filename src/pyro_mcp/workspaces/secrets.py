@@ -65,6 +65,12 @@ def binding(name: str, item: dict[str, Any], value: str) -> broker.Binding | Non
     hosts = allow_hosts(item["hosts"], f"secret {name!r} hosts")
     if not hosts:
         raise ValidationError(f"secret {name!r}: hosts must name at least one host")
+    for host in hosts:
+        if host.startswith("*.") and "." not in host[2:]:
+            raise ValidationError(
+                f"secret {name!r}: {host} covers a whole top-level domain (anyone can register "
+                "a name there); bind the service's own domain"
+            )
     header = item.get("header") or broker.DEFAULT_HEADER
     if not isinstance(header, str) or not broker.HEADER_RE.match(header):
         raise ValidationError(f"secret {name!r}: header must be an HTTP header name")
@@ -78,18 +84,22 @@ def binding(name: str, item: dict[str, Any], value: str) -> broker.Binding | Non
         or not _header_text(form)
     ):
         raise ValidationError(
-            f"secret {name!r}: format must hold {{value}} once, on one line (≤256 chars)"
+            f"secret {name!r}: format must hold {{value}} once, on one line, no space at "
+            "either end (≤256 chars)"
         )
     if not _header_text(value):
         raise ValidationError(
-            f"secret {name!r}: a brokered value must be one line of text (no control characters)"
+            f"secret {name!r}: a brokered value must be one line of text (no control "
+            "characters, no space at either end)"
         )
     return broker.Binding(tuple(hosts), header, form)
 
 
 def _header_text(text: str) -> bool:
-    """Fit for an HTTP header value: no control character but tab (h11 would refuse it, and
-    its error would quote the value)."""
+    """Fit for an HTTP header value: no control character but tab, no space or tab at either
+    end (h11 would refuse it, and its error would quote the value)."""
+    if text != text.strip(" \t"):
+        return False
     return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text)
 
 
@@ -229,9 +239,7 @@ def store(directory: Path, values: list[Secret]) -> None:
     os.chmod(directory, 0o700)
     bindings = broker.load(directory)
     for secret in values:
-        fd = os.open(directory / secret.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret.value)
+        broker.write_private(directory / secret.name, secret.value)
         old = bindings.pop(secret.name, None)
         if secret.binding is not None:
             mark = old.placeholder if old else broker.new_placeholder(secret.name)

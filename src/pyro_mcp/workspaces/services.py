@@ -91,7 +91,7 @@ def service_start(
 ) -> dict[str, Any]:
     name = _name(name)
     command = validation.command(command)
-    timeout = validation.timeout_seconds(ready_timeout_seconds)
+    timeout = float(ready_timeout_seconds)  # its range: the Param (operations/services.py)
     interval = ready_interval_ms
     ports = validate_ports(published_ports)
     record = ws.started("service_start")
@@ -142,11 +142,21 @@ def service_status(ws: Handle, name: str) -> dict[str, Any]:
 
 
 @operation
-def service_logs(ws: Handle, name: str, tail_lines: int = 200, all: bool = False) -> dict[str, Any]:
+def service_logs(
+    ws: Handle, name: str, tail_lines: int = 200, all: bool = False, budget: int | None = None
+) -> dict[str, Any]:
     record = ws.started("service_logs")
     args = {"name": _name(name), "tail_lines": None if all else tail_lines}
     result, _ = ws.call("service_logs", args)
-    return _payload(ws, record, result)
+    payload = _payload(ws, record, result)
+    if budget is not None:
+        from .bounds import shrink
+
+        shrink(payload, ("stdout", "stderr"), budget, lambda _: LOGS_HINT)
+    return payload
+
+
+LOGS_HINT = "ask for fewer tail_lines or a larger max_result_bytes"
 
 
 @operation

@@ -11,7 +11,6 @@ from ..errors import ValidationError
 from . import secrets as secret_store
 from .handle import Handle, operation
 from .paths import normalize_workspace_path
-from .terminal import render_plain
 
 POLL_SECONDS = 0.05
 SIGNAL_NAMES = ("HUP", "INT", "TERM", "KILL")
@@ -90,6 +89,8 @@ def shell_read(
     truncated = next_cursor < result["length"]
     output = ws.redact(output)
     if plain:
+        from .terminal import render_plain  # pyte: ~65 ms of imports, when needed
+
         output = render_plain(output, result["cols"], result["rows"])
         if len(output) > max_chars:
             output, truncated = output[:max_chars], True

@@ -10,6 +10,7 @@ from ..errors import NotFoundError, StateError, ValidationError
 from . import records
 from .archives import validate_members
 from .handle import Handle, operation
+from .history import forget_streams
 
 
 def _path(ws: Handle, name: str) -> Path:
@@ -138,6 +139,7 @@ def reset(ws: Handle, snapshot: str = "baseline") -> dict[str, Any]:
             ws.store.release(ws.id)  # this process's start is over
     now = time.time()
     ws.store.clear_commands(ws.id)
+    forget_streams(ws.layout.root)
     ws.store.update(
         ws.id,
         command_count=0,

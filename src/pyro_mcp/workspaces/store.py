@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS workspaces (
     vcpu_count INTEGER NOT NULL,
     mem_mib INTEGER NOT NULL,
     disk_mib INTEGER NOT NULL DEFAULT 8192,
+    idle_stop_seconds INTEGER NOT NULL DEFAULT 0,
     ttl_seconds INTEGER NOT NULL,
     created_at REAL NOT NULL,
     last_activity_at REAL NOT NULL,
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS commands (
     recorded_at REAL NOT NULL,
     stdout TEXT NOT NULL,
     stderr TEXT NOT NULL,
+    cancelled INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (workspace_id, sequence)
 );
 CREATE TABLE IF NOT EXISTS expired (
@@ -73,9 +75,14 @@ CREATE TABLE IF NOT EXISTS owners (
 );
 """
 # Bumped when SCHEMA changes; a database at this version needs no set-up on open.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 # Columns added to the workspaces table since it was first made: (name, definition).
-ADDED_COLUMNS = (("disk_mib", "INTEGER NOT NULL DEFAULT 8192"),)
+ADDED_COLUMNS = (
+    ("disk_mib", "INTEGER NOT NULL DEFAULT 8192"),
+    ("idle_stop_seconds", "INTEGER NOT NULL DEFAULT 0"),
+)
+# The same for the commands table (the history).
+ADDED_COMMAND_COLUMNS = (("cancelled", "INTEGER NOT NULL DEFAULT 0"),)
 JSON_COLUMNS = ("labels", "workspace_seed", "secrets", "last_command")
 # Raises to refuse one more running workspace, given how many run (lifetime.Lifetime).
 Admit = Callable[[int], None]
@@ -283,8 +290,8 @@ class Store:
             sequence = int(row[0]) + 1
             db.execute(
                 "INSERT INTO commands (workspace_id, sequence, command, cwd, exit_code, "
-                "duration_ms, execution_mode, recorded_at, stdout, stderr) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "duration_ms, execution_mode, recorded_at, stdout, stderr, cancelled) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     workspace_id,
                     sequence,
@@ -296,6 +303,7 @@ class Store:
                     activity,
                     entry["stdout"],
                     entry["stderr"],
+                    int(bool(entry.get("cancelled"))),
                 ),
             )
             last = {
@@ -359,11 +367,18 @@ class Store:
 
 def _add_columns(db: sqlite3.Connection) -> None:
     """A database made by an older version gets the newer columns (with their defaults)."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(workspaces)")}
-    for name, definition in ADDED_COLUMNS:
+    for table, columns in (("workspaces", ADDED_COLUMNS), ("commands", ADDED_COMMAND_COLUMNS)):
+        _add_table_columns(db, table, columns)
+
+
+def _add_table_columns(
+    db: sqlite3.Connection, table: str, columns: tuple[tuple[str, str], ...]
+) -> None:
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, definition in columns:
         if name not in have:
             try:
-                db.execute(f"ALTER TABLE workspaces ADD COLUMN {name} {definition}")
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
             except sqlite3.OperationalError as exc:  # another process added it just now
                 if "duplicate column" not in str(exc):
                     raise

@@ -17,21 +17,17 @@ import sys
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import lifetime
 from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
-from ..engines.profile import guest_network
 from ..errors import PyroError
 from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, split_output
 from ..guest.workers import Workers
-from ..network.policy import network_dir
-from ..network.proxy import EgressProxy
 from ..paths import socket_address
 from ..runtime import Runtime
-from . import secrets as secret_store
-from . import system_layer, volume_mount
+from . import guest_setup, system_layer, volume_mount
 from .history import History
 from .layout import WorkspaceLayout, remove_quietly
 from .lifecycle import remove_workspace
@@ -41,6 +37,9 @@ from .service_records import ServiceRecords
 from .store import Store
 from .system_layer import Beside
 from .watchers import watch_engine, watch_ttl
+
+if TYPE_CHECKING:  # imported when a workspace has a network (~20-40 ms of every start)
+    from ..network.proxy import EgressProxy
 
 # How long a stop waits for a reset that is booting the new sandbox.
 STOP_WAIT_FOR_RESET = 150.0
@@ -86,7 +85,9 @@ class Supervisor:
             last_error="; ".join(errors) or None,
         )
 
-    def _boot_sandbox(self) -> None:
+    def _boot_sandbox(self, seed: bytes | None = None) -> dict[str, Any] | None:
+        """A new sandbox on /workspace; ``seed`` (a reset's host-made tar) or a seed the create
+        left pending unpacked into it beside the boot (volume_mount.Filling): its result."""
         record = self.store.get(self.workspace_id)
         if record is None:
             raise PyroError(f"workspace {self.workspace_id!r} does not exist")
@@ -97,35 +98,33 @@ class Supervisor:
         if not choice.profile.has_guest_workspace:
             self.host_root = str(self.layout.volume_dir)
         elif not real_vm:
-            self.unpacked = volume_mount.prepare(self.layout) or self.unpacked
+            volume_mount.prepare(self.layout)
+        filling = volume_mount.fill(self.layout, seed)
         if record["network_policy"] != "off" and self.proxy is None:
+            from ..network.policy import network_dir
+            from ..network.proxy import EgressProxy
+
             self.proxy = EgressProxy(network_dir(self.layout.root), self.layout.secrets_dir)
-        sandbox = self.runtime.boot(
-            choice,
-            env,
-            f"{self.workspace_id}-{uuid.uuid4().hex[:6]}",  # a fresh engine id every boot
-            self.layout.runtime_dir,
-            vcpu_count=record["vcpu_count"],
-            mem_mib=record["mem_mib"],
-            network=record["network_policy"] != "off",
-            workspace_dir=None if real_vm else self.layout.volume_dir,
-            workspace_disk=self.layout.disk if real_vm else None,
-            egress_proxy=str(self.proxy.socket_path) if self.proxy else None,
-            **system.result(),
-        )
         try:
-            if record["network_policy"] != "off":
-                args = dict(guest_network(choice.key))
-                if self.proxy is not None and choice.engine.info().isolation != "none":
-                    # the proxy's CA, for brokered secrets; never the host's own trust store
-                    args["trust_ca"] = self.proxy.authority.pem
-                sandbox.client.call("network", args, timeout=30)
-            if self.layout.secrets_dir.is_dir():
-                sandbox.client.call(
-                    "secrets_install",
-                    data=secret_store.install_payload(self.layout.secrets_dir),
-                    timeout=30,
-                )
+            sandbox = self.runtime.boot(
+                choice,
+                env,
+                f"{self.workspace_id}-{uuid.uuid4().hex[:6]}",  # a fresh engine id every boot
+                self.layout.runtime_dir,
+                vcpu_count=record["vcpu_count"],
+                mem_mib=record["mem_mib"],
+                network=record["network_policy"] != "off",
+                workspace_dir=None if real_vm else self.layout.volume_dir,
+                workspace_disk=self.layout.disk if real_vm else None,
+                egress_proxy=str(self.proxy.socket_path) if self.proxy else None,
+                **system.result(),
+            )
+        except BaseException:
+            filling.join()  # nothing is written on once this start has failed
+            raise
+        try:
+            unpacked = filling.wait()
+            guest_setup.configure(sandbox, record, choice, self.proxy, self.layout.secrets_dir)
         except BaseException:
             sandbox.kill()
             raise
@@ -133,6 +132,8 @@ class Supervisor:
         self.sandbox = sandbox
         if self.listener is not None:  # serving already: watch the new engine too
             threading.Thread(target=watch_engine, args=(self, sandbox), daemon=True).start()
+        self.unpacked = unpacked or self.unpacked  # a create's, for its start-up status
+        return unpacked
 
     def reset(self, seed: bytes = b"", guest_links: bool = False) -> dict[str, Any]:
         """Reset: a fresh sandbox from the pristine environment and /workspace from ``seed``
@@ -140,9 +141,8 @@ class Supervisor:
         supervisor.
 
         With a host-directory /workspace (gVisor, host compat) the old sandbox is torn down
-        while the new one boots, and a host-made seed (the baseline) is unpacked straight
-        into the new directory. A VM's disk and sockets live in one place, so a VM is
-        stopped first.
+        and a host-made seed (the baseline) unpacked into the new directory while the new
+        one boots. A VM's disk and sockets live in one place, so a VM is stopped first.
         """
         with self.reboot_lock:
             record = self.store.get(self.workspace_id)
@@ -168,10 +168,7 @@ class Supervisor:
                     teardown.start()
                 old = None  # the teardown owns it now (or it is gone)
                 renewing.result()
-                unpacked: dict[str, Any] | None = None
-                if seed and not real_vm and not guest_links:
-                    unpacked = self.layout.unpack_into_volume(seed)
-                self._boot_sandbox()
+                unpacked = self._boot_sandbox(None if real_vm or guest_links else seed or None)
                 if seed and unpacked is None:
                     assert self.sandbox is not None
                     unpacked, _ = self.sandbox.client.call(

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from ..errors import SandboxError
-from . import volume_mount
-from .layout import WorkspaceLayout, make_ext4, uses_image
+from . import blank_disk, volume_mount
+from .layout import WorkspaceLayout, uses_image
 
 WHAT = "system disk"
 T = TypeVar("T")
@@ -58,13 +58,14 @@ class Beside(Generic[T]):
 def image(layout: WorkspaceLayout, disk_mib: int) -> Path:
     """The workspace's system image, made empty if it has none yet."""
     if not layout.system_disk.exists():
-        make_ext4(layout.system_disk, disk_mib, "system")
+        blank_disk.make(layout.root.parent.parent, layout.system_disk, disk_mib)
     return layout.system_disk
 
 
 def fresh_image(layout: WorkspaceLayout, disk_mib: int) -> Path:
     """A new, empty system image (one still in use stays intact: it is unlinked)."""
-    make_ext4(layout.system_disk, disk_mib, "system")
+    layout.system_disk.unlink(missing_ok=True)
+    blank_disk.make(layout.root.parent.parent, layout.system_disk, disk_mib)
     return layout.system_disk
 
 

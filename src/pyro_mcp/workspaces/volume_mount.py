@@ -15,11 +15,13 @@ import contextlib
 import ctypes
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import SandboxError
+from . import loopdev
 from .layout import WorkspaceLayout, uses_image
 
 CLONE_NEWNS = 0x00020000
@@ -49,7 +51,10 @@ def is_mounted(target: Path) -> bool:
     return os.path.ismount(target)
 
 
-def _loop_users(image: Path) -> str:
+def _loop_users(image: Path) -> list[str] | str:
+    found = loopdev.users(image)
+    if found is not None:
+        return found
     result = subprocess.run(
         ["losetup", "-j", str(image)], capture_output=True, text=True, check=False
     )
@@ -66,6 +71,17 @@ def mount(image: Path, target: Path, what: str = "workspace disk") -> None:
             raise SandboxError(f"the {what} is still in use by an earlier sandbox")
         time.sleep(0.1)
     target.mkdir(mode=0o755, exist_ok=True)
+    try:
+        loopdev.mount(image, target)
+    except loopdev.Unsupported:
+        _mount_command(image, target, what)
+    except OSError as exc:
+        raise SandboxError(f"cannot mount the {what}: {exc.strerror or exc}") from None
+    with contextlib.suppress(OSError):  # mkfs's, not the user's (as the VM guest does)
+        os.rmdir(target / "lost+found")
+
+
+def _mount_command(image: Path, target: Path, what: str) -> None:
     result = subprocess.run(
         ["mount", "-t", "ext4", "-o", "loop,nosuid,nodev", str(image), str(target)],
         capture_output=True,
@@ -73,29 +89,66 @@ def mount(image: Path, target: Path, what: str = "workspace disk") -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise SandboxError(f"cannot mount the {what}: {result.stderr.strip()}")
-    with contextlib.suppress(OSError):  # mkfs's, not the user's (as the VM guest does)
-        os.rmdir(target / "lost+found")
+        why = result.stderr.strip().splitlines()[:1] or ["mount failed"]
+        raise SandboxError(f"cannot mount the {what}: {why[0]}")
 
 
 def detach(target: Path) -> None:
     """Lazy unmount: a sandbox still using the old mount keeps it until it ends."""
     if is_mounted(target):
-        subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+        loopdev.detach(target)
 
 
-def prepare(layout: WorkspaceLayout) -> dict[str, Any] | None:
+def prepare(layout: WorkspaceLayout) -> None:
     """Before a gVisor sandbox boots: its image mounted at the volume directory (unless it
-    is already), then a seed the create left pending unpacked into it (its result)."""
-    if not layout.disk.exists():
-        return None  # a workspace made before 3.7: a plain directory, as it was
-    if not is_mounted(layout.volume_dir):
+    is already; a workspace made before 3.7 has a plain directory, as it was)."""
+    if layout.disk.exists() and not is_mounted(layout.volume_dir):
         mount(layout.disk, layout.volume_dir)
-    if not layout.pending_seed.exists():
-        return None
-    result = layout.unpack_into_volume(layout.pending_seed.read_bytes())
-    layout.pending_seed.unlink()
-    return result
+
+
+class Filling:
+    """A host-made seed unpacked into the (mounted) /workspace directory beside the boot of
+    the sandbox that shows it, instead of before: gVisor revalidates what its mounts show
+    (runsc's default ``--file-access-mounts=shared``), so every file written here is seen,
+    and nothing in the guest looks at /workspace before the supervisor has waited for this
+    and answered. A seed the create left pending is removed once it is in."""
+
+    def __init__(self, layout: WorkspaceLayout, tar_bytes: bytes | None, pending: bool) -> None:
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if tar_bytes is not None:
+            self.thread = threading.Thread(
+                target=self._run, args=(layout, tar_bytes, pending), daemon=True
+            )
+            self.thread.start()
+
+    def _run(self, layout: WorkspaceLayout, tar_bytes: bytes, pending: bool) -> None:
+        try:
+            self.result = layout.unpack_into_volume(tar_bytes)
+            if pending:
+                layout.pending_seed.unlink()
+        except BaseException as exc:  # raised again by wait(), in the supervisor's thread
+            self.error = exc
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+    def wait(self) -> dict[str, Any] | None:
+        """What was unpacked (None: there was nothing to unpack); raises what unpacking did."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def fill(layout: WorkspaceLayout, seed: bytes | None) -> Filling:
+    """Start unpacking ``seed`` (a reset's host-made tar), else a seed the create left
+    pending (gVisor only), into /workspace; a Filling with nothing to do when neither."""
+    if seed is None and layout.pending_seed.exists():
+        return Filling(layout, layout.pending_seed.read_bytes(), pending=True)
+    return Filling(layout, seed, pending=False)
 
 
 def replace(layout: WorkspaceLayout, record: dict[str, Any]) -> Path | None:

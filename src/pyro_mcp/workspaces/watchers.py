@@ -61,13 +61,33 @@ def watch_agent(supervisor: Supervisor, sandbox: Sandbox) -> None:
         supervisor.shutdown("stopped", error=f"the sandbox agent's stream broke ({reason})")
 
 
+# How often the lifetime watch reads the record: an extension, a new idle_stop_seconds and
+# new activity count within this long, without a restart (one indexed read each time).
+LIFETIME_POLL_SECONDS = 1.0
+
+
 def watch_ttl(supervisor: Supervisor) -> None:
+    """Both clocks of lifetime.py, read from the record each round: at ``expires_at`` the
+    workspace is deleted, past its idle stop it is stopped (a call still being answered,
+    a long exec, counts as activity)."""
+    since = time.time()
     while not supervisor.stopping.is_set():
         record = supervisor.store.get(supervisor.workspace_id)
         if record is None:
             supervisor.shutdown("deleted")
             return
-        if lifetime.due(record["expires_at"]):
+        now = time.time()
+        if lifetime.due(record["expires_at"], now):
             supervisor.shutdown("expired")
             return
-        supervisor.stopping.wait(min(float(record["expires_at"]) - time.time(), 5.0))
+        sandbox = supervisor.sandbox
+        if (
+            lifetime.idle_due(record, now, since)
+            and sandbox is not None
+            and not sandbox.client.busy
+        ):
+            idle = record["idle_stop_seconds"]
+            supervisor.shutdown("stopped", error=f"idle stop: no activity for {idle}s")
+            return
+        wait = min(float(record["expires_at"]) - now, LIFETIME_POLL_SECONDS)
+        supervisor.stopping.wait(max(wait, 0.0))
