@@ -17,8 +17,8 @@ Stop/start keeps the image; a reset makes a new, empty one: a fresh system.
 
 from __future__ import annotations
 
+import ctypes
 import os
-import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -84,15 +84,12 @@ def mount_root(layout: WorkspaceLayout, lower: Path, disk_mib: int) -> Path:
     os.chown(upper, stat.st_uid, stat.st_gid)
     os.chmod(upper, stat.st_mode & 0o7777)
     layout.rootfs_dir.mkdir(mode=0o755, exist_ok=True)
-    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-    result = subprocess.run(
-        ["mount", "-t", "overlay", "-o", options, "pyro-system", str(layout.rootfs_dir)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SandboxError(f"cannot mount the system layer: {result.stderr.strip()}")
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
+    libc = ctypes.CDLL(None, use_errno=True)  # a mount(2), not a `mount` process
+    target = str(layout.rootfs_dir).encode()
+    if libc.mount(b"pyro-system", target, b"overlay", 0, options) != 0:
+        error = os.strerror(ctypes.get_errno())
+        raise SandboxError(f"cannot mount the system layer: {error}")
     return layout.rootfs_dir
 
 
