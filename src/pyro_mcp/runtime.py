@@ -156,8 +156,12 @@ class Runtime:
         workspace_dir: Path | None = None,
         workspace_disk: Path | None = None,
         egress_proxy: str | None = None,
+        root_dir: Path | None = None,
+        system_disk: Path | None = None,
     ) -> Sandbox:
         spec = BootSpec(
+            root_dir=root_dir,
+            system_disk=system_disk,
             workspace_dir=workspace_dir,
             workspace_disk=workspace_disk,
             sandbox_id=sandbox_id,

@@ -35,6 +35,12 @@ class BootSpec(NamedTuple):
     # With network: the Unix socket of the egress proxy (network/proxy.py), the guest's
     # only way out; None leaves a networked guest with nowhere to go.
     egress_proxy: str | None = None
+    # A workspace's writable system layer (workspaces/system_layer.py): gVisor's root
+    # directory (the environment's rootfs under an overlay on disk, used without runsc's
+    # memory overlay), or a VM's disk for the root overlay's upper layer. None: the root's
+    # writable layer is in memory.
+    root_dir: Path | None = None
+    system_disk: Path | None = None
 
     def agent(self) -> Path:
         if self.agent_dir is None:

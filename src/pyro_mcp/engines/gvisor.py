@@ -114,12 +114,19 @@ class GvisorEngine(Engine):
         ]
 
     def run_argv(
-        self, bundle: Path, container: str, network: bool = False, log: Path | None = None
+        self,
+        bundle: Path,
+        container: str,
+        network: bool = False,
+        log: Path | None = None,
+        memory_root: bool = True,
     ) -> list[str]:
         """`runsc run`: loopback only, the rootfs under a memory overlay (never written), in
         host cgroups that bound its memory, tasks and CPU (``oci_config``). With ``network``
         the guest may connect to host Unix sockets in its mounts: only the read-only socket
-        directory of ``GvisorNet`` holds any. With ``log``, runsc's own log goes there."""
+        directory of ``GvisorNet`` holds any. With ``log``, runsc's own log goes there.
+        Without ``memory_root`` the root is used as it is: a workspace's system layer, an
+        overlay on disk already (workspaces/system_layer.py)."""
         base = self.runsc_base()
         return [
             base[0],
@@ -129,7 +136,7 @@ class GvisorEngine(Engine):
             "none",
             *(["--host-uds", "open"] if network else []),
             "--overlay2",
-            "root:memory",
+            "root:memory" if memory_root else "none",
             "--ignore-cgroups",  # pyro makes its host cgroups itself (gvisor_cgroups.py)
             "run",
             "--bundle",
@@ -160,11 +167,12 @@ class GvisorEngine(Engine):
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         bundle = spec.workdir / "bundle"
         bundle.mkdir(parents=True, exist_ok=True)
-        config = oci_config(spec, spec.environment.rootfs_dir, net)
+        config = oci_config(spec, spec.root_dir or spec.environment.rootfs_dir, net)
         config["process"].update(process or {})
         (bundle / "config.json").write_text(json.dumps(config))
         container = container_id(spec.sandbox_id)
-        cmd = self.run_argv(bundle, container, network=net is not None, log=log)
+        memory_root = spec.root_dir is None
+        cmd = self.run_argv(bundle, container, net is not None, log, memory_root)
         cgroups = HostCgroups(container, spec.mem_mib, spec.vcpu_count)
         HostCgroups.sweep()
         try:

@@ -56,6 +56,11 @@ def agent_initrd(agent_dir: Path) -> Path:
     return path
 
 
+def _size(disk: Path | None) -> int | None:
+    """A disk's size: the guest sees it at boot, so a template only fits its own sizes."""
+    return disk.stat().st_size if disk is not None else None
+
+
 def listen(path: Path) -> socket.socket:
     """A listening Unix socket at ``path`` (any length), private to this user."""
     path.unlink(missing_ok=True)
@@ -91,10 +96,12 @@ def _channels(spec: BootSpec, sock_path: Path, fds: tuple[int, int] | None) -> l
 
 
 def _devices(spec: BootSpec) -> list[str]:
-    """The workspace disk and the restricted network, when the sandbox has them."""
+    """The workspace and system disks (vdb, vdc: in this order) and the restricted network,
+    when the sandbox has them."""
     cmd: list[str] = []
-    if spec.workspace_disk is not None:
-        cmd += ["-drive", f"file={spec.workspace_disk},format=raw,if=virtio,cache=writeback"]
+    for disk in (spec.workspace_disk, spec.system_disk):
+        if disk is not None:
+            cmd += ["-drive", f"file={disk},format=raw,if=virtio,cache=writeback"]
     if spec.network:
         cmd += [
             "-netdev",
@@ -222,10 +229,8 @@ class QemuEngine(Engine):
                 "vcpu": spec.vcpu_count,
                 "mem": spec.mem_mib,
                 "network": qemu_netdev(None) if spec.network else None,
-                # the guest sees the disk's size at boot: a template only fits its own size
-                "workspace_disk": spec.workspace_disk.stat().st_size
-                if spec.workspace_disk is not None
-                else None,
+                "workspace_disk": _size(spec.workspace_disk),
+                "system_disk": _size(spec.system_disk),
             }
         )
 
@@ -243,19 +248,25 @@ class QemuEngine(Engine):
                 except SandboxError:
                     shutil.rmtree(path, ignore_errors=True)  # stale or broken: boot cold
                 else:
-                    self._mount_workspace(sandbox, spec)
+                    self._attach_disks(sandbox, spec)
                     return sandbox
         sandbox = self._cold_boot(spec)
         if key is not None and self.template_root is not None:
             self._save_template(sandbox, spec, key)
-        self._mount_workspace(sandbox, spec)
+        self._attach_disks(sandbox, spec)
         return sandbox
 
-    def _mount_workspace(self, sandbox: QemuSandbox, spec: BootSpec) -> None:
-        if spec.workspace_disk is None:
-            return
+    def _attach_disks(self, sandbox: QemuSandbox, spec: BootSpec) -> None:
+        """After the boot (or a template's restore): the root onto the system disk, then
+        /workspace mounted in that root (devices in ``_devices``' order)."""
+        names = iter(("/dev/vdb", "/dev/vdc"))
+        workspace = next(names) if spec.workspace_disk is not None else None
+        system = next(names) if spec.system_disk is not None else None
         try:
-            sandbox.client.call("mount_workspace", {"device": "/dev/vdb"}, timeout=60)
+            if system is not None:
+                sandbox.client.call("system_root", {"device": system}, timeout=60)
+            if workspace is not None:
+                sandbox.client.call("mount_workspace", {"device": workspace}, timeout=60)
         except SandboxError:
             sandbox.kill()
             raise

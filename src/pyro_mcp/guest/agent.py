@@ -35,6 +35,8 @@ AGENT_VERSION = "3.6.0"
 # Set while the VM is saved as a boot template: the host that saved it hangs up, and a
 # restored copy must then wait for its new host instead of powering off.
 STANDBY = threading.Event()
+SETUP: list[threading.Thread] = []  # set-up beside hello answers (limits), joined before a
+# root switch: its mounts must land in the root that stays
 
 
 def op_hello(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
@@ -52,7 +54,9 @@ def op_hello(args: dict[str, Any], data: bytes, emit: Emit) -> dict[str, Any]:
         # Set up beside the answer (it spawns `mount`: ~0.1 s in gVisor). A process started
         # before it is in place still counts: the watchdog counts the whole hierarchy, and
         # the engine's own limits hold around the sandbox.
-        threading.Thread(target=limits.apply, args=(args["limits"],), daemon=True).start()
+        setup = threading.Thread(target=limits.apply, args=(args["limits"],), daemon=True)
+        setup.start()
+        SETUP.append(setup)
     uname = os.uname()
     return {
         "protocol": PROTOCOL_VERSION,
@@ -119,6 +123,14 @@ def op_tar_out(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
 def op_mount_workspace(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
     boot.mount_workspace(args["device"], paths.ROOT)
     return {"mounted": paths.ROOT}
+
+
+def op_system_root(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
+    from . import sysroot
+
+    for setup in SETUP:
+        setup.join(timeout=30)
+    return sysroot.switch(args["device"])
 
 
 def op_secrets_install(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
@@ -240,6 +252,7 @@ HANDLERS: dict[str, Handler] = {
     "tar_in": op_tar_in,
     "tar_out": op_tar_out,
     "mount_workspace": op_mount_workspace,
+    "system_root": op_system_root,
     "secrets_install": op_secrets_install,
     "shell_open": op_shell_open,
     "shell_read": op_shell_read,

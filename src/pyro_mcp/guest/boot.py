@@ -156,14 +156,19 @@ def _default_route(gateway_ip: str) -> bytes:
 BLKFLSBUF = 0x1261
 
 
-def mount_workspace(device: str, target: str) -> None:
-    """Mount the workspace disk. A VM resumed from a boot template saw a placeholder disk
-    at probe time, so drop any cached blocks of the device first."""
+def drop_cached_blocks(device: str) -> None:
+    """A VM resumed from a boot template saw a placeholder disk at probe time: forget any
+    blocks of ``device`` cached then."""
     fd = os.open(device, os.O_RDONLY)
     try:
         fcntl.ioctl(fd, BLKFLSBUF, 0)
     finally:
         os.close(fd)
+
+
+def mount_workspace(device: str, target: str) -> None:
+    """Mount the workspace disk (its cached blocks dropped first: a template's)."""
+    drop_cached_blocks(device)
     os.makedirs(target, exist_ok=True)
     if os.path.ismount(target):
         return

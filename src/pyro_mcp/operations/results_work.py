@@ -174,6 +174,13 @@ class ServiceInfo(TypedDict):
     stop_reason: Annotated[str | None, "Why it ended, e.g. sigterm, process_exited."]
     execution_mode: str
     published_ports: list[PublishedPort]
+    restarted: NotRequired[
+        Annotated[
+            bool,
+            "Present after a start: true if the start ran the service again, false if it did "
+            "not come back (stop_reason says why).",
+        ]
+    ]
     warning: NotRequired[str]
 
 

@@ -57,8 +57,13 @@ def _render_start(data: dict[str, Any]) -> HumanOutput:
     return _render(data, "workspace-service-start")
 
 
+def _keys(service: dict[str, Any], *extra: str) -> list[str]:
+    """The keys shown for a service: ``extra`` when present, and ``restarted`` after a start."""
+    return [*KEYS, *(k for k in (*extra, "restarted") if service.get(k) is not None)]
+
+
 def _render(data: dict[str, Any], tag: str = "workspace-service") -> HumanOutput:
-    keys = [*KEYS, "stop_reason"] if data.get("stop_reason") else KEYS
+    keys = _keys(data, "stop_reason")
     ports = ",".join(
         f"{p['host']}:{p['host_port']}->{p['guest_port']}/tcp"
         for p in data.get("published_ports", [])
@@ -72,7 +77,7 @@ def _render_list(data: dict[str, Any]) -> HumanOutput:
     if not data["services"]:
         return HumanOutput(stdout="No services.\n")
     return HumanOutput(
-        stdout="".join(kv_line("workspace-service", s, KEYS) + "\n" for s in data["services"])
+        stdout="".join(kv_line("workspace-service", s, _keys(s)) + "\n" for s in data["services"])
     )
 
 

@@ -48,6 +48,21 @@ class WorkspaceLayout:
         return self.root / "workspace.ext4"
 
     @property
+    def system_disk(self) -> Path:
+        """The system layer's ext4 image: the root's upper layer (workspaces/system_layer.py)."""
+        return self.root / "system.ext4"
+
+    @property
+    def system_dir(self) -> Path:
+        """gVisor: where the supervisor mounts the system image (upper/ and work/ in it)."""
+        return self.root / "system"
+
+    @property
+    def rootfs_dir(self) -> Path:
+        """gVisor: the overlay (environment rootfs + system layer) runsc gets as its root."""
+        return self.root / "rootfs"
+
+    @property
     def pending_seed(self) -> Path:
         """A seed the supervisor unpacks into the mounted image before the first boot."""
         return self.root / "seed-pending.tar"

@@ -76,6 +76,17 @@ class PortTable:
             self.by_service[service] = published
         return published
 
+    def publish_or_fail(
+        self, name: str, ports: list[dict[str, int]], result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Forward the service's ports; if that fails the service is stopped and failed."""
+        try:
+            self.publish(name, ports)
+        except PyroError:
+            stopped, _ = self.sandbox.client.call("service_stop", {"name": name}, timeout=60)
+            return {**stopped, "state": "failed", "stop_reason": "published_port_failed"}
+        return result
+
     def release(self, service: str) -> None:
         with self.lock:
             entries = self.by_service.pop(service, [])

@@ -27,12 +27,15 @@ from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, s
 from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
-from . import guest_setup, volume_mount
+from . import guest_setup, system_layer, volume_mount
 from .history import History
 from .layout import WorkspaceLayout, remove_quietly
 from .lifecycle import remove_workspace
+from .paths import host_compat_args
 from .ports import SERVICE_OPS, PortTable, validate_ports
+from .service_records import ServiceRecords
 from .store import Store
+from .system_layer import Beside
 from .watchers import InFlight, watch_engine, watch_ttl
 
 if TYPE_CHECKING:  # imported when a workspace has a network (~20-40 ms of every start)
@@ -40,7 +43,6 @@ if TYPE_CHECKING:  # imported when a workspace has a network (~20-40 ms of every
 
 # How long a stop waits for a reset that is booting the new sandbox.
 STOP_WAIT_FOR_RESET = 150.0
-HOST_ROOT_OPS = ("file_list", "file_read", "file_write", "file_delete", "tar_in", "tar_out")
 
 
 class Supervisor:
@@ -59,10 +61,14 @@ class Supervisor:
         self.history = History(store, workspace_id, self.layout.secrets_dir)
         self.proxy: EgressProxy | None = None  # the guest's way out, started with a network
         self.unpacked: dict[str, Any] | None = None  # a pending seed, unpacked at boot
+        self.services = ServiceRecords(self.layout.root / "services.json")
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
         self._boot_sandbox()
+        assert self.sandbox is not None
+        sandbox = self.sandbox  # services started before: no engine kept them (start)
+        errors = self.services.restart(lambda args: self._call(sandbox, "service_start", args)[0])
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.layout.socket.unlink(missing_ok=True)
         old = os.umask(0o177)
@@ -74,7 +80,10 @@ class Supervisor:
         listener.listen(64)
         self.listener = listener
         self.store.update(
-            self.workspace_id, state="started", supervisor_pid=os.getpid(), last_error=None
+            self.workspace_id,
+            state="started",
+            supervisor_pid=os.getpid(),
+            last_error="; ".join(errors) or None,
         )
 
     def _boot_sandbox(self, seed: bytes | None = None) -> dict[str, Any] | None:
@@ -86,6 +95,7 @@ class Supervisor:
         env = self.runtime.environment(record["environment"])
         choice = self.runtime.engine_by_key(record["engine"])
         real_vm = choice.engine.info().real_vm
+        system = Beside(system_layer.boot_args, self.layout, record, env.rootfs_dir, real_vm)
         if not choice.profile.has_guest_workspace:
             self.host_root = str(self.layout.volume_dir)
         elif not real_vm:
@@ -108,6 +118,7 @@ class Supervisor:
                 workspace_dir=None if real_vm else self.layout.volume_dir,
                 workspace_disk=self.layout.disk if real_vm else None,
                 egress_proxy=str(self.proxy.socket_path) if self.proxy else None,
+                **system.result(),
             )
         except BaseException:
             filling.join()  # nothing is written on once this start has failed
@@ -142,6 +153,8 @@ class Supervisor:
             old = self.sandbox
             self.sandbox = None
             teardown: threading.Thread | None = None
+            renewing = Beside(system_layer.renew, self.layout, record)  # a fresh system
+            self.services.clear()  # and no services
             try:
                 if old is not None:
                     for name in list(self.ports.by_service):
@@ -155,6 +168,7 @@ class Supervisor:
                     teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
                     teardown.start()
                 old = None  # the teardown owns it now (or it is gone)
+                renewing.result()
                 unpacked = self._boot_sandbox(None if real_vm or guest_links else seed or None)
                 if seed and unpacked is None:
                     assert self.sandbox is not None
@@ -237,7 +251,7 @@ class Supervisor:
             return
         request = dict(args)  # as the client sent it (the history records this)
         if self.host_root is not None:
-            args = self._host_args(op, args)
+            args = host_compat_args(self.host_root, op, args)
         with self.reboot_lock:  # never talk to a sandbox that is being replaced
             sandbox = self.sandbox
         if sandbox is None:
@@ -254,13 +268,8 @@ class Supervisor:
         def on_event(kind: str, chunk: bytes) -> None:
             send({"id": req_id, "event": kind}, chunk)
 
-        ports = validate_ports(args.pop("published_ports", None)) if op == "service_start" else []
         try:
-            result, payload = sandbox.client.call(op, args, data, on_event=on_event)
-            if ports and result.get("state") == "running":
-                result = self._publish(args["name"], ports, result)
-            if op in SERVICE_OPS:
-                result = self.ports.after(op, args, result)
+            result, payload = self._call(sandbox, op, args, data, on_event)
             if op == "exec":  # recorded here, so a client that died cannot lose it
                 entry = self.history.record(request, split_output(result, payload))
                 # the output stays raw bytes in the frame's data (it is the same, redacted)
@@ -271,29 +280,18 @@ class Supervisor:
             return
         send({"id": req_id, "ok": True, "result": result}, payload)
 
-    def _publish(
-        self, name: str, ports: list[dict[str, int]], result: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Forward the service's ports; if that fails the service is stopped and failed."""
-        assert self.sandbox is not None
-        try:
-            self.ports.publish(name, ports)
-        except PyroError:
-            stopped, _ = self.sandbox.client.call("service_stop", {"name": name}, timeout=60)
-            return {**stopped, "state": "failed", "stop_reason": "published_port_failed"}
-        return result
-
-    def _host_args(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Host-compat (unisolated) mode has no /workspace: re-root paths in its directory."""
-        assert self.host_root is not None
-        if op in HOST_ROOT_OPS:
-            args["root"] = self.host_root
-            for key in ("path", "dest"):
-                if isinstance(args.get(key), str) and args[key].startswith("/workspace"):
-                    args[key] = self.host_root + args[key][len("/workspace") :]
-        if op == "exec" and str(args.get("cwd", "")).startswith("/workspace"):
-            args["cwd"] = self.host_root + str(args["cwd"])[len("/workspace") :]
-        return args
+    def _call(
+        self, box: Sandbox, op: str, args: dict[str, Any], data: bytes = b"", emit: Any = None
+    ) -> tuple[dict[str, Any], bytes]:
+        """One agent call, with the services' side on the host: published ports, records."""
+        request = dict(args)
+        ports = validate_ports(args.pop("published_ports", None)) if op == "service_start" else []
+        result, payload = box.client.call(op, args, data, on_event=emit)
+        if ports and result.get("state") == "running":
+            result = self.ports.publish_or_fail(args["name"], ports, result)
+        if op in SERVICE_OPS:
+            result = self.services.after(op, request, self.ports.after(op, args, result))
+        return result, payload
 
     def _status(self) -> dict[str, Any]:
         assert self.sandbox is not None
@@ -339,6 +337,7 @@ class Supervisor:
                     pass
             self.sandbox.stop(grace=5.0)
         volume_mount.detach(self.layout.volume_dir)
+        system_layer.detach_root(self.layout)
         if reason == "expired":
             record = self.store.get(self.workspace_id)
             # If the files cannot go, the record stays for the next reap.

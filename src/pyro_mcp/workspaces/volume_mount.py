@@ -61,29 +61,27 @@ def _loop_users(image: Path) -> list[str] | str:
     return result.stdout.strip()
 
 
-def mount(image: Path, target: Path) -> None:
+def mount(image: Path, target: Path, what: str = "workspace disk") -> None:
     """Mount ``image`` on ``target`` (in this process's private namespace)."""
     if "error" in NAMESPACE:
-        raise SandboxError(f"cannot mount the workspace disk ({NAMESPACE['error']})")
+        raise SandboxError(f"cannot mount the {what} ({NAMESPACE['error']})")
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
     while _loop_users(image):  # never two mounts of one ext4 image at once
         if time.monotonic() > deadline:
-            raise SandboxError(
-                "the workspace disk is still in use by an earlier sandbox of this workspace"
-            )
+            raise SandboxError(f"the {what} is still in use by an earlier sandbox")
         time.sleep(0.1)
     target.mkdir(mode=0o755, exist_ok=True)
     try:
         loopdev.mount(image, target)
     except loopdev.Unsupported:
-        _mount_command(image, target)
+        _mount_command(image, target, what)
     except OSError as exc:
-        raise SandboxError(f"cannot mount the workspace disk: {exc.strerror or exc}") from None
+        raise SandboxError(f"cannot mount the {what}: {exc.strerror or exc}") from None
     with contextlib.suppress(OSError):  # mkfs's, not the user's (as the VM guest does)
         os.rmdir(target / "lost+found")
 
 
-def _mount_command(image: Path, target: Path) -> None:
+def _mount_command(image: Path, target: Path, what: str) -> None:
     result = subprocess.run(
         ["mount", "-t", "ext4", "-o", "loop,nosuid,nodev", str(image), str(target)],
         capture_output=True,
@@ -92,7 +90,7 @@ def _mount_command(image: Path, target: Path) -> None:
     )
     if result.returncode != 0:
         why = result.stderr.strip().splitlines()[:1] or ["mount failed"]
-        raise SandboxError(f"cannot mount the workspace disk: {why[0]}")
+        raise SandboxError(f"cannot mount the {what}: {why[0]}")
 
 
 def detach(target: Path) -> None:
