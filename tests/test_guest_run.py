@@ -390,7 +390,7 @@ def test_mcp_round_trip_over_stdio(tmp_path: Path, installed_env: Any) -> None:
 
     assert bad.isError is True
     assert "vcpu_count" in bad.content[0].text
-    assert "less than or equal to 8" in bad.content[0].text
+    assert "vcpu_count must be between 1 and 8 (got 99)" in bad.content[0].text
 
     assert unknown.isError is True
     assert "unknown environment 'nosuch:1'" in unknown.content[0].text

@@ -246,7 +246,9 @@ def test_repro_fix_loop(surface: Surface, host_dir: Path) -> None:
     diff = surface.diff(wid)
     assert diff["changed"] is True
     assert [(e["path"], e["status"]) for e in diff["entries"]] == [("message.txt", "modified")]
-    assert "-broken\n+fixed\n" in diff["patch"]
+    assert "-broken\n+fixed\n" in diff["entries"][0]["text_patch"]
+    # MCP pages a diff by default: each entry keeps its patch, the joined one is omitted
+    assert diff.get("patch_omitted") or "-broken\n+fixed\n" in diff["patch"]
 
     output = host_dir / "exported" / "message.txt"
     exported = surface.export(wid, "message.txt", output)
