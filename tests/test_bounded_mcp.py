@@ -225,3 +225,27 @@ def test_service_logs_are_cut_unless_more_is_asked(state_dir: Path) -> None:
             assert whole["stdout"].count(line) == 200 and "stdout_truncated" not in whole
         finally:
             client.ok("workspace_delete", workspace_id=wid)
+
+
+def test_snapshot_and_workspace_lists_are_paged(ws: tuple[Bounded, str], state_dir: Path) -> None:
+    calls, wid = ws
+    with McpClient(state_dir, "workspace-full") as client:
+        full = Bounded(client)
+        for i in range(80):  # ~230 bytes each: the whole list is over 16 KiB
+            client.ok("snapshot_create", workspace_id=wid, name=f"s{i:03d}-{'n' * 40}")
+        names, offset = [], 0
+        while offset is not None:
+            got = full.call("snapshot_list", workspace_id=wid, offset=offset)
+            assert got["total"] == 81 and got["count"] == len(got["snapshots"])
+            names += [s["snapshot_name"] for s in got["snapshots"]]
+            offset = got["next_offset"]
+        assert len(names) == 81 and len(set(names)) == 81 and names[0] == "baseline"
+        other = client.ok("workspace_create", environment="debian:12")["workspace_id"]
+        try:
+            first = calls.call("workspace_list", limit=1)
+            assert first["count"] == 1 and first["next_offset"] == 1 and first["total"] >= 2
+            rest = calls.call("workspace_list", offset=1)
+            seen = {w["workspace_id"] for w in first["workspaces"] + rest["workspaces"]}
+            assert {wid, other} <= seen
+        finally:
+            client.ok("workspace_delete", workspace_id=other)

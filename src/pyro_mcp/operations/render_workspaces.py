@@ -55,7 +55,9 @@ def render_list(data: dict[str, Any]) -> HumanOutput:
             f"commands={ws['command_count']} "
             f"services={ws['running_service_count']}/{ws['service_count']}"
         )
-    return HumanOutput(stdout="\n".join(lines) + "\n")
+    more = data.get("next_offset")
+    hint = f"[page] {data['total'] - more} more: --offset {more}\n" if more is not None else ""
+    return HumanOutput(stdout="\n".join(lines) + "\n", stderr=hint)
 
 
 def render_logs(data: dict[str, Any]) -> HumanOutput:

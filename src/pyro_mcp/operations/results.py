@@ -200,8 +200,11 @@ class WorkspaceSummary(TypedDict):
 
 
 class WorkspaceList(TypedDict):
-    count: int
+    count: Annotated[int, "Workspaces in this result (a page of total)."]
     workspaces: list[WorkspaceSummary]
+    total: Annotated[int, "Workspaces in all."]
+    offset: Annotated[int, "The index of this page's first workspace."]
+    next_offset: Annotated[int | None, "Where the next page starts (null: no more)."]
 
 
 class WorkspaceDeleted(TypedDict):

@@ -134,8 +134,11 @@ class SnapshotCreated(TypedDict):
 
 class SnapshotList(TypedDict):
     workspace_id: str
-    count: int
+    count: Annotated[int, "Snapshots in this result (a page of total)."]
     snapshots: Annotated[list[SnapshotInfo], "The baseline first, then named ones, newest first."]
+    total: Annotated[int, "Snapshots in all, the baseline included."]
+    offset: Annotated[int, "The index of this page's first snapshot."]
+    next_offset: Annotated[int | None, "Where the next page starts (null: no more)."]
 
 
 class SnapshotDeleted(TypedDict):

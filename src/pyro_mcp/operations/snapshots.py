@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from ..validation import NAME_PATTERN
 from .base import OperationsBase
+from .params import MaxResultBytes, PageLimit, PageOffset
 from .registry import FULL, HumanOutput, Param, operation
 from .workspaces import WorkspaceId
 
@@ -66,11 +67,21 @@ class SnapshotOperations(OperationsBase):
         read_only=True,
         render=_render_list,
     )
-    def list_snapshots(self, workspace_id: WorkspaceId) -> SnapshotList:
-        """List snapshots: the implicit baseline first, then named ones, newest first."""
+    def list_snapshots(
+        self,
+        workspace_id: WorkspaceId,
+        offset: PageOffset = 0,
+        limit: PageLimit = None,
+        max_result_bytes: MaxResultBytes = None,
+    ) -> SnapshotList:
+        """List snapshots: the implicit baseline first, then named ones, newest first.
+
+        Paged: total, offset and next_offset say where the page is."""
         from ..workspaces import snapshots
 
-        return cast("SnapshotList", snapshots.snapshot_list(self._ws(workspace_id)))
+        ws = self._ws(workspace_id)
+        result = snapshots.snapshot_list(ws, offset, limit, max_result_bytes)
+        return cast("SnapshotList", result)
 
     @operation(
         mcp="snapshot_delete",

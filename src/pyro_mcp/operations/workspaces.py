@@ -17,6 +17,8 @@ from .params import (
     IdleStopSeconds,
     MaxResultBytes,
     MemMib,
+    PageLimit,
+    PageOffset,
     TtlExtension,
     TtlSeconds,
     VcpuCount,
@@ -174,9 +176,17 @@ class WorkspaceOperations(OperationsBase):
         read_only=True,
         render=render_list,
     )
-    def list_workspaces(self) -> WorkspaceList:
-        """List workspaces, most recently active first."""
-        return cast("WorkspaceList", self._manager.workspaces.list_all())
+    def list_workspaces(
+        self,
+        offset: PageOffset = 0,
+        limit: PageLimit = None,
+        max_result_bytes: MaxResultBytes = None,
+    ) -> WorkspaceList:
+        """List workspaces, most recently active first.
+
+        Paged: total, offset and next_offset say where the page is."""
+        result = self._manager.workspaces.list_all(offset, limit, max_result_bytes)
+        return cast("WorkspaceList", result)
 
     @operation(
         mcp="workspace_update", cli=("workspace", "update"), profiles=CORE, render=render_workspace

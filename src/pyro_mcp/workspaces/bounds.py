@@ -112,6 +112,20 @@ def take_page(items: Iterable[T], limit: int | None, budget: int | None) -> list
     return page
 
 
+def paged(
+    rows: Sequence[Any],
+    build: Callable[[Any], T],
+    offset: int,
+    limit: int | None,
+    budget: int | None,
+) -> tuple[list[T], dict[str, Any]]:
+    """One page of ``rows`` (each built only when it is shown) and where it is:
+    ``total``, ``offset``, ``next_offset``."""
+    page = take_page((build(row) for row in rows[offset:]), limit, budget and budget - 512)
+    where = {"total": len(rows), "offset": offset}
+    return page, {**where, "next_offset": next_offset(offset, len(page), len(rows))}
+
+
 def next_offset(offset: int, count: int, total: int) -> int | None:
     """Where the page after ``count`` items from ``offset`` starts (null: no more)."""
     return offset + count if offset + count < total else None

@@ -12,6 +12,7 @@ from ..runtime import Runtime
 from . import owners, records
 from . import secrets as secret_store
 from .archives import seed_archive
+from .bounds import paged
 from .handle import Handle
 from .lifecycle import WorkspaceLifecycle, empty_tar
 from .network import allow_hosts_for, network_info, save_allow_hosts
@@ -130,17 +131,20 @@ class WorkspaceManager:
             raise
         self.store.release(workspace_id)  # done: from here on an ordinary workspace
 
-    def list_all(self) -> dict[str, Any]:
+    def list_all(
+        self, offset: int = 0, limit: int | None = None, budget: int | None = None
+    ) -> dict[str, Any]:
         self.lifecycle.reap_expired()
         rows = [self.lifecycle.refresh(r) for r in self.store.all()]
         rows.sort(key=records.sort_key)
-        entries = [
-            self.lifecycle.redactor(r["workspace_id"]).value(
-                records.list_entry(self._with_counts(r))
-            )
-            for r in rows
-        ]
-        return {"count": len(rows), "workspaces": entries}
+
+        def entry(row: dict[str, Any]) -> dict[str, Any]:
+            redactor = self.lifecycle.redactor(row["workspace_id"])
+            shown: dict[str, Any] = redactor.value(records.list_entry(self._with_counts(row)))
+            return shown
+
+        page, where = paged(rows, entry, offset, limit, budget)
+        return {"count": len(page), "workspaces": page, **where}
 
     def status(self, workspace_id: str) -> dict[str, Any]:
         record = self._with_counts(self.lifecycle.record(workspace_id))

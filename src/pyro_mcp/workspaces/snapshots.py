@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import NotFoundError, StateError, ValidationError
 from . import records
 from .archives import validate_members
+from .bounds import paged
 from .handle import Handle, operation
 from .history import forget_streams
 
@@ -57,7 +58,9 @@ def snapshot_create(ws: Handle, name: str) -> dict[str, Any]:
 
 
 @operation
-def snapshot_list(ws: Handle) -> dict[str, Any]:
+def snapshot_list(
+    ws: Handle, offset: int = 0, limit: int | None = None, budget: int | None = None
+) -> dict[str, Any]:
     record = ws.record()
     baseline = {
         "workspace_id": ws.id,
@@ -72,7 +75,8 @@ def snapshot_list(ws: Handle) -> dict[str, Any]:
         {"workspace_id": ws.id, **row, "kind": "named", "deletable": True}
         for row in sorted(ws.store.snapshots(ws.id), key=lambda r: -float(r["created_at"]))
     ]
-    return {"workspace_id": ws.id, "count": 1 + len(named), "snapshots": [baseline, *named]}
+    page, where = paged([baseline, *named], lambda row: row, offset, limit, budget)
+    return {"workspace_id": ws.id, "count": len(page), "snapshots": page, **where}
 
 
 @operation
