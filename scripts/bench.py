@@ -457,7 +457,7 @@ class Bench:
                     bare_cmd = bare.exec_command(container, "/bin/true")
 
                     def pyro_exec() -> float:
-                        elapsed, result = timed(lambda: vms.exec(vm_id, "true", 30))
+                        elapsed, result = timed(lambda: vms.exec(vms.get(vm_id), "true", 30))
                         if result["exit_code"] != 0:
                             raise RuntimeError(f"unexpected exec result: {result}")
                         guest_ms.append(int(result["duration_ms"]))
@@ -511,7 +511,7 @@ class Bench:
             "t('... sh -lc true, new session, pipes (= agent)', ['/bin/sh', '-lc', 'true'],\n"
             "  env=env, start_new_session=True, capture_output=True)\n"
         )
-        result = vms.exec(vm_id, f"python3 -S -c {shlex.quote(code)}", 120)
+        result = vms.exec(vms.get(vm_id), f"python3 -S -c {shlex.quote(code)}", 120)
         return str(result["stdout"]).rstrip() or str(result["stderr"]).rstrip()
 
 
