@@ -186,7 +186,9 @@ def test_a_sandbox_weighs_its_vcpus_and_all_sandboxes_one_task_per_cpu() -> None
         assert int((cpu / name).read_text()) == 2 * task
         assert int((cpu.parent / name).read_text()) == (os.cpu_count() or 1) * task
         quota = (cpu / "cpu.max").read_text().split()[0] if cgroups.v2 else None
-        assert int(quota or (cpu / "cpu.cfs_quota_us").read_text()) == 2 * 100_000
+        assert (
+            int(quota or (cpu / "cpu.cfs_quota_us").read_text()) == (2 + 1) * 100_000
+        )  # the vCPUs and the engine's own CPU
     finally:
         cgroups.remove()
     assert not any(path.exists() for path in cgroups.dirs)

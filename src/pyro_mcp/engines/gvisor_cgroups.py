@@ -6,7 +6,8 @@ cgroup handling off: runsc making them cost ~40 ms of every start here. Everythi
 starts (gofer, sentry, systrap stubs) inherits them. ``/sys/fs/cgroup/<controller>/
 pyro-gvisor/<container id>`` on a cgroup v1 host; one directory under ``pyro-gvisor`` on v2.
 
-CPU: the quota caps a sandbox at its vCPUs; its weight (shares) only matters when the host is
+CPU: the quota caps a sandbox at its vCPUs plus one for the engine (``limits.host_cpus``);
+its weight (shares) only matters when the host is
 busy. Each sandbox weighs its vCPUs in busy tasks and ``pyro-gvisor`` (all sandboxes
 together) one busy task per host CPU: at the default weight of one task, a sandbox on a busy
 host ran ~15-25 % slower than the same runsc outside any cgroup (whose threads each count).
@@ -20,7 +21,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .limits import host_memory_bytes, host_pids_limit, process_limit
+from .limits import host_cpus, host_memory_bytes, host_pids_limit, process_limit
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "pyro-gvisor"
@@ -57,7 +58,7 @@ class HostCgroups:
         """Make the cgroups with their limits (raises OSError where cgroups cannot be made)."""
         memory = str(host_memory_bytes(self.mem_mib))
         pids = str(host_pids_limit(self.mem_mib))
-        quota = str(self.vcpu_count * PERIOD_US)
+        quota = str(host_cpus(self.vcpu_count) * PERIOD_US)
         if self.v2:
             (cgroup,) = self.dirs
             cgroup.parent.mkdir(exist_ok=True)  # another sandbox may be starting too
