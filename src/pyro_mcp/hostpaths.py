@@ -20,7 +20,6 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import validation
 from .errors import NotFoundError, ValidationError
@@ -281,9 +280,3 @@ class NewEntry:
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close(failed=exc_type is not None)
-
-
-def shown_path(value: Path | str) -> str:
-    """How a host path reached through the current context is named in messages."""
-    roots = _CONFINED.get()
-    return roots.show(str(value)) if roots is not None else str(value)

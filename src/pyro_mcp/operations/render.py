@@ -6,7 +6,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from .registry import CliOutput, HumanOutput
+from .registry import CliOutput
 
 
 def kv_line(tag: str, data: dict[str, Any], keys: list[str]) -> str:
@@ -32,10 +32,6 @@ def details(data: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
         else:
             lines.append(f"{key}: {value}")
     return "\n".join(lines) + "\n"
-
-
-def render_details(data: dict[str, Any]) -> HumanOutput:
-    return HumanOutput(stdout=details(data))
 
 
 def _field_line(key: str) -> Callable[[dict[str, Any]], bytes]:
