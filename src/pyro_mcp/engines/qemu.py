@@ -33,6 +33,7 @@ KERNEL_ARGS = (
     "i8042.noaux i8042.nomux i8042.nopnp"
 )
 AGENT_PORT = "org.pyro.agent"
+SUSPEND_TIMEOUT = 120.0  # saving a workspace VM's memory (a few seconds for 1 GiB)
 
 
 def qemu_binary() -> str | None:
@@ -144,6 +145,16 @@ class QemuSandbox(Sandbox):
     def unpublish_port(self, host_port: int) -> None:
         self._monitor(f"hostfwd_remove net0 tcp:127.0.0.1:{host_port}")
 
+    def suspend(self, target: Path) -> None:
+        """In standby first, as a template's save: the resumed agent waits for a new host."""
+        self.client.call("hello", {"standby": True}, timeout=10)
+        qmp = Qmp(self.workdir / "qmp.sock")
+        try:
+            templates.save_state(qmp, target, SUSPEND_TIMEOUT)
+        finally:
+            qmp.close()
+        self.kill()  # paused, its disks flushed by the migration: nothing more to keep
+
     def _shutdown(self, clean_exit: bool) -> None:
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -239,6 +250,10 @@ class QemuEngine(Engine):
         if reason:
             raise EngineUnavailable(f"qemu engine ({self.accel}) is not available: {reason}")
         spec.workdir.mkdir(parents=True, exist_ok=True)
+        if spec.memory_image is not None:  # a suspended VM: its disks are mounted already
+            sandbox = self._launch(spec, self._initrd(spec), spec.memory_image)
+            sandbox.hello["boot"] = "resumed"
+            return sandbox
         key = self._template_key(spec)
         if key is not None and self.template_root is not None:
             path = templates.template_path(self.template_root, key)
@@ -272,16 +287,22 @@ class QemuEngine(Engine):
             raise
 
     def _cold_boot(self, spec: BootSpec) -> QemuSandbox:
+        return self._launch(spec, self._initrd(spec), None)
+
+    @staticmethod
+    def _initrd(spec: BootSpec) -> Path:
+        """The environment's initramfs and the agent's (a restored VM gets the same bytes)."""
         initrd = spec.workdir / "initrd.cpio.gz"
         with initrd.open("wb") as out:
             out.write(spec.environment.initramfs.read_bytes())
             out.write(agent_initrd(spec.agent()).read_bytes())
-        return self._launch(spec, initrd, None)
+        return initrd
 
     def _restore(self, spec: BootSpec, path: Path) -> QemuSandbox:
         return self._launch(spec, path / "initrd.cpio.gz", path)
 
     def _launch(self, spec: BootSpec, initrd: Path, template: Path | None) -> QemuSandbox:
+        """``template``: a saved state to resume (a boot template's directory, or a file)."""
         listeners = [listen(spec.workdir / name) for name in ("agent.sock", "qmp.sock")]
         try:
             fds = (listeners[0].fileno(), listeners[1].fileno())

@@ -311,12 +311,23 @@ class WorkspaceOperations(OperationsBase):
         destructive=True,  # its services and shells end
         render=render_workspace,
     )
-    def stop_workspace(self, workspace_id: WorkspaceId) -> WorkspaceInfo:
+    def stop_workspace(
+        self,
+        workspace_id: WorkspaceId,
+        suspend: Annotated[
+            bool,
+            Param(
+                "Keep the memory too (qemu engine only): start resumes the VM with its "
+                "processes, services and shells as they were. An idle stop never does."
+            ),
+        ] = False,
+    ) -> WorkspaceInfo:
         """Stop the sandbox; /workspace, history and snapshots are kept.
 
-        Its running services and open shells end (and what they had in memory).
+        Its running services and open shells end (and what they had in memory), unless
+        suspend keeps a qemu VM's memory; a plain start restarts the services.
         """
-        return cast("WorkspaceInfo", self._manager.workspaces.stop(workspace_id))
+        return cast("WorkspaceInfo", self._manager.workspaces.stop(workspace_id, suspend))
 
     @operation(
         mcp="workspace_start", cli=("workspace", "start"), profiles=FULL, render=render_workspace

@@ -63,6 +63,11 @@ class WorkspaceLayout:
         return self.root / "rootfs"
 
     @property
+    def memory_image(self) -> Path:
+        """A suspended VM's memory (`stop --suspend`, QEMU): the next start resumes from it."""
+        return self.root / "memory.state"
+
+    @property
     def pending_seed(self) -> Path:
         """A seed the supervisor unpacks into the mounted image before the first boot."""
         return self.root / "seed-pending.tar"

@@ -27,7 +27,7 @@ from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, s
 from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
-from . import guest_setup, system_layer, volume_mount
+from . import guest_setup, suspend, system_layer, volume_mount
 from .history import History
 from .layout import WorkspaceLayout, remove_quietly
 from .lifecycle import remove_workspace
@@ -62,13 +62,11 @@ class Supervisor:
         self.proxy: EgressProxy | None = None  # the guest's way out, started with a network
         self.unpacked: dict[str, Any] | None = None  # a pending seed, unpacked at boot
         self.services = ServiceRecords(self.layout.root / "services.json")
+        self.resume_from: Path | None = None  # a suspended VM's memory (suspend.boot)
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
-        self._boot_sandbox()
-        assert self.sandbox is not None
-        sandbox = self.sandbox  # services started before: no engine kept them (start)
-        errors = self.services.restart(lambda args: self._call(sandbox, "service_start", args)[0])
+        errors = suspend.boot(self)  # resumed, or booted with its services started again
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.layout.socket.unlink(missing_ok=True)
         old = os.umask(0o177)
@@ -118,6 +116,7 @@ class Supervisor:
                 workspace_dir=None if real_vm else self.layout.volume_dir,
                 workspace_disk=self.layout.disk if real_vm else None,
                 egress_proxy=str(self.proxy.socket_path) if self.proxy else None,
+                memory_image=self.resume_from,
                 **system.result(),
             )
         except BaseException:
@@ -247,7 +246,8 @@ class Supervisor:
             return
         if op == "supervisor_stop":
             send({"id": req_id, "ok": True, "result": {"stopping": True}})
-            threading.Thread(target=self.shutdown, args=("stopped",), daemon=True).start()
+            stop = ("stopped", None, bool(args.get("suspend")))  # --suspend: suspend.py
+            threading.Thread(target=self.shutdown, args=stop, daemon=True).start()
             return
         request = dict(args)  # as the client sent it (the history records this)
         if self.host_root is not None:
@@ -306,8 +306,9 @@ class Supervisor:
     def _remove(self) -> None:
         remove_workspace(self.layout, self.store)
 
-    def shutdown(self, reason: str, error: str | None = None) -> None:
-        """Stop serving, record the new state at once, then tear the sandbox down.
+    def shutdown(self, reason: str, error: str | None = None, keep: bool = False) -> None:
+        """Stop serving, record the new state at once, then tear the sandbox down (``keep``:
+        suspended, its memory saved first; the state is recorded once the image is whole).
 
         The state is recorded before the (possibly slow) teardown, so a `start` racing with
         it boots a new sandbox (each boot has its own engine id) instead of seeing a ghost.
@@ -325,7 +326,7 @@ class Supervisor:
             except OSError:
                 pass
             self.layout.socket.unlink(missing_ok=True)
-        if reason == "stopped":
+        if reason == "stopped" and not keep:
             self.store.update(
                 self.workspace_id, state="stopped", supervisor_pid=None, last_error=error
             )
@@ -335,7 +336,9 @@ class Supervisor:
                     self.sandbox.client.call("sync", timeout=10)
                 except (PyroError, AgentGone):
                     pass
-            self.sandbox.stop(grace=5.0)
+            if keep:
+                suspend.save(self, self.sandbox)
+            self.sandbox.stop(grace=5.0)  # (a suspended one has ended already)
         volume_mount.detach(self.layout.volume_dir)
         system_layer.detach_root(self.layout)
         if reason == "expired":
