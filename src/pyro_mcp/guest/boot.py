@@ -123,10 +123,7 @@ def configure_network(
             sock, SIOCSIFFLAGS, struct.pack("16sH14s", name, flags | IFF_UP | IFF_RUNNING, b"")
         )
         if default_route:
-            try:
-                fcntl.ioctl(sock, SIOCADDRT, _default_route(gateway_ip))
-            except FileExistsError:  # set up before: a VM resumed from its suspended memory
-                pass
+            fcntl.ioctl(sock, SIOCADDRT, _default_route(gateway_ip))
     with open("/etc/resolv.conf", "w") as handle:
         handle.write("".join(f"nameserver {server}\n" for server in dns))
         if not dns:  # glibc then asks 127.0.0.1:53, which refuses at once
