@@ -7,6 +7,7 @@ one test function does all the QEMU checks, to boot as few VMs as possible."""
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,17 @@ def _run(pyro: Any, wid: str, command: str) -> str:
     return str(result["stdout"]).strip()
 
 
+def _command_of(pyro: Any, wid: str, pid: str) -> str:
+    """What process ``pid`` runs ("" if none: a number alone may be reused by a new boot)."""
+    return _run(pyro, wid, f"tr '\\0' ' ' < /proc/{pid}/cmdline 2>/dev/null || true")
+
+
+def _web_status(service: dict[str, Any]) -> int:
+    port = service["published_ports"][0]["host_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=20) as reply:
+        return int(reply.status)
+
+
 def _shell_text(pyro: Any, wid: str, shell_id: str, cursor: int = 0) -> str:
     read = pyro.read_shell(wid, shell_id, cursor=cursor, wait_for_idle_ms=1500)
     return str(read["output"])
@@ -38,7 +50,7 @@ def test_qemu_suspend_resumes_processes_services_and_shells(
     qemu_pyro: Any, new_workspace: Any, ws_home: Path
 ) -> None:
     pyro = qemu_pyro
-    wid = new_workspace(pyro, disk_mib=256)["workspace_id"]
+    wid = new_workspace(pyro, disk_mib=256, network_policy="egress+published-ports")["workspace_id"]
     image = ws_home / "workspaces" / wid / "memory.state"
     shell = pyro.open_shell(wid)["shell_id"]
     pyro.write_shell(wid, shell, "echo hello-before")
@@ -46,6 +58,8 @@ def test_qemu_suspend_resumes_processes_services_and_shells(
     pyro.start_service(wid, "ticker", command=TICKER, ready_command="test -s /run/ticker.pid")
     service_pid = _run(pyro, wid, "cat /run/ticker.pid")
     sleeper = _run(pyro, wid, SLEEPER)
+    web = {"command": "python3 -m http.server 8080", "ready_tcp": "127.0.0.1:8080"}
+    pyro.start_service(wid, "web", **web, published_ports=[{"guest_port": 8080}])
 
     stopped = pyro.stop_workspace(wid, suspend=True)
     assert (stopped["state"], stopped["suspended"], stopped["last_error"]) == (
@@ -65,10 +79,11 @@ def test_qemu_suspend_resumes_processes_services_and_shells(
     assert not image.exists()  # resumed from it, then removed
     # the very same processes: the service's pid in /run (a new boot has an empty /run)
     assert _run(pyro, wid, "cat /run/ticker.pid") == service_pid
-    alive = _run(pyro, wid, f"kill -0 {service_pid} && kill -0 {sleeper} && echo alive")
-    assert alive == "alive"
+    assert _command_of(pyro, wid, sleeper) == "sleep 1000"
+    assert _run(pyro, wid, f"kill -0 {service_pid} && echo alive") == "alive"
     status = pyro.status_service(wid, "ticker")
     assert status["state"] == "running" and "restarted" not in status  # resumed, not restarted
+    assert _web_status(pyro.status_service(wid, "web")) == 200  # its port published again
     # the shell: its earlier output is still there, and it still answers
     assert "hello-before" in _shell_text(pyro, wid, shell)
     pyro.write_shell(wid, shell, "echo hello-after")
@@ -83,7 +98,7 @@ def test_qemu_suspend_resumes_processes_services_and_shells(
     restarted = pyro.status_service(wid, "ticker")
     assert (restarted["state"], restarted["restarted"]) == ("running", True)
     assert _run(pyro, wid, "cat /run/ticker.pid") != service_pid
-    assert _run(pyro, wid, f"kill -0 {sleeper} 2>/dev/null && echo alive || echo gone") == "gone"
+    assert _command_of(pyro, wid, sleeper) != "sleep 1000"
 
     # A reset of a suspended workspace drops its memory image: a fresh system.
     pyro.stop_workspace(wid, suspend=True)
