@@ -43,6 +43,11 @@ def incoming_argument(path: Path) -> list[str]:
     return ["-incoming", f"exec:cat {shlex.quote(str(state))}"]
 
 
+def partial_path(target: Path) -> Path:
+    """Where ``save_state`` writes before the state is whole."""
+    return target.with_name(f"{target.name}.partial")
+
+
 def save_state(qmp: Qmp, target: Path, timeout: float = MIGRATE_TIMEOUT) -> None:
     """Pause the VM behind ``qmp`` and write its whole state (RAM, devices) to ``target``;
     the VM stays paused (the caller resumes it, or ends it).
@@ -50,7 +55,7 @@ def save_state(qmp: Qmp, target: Path, timeout: float = MIGRATE_TIMEOUT) -> None
     QEMU reports the migration completed before its writer has drained the pipe, and then
     sends that writer SIGTERM: the writer ignores it and renames its file into place once
     all is written, which is what this waits for (``target`` is whole or absent)."""
-    partial = shlex.quote(str(target.with_name(f"{target.name}.partial")))
+    partial = shlex.quote(str(partial_path(target)))
     qmp.execute("stop")
     command = f'trap "" TERM; cat > {partial} && mv {partial} {shlex.quote(str(target))}'
     qmp.execute("migrate", uri=f"exec:{command}")

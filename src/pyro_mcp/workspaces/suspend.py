@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engines.base import Sandbox
 from ..engines.profile import profile_of
+from ..engines.templates import partial_path
 from ..errors import PyroError, ValidationError
 from .layout import WorkspaceLayout
 from .ports import PortTable, validate_ports
@@ -59,7 +60,7 @@ def save(supervisor: Supervisor, sandbox: Sandbox) -> None:
 
 
 def forget(layout: WorkspaceLayout) -> None:
-    for path in (layout.memory_image, layout.memory_image.with_name("memory.state.partial")):
+    for path in (layout.memory_image, partial_path(layout.memory_image)):
         path.unlink(missing_ok=True)
 
 
@@ -73,7 +74,7 @@ def boot(supervisor: Supervisor) -> list[str]:
         supervisor.resume_from = layout.memory_image
         try:
             supervisor._boot_sandbox()
-        except PyroError as exc:
+        except Exception as exc:  # whatever it was: a normal boot, never a stuck start
             errors.append(
                 f"resuming the suspended memory failed ({exc}); booted afresh, services "
                 "restarted from their records"
@@ -83,6 +84,7 @@ def boot(supervisor: Supervisor) -> list[str]:
             forget(layout)
         if supervisor.sandbox is not None:
             return republish(supervisor.services, supervisor.ports)
+    forget(layout)  # what a save killed part-way left (memory.state.partial)
     supervisor._boot_sandbox()
     sandbox = supervisor.sandbox
     assert sandbox is not None
@@ -98,6 +100,6 @@ def republish(services: ServiceRecords, ports: PortTable) -> list[str]:
             wanted = validate_ports(request.get("published_ports"))
             if wanted:
                 ports.publish(name, wanted)
-        except PyroError as exc:
+        except Exception as exc:  # whatever it was: a normal boot, never a stuck start
             errors.append(f"service {name!r}: its ports could not be published again: {exc}")
     return errors
