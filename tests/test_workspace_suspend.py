@@ -94,7 +94,9 @@ def test_qemu_suspend_resumes_processes_services_and_shells(
     image.write_bytes(b"not a QEMU migration stream\n" * 64)
     fallback = pyro.start_workspace(wid)
     assert fallback["state"] == "started" and not image.exists()
-    assert "resuming the suspended memory failed" in (fallback["last_error"] or "")
+    why = fallback["last_error"] or ""
+    assert why.startswith("resuming the suspended memory failed") and "\n" not in why, why
+    assert "migration" in why  # QEMU's own words on the file it could not load
     restarted = pyro.status_service(wid, "ticker")
     assert (restarted["state"], restarted["restarted"]) == ("running", True)
     assert _run(pyro, wid, "cat /run/ticker.pid") != service_pid

@@ -62,6 +62,12 @@ def _size(disk: Path | None) -> int | None:
     return disk.stat().st_size if disk is not None else None
 
 
+def _log_tail(log: Path, chars: int) -> str:
+    """The end of QEMU's log on one line (it goes into one-line errors and last_error)."""
+    text = log.read_text(errors="replace")[-chars:] if log.exists() else ""
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def listen(path: Path) -> socket.socket:
     """A listening Unix socket at ``path`` (any length), private to this user."""
     path.unlink(missing_ok=True)
@@ -319,19 +325,20 @@ class QemuEngine(Engine):
         self, spec: BootSpec, process: subprocess.Popen[bytes], template: Path | None
     ) -> QemuSandbox:
         log = spec.workdir / "engine.log"
+        sock: socket.socket | None = None
         try:
             sock = self._connect(process, spec.workdir / "agent.sock", log)
             if template is not None:
-                qmp = Qmp(spec.workdir / "qmp.sock")
-                try:
-                    templates.resume(qmp)
-                finally:
-                    qmp.close()
-        except SandboxError:
+                templates.resume_at(spec.workdir / "qmp.sock")
+        except SandboxError as exc:
+            if sock is not None:
+                sock.close()
             if process.poll() is None:
                 process.kill()
-                process.wait()
-            raise
+            process.wait()
+            if sock is None:
+                raise  # _connect's error has the log's tail already
+            raise SandboxError(f"{exc}: {_log_tail(log, 300)}") from exc  # QEMU's own words
         sandbox = QemuSandbox(self.profile, process, spec.workdir, sock)
         timeout = 20.0 if template is not None else spec.boot_timeout
         logs = spec.workdir / ("engine.log" if template is not None else "console.log")
@@ -377,7 +384,7 @@ class QemuEngine(Engine):
         deadline = time.monotonic() + 10
         while True:
             if process.poll() is not None:
-                tail = log.read_text(errors="replace").strip()[-800:]
+                tail = _log_tail(log, 800)
                 raise SandboxError(f"qemu exited during start (exit {process.returncode}): {tail}")
             try:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

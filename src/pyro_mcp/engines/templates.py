@@ -57,7 +57,8 @@ def save_state(qmp: Qmp, target: Path, timeout: float = MIGRATE_TIMEOUT) -> None
     all is written, which is what this waits for (``target`` is whole or absent)."""
     partial = shlex.quote(str(partial_path(target)))
     qmp.execute("stop")
-    command = f'trap "" TERM; cat > {partial} && mv {partial} {shlex.quote(str(target))}'
+    final = shlex.quote(str(target))  # private: the guest's memory
+    command = f'umask 077; trap "" TERM; cat > {partial} && mv {partial} {final}'
     qmp.execute("migrate", uri=f"exec:{command}")
     deadline = time.monotonic() + timeout
     _wait_migration(qmp, timeout)
@@ -98,6 +99,15 @@ def _wait_migration(qmp: Qmp, timeout: float) -> None:
             raise SandboxError(f"saving the VM state failed (migration {status})")
         time.sleep(0.02)
     raise SandboxError(f"saving the VM state took over {timeout:.0f}s")
+
+
+def resume_at(qmp_socket: Path) -> None:
+    """``resume`` over a new QMP connection at ``qmp_socket``."""
+    qmp = Qmp(qmp_socket)
+    try:
+        resume(qmp)
+    finally:
+        qmp.close()
 
 
 def resume(qmp: Qmp, timeout: float = 30.0) -> None:
