@@ -130,3 +130,33 @@ def test_suspend_check_names_the_engines_that_keep_memory() -> None:
         with pytest.raises(ValueError, match="stop --suspend keeps memory only"):
             suspend.check({"engine": engine})
     suspend.check({"engine": "qemu-tcg"})  # a VM: allowed
+
+
+class _FailingVm:
+    """A sandbox whose save breaks half-way (QEMU died mid-migration)."""
+
+    def suspend(self, target: Path) -> None:
+        from pyro_mcp.engines.templates import partial_path
+        from pyro_mcp.errors import SandboxError
+
+        partial_path(target).write_bytes(b"half a state")
+        raise SandboxError("saving the VM state failed (migration failed)")
+
+
+def test_a_failed_save_leaves_no_image_and_says_why(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pyro_mcp.workspaces.layout import WorkspaceLayout
+
+    layout = WorkspaceLayout(tmp_path, "abc")
+    layout.root.mkdir(parents=True)
+    updates: list[dict[str, Any]] = []
+    store = SimpleNamespace(update=lambda wid, **fields: updates.append({"id": wid, **fields}))
+    supervisor = SimpleNamespace(layout=layout, store=store, workspace_id="abc")
+    suspend.save(supervisor, _FailingVm())  # type: ignore[arg-type]
+    assert list(layout.root.iterdir()) == []  # neither the image nor its partial
+    assert not suspend.suspended(layout)
+    [update] = updates
+    assert (update["id"], update["state"], update["supervisor_pid"]) == ("abc", "stopped", None)
+    assert update["last_error"].startswith("stop --suspend could not save the memory")
+    assert "\n" not in update["last_error"]
