@@ -153,5 +153,5 @@ def test_results_are_checked_against_the_declared_output_schema() -> None:
         OutputMismatch, match=r"^Output validation error: data must contain \['exit_code'\]"
     ):
         tool_result({"stdout": ""}, check)
-    with pytest.raises(OutputMismatch, match="data.exit_code must be integer"):
+    with pytest.raises(OutputMismatch, match=r"data\.exit_code must be integer"):
         check({"exit_code": "0"})
