@@ -98,7 +98,11 @@ def test_a_freeze_blocks_writers_until_thawed_or_its_watchdog(mounted: Path) -> 
     assert late.thaw() is True  # and the owner learns its copy was not frozen throughout
 
 
-def test_a_freeze_of_a_missing_directory_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["missing", "plain"])
+def test_only_a_mount_point_is_frozen(tmp_path: Path, name: str) -> None:
+    """A directory that is no mount point (or none at all) is refused, never the file
+    system that holds it (here /tmp's: freezing it would hang the host's writers)."""
+    (tmp_path / "plain").mkdir()
     with pytest.raises(images.SandboxError, match="cannot freeze") as caught:
-        images.Freeze(5.0).freeze([str(tmp_path / "missing")])
+        images.Freeze(5.0).freeze([str(tmp_path / name)])
     assert "\n" not in str(caught.value)

@@ -48,6 +48,8 @@ def op_fs_freeze(args: dict[str, Any], data: bytes, emit: Any) -> dict[str, Any]
     seconds = min(float(args.get("watchdog_seconds") or 10), MAX_WATCHDOG_SECONDS)
     targets: list[str | int] = [paths.ROOT, *sysroot.DISK_DIRS]
     _thaw_all(False)  # an earlier freeze the host never ended
+    if not os.path.ismount(paths.ROOT):  # never the root's file system instead
+        raise RuntimeError("cannot freeze the workspace's disks: /workspace is not mounted")
     stat = os.statvfs(paths.ROOT)
     count = max(0, stat.f_files - stat.f_ffree - EXT4_RESERVED_INODES)
     os.sync()

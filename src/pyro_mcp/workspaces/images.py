@@ -22,6 +22,7 @@ a copy that took longer is refused, never kept half-consistent.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -88,9 +89,13 @@ class Freeze:
         self.timer.daemon = True
 
     def freeze(self, paths: list[str]) -> None:
-        """Freeze each (a failure thaws those frozen already and raises)."""
+        """Freeze the file system mounted at each (a failure thaws those frozen already and
+        raises). Only mount points: a plain directory would freeze the host's file system
+        that holds it."""
         try:
             for path in paths:
+                if not os.path.ismount(path):
+                    raise OSError(errno.EINVAL, f"{path} is not mounted")
                 fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
                 try:
                     fcntl.ioctl(fd, FIFREEZE, 0)  # the kernel syncs the file system first
