@@ -2,7 +2,7 @@
 
     uv run --frozen python scripts/bench.py [--runs 10] [--qemu-runs 3] [--exec-runs 50]
                                             [--only gvisor|qemu|exec|workspace|mcp|network
-                                                    |suspend ...]
+                                                    |suspend|snapshot ...]
                                             [--profile] [--as-is]
 
 Figures (each printed with its ratio to the bare engine):
@@ -17,8 +17,9 @@ Figures (each printed with its ratio to the bare engine):
   exec     warm `true` round trip on a started gVisor VM (manager.vms.exec), calls back to
            back (no shell is started ahead between such calls), versus
            `runsc exec <container> /bin/true` on a sleeping bare container.
-  workspace, mcp, network, suspend: see bench_workspaces.py, bench_mcp.py, bench_network.py
-           and bench_suspend.py (QEMU stop --suspend and resume beside a plain boot).
+  workspace, mcp, network, suspend, snapshot: see bench_workspaces.py, bench_mcp.py,
+           bench_network.py, bench_suspend.py (QEMU stop --suspend and resume beside a plain
+           boot) and bench_snapshots.py (full snapshots and fork).
 
 --profile adds where the time goes: checkpoints inside pyro (wrapped functions, medians of
 extra runs), bare runsc runs of the pieces pyro adds (python3, the agent's imports, a login
@@ -81,7 +82,7 @@ ENVIRONMENT = "debian:12"
 GVISOR_TARGET_RATIO = 1.5
 QEMU_TARGET_SECONDS = 3.5
 EXEC_TARGET_MS = 15.0
-SECTIONS = ("gvisor", "qemu", "exec", "workspace", "mcp", "network", "suspend")
+SECTIONS = ("gvisor", "qemu", "exec", "workspace", "mcp", "network", "suspend", "snapshot")
 
 
 def verdict(ok: bool) -> str:
@@ -444,6 +445,12 @@ class Bench:
         from bench_suspend import section_suspend
 
         section_suspend(self)
+
+    # -- 7. full snapshots and fork (bench_snapshots.py) -------------------------------------
+    def section_snapshot(self) -> None:
+        from bench_snapshots import section_snapshot
+
+        section_snapshot(self)
 
     # -- 3. warm exec round trip ------------------------------------------------------------
     def section_exec(self) -> None:

@@ -28,6 +28,7 @@ MOVED = ("/dev", "/run", "/tmp")
 FRESH = (("/proc", "proc"), ("/sys", "sysfs"))
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 DONE: list[str] = []  # the device the root moved onto (once per boot)
+DISK_DIRS: list[int] = []  # the system disk's root, open: what a freeze names (freeze.py)
 
 
 def _libc() -> ctypes.CDLL:
@@ -60,6 +61,7 @@ def switch(device: str, lower_device: str = "/dev/vda") -> dict[str, str]:
     os.chown(upper, root.st_uid, root.st_gid)
     os.chmod(upper, root.st_mode & 0o7777)
     _mount("pyro-system", new, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+    DISK_DIRS.append(os.open(disk, os.O_RDONLY))  # still reachable once unmounted below
     libc = _libc()
     for path in (lower, disk):  # the overlay holds its layers; nobody else needs them
         libc.umount2(path.encode(), MNT_DETACH)

@@ -14,6 +14,7 @@ from ..guest.tree import remove_tree
 from ..paths import private_dir
 from . import blank_disk
 
+WORKSPACE_IMAGE, SYSTEM_IMAGE = "workspace.img", "system.img"  # in a full snapshot's directory
 DEFAULT_DISK_MIB = 8192  # a workspace disk's size unless its create says otherwise (sparse)
 
 
@@ -96,13 +97,19 @@ class WorkspaceLayout:
     def snapshots_dir(self) -> Path:
         return self.root / "snapshots"
 
-    def fresh_volume(self, image: bool, disk_mib: int = DEFAULT_DISK_MIB) -> None:
+    def fresh_volume(
+        self, image: bool, disk_mib: int = DEFAULT_DISK_MIB, source: Path | None = None
+    ) -> None:
         """An empty /workspace: a new directory, or a new sparse ext4 disk of ``disk_mib``
-        (a disk in use stays intact: it is unlinked, not truncated)."""
+        (a disk in use stays intact: it is unlinked, not truncated); with ``source`` (a
+        full snapshot's directory, images.py) a copy of the disk it holds."""
         if image:
             if self.volume_dir.is_dir() and not os.path.ismount(self.volume_dir):
                 remove_tree(str(self.volume_dir))  # a gVisor /workspace of an older version
             self.disk.unlink(missing_ok=True)
+            if source is not None:
+                blank_disk.copy_image(source / WORKSPACE_IMAGE, self.disk)
+                return
             blank_disk.make(self.root.parent.parent, self.disk, disk_mib)
         else:
             remove_tree(str(self.volume_dir))

@@ -27,7 +27,7 @@ from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, s
 from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
-from . import guest_setup, suspend, system_layer, volume_mount
+from . import guest_setup, images, suspend, system_layer, volume_mount
 from .history import History
 from .layout import WorkspaceLayout, remove_quietly
 from .lifecycle import remove_workspace
@@ -135,10 +135,13 @@ class Supervisor:
         self.unpacked = unpacked or self.unpacked  # a create's, for its start-up status
         return unpacked
 
-    def reset(self, seed: bytes = b"", guest_links: bool = False) -> dict[str, Any]:
+    def reset(
+        self, seed: bytes = b"", guest_links: bool = False, snapshot: Any = None
+    ) -> dict[str, Any]:
         """Reset: a fresh sandbox from the pristine environment and /workspace from ``seed``
-        (a tar; ``guest_links``: a named snapshot the guest made), without restarting this
-        supervisor.
+        (a tar; ``guest_links``: a named snapshot the guest made), or both disk images from
+        the full snapshot in the directory ``snapshot`` (images.py), without restarting
+        this supervisor.
 
         With a host-directory /workspace (gVisor, host compat) the old sandbox is torn down
         and a host-made seed (the baseline) unpacked into the new directory while the new
@@ -152,7 +155,8 @@ class Supervisor:
             old = self.sandbox
             self.sandbox = None
             teardown: threading.Thread | None = None
-            renewing = Beside(system_layer.renew, self.layout, record)  # a fresh system
+            source = images.inside(snapshot, self.runtime.home) if snapshot else None
+            renewing = Beside(system_layer.renew, self.layout, record, source)  # a fresh system
             self.services.clear()  # and no services
             try:
                 if old is not None:
@@ -161,9 +165,9 @@ class Supervisor:
                 if real_vm:
                     if old is not None:
                         old.kill()
-                    self.layout.fresh_volume(True, record["disk_mib"])
+                    self.layout.fresh_volume(True, record["disk_mib"], source)
                 else:
-                    aside = volume_mount.replace(self.layout, record)
+                    aside = volume_mount.replace(self.layout, record, source)
                     teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
                     teardown.start()
                 old = None  # the teardown owns it now (or it is gone)
@@ -235,7 +239,7 @@ class Supervisor:
             return
         if op == "supervisor_reboot":  # a reset's wire name (clients of every version send it)
             try:
-                result = self.reset(data, bool(args.get("guest_links")))
+                result = self.reset(data, bool(args.get("guest_links")), args.get("images"))
                 send({"id": req_id, "ok": True, "result": result})
             except Exception as exc:  # any failure is answered (and stops the workspace)
                 error = str(exc) if isinstance(exc, PyroError) else f"reset failed: {exc!r}"
@@ -243,6 +247,9 @@ class Supervisor:
                 threading.Thread(
                     target=self.shutdown, args=("stopped", str(exc)), daemon=True
                 ).start()
+            return
+        if op == images.COPY_OP:  # a full snapshot's or a fork's copy of the disk images
+            send(images.answer(self, req_id, args))
             return
         if op == "supervisor_stop":
             send({"id": req_id, "ok": True, "result": {"stopping": True}})
@@ -255,14 +262,8 @@ class Supervisor:
         with self.reboot_lock:  # never talk to a sandbox that is being replaced
             sandbox = self.sandbox
         if sandbox is None:
-            send(
-                {
-                    "id": req_id,
-                    "ok": False,
-                    "error": "the workspace is restarting",
-                    "kind": "failed",
-                }
-            )
+            error = "the workspace is restarting"
+            send({"id": req_id, "ok": False, "error": error, "kind": "failed"})
             return
 
         def on_event(kind: str, chunk: bytes) -> None:
