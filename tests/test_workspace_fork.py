@@ -87,6 +87,30 @@ def test_a_fork_from_a_snapshot_gets_that_state(ws_pyro: Pyro, new_workspace: An
         ws_pyro.delete_workspace(base["workspace_id"])
 
 
+def test_a_fork_of_a_stopped_workspace_copies_its_disks_on_the_host(
+    ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    pid = new_workspace(disk_mib=256)["workspace_id"]
+    run(ws_pyro, pid, CHANGE)
+    ws_pyro.stop_workspace(pid)
+    child = ws_pyro.fork_workspace(pid)
+    cid = child["workspace_id"]
+    try:
+        assert child["state"] == "started"
+        assert child["forked_from"] == {"workspace_id": pid, "snapshot_name": None}
+        assert ws_pyro.status_workspace(pid)["state"] == "stopped"  # the source stays stopped
+        assert ws_pyro.manager.workspaces.store.owners(pid) == []  # and is free to start
+        assert run(ws_pyro, cid, PROBE) == "x\ny\nw\n"  # files and system changes
+        run(ws_pyro, cid, "echo child > /etc/pyro-side; echo child > /workspace/side")
+        ws_pyro.start_workspace(pid)
+        assert run(ws_pyro, pid, PROBE) == "x\ny\nw\n"
+        assert run(ws_pyro, pid, SIDES) == ""  # the child's writes stay in the child
+        run(ws_pyro, pid, "echo parent > /workspace/side")
+        assert run(ws_pyro, cid, SIDES) == "child\nchild\n"
+    finally:
+        ws_pyro.delete_workspace(cid)
+
+
 def test_a_failed_fork_leaves_nothing_and_says_why_in_one_line(
     ws_pyro: Pyro, ws_home: Path, new_workspace: Any
 ) -> None:
@@ -96,9 +120,6 @@ def test_a_failed_fork_leaves_nothing_and_says_why_in_one_line(
         ws_pyro.fork_workspace(pid, snapshot="nope")
     with pytest.raises(ValueError, match="does not exist"):
         ws_pyro.fork_workspace("0123456789ab")
-    ws_pyro.stop_workspace(pid)
-    with pytest.raises(RuntimeError, match="must be in 'started' state"):
-        ws_pyro.fork_workspace(pid)  # a live fork needs a running source
     assert (workspace_dirs(ws_pyro), len(ws_pyro.list_workspaces()["workspaces"])) == before
     cli = run_cli("workspace", "fork", pid, "--snapshot", "nope", home=ws_home)
     assert cli.returncode == 1 and "Traceback" not in cli.stderr

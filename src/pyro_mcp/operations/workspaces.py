@@ -195,10 +195,10 @@ class WorkspaceOperations(OperationsBase):
     ) -> WorkspaceForked:
         """Fork a workspace: a new, started workspace from its live state or a snapshot.
 
-        The new one gets copies of the source's /workspace and system layer (the source
-        keeps running), and its environment, limits, network policy, secrets, labels and
-        baseline; labels given here are added over the source's. Services and shells are
-        not copied. On any failure nothing is left behind.
+        The new one gets copies of the source's /workspace and system layer (a started
+        source keeps running; a stopped one stays stopped), and its environment, limits,
+        network policy, secrets, labels and baseline; labels given here are added over the
+        source's. Services and shells are not copied. On any failure nothing is left behind.
         """
         from ..workspaces import fork
 

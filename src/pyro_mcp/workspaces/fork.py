@@ -1,7 +1,8 @@
 """Fork: a new workspace (new id) from another's live state or from one of its snapshots.
 
 The child gets copies of the source's two disk images, /workspace's and the system layer's
-(images.py: quiesced while copied, the source keeps running; a reflink on btrfs/XFS homes),
+(images.py: quiesced while copied, the source keeps running; a reflink on btrfs/XFS homes;
+a stopped source's are copied on the host while no client may start it, fork_copy.py),
 or those of the named snapshot; from the baseline (or a 3.6 tar snapshot) a fresh system and
 that tar, as a reset would. It keeps the source's engine, environment, vCPUs, memory, disk
 size, TTL, idle stop, network policy and allowlist, secrets (their files are copied), labels
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StateError
 from ..network import policy
-from . import owners, records, snapshots
+from . import fork_copy, owners, records, snapshots
 from .handle import Handle
 from .layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout
 from .network import network_info, save_allow_hosts
@@ -75,8 +76,6 @@ def _fork(
     if not snapshots.full_snapshots(ws, record):
         raise StateError(f"workspace {workspace_id!r} cannot be forked (its engine has no disks)")
     source = None if snapshot is None else snapshots.source(ws, snapshot)
-    if source is None:
-        ws.started("workspace_fork")
     carried = dict(record["labels"])
     carried.update(ws.redactor.value(records.labels(labels)))
     child = lifecycle.new_record(
@@ -86,7 +85,11 @@ def _fork(
     )
     lifecycle.reap_expired()
     lifecycle.lifetime.admit_workspace(manager.store.count_active())
-    _build(manager, ws, child, source)
+    if source is not None:
+        _build(manager, ws, child, source)
+    else:
+        with fork_copy.held(ws) as live:  # a stopped source: nobody starts it meanwhile
+            _build(manager, ws, child, None, live)
     created = {**lifecycle.record(child["workspace_id"]), "service_count": 0}
     created["running_service_count"] = 0
     layout = lifecycle.layout(child["workspace_id"])
@@ -99,6 +102,7 @@ def _build(
     ws: Handle,
     child: dict[str, Any],
     source: snapshots.Source | None,
+    live: bool = True,
 ) -> None:
     """The child's directory, record and running sandbox, or nothing (as a create's)."""
     lifecycle, store = manager.lifecycle, manager.store
@@ -110,7 +114,7 @@ def _build(
         _carry_files(ws.layout, layout)
         store.insert_admitted(child, lifecycle.lifetime.admit_workspace)
         if source is None or source.images is not None:
-            _images(ws, layout, source)
+            _images(ws, layout, source, live)
             lifecycle.spawn(child_id)
         else:  # the baseline, or a tar snapshot of 3.6: a fresh system and that tar
             lifecycle.boot_fresh(child, source.seed, guest_links=source.kind == "named")
@@ -132,8 +136,11 @@ def _carry_files(parent: WorkspaceLayout, layout: WorkspaceLayout) -> None:
         save_allow_hosts(layout, policy.load(policy.network_dir(parent.root)))
 
 
-def _images(ws: Handle, layout: WorkspaceLayout, source: snapshots.Source | None) -> None:
-    """The child's two disk images: the source's, copied live, or a snapshot's."""
+def _images(
+    ws: Handle, layout: WorkspaceLayout, source: snapshots.Source | None, live: bool
+) -> None:
+    """The child's two disk images: the source's (copied live, or on the host from a
+    stopped one: fork_copy.py), or a snapshot's."""
     from . import blank_disk
 
     if source is not None and source.images is not None:
@@ -141,7 +148,12 @@ def _images(ws: Handle, layout: WorkspaceLayout, source: snapshots.Source | None
         blank_disk.copy_image(source.images / SYSTEM_IMAGE, layout.system_disk)
         return
     staging = layout.root / "fork-images"
-    snapshots.copy_live(ws, staging)
+    if live:
+        snapshots.copy_live(ws, staging)
+    else:
+        staging.mkdir(mode=0o700)
+        fork_copy.copy_stopped(ws.layout, staging)
     (staging / WORKSPACE_IMAGE).rename(layout.disk)
-    (staging / SYSTEM_IMAGE).rename(layout.system_disk)
+    if (staging / SYSTEM_IMAGE).exists():
+        (staging / SYSTEM_IMAGE).rename(layout.system_disk)
     staging.rmdir()

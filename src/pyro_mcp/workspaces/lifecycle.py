@@ -25,7 +25,7 @@ from ..hostcmd import start_detached
 from ..lifetime import Lifetime
 from ..paths import socket_address
 from ..runtime import Runtime
-from . import owners, suspend
+from . import fork_copy, owners, suspend
 from . import secrets as secret_store
 from .handle import Handle
 from .layout import WorkspaceLayout, sweep, uses_image
@@ -247,10 +247,19 @@ class WorkspaceLifecycle:
 
     def admit_start(self, workspace_id: str) -> bool:
         """A stopped workspace becomes 'starting' as this process's if the cap has a slot
-        (start and reset alike); False if another client is starting it right now."""
-        return self.store.mark_starting_admitted(
-            workspace_id, self.lifetime.admit_workspace, owners.current()
-        )
+        (start and reset alike), once no fork is copying its disks (fork_copy.py); False if
+        another client is starting it right now."""
+        deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
+        while True:
+            admitted = self.store.mark_starting_admitted(
+                workspace_id, self.lifetime.admit_workspace, owners.current()
+            )
+            if admitted or not fork_copy.copying(self.store, workspace_id):
+                return admitted
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(fork_copy.POLL_SECONDS)
+            self.sweep_abandoned(workspace_id)  # a copier that died
 
     def wait_started(self, workspace_id: str) -> None:
         deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT

@@ -189,12 +189,15 @@ class Store:
     def mark_starting_admitted(self, workspace_id: str, admit: Admit, owner: str) -> bool:
         """Move a stopped workspace to 'starting' once ``admit`` allows, atomically, with
         ``owner`` as the start's owner. False when it is not stopped any more (another
-        client is starting it)."""
+        client is starting it) or a fork is copying its disks (fork_copy.py)."""
         with self.transaction() as db:
             current = db.execute(
                 "SELECT state FROM workspaces WHERE workspace_id = ?", (workspace_id,)
             ).fetchone()
-            if current is None or current[0] != "stopped":
+            held = db.execute(
+                "SELECT 1 FROM owners WHERE workspace_id = ? AND kind = 'copy'", (workspace_id,)
+            ).fetchone()
+            if current is None or current[0] != "stopped" or held:
                 return False
             admit(self._active(db, besides=workspace_id))
             db.execute(
