@@ -9,6 +9,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from pyro_mcp.errors import SandboxError
 from pyro_mcp.manager import PyroRuntime
 from pyro_mcp.workspaces import fork_copy, owners
 from pyro_mcp.workspaces.layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout
@@ -71,3 +74,39 @@ def test_a_copier_that_died_is_swept_and_the_start_goes_on(tmp_path: Path) -> No
         assert not owners.alive("1:0")
         assert lifecycle.admit_start(WID)
         assert store.get(WID)["state"] == "starting"  # type: ignore[index]
+
+
+def test_a_supervisor_waits_for_the_fork_copying_its_images(tmp_path: Path) -> None:
+    layout = WorkspaceLayout(tmp_path, WID)
+    layout.create()
+    fork_copy.before_boot(layout)  # no fork: nothing to wait for
+    staging = fork_copy.Staging(layout)
+    booted = threading.Event()
+
+    def boot() -> None:
+        fork_copy.before_boot(layout)
+        booted.set()
+
+    waiter = threading.Thread(target=boot, daemon=True)
+    waiter.start()
+    staging.images.mkdir()
+    (staging.images / WORKSPACE_IMAGE).write_bytes(b"workspace")
+    (staging.images / SYSTEM_IMAGE).write_bytes(b"system")
+    assert not booted.wait(0.3), "the supervisor went on before the images were in place"
+    staging.done()
+    assert booted.wait(10)
+    assert layout.disk.read_bytes() == b"workspace"
+    assert layout.system_disk.read_bytes() == b"system"
+    assert not (layout.root / fork_copy.STAGING).exists()
+
+
+def test_a_fork_that_died_mid_copy_fails_the_boot_and_leaves_no_staging(tmp_path: Path) -> None:
+    layout = WorkspaceLayout(tmp_path, WID)
+    layout.create()
+    staging = fork_copy.Staging(layout)
+    staging.images.mkdir()
+    (staging.images / WORKSPACE_IMAGE).write_bytes(b"half")
+    staging.close()  # the lock goes as it does when the fork's process dies
+    with pytest.raises(SandboxError, match="ended before its disks were copied"):
+        fork_copy.before_boot(layout)
+    assert not (layout.root / fork_copy.STAGING).exists() and not layout.disk.exists()

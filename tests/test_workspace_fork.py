@@ -3,6 +3,7 @@ the fork the two share nothing writable. Real sandboxes on both engines (workspa
 
 from __future__ import annotations
 
+import errno
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 from pyro_mcp import Pyro
+from pyro_mcp.workspaces import fork, owners
+from pyro_mcp.workspaces.lifecycle import WorkspaceLifecycle
 from support import ENVIRONMENT, short_tmp_dir
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 from workspace_fixtures import assert_home_is_clean, delete_all_workspaces, run_cli
@@ -124,6 +127,36 @@ def test_a_failed_fork_leaves_nothing_and_says_why_in_one_line(
     cli = run_cli("workspace", "fork", pid, "--snapshot", "nope", home=ws_home)
     assert cli.returncode == 1 and "Traceback" not in cli.stderr
     assert cli.stderr.strip().count("\n") == 0 and "does not exist" in cli.stderr
+
+
+def test_a_fork_that_fails_mid_copy_ends_its_launched_child(
+    ws_pyro: Pyro, new_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child's supervisor is launched before the copy (fork_copy.Staging): a copy that
+    fails leaves no directory, record, supervisor or claim behind."""
+    pid = new_workspace(disk_mib=256)["workspace_id"]
+    launched: list[str] = []
+    real_launch, real_images = WorkspaceLifecycle.launch, fork._images
+
+    def launch(self: WorkspaceLifecycle, workspace_id: str) -> Any:
+        launched.append(workspace_id)
+        return real_launch(self, workspace_id)
+
+    def images_then_full(*args: Any) -> None:
+        real_images(*args)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(WorkspaceLifecycle, "launch", launch)
+    monkeypatch.setattr(fork, "_images", images_then_full)
+    before = workspace_dirs(ws_pyro), len(ws_pyro.list_workspaces()["workspaces"])
+    with pytest.raises(OSError, match="No space left"):
+        ws_pyro.fork_workspace(pid)
+    assert len(launched) == 1
+    home = ws_pyro.manager.runtime.home
+    assert owners.supervisors(home, launched[0]) == []
+    assert (workspace_dirs(ws_pyro), len(ws_pyro.list_workspaces()["workspaces"])) == before
+    assert ws_pyro.manager.workspaces.store.owners() == []
+    assert run(ws_pyro, pid, "echo still-here") == "still-here\n"
 
 
 @pytest.fixture

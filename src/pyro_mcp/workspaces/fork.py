@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StateError
 from ..network import policy
-from . import fork_copy, owners, records, snapshots
+from . import blank_disk, fork_copy, owners, records, snapshots
 from .handle import Handle
 from .layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout
 from .network import network_info, save_allow_hosts
@@ -88,7 +89,7 @@ def _fork(
     if source is not None:
         _build(manager, ws, child, source)
     else:
-        with fork_copy.held(ws) as live:  # a stopped source: nobody starts it meanwhile
+        with fork_copy.held(ws, record) as live:  # a stopped source: nobody starts it meanwhile
             _build(manager, ws, child, None, live)
     created = {**lifecycle.record(child["workspace_id"]), "service_count": 0}
     created["running_service_count"] = 0
@@ -114,14 +115,37 @@ def _build(
         _carry_files(ws.layout, layout)
         store.insert_admitted(child, lifecycle.lifetime.admit_workspace)
         if source is None or source.images is not None:
-            _images(ws, layout, source, live)
-            lifecycle.spawn(child_id)
+            _boot_on_copies(manager, ws, layout, source, live)
         else:  # the baseline, or a tar snapshot of 3.6: a fresh system and that tar
             lifecycle.boot_fresh(child, source.seed, guest_links=source.kind == "named")
     except BaseException:
         lifecycle.undo_create(child_id)
         raise
     store.release(child_id)
+
+
+def _boot_on_copies(
+    manager: WorkspaceManager,
+    ws: Handle,
+    layout: WorkspaceLayout,
+    source: snapshots.Source | None,
+    live: bool,
+) -> None:
+    """The child's supervisor launched first, its Python start-up beside the copy of the
+    images it waits for (fork_copy.Staging). On a failure the caller undoes it all (a
+    child's supervisor woken meanwhile finds the staging directory and fails)."""
+    lifecycle, child_id = manager.lifecycle, layout.root.name
+    staging = fork_copy.Staging(layout)
+    first = None
+    try:
+        first = lifecycle.launch(child_id)
+        _images(ws, staging.images, source, live)
+        staging.done()
+        lifecycle.wait_status(child_id, first)
+    finally:
+        staging.close()
+        if first is not None:
+            first.wait()  # reaped (it exits at once, or was ended by the undo)
 
 
 def _carry_files(parent: WorkspaceLayout, layout: WorkspaceLayout) -> None:
@@ -136,24 +160,16 @@ def _carry_files(parent: WorkspaceLayout, layout: WorkspaceLayout) -> None:
         save_allow_hosts(layout, policy.load(policy.network_dir(parent.root)))
 
 
-def _images(
-    ws: Handle, layout: WorkspaceLayout, source: snapshots.Source | None, live: bool
-) -> None:
-    """The child's two disk images: the source's (copied live, or on the host from a
-    stopped one: fork_copy.py), or a snapshot's."""
-    from . import blank_disk
-
-    if source is not None and source.images is not None:
-        blank_disk.copy_image(source.images / WORKSPACE_IMAGE, layout.disk)
-        blank_disk.copy_image(source.images / SYSTEM_IMAGE, layout.system_disk)
+def _images(ws: Handle, dest: Path, source: snapshots.Source | None, live: bool) -> None:
+    """The child's two disk images into the new directory ``dest``: the source's (copied
+    live by its supervisor, or on the host from a stopped one: fork_copy.py), or those of
+    a snapshot."""
+    if live and source is None:
+        snapshots.copy_live(ws, dest)
         return
-    staging = layout.root / "fork-images"
-    if live:
-        snapshots.copy_live(ws, staging)
+    dest.mkdir(mode=0o700)
+    if source is not None and source.images is not None:
+        for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE):
+            blank_disk.copy_image(source.images / name, dest / name)
     else:
-        staging.mkdir(mode=0o700)
-        fork_copy.copy_stopped(ws.layout, staging)
-    (staging / WORKSPACE_IMAGE).rename(layout.disk)
-    if (staging / SYSTEM_IMAGE).exists():
-        (staging / SYSTEM_IMAGE).rename(layout.system_disk)
-    staging.rmdir()
+        fork_copy.copy_stopped(ws.layout, dest)

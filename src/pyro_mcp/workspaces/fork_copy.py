@@ -1,4 +1,12 @@
-"""Where a fork's disk images come from when its source is not running.
+"""A fork's copy of the disk images: the child's staging directory, and the copy of a
+stopped source.
+
+The child's supervisor is launched while the images are copied (its Python start-up costs
+about as much as the copy): the fork holds an exclusive ``flock`` on the child's staging
+directory (``Staging``) until the images are in place, and the supervisor's first step
+(``before_boot``) waits on that lock before it mounts anything. A staging directory still
+there once the lock is free is what a fork that died part-way left: it is removed and the
+boot fails (the create's sweep removes the rest).
 
 A stopped workspace's two images are quiet: the fork copies them on the host itself (no
 supervisor, no freeze). Only the images: a suspended QEMU source's ``memory.state`` stays
@@ -13,19 +21,23 @@ that dies leaves its name behind; the next sweep drops it (its source is still s
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..errors import StateError
+from ..errors import SandboxError, StateError
 from . import blank_disk, images, owners
+from .layout import remove_quietly
 
 if TYPE_CHECKING:
     from .handle import Handle
     from .layout import WorkspaceLayout
     from .store import Store
 
+STAGING = "fork-images.partial"  # in the child's directory while the fork copies
 COPY = "copy"  # the owner kind of a stopped source being copied
 WAIT_SECONDS = 300.0  # the longest a fork waits for a source another client is starting
 POLL_SECONDS = 0.02
@@ -54,13 +66,14 @@ def copying(store: Store, workspace_id: str) -> bool:
 
 
 @contextlib.contextmanager
-def held(ws: Handle) -> Iterator[bool]:
-    """The source as the fork finds it: True if it is started (its supervisor copies its
-    images live, images.py); False if it is stopped, held by this process (``claim``) until
-    the block ends. A source being started by another client is waited for."""
+def held(ws: Handle, record: dict[str, Any]) -> Iterator[bool]:
+    """The source as the fork finds it (``record``, just read): True if it is started (its
+    supervisor copies its images live, images.py); False if it is stopped, held by this
+    process (``claim``) until the block ends. A source another client is starting is
+    waited for."""
     deadline = time.monotonic() + WAIT_SECONDS
+    state = record["state"]
     while True:
-        state = ws.record()["state"]  # sweeps an owner that died
         if state == "started":
             yield True
             return
@@ -72,6 +85,7 @@ def held(ws: Handle) -> Iterator[bool]:
                 "fork it once that is done"
             )
         time.sleep(POLL_SECONDS)
+        state = ws.record()["state"]  # (which sweeps an owner that died)
     try:
         yield False
     finally:
@@ -85,3 +99,48 @@ def copy_stopped(source: WorkspaceLayout, dest: Path) -> None:
     for name, path in images.sources(source).items():
         if path.exists() or path == source.disk:
             blank_disk.copy_image(path, dest / name)
+
+
+class Staging:
+    """The child's staging directory, made and locked by the fork until ``done`` has put
+    the images copied into its new directory ``images`` in place (or ``close``, after a
+    failure)."""
+
+    def __init__(self, layout: WorkspaceLayout) -> None:
+        self.layout = layout
+        self.path = layout.root / STAGING
+        self.images = self.path / "images"  # made by the copy (snapshots.copy_live's rule)
+        self.path.mkdir(mode=0o700)
+        self.fd: int | None = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def done(self) -> None:
+        """The copied images moved to the child's own paths (a system image the copy left
+        out is made fresh at boot), then the child's supervisor may go on."""
+        for name, target in images.sources(self.layout).items():
+            if (self.images / name).exists():
+                (self.images / name).rename(target)
+        self.images.rmdir()
+        self.path.rmdir()
+        self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # the lock goes with it
+            self.fd = None
+
+
+def before_boot(layout: WorkspaceLayout) -> None:
+    """A supervisor's first step: if a fork is copying this workspace's images, wait
+    until they are in place (a staging directory left behind fails the boot)."""
+    try:
+        fd = os.open(layout.root / STAGING, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return  # no fork (or its copy is done)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # the fork holds it while it copies
+    finally:
+        os.close(fd)
+    if (layout.root / STAGING).exists():
+        remove_quietly(layout.root / STAGING)
+        raise SandboxError("the fork that made this workspace ended before its disks were copied")

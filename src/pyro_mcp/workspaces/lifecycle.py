@@ -12,10 +12,12 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tarfile
 import threading
 import time
+from pathlib import Path
 from typing import Any, cast
 
 from .. import lifetime, validation
@@ -54,6 +56,13 @@ def process_alive(pid: int | None, marker: str) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X") and marker.encode() in cmdline
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    """A supervisor's start-up status, whole or not at all (``wait_status`` reads it)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status))
+    tmp.replace(path)
 
 
 def remove_workspace(layout: WorkspaceLayout, store: Store) -> None:
@@ -180,6 +189,11 @@ class WorkspaceLifecycle:
 
     # -- supervisor ----------------------------------------------------------------------
     def spawn(self, workspace_id: str) -> dict[str, Any]:  # the supervisor's start-up status
+        return self.wait_status(workspace_id, self.launch(workspace_id))
+
+    def launch(self, workspace_id: str) -> subprocess.Popen[bytes]:
+        """The workspace's supervisor started, not waited for (``wait_status``): a fork
+        launches it while it copies the images the supervisor waits for (fork_copy.py)."""
         self.drop_client(workspace_id)
         layout = self.layout(workspace_id)
         layout.status.unlink(missing_ok=True)
@@ -194,7 +208,11 @@ class WorkspaceLifecycle:
             "--workspace",
             workspace_id,
         ]
-        first = start_detached(cmd, layout.log, cwd=layout.root)
+        return start_detached(cmd, layout.log, cwd=layout.root)
+
+    def wait_status(self, workspace_id: str, first: subprocess.Popen[bytes]) -> dict[str, Any]:
+        """How the boot of the supervisor ``launch`` started ended (raises if it failed)."""
+        layout = self.layout(workspace_id)
         first.wait()  # it forks the real supervisor and exits at once
         deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
         while time.monotonic() < deadline:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import socket
 import sys
@@ -27,10 +26,10 @@ from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, s
 from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
-from . import guest_setup, images, suspend, system_layer, volume_mount
+from . import fork_copy, guest_setup, images, suspend, system_layer, volume_mount
 from .history import History
 from .layout import WorkspaceLayout, remove_quietly
-from .lifecycle import remove_workspace
+from .lifecycle import remove_workspace, write_status
 from .paths import host_compat_args
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .service_records import ServiceRecords
@@ -66,6 +65,7 @@ class Supervisor:
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
+        fork_copy.before_boot(self.layout)  # a fork's images in place first
         errors = suspend.boot(self)  # resumed, or booted with its services started again
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.layout.socket.unlink(missing_ok=True)
@@ -354,12 +354,6 @@ class Supervisor:
         if locked:
             self.reboot_lock.release()
         os._exit(0)
-
-
-def write_status(path: Path, status: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status))
-    tmp.replace(path)
 
 
 def _teardown(sandbox: Sandbox | None, volume: Path | None) -> None:
