@@ -26,13 +26,14 @@ import errno
 import fcntl
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PyroError, SandboxError, StateError
 from . import blank_disk
-from .layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout
+from .layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout, remove_quietly
 
 if TYPE_CHECKING:
     from ..engines.base import Sandbox
@@ -42,12 +43,29 @@ FIFREEZE = 0xC0045877
 FITHAW = 0xC0045878
 WATCHDOG_SECONDS = 20.0
 COPY_OP = "supervisor_copy_images"  # the supervisor's own op (supervisor.py)
+PARTIAL = ".partial-"  # in the name of a snapshot directory still being copied
 EXT4_RESERVED_INODES = 10  # counted as used on an empty ext4 (the root among them)
 
 
 def sources(layout: WorkspaceLayout) -> dict[str, Path]:
     """A workspace's images by the names a snapshot (or a fork's copy) gives them."""
     return {WORKSPACE_IMAGE: layout.disk, SYSTEM_IMAGE: layout.system_disk}
+
+
+def partial(snapshots_dir: Path, name: str) -> Path:
+    """Where a full snapshot's copy is made before it is renamed to its name (a crash
+    mid-copy leaves it: ``remove_partials``)."""
+    return snapshots_dir / f".{name}{PARTIAL}{uuid.uuid4().hex[:8]}"
+
+
+def remove_partials(layout: WorkspaceLayout) -> list[str]:
+    """A supervisor's boot: the partial snapshot copies a crash left, removed. Only the
+    supervisor writes snapshot directories and none serves this workspace yet, so every
+    one is stale. Their names."""
+    stale = sorted(layout.snapshots_dir.glob(f".*{PARTIAL}*"))
+    for path in stale:
+        remove_quietly(path)
+    return [path.name for path in stale]
 
 
 def has_images(directory: Path) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -62,7 +61,7 @@ def copy_live(ws: Handle, dest: Path) -> dict[str, Any]:
 
 
 def _create_full(ws: Handle, name: str) -> dict[str, Any]:
-    partial = ws.layout.snapshots_dir / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+    partial = images.partial(ws.layout.snapshots_dir, name)
     info = copy_live(ws, partial)
     try:
         (partial / INFO).write_text(json.dumps(info))

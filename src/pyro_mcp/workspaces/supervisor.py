@@ -66,6 +66,7 @@ class Supervisor:
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
         fork_copy.before_boot(self.layout)  # a fork's images in place first
+        images.remove_partials(self.layout)  # and no snapshot copy a crash left
         errors = suspend.boot(self)  # resumed, or booted with its services started again
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.layout.socket.unlink(missing_ok=True)
