@@ -84,8 +84,7 @@ def _fork(
         labels=dict(sorted(carried.items())),
         **{key: record[key] for key in CARRIED},
     )
-    lifecycle.reap_expired()
-    lifecycle.lifetime.admit_workspace(manager.store.count_active())
+    lifecycle.reap_expired()  # (the cap admits the child in _build, with its insert)
     if source is not None:
         _build(manager, ws, child, source)
     else:
