@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SandboxError, StateError
 from . import blank_disk, images, owners
-from .layout import remove_quietly
+from .layout import SYSTEM_IMAGE, remove_quietly
 
 if TYPE_CHECKING:
     from .handle import Handle
@@ -97,8 +97,9 @@ def copy_stopped(source: WorkspaceLayout, dest: Path) -> None:
     gives them; never its memory image. A system image not made yet (a workspace never
     started by this version) is left out: the child's boot makes a fresh one."""
     for name, path in images.sources(source).items():
-        if path.exists() or path == source.disk:
-            blank_disk.copy_image(path, dest / name)
+        if name == SYSTEM_IMAGE and not path.exists():
+            continue
+        blank_disk.copy_image(path, dest / name)
 
 
 class Staging:
