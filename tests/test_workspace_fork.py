@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,33 @@ def test_a_failed_fork_leaves_nothing_and_says_why_in_one_line(
     cli = run_cli("workspace", "fork", pid, "--snapshot", "nope", home=ws_home)
     assert cli.returncode == 1 and "Traceback" not in cli.stderr
     assert cli.stderr.strip().count("\n") == 0 and "does not exist" in cli.stderr
+
+
+def test_a_start_racing_a_fork_of_the_stopped_source_waits_for_the_copy(
+    ws_pyro: Pyro, ws_home: Path, new_workspace: Any
+) -> None:
+    pid = new_workspace(disk_mib=256)["workspace_id"]
+    run(ws_pyro, pid, CHANGE)
+    ws_pyro.stop_workspace(pid)
+    results: dict[str, Any] = {}
+
+    def fork_it() -> None:
+        with Pyro(backend_name="gvisor", base_dir=ws_home) as other:
+            results["fork"] = other.fork_workspace(pid)
+
+    forking = threading.Thread(target=fork_it, daemon=True)
+    forking.start()
+    results["start"] = ws_pyro.start_workspace(pid)
+    forking.join(timeout=120)  # the watchdog: a deadlock fails here, never hangs the run
+    assert not forking.is_alive() and "fork" in results
+    cid = results["fork"]["workspace_id"]
+    try:
+        assert results["start"]["state"] == "started"
+        assert run(ws_pyro, cid, PROBE) == "x\ny\nw\n"
+        assert run(ws_pyro, pid, PROBE) == "x\ny\nw\n"
+        assert ws_pyro.manager.workspaces.store.owners() == []
+    finally:
+        ws_pyro.delete_workspace(cid)
 
 
 def test_a_fork_that_fails_mid_copy_ends_its_launched_child(
