@@ -12,8 +12,11 @@ after it (exec, shells, services) lives on the disk; the tmpfs root stays hidden
 
 from __future__ import annotations
 
-import ctypes
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # ctypes is loaded where a VM uses it, not at every agent's start
+    import ctypes
 
 from .boot import drop_cached_blocks
 
@@ -32,6 +35,8 @@ DISK_DIRS: list[int] = []  # the system disk's root, open: what a freeze names (
 
 
 def _libc() -> ctypes.CDLL:
+    import ctypes
+
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -39,6 +44,8 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str =
     libc = _libc()
     encoded = [None if v is None else v.encode() for v in (source, target, fstype, data or None)]
     if libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) != 0:
+        import ctypes
+
         error = os.strerror(ctypes.get_errno())
         raise RuntimeError(f"cannot set up the system layer: mount {target}: {error}")
 
