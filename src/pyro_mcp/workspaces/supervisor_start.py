@@ -38,6 +38,7 @@ class Spares:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spare: tuple[str, int, subprocess.Popen[bytes]] | None = None
+        self.enabled = True  # off for a one-command CLI process: it would end unused
 
     def take(self, job: dict[str, str]) -> subprocess.Popen[bytes] | None:
         """The spare, given ``job`` (it then forks the supervisor and exits, as a freshly
@@ -63,7 +64,7 @@ class Spares:
     def prepare(self, module: str) -> None:
         """Start the next spare (unless one is waiting); never fails the caller."""
         with self._lock:
-            if self._spare is not None:
+            if self._spare is not None or not self.enabled:
                 return
             try:
                 proc = subprocess.Popen(
