@@ -23,10 +23,6 @@ from workspace_fixtures import *  # noqa: F403 - the fixtures
 MODULE = "pyro_mcp.workspaces.supervisor"
 
 
-def _spares_of_mine() -> list[str]:
-    return [p for p in processes_mentioning(SPARE_FLAG) if str(os.getpid()) in _parent(p)]
-
-
 def _parent(line: str) -> str:
     pid = line.split(maxsplit=1)[0]
     try:
@@ -40,17 +36,19 @@ def test_a_spare_is_not_used_once_the_environment_changed(
 ) -> None:
     spares = Spares()
     spares.prepare(MODULE)
-    (line,) = _spares_of_mine()
+    pid = spares.waiting()
+    assert pid is not None and owners.identity(pid) is not None
     monkeypatch.setenv("PYRO_SPARE_TEST", "changed")
     assert spares.take({"home": "/nonexistent"}) is None  # discarded, not handed the job
-    assert owners.identity(int(line.split()[0])) is None and _spares_of_mine() == []
+    assert owners.identity(pid) is None and spares.waiting() is None
 
 
 def test_a_dead_spare_is_not_used() -> None:
     spares = Spares()
     spares.prepare(MODULE)
-    (line,) = _spares_of_mine()
-    os.kill(int(line.split()[0]), 9)
+    pid = spares.waiting()
+    assert pid is not None
+    os.kill(pid, 9)
     time.sleep(0.2)
     assert spares.take({"home": "/nonexistent"}) is None
 

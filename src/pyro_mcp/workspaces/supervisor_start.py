@@ -40,6 +40,11 @@ class Spares:
         self._spare: tuple[str, int, subprocess.Popen[bytes]] | None = None
         self.enabled = True  # off for a one-command CLI process: it would end unused
 
+    def waiting(self) -> int | None:
+        """The pid of the spare waiting for a job, if there is one."""
+        with self._lock:
+            return self._spare[2].pid if self._spare is not None else None
+
     def take(self, job: dict[str, str]) -> subprocess.Popen[bytes] | None:
         """The spare, given ``job`` (it then forks the supervisor and exits, as a freshly
         started one does); None when there is no usable spare."""
