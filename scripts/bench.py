@@ -57,6 +57,7 @@ from bench_support import (
     alternate_blocks,
     bare_qemu_boot,
     bare_qemu_restore,
+    bytecode_cached,
     foreign_sandbox_processes,
     kill_leftovers,
     processes_mentioning,
@@ -591,8 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         bench = Bench(args, workdir)
-        for name in args.only or SECTIONS:
-            getattr(bench, f"section_{name}")()
+        with bytecode_cached(workdir, args.as_is):
+            for name in args.only or SECTIONS:
+                getattr(bench, f"section_{name}")()
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         status = 130

@@ -173,25 +173,9 @@ def btrfs_home(workdir: Path) -> Iterator[Path | None]:
             mount.rmdir()
 
 
-@contextlib.contextmanager
-def bytecode_cached(bench: Any) -> Iterator[None]:
-    """The supervisors this process spawns cache their bytecode, as users' Pythons do (the
-    CLI figures' rule, Bench.cli_env; --as-is keeps this shell's environment)."""
-    saved = dict(os.environ)
-    if not bench.args.as_is:
-        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-        os.environ["PYTHONPYCACHEPREFIX"] = str(bench.workdir / "pycache")
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def section_snapshot(bench: Any) -> None:
     print("\n== full snapshots and fork on gVisor (disk images: /workspace + system layer) ==")
-    with bytecode_cached(bench):
-        figures(bench)
+    figures(bench)  # its supervisors cache their bytecode: bench_support.bytecode_cached
 
 
 def figures(bench: Any) -> None:

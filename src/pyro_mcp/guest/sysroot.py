@@ -12,9 +12,10 @@ after it (exec, shells, services) lives on the disk; the tmpfs root stays hidden
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import os
 
+from . import mounts
 from .boot import drop_cached_blocks
 
 MS_RDONLY = 1
@@ -31,16 +32,11 @@ DONE: list[str] = []  # the device the root moved onto (once per boot)
 DISK_DIRS: list[int] = []  # the system disk's root, open: what a freeze names (freeze.py)
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    libc = _libc()
-    encoded = [None if v is None else v.encode() for v in (source, target, fstype, data or None)]
-    if libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) != 0:
-        error = os.strerror(ctypes.get_errno())
-        raise RuntimeError(f"cannot set up the system layer: mount {target}: {error}")
+    try:
+        mounts.mount(source, target, fstype, flags, data or None)
+    except OSError as exc:
+        raise RuntimeError(f"cannot set up the system layer: {exc.strerror}") from None
 
 
 def switch(device: str, lower_device: str = "/dev/vda") -> dict[str, str]:
@@ -62,9 +58,9 @@ def switch(device: str, lower_device: str = "/dev/vda") -> dict[str, str]:
     os.chmod(upper, root.st_mode & 0o7777)
     _mount("pyro-system", new, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
     DISK_DIRS.append(os.open(disk, os.O_RDONLY))  # still reachable once unmounted below
-    libc = _libc()
     for path in (lower, disk):  # the overlay holds its layers; nobody else needs them
-        libc.umount2(path.encode(), MNT_DETACH)
+        with contextlib.suppress(OSError):
+            mounts.umount(path, MNT_DETACH)
     os.makedirs(f"{new}/opt/pyro", exist_ok=True)
     _mount("/opt/pyro", f"{new}/opt/pyro", None, MS_BIND | MS_REC)  # this agent's package
     for path in MOVED:
