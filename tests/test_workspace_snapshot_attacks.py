@@ -1,0 +1,57 @@
+"""Hostile and careless use of full snapshots, fork and suspend (issue 13 review): kills
+mid-copy, names that try to escape, races on one workspace. Real sandboxes (gVisor)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from pyro_mcp import Pyro
+from workspace_fixtures import *  # noqa: F403  (the fixtures)
+
+pytestmark = pytest.mark.guest
+
+
+def snapshot_in_background(pyro: Pyro, wid: str, name: str) -> threading.Thread:
+    def create() -> None:
+        try:
+            pyro.create_snapshot(wid, name)
+        except (ValueError, RuntimeError):
+            pass  # the supervisor is killed under it
+
+    thread = threading.Thread(target=create, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.timeout(240)
+def test_a_supervisor_killed_mid_copy_leaves_no_frozen_disk(
+    ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    """SIGKILL while both disks are frozen: the next start mounts them again (a disk left
+    frozen keeps its loop device for ever: 'still in use by an earlier sandbox')."""
+    wid = new_workspace(disk_mib=1024)["workspace_id"]
+    big = "head -c 400M /dev/zero > /workspace/big && sync"
+    assert ws_pyro.exec_workspace(wid, command=big, timeout_seconds=120)["exit_code"] == 0
+    pid = ws_pyro.manager.workspaces.store.get(wid)["supervisor_pid"]
+    snapshots = ws_pyro.manager.runtime.home / "workspaces" / wid / "snapshots"
+    thread = snapshot_in_background(ws_pyro, wid, "s1")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the copy has begun: the disks are frozen
+        copies = list(snapshots.glob(".s1.partial-*/workspace.img"))
+        if copies and copies[0].stat().st_blocks > 0:
+            break
+        time.sleep(0.005)
+    else:
+        pytest.fail("the copy never began")
+    os.kill(pid, signal.SIGKILL)
+    thread.join(60)
+    assert ws_pyro.start_workspace(wid)["state"] == "started"
+    wrote = ws_pyro.exec_workspace(wid, command="echo hi > /workspace/a && cat /workspace/a")
+    assert wrote["stdout"] == "hi\n"
+    assert ws_pyro.create_snapshot(wid, "s1")["snapshot"]["snapshot_name"] == "s1"
