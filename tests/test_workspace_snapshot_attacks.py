@@ -55,3 +55,28 @@ def test_a_supervisor_killed_mid_copy_leaves_no_frozen_disk(
     wrote = ws_pyro.exec_workspace(wid, command="echo hi > /workspace/a && cat /workspace/a")
     assert wrote["stdout"] == "hi\n"
     assert ws_pyro.create_snapshot(wid, "s1")["snapshot"]["snapshot_name"] == "s1"
+
+
+@pytest.mark.timeout(600)
+def test_a_suspended_vm_reset_to_a_snapshot_never_resumes_the_old_memory(
+    qemu_pyro: Pyro, new_workspace: Any
+) -> None:
+    """The memory image belongs to the disks it was saved with: a reset to a full snapshot
+    (new disks) boots afresh, as a reset to the baseline does; a fork gets none."""
+    pyro = qemu_pyro
+    wid = new_workspace(pyro, disk_mib=256)["workspace_id"]
+    image = pyro.manager.runtime.home / "workspaces" / wid / "memory.state"
+    pyro.exec_workspace(wid, command="echo kept > /workspace/f")
+    pyro.create_snapshot(wid, "s1")
+    pyro.exec_workspace(wid, command="echo in-memory > /run/marker")  # a tmpfs: memory only
+    pyro.stop_workspace(wid, suspend=True)
+    assert image.is_file()
+    child = pyro.fork_workspace(wid, snapshot="s1")["workspace_id"]
+    try:
+        probe = "cat /workspace/f /run/marker 2>/dev/null; true"
+        assert pyro.exec_workspace(child, command=probe)["stdout"] == "kept\n"
+    finally:
+        pyro.delete_workspace(child)
+    reset = pyro.reset_workspace(wid, snapshot="s1")
+    assert reset["state"] == "started" and not image.exists()
+    assert pyro.exec_workspace(wid, command=probe)["stdout"] == "kept\n"  # a fresh boot

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import NotFoundError, StateError, ValidationError
-from . import images, records, system_layer
+from . import images, records, suspend, system_layer
 from .archives import validate_members
 from .bounds import paged
 from .handle import Handle, operation
@@ -197,6 +197,7 @@ def _boot_stopped(ws: Handle, src: Source) -> dict[str, Any]:
     on /workspace from the tar (or the snapshot's image)."""
     lifecycle = ws.lifecycle
     fresh = lifecycle.record(ws.id, refresh=False)
+    suspend.forget(ws.layout)  # a suspended VM's memory fits its old disks only: never resumed
     if uses_image(fresh["engine"]):
         system_layer.fresh_image(ws.layout, fresh["disk_mib"], src.images)
     if src.images is not None:
