@@ -80,3 +80,41 @@ def test_a_suspended_vm_reset_to_a_snapshot_never_resumes_the_old_memory(
     reset = pyro.reset_workspace(wid, snapshot="s1")
     assert reset["state"] == "started" and not image.exists()
     assert pyro.exec_workspace(wid, command=probe)["stdout"] == "kept\n"  # a fresh boot
+
+
+@pytest.mark.timeout(240)
+def test_racing_creates_of_one_name_keep_one_snapshot_and_say_so_in_one_line(
+    ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    wid = new_workspace(disk_mib=256)["workspace_id"]
+    snapshots = ws_pyro.manager.runtime.home / "workspaces" / wid / "snapshots"
+    ws_pyro.exec_workspace(wid, command="echo one > /workspace/f")
+    results: list[str] = []
+
+    def create() -> None:
+        try:
+            ws_pyro.create_snapshot(wid, "dup")
+            results.append("ok")
+        except Exception as exc:  # whatever it is, it is recorded and checked below
+            results.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=create) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(results) == ["ValidationError: snapshot 'dup' already exists"] * 2 + ["ok"]
+    assert sorted(p.name for p in snapshots.iterdir()) == ["dup"]  # no partial left
+    names = [s["snapshot_name"] for s in ws_pyro.list_snapshots(wid)["snapshots"]]
+    assert sorted(names) == ["baseline", "dup"]
+
+    # What a create killed between its move and its record left: not a snapshot, and no
+    # obstacle to the next create of that name (which replaces it).
+    stale = snapshots / "stale"
+    stale.mkdir()
+    (stale / "workspace.img").write_bytes(b"junk")
+    (stale / "system.img").write_bytes(b"junk")
+    ws_pyro.create_snapshot(wid, "stale")
+    ws_pyro.exec_workspace(wid, command="rm /workspace/f")
+    ws_pyro.reset_workspace(wid, snapshot="stale")
+    assert ws_pyro.exec_workspace(wid, command="cat /workspace/f")["stdout"] == "one\n"

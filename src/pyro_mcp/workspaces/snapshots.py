@@ -8,6 +8,7 @@ host-compat workspace's (and a 3.6 one's, ``snapshots/<name>.tar``) is a tar of 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -61,26 +62,53 @@ def copy_live(ws: Handle, dest: Path) -> dict[str, Any]:
     return info
 
 
-def _create_full(ws: Handle, name: str) -> dict[str, Any]:
-    partial = ws.layout.snapshots_dir / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+def _partial(ws: Handle, name: str) -> Path:
+    """Where a snapshot is made before it is ``_keep``-ed (its own: creates may race)."""
+    return ws.layout.snapshots_dir / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+
+
+def _create_full(ws: Handle, name: str) -> tuple[Path, dict[str, Any]]:
+    partial = _partial(ws, name)
     info = copy_live(ws, partial)
     try:
         (partial / INFO).write_text(json.dumps(info))
-        partial.rename(_dir(ws, name))
     except BaseException:
         remove_quietly(partial)
         raise
-    return info
+    return partial, info
 
 
-def _create_tar(ws: Handle, name: str) -> dict[str, Any]:
+def _create_tar(ws: Handle, name: str) -> tuple[Path, dict[str, Any]]:
     info, data = ws.call("tar_out", {"path": "/workspace"}, timeout=600)
     validate_members(data, guest_links=True)
-    path = _path(ws, name)
-    tmp = path.with_suffix(".partial")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return info
+    partial = _partial(ws, name)
+    partial.write_bytes(data)
+    return partial, info
+
+
+def _keep(ws: Handle, name: str, partial: Path, info: dict[str, Any], now: float) -> None:
+    """The snapshot recorded, then moved in place. The record comes first: it is the name's
+    one owner (two creates of one name race to it; the loser's copy goes, never the
+    winner's), and whatever sits at the name unrecorded (a create killed after its move)
+    is a leftover the owner replaces."""
+    try:
+        ws.store.add_snapshot(ws.id, name, now, info["entry_count"], info["bytes_written"])
+    except sqlite3.IntegrityError:
+        remove_quietly(partial)
+        raise ValidationError(f"snapshot {name!r} already exists") from None
+    except BaseException:
+        remove_quietly(partial)
+        raise
+    try:
+        if partial.is_dir():
+            remove_quietly(_dir(ws, name))
+            partial.rename(_dir(ws, name))
+        else:
+            partial.replace(_path(ws, name))
+    except BaseException:
+        ws.store.delete_snapshot(ws.id, name)
+        remove_quietly(partial)
+        raise
 
 
 @operation
@@ -92,8 +120,9 @@ def snapshot_create(ws: Handle, name: str) -> dict[str, Any]:
     if any(s["snapshot_name"] == name for s in ws.store.snapshots(ws.id)):
         raise ValidationError(f"snapshot {name!r} already exists")
     full = full_snapshots(ws, record)
-    info = _create_full(ws, name) if full else _create_tar(ws, name)
+    partial, info = _create_full(ws, name) if full else _create_tar(ws, name)
     now = time.time()
+    _keep(ws, name, partial, info, now)
     snapshot = {
         "workspace_id": ws.id,
         "snapshot_name": name,
@@ -103,11 +132,6 @@ def snapshot_create(ws: Handle, name: str) -> dict[str, Any]:
         "bytes_written": info["bytes_written"],
         "deletable": True,
     }
-    try:
-        ws.store.add_snapshot(ws.id, name, now, info["entry_count"], info["bytes_written"])
-    except BaseException:
-        _remove(ws, name)
-        raise
     ws.touch(now)
     return {
         "workspace_id": ws.id,
