@@ -118,3 +118,14 @@ def test_racing_creates_of_one_name_keep_one_snapshot_and_say_so_in_one_line(
     ws_pyro.exec_workspace(wid, command="rm /workspace/f")
     ws_pyro.reset_workspace(wid, snapshot="stale")
     assert ws_pyro.exec_workspace(wid, command="cat /workspace/f")["stdout"] == "one\n"
+
+
+def test_the_fork_schema_shows_its_rules_as_create_and_snapshot_create_do() -> None:
+    """No sandbox: what a model is told about workspace_fork's arguments."""
+    from test_mcp_schema import list_tools
+
+    tools = list_tools("workspace-full")
+    fork = tools["workspace_fork"].inputSchema["properties"]
+    snapshot_name = tools["snapshot_create"].inputSchema["properties"]["name"]["pattern"]
+    assert any(kind.get("pattern") == snapshot_name for kind in fork["snapshot"]["anyOf"])
+    assert "120" in fork["name"]["description"]
