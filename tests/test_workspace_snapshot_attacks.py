@@ -7,11 +7,13 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pyro_mcp import Pyro
+from pyro_mcp.workspaces import blank_disk
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 
 pytestmark = pytest.mark.guest
@@ -129,3 +131,28 @@ def test_the_fork_schema_shows_its_rules_as_create_and_snapshot_create_do() -> N
     snapshot_name = tools["snapshot_create"].inputSchema["properties"]["name"]["pattern"]
     assert any(kind.get("pattern") == snapshot_name for kind in fork["snapshot"]["anyOf"])
     assert "120" in fork["name"]["description"]
+
+
+@pytest.mark.timeout(300)
+def test_a_fork_from_a_snapshot_deleted_meanwhile_says_so_in_one_line(
+    ws_pyro: Pyro, new_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot goes between the fork's look-up and its copy (made certain: its system
+    image is deleted as the first copy begins): the fork fails as if it had never existed,
+    without a host path, and leaves nothing."""
+    wid = new_workspace(disk_mib=256)["workspace_id"]
+    ws_pyro.create_snapshot(wid, "s1")
+    home = ws_pyro.manager.runtime.home
+    before = sorted(p.name for p in (home / "workspaces").iterdir())
+    system_image = home / "workspaces" / wid / "snapshots" / "s1" / "system.img"
+    copy_image = blank_disk.copy_image
+
+    def deleting_copy(source: Path, target: Path) -> None:
+        system_image.unlink(missing_ok=True)
+        copy_image(source, target)
+
+    monkeypatch.setattr(blank_disk, "copy_image", deleting_copy)
+    with pytest.raises(ValueError) as caught:
+        ws_pyro.fork_workspace(wid, snapshot="s1")
+    assert str(caught.value) == "snapshot 's1' does not exist"
+    assert sorted(p.name for p in (home / "workspaces").iterdir()) == before
