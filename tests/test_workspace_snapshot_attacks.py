@@ -156,3 +156,24 @@ def test_a_fork_from_a_snapshot_deleted_meanwhile_says_so_in_one_line(
         ws_pyro.fork_workspace(wid, snapshot="s1")
     assert str(caught.value) == "snapshot 's1' does not exist"
     assert sorted(p.name for p in (home / "workspaces").iterdir()) == before
+
+
+@pytest.mark.timeout(300)
+def test_a_secret_value_as_a_label_key_is_never_shown_or_stored(
+    ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    value = "hunter2-label-key-value"
+    secrets = [{"name": "TOK", "value": value}]
+    created = new_workspace(disk_mib=256, secrets=secrets, labels={value: "z"})
+    wid = created["workspace_id"]
+    assert value not in str(created)
+    forked = ws_pyro.fork_workspace(wid, labels={value: "x", "k": value})
+    try:
+        updated = ws_pyro.update_workspace(wid, labels={value: "y"})
+        stored = [
+            ws_pyro.manager.workspaces.store.get(w)["labels"] for w in (wid, forked["workspace_id"])
+        ]
+        for shown in (forked, updated, ws_pyro.list_workspaces(), stored):
+            assert value not in str(shown)
+    finally:
+        ws_pyro.delete_workspace(forked["workspace_id"])

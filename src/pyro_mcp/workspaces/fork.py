@@ -78,7 +78,7 @@ def _fork(
     if source is None:
         ws.started("workspace_fork")
     carried = dict(record["labels"])
-    carried.update(ws.redactor.value(records.labels(labels)))
+    carried.update(ws.redactor.labels(records.labels(labels)))
     child = lifecycle.new_record(
         name=records.workspace_name(name) if name is not None else record["name"],
         labels=dict(sorted(carried.items())),
