@@ -3,6 +3,7 @@ mid-copy, names that try to escape, races on one workspace. Real sandboxes (gVis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -177,3 +178,40 @@ def test_a_secret_value_as_a_label_key_is_never_shown_or_stored(
             assert value not in str(shown)
     finally:
         ws_pyro.delete_workspace(forked["workspace_id"])
+
+
+@pytest.mark.timeout(300)
+def test_a_supervisor_killed_mid_reset_leaves_a_disk_the_next_start_mounts(
+    ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    """SIGKILL while a reset copies the snapshot's images: the half-copied image was left in
+    place ('cannot mount the workspace disk: Invalid argument' at every start); now the new
+    image is put in place whole, so the next start boots the disk as it was before."""
+    wid = new_workspace(disk_mib=1024)["workspace_id"]
+    fill = "echo before > /workspace/f && head -c 400M /dev/zero > /workspace/big && sync"
+    assert ws_pyro.exec_workspace(wid, command=fill, timeout_seconds=120)["exit_code"] == 0
+    ws_pyro.create_snapshot(wid, "s1")
+    pid = ws_pyro.manager.workspaces.store.get(wid)["supervisor_pid"]
+    root = ws_pyro.manager.runtime.home / "workspaces" / wid
+
+    def reset() -> None:
+        with contextlib.suppress(ValueError, RuntimeError):  # its supervisor is killed
+            ws_pyro.reset_workspace(wid, snapshot="s1")
+
+    thread = threading.Thread(target=reset, daemon=True)
+    thread.start()
+    old_inode = (root / "workspace.ext4").stat().st_ino
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the copy of /workspace's image has begun
+        with contextlib.suppress(FileNotFoundError):  # made in place, or beside it
+            copies = [p.stat() for p in root.glob("*workspace.ext4*")]
+            if any(c.st_blocks > 0 and c.st_ino != old_inode for c in copies):
+                break
+        time.sleep(0.002)
+    else:
+        pytest.fail("the reset's copy never began")
+    os.kill(pid, signal.SIGKILL)
+    thread.join(60)
+    assert ws_pyro.start_workspace(wid)["state"] == "started"
+    probe = ws_pyro.exec_workspace(wid, command="cat /workspace/f && echo x > /workspace/n")
+    assert probe["stdout"] == "before\n" and probe["exit_code"] == 0
