@@ -16,7 +16,8 @@ elsewhere. Quiescing:
 
 A freeze never outlasts ``WATCHDOG_SECONDS`` (a frozen file system hangs every writer in the
 guest): a watchdog thaws it (on the host, and in the guest for a host that never asks), and
-a copy that took longer is refused, never kept half-consistent.
+a copy that took longer is refused, never kept half-consistent. On the host a guard process
+thaws it too if the supervisor is killed mid-copy (``Freeze``, ``GUARD``).
 """
 
 from __future__ import annotations
