@@ -135,13 +135,15 @@ def test_the_fork_schema_shows_its_rules_as_create_and_snapshot_create_do() -> N
 
 
 @pytest.mark.timeout(300)
-def test_a_fork_from_a_snapshot_deleted_meanwhile_says_so_in_one_line(
-    ws_pyro: Pyro, new_workspace: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("action", ["fork", "reset of a stopped workspace"])
+def test_a_snapshot_deleted_meanwhile_is_said_in_one_line(
+    action: str, ws_pyro: Pyro, new_workspace: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The snapshot goes between the fork's look-up and its copy (made certain: its system
-    image is deleted as the first copy begins): the fork fails as if it had never existed,
-    without a host path, and leaves nothing."""
+    """The snapshot goes between the look-up and the copy (made certain: its system image
+    is deleted as the first copy begins): the fork or reset fails as if it had never
+    existed, without a host path; a fork leaves nothing, a reset the disks as they were."""
     wid = new_workspace(disk_mib=256)["workspace_id"]
+    ws_pyro.exec_workspace(wid, command="echo kept > /workspace/f")
     ws_pyro.create_snapshot(wid, "s1")
     home = ws_pyro.manager.runtime.home
     before = sorted(p.name for p in (home / "workspaces").iterdir())
@@ -152,11 +154,20 @@ def test_a_fork_from_a_snapshot_deleted_meanwhile_says_so_in_one_line(
         system_image.unlink(missing_ok=True)
         copy_image(source, target)
 
+    if action != "fork":
+        ws_pyro.stop_workspace(wid)
     monkeypatch.setattr(blank_disk, "copy_image", deleting_copy)
     with pytest.raises(ValueError) as caught:
-        ws_pyro.fork_workspace(wid, snapshot="s1")
+        if action == "fork":
+            ws_pyro.fork_workspace(wid, snapshot="s1")
+        else:
+            ws_pyro.reset_workspace(wid, snapshot="s1")
+    monkeypatch.undo()
     assert str(caught.value) == "snapshot 's1' does not exist"
     assert sorted(p.name for p in (home / "workspaces").iterdir()) == before
+    if action != "fork":
+        ws_pyro.start_workspace(wid)
+    assert ws_pyro.exec_workspace(wid, command="cat /workspace/f")["stdout"] == "kept\n"
 
 
 @pytest.mark.timeout(300)

@@ -18,7 +18,7 @@ import os
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NotFoundError, StateError
+from ..errors import StateError
 from ..network import policy
 from . import owners, records, snapshots
 from .handle import Handle
@@ -137,11 +137,9 @@ def _images(ws: Handle, layout: WorkspaceLayout, source: snapshots.Source | None
     from . import blank_disk
 
     if source is not None and source.images is not None:
-        try:
+        with snapshots.copying(source.images):
             blank_disk.copy_image(source.images / WORKSPACE_IMAGE, layout.disk)
             blank_disk.copy_image(source.images / SYSTEM_IMAGE, layout.system_disk)
-        except FileNotFoundError:  # deleted meanwhile: said as before the fork began
-            raise NotFoundError(f"snapshot {source.images.name!r} does not exist") from None
         return
     staging = layout.root / "fork-images"
     snapshots.copy_live(ws, staging)

@@ -7,10 +7,12 @@ host-compat workspace's (and a 3.6 one's, ``snapshots/<name>.tar``) is a tar of 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -203,6 +205,18 @@ def source(ws: Handle, snapshot: str) -> Source:
     return Source(_path(ws, name).read_bytes(), None, "named", {})
 
 
+@contextlib.contextmanager
+def copying(directory: Path) -> Iterator[None]:
+    """Copies from the full snapshot in ``directory``: one deleted meanwhile fails as if it
+    had never existed (in one line, no host path)."""
+    try:
+        yield
+    except FileNotFoundError:
+        if not images.has_images(directory):
+            raise NotFoundError(f"snapshot {directory.name!r} does not exist") from None
+        raise
+
+
 def _reboot(ws: Handle, src: Source) -> dict[str, Any]:
     """A started workspace: its supervisor stays, only the sandbox and its disks change."""
     args: dict[str, Any] = {"guest_links": src.kind == "named"}
@@ -222,12 +236,14 @@ def _boot_stopped(ws: Handle, src: Source) -> dict[str, Any]:
     lifecycle = ws.lifecycle
     fresh = lifecycle.record(ws.id, refresh=False)
     suspend.forget(ws.layout)  # a suspended VM's memory fits its old disks only: never resumed
-    if uses_image(fresh["engine"]):
-        system_layer.fresh_image(ws.layout, fresh["disk_mib"], src.images)
     if src.images is not None:
-        ws.layout.fresh_volume(True, fresh["disk_mib"], src.images)
+        with copying(src.images):
+            system_layer.fresh_image(ws.layout, fresh["disk_mib"], src.images)
+            ws.layout.fresh_volume(True, fresh["disk_mib"], src.images)
         lifecycle.spawn(ws.id)
         return {}
+    if uses_image(fresh["engine"]):
+        system_layer.fresh_image(ws.layout, fresh["disk_mib"])
     return lifecycle.boot_fresh(fresh, src.seed, guest_links=src.kind == "named")
 
 
