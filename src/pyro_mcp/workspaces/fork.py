@@ -78,7 +78,7 @@ def _fork(
     if source is None:
         ws.started("workspace_fork")
     carried = dict(record["labels"])
-    carried.update(ws.redactor.value(records.labels(labels)))
+    carried.update(ws.redactor.labels(records.labels(labels)))
     child = lifecycle.new_record(
         name=records.workspace_name(name) if name is not None else record["name"],
         labels=dict(sorted(carried.items())),
@@ -137,8 +137,9 @@ def _images(ws: Handle, layout: WorkspaceLayout, source: snapshots.Source | None
     from . import blank_disk
 
     if source is not None and source.images is not None:
-        blank_disk.copy_image(source.images / WORKSPACE_IMAGE, layout.disk)
-        blank_disk.copy_image(source.images / SYSTEM_IMAGE, layout.system_disk)
+        with snapshots.copying(source.images):
+            blank_disk.copy_image(source.images / WORKSPACE_IMAGE, layout.disk)
+            blank_disk.copy_image(source.images / SYSTEM_IMAGE, layout.system_disk)
         return
     staging = layout.root / "fork-images"
     snapshots.copy_live(ws, staging)

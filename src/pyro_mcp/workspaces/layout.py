@@ -106,16 +106,16 @@ class WorkspaceLayout:
         self, image: bool, disk_mib: int = DEFAULT_DISK_MIB, source: Path | None = None
     ) -> None:
         """An empty /workspace: a new directory, or a new sparse ext4 disk of ``disk_mib``
-        (a disk in use stays intact: it is unlinked, not truncated); with ``source`` (a
+        (a disk in use stays intact: it is replaced, not truncated); with ``source`` (a
         full snapshot's directory, images.py) a copy of the disk it holds."""
         if image:
             if self.volume_dir.is_dir() and not os.path.ismount(self.volume_dir):
                 remove_tree(str(self.volume_dir))  # a gVisor /workspace of an older version
-            self.disk.unlink(missing_ok=True)
-            if source is not None:
-                blank_disk.copy_image(source / WORKSPACE_IMAGE, self.disk)
-                return
-            blank_disk.make(self.root.parent.parent, self.disk, disk_mib)
+            with blank_disk.replacing(self.disk) as new:
+                if source is not None:
+                    blank_disk.copy_image(source / WORKSPACE_IMAGE, new)
+                else:
+                    blank_disk.make(self.root.parent.parent, new, disk_mib)
         else:
             remove_tree(str(self.volume_dir))
             self.volume_dir.mkdir(mode=0o755)

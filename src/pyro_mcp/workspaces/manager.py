@@ -67,7 +67,7 @@ class WorkspaceManager:
         secret_store.check_network(secret_values, policy)
         # Nothing is stored before its secret values are masked: labels neither.
         masked = secret_store.Redactor(secret.value for secret in secret_values)
-        clean_labels = masked.value(records.labels(labels))
+        clean_labels = masked.labels(records.labels(labels))
         seed, seed_info = _seed(seed_path)
         self.lifecycle.reap_expired()
         self.lifecycle.lifetime.admit_workspace(self.store.count_active())  # before any download
@@ -228,7 +228,7 @@ class WorkspaceManager:
         if idle_stop_seconds is not None:
             changes["idle_stop_seconds"] = validation.idle_stop_seconds(idle_stop_seconds)
         new_labels = dict(record["labels"])
-        new_labels.update(self.lifecycle.redactor(workspace_id).value(records.labels(labels)))
+        new_labels.update(self.lifecycle.redactor(workspace_id).labels(records.labels(labels)))
         for key in clear_labels or []:
             new_labels.pop(records.label_key(key), None)
         if new_labels != record["labels"]:

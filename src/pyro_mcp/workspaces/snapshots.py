@@ -7,14 +7,17 @@ host-compat workspace's (and a 3.6 one's, ``snapshots/<name>.tar``) is a tar of 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import NotFoundError, StateError, ValidationError
-from . import images, records, system_layer
+from . import images, records, suspend, system_layer
 from .archives import validate_members
 from .bounds import paged
 from .handle import Handle, operation
@@ -61,26 +64,53 @@ def copy_live(ws: Handle, dest: Path) -> dict[str, Any]:
     return info
 
 
-def _create_full(ws: Handle, name: str) -> dict[str, Any]:
-    partial = ws.layout.snapshots_dir / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+def _partial(ws: Handle, name: str) -> Path:
+    """Where a snapshot is made before it is ``_keep``-ed (its own: creates may race)."""
+    return ws.layout.snapshots_dir / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+
+
+def _create_full(ws: Handle, name: str) -> tuple[Path, dict[str, Any]]:
+    partial = _partial(ws, name)
     info = copy_live(ws, partial)
     try:
         (partial / INFO).write_text(json.dumps(info))
-        partial.rename(_dir(ws, name))
     except BaseException:
         remove_quietly(partial)
         raise
-    return info
+    return partial, info
 
 
-def _create_tar(ws: Handle, name: str) -> dict[str, Any]:
+def _create_tar(ws: Handle, name: str) -> tuple[Path, dict[str, Any]]:
     info, data = ws.call("tar_out", {"path": "/workspace"}, timeout=600)
     validate_members(data, guest_links=True)
-    path = _path(ws, name)
-    tmp = path.with_suffix(".partial")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return info
+    partial = _partial(ws, name)
+    partial.write_bytes(data)
+    return partial, info
+
+
+def _keep(ws: Handle, name: str, partial: Path, info: dict[str, Any], now: float) -> None:
+    """The snapshot recorded, then moved in place. The record comes first: it is the name's
+    one owner (two creates of one name race to it; the loser's copy goes, never the
+    winner's), and whatever sits at the name unrecorded (a create killed after its move)
+    is a leftover the owner replaces."""
+    try:
+        ws.store.add_snapshot(ws.id, name, now, info["entry_count"], info["bytes_written"])
+    except sqlite3.IntegrityError:
+        remove_quietly(partial)
+        raise ValidationError(f"snapshot {name!r} already exists") from None
+    except BaseException:
+        remove_quietly(partial)
+        raise
+    try:
+        if partial.is_dir():
+            remove_quietly(_dir(ws, name))
+            partial.rename(_dir(ws, name))
+        else:
+            partial.replace(_path(ws, name))
+    except BaseException:
+        ws.store.delete_snapshot(ws.id, name)
+        remove_quietly(partial)
+        raise
 
 
 @operation
@@ -92,8 +122,9 @@ def snapshot_create(ws: Handle, name: str) -> dict[str, Any]:
     if any(s["snapshot_name"] == name for s in ws.store.snapshots(ws.id)):
         raise ValidationError(f"snapshot {name!r} already exists")
     full = full_snapshots(ws, record)
-    info = _create_full(ws, name) if full else _create_tar(ws, name)
+    partial, info = _create_full(ws, name) if full else _create_tar(ws, name)
     now = time.time()
+    _keep(ws, name, partial, info, now)
     snapshot = {
         "workspace_id": ws.id,
         "snapshot_name": name,
@@ -103,11 +134,6 @@ def snapshot_create(ws: Handle, name: str) -> dict[str, Any]:
         "bytes_written": info["bytes_written"],
         "deletable": True,
     }
-    try:
-        ws.store.add_snapshot(ws.id, name, now, info["entry_count"], info["bytes_written"])
-    except BaseException:
-        _remove(ws, name)
-        raise
     ws.touch(now)
     return {
         "workspace_id": ws.id,
@@ -179,6 +205,18 @@ def source(ws: Handle, snapshot: str) -> Source:
     return Source(_path(ws, name).read_bytes(), None, "named", {})
 
 
+@contextlib.contextmanager
+def copying(directory: Path) -> Iterator[None]:
+    """Copies from the full snapshot in ``directory``: one deleted meanwhile fails as if it
+    had never existed (in one line, no host path)."""
+    try:
+        yield
+    except FileNotFoundError:
+        if not images.has_images(directory):
+            raise NotFoundError(f"snapshot {directory.name!r} does not exist") from None
+        raise
+
+
 def _reboot(ws: Handle, src: Source) -> dict[str, Any]:
     """A started workspace: its supervisor stays, only the sandbox and its disks change."""
     args: dict[str, Any] = {"guest_links": src.kind == "named"}
@@ -197,12 +235,15 @@ def _boot_stopped(ws: Handle, src: Source) -> dict[str, Any]:
     on /workspace from the tar (or the snapshot's image)."""
     lifecycle = ws.lifecycle
     fresh = lifecycle.record(ws.id, refresh=False)
-    if uses_image(fresh["engine"]):
-        system_layer.fresh_image(ws.layout, fresh["disk_mib"], src.images)
+    suspend.forget(ws.layout)  # a suspended VM's memory fits its old disks only: never resumed
     if src.images is not None:
-        ws.layout.fresh_volume(True, fresh["disk_mib"], src.images)
+        with copying(src.images):
+            system_layer.fresh_image(ws.layout, fresh["disk_mib"], src.images)
+            ws.layout.fresh_volume(True, fresh["disk_mib"], src.images)
         lifecycle.spawn(ws.id)
         return {}
+    if uses_image(fresh["engine"]):
+        system_layer.fresh_image(ws.layout, fresh["disk_mib"])
     return lifecycle.boot_fresh(fresh, src.seed, guest_links=src.kind == "named")
 
 
