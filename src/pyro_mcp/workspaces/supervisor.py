@@ -23,6 +23,7 @@ from .. import lifetime
 from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
 from ..errors import PyroError
+from ..guest.chunks import Uploads, serve
 from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, split_output
 from ..guest.workers import Workers
 from ..paths import socket_address
@@ -214,10 +215,14 @@ class Supervisor:
                 except (OSError, ValueError):
                     pass
 
+        uploads = Uploads()
         try:
             while True:
                 message, data = read_frame(reader)
-                self.workers.submit(self.in_flight.enter().run, self._request, message, data, send)
+                if not uploads.route(message, data):  # else an upload's chunk: passed on
+                    body = uploads.body(message, data)
+                    run = self.in_flight.enter().run
+                    self.workers.submit(run, serve, self._request, message, body, send)
         except (ProtocolError, OSError):
             pass
         finally:
@@ -227,7 +232,7 @@ class Supervisor:
                 except OSError:
                     pass
 
-    def _request(self, message: dict[str, Any], data: bytes, send: Any) -> None:
+    def _request(self, message: dict[str, Any], data: Any, send: Any) -> None:
         req_id = message.get("id")
         op = str(message.get("op"))
         args = dict(message.get("args") or {})
@@ -255,14 +260,8 @@ class Supervisor:
         with self.reboot_lock:  # never talk to a sandbox that is being replaced
             sandbox = self.sandbox
         if sandbox is None:
-            send(
-                {
-                    "id": req_id,
-                    "ok": False,
-                    "error": "the workspace is restarting",
-                    "kind": "failed",
-                }
-            )
+            restarting = "the workspace is restarting"
+            send({"id": req_id, "ok": False, "error": restarting, "kind": "failed"})
             return
 
         def on_event(kind: str, chunk: bytes) -> None:
@@ -281,7 +280,7 @@ class Supervisor:
         send({"id": req_id, "ok": True, "result": result}, payload)
 
     def _call(
-        self, box: Sandbox, op: str, args: dict[str, Any], data: bytes = b"", emit: Any = None
+        self, box: Sandbox, op: str, args: dict[str, Any], data: Any = b"", emit: Any = None
     ) -> tuple[dict[str, Any], bytes]:
         """One agent call, with the services' side on the host: published ports, records."""
         request = dict(args)
