@@ -1,0 +1,88 @@
+"""Archives out of a workspace as streams: the guest's tar arrives as ``chunk`` events of at
+most 1 MiB, read here by a consumer in the caller's thread while the call runs in another;
+at most a few MiB wait in between (guest/chunks.py), whatever the archive's size."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..engines.agent_client import AgentCallError
+from ..errors import StateError
+from ..guest.chunks import CHUNK_BYTES, Chunks
+from .handle import Handle
+
+T = TypeVar("T")
+STREAM_TIMEOUT = 3600.0  # a call's time limit: the archive is bounded by the disk only
+
+
+class Download:
+    """``tar_out`` of one workspace path as a stream: ``read`` it (a file), ``reply`` for
+    the guest's description of the archive (it comes after the data)."""
+
+    def __init__(self, ws: Handle, path: str) -> None:
+        self.chunks = Chunks()
+        self.outcome: dict[str, Any] = {}
+        args = {"path": path, "stream": True}
+        self.thread = threading.Thread(target=self._run, args=(ws, args), daemon=True)
+        self.thread.start()
+
+    def _run(self, ws: Handle, args: dict[str, Any]) -> None:
+        try:
+            self.outcome["info"] = ws.call(
+                "tar_out", args, on_event=self._on_event, timeout=STREAM_TIMEOUT
+            )[0]
+        except BaseException as exc:
+            self.outcome["error"] = exc
+        self.chunks.end("the workspace's archive ended early" if "error" in self.outcome else None)
+
+    def _on_event(self, kind: str, data: bytes) -> None:
+        if kind == "chunk":
+            self.chunks.put(data)
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self.chunks.read(size)
+
+    def reply(self) -> dict[str, Any]:
+        """The guest's answer, once the rest of the data is read (and dropped)."""
+        while self.chunks.read(CHUNK_BYTES):
+            pass
+        return self.close()
+
+    def close(self) -> dict[str, Any]:
+        """Drop what is left, wait for the call; raise its error (the guest's error wins
+        over what a reader saw of it)."""
+        self.chunks.close()
+        self.thread.join()
+        if "error" in self.outcome:
+            raise self.outcome["error"]
+        return dict(self.outcome["info"])
+
+
+def download(ws: Handle, path: str, consume: Callable[[Download], T]) -> tuple[dict[str, Any], T]:
+    """``tar_out`` of ``path`` read by ``consume`` in this thread as it comes: (the guest's
+    description of the archive, what ``consume`` returned). A failure on either side
+    raises; the guest's own error wins."""
+    stream = Download(ws, path)
+    try:
+        value = consume(stream)
+    except BaseException:
+        stream.close()  # raises the guest's error if there was one
+        raise
+    return stream.close(), value
+
+
+def disk_bytes(record: dict[str, Any]) -> int:
+    """The workspace's disk limit in bytes: the most any archive into it may hold."""
+    return int(record["disk_mib"]) * 1024 * 1024
+
+
+def disk_full(ws: Handle, exc: AgentCallError) -> StateError | AgentCallError:
+    """A guest's ENOSPC as one line naming the workspace's disk limit (else ``exc``)."""
+    if "No space left on device" not in str(exc):
+        return exc
+    disk_mib = ws.record().get("disk_mib")
+    return StateError(
+        f"/workspace is full: the workspace's disk limit is {disk_mib} MiB (disk_mib)"
+    )
