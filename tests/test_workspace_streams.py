@@ -38,6 +38,8 @@ with Pyro(base_dir=home) as pyro:
         result = pyro.export_workspace(workspace_id, "/workspace", arg)
     elif op == "diff":
         result = pyro.diff_workspace(workspace_id)
+    elif op == "create":
+        result = pyro.create_workspace(environment="debian:12", seed_path=arg, disk_mib=1024)
     else:
         result = pyro.push_workspace_sync(workspace_id, arg, "/workspace/in")
 peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
@@ -115,29 +117,50 @@ def test_a_512_mib_workspace_exports_and_diffs_in_bounded_memory(
     print(f"512 MiB export {export_seconds:.1f} s; peak MiB (export, diff, supervisor) {peaks}")
 
 
+def big_source(root: Path) -> str:
+    """A directory with a 300 MiB random file and a small one; the big one's sha256."""
+    root.mkdir()
+    digest = hashlib.sha256()
+    with (root / "big.bin").open("wb") as handle:
+        for _ in range(300):
+            chunk = os.urandom(MIB)
+            digest.update(chunk)
+            handle.write(chunk)
+    (root / "small.txt").write_text("small\n")
+    return digest.hexdigest()
+
+
 def test_sync_push_of_300_mib_streams_in(
     ws_pyro: Pyro, ws_home: Path, new_workspace: Callable[..., dict[str, Any]], tmp_path: Path
 ) -> None:
     workspace_id = new_workspace(disk_mib=1024)["workspace_id"]
     source = tmp_path / "src"
-    source.mkdir()
-    digest = hashlib.sha256()
-    with (source / "big.bin").open("wb") as handle:
-        for _ in range(300):
-            chunk = os.urandom(MIB)
-            digest.update(chunk)
-            handle.write(chunk)
-    (source / "small.txt").write_text("small\n")
+    sha = big_source(source)
     pushed = run_child(ws_home, "sync", workspace_id, str(source))
     assert pushed["result"]["workspace_sync"]["bytes_written"] == 300 * MIB + 6
     assert pushed["peak"] < PEAK_LIMIT, pushed["peak"]
     check = ws_pyro.exec_workspace(workspace_id, "sha256sum in/big.bin; cat in/small.txt")
-    assert check["stdout"].split()[0] == digest.hexdigest()
+    assert check["stdout"].split()[0] == sha
     assert check["stdout"].endswith("small\n")
     assert supervisor_peak(ws_pyro, workspace_id) < PEAK_LIMIT
     # the spool file beside the workspace is gone
     layout = ws_pyro.manager.workspaces.lifecycle.layout(workspace_id)
     assert not [p for p in layout.root.iterdir() if p.name.startswith("tmp")]
+
+
+def test_a_300_mib_seed_streams_in_at_create(ws_pyro: Pyro, ws_home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "seed"
+    sha = big_source(source)
+    created = run_child(ws_home, "create", "-", str(source))
+    workspace_id = created["result"]["workspace_id"]
+    try:
+        assert created["result"]["workspace_seed"]["bytes_written"] == 300 * MIB + 6
+        assert created["peak"] < PEAK_LIMIT, created["peak"]
+        check = ws_pyro.exec_workspace(workspace_id, "sha256sum big.bin")
+        assert check["stdout"].split()[0] == sha
+        assert supervisor_peak(ws_pyro, workspace_id) < PEAK_LIMIT
+    finally:
+        ws_pyro.delete_workspace(workspace_id)
 
 
 def test_a_full_disk_is_one_line_naming_the_limit(

@@ -120,8 +120,10 @@ def validate_members(tar_bytes: bytes, *, guest_links: bool = False) -> list[Mem
 
 def validate_file(file: IO[bytes], size: int, *, guest_links: bool = False) -> list[MemberInfo]:
     """:func:`validate_members` of a seekable file of ``size`` bytes, read member by member
-    (headers only: contents are skipped, so memory stays small whatever the size)."""
+    from its start (headers only: contents are skipped, so memory stays small whatever the
+    size)."""
     rules = MemberRules(guest_links=guest_links)
+    file.seek(0)
     try:
         with tarfile.open(fileobj=file, mode="r:") as tar:
             for raw in tar:  # member by member: a bad one stops the read at once

@@ -27,7 +27,7 @@ def sync_push(ws: Handle, source_path: str, dest: str) -> dict[str, Any]:
     record = ws.started("workspace_sync_push")
     destination = normalize_workspace_path(dest)
     # Spooled to a private file beside the workspace and streamed in: any size that fits.
-    limit = disk_bytes(record)
+    limit = disk_bytes(record["disk_mib"])
     with seed_archive(
         source_path, label="source_path", limit=limit, spool_dir=ws.layout.root
     ) as archive:

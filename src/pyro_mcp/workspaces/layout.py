@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -113,36 +115,52 @@ class WorkspaceLayout:
         self.volume_dir.mkdir(mode=0o755)
         return aside
 
-    def leave_seed(self, seed: bytes) -> None:
-        """``seed`` left for the supervisor to unpack (``pending_seed``): a hard link to the
-        baseline when that holds these very bytes (a create's seed, a stopped workspace's
-        reset), which spares writing them again; else a new file."""
+    def leave_seed(self, seed: bytes | Path) -> None:
+        """``seed`` (a tar's bytes or file) left for the supervisor to unpack
+        (``pending_seed``): a hard link to the baseline when that holds these very bytes (a
+        create's seed, a stopped workspace's reset), which spares writing them again; else
+        a new file."""
         self.pending_seed.unlink(missing_ok=True)
         try:
-            if self.baseline.stat().st_size == len(seed) and self.baseline.read_bytes() == seed:
+            if seed == self.baseline or (
+                isinstance(seed, bytes)
+                and self.baseline.stat().st_size == len(seed)
+                and self.baseline.read_bytes() == seed
+            ):
                 os.link(self.baseline, self.pending_seed)
                 return
         except OSError:
             pass
-        self.pending_seed.write_bytes(seed)
+        if isinstance(seed, bytes):
+            self.pending_seed.write_bytes(seed)
+        else:
+            shutil.copyfile(seed, self.pending_seed)
 
-    def unpack_into_volume(self, tar_bytes: bytes) -> dict[str, Any]:
+    def unpack_into_volume(self, tar: bytes | Path) -> dict[str, Any]:
         """Fill a fresh, empty /workspace directory (gVisor, host compat) from a seed or the
-        baseline before a sandbox uses it: the agent's own checked unpacking (no ``..``,
-        no absolute names, no links out, no symlinked parents; every path opened under the
-        root with O_NOFOLLOW), without streaming the bytes through the sandbox.
+        baseline (its bytes, or its file: read as a stream, any size) before a sandbox uses
+        it: the agent's own checked unpacking (no ``..``, no absolute names, no links out,
+        no symlinked parents; every path opened under the root with O_NOFOLLOW), without
+        streaming the bytes through the sandbox.
 
         Only for archives the host made from validated input (seeds, the baseline). A named
         snapshot came out of the guest and may hold links pointing anywhere: it is always
         unpacked inside the guest.
         """
         from ..guest import archive
-        from .archive_rules import validate_members
+        from .archive_rules import validate_file
 
         root = str(self.volume_dir)
         try:
-            validate_members(tar_bytes)  # the host's stricter rules, again, right here
-            result = archive.unpack(root, tar_bytes, root=root)
+            with contextlib.ExitStack() as stack:
+                file = (
+                    io.BytesIO(tar)
+                    if isinstance(tar, bytes)
+                    else stack.enter_context(tar.open("rb"))
+                )
+                validate_file(file, file.seek(0, os.SEEK_END))  # the host's stricter rules, again
+                file.seek(0)
+                result = archive.unpack(root, file, root=root)
         except ValueError as exc:
             raise ValidationError(guest_view(str(exc), root)) from exc
         except OSError as exc:

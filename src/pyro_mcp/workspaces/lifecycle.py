@@ -16,6 +16,7 @@ import sys
 import tarfile
 import threading
 import time
+from pathlib import Path
 from typing import Any, cast
 
 from .. import lifetime, validation
@@ -30,6 +31,7 @@ from . import secrets as secret_store
 from .handle import Handle
 from .layout import WorkspaceLayout, sweep, uses_image
 from .store import Store
+from .streams import STREAM_TIMEOUT
 
 SUPERVISOR_START_TIMEOUT = 300.0
 STOP_TIMEOUT = 30.0
@@ -303,9 +305,10 @@ class WorkspaceLifecycle:
         }
 
     def boot_fresh(
-        self, record: dict[str, Any], seed: bytes, guest_links: bool = False
+        self, record: dict[str, Any], seed: bytes | Path, guest_links: bool = False
     ) -> dict[str, Any]:
-        """Fresh /workspace, supervisor up, seed unpacked. Raises with everything cleaned."""
+        """Fresh /workspace, supervisor up, seed (a tar's bytes, or a tar file: streamed,
+        any size) unpacked. Raises with everything cleaned."""
         workspace_id = record["workspace_id"]
         layout = self.layout(workspace_id)
         real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
@@ -320,7 +323,8 @@ class WorkspaceLifecycle:
             self.spawn(workspace_id)
             return result
         self.spawn(workspace_id)
-        result, _ = Handle(self, workspace_id).call(
-            "tar_in", {"dest": "/workspace", "guest_links": guest_links}, data=seed
-        )
+        args = {"dest": "/workspace", "guest_links": guest_links}
+        with contextlib.ExitStack() as stack:
+            data = seed if isinstance(seed, bytes) else stack.enter_context(seed.open("rb"))
+            result, _ = Handle(self, workspace_id).call("tar_in", args, data, STREAM_TIMEOUT)
         return result

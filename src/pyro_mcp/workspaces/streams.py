@@ -73,9 +73,9 @@ def download(ws: Handle, path: str, consume: Callable[[Download], T]) -> tuple[d
     return stream.close(), value
 
 
-def disk_bytes(record: dict[str, Any]) -> int:
-    """The workspace's disk limit in bytes: the most any archive into it may hold."""
-    return int(record["disk_mib"]) * 1024 * 1024
+def disk_bytes(disk_mib: int) -> int:
+    """A workspace's disk limit in bytes: the most any archive into it may hold."""
+    return int(disk_mib) * 1024 * 1024
 
 
 def disk_full(ws: Handle, exc: AgentCallError) -> StateError | AgentCallError:
