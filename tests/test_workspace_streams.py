@@ -38,6 +38,8 @@ with Pyro(base_dir=home) as pyro:
         result = pyro.export_workspace(workspace_id, "/workspace", arg)
     elif op == "diff":
         result = pyro.diff_workspace(workspace_id)
+    elif op == "reset":
+        result = pyro.reset_workspace(workspace_id)
     elif op == "create":
         result = pyro.create_workspace(environment="debian:12", seed_path=arg, disk_mib=1024)
     else:
@@ -156,9 +158,18 @@ def test_a_300_mib_seed_streams_in_at_create(ws_pyro: Pyro, ws_home: Path, tmp_p
     try:
         assert created["result"]["workspace_seed"]["bytes_written"] == 300 * MIB + 6
         assert created["peak"] < PEAK_LIMIT, created["peak"]
-        check = ws_pyro.exec_workspace(workspace_id, "sha256sum big.bin")
+        check = ws_pyro.exec_workspace(workspace_id, "sha256sum big.bin; rm big.bin")
         assert check["stdout"].split()[0] == sha
         assert supervisor_peak(ws_pyro, workspace_id) < PEAK_LIMIT
+        # reset to the 300 MiB baseline: running (the supervisor reads it), then stopped
+        for _ in ("started", "stopped"):
+            reset = run_child(ws_home, "reset", workspace_id)
+            assert reset["result"]["workspace_reset"]["bytes_written"] == 300 * MIB + 6
+            assert reset["peak"] < PEAK_LIMIT, reset["peak"]
+            assert supervisor_peak(ws_pyro, workspace_id) < PEAK_LIMIT
+            check = ws_pyro.exec_workspace(workspace_id, "sha256sum big.bin; rm big.bin")
+            assert check["stdout"].split()[0] == sha
+            ws_pyro.stop_workspace(workspace_id)
     finally:
         ws_pyro.delete_workspace(workspace_id)
 

@@ -31,7 +31,7 @@ from . import secrets as secret_store
 from .handle import Handle
 from .layout import WorkspaceLayout, sweep, uses_image
 from .store import Store
-from .streams import STREAM_TIMEOUT
+from .streams import STREAM_TIMEOUT, tar_source
 
 SUPERVISOR_START_TIMEOUT = 300.0
 STOP_TIMEOUT = 30.0
@@ -324,7 +324,6 @@ class WorkspaceLifecycle:
             return result
         self.spawn(workspace_id)
         args = {"dest": "/workspace", "guest_links": guest_links}
-        with contextlib.ExitStack() as stack:
-            data = seed if isinstance(seed, bytes) else stack.enter_context(seed.open("rb"))
+        with tar_source(seed) as data:
             result, _ = Handle(self, workspace_id).call("tar_in", args, data, STREAM_TIMEOUT)
         return result

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import NotFoundError, StateError, ValidationError
+from ..guest.chunks import CHUNK_BYTES, WAITING_CHUNKS
 from . import records
 from .archives import validate_members
 from .bounds import paged
 from .handle import Handle, operation
 from .history import forget_streams
+from .streams import STREAM_TIMEOUT, tar_source
 
 
 def _path(ws: Handle, name: str) -> Path:
@@ -92,26 +94,38 @@ def snapshot_delete(ws: Handle, name: str) -> dict[str, Any]:
     return {"workspace_id": ws.id, "snapshot_name": name, "deleted": True}
 
 
-def _seed(ws: Handle, snapshot: str) -> tuple[bytes, str]:
-    """The tar a reset unpacks, and its kind (baseline or named)."""
+def _seed(ws: Handle, snapshot: str) -> tuple[bytes | Path, str]:
+    """The tar a reset unpacks, and its kind (baseline or named). The baseline stays a file
+    (streamed, any size; a supervisor reads its own)."""
     if snapshot == "baseline":
-        return ws.layout.baseline.read_bytes(), "baseline"
+        return ws.layout.baseline, "baseline"
     path = _path(ws, _name(snapshot))
     if not path.is_file():
         raise NotFoundError(f"snapshot {snapshot!r} does not exist")
     return path.read_bytes(), "named"
 
 
-def _reboot(ws: Handle, seed: bytes, guest_links: bool) -> dict[str, Any]:
+def _reboot(ws: Handle, seed: bytes | Path, guest_links: bool) -> dict[str, Any]:
     """A started workspace: its supervisor stays, only the sandbox and /workspace change."""
-    rebooted, _ = ws.call(
-        "supervisor_reboot", {"guest_links": guest_links}, data=seed, timeout=1200
-    )
+    data = seed if isinstance(seed, bytes) else _small(seed)
+    if data is None and not ws.call("supervisor_status")[0].get("streams"):
+        data = cast(Path, seed).read_bytes()  # a supervisor of an older pyro: as it was
+    # else a larger baseline the supervisor reads itself
+    args: dict[str, Any] = {"guest_links": guest_links, "baseline": data is None}
+    rebooted, _ = ws.call("supervisor_reboot", args, data=data or b"", timeout=STREAM_TIMEOUT)
     unpacked = rebooted.get("unpacked")
     if unpacked is None:  # a supervisor started by an older pyro ignores the data
         args = {"dest": "/workspace", "guest_links": guest_links}
-        unpacked, _ = ws.call("tar_in", args, data=seed, timeout=600)
+        with tar_source(seed) as source:
+            unpacked, _ = ws.call("tar_in", args, data=source, timeout=STREAM_TIMEOUT)
     return dict(unpacked)
+
+
+def _small(path: Path) -> bytes | None:
+    """The file's bytes when it is small enough to travel whole (else None)."""
+    if path.stat().st_size > CHUNK_BYTES * WAITING_CHUNKS:
+        return None
+    return path.read_bytes()
 
 
 @operation

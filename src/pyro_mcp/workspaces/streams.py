@@ -4,9 +4,11 @@ at most a few MiB wait in between (guest/chunks.py), whatever the archive's size
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 from ..engines.agent_client import AgentCallError
 from ..errors import StateError
@@ -71,6 +73,16 @@ def download(ws: Handle, path: str, consume: Callable[[Download], T]) -> tuple[d
         stream.close()  # raises the guest's error if there was one
         raise
     return stream.close(), value
+
+
+@contextlib.contextmanager
+def tar_source(tar: bytes | Path) -> Iterator[bytes | IO[bytes]]:
+    """A tar to send: its bytes as they are, or its file opened (sent as an upload)."""
+    if isinstance(tar, bytes):
+        yield tar
+    else:
+        with tar.open("rb") as file:
+            yield file
 
 
 def disk_bytes(disk_mib: int) -> int:

@@ -36,6 +36,7 @@ from .paths import host_compat_args
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .service_records import ServiceRecords
 from .store import Store
+from .streams import STREAM_TIMEOUT, tar_source
 from .system_layer import Beside
 from .watchers import InFlight, watch_engine, watch_ttl
 
@@ -87,7 +88,7 @@ class Supervisor:
             last_error="; ".join(errors) or None,
         )
 
-    def _boot_sandbox(self, seed: bytes | None = None) -> dict[str, Any] | None:
+    def _boot_sandbox(self, seed: bytes | Path | None = None) -> dict[str, Any] | None:
         """A new sandbox on /workspace; ``seed`` (a reset's host-made tar) or a seed the create
         left pending unpacked into it beside the boot (volume_mount.Filling): its result."""
         record = self.store.get(self.workspace_id)
@@ -137,10 +138,10 @@ class Supervisor:
         self.unpacked = unpacked or self.unpacked  # a create's, for its start-up status
         return unpacked
 
-    def reset(self, seed: bytes = b"", guest_links: bool = False) -> dict[str, Any]:
+    def reset(self, seed: bytes | Path = b"", guest_links: bool = False) -> dict[str, Any]:
         """Reset: a fresh sandbox from the pristine environment and /workspace from ``seed``
-        (a tar; ``guest_links``: a named snapshot the guest made), without restarting this
-        supervisor.
+        (a tar's bytes or file, e.g. the baseline; ``guest_links``: a named snapshot the
+        guest made), without restarting this supervisor.
 
         With a host-directory /workspace (gVisor, host compat) the old sandbox is torn down
         and a host-made seed (the baseline) unpacked into the new directory while the new
@@ -173,12 +174,11 @@ class Supervisor:
                 unpacked = self._boot_sandbox(None if real_vm or guest_links else seed or None)
                 if seed and unpacked is None:
                     assert self.sandbox is not None
-                    unpacked, _ = self.sandbox.client.call(
-                        "tar_in",
-                        {"dest": "/workspace", "guest_links": guest_links},
-                        data=seed,
-                        timeout=600,
-                    )
+                    args = {"dest": "/workspace", "guest_links": guest_links}
+                    with tar_source(seed) as data:  # a file: streamed, any size
+                        unpacked, _ = self.sandbox.client.call(
+                            "tar_in", args, data, None, STREAM_TIMEOUT
+                        )
             finally:
                 if old is not None:  # failed before handing it over: never leave it running
                     old.kill()
@@ -241,7 +241,8 @@ class Supervisor:
             return
         if op == "supervisor_reboot":  # a reset's wire name (clients of every version send it)
             try:
-                result = self.reset(data, bool(args.get("guest_links")))
+                seed = self.layout.baseline if args.get("baseline") else data  # read here
+                result = self.reset(seed, bool(args.get("guest_links")))
                 send({"id": req_id, "ok": True, "result": result})
             except Exception as exc:  # any failure is answered (and stops the workspace)
                 error = str(exc) if isinstance(exc, PyroError) else f"reset failed: {exc!r}"
@@ -299,6 +300,7 @@ class Supervisor:
             "engine_pid": self.sandbox.pid,
             "engine_alive": self.sandbox.alive(),
             "hello": self.sandbox.hello,
+            "streams": True,  # reads the baseline itself for a reset (supervisor_reboot)
         }
 
     # -- shutdown ------------------------------------------------------------------------------

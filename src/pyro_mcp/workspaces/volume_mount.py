@@ -143,7 +143,7 @@ class Filling:
         return self.result
 
 
-def fill(layout: WorkspaceLayout, seed: bytes | None) -> Filling:
+def fill(layout: WorkspaceLayout, seed: bytes | Path | None) -> Filling:
     """Start unpacking ``seed`` (a reset's host-made tar), else a seed the create left
     pending (gVisor only), into /workspace; a Filling with nothing to do when neither."""
     if seed is None and layout.pending_seed.exists():
