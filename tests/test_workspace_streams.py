@@ -209,3 +209,21 @@ def test_a_512_mib_export_on_qemu(
     for _ in range(BIG // MIB):
         zeros.update(bytes(MIB))
     assert sha256_of(tmp_path / "out" / "big.bin") == zeros.hexdigest()
+
+
+def test_a_qemu_seed_and_reset_stream_through_the_guest(
+    qemu_pyro: Pyro, new_workspace: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    """A VM has no host-side /workspace: a seed over 8 MiB (more than one upload's buffers)
+    is uploaded in chunks at create and again by the supervisor on reset."""
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    data = os.urandom(20 * MIB)
+    (seed / "blob.bin").write_bytes(data)
+    workspace_id = new_workspace(qemu_pyro, seed_path=str(seed))["workspace_id"]
+    sha = hashlib.sha256(data).hexdigest()
+    for _ in range(2):
+        check = qemu_pyro.exec_workspace(workspace_id, "sha256sum blob.bin; rm blob.bin")
+        assert check["stdout"].split()[0] == sha
+        reset = qemu_pyro.reset_workspace(workspace_id)
+        assert reset["workspace_reset"]["bytes_written"] == 20 * MIB
