@@ -18,9 +18,11 @@ from pyro_mcp.guest.archive import ArchiveError, check_length
 
 ArtifactType = Literal["file", "directory", "symlink"]
 
-MAX_ARCHIVE_BYTES = 256 * 1024 * 1024  # = the agent protocol's largest frame
-"""Largest plain tar we build or accept (after decompression); archives are held in memory.
-Code reads it as ``archive_rules.MAX_ARCHIVE_BYTES`` at call time, so tests can lower it."""
+MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
+"""Largest plain tar built or accepted (after decompression) when the caller names no
+limit: archives held in memory. Seeds and sync sources are spooled to a file instead and
+bounded by the workspace's disk limit (they stream, any size). Code reads it as
+``archive_rules.MAX_ARCHIVE_BYTES`` at call time, so tests can lower it."""
 
 MAX_SYMLINK_HOPS = 40
 """Symlinks followed while checking one link target; more is treated as a loop."""
