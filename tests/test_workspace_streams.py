@@ -227,3 +227,18 @@ def test_a_qemu_seed_and_reset_stream_through_the_guest(
         assert check["stdout"].split()[0] == sha
         reset = qemu_pyro.reset_workspace(workspace_id)
         assert reset["workspace_reset"]["bytes_written"] == 20 * MIB
+
+
+def test_an_archive_past_twice_the_disk_limit_is_refused_without_a_trace(
+    ws_pyro: Pyro, new_workspace: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    """The guest is not trusted to end its stream: a sparse 300 MiB file on a 64 MiB disk
+    packs to more than twice the disk limit, and the host stops reading there."""
+    workspace_id = new_workspace(disk_mib=64)["workspace_id"]
+    ws_pyro.exec_workspace(workspace_id, "truncate -s 300M sparse.bin")
+    with pytest.raises(StateError, match="larger than twice the workspace's disk limit"):
+        ws_pyro.export_workspace(workspace_id, "/workspace", str(tmp_path / "out"))
+    assert list(tmp_path.iterdir()) == []  # no output, no staging
+    with pytest.raises(StateError, match="larger than twice"):
+        ws_pyro.diff_workspace(workspace_id)
+    assert ws_pyro.exec_workspace(workspace_id, "echo ok")["stdout"] == "ok\n"

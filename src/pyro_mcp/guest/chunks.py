@@ -50,8 +50,8 @@ class Chunks:
     def end(self, error: str | None = None) -> None:
         """No more chunks; ``error``: the sender's source failed (the reader raises it)."""
         with self._cond:
-            self._ended = True
-            self._error = error
+            if not self._ended:  # the first end counts
+                self._ended, self._error = True, error
             self._cond.notify_all()
 
     def close(self) -> None:

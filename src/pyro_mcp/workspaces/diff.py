@@ -30,6 +30,8 @@ _NO_NEWLINE = "\\ No newline at end of file\n"
 EMPTY_TAR = bytes(2 * tarfile.BLOCKSIZE)
 TEXT_LIMIT = 4 * 1024 * 1024
 """Files larger than this are compared by content hash alone: no text patch."""
+TEXT_BUDGET = 64 * 1024 * 1024
+"""Changed text kept for patches in one diff; files past it are compared by hash alone."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class _Tree:
         self.source = source
         self.seekable = seekable
         self.nodes: dict[str, _Node] = {}
+        self.kept = 0  # bytes of content kept for patches
 
     def read(self, old: _Tree | None = None) -> _Tree:
         """Read the tar; ``old``: the other side, whose unchanged contents are not kept."""
@@ -81,6 +84,9 @@ class _Tree:
             before = old.nodes.get(info.path) if old is not None else None
             if before is not None and before.digest == digest:
                 data = None  # unchanged: no patch will need it
+            elif data is not None and self.kept + len(data) > TEXT_BUDGET:
+                data = None  # past the budget: compared by hash alone
+            self.kept += len(data or b"")
             offset = raw.offset_data if self.seekable else -1
             node = replace(node, digest=digest, data=data, offset=offset, size=raw.size)
         self.nodes[info.path] = node

@@ -21,11 +21,22 @@ STREAM_TIMEOUT = 3600.0  # a call's time limit: the archive is bounded by the di
 
 class Download:
     """``tar_out`` of one workspace path as a stream: ``read`` it (a file), ``reply`` for
-    the guest's description of the archive (it comes after the data)."""
+    the guest's description of the archive (it comes after the data).
+
+    The guest is not trusted to end: past ``limit`` bytes (twice the workspace's disk
+    limit: tar headers, files the guest made sparse) the rest is dropped and the reader
+    gets a one-line error, without waiting for the guest to stop sending."""
 
     def __init__(self, ws: Handle, path: str) -> None:
         self.chunks = Chunks()
         self.outcome: dict[str, Any] = {}
+        self.received = 0
+        disk_mib = ws.record()["disk_mib"]
+        self.limit = 2 * disk_bytes(disk_mib)
+        self.too_big = (
+            f"the archive of {path} is larger than twice the workspace's disk limit "
+            f"({disk_mib} MiB): refused"
+        )
         args = {"path": path, "stream": True}
         self.thread = threading.Thread(target=self._run, args=(ws, args), daemon=True)
         self.thread.start()
@@ -40,7 +51,12 @@ class Download:
         self.chunks.end("the workspace's archive ended early" if "error" in self.outcome else None)
 
     def _on_event(self, kind: str, data: bytes) -> None:
-        if kind == "chunk":
+        if kind != "chunk":
+            return
+        self.received += len(data)
+        if self.received > self.limit:
+            self.chunks.end(self.too_big)  # this chunk and every later one dropped
+        else:
             self.chunks.put(data)
 
     def read(self, size: int = -1, /) -> bytes:
@@ -56,6 +72,8 @@ class Download:
         """Drop what is left, wait for the call; raise its error (the guest's error wins
         over what a reader saw of it)."""
         self.chunks.close()
+        if self.received > self.limit:
+            raise StateError(self.too_big)  # the call ends by itself, its data dropped
         self.thread.join()
         if "error" in self.outcome:
             raise self.outcome["error"]
