@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import validation
+from ..environments.store import InstalledEnvironment
 from ..errors import StateError, ValidationError
 from ..guest.chunks import CHUNK_BYTES
 from ..lifetime import Lifetime, extend
-from ..runtime import Runtime
+from ..runtime import EngineChoice, Runtime
 from . import owners, records
 from . import secrets as secret_store
 from .archives import seed_archive
@@ -74,13 +75,7 @@ class WorkspaceManager:
         clean_labels = masked.value(records.labels(labels))
         seed, seed_info = _seed(seed_path, disk_mib, self.lifecycle.runtime.home)
         with seed:  # its private spool file, closed (gone) once the create is done
-            self.lifecycle.reap_expired()
-            self.lifecycle.lifetime.admit_workspace(
-                self.store.count_active()
-            )  # before any download
-            env, choice = self.lifecycle.runtime.prepare(
-                environment, allow_host_compat, progress, notify, need_network=policy != "off"
-            )
+            env, choice = self._admit(environment, allow_host_compat, progress, notify, policy)
             if secret_values and not choice.profile.isolated:
                 raise StateError(
                     "secrets are unavailable for host_compat workspaces "
@@ -109,6 +104,16 @@ class WorkspaceManager:
                 **records.payload(created),
                 **network_info(self.lifecycle.layout(created["workspace_id"])),
             }
+
+    def _admit(
+        self, environment: str, allow_host_compat: bool, progress: Any, notify: Any, policy: str
+    ) -> tuple[InstalledEnvironment, EngineChoice]:
+        """Admitted by the cap (before any download), then the environment and engine."""
+        self.lifecycle.reap_expired()
+        self.lifecycle.lifetime.admit_workspace(self.store.count_active())
+        return self.lifecycle.runtime.prepare(
+            environment, allow_host_compat, progress, notify, need_network=policy != "off"
+        )
 
     def _build(
         self,
