@@ -14,9 +14,10 @@ from .bounds import next_offset, take_page
 from .content import file_content
 from .diff import diff_trees, page_diff
 from .handle import Handle, operation
+from .layout import archive_limit, disk_full
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
-from .streams import STREAM_TIMEOUT, Download, disk_bytes, disk_full, download
+from .streams import STREAM_TIMEOUT, Download, download
 
 MAX_READ_BYTES = 1024 * 1024
 MAX_WRITE_BYTES = 1024 * 1024
@@ -27,7 +28,7 @@ def sync_push(ws: Handle, source_path: str, dest: str) -> dict[str, Any]:
     record = ws.started("workspace_sync_push")
     destination = normalize_workspace_path(dest)
     # Spooled to a private file beside the workspace and streamed in: any size that fits.
-    limit = disk_bytes(record["disk_mib"])
+    limit = archive_limit(record["disk_mib"])
     with seed_archive(
         source_path, label="source_path", limit=limit, spool_dir=ws.layout.root
     ) as archive:
@@ -36,7 +37,7 @@ def sync_push(ws: Handle, source_path: str, dest: str) -> dict[str, Any]:
                 "tar_in", {"dest": destination}, data=archive.file, timeout=STREAM_TIMEOUT
             )
         except AgentCallError as exc:
-            raise disk_full(ws, exc) from None
+            raise disk_full(exc, record["disk_mib"]) from None
     ws.touch()
     return {
         "workspace_id": ws.id,

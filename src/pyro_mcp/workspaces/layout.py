@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import shutil
@@ -164,6 +165,8 @@ class WorkspaceLayout:
         except ValueError as exc:
             raise ValidationError(guest_view(str(exc), root)) from exc
         except OSError as exc:
+            if exc.errno == errno.ENOSPC and self.disk.exists():  # the image is disk_mib big
+                raise disk_full(exc, self.disk.stat().st_size // (1024 * 1024)) from exc
             message = guest_view(str(exc), root)
             raise StateError(f"cannot unpack into /workspace: {message}") from exc
         return {**result, "destination": "/workspace"}
@@ -180,6 +183,23 @@ class WorkspaceLayout:
         except OSError as exc:
             raise StateError(f"cannot delete {self.root}: {exc.strerror or exc}") from None
         remove_quietly(trash)
+
+
+def archive_limit(disk_mib: int) -> int:
+    """The most bytes any archive into or out of a workspace may hold: twice its disk limit
+    (tar headers of empty files and directories, files the guest made sparse). Within it a
+    too-large archive fails on the workspace's full disk; past it, it is refused unread."""
+    return 2 * int(disk_mib) * 1024 * 1024
+
+
+def disk_full(exc: Exception, disk_mib: int | None) -> Exception:
+    """ENOSPC while filling /workspace as one line naming the disk limit (else ``exc``)."""
+    if "No space left on device" not in str(exc):
+        return exc
+    return StateError(
+        "/workspace is full (No space left on device): the workspace's disk limit is "
+        f"{disk_mib} MiB (disk_mib)"
+    )
 
 
 TRASH_PREFIX = ".trash-"

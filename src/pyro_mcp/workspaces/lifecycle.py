@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .. import lifetime, validation
-from ..engines.agent_client import AgentClient
+from ..engines.agent_client import AgentCallError, AgentClient
 from ..errors import NotFoundError, SandboxError, StateError, ValidationError
 from ..hostcmd import start_detached
 from ..lifetime import Lifetime
@@ -29,7 +29,7 @@ from ..runtime import Runtime
 from . import owners
 from . import secrets as secret_store
 from .handle import Handle
-from .layout import WorkspaceLayout, sweep, uses_image
+from .layout import WorkspaceLayout, disk_full, sweep, uses_image
 from .store import Store
 from .streams import STREAM_TIMEOUT, tar_source
 
@@ -325,5 +325,8 @@ class WorkspaceLifecycle:
         self.spawn(workspace_id)
         args = {"dest": "/workspace", "guest_links": guest_links}
         with tar_source(seed) as data:
-            result, _ = Handle(self, workspace_id).call("tar_in", args, data, STREAM_TIMEOUT)
+            try:
+                result, _ = Handle(self, workspace_id).call("tar_in", args, data, STREAM_TIMEOUT)
+            except AgentCallError as exc:
+                raise disk_full(exc, record["disk_mib"]) from None
         return result

@@ -19,11 +19,11 @@ from . import secrets as secret_store
 from .archives import seed_archive
 from .bounds import paged
 from .handle import Handle
+from .layout import archive_limit
 from .lifecycle import WorkspaceLifecycle, empty_tar
 from .network import allow_hosts_for, network_info, save_allow_hosts
 from .redaction import redact_every_workspace_operation
 from .services import service_counts
-from .streams import disk_bytes
 from .usage import usage
 
 # A new workspace runs no service yet: no call to its guest to count them.
@@ -264,5 +264,7 @@ def _seed(seed_path: str | None, disk_mib: int, home: Path) -> tuple[IO[bytes], 
     one in ``home``, at most ``disk_mib``), and what the record says of it."""
     if seed_path is None:
         return io.BytesIO(empty_tar()), {"mode": "empty", "seed_path": None}
-    archive = seed_archive(seed_path, label="seed_path", limit=disk_bytes(disk_mib), spool_dir=home)
+    archive = seed_archive(
+        seed_path, label="seed_path", limit=archive_limit(disk_mib), spool_dir=home
+    )
     return archive.file, {"mode": archive.mode, "seed_path": str(archive.seed_path)}

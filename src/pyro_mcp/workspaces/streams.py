@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from ..engines.agent_client import AgentCallError
 from ..errors import StateError
 from ..guest.chunks import CHUNK_BYTES, Chunks
 from .handle import Handle
+from .layout import archive_limit
 
 T = TypeVar("T")
 STREAM_TIMEOUT = 3600.0  # a call's time limit: the archive is bounded by the disk only
@@ -23,16 +23,15 @@ class Download:
     """``tar_out`` of one workspace path as a stream: ``read`` it (a file), ``reply`` for
     the guest's description of the archive (it comes after the data).
 
-    The guest is not trusted to end: past ``limit`` bytes (twice the workspace's disk
-    limit: tar headers, files the guest made sparse) the rest is dropped and the reader
-    gets a one-line error, without waiting for the guest to stop sending."""
+    The guest is not trusted to end: past :func:`archive_limit` the rest is dropped and
+    the reader gets a one-line error, without waiting for the guest to stop sending."""
 
     def __init__(self, ws: Handle, path: str) -> None:
         self.chunks = Chunks()
         self.outcome: dict[str, Any] = {}
         self.received = 0
         disk_mib = ws.record()["disk_mib"]
-        self.limit = 2 * disk_bytes(disk_mib)
+        self.limit = archive_limit(disk_mib)
         self.too_big = (
             f"the archive of {path} is larger than twice the workspace's disk limit "
             f"({disk_mib} MiB): refused"
@@ -101,18 +100,3 @@ def tar_source(tar: bytes | Path) -> Iterator[bytes | IO[bytes]]:
     else:
         with tar.open("rb") as file:
             yield file
-
-
-def disk_bytes(disk_mib: int) -> int:
-    """A workspace's disk limit in bytes: the most any archive into it may hold."""
-    return int(disk_mib) * 1024 * 1024
-
-
-def disk_full(ws: Handle, exc: AgentCallError) -> StateError | AgentCallError:
-    """A guest's ENOSPC as one line naming the workspace's disk limit (else ``exc``)."""
-    if "No space left on device" not in str(exc):
-        return exc
-    disk_mib = ws.record().get("disk_mib")
-    return StateError(
-        f"/workspace is full: the workspace's disk limit is {disk_mib} MiB (disk_mib)"
-    )
