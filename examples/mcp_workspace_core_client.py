@@ -146,7 +146,7 @@ async def main() -> int:
                 f"{len(tools)} tools"
             )
             print(f"[example] tools: {', '.join(tools)}")
-            expect(len(tools) == 16 and "workspace_patch_apply" in tools, "workspace-core")
+            expect(len(tools) == 17 and "workspace_patch_apply" in tools, "workspace-core")
             await repro_fix_loop(session, repo, Path(tmp, "out"))
     print("[example] OK")
     return 0

@@ -1,7 +1,8 @@
 """Speed figures for pyro-mcp beside the bare engine, both measured in the same run.
 
     uv run --frozen python scripts/bench.py [--runs 10] [--qemu-runs 3] [--exec-runs 50]
-                                            [--only gvisor|qemu|exec|workspace|mcp|network ...]
+                                            [--only gvisor|qemu|exec|workspace|mcp|network
+                                                    |suspend|snapshot ...]
                                             [--profile] [--as-is]
 
 Figures (each printed with its ratio to the bare engine):
@@ -16,7 +17,9 @@ Figures (each printed with its ratio to the bare engine):
   exec     warm `true` round trip on a started gVisor VM (manager.vms.exec), calls back to
            back (no shell is started ahead between such calls), versus
            `runsc exec <container> /bin/true` on a sleeping bare container.
-  workspace, mcp, network: see bench_workspaces.py, bench_mcp.py and bench_network.py.
+  workspace, mcp, network, suspend, snapshot: see bench_workspaces.py, bench_mcp.py,
+           bench_network.py, bench_suspend.py (QEMU stop --suspend and resume beside a plain
+           boot) and bench_snapshots.py (full snapshots and fork).
 
 --profile adds where the time goes: checkpoints inside pyro (wrapped functions, medians of
 extra runs), bare runsc runs of the pieces pyro adds (python3, the agent's imports, a login
@@ -54,6 +57,7 @@ from bench_support import (
     alternate_blocks,
     bare_qemu_boot,
     bare_qemu_restore,
+    bytecode_cached,
     foreign_sandbox_processes,
     kill_leftovers,
     processes_mentioning,
@@ -79,7 +83,7 @@ ENVIRONMENT = "debian:12"
 GVISOR_TARGET_RATIO = 1.5
 QEMU_TARGET_SECONDS = 3.5
 EXEC_TARGET_MS = 15.0
-SECTIONS = ("gvisor", "qemu", "exec", "workspace", "mcp", "network")
+SECTIONS = ("gvisor", "qemu", "exec", "workspace", "mcp", "network", "suspend", "snapshot")
 
 
 def verdict(ok: bool) -> str:
@@ -437,6 +441,18 @@ class Bench:
 
         section_network(self)
 
+    # -- 6. QEMU suspend and resume (bench_suspend.py) ---------------------------------------
+    def section_suspend(self) -> None:
+        from bench_suspend import section_suspend
+
+        section_suspend(self)
+
+    # -- 7. full snapshots and fork (bench_snapshots.py) -------------------------------------
+    def section_snapshot(self) -> None:
+        from bench_snapshots import section_snapshot
+
+        section_snapshot(self)
+
     # -- 3. warm exec round trip ------------------------------------------------------------
     def section_exec(self) -> None:
         runs = self.args.exec_runs
@@ -576,8 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         bench = Bench(args, workdir)
-        for name in args.only or SECTIONS:
-            getattr(bench, f"section_{name}")()
+        with bytecode_cached(workdir, args.as_is):
+            for name in args.only or SECTIONS:
+                getattr(bench, f"section_{name}")()
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         status = 130

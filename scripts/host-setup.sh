@@ -13,7 +13,7 @@ else
 fi
 
 BACKPORTS=/etc/apt/sources.list.d/pyro-bookworm-backports.sources
-PKGS=(qemu-system-x86 mmdebstrap e2fsprogs busybox-static cpio zstd iproute2 ca-certificates)
+PKGS=(qemu-system-x86 mmdebstrap e2fsprogs btrfs-progs busybox-static cpio zstd iproute2 ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -9,6 +9,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ENGINES = ("gvisor", "qemu")
 ENVIRONMENT = "debian:12"
@@ -124,3 +125,23 @@ INITIALIZE = {
         "clientInfo": {"name": "test", "version": "1"},
     },
 }
+
+
+def workspace_row(workspace_id: str, state: str = "started") -> dict[str, Any]:
+    """A workspace record with every required column, for tests of the store alone."""
+    now = time.time()
+    return {
+        "workspace_id": workspace_id,
+        "environment": "debian:12",
+        "environment_version": "1",
+        "vcpu_count": 1,
+        "mem_mib": 512,
+        "ttl_seconds": 600,
+        "created_at": now,
+        "last_activity_at": now,
+        "expires_at": now + 600,
+        "state": state,
+        "network_policy": "off",
+        "allow_host_compat": False,
+        "engine": "gvisor",
+    }

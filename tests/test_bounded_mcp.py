@@ -203,8 +203,10 @@ def test_reset_clears_the_kept_output(ws: tuple[Bounded, str], state_dir: Path) 
     assert any(kept.iterdir())
     calls.call("workspace_reset", workspace_id=wid)
     assert not kept.exists() and calls.call("workspace_logs", workspace_id=wid)["total"] == 0
-    done = calls.call("workspace_exec", workspace_id=wid, command="echo fresh")
-    assert done["sequence"] == 1 and (kept / "1.stdout").read_text() == "fresh\n"
+    # Long output is kept in a file (short output in the history's row): a new one.
+    command = "printf fresh; head -c 20000 /dev/zero | tr '\\0' x"
+    done = calls.call("workspace_exec", workspace_id=wid, command=command)
+    assert done["sequence"] == 1 and (kept / "1.stdout").read_text() == "fresh" + "x" * 20000
 
 
 def test_service_logs_are_cut_unless_more_is_asked(state_dir: Path) -> None:

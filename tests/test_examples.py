@@ -78,7 +78,7 @@ EXPECTED: dict[str, list[str]] = {
         "exported report: review=pass",
     ],
     "mcp_workspace_core_client.py": [
-        "16 tools",
+        "17 tools",
         "workspace_exec sh check.sh -> exit_code=1",
         "workspace_patch_apply -> changed=True",
         "workspace_exec sh check.sh -> exit_code=0",
@@ -247,7 +247,7 @@ def launch(form: str) -> dict[str, Any]:
 def test_config_starts_a_workspace_core_server(name: str) -> None:
     result = launch(launcher_of(load_servers(CONFIGS / name)["pyro"]))
     assert result["server"] == "pyro_mcp"
-    assert result["tools"] == CORE_TOOLS and len(CORE_TOOLS) == 16
+    assert result["tools"] == CORE_TOOLS and len(CORE_TOOLS) == 17
     assert "network_policy" not in result["create_params"]
     assert "secrets" not in result["create_params"]
     assert not result["list_error"] and result["list"]["count"] == 0

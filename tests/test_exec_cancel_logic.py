@@ -17,6 +17,7 @@ from pyro_mcp import calls
 from pyro_mcp.calls import Call
 from pyro_mcp.mcp import progress
 from pyro_mcp.workspaces.exec_input import exec_env, parse_env_args, read_stdin_file
+from support import workspace_row
 
 
 def test_call_reports_the_last_output_line_and_runs_cancel_hooks_once() -> None:
@@ -158,6 +159,7 @@ def test_a_history_from_before_gets_the_cancelled_column(tmp_path: Path) -> None
         "stdout": "",
         "stderr": "command cancelled by the client\n",
     }
+    store.insert_admitted(workspace_row("abc"), lambda active: None)
     store.record_command("abc", {**entry, "cancelled": True}, time.time())
     store.record_command("abc", entry, time.time())  # an older supervisor's entry
     assert [row["cancelled"] for row in store.commands("abc")] == [1, 0]

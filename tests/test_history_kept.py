@@ -11,10 +11,11 @@ import pytest
 
 from pyro_mcp import Pyro
 from pyro_mcp.errors import SandboxError
-from pyro_mcp.workspaces.history import History
+from pyro_mcp.workspaces.history import INLINE_CHARS, History
 from pyro_mcp.workspaces.secrets import Secret
 from pyro_mcp.workspaces.secrets import store as store_secrets
 from pyro_mcp.workspaces.store import Store
+from support import workspace_row
 from workspace_fixtures import *  # noqa: F403 - the fixtures
 
 SECRET = "kept-s3cret-value-42"
@@ -25,19 +26,21 @@ def test_an_entry_whose_output_cannot_be_kept_is_not_saved(tmp_path: Path) -> No
     secrets_dir = tmp_path / "secrets"
     store_secrets(secrets_dir, [Secret("T", SECRET, "literal")])
     store = Store(tmp_path / "state.db")
+    store.insert_admitted(workspace_row(WORKSPACE_ID), lambda active: None)
     history = History(store, WORKSPACE_ID, secrets_dir)
     request = {"command": "echo hi", "cwd": "/workspace"}
-    answer = {"exit_code": 0, "duration_ms": 3, "stdout": f"a{SECRET}b\n", "stderr": "e\n"}
+    long = "x" * (INLINE_CHARS + 1)  # long output is kept in files, short in the row
+    answer = {"exit_code": 0, "duration_ms": 3, "stdout": f"a{SECRET}b\n{long}", "stderr": long}
     (tmp_path / "history").write_text("not a directory")  # the kept files cannot be written
     with pytest.raises(SandboxError, match="its history entry was not saved"):
         history.record(request, answer)
     assert store.commands(WORKSPACE_ID) == []  # no entry whose output is missing
     (tmp_path / "history").unlink()
     entry = history.record(request, answer)
-    assert entry["sequence"] == 1 and entry["stdout"] == "a[REDACTED]b\n"
+    assert entry["sequence"] == 1 and entry["stdout"] == f"a[REDACTED]b\n{long}"
     kept = sorted(p.name for p in (tmp_path / "history").iterdir())
     assert kept == ["1.stderr", "1.stdout"]
-    assert (tmp_path / "history" / "1.stdout").read_text() == "a[REDACTED]b\n"
+    assert (tmp_path / "history" / "1.stdout").read_text() == f"a[REDACTED]b\n{long}"
     assert [e["sequence"] for e in store.commands(WORKSPACE_ID)] == [1]
     store.close()
 

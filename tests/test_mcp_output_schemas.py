@@ -75,6 +75,8 @@ def _story(call: Any, tmp: Path) -> None:
     call("snapshot_create", {**w, "name": "s1"})
     call("snapshot_list", w)
     call("workspace_reset", {**w, "snapshot": "s1"})
+    child = call("workspace_fork", {**w, "snapshot": "s1", "labels": {"fork": "yes"}})
+    call("workspace_delete", {"workspace_id": child["workspace_id"]})
     call("snapshot_delete", {**w, "name": "s1"})
     svc = {**w, "service_name": "web"}
     call("service_start", {**svc, "command": "touch ready; sleep 300", "ready_file": "ready"})

@@ -207,11 +207,11 @@ def test_workspace_full_has_every_vm_tool() -> None:
 
 def test_tools_are_listed_in_the_spec_order() -> None:
     """PRODUCT_SPEC §3's order, core tools first; TOOL_ORDER names every tool once."""
-    assert len(set(TOOL_ORDER)) == len(TOOL_ORDER) == 45
+    assert len(set(TOOL_ORDER)) == len(TOOL_ORDER) == 46
     assert [op.mcp_name for op in tools_for_profile("workspace-full")] == list(TOOL_ORDER)
     assert list(list_tools("workspace-full")) == list(TOOL_ORDER)
     core = [op.mcp_name for op in tools_for_profile("workspace-core")]
-    assert core == list(TOOL_ORDER[:16]) == list(CORE_TOOLS)  # the spec's list, written out
+    assert core == list(TOOL_ORDER[:17]) == list(CORE_TOOLS)  # the spec's list, written out
     assert list(list_tools("workspace-core")) == core
 
 

@@ -31,7 +31,7 @@ from pyro_mcp.workspaces.history import History
 from pyro_mcp.workspaces.secrets import Redactor, Secret
 from pyro_mcp.workspaces.secrets import store as store_secrets
 from pyro_mcp.workspaces.store import Store
-from support import ENVIRONMENT, short_tmp_dir
+from support import ENVIRONMENT, short_tmp_dir, workspace_row
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 from workspace_fixtures import (
     McpClient,
@@ -100,6 +100,7 @@ def test_history_entries_are_stored_redacted_and_numbered(tmp_path: Path) -> Non
     secrets_dir = tmp_path / "secrets"
     store_secrets(secrets_dir, [Secret("T", SECRET, "literal")])
     store = Store(tmp_path / "state.db")
+    store.insert_admitted(workspace_row("0123456789ab"), lambda active: None)
     history = History(store, "0123456789ab", secrets_dir)
     request = {"command": f"echo {SECRET}", "cwd": "/workspace"}
     answer = {"exit_code": 0, "duration_ms": 3, "stdout": f"{SECRET}\n", "stderr": ""}

@@ -55,6 +55,7 @@ CORE_TOOLS = (  # PRODUCT_SPEC §3, written out here so a drift in the code is c
     "workspace_export",
     "workspace_reset",
     "workspace_delete",
+    "workspace_fork",  # 3.7.0 (issue 13)
 )
 
 

@@ -158,8 +158,10 @@ class Runtime:
         egress_proxy: str | None = None,
         root_dir: Path | None = None,
         system_disk: Path | None = None,
+        memory_image: Path | None = None,
     ) -> Sandbox:
         spec = BootSpec(
+            memory_image=memory_image,
             root_dir=root_dir,
             system_disk=system_disk,
             workspace_dir=workspace_dir,

@@ -41,6 +41,9 @@ class BootSpec(NamedTuple):
     # writable layer is in memory.
     root_dir: Path | None = None
     system_disk: Path | None = None
+    # A VM's memory saved by ``Sandbox.suspend`` (same disks): the sandbox resumes from it
+    # instead of booting (QEMU only; other engines never get one).
+    memory_image: Path | None = None
 
     def agent(self) -> Path:
         if self.agent_dir is None:
@@ -79,6 +82,11 @@ class Sandbox(abc.ABC):
 
     def unpublish_port(self, host_port: int) -> None:
         return None
+
+    def suspend(self, target: Path) -> None:
+        """Save the sandbox's memory to ``target`` and end it (its disks stay as they are):
+        a later boot with ``BootSpec.memory_image`` resumes it. Only VMs can."""
+        raise SandboxError(f"the {self.info.name} engine cannot keep a sandbox's memory")
 
     def _request_exit(self) -> bool:
         """Ask the sandbox to end by itself (e.g. EOF to its agent); True if that works."""

@@ -33,6 +33,7 @@ KERNEL_ARGS = (
     "i8042.noaux i8042.nomux i8042.nopnp"
 )
 AGENT_PORT = "org.pyro.agent"
+SUSPEND_TIMEOUT = 120.0  # saving a workspace VM's memory (a few seconds for 1 GiB)
 
 
 def qemu_binary() -> str | None:
@@ -59,6 +60,12 @@ def agent_initrd(agent_dir: Path) -> Path:
 def _size(disk: Path | None) -> int | None:
     """A disk's size: the guest sees it at boot, so a template only fits its own sizes."""
     return disk.stat().st_size if disk is not None else None
+
+
+def _log_tail(log: Path, chars: int) -> str:
+    """The end of QEMU's log on one line (it goes into one-line errors and last_error)."""
+    text = log.read_text(errors="replace")[-chars:] if log.exists() else ""
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def listen(path: Path) -> socket.socket:
@@ -143,6 +150,16 @@ class QemuSandbox(Sandbox):
 
     def unpublish_port(self, host_port: int) -> None:
         self._monitor(f"hostfwd_remove net0 tcp:127.0.0.1:{host_port}")
+
+    def suspend(self, target: Path) -> None:
+        """In standby first, as a template's save: the resumed agent waits for a new host."""
+        self.client.call("hello", {"standby": True}, timeout=10)
+        qmp = Qmp(self.workdir / "qmp.sock")
+        try:
+            templates.save_state(qmp, target, SUSPEND_TIMEOUT)
+        finally:
+            qmp.close()
+        self.kill()  # paused, its disks flushed by the migration: nothing more to keep
 
     def _shutdown(self, clean_exit: bool) -> None:
         try:
@@ -239,6 +256,10 @@ class QemuEngine(Engine):
         if reason:
             raise EngineUnavailable(f"qemu engine ({self.accel}) is not available: {reason}")
         spec.workdir.mkdir(parents=True, exist_ok=True)
+        if spec.memory_image is not None:  # a suspended VM: its disks are mounted already
+            sandbox = self._launch(spec, self._initrd(spec), spec.memory_image)
+            sandbox.hello["boot"] = "resumed"
+            return sandbox
         key = self._template_key(spec)
         if key is not None and self.template_root is not None:
             path = templates.template_path(self.template_root, key)
@@ -272,16 +293,22 @@ class QemuEngine(Engine):
             raise
 
     def _cold_boot(self, spec: BootSpec) -> QemuSandbox:
+        return self._launch(spec, self._initrd(spec), None)
+
+    @staticmethod
+    def _initrd(spec: BootSpec) -> Path:
+        """The environment's initramfs and the agent's (a restored VM gets the same bytes)."""
         initrd = spec.workdir / "initrd.cpio.gz"
         with initrd.open("wb") as out:
             out.write(spec.environment.initramfs.read_bytes())
             out.write(agent_initrd(spec.agent()).read_bytes())
-        return self._launch(spec, initrd, None)
+        return initrd
 
     def _restore(self, spec: BootSpec, path: Path) -> QemuSandbox:
         return self._launch(spec, path / "initrd.cpio.gz", path)
 
     def _launch(self, spec: BootSpec, initrd: Path, template: Path | None) -> QemuSandbox:
+        """``template``: a saved state to resume (a boot template's directory, or a file)."""
         listeners = [listen(spec.workdir / name) for name in ("agent.sock", "qmp.sock")]
         try:
             fds = (listeners[0].fileno(), listeners[1].fileno())
@@ -298,19 +325,20 @@ class QemuEngine(Engine):
         self, spec: BootSpec, process: subprocess.Popen[bytes], template: Path | None
     ) -> QemuSandbox:
         log = spec.workdir / "engine.log"
+        sock: socket.socket | None = None
         try:
             sock = self._connect(process, spec.workdir / "agent.sock", log)
             if template is not None:
-                qmp = Qmp(spec.workdir / "qmp.sock")
-                try:
-                    templates.resume(qmp)
-                finally:
-                    qmp.close()
-        except SandboxError:
+                templates.resume_at(spec.workdir / "qmp.sock")
+        except SandboxError as exc:
+            if sock is not None:
+                sock.close()
             if process.poll() is None:
                 process.kill()
-                process.wait()
-            raise
+            process.wait()
+            if sock is None:
+                raise  # _connect's error has the log's tail already
+            raise SandboxError(f"{exc}: {_log_tail(log, 300)}") from exc  # QEMU's own words
         sandbox = QemuSandbox(self.profile, process, spec.workdir, sock)
         timeout = 20.0 if template is not None else spec.boot_timeout
         logs = spec.workdir / ("engine.log" if template is not None else "console.log")
@@ -356,7 +384,7 @@ class QemuEngine(Engine):
         deadline = time.monotonic() + 10
         while True:
             if process.poll() is not None:
-                tail = log.read_text(errors="replace").strip()[-800:]
+                tail = _log_tail(log, 800)
                 raise SandboxError(f"qemu exited during start (exit {process.returncode}): {tail}")
             try:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -33,7 +33,10 @@ class Qmp:
 
     def _read(self) -> dict[str, Any]:
         while True:
-            line = self.reader.readline()
+            try:
+                line = self.reader.readline()
+            except OSError as exc:  # QEMU ended (a state it could not load, a crash)
+                raise SandboxError(f"QMP connection broke: {exc}") from exc
             if not line:
                 raise SandboxError("QMP connection closed")
             message = json.loads(line)
@@ -44,7 +47,10 @@ class Qmp:
         request: dict[str, Any] = {"execute": command}
         if arguments:
             request["arguments"] = arguments
-        self.sock.sendall(json.dumps(request).encode() + b"\n")
+        try:
+            self.sock.sendall(json.dumps(request).encode() + b"\n")
+        except OSError as exc:
+            raise SandboxError(f"QMP connection broke: {exc}") from exc
         reply = self._read()
         if "error" in reply:
             raise SandboxError(f"QMP {command} failed: {reply['error'].get('desc')}")

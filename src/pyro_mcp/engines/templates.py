@@ -38,7 +38,34 @@ def is_ready(path: Path) -> bool:
 
 
 def incoming_argument(path: Path) -> list[str]:
-    return ["-incoming", f"exec:cat {shlex.quote(str(path / 'state'))}"]
+    """QEMU's arguments to load a saved state: a template's (a directory) or a file."""
+    state = path if path.is_file() else path / "state"
+    return ["-incoming", f"exec:cat {shlex.quote(str(state))}"]
+
+
+def partial_path(target: Path) -> Path:
+    """Where ``save_state`` writes before the state is whole."""
+    return target.with_name(f"{target.name}.partial")
+
+
+def save_state(qmp: Qmp, target: Path, timeout: float = MIGRATE_TIMEOUT) -> None:
+    """Pause the VM behind ``qmp`` and write its whole state (RAM, devices) to ``target``;
+    the VM stays paused (the caller resumes it, or ends it).
+
+    QEMU reports the migration completed before its writer has drained the pipe, and then
+    sends that writer SIGTERM: the writer ignores it and renames its file into place once
+    all is written, which is what this waits for (``target`` is whole or absent)."""
+    partial = shlex.quote(str(partial_path(target)))
+    qmp.execute("stop")
+    final = shlex.quote(str(target))  # private: the guest's memory
+    command = f'umask 077; trap "" TERM; cat > {partial} && mv {partial} {final}'
+    qmp.execute("migrate", uri=f"exec:{command}")
+    deadline = time.monotonic() + timeout
+    _wait_migration(qmp, timeout)
+    while not target.exists():
+        if time.monotonic() > deadline:
+            raise SandboxError(f"saving the VM state took over {timeout:.0f}s")
+        time.sleep(0.01)
 
 
 def save(qmp: Qmp, root: Path, key: str, initrd: Path, meta: dict[str, Any]) -> None:
@@ -49,11 +76,8 @@ def save(qmp: Qmp, root: Path, key: str, initrd: Path, meta: dict[str, Any]) -> 
     tmp.mkdir(mode=0o700)
     try:
         shutil.copy2(initrd, tmp / "initrd.cpio.gz")
-        qmp.execute("stop")
         try:
-            target = shlex.quote(str(tmp / "state"))
-            qmp.execute("migrate", uri=f"exec:cat > {target}")
-            _wait_migration(qmp)
+            save_state(qmp, tmp / "state")
         finally:
             qmp.execute("cont")
         (tmp / "meta.json").write_text(json.dumps({**meta, "saved_at": time.time()}, indent=1))
@@ -65,16 +89,25 @@ def save(qmp: Qmp, root: Path, key: str, initrd: Path, meta: dict[str, Any]) -> 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _wait_migration(qmp: Qmp) -> None:
-    deadline = time.monotonic() + MIGRATE_TIMEOUT
+def _wait_migration(qmp: Qmp, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = qmp.execute("query-migrate").get("status")
         if status == "completed":
             return
         if status in ("failed", "cancelled"):
-            raise SandboxError(f"saving the boot template failed (migration {status})")
+            raise SandboxError(f"saving the VM state failed (migration {status})")
         time.sleep(0.02)
-    raise SandboxError("saving the boot template timed out")
+    raise SandboxError(f"saving the VM state took over {timeout:.0f}s")
+
+
+def resume_at(qmp_socket: Path) -> None:
+    """``resume`` over a new QMP connection at ``qmp_socket``."""
+    qmp = Qmp(qmp_socket)
+    try:
+        resume(qmp)
+    finally:
+        qmp.close()
 
 
 def resume(qmp: Qmp, timeout: float = 30.0) -> None:
@@ -88,6 +121,6 @@ def resume(qmp: Qmp, timeout: float = 30.0) -> None:
         if status == "running":
             return
         if status in ("internal-error", "shutdown", "guest-panicked"):
-            raise SandboxError(f"restoring the boot template failed (vm {status})")
+            raise SandboxError(f"restoring the VM state failed (vm {status})")
         time.sleep(0.005)
-    raise SandboxError("restoring the boot template timed out")
+    raise SandboxError("restoring the VM state timed out")

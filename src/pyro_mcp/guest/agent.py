@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from . import boot, netenv, paths, secrets
+from . import boot, freeze, netenv, paths, secrets
 from .chunks import Chunks, Uploads, serve
 from .execution import NEXT_SHELL, cancel, prepare_next, run_command
 from .protocol import PROTOCOL_VERSION, FrameTooLarge, ProtocolError, encode, read_frame
@@ -265,6 +265,8 @@ HANDLERS: dict[str, Handler] = {
     "service_list": op_service_list,
     "service_logs": op_service_logs,
     "service_stop": op_service_stop,
+    "fs_freeze": freeze.op_fs_freeze,  # a full snapshot's or a fork's copy (freeze.py)
+    "fs_thaw": freeze.op_fs_thaw,
 }
 
 

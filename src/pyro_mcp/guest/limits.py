@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
+
+from . import mounts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,15 +64,12 @@ def _join_pids_cgroup(max_tasks: int) -> str | None:
     """Mount a pids cgroup hierarchy (v1, else v2), make our group, move the agent in."""
     os.makedirs(CGROUP_DIR, exist_ok=True)
     group = f"{CGROUP_DIR}/{GROUP}"
-    for kind, options in (("cgroup", ["-o", "pids"]), ("cgroup2", [])):
-        mounted = subprocess.run(
-            ["mount", "-t", kind, *options, "pyro-pids", CGROUP_DIR],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
-        if mounted.returncode == 0:
+    for kind, options in (("cgroup", "pids"), ("cgroup2", None)):
+        try:
+            mounts.mount("pyro-pids", CGROUP_DIR, kind, 0, options)  # no `mount` process
             break
+        except OSError:
+            continue
     else:
         return None
     try:

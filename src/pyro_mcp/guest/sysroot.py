@@ -12,9 +12,10 @@ after it (exec, shells, services) lives on the disk; the tmpfs root stays hidden
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import os
 
+from . import mounts
 from .boot import drop_cached_blocks
 
 MS_RDONLY = 1
@@ -28,18 +29,14 @@ MOVED = ("/dev", "/run", "/tmp")
 FRESH = (("/proc", "proc"), ("/sys", "sysfs"))
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 DONE: list[str] = []  # the device the root moved onto (once per boot)
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+DISK_DIRS: list[int] = []  # the system disk's root, open: what a freeze names (freeze.py)
 
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    libc = _libc()
-    encoded = [None if v is None else v.encode() for v in (source, target, fstype, data or None)]
-    if libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) != 0:
-        error = os.strerror(ctypes.get_errno())
-        raise RuntimeError(f"cannot set up the system layer: mount {target}: {error}")
+    try:
+        mounts.mount(source, target, fstype, flags, data or None)
+    except OSError as exc:
+        raise RuntimeError(f"cannot set up the system layer: {exc.strerror}") from None
 
 
 def switch(device: str, lower_device: str = "/dev/vda") -> dict[str, str]:
@@ -60,9 +57,10 @@ def switch(device: str, lower_device: str = "/dev/vda") -> dict[str, str]:
     os.chown(upper, root.st_uid, root.st_gid)
     os.chmod(upper, root.st_mode & 0o7777)
     _mount("pyro-system", new, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
-    libc = _libc()
+    DISK_DIRS.append(os.open(disk, os.O_RDONLY))  # still reachable once unmounted below
     for path in (lower, disk):  # the overlay holds its layers; nobody else needs them
-        libc.umount2(path.encode(), MNT_DETACH)
+        with contextlib.suppress(OSError):
+            mounts.umount(path, MNT_DETACH)
     os.makedirs(f"{new}/opt/pyro", exist_ok=True)
     _mount("/opt/pyro", f"{new}/opt/pyro", None, MS_BIND | MS_REC)  # this agent's package
     for path in MOVED:

@@ -3,8 +3,9 @@
 - The text block (for clients that read only text) is the result as compact JSON, not a
   second pretty-printed copy of ``structuredContent``.
 - The result is checked against the tool's declared ``outputSchema`` with a validator
-  compiled once per tool. Left to the SDK, every call ran ``jsonschema.validate``, which
-  checks the schema itself against its metaschema first (1-2 ms a call).
+  compiled to Python code once per tool (fastjsonschema: ~10 us a call). Left to the SDK,
+  every call ran ``jsonschema.validate``, which checks the schema itself against its
+  metaschema first (1-2 ms a call); a compiled ``jsonschema`` validator still took ~0.2 ms.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
-from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+import fastjsonschema
 from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, TextContent
 
@@ -31,19 +31,20 @@ class OutputCheck:
     def __init__(self, server: FastMCP, name: str) -> None:
         self.server = server
         self.name = name
-        self.validator: Any = None  # a jsonschema validator (the package has no types)
+        self.validator: Any = None  # a compiled check (the package has no types)
         self.compiled = False
 
     def __call__(self, result: dict[str, Any]) -> None:
         if not self.compiled:
             tool = self.server._tool_manager.get_tool(self.name)
             schema = tool.output_schema if tool is not None else None
-            self.validator = validator_for(schema)(schema) if schema else None
+            self.validator = fastjsonschema.compile(schema) if schema else None
             self.compiled = True
         if self.validator is not None:
-            error = best_match(self.validator.iter_errors(result))
-            if error is not None:
-                raise OutputMismatch(f"Output validation error: {error.message}")
+            try:
+                self.validator(result)
+            except fastjsonschema.JsonSchemaValueException as error:
+                raise OutputMismatch(f"Output validation error: {error.message}") from None
 
 
 def tool_result(result: dict[str, Any], check: OutputCheck | None = None) -> CallToolResult:

@@ -161,6 +161,7 @@ TOOL_ORDER = (
     "workspace_export",
     "workspace_reset",
     "workspace_delete",
+    "workspace_fork",  # in workspace-core since 3.7.0 (issue 13)
     "vm_list_environments",
     "vm_create",
     "vm_start",

@@ -179,6 +179,9 @@ class WorkspaceInfo(TypedDict):
     disk_limit_bytes: NotRequired[int | None]
     memory_used_bytes: NotRequired[int | None]
     cpu_time_seconds: NotRequired[float | None]
+    suspended: NotRequired[
+        Annotated[bool, "Stopped with its memory saved (stop --suspend, qemu): start resumes it."]
+    ]
     allow_hosts: NotRequired[list[str]]
     egress: NotRequired[EgressTotals]
     workspace_reset: NotRequired[Annotated[ResetInfo, "What reset restored."]]

@@ -3,7 +3,7 @@ snapshots, services, shells and the egress log (see results.py for the rules).""
 
 from typing import Annotated, NotRequired, TypedDict
 
-from .results import EgressTotals
+from .results import EgressTotals, WorkspaceInfo
 
 NextOffset = Annotated[int | None, "Pass as offset for the next page (null: none)."]
 
@@ -254,3 +254,12 @@ class NetworkLog(TypedDict):
     egress: EgressTotals
     count: int
     entries: Annotated[list[EgressEntry], "Connections through the proxy, oldest first."]
+
+
+class ForkSource(TypedDict):
+    workspace_id: Annotated[str, "The workspace this one was forked from."]
+    snapshot_name: Annotated[str | None, "The snapshot it was forked from (null: live state)."]
+
+
+class WorkspaceForked(WorkspaceInfo):
+    forked_from: Annotated[ForkSource, "Where the new workspace's disks came from."]

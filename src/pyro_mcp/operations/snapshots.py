@@ -55,7 +55,7 @@ class SnapshotOperations(OperationsBase):
         render=_render_snapshot,
     )
     def create_snapshot(self, workspace_id: WorkspaceId, name: SnapshotName) -> SnapshotCreated:
-        """Save /workspace as a named snapshot that reset can return to."""
+        """Save /workspace and the system layer as a named snapshot reset can return to."""
         from ..workspaces import snapshots
 
         return cast("SnapshotCreated", snapshots.snapshot_create(self._ws(workspace_id), name))

@@ -29,6 +29,7 @@ from .render_workspaces import render_delete, render_list, render_logs, render_w
 
 if TYPE_CHECKING:  # the shapes are for mypy and the MCP schema: not on the CLI's path
     from .results import WorkspaceDeleted, WorkspaceInfo, WorkspaceList, WorkspaceLogs
+    from .results_work import WorkspaceForked
 
 AllowHosts = Annotated[
     list[str] | None,
@@ -168,6 +169,42 @@ class WorkspaceOperations(OperationsBase):
                 notify=self._manager.notify,
             ),
         )
+
+    @operation(
+        mcp="workspace_fork",
+        cli=("workspace", "fork"),
+        profiles=CORE,
+        render=render_workspace,
+        cli_outputs=(id_only("workspace_id", "workspace"),),
+    )
+    def fork_workspace(
+        self,
+        workspace_id: WorkspaceId,
+        snapshot: Annotated[
+            str | None,
+            Param(
+                "Fork from this snapshot of the source (baseline too) instead of its live state.",
+                metavar="NAME",
+                in_core=False,  # workspace-core has no snapshot tools: a live fork there
+            ),
+        ] = None,
+        name: Annotated[
+            str | None, Param("The new workspace's name (default: the source's).")
+        ] = None,
+        labels: Labels = None,
+    ) -> WorkspaceForked:
+        """Fork a workspace: a new, started workspace from its live state or a snapshot.
+
+        The new one gets copies of the source's /workspace and system layer (the source
+        keeps running), and its environment, limits, network policy, secrets, labels and
+        baseline; labels given here are added over the source's. Services and shells are
+        not copied. On any failure nothing is left behind.
+        """
+        from ..workspaces import fork
+
+        manager = self._manager.workspaces
+        result = fork.fork(manager, workspace_id, snapshot=snapshot, name=name, labels=labels)
+        return cast("WorkspaceForked", result)
 
     @operation(
         mcp="workspace_list",
@@ -311,12 +348,23 @@ class WorkspaceOperations(OperationsBase):
         destructive=True,  # its services and shells end
         render=render_workspace,
     )
-    def stop_workspace(self, workspace_id: WorkspaceId) -> WorkspaceInfo:
+    def stop_workspace(
+        self,
+        workspace_id: WorkspaceId,
+        suspend: Annotated[
+            bool,
+            Param(
+                "Keep the memory too (qemu engine only): start resumes the VM with its "
+                "processes, services and shells as they were. An idle stop never does."
+            ),
+        ] = False,
+    ) -> WorkspaceInfo:
         """Stop the sandbox; /workspace, history and snapshots are kept.
 
-        Its running services and open shells end (and what they had in memory).
+        Its running services and open shells end (and what they had in memory), unless
+        suspend keeps a qemu VM's memory; a plain start restarts the services.
         """
-        return cast("WorkspaceInfo", self._manager.workspaces.stop(workspace_id))
+        return cast("WorkspaceInfo", self._manager.workspaces.stop(workspace_id, suspend))
 
     @operation(
         mcp="workspace_start", cli=("workspace", "start"), profiles=FULL, render=render_workspace

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -96,6 +97,21 @@ def copy_sparse(source: Path, target: Path) -> bool:
                 target.unlink(missing_ok=True)
                 raise
     return True
+
+
+def copy_image(source: Path, target: Path) -> None:
+    """The one copy of a disk image (snapshots, reset to one, fork): ``source`` to a new
+    ``target`` by ``copy_file_range``, hole for hole. Within one btrfs or XFS file system
+    the kernel makes that a reflink (copy-on-write: no data is written and no space used
+    until either side changes a block); elsewhere (ext4) it is a sparse copy of the data.
+    A file system that cannot tell holes apart gets a plain copy."""
+    try:
+        if copy_sparse(source, target):
+            return
+    except OSError:
+        target.unlink(missing_ok=True)
+        raise
+    shutil.copyfile(source, target)
 
 
 def make(home: Path, target: Path, disk_mib: int) -> None:

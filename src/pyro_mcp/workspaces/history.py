@@ -8,6 +8,7 @@ secret values are redacted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -32,6 +33,7 @@ from .bounds import (
 from .store import Store
 
 ALL = 1 << 62  # a page limit that takes everything
+INLINE_CHARS = 16 * 1024  # a stream this short is kept in the history row itself
 FIELDS = ("command", "cwd", "exit_code", "duration_ms", "execution_mode", "stdout", "stderr")
 
 
@@ -53,7 +55,7 @@ class History:
             redactor = secret_store.redactor(self.secrets_dir)
         except OSError as exc:  # the workspace is gone (an expiry): nothing to record in
             raise _not_saved(exc) from None
-        entry = {
+        entry: dict[str, Any] = {
             "command": redactor.text(str(request.get("command", ""))),
             "cwd": str(request.get("cwd") or "/workspace"),
             "exit_code": int(result["exit_code"]),
@@ -63,13 +65,17 @@ class History:
             "stderr": redactor.text(str(result.get("stderr", ""))),
             "cancelled": bool(result.get("cancelled")),
         }
-        row = {**entry, "stdout": "", "stderr": ""}  # the streams are kept in files
+        # Short output goes in the row itself; long (or not UTF-8-clean) output in files.
+        row = {**entry, **{name: inline(entry[name]) for name in STREAMS}}
         try:
             # The output is kept before the entry commits: never an entry without it (a
             # kill between leaves only files the next entry's sequence overwrites).
             directory = kept_dir(self.secrets_dir.parent)
             sequence = self.store.record_command(
-                self.workspace_id, row, time.time(), lambda n: keep_streams(directory, n, entry)
+                self.workspace_id,
+                row,
+                time.time(),
+                lambda n: keep_streams(directory, n, entry, row),
             )
         except (sqlite3.Error, OSError) as exc:
             raise _not_saved(exc) from None
@@ -87,15 +93,41 @@ def kept_dir(workspace_dir: Path) -> Path:
     return workspace_dir / "history"
 
 
-def keep_streams(directory: Path, sequence: int, entry: dict[str, Any]) -> None:
-    # Never its parents: a workspace removed meanwhile (an expiry) is not made anew.
-    directory.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
+def inline(text: str) -> str:
+    """What of a stream the history row holds itself: all of a short, UTF-8-clean one (no
+    file to create: creating two files cost each exec ~1 ms of the host's CPU); nothing of
+    a long one, or one with undecodable bytes (sqlite stores UTF-8 only), which goes to a file."""
+    if len(text) > INLINE_CHARS:
+        return ""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return ""
+    return text
+
+
+def keep_streams(
+    directory: Path, sequence: int, entry: dict[str, Any], row: dict[str, Any]
+) -> None:
+    """The files of the streams ``row`` does not hold; a file left for this sequence by an
+    entry that never committed (a kill) is removed, so it is never read as this one's."""
     for name in STREAMS:
         path = directory / f"{sequence}.{name}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        if row[name] or not entry[name]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            continue
+        data = entry[name].encode("utf-8", "surrogatepass")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            # Never its parents: a workspace removed meanwhile (an expiry) is not made anew.
+            directory.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
+            fd = os.open(path, flags, 0o600)
         with os.fdopen(fd, "wb") as out:
-            out.write(entry[name].encode("utf-8", "surrogatepass"))
+            out.write(data)
 
 
 def forget_streams(workspace_dir: Path) -> None:
@@ -104,7 +136,8 @@ def forget_streams(workspace_dir: Path) -> None:
 
 
 def _stream(entry: dict[str, Any], name: str, directory: Path | None) -> str:
-    """A stream of a history entry: from its file (an entry stored before 3.7 holds it)."""
+    """A stream of a history entry: from the row (short output, or an entry stored before
+    3.7) or else its file (none: the stream was empty)."""
     if entry[name] or directory is None:
         return str(entry[name])
     try:

@@ -17,6 +17,7 @@ from ..guest.tree import remove_tree
 from ..paths import private_dir
 from . import blank_disk
 
+WORKSPACE_IMAGE, SYSTEM_IMAGE = "workspace.img", "system.img"  # in a full snapshot's directory
 DEFAULT_DISK_MIB = 8192  # a workspace disk's size unless its create says otherwise (sparse)
 
 
@@ -66,6 +67,11 @@ class WorkspaceLayout:
         return self.root / "rootfs"
 
     @property
+    def memory_image(self) -> Path:
+        """A suspended VM's memory (`stop --suspend`, QEMU): the next start resumes from it."""
+        return self.root / "memory.state"
+
+    @property
     def pending_seed(self) -> Path:
         """A seed the supervisor unpacks into the mounted image before the first boot."""
         return self.root / "seed-pending.tar"
@@ -94,13 +100,19 @@ class WorkspaceLayout:
     def snapshots_dir(self) -> Path:
         return self.root / "snapshots"
 
-    def fresh_volume(self, image: bool, disk_mib: int = DEFAULT_DISK_MIB) -> None:
+    def fresh_volume(
+        self, image: bool, disk_mib: int = DEFAULT_DISK_MIB, source: Path | None = None
+    ) -> None:
         """An empty /workspace: a new directory, or a new sparse ext4 disk of ``disk_mib``
-        (a disk in use stays intact: it is unlinked, not truncated)."""
+        (a disk in use stays intact: it is unlinked, not truncated); with ``source`` (a
+        full snapshot's directory, images.py) a copy of the disk it holds."""
         if image:
             if self.volume_dir.is_dir() and not os.path.ismount(self.volume_dir):
                 remove_tree(str(self.volume_dir))  # a gVisor /workspace of an older version
             self.disk.unlink(missing_ok=True)
+            if source is not None:
+                blank_disk.copy_image(source / WORKSPACE_IMAGE, self.disk)
+                return
             blank_disk.make(self.root.parent.parent, self.disk, disk_mib)
         else:
             remove_tree(str(self.volume_dir))
@@ -123,7 +135,7 @@ class WorkspaceLayout:
         a new file."""
         self.pending_seed.unlink(missing_ok=True)
         try:
-            if seed == self.baseline or (
+            if (isinstance(seed, Path) and os.path.samefile(seed, self.baseline)) or (
                 isinstance(seed, bytes)
                 and self.baseline.stat().st_size == len(seed)
                 and self.baseline.read_bytes() == seed

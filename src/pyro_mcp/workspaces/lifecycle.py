@@ -26,7 +26,7 @@ from ..hostcmd import start_detached
 from ..lifetime import Lifetime
 from ..paths import socket_address
 from ..runtime import Runtime
-from . import owners
+from . import owners, suspend
 from . import secrets as secret_store
 from .handle import Handle
 from .layout import WorkspaceLayout, disk_full, sweep, uses_image
@@ -263,15 +263,18 @@ class WorkspaceLifecycle:
                 return
             time.sleep(0.02)
 
-    def stop_supervisor(self, record: dict[str, Any]) -> None:
+    def stop_supervisor(self, record: dict[str, Any], keep_memory: bool = False) -> None:
+        """``keep_memory``: a QEMU VM's memory saved first (stop --suspend, suspend.py)."""
         workspace_id = record["workspace_id"]
         pid = record["supervisor_pid"]
         if process_alive(pid, workspace_id):
             try:
-                self.client(workspace_id).call("supervisor_stop", timeout=10)
+                args = {"suspend": True} if keep_memory else None
+                self.client(workspace_id).call("supervisor_stop", args, timeout=10)
             except (StateError, SandboxError):
                 pass
-            deadline = time.monotonic() + STOP_TIMEOUT
+            wait = suspend.STOP_WAIT_SECONDS if keep_memory else STOP_TIMEOUT
+            deadline = time.monotonic() + wait
             while process_alive(pid, workspace_id) and time.monotonic() < deadline:
                 time.sleep(0.01)
             if process_alive(pid, workspace_id):
@@ -313,6 +316,7 @@ class WorkspaceLifecycle:
         layout = self.layout(workspace_id)
         real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
         layout.fresh_volume(uses_image(record["engine"]), record["disk_mib"])
+        suspend.forget(layout)  # a reset of a suspended workspace: a fresh system, no memory
         if not real_vm and not guest_links:
             # Filled before the sandbox exists: by its supervisor, the one that sees gVisor's
             # mounted image (volume_mount.fill), or here for a plain directory.

@@ -16,6 +16,7 @@ from ..lifetime import Lifetime, extend
 from ..runtime import EngineChoice, Runtime
 from . import owners, records
 from . import secrets as secret_store
+from . import suspend as suspension
 from .archives import seed_archive
 from .bounds import paged
 from .handle import Handle
@@ -164,7 +165,8 @@ class WorkspaceManager:
     def status(self, workspace_id: str) -> dict[str, Any]:
         record = self._with_counts(self.lifecycle.record(workspace_id))
         layout = self.lifecycle.layout(workspace_id)
-        return {**records.payload(record), **network_info(layout), **usage(layout, record)}
+        shown = {**records.payload(record), **network_info(layout), **usage(layout, record)}
+        return {**shown, "suspended": suspension.suspended(layout)}
 
     def _with_counts(self, record: dict[str, Any]) -> dict[str, Any]:
         total, running = service_counts(self.handle(record["workspace_id"]), record)
@@ -186,10 +188,12 @@ class WorkspaceManager:
         self.lifecycle.destroy(record)
         return {"workspace_id": workspace_id, "deleted": True, "reason": "explicit_delete"}
 
-    def stop(self, workspace_id: str) -> dict[str, Any]:
+    def stop(self, workspace_id: str, suspend: bool = False) -> dict[str, Any]:
         record = self.lifecycle.record(workspace_id)
+        if suspend:
+            suspension.check(record)
         if record["state"] == "started":
-            self.lifecycle.stop_supervisor(record)
+            self.lifecycle.stop_supervisor(record, keep_memory=suspend)
             self.store.update(workspace_id, state="stopped", supervisor_pid=None)
         self.lifecycle.touch(workspace_id)
         return self.status(workspace_id)

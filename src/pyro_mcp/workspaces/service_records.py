@@ -1,5 +1,6 @@
 """The services a workspace's supervisor started, kept on the host so that `start` can start
-them again: no engine keeps a sandbox's memory across stop/start, so its processes are gone.
+them again: a plain stop keeps no sandbox's memory, so its processes are gone (a QEMU
+workspace resumed after `stop --suspend` keeps them: suspend.py, no restart then).
 
 One JSON file in the workspace's private directory (``services.json``): each service's start
 arguments as its client sent them (command, cwd, readiness, secret names, published ports;

@@ -1,29 +1,89 @@
-"""Named snapshots of /workspace and reset to a snapshot or the baseline (§2.11)."""
+"""Named snapshots and reset to a snapshot or the baseline (§2.11).
+
+A sandbox workspace's snapshot is full: copies of both its disk images, /workspace's and
+the system layer's (``snapshots/<name>/``, images.py), and a reset to it restores both. A
+host-compat workspace's (and a 3.6 one's, ``snapshots/<name>.tar``) is a tar of /workspace.
+"""
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple
 
 from ..errors import NotFoundError, StateError, ValidationError
 from ..guest.chunks import CHUNK_BYTES, WAITING_CHUNKS
-from . import records
+from . import images, records, system_layer
 from .archives import validate_members
 from .bounds import paged
 from .handle import Handle, operation
 from .history import forget_streams
+from .layout import remove_quietly, uses_image
 from .streams import STREAM_TIMEOUT, tar_source
+
+INFO = "snapshot.json"  # a full snapshot's entry_count and bytes_written
+SMALL_BYTES = CHUNK_BYTES * WAITING_CHUNKS  # a larger baseline: its supervisor reads it
 
 
 def _path(ws: Handle, name: str) -> Path:
+    """A /workspace-only tar snapshot (3.6.0's, and host compat's)."""
     return ws.layout.snapshots_dir / f"{name}.tar"
+
+
+def _dir(ws: Handle, name: str) -> Path:
+    """A full snapshot: both disk images and INFO (images.py)."""
+    return ws.layout.snapshots_dir / name
 
 
 def _name(name: Any) -> str:
     if not isinstance(name, str) or not records.NAME_RE.match(name):
         raise ValidationError(f"snapshot name {name!r} must match {records.NAME_RE.pattern}")
     return name
+
+
+@operation
+def full_snapshots(ws: Handle, record: dict[str, Any]) -> bool:
+    """Whether this workspace's snapshots are full ones (disk images): every sandbox
+    engine's, unless its /workspace predates the images (a gVisor workspace of 3.6)."""
+    return uses_image(record["engine"]) and ws.layout.disk.is_file()
+
+
+@operation
+def copy_live(ws: Handle, dest: Path) -> dict[str, Any]:
+    """Both images of the running workspace copied into the new directory ``dest`` by its
+    supervisor, its file systems quiesced meanwhile (images.py); nothing left at ``dest``
+    if that fails. What the copy saw: ``entry_count``, ``bytes_written``."""
+    dest.mkdir(mode=0o700)
+    try:
+        info, _ = ws.call(images.COPY_OP, {"dest": str(dest)}, timeout=600)
+    except BaseException:
+        remove_quietly(dest)
+        raise
+    return info
+
+
+def _create_full(ws: Handle, name: str) -> dict[str, Any]:
+    partial = ws.layout.snapshots_dir / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+    info = copy_live(ws, partial)
+    try:
+        (partial / INFO).write_text(json.dumps(info))
+        partial.rename(_dir(ws, name))
+    except BaseException:
+        remove_quietly(partial)
+        raise
+    return info
+
+
+def _create_tar(ws: Handle, name: str) -> dict[str, Any]:
+    info, data = ws.call("tar_out", {"path": "/workspace"}, timeout=600)
+    validate_members(data, guest_links=True)
+    path = _path(ws, name)
+    tmp = path.with_suffix(".partial")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return info
 
 
 @operation
@@ -34,12 +94,8 @@ def snapshot_create(ws: Handle, name: str) -> dict[str, Any]:
     record = ws.started("snapshot_create")
     if any(s["snapshot_name"] == name for s in ws.store.snapshots(ws.id)):
         raise ValidationError(f"snapshot {name!r} already exists")
-    info, data = ws.call("tar_out", {"path": "/workspace"}, timeout=600)
-    validate_members(data, guest_links=True)
-    path = _path(ws, name)
-    tmp = path.with_suffix(".partial")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    full = full_snapshots(ws, record)
+    info = _create_full(ws, name) if full else _create_tar(ws, name)
     now = time.time()
     snapshot = {
         "workspace_id": ws.id,
@@ -50,7 +106,11 @@ def snapshot_create(ws: Handle, name: str) -> dict[str, Any]:
         "bytes_written": info["bytes_written"],
         "deletable": True,
     }
-    ws.store.add_snapshot(ws.id, name, now, info["entry_count"], info["bytes_written"])
+    try:
+        ws.store.add_snapshot(ws.id, name, now, info["entry_count"], info["bytes_written"])
+    except BaseException:
+        _remove(ws, name)
+        raise
     ws.touch(now)
     return {
         "workspace_id": ws.id,
@@ -89,43 +149,78 @@ def snapshot_delete(ws: Handle, name: str) -> dict[str, Any]:
     name = _name(name)
     if not ws.store.delete_snapshot(ws.id, name):
         raise NotFoundError(f"snapshot {name!r} does not exist")
-    _path(ws, name).unlink(missing_ok=True)
+    _remove(ws, name)
     ws.touch()
     return {"workspace_id": ws.id, "snapshot_name": name, "deleted": True}
 
 
-def _seed(ws: Handle, snapshot: str) -> tuple[bytes | Path, str]:
-    """The tar a reset unpacks, and its kind (baseline or named). The baseline stays a file
-    (streamed, any size; a supervisor reads its own)."""
+def _remove(ws: Handle, name: str) -> None:
+    _path(ws, name).unlink(missing_ok=True)
+    if _dir(ws, name).is_dir():
+        remove_quietly(_dir(ws, name))
+
+
+class Source(NamedTuple):
+    """What a reset restores: a tar of /workspace (``seed``: its bytes, or the baseline's
+    file, streamed at any size) or a full snapshot's images (``images``, a directory), and
+    its kind (baseline or named)."""
+
+    seed: bytes | Path
+    images: Path | None
+    kind: str
+    info: dict[str, Any]
+
+
+def source(ws: Handle, snapshot: str) -> Source:
     if snapshot == "baseline":
-        return ws.layout.baseline, "baseline"
-    path = _path(ws, _name(snapshot))
-    if not path.is_file():
+        return Source(ws.layout.baseline, None, "baseline", {})
+    name = _name(snapshot)
+    if images.has_images(_dir(ws, name)):
+        info = json.loads((_dir(ws, name) / INFO).read_text())
+        return Source(b"", _dir(ws, name), "named", info)
+    if not _path(ws, name).is_file():
         raise NotFoundError(f"snapshot {snapshot!r} does not exist")
-    return path.read_bytes(), "named"
+    return Source(_path(ws, name).read_bytes(), None, "named", {})
 
 
-def _reboot(ws: Handle, seed: bytes | Path, guest_links: bool) -> dict[str, Any]:
-    """A started workspace: its supervisor stays, only the sandbox and /workspace change."""
-    data = seed if isinstance(seed, bytes) else _small(seed)
+def _reboot(ws: Handle, src: Source) -> dict[str, Any]:
+    """A started workspace: its supervisor stays, only the sandbox and its disks change."""
+    data = src.seed if isinstance(src.seed, bytes) else _small(src.seed)
     if data is None and not ws.call("supervisor_status")[0].get("streams"):
-        data = cast(Path, seed).read_bytes()  # a supervisor of an older pyro: as it was
+        data = _small(src.seed, whole=True)  # a supervisor of an older pyro: as it was
     # else a larger baseline the supervisor reads itself
-    args: dict[str, Any] = {"guest_links": guest_links, "baseline": data is None}
+    args: dict[str, Any] = {"guest_links": src.kind == "named", "baseline": data is None}
+    if src.images is not None:
+        args["images"] = str(src.images)
     rebooted, _ = ws.call("supervisor_reboot", args, data=data or b"", timeout=STREAM_TIMEOUT)
     unpacked = rebooted.get("unpacked")
     if unpacked is None:  # a supervisor started by an older pyro ignores the data
-        args = {"dest": "/workspace", "guest_links": guest_links}
-        with tar_source(seed) as source:
-            unpacked, _ = ws.call("tar_in", args, data=source, timeout=STREAM_TIMEOUT)
+        args = {"dest": "/workspace", "guest_links": src.kind == "named"}
+        with tar_source(src.seed) as seed:
+            unpacked, _ = ws.call("tar_in", args, data=seed, timeout=STREAM_TIMEOUT)
     return dict(unpacked)
 
 
-def _small(path: Path) -> bytes | None:
-    """The file's bytes when it is small enough to travel whole (else None)."""
-    if path.stat().st_size > CHUNK_BYTES * WAITING_CHUNKS:
+def _small(seed: bytes | Path, whole: bool = False) -> bytes | None:
+    """The baseline's bytes when it is small enough to travel in one frame (or ``whole``:
+    any size), else None."""
+    if isinstance(seed, bytes) or (not whole and seed.stat().st_size > SMALL_BYTES):
         return None
-    return path.read_bytes()
+    return seed.read_bytes()
+
+
+def _boot_stopped(ws: Handle, src: Source) -> dict[str, Any]:
+    """A stopped workspace: a fresh system layer (or the snapshot's), then a new supervisor
+    on /workspace from the tar (or the snapshot's image)."""
+    lifecycle = ws.lifecycle
+    fresh = lifecycle.record(ws.id, refresh=False)
+    if uses_image(fresh["engine"]):
+        system_layer.fresh_image(ws.layout, fresh["disk_mib"], src.images)
+    if src.images is not None:
+        ws.layout.fresh_volume(True, fresh["disk_mib"], src.images)
+        lifecycle.spawn(ws.id)
+        return {}
+    return lifecycle.boot_fresh(fresh, src.seed, guest_links=src.kind == "named")
 
 
 @operation
@@ -133,7 +228,7 @@ def reset(ws: Handle, snapshot: str = "baseline") -> dict[str, Any]:
     """A fresh sandbox from the pristine environment, /workspace from the snapshot."""
     lifecycle = ws.lifecycle
     record = ws.record()
-    seed, kind = _seed(ws, snapshot)
+    src = source(ws, snapshot)
     # A stopped workspace boots afresh only once the cap admits it, as a start does.
     booting = record["state"] != "started"
     if booting and not lifecycle.admit_start(ws.id):
@@ -141,11 +236,7 @@ def reset(ws: Handle, snapshot: str = "baseline") -> dict[str, Any]:
             f"workspace {ws.id!r} is being started by another client; reset it once it is started"
         )
     try:
-        if not booting:
-            unpacked = _reboot(ws, seed, kind == "named")
-        else:
-            fresh = lifecycle.record(ws.id, refresh=False)
-            unpacked = lifecycle.boot_fresh(fresh, seed, guest_links=kind == "named")
+        unpacked = _boot_stopped(ws, src) if booting else _reboot(ws, src)
     except BaseException:
         current = ws.store.get(ws.id)
         if current is not None:
@@ -169,9 +260,9 @@ def reset(ws: Handle, snapshot: str = "baseline") -> dict[str, Any]:
     payload = records.payload(ws.record())
     payload["workspace_reset"] = {
         "snapshot_name": snapshot,
-        "kind": kind,
+        "kind": src.kind,
         "destination": "/workspace",
-        "entry_count": unpacked.get("entry_count", 0),
-        "bytes_written": unpacked.get("bytes_written", 0),
+        "entry_count": unpacked.get("entry_count", src.info.get("entry_count", 0)),
+        "bytes_written": unpacked.get("bytes_written", src.info.get("bytes_written", 0)),
     }
     return payload

@@ -319,11 +319,13 @@ class Store:
                 "exit_code": entry["exit_code"],
                 "recorded_at": activity,
             }
-            db.execute(
+            updated = db.execute(
                 "UPDATE workspaces SET command_count = command_count + 1, last_command = ?, "
                 "last_activity_at = ? WHERE workspace_id = ?",
                 (json.dumps(last), activity, workspace_id),
             )
+            if updated.rowcount == 0:  # removed meanwhile (an expiry): no entry outlives it
+                raise sqlite3.IntegrityError(f"workspace {workspace_id!r} is gone")
             if keep is not None:
                 keep(sequence)
         return sequence

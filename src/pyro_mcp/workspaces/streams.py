@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from ..engines.base import Sandbox
 from ..errors import StateError
 from ..guest.chunks import CHUNK_BYTES, Chunks
 from .handle import Handle
@@ -77,6 +78,14 @@ class Download:
         if "error" in self.outcome:
             raise self.outcome["error"]
         return dict(self.outcome["info"])
+
+
+def unpack_in_guest(sandbox: Sandbox | None, seed: bytes | Path, guest_links: bool) -> Any:
+    """``tar_in`` of ``seed`` (bytes, or a file: streamed) into the sandbox's /workspace."""
+    assert sandbox is not None
+    args = {"dest": "/workspace", "guest_links": guest_links}
+    with tar_source(seed) as data:
+        return sandbox.client.call("tar_in", args, data, None, STREAM_TIMEOUT)[0]
 
 
 def download(ws: Handle, path: str, consume: Callable[[Download], T]) -> tuple[dict[str, Any], T]:

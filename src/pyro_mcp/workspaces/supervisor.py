@@ -28,7 +28,7 @@ from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, s
 from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
-from . import guest_setup, system_layer, volume_mount
+from . import guest_setup, images, suspend, system_layer, volume_mount
 from .history import History
 from .layout import WorkspaceLayout, remove_quietly
 from .lifecycle import remove_workspace
@@ -36,7 +36,7 @@ from .paths import host_compat_args
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .service_records import ServiceRecords
 from .store import Store
-from .streams import STREAM_TIMEOUT, tar_source
+from .streams import unpack_in_guest
 from .system_layer import Beside
 from .watchers import InFlight, watch_engine, watch_ttl
 
@@ -64,13 +64,11 @@ class Supervisor:
         self.proxy: EgressProxy | None = None  # the guest's way out, started with a network
         self.unpacked: dict[str, Any] | None = None  # a pending seed, unpacked at boot
         self.services = ServiceRecords(self.layout.root / "services.json")
+        self.resume_from: Path | None = None  # a suspended VM's memory (suspend.boot)
 
     # -- start-up --------------------------------------------------------------------------
     def boot(self) -> None:
-        self._boot_sandbox()
-        assert self.sandbox is not None
-        sandbox = self.sandbox  # services started before: no engine kept them (start)
-        errors = self.services.restart(lambda args: self._call(sandbox, "service_start", args)[0])
+        errors = suspend.boot(self)  # resumed, or booted with its services started again
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.layout.socket.unlink(missing_ok=True)
         old = os.umask(0o177)
@@ -120,6 +118,7 @@ class Supervisor:
                 workspace_dir=None if real_vm else self.layout.volume_dir,
                 workspace_disk=self.layout.disk if real_vm else None,
                 egress_proxy=str(self.proxy.socket_path) if self.proxy else None,
+                memory_image=self.resume_from,
                 **system.result(),
             )
         except BaseException:
@@ -138,10 +137,13 @@ class Supervisor:
         self.unpacked = unpacked or self.unpacked  # a create's, for its start-up status
         return unpacked
 
-    def reset(self, seed: bytes | Path = b"", guest_links: bool = False) -> dict[str, Any]:
+    def reset(
+        self, seed: bytes | Path = b"", guest_links: bool = False, snapshot: Any = None
+    ) -> dict[str, Any]:
         """Reset: a fresh sandbox from the pristine environment and /workspace from ``seed``
         (a tar's bytes or file, e.g. the baseline; ``guest_links``: a named snapshot the
-        guest made), without restarting this supervisor.
+        guest made), or both disk images from the full snapshot in the directory
+        ``snapshot`` (images.py), without restarting this supervisor.
 
         With a host-directory /workspace (gVisor, host compat) the old sandbox is torn down
         and a host-made seed (the baseline) unpacked into the new directory while the new
@@ -155,7 +157,8 @@ class Supervisor:
             old = self.sandbox
             self.sandbox = None
             teardown: threading.Thread | None = None
-            renewing = Beside(system_layer.renew, self.layout, record)  # a fresh system
+            source = images.inside(snapshot, self.runtime.home) if snapshot else None
+            renewing = Beside(system_layer.renew, self.layout, record, source)  # a fresh system
             self.services.clear()  # and no services
             try:
                 if old is not None:
@@ -164,21 +167,16 @@ class Supervisor:
                 if real_vm:
                     if old is not None:
                         old.kill()
-                    self.layout.fresh_volume(True, record["disk_mib"])
+                    self.layout.fresh_volume(True, record["disk_mib"], source)
                 else:
-                    aside = volume_mount.replace(self.layout, record)
+                    aside = volume_mount.replace(self.layout, record, source)
                     teardown = threading.Thread(target=_teardown, args=(old, aside), daemon=True)
                     teardown.start()
                 old = None  # the teardown owns it now (or it is gone)
                 renewing.result()
                 unpacked = self._boot_sandbox(None if real_vm or guest_links else seed or None)
-                if seed and unpacked is None:
-                    assert self.sandbox is not None
-                    args = {"dest": "/workspace", "guest_links": guest_links}
-                    with tar_source(seed) as data:  # a file: streamed, any size
-                        unpacked, _ = self.sandbox.client.call(
-                            "tar_in", args, data, None, STREAM_TIMEOUT
-                        )
+                if seed and unpacked is None:  # a VM's, a guest-made snapshot's: in the guest
+                    unpacked = unpack_in_guest(self.sandbox, seed, guest_links)
             finally:
                 if old is not None:  # failed before handing it over: never leave it running
                     old.kill()
@@ -201,7 +199,7 @@ class Supervisor:
     def _client(self, conn: socket.socket) -> None:
         reader = conn.makefile("rb")
         writer = conn.makefile("wb")
-        lock = threading.Lock()
+        lock, uploads = threading.Lock(), Uploads()  # uploads: this client's, by request id
 
         def send(message: dict[str, Any], data: bytes = b"") -> None:
             try:
@@ -215,14 +213,12 @@ class Supervisor:
                 except (OSError, ValueError):
                     pass
 
-        uploads = Uploads()
         try:
             while True:
                 message, data = read_frame(reader)
                 if not uploads.route(message, data):  # else an upload's chunk: passed on
-                    body = uploads.body(message, data)
-                    run = self.in_flight.enter().run
-                    self.workers.submit(run, serve, self._request, message, body, send)
+                    request = (self._request, message, uploads.body(message, data), send)
+                    self.workers.submit(self.in_flight.enter().run, serve, *request)
         except (ProtocolError, OSError):
             pass
         finally:
@@ -242,7 +238,7 @@ class Supervisor:
         if op == "supervisor_reboot":  # a reset's wire name (clients of every version send it)
             try:
                 seed = self.layout.baseline if args.get("baseline") else data  # read here
-                result = self.reset(seed, bool(args.get("guest_links")))
+                result = self.reset(seed, bool(args.get("guest_links")), args.get("images"))
                 send({"id": req_id, "ok": True, "result": result})
             except Exception as exc:  # any failure is answered (and stops the workspace)
                 error = str(exc) if isinstance(exc, PyroError) else f"reset failed: {exc!r}"
@@ -251,9 +247,13 @@ class Supervisor:
                     target=self.shutdown, args=("stopped", str(exc)), daemon=True
                 ).start()
             return
+        if op == images.COPY_OP:  # a full snapshot's or a fork's copy of the disk images
+            send(images.answer(self, req_id, args))
+            return
         if op == "supervisor_stop":
             send({"id": req_id, "ok": True, "result": {"stopping": True}})
-            threading.Thread(target=self.shutdown, args=("stopped",), daemon=True).start()
+            stop = ("stopped", None, bool(args.get("suspend")))  # --suspend: suspend.py
+            threading.Thread(target=self.shutdown, args=stop, daemon=True).start()
             return
         request = dict(args)  # as the client sent it (the history records this)
         if self.host_root is not None:
@@ -261,8 +261,8 @@ class Supervisor:
         with self.reboot_lock:  # never talk to a sandbox that is being replaced
             sandbox = self.sandbox
         if sandbox is None:
-            restarting = "the workspace is restarting"
-            send({"id": req_id, "ok": False, "error": restarting, "kind": "failed"})
+            error = "the workspace is restarting"
+            send({"id": req_id, "ok": False, "error": error, "kind": "failed"})
             return
 
         def on_event(kind: str, chunk: bytes) -> None:
@@ -307,8 +307,9 @@ class Supervisor:
     def _remove(self) -> None:
         remove_workspace(self.layout, self.store)
 
-    def shutdown(self, reason: str, error: str | None = None) -> None:
-        """Stop serving, record the new state at once, then tear the sandbox down.
+    def shutdown(self, reason: str, error: str | None = None, keep: bool = False) -> None:
+        """Stop serving, record the new state at once, then tear the sandbox down (``keep``:
+        suspended, its memory saved first; the state is recorded once the image is whole).
 
         The state is recorded before the (possibly slow) teardown, so a `start` racing with
         it boots a new sandbox (each boot has its own engine id) instead of seeing a ghost.
@@ -326,7 +327,7 @@ class Supervisor:
             except OSError:
                 pass
             self.layout.socket.unlink(missing_ok=True)
-        if reason == "stopped":
+        if reason == "stopped" and not keep:
             self.store.update(
                 self.workspace_id, state="stopped", supervisor_pid=None, last_error=error
             )
@@ -336,7 +337,9 @@ class Supervisor:
                     self.sandbox.client.call("sync", timeout=10)
                 except (PyroError, AgentGone):
                     pass
-            self.sandbox.stop(grace=5.0)
+            if keep:
+                suspend.save(self, self.sandbox)
+            self.sandbox.stop(grace=5.0)  # (a suspended one has ended already)
         volume_mount.detach(self.layout.volume_dir)
         system_layer.detach_root(self.layout)
         if reason == "expired":

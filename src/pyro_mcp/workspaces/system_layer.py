@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from ..errors import SandboxError
 from . import blank_disk, volume_mount
-from .layout import WorkspaceLayout, uses_image
+from .layout import SYSTEM_IMAGE, WorkspaceLayout, uses_image
 
 WHAT = "system disk"
 T = TypeVar("T")
@@ -62,10 +62,14 @@ def image(layout: WorkspaceLayout, disk_mib: int) -> Path:
     return layout.system_disk
 
 
-def fresh_image(layout: WorkspaceLayout, disk_mib: int) -> Path:
-    """A new, empty system image (one still in use stays intact: it is unlinked)."""
+def fresh_image(layout: WorkspaceLayout, disk_mib: int, source: Path | None = None) -> Path:
+    """A new, empty system image (one still in use stays intact: it is unlinked), or a
+    copy of the one in ``source`` (a full snapshot's directory, images.py)."""
     layout.system_disk.unlink(missing_ok=True)
-    blank_disk.make(layout.root.parent.parent, layout.system_disk, disk_mib)
+    if source is not None:
+        blank_disk.copy_image(source / SYSTEM_IMAGE, layout.system_disk)
+    else:
+        blank_disk.make(layout.root.parent.parent, layout.system_disk, disk_mib)
     return layout.system_disk
 
 
@@ -112,9 +116,10 @@ def boot_args(
     return {"root_dir": mount_root(layout, lower, record["disk_mib"])}
 
 
-def renew(layout: WorkspaceLayout, record: dict[str, Any]) -> None:
-    """A reset: a fresh system for the next sandbox. The old root is detached (a sandbox still
-    on it keeps it until it ends) and a new, empty image made; the next boot mounts it."""
+def renew(layout: WorkspaceLayout, record: dict[str, Any], source: Path | None = None) -> None:
+    """A reset: a fresh system for the next sandbox (or the one of the full snapshot in
+    ``source``). The old root is detached (a sandbox still on it keeps it until it ends)
+    and a new image made; the next boot mounts it."""
     if uses_image(record["engine"]):
         detach_root(layout)
-        fresh_image(layout, record["disk_mib"])
+        fresh_image(layout, record["disk_mib"], source)

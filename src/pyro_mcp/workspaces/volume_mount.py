@@ -151,7 +151,9 @@ def fill(layout: WorkspaceLayout, seed: bytes | Path | None) -> Filling:
     return Filling(layout, seed, pending=False)
 
 
-def replace(layout: WorkspaceLayout, record: dict[str, Any]) -> Path | None:
+def replace(
+    layout: WorkspaceLayout, record: dict[str, Any], source: Path | None = None
+) -> Path | None:
     """A reset of a non-VM workspace: a new, empty /workspace while the old sandbox may
     still run. An image: the old mount detached (the old sandbox keeps it until it ends and
     the unlinked image is freed then), a new image made and mounted. Host compat: a new
@@ -159,6 +161,6 @@ def replace(layout: WorkspaceLayout, record: dict[str, Any]) -> Path | None:
     if not uses_image(record["engine"]):
         return layout.replace_volume()
     detach(layout.volume_dir)
-    layout.fresh_volume(True, record["disk_mib"])
+    layout.fresh_volume(True, record["disk_mib"], source)  # or a full snapshot's copy
     mount(layout.disk, layout.volume_dir)
     return None

@@ -1,0 +1,147 @@
+"""Fork: a new workspace (new id) from another's live state or from one of its snapshots.
+
+The child gets copies of the source's two disk images, /workspace's and the system layer's
+(images.py: quiesced while copied, the source keeps running; a reflink on btrfs/XFS homes),
+or those of the named snapshot; from the baseline (or a 3.6 tar snapshot) a fresh system and
+that tar, as a reset would. It keeps the source's engine, environment, vCPUs, memory, disk
+size, TTL, idle stop, network policy and allowlist, secrets (their files are copied), labels
+and baseline, unless the fork overrides the name or labels; it is started, and counts
+against the workspace cap like a create. Services and shells are not copied: the child
+boots a fresh system on the copied layer. A fork that fails leaves no record and no
+directory (the create's own undo: lifecycle.undo_create).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StateError
+from ..network import policy
+from . import owners, records, snapshots
+from .handle import Handle
+from .layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout
+from .network import network_info, save_allow_hosts
+
+if TYPE_CHECKING:
+    from .manager import WorkspaceManager
+
+# What a child carries over from its source's record (besides name and labels).
+CARRIED = (
+    "environment",
+    "environment_version",
+    "vcpu_count",
+    "mem_mib",
+    "disk_mib",
+    "ttl_seconds",
+    "idle_stop_seconds",
+    "network_policy",
+    "allow_host_compat",
+    "engine",
+    "workspace_seed",
+    "secrets",
+)
+
+
+def fork(
+    manager: WorkspaceManager,
+    workspace_id: str,
+    snapshot: str | None = None,
+    name: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The child's payload and ``forked_from``; its errors never show a secret value (the
+    child's are the source's)."""
+    ws = Handle(manager.lifecycle, workspace_id)
+    try:
+        result = _fork(manager, ws, snapshot, name, labels)
+    except Exception as exc:
+        ws.redactor.error(exc)
+        raise
+    return dict(ws.redactor.value(result))
+
+
+def _fork(
+    manager: WorkspaceManager,
+    ws: Handle,
+    snapshot: str | None,
+    name: str | None,
+    labels: dict[str, str] | None,
+) -> dict[str, Any]:
+    lifecycle, workspace_id = manager.lifecycle, ws.id
+    record = ws.record()
+    if not snapshots.full_snapshots(ws, record):
+        raise StateError(f"workspace {workspace_id!r} cannot be forked (its engine has no disks)")
+    source = None if snapshot is None else snapshots.source(ws, snapshot)
+    if source is None:
+        ws.started("workspace_fork")
+    carried = dict(record["labels"])
+    carried.update(ws.redactor.value(records.labels(labels)))
+    child = lifecycle.new_record(
+        name=records.workspace_name(name) if name is not None else record["name"],
+        labels=dict(sorted(carried.items())),
+        **{key: record[key] for key in CARRIED},
+    )
+    lifecycle.reap_expired()
+    lifecycle.lifetime.admit_workspace(manager.store.count_active())
+    _build(manager, ws, child, source)
+    created = {**lifecycle.record(child["workspace_id"]), "service_count": 0}
+    created["running_service_count"] = 0
+    layout = lifecycle.layout(child["workspace_id"])
+    forked_from = {"workspace_id": workspace_id, "snapshot_name": snapshot}
+    return {**records.payload(created), **network_info(layout), "forked_from": forked_from}
+
+
+def _build(
+    manager: WorkspaceManager,
+    ws: Handle,
+    child: dict[str, Any],
+    source: snapshots.Source | None,
+) -> None:
+    """The child's directory, record and running sandbox, or nothing (as a create's)."""
+    lifecycle, store = manager.lifecycle, manager.store
+    child_id = child["workspace_id"]
+    store.claim(child_id, "create", owners.current())
+    try:
+        layout = lifecycle.layout(child_id)
+        layout.create()
+        _carry_files(ws.layout, layout)
+        store.insert_admitted(child, lifecycle.lifetime.admit_workspace)
+        if source is None or source.images is not None:
+            _images(ws, layout, source)
+            lifecycle.spawn(child_id)
+        else:  # the baseline, or a tar snapshot of 3.6: a fresh system and that tar
+            lifecycle.boot_fresh(child, source.seed, guest_links=source.kind == "named")
+    except BaseException:
+        lifecycle.undo_create(child_id)
+        raise
+    store.release(child_id)
+
+
+def _carry_files(parent: WorkspaceLayout, layout: WorkspaceLayout) -> None:
+    """The baseline (a hard link: it is never written), secrets and the allowlist."""
+    try:
+        os.link(parent.baseline, layout.baseline)
+    except OSError:
+        shutil.copyfile(parent.baseline, layout.baseline)
+    if parent.secrets_dir.is_dir():
+        shutil.copytree(parent.secrets_dir, layout.secrets_dir, symlinks=True)
+    with contextlib.suppress(ValueError):  # an unreadable list: the child has none
+        save_allow_hosts(layout, policy.load(policy.network_dir(parent.root)))
+
+
+def _images(ws: Handle, layout: WorkspaceLayout, source: snapshots.Source | None) -> None:
+    """The child's two disk images: the source's, copied live, or a snapshot's."""
+    from . import blank_disk
+
+    if source is not None and source.images is not None:
+        blank_disk.copy_image(source.images / WORKSPACE_IMAGE, layout.disk)
+        blank_disk.copy_image(source.images / SYSTEM_IMAGE, layout.system_disk)
+        return
+    staging = layout.root / "fork-images"
+    snapshots.copy_live(ws, staging)
+    (staging / WORKSPACE_IMAGE).rename(layout.disk)
+    (staging / SYSTEM_IMAGE).rename(layout.system_disk)
+    staging.rmdir()

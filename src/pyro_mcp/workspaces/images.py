@@ -1,0 +1,178 @@
+"""Full snapshots and forks: a workspace's two disk images (/workspace's and the system
+layer's, see layout.py) copied while the file systems on them are quiesced.
+
+The copy is ``blank_disk.copy_image``: ``copy_file_range`` hole for hole, which is a reflink
+(copy-on-write, no data written) when PYRO_HOME is on btrfs or XFS, and a sparse copy
+elsewhere. Quiescing:
+
+- gVisor: the supervisor mounts both images on the host, in its private mount namespace
+  (volume_mount.py, system_layer.py). The guest's ``sync`` writes what gVisor's own page
+  cache holds back to the host files, then each host file system is frozen (``FIFREEZE``
+  flushes it to its image first) for the copy and thawed after, in a ``finally``.
+- VMs: the guest agent freezes /workspace and the system layer itself (``fs_freeze``,
+  guest/freeze.py) and the host copies the image files, then asks it to thaw. QEMU opens
+  the disks ``cache=writeback``: what the guest flushed is in the host's page cache, which
+  the copy reads.
+
+A freeze never outlasts ``WATCHDOG_SECONDS`` (a frozen file system hangs every writer in the
+guest): a watchdog thaws it (on the host, and in the guest for a host that never asks), and
+a copy that took longer is refused, never kept half-consistent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PyroError, SandboxError, StateError
+from . import blank_disk
+from .layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout
+
+if TYPE_CHECKING:
+    from ..engines.base import Sandbox
+    from .supervisor import Supervisor
+
+FIFREEZE = 0xC0045877
+FITHAW = 0xC0045878
+WATCHDOG_SECONDS = 20.0
+COPY_OP = "supervisor_copy_images"  # the supervisor's own op (supervisor.py)
+EXT4_RESERVED_INODES = 10  # counted as used on an empty ext4 (the root among them)
+
+
+def sources(layout: WorkspaceLayout) -> dict[str, Path]:
+    """A workspace's images by the names a snapshot (or a fork's copy) gives them."""
+    return {WORKSPACE_IMAGE: layout.disk, SYSTEM_IMAGE: layout.system_disk}
+
+
+def has_images(directory: Path) -> bool:
+    return all((directory / name).is_file() for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE))
+
+
+def copy_images(layout: WorkspaceLayout, dest: Path) -> int:
+    """Both images of ``layout`` copied into the directory ``dest``; the disk bytes the
+    copies use (none on a reflink)."""
+    for name, source in sources(layout).items():
+        blank_disk.copy_image(source, dest / name)
+    return used_bytes(dest)
+
+
+def used_bytes(directory: Path) -> int:
+    """The disk space the images in ``directory`` take (their allocated blocks)."""
+    total = 0
+    for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE):
+        with contextlib.suppress(FileNotFoundError):
+            total += (directory / name).stat().st_blocks * 512
+    return total
+
+
+def entries(mount: Path | str) -> int:
+    """Files and directories on an ext4 mount (its used inodes, less the reserved ones)."""
+    stat = os.statvfs(mount)
+    return max(0, stat.f_files - stat.f_ffree - EXT4_RESERVED_INODES)
+
+
+class Freeze:
+    """File systems frozen by FIFREEZE on an open directory of each, thawed by ``thaw()``
+    or by a watchdog after ``seconds``; ``expired`` says the watchdog came first."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fds: list[int] = []
+        self.lock = threading.Lock()
+        self.expired = False
+        self.timer = threading.Timer(seconds, self._expire)
+        self.timer.daemon = True
+
+    def freeze(self, paths: list[str]) -> None:
+        """Freeze the file system mounted at each (a failure thaws those frozen already and
+        raises). Only mount points: a plain directory would freeze the host's file system
+        that holds it."""
+        try:
+            for path in paths:
+                if not os.path.ismount(path):
+                    raise OSError(errno.EINVAL, f"{path} is not mounted")
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    fcntl.ioctl(fd, FIFREEZE, 0)  # the kernel syncs the file system first
+                except OSError:
+                    os.close(fd)
+                    raise
+                self.fds.append(fd)
+            self.timer.start()
+        except OSError as exc:
+            self.thaw()
+            raise SandboxError(f"cannot freeze the workspace's disks: {exc.strerror}") from None
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.thaw()
+
+    def thaw(self) -> bool:
+        """Thaw all (at most once); True if the watchdog had thawed them first."""
+        self.timer.cancel()
+        with self.lock:
+            fds, self.fds = self.fds, []
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(fd, FITHAW, 0)
+            os.close(fd)
+        return self.expired
+
+
+@contextlib.contextmanager
+def quiesced(sandbox: Sandbox, layout: WorkspaceLayout) -> Iterator[dict[str, Any]]:
+    """The workspace's file systems still while the block runs; yields what the freeze
+    saw (``entry_count``: /workspace's files and directories)."""
+    if sandbox.info.real_vm:
+        args = {"watchdog_seconds": WATCHDOG_SECONDS}
+        info, _ = sandbox.client.call("fs_freeze", args, timeout=60)
+        try:
+            yield info
+        finally:
+            thawed, _ = sandbox.client.call("fs_thaw", timeout=30)
+        expired = bool(thawed.get("expired"))
+    else:
+        sandbox.client.call("sync", timeout=60)  # gVisor's own cache, to the host's files
+        freeze = Freeze(WATCHDOG_SECONDS)
+        freeze.freeze([str(layout.volume_dir), str(layout.system_dir)])
+        try:
+            yield {"entry_count": entries(layout.volume_dir)}
+        finally:
+            expired = freeze.thaw()
+    if expired:
+        raise SandboxError(f"the copy took longer than the {WATCHDOG_SECONDS:g} s freeze allows")
+
+
+def inside(path: Any, home: Path) -> Path:
+    """``path`` as a directory under ``home``'s workspaces (what a client may name)."""
+    where = Path(str(path or ""))
+    root = (home / "workspaces").resolve()
+    if not where.is_absolute() or not where.resolve().is_relative_to(root) or not where.is_dir():
+        raise StateError(f"{where} is not a directory of this pyro home")
+    return where
+
+
+def serve_copy(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
+    """The supervisor's side: both images copied into ``args["dest"]`` while quiesced."""
+    dest = inside(args.get("dest"), sup.runtime.home)
+    with sup.reboot_lock:  # the sandbox is not replaced meanwhile
+        sandbox = sup.sandbox
+        if sandbox is None:
+            raise StateError("the workspace is restarting")
+        with quiesced(sandbox, sup.layout) as info:
+            used = copy_images(sup.layout, dest)
+    return {"entry_count": int(info.get("entry_count", 0)), "bytes_written": used}
+
+
+def answer(sup: Supervisor, req_id: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """``serve_copy``'s reply frame (an error is one line)."""
+    try:
+        return {"id": req_id, "ok": True, "result": serve_copy(sup, args)}
+    except Exception as exc:
+        error = str(exc) if isinstance(exc, PyroError) else f"copy failed: {exc}"
+        return {"id": req_id, "ok": False, "error": error, "kind": "failed"}
