@@ -315,9 +315,11 @@ def pids_mentioning(*needles: str) -> list[int]:
 
 
 def supervisor_pids(home: Path, workspace_id: str) -> list[int]:
-    return pids_mentioning(
-        f"--home {home} ", "pyro_mcp.workspaces.supervisor", f"--workspace {workspace_id}"
-    )
+    """By command line, or (one started ahead: its command line names no workspace) by the
+    identity its starter recorded: owners.supervisors."""
+    from pyro_mcp.workspaces import owners
+
+    return owners.supervisors(home, workspace_id)
 
 
 def engine_pids(home: Path, workspace_id: str) -> list[int]:

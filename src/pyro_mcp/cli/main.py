@@ -111,6 +111,9 @@ def _show(op: Operation, result: Any, as_json: bool, output: CliOutput | None) -
 
 def run_cli(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    from ..workspaces.supervisor_start import SPARES
+
+    SPARES.enabled = False  # one command: a supervisor started ahead would end unused
     if isinstance(sys.stdout, io.TextIOWrapper):  # a guest file name that is not UTF-8
         sys.stdout.reconfigure(errors="surrogateescape")  # prints its bytes, as ls does
     tail: list[str] | None = None

@@ -222,6 +222,9 @@ def _http_settings(args: argparse.Namespace) -> HttpSettings | None:
 def mcp_serve(pyro: Pyro, args: argparse.Namespace) -> int:
     from ..mcp.policy import HOST_COMPAT_NOTICE, OperatorPolicy
     from ..mcp.stdio import serve_stdio
+    from ..workspaces.supervisor_start import SPARES
+
+    SPARES.enabled = True  # a long-lived server: its next supervisor is started ahead
 
     http = _http_settings(args)
     policy = OperatorPolicy.from_args(

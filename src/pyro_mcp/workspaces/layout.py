@@ -89,6 +89,11 @@ class WorkspaceLayout:
         return self.root / "supervisor.log"
 
     @property
+    def supervisor_pids(self) -> Path:
+        """A line ``pid:start-time`` per supervisor process started (owners.supervisors)."""
+        return self.root / "supervisor.pids"
+
+    @property
     def baseline(self) -> Path:
         return self.root / "baseline.tar"
 

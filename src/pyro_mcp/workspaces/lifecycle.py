@@ -32,8 +32,10 @@ from .handle import Handle
 from .layout import WorkspaceLayout, disk_full, sweep, uses_image
 from .store import Store
 from .streams import STREAM_TIMEOUT, tar_source
+from .supervisor_start import SPARES
 
 SUPERVISOR_START_TIMEOUT = 300.0
+SUPERVISOR_MODULE = "pyro_mcp.workspaces.supervisor"
 STOP_TIMEOUT = 30.0
 
 
@@ -42,20 +44,6 @@ def empty_tar() -> bytes:
     with tarfile.open(fileobj=buf, mode="w:"):
         pass
     return buf.getvalue()
-
-
-def process_alive(pid: int | None, marker: str) -> bool:
-    """A live, non-zombie process whose command line mentions ``marker`` (no PID reuse)."""
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            cmdline = handle.read()
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X") and marker.encode() in cmdline
 
 
 def remove_workspace(layout: WorkspaceLayout, store: Store) -> None:
@@ -94,19 +82,22 @@ class WorkspaceLifecycle:
             record = self.refresh(record)
         return record
 
+    def supervised(self, record: dict[str, Any]) -> bool:
+        """Whether the record's supervisor process is alive (and is that one)."""
+        home = self.runtime.home
+        return owners.is_supervisor(home, record["workspace_id"], record["supervisor_pid"])
+
     def refresh(self, record: dict[str, Any]) -> dict[str, Any]:
         """A workspace whose supervisor died is stopped, whatever the record said."""
         if (
             record["state"] == "starting"
             and (time.time() - float(record["last_activity_at"]) > SUPERVISOR_START_TIMEOUT + 60)
-            and not process_alive(record["supervisor_pid"], record["workspace_id"])
+            and not self.supervised(record)
         ):
             error = "the start of this workspace was interrupted"
             self.store.update(record["workspace_id"], state="stopped", last_error=error)
             return dict(record, state="stopped", last_error=error)
-        if record["state"] == "started" and not process_alive(
-            record["supervisor_pid"], record["workspace_id"]
-        ):
+        if record["state"] == "started" and not self.supervised(record):
             error = record["last_error"] or "the workspace supervisor is no longer running"
             self.store.update(
                 record["workspace_id"], state="stopped", supervisor_pid=None, last_error=error
@@ -185,24 +176,20 @@ class WorkspaceLifecycle:
         self.drop_client(workspace_id)
         layout = self.layout(workspace_id)
         layout.status.unlink(missing_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pyro_mcp.workspaces.supervisor",
-            "--home",
-            str(self.runtime.home),
-            "--cache",
-            str(self.runtime.cache),
-            "--workspace",
-            workspace_id,
-        ]
-        first = start_detached(cmd, layout.log, cwd=layout.root)
+        job = {"home": str(self.runtime.home), "cache": str(self.runtime.cache)}
+        job["workspace"] = workspace_id
+        first = SPARES.take({**job, "log": str(layout.log), "cwd": str(layout.root)})
+        if first is None:  # none started ahead (or not for this environment)
+            options = [arg for key, value in job.items() for arg in (f"--{key}", value)]
+            cmd = [sys.executable, "-m", SUPERVISOR_MODULE, *options]
+            first = start_detached(cmd, layout.log, cwd=layout.root)
         first.wait()  # it forks the real supervisor and exits at once
         deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
         while time.monotonic() < deadline:
             if layout.status.exists():
                 status = json.loads(layout.status.read_text())
                 if status.get("ok"):
+                    SPARES.prepare(SUPERVISOR_MODULE)  # for the next one
                     return cast(dict[str, Any], status)
                 raise SandboxError(f"workspace {workspace_id!r} failed to start: {status['error']}")
             time.sleep(0.005)
@@ -267,7 +254,7 @@ class WorkspaceLifecycle:
         """``keep_memory``: a QEMU VM's memory saved first (stop --suspend, suspend.py)."""
         workspace_id = record["workspace_id"]
         pid = record["supervisor_pid"]
-        if process_alive(pid, workspace_id):
+        if self.supervised(record):
             try:
                 args = {"suspend": True} if keep_memory else None
                 self.client(workspace_id).call("supervisor_stop", args, timeout=10)
@@ -275,9 +262,9 @@ class WorkspaceLifecycle:
                 pass
             wait = suspend.STOP_WAIT_SECONDS if keep_memory else STOP_TIMEOUT
             deadline = time.monotonic() + wait
-            while process_alive(pid, workspace_id) and time.monotonic() < deadline:
+            while self.supervised(record) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            if process_alive(pid, workspace_id):
+            if self.supervised(record):
                 with contextlib.suppress(ProcessLookupError):  # it may end just now
                     os.killpg(pid, signal.SIGKILL)
         self.drop_client(workspace_id)

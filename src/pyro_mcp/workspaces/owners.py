@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..engines.profile import ENGINE_BINARIES
+from .layout import WorkspaceLayout
 
 BINARIES = tuple(name.encode() for name in ENGINE_BINARIES)
 
@@ -59,14 +60,58 @@ def _cmdlines() -> dict[int, bytes]:
 
 
 def supervisors(home: Path, workspace_id: str) -> list[int]:
-    """The workspace's supervisor processes (booting or serving) for this state dir."""
+    """The workspace's supervisor processes (booting or serving) for this state dir: by
+    their command line, or (one started ahead, whose command line names no workspace:
+    supervisor_start.py) by the identity its starter recorded before handing it over."""
     home_arg = b"\0--home\0" + str(home).encode() + b"\0"
     id_arg = b"\0--workspace\0" + workspace_id.encode() + b"\0"
-    return [
+    cmdlines = _cmdlines()
+    found = {
         pid
-        for pid, cmd in _cmdlines().items()
+        for pid, cmd in cmdlines.items()
         if SUPERVISOR_MODULE in cmd and home_arg in cmd and id_arg in cmd
-    ]
+    }
+    for owner in _recorded(home, workspace_id):
+        pid = int(owner.partition(":")[0]) if owner.partition(":")[0].isdigit() else -1
+        if alive(owner) and SUPERVISOR_MODULE in cmdlines.get(pid, b""):
+            found.add(pid)
+    return sorted(found)
+
+
+def is_supervisor(home: Path, workspace_id: str, pid: int | None) -> bool:
+    """Whether live process ``pid`` is this workspace's supervisor (a reused pid is not):
+    its command line names the workspace, or its starter noted its identity."""
+    owner = identity(pid) if pid else None
+    if owner is None or pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmd = handle.read()
+    except OSError:
+        return False
+    if SUPERVISOR_MODULE not in cmd:
+        return False
+    if b"\0--workspace\0" + workspace_id.encode() + b"\0" in cmd:
+        return True
+    return owner in _recorded(home, workspace_id)
+
+
+def _recorded(home: Path, workspace_id: str) -> list[str]:
+    try:
+        return WorkspaceLayout(home, workspace_id).supervisor_pids.read_text().split()
+    except OSError:
+        return []
+
+
+def record_supervisor(home: Path, workspace_id: str, pid: int) -> None:
+    """Note supervisor ``pid``'s identity for ``supervisors`` (by its starter, before the
+    starter exits: the spawner waits for that exit, so it is never looked for unnoted)."""
+    owner = identity(pid)
+    if owner is not None:
+        path = WorkspaceLayout(home, workspace_id).supervisor_pids
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "a") as out:
+            out.write(owner + "\n")
 
 
 def engines(path: Path) -> list[int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import socket
 import sys
@@ -29,6 +28,7 @@ from ..guest.workers import Workers
 from ..paths import socket_address
 from ..runtime import Runtime
 from . import guest_setup, images, suspend, system_layer, volume_mount
+from . import supervisor_start as start
 from .history import History
 from .layout import WorkspaceLayout, remove_quietly
 from .lifecycle import remove_workspace
@@ -356,12 +356,6 @@ class Supervisor:
         os._exit(0)
 
 
-def write_status(path: Path, status: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status))
-    tmp.replace(path)
-
-
 def _teardown(sandbox: Sandbox | None, volume: Path | None) -> None:
     try:
         if sandbox is not None:
@@ -373,13 +367,15 @@ def _teardown(sandbox: Sandbox | None, volume: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pyro-workspace-supervisor")
-    parser.add_argument("--home", required=True)
-    parser.add_argument("--cache", required=True)
-    parser.add_argument("--workspace", required=True)
+    for name in ("--home", "--cache", "--workspace"):
+        parser.add_argument(name)
+    parser.add_argument(start.SPARE_FLAG, action="store_true")  # its job comes later
     opts = parser.parse_args(argv)
-    if os.fork() > 0:  # detach: the spawner reaps this parent at once, no zombie later
-        os._exit(0)
-    os.setsid()
+    if opts.spare:
+        vars(opts).update({k: v for k, v in start.wait_for_job().items() if k in vars(opts)})
+    if not (opts.home and opts.cache and opts.workspace):
+        parser.error("--home, --cache and --workspace are required")
+    start.detach(opts.home, opts.workspace)
     volume_mount.private_namespace()  # still one thread, as unshare needs
     runtime = Runtime(home=opts.home, cache=opts.cache)
     store = Store(runtime.home / "state.db")
@@ -389,10 +385,12 @@ def main(argv: list[str] | None = None) -> None:
         supervisor.boot()
     except Exception as exc:
         message = str(exc) or type(exc).__name__
-        write_status(status_path, {"ok": False, "error": message})
+        start.write_status(status_path, {"ok": False, "error": message})
         store.update(opts.workspace, state="stopped", supervisor_pid=None, last_error=message)
         sys.exit(1)
-    write_status(status_path, {"ok": True, "pid": os.getpid(), "unpacked": supervisor.unpacked})
+    start.write_status(
+        status_path, {"ok": True, "pid": os.getpid(), "unpacked": supervisor.unpacked}
+    )
     supervisor.serve()
 
 
