@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import NotFoundError, StateError, ValidationError
+from ..guest.chunks import CHUNK_BYTES, WAITING_CHUNKS
 from . import images, records, suspend, system_layer
 from .archives import validate_members
 from .bounds import paged
 from .handle import Handle, operation
 from .history import forget_streams
 from .layout import remove_quietly, uses_image
+from .streams import STREAM_TIMEOUT, tar_source
 
 INFO = "snapshot.json"  # a full snapshot's entry_count and bytes_written
+SMALL_BYTES = CHUNK_BYTES * WAITING_CHUNKS  # a larger baseline: its supervisor reads it
 
 
 def _path(ws: Handle, name: str) -> Path:
@@ -184,10 +187,11 @@ def _remove(ws: Handle, name: str) -> None:
 
 
 class Source(NamedTuple):
-    """What a reset restores: a tar of /workspace (``seed``) or a full snapshot's images
-    (``images``, a directory), and its kind (baseline or named)."""
+    """What a reset restores: a tar of /workspace (``seed``: its bytes, or the baseline's
+    file, streamed at any size) or a full snapshot's images (``images``, a directory), and
+    its kind (baseline or named)."""
 
-    seed: bytes
+    seed: bytes | Path
     images: Path | None
     kind: str
     info: dict[str, Any]
@@ -195,7 +199,7 @@ class Source(NamedTuple):
 
 def source(ws: Handle, snapshot: str) -> Source:
     if snapshot == "baseline":
-        return Source(ws.layout.baseline.read_bytes(), None, "baseline", {})
+        return Source(ws.layout.baseline, None, "baseline", {})
     name = _name(snapshot)
     if images.has_images(_dir(ws, name)):
         info = json.loads((_dir(ws, name) / INFO).read_text())
@@ -219,15 +223,28 @@ def copying(directory: Path) -> Iterator[None]:
 
 def _reboot(ws: Handle, src: Source) -> dict[str, Any]:
     """A started workspace: its supervisor stays, only the sandbox and its disks change."""
-    args: dict[str, Any] = {"guest_links": src.kind == "named"}
+    data = src.seed if isinstance(src.seed, bytes) else _small(src.seed)
+    if data is None and not ws.call("supervisor_status")[0].get("streams"):
+        data = _small(src.seed, whole=True)  # a supervisor of an older pyro: as it was
+    # else a larger baseline the supervisor reads itself
+    args: dict[str, Any] = {"guest_links": src.kind == "named", "baseline": data is None}
     if src.images is not None:
         args["images"] = str(src.images)
-    rebooted, _ = ws.call("supervisor_reboot", args, data=src.seed, timeout=1200)
+    rebooted, _ = ws.call("supervisor_reboot", args, data=data or b"", timeout=STREAM_TIMEOUT)
     unpacked = rebooted.get("unpacked")
     if unpacked is None:  # a supervisor started by an older pyro ignores the data
         args = {"dest": "/workspace", "guest_links": src.kind == "named"}
-        unpacked, _ = ws.call("tar_in", args, data=src.seed, timeout=600)
+        with tar_source(src.seed) as seed:
+            unpacked, _ = ws.call("tar_in", args, data=seed, timeout=STREAM_TIMEOUT)
     return dict(unpacked)
+
+
+def _small(seed: bytes | Path, whole: bool = False) -> bytes | None:
+    """The baseline's bytes when it is small enough to travel in one frame (or ``whole``:
+    any size), else None."""
+    if isinstance(seed, bytes) or (not whole and seed.stat().st_size > SMALL_BYTES):
+        return None
+    return seed.read_bytes()
 
 
 def _boot_stopped(ws: Handle, src: Source) -> dict[str, Any]:
