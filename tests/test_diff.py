@@ -178,3 +178,21 @@ def test_patch_applies_with_gnu_patch(tmp_path: Path) -> None:
     assert not (tmp_path / "old.txt").exists()
     for name, data in current.items():
         assert (tmp_path / name).read_bytes() == data
+
+
+def test_streams_compare_by_hash_and_keep_only_changed_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13: the current tree is read once as a stream; a file over TEXT_LIMIT, or past
+    the TEXT_BUDGET of changed text kept in one diff, is compared by its hash alone."""
+    monkeypatch.setattr(diff, "TEXT_LIMIT", 8)
+    monkeypatch.setattr(diff, "TEXT_BUDGET", 10)
+    base = io.BytesIO(tree({"same": b"0123456789\n", "big": b"old text here\n"}))
+    current = {"same": b"0123456789\n", "big": b"new text here\n", "a": b"aaaa\n"}
+    current |= {"b": b"bbbb\n", "c": b"cccc\n"}
+    result = diff_trees(base, io.BytesIO(tree(current)))
+    patches = {e["path"]: e["text_patch"] for e in result["entries"]}
+    assert set(patches) == {"a", "b", "big", "c"}  # "same" is unchanged by its hash
+    assert patches["big"] is None  # over TEXT_LIMIT
+    assert patches["a"] and patches["b"] and patches["c"] is None  # c: past the budget
+    assert result["summary"]["non_text"] == 2

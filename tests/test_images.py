@@ -106,3 +106,29 @@ def test_only_a_mount_point_is_frozen(tmp_path: Path, name: str) -> None:
     with pytest.raises(images.SandboxError, match="cannot freeze") as caught:
         images.Freeze(5.0).freeze([str(tmp_path / name)])
     assert "\n" not in str(caught.value)
+
+
+@needs_root
+@pytest.mark.parametrize("mounted", ["ext4"], indirect=True)
+def test_a_freezer_killed_mid_freeze_leaves_nothing_frozen(mounted: Path) -> None:
+    """A supervisor SIGKILLed (its whole group, as stop_supervisor does) while the disks are
+    frozen: the kernel would keep them frozen forever (and the loop device would block every
+    later start of the workspace); its guard thaws them at once."""
+    code = (
+        "import sys, time\n"
+        "from pyro_mcp.workspaces import images\n"
+        f"images.Freeze(60.0).freeze([{str(mounted)!r}])\n"
+        "print('frozen', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    freezer = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert freezer.stdout is not None and freezer.stdout.readline() == b"frozen\n"
+        os.killpg(freezer.pid, 9)
+        freezer.wait(timeout=10)
+        assert finishes(writer(mounted), 5.0)  # thawed long before the 60 s watchdog
+    finally:
+        freezer.kill()
+        subprocess.run(["fsfreeze", "-u", str(mounted)], check=False, capture_output=True)

@@ -31,8 +31,11 @@ def test_only_partial_snapshot_directories_are_removed(tmp_path: Path) -> None:
     for image in (WORKSPACE_IMAGE, SYSTEM_IMAGE):
         (whole / image).write_bytes(b"a whole snapshot")
     (layout.snapshots_dir / "old.tar").write_bytes(b"a 3.6 snapshot")
+    tar_partial = images.partial(layout.snapshots_dir, "t1")  # a tar's: its client's file
+    tar_partial.write_bytes(b"tar being written")
     assert images.remove_partials(layout) == sorted([first.name, second.name])
-    assert sorted(p.name for p in layout.snapshots_dir.iterdir()) == ["old.tar", "s3"]
+    left = sorted(p.name for p in layout.snapshots_dir.iterdir())
+    assert left == sorted(["old.tar", "s3", tar_partial.name])
     assert images.remove_partials(layout) == []
     assert images.remove_partials(WorkspaceLayout(tmp_path, "nosuchdir000")) == []
 

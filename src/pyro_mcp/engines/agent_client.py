@@ -6,12 +6,17 @@ import itertools
 import queue
 import threading
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Protocol, cast
 
 from ..errors import SandboxError, ValidationError
+from ..guest.chunks import CHUNK_BYTES
 from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame
 
 EventHandler = Callable[[str, bytes], None]
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class AgentGone(SandboxError):
@@ -91,26 +96,30 @@ class AgentClient:
         self,
         op: str,
         args: dict[str, Any] | None = None,
-        data: bytes = b"",
+        data: bytes | Readable = b"",
         on_event: EventHandler | None = None,
         timeout: float | None = None,
     ) -> tuple[dict[str, Any], bytes]:
+        """One request and its answer. ``data``: its bytes, or a readable file sent as an
+        upload in chunks of at most 1 MiB (guest/chunks.py), whatever its size."""
         req_id = next(self._ids)
         pending = _Pending(on_event)
         with self._lock:
             if self._closed is not None:
                 raise AgentGone(f"{self._name} is not running ({self._closed})")
             self._pending[req_id] = pending
+        upload = not isinstance(data, bytes)
+        message = {"id": req_id, "op": op, "args": args or {}, **({"upload": 1} if upload else {})}
         try:
-            frame = encode({"id": req_id, "op": op, "args": args or {}}, data)
+            frame = encode(message, b"" if upload else cast(bytes, data))
         except FrameTooLarge as exc:
             with self._lock:
                 self._pending.pop(req_id, None)
             raise AgentInvalid(f"{op} request refused: {exc}") from None
         try:
-            with self._write_lock:
-                self._writer.write(frame)
-                self._writer.flush()
+            self._send(frame)
+            if upload:
+                self._upload(req_id, pending, cast(Readable, data))
         except (OSError, ValueError) as exc:
             with self._lock:
                 self._pending.pop(req_id, None)
@@ -130,6 +139,22 @@ class AgentClient:
             raise AgentCallError(error)
         result = message.get("result")
         return (result if isinstance(result, dict) else {}), payload
+
+    def _send(self, frame: bytes) -> None:
+        with self._write_lock:
+            self._writer.write(frame)
+            self._writer.flush()
+
+    def _upload(self, req_id: int, pending: _Pending, source: Readable) -> None:
+        """Send ``source`` as upload chunks (other requests' frames may go between them),
+        then its end; stops early once the request is answered (it failed)."""
+        error: str | None = None
+        try:
+            while pending.done.empty() and (chunk := source.read(CHUNK_BYTES)):
+                self._send(encode({"id": req_id}, chunk))
+        except (OSError, ValueError) as exc:  # the source failed: the agent gives up too
+            error = f"reading the upload failed: {exc}"
+        self._send(encode({"id": req_id, "end": 1, **({"error": error} if error else {})}))
 
     def close_writer(self) -> None:
         """Send EOF: the agent ends when its request stream does."""

@@ -15,6 +15,7 @@ import threading
 import time
 
 from . import boot, freeze, netenv, paths, secrets
+from .chunks import Chunks, Uploads, serve
 from .execution import NEXT_SHELL, cancel, prepare_next, run_command
 from .protocol import PROTOCOL_VERSION, FrameTooLarge, ProtocolError, encode, read_frame
 from .workers import Workers
@@ -110,14 +111,14 @@ def op_file_delete(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
 def op_tar_in(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
     from . import archive
 
+    # data: the request's bytes, or its upload's Chunks (read as a stream)
     return archive.unpack(args["dest"], data, _root(args), bool(args.get("guest_links")))
 
 
 def op_tar_out(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
     from . import archive
 
-    payload, info = archive.pack(args["path"], _root(args))
-    return info, payload
+    return archive.tar_out(args["path"], _root(args), emit if args.get("stream") else None)
 
 
 def op_mount_workspace(args: dict[str, Any], data: bytes, emit: Emit) -> Result:
@@ -276,6 +277,7 @@ class Agent:
         self.lock = threading.Lock()
         self.frames = 0
         self.workers = Workers("pyro-agent")
+        self.uploads = Uploads()
 
     def send(self, message: dict[str, Any], data: bytes = b"") -> None:
         try:
@@ -291,9 +293,11 @@ class Agent:
             except OSError:
                 pass  # the host went away; the request's result is lost with it
 
-    def handle(self, message: dict[str, Any], data: bytes) -> None:
+    def handle(self, message: dict[str, Any], data: Any) -> None:
         req_id = message.get("id")
         handler = HANDLERS.get(str(message.get("op")))
+        if isinstance(data, Chunks) and handler is not op_tar_in:
+            handler = None  # only tar_in reads an upload
 
         def emit(kind: str, chunk: bytes) -> None:
             self.send({"id": req_id, "event": kind}, chunk)
@@ -319,7 +323,9 @@ class Agent:
         while True:
             message, data = read_frame(self.reader)
             self.frames += 1
-            self.workers.submit(self.handle, message, data)
+            if not self.uploads.route(message, data):  # an upload's chunk: delivered
+                body = self.uploads.body(message, data)
+                self.workers.submit(serve, self.handle, message, body)
 
 
 def _describe(exc: Exception) -> str:

@@ -13,10 +13,12 @@ import stat
 import tarfile
 
 from . import paths, tree
+from .chunks import ChunkWriter
 
 # The guest imports nothing it does not need (every import costs time in a sandbox).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -52,21 +54,23 @@ def check_length(name: str) -> None:
         )
 
 
-def check_members(
-    members: list[tarfile.TarInfo], guest_links: bool = False
-) -> list[tuple[str, tarfile.TarInfo]]:
-    """Validate every member before anything is written; return (clean name, member).
+class Members:
+    """The member rules, checked one member at a time (an archive read as a stream).
 
     Linear in the members: every directory met (named or implied) is remembered, so only
     the nearest unknown ancestors of a member are ever looked at."""
-    seen: set[str] = set()  # named members
-    kinds: dict[str, str] = {}  # named members and implied parent directories
-    out = []
-    for member in members:
+
+    def __init__(self, guest_links: bool = False) -> None:
+        self.guest_links = guest_links
+        self.seen: set[str] = set()  # named members
+        self.kinds: dict[str, str] = {}  # named members and implied parent directories
+
+    def check(self, member: tarfile.TarInfo) -> str | None:
+        """The member's clean name (None: the archive root, skipped); raises on a bad one."""
         name = member_name(member.name)
         if not name:
             if member.isdir():
-                continue
+                return None
             raise ArchiveError("archive member with an empty name")
         check_length(name)
         shown = paths.shown(name)
@@ -74,6 +78,7 @@ def check_members(
             raise ArchiveError(f"archive member {shown}: hard links are not allowed")
         if not (member.isfile() or member.isdir() or member.issym()):
             raise ArchiveError(f"archive member {shown}: special files are not allowed")
+        kinds = self.kinds
         parent = name.rpartition("/")[0]
         while parent and parent not in kinds:
             kinds[parent] = "dir"
@@ -81,18 +86,30 @@ def check_members(
         if parent and kinds[parent] != "dir":
             raise ArchiveError(f"archive member {shown}: parent {parent!r} is not a directory")
         kind = "dir" if member.isdir() else "sym" if member.issym() else "file"
-        if name in seen:
+        if name in self.seen:
             raise ArchiveError(f"archive member {shown} appears twice")
         if kinds.get(name, kind) != kind:
             raise ArchiveError(f"archive member {shown}: type conflict with earlier members")
-        if member.issym() and not guest_links:
+        if member.issym() and not self.guest_links:
             target = member.linkname
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
             if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
                 raise ArchiveError(f"archive member {shown}: symlink escapes ({target!r})")
-        seen.add(name)
+        self.seen.add(name)
         kinds[name] = kind
-        out.append((name, member))
+        return name
+
+
+def check_members(
+    members: list[tarfile.TarInfo], guest_links: bool = False
+) -> list[tuple[str, tarfile.TarInfo]]:
+    """Validate every member before anything is written; return (clean name, member)."""
+    rules = Members(guest_links)
+    out = []
+    for member in members:
+        name = rules.check(member)
+        if name is not None:
+            out.append((name, member))
     return out
 
 
@@ -127,23 +144,39 @@ class _Dirs:
 
 def unpack(
     dest: str,
-    data: bytes,
+    data: bytes | Any,
     root: str = paths.ROOT,
     guest_links: bool = False,
     mode_mask: int = 0o777,
+    check: Callable[[tarfile.TarInfo], object] | None = None,
 ) -> dict[str, Any]:
-    """``guest_links``: the archive is a snapshot this guest made (symlinks may point
+    """Unpack a tar into ``dest``: ``data`` is its bytes (every member checked before
+    anything is written) or a readable file read once as a stream (each member checked
+    before it is written: a bad one stops the unpacking there; memory stays bounded).
+
+    ``guest_links``: the archive is a snapshot this guest made (symlinks may point
     anywhere, as they did before); uploads from the host must keep them inside.
-    ``mode_mask``: the permission bits a file may keep (the host's exports drop 0o022)."""
+    ``mode_mask``: the permission bits a file may keep (the host's exports drop 0o022).
+    ``check``: the caller's own rules too, called with each member before it is written."""
     dest = paths.normalize(dest, root=root)
-    count = 0
-    written = 0
+    if isinstance(data, (bytes, bytearray)):
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            check_members(tar.getmembers(), guest_links)
+        data = io.BytesIO(data)
+    rules = Members(guest_links)
+    count = written = 0
     dirs = _Dirs(root)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        members = check_members(tar.getmembers(), guest_links)
-        try:
+    try:
+        with tarfile.open(fileobj=data, mode="r|") as tar:
             dirs.open(dest)
-            for name, member in members:
+            while (member := tar.next()) is not None:
+                # read as a stream: keep no list of members (the rules keep names)
+                tar.members.clear()  # type: ignore[attr-defined]
+                if check is not None:
+                    check(member)
+                name = rules.check(member)
+                if name is None:
+                    continue
                 full = f"{dest.rstrip('/')}/{name}"
                 if member.isdir():
                     dirs.open(full)
@@ -151,8 +184,10 @@ def unpack(
                     parent, _, base = full.rpartition("/")
                     written += _write(tar, member, (dirs.open(parent), base, full), mode_mask)
                 count += 1
-        finally:
-            dirs.close()
+    except tarfile.TarError as exc:
+        raise ArchiveError(f"not a valid tar archive: {exc}") from None
+    finally:
+        dirs.close()
     return {"destination": dest, "entry_count": count, "bytes_written": written}
 
 
@@ -191,16 +226,44 @@ def _clear(dir_fd: int, name: str, full: str) -> None:
     os.unlink(name, dir_fd=dir_fd)
 
 
+def tar_out(
+    path: str, root: str, emit: Callable[[str, bytes], None] | None = None
+) -> dict[str, Any] | tuple[dict[str, Any], bytes]:
+    """The agent's tar_out: the tar as the reply's data (bounded), or with ``emit`` as
+    "chunk" events of at most 1 MiB each, whatever its size (the reply: its description)."""
+    if emit is None:
+        payload, info = pack(path, root)
+        return info, payload
+    out = ChunkWriter(lambda chunk: emit("chunk", chunk))
+    info = pack_to(path, out, root)
+    out.flush()
+    return info
+
+
 def pack(path: str, root: str = paths.ROOT) -> tuple[bytes, dict[str, Any]]:
-    """Tar ``path``: a file or symlink as one member, a directory as its contents.
+    """Tar ``path`` in memory, up to :data:`MAX_ARCHIVE_BYTES` (see :func:`pack_to`)."""
+    buf = io.BytesIO()
+    info = pack_to(path, buf, root, limit=MAX_ARCHIVE_BYTES)
+    return buf.getvalue(), info
+
+
+def pack_to(
+    path: str, out: Any, root: str = paths.ROOT, limit: int | None = None
+) -> dict[str, Any]:
+    """Tar ``path`` as a stream into ``out`` (a file with ``write``; ``limit``: its most
+    bytes, for a seekable one): a file or symlink as one member, a directory as its contents.
 
     Walks through directory fds (guest/tree.py), never following a symlink, at any depth;
     a member path over the limit is refused. Special files are skipped; hard links become
     separate regular files (the host refuses hard-link members)."""
     path = paths.normalize(path, root=root)
-    buf = io.BytesIO()
     kind = "directory"
-    with tarfile.open(fileobj=buf, mode="w:", format=tarfile.PAX_FORMAT) as tar:
+
+    def size() -> None:
+        if limit is not None:
+            _check_size(out, limit)
+
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         st = None
         if path != root:
             fd, name = paths.open_parent(path, root=root)  # refuses symlinked parents
@@ -213,14 +276,14 @@ def pack(path: str, root: str = paths.ROOT) -> tuple[bytes, dict[str, Any]]:
             finally:
                 os.close(fd)
         if st is None or stat.S_ISDIR(st.st_mode):
-            count, written = _add_tree(tar, buf, path, root)
+            count, written = _add_tree(tar, size, path, root)
         elif written is None:
             raise paths.PathError(f"cannot export a special file: {path}")
         else:
             kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
             count = 1
-            _check_size(buf)
-    return buf.getvalue(), {
+            size()
+    return {
         "workspace_path": path,
         "artifact_type": kind,
         "entry_count": count,
@@ -228,7 +291,9 @@ def pack(path: str, root: str = paths.ROOT) -> tuple[bytes, dict[str, Any]]:
     }
 
 
-def _add_tree(tar: tarfile.TarFile, buf: io.BytesIO, path: str, root: str) -> tuple[int, int]:
+def _add_tree(
+    tar: tarfile.TarFile, check_size: Callable[[], None], path: str, root: str
+) -> tuple[int, int]:
     """Add everything under the directory ``path``; return (entries, content bytes)."""
     count = written = 0
     top = paths.open_dir(path, root=root)
@@ -239,7 +304,7 @@ def _add_tree(tar: tarfile.TarFile, buf: io.BytesIO, path: str, root: str) -> tu
             if size is not None:
                 count += 1
                 written += size
-                _check_size(buf)
+                check_size()
     finally:
         os.close(top)
     return count, written
@@ -274,6 +339,6 @@ def _add(
     return 0
 
 
-def _check_size(buf: io.BytesIO) -> None:
-    if buf.tell() > MAX_ARCHIVE_BYTES:
-        raise ArchiveError(f"archive is larger than {MAX_ARCHIVE_BYTES} bytes")
+def _check_size(out: Any, limit: int) -> None:
+    if out.tell() > limit:
+        raise ArchiveError(f"archive is larger than {limit} bytes")

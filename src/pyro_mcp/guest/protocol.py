@@ -7,6 +7,8 @@ Host -> guest: ``{"id": N, "op": NAME, "args": {...}}`` (+ data for uploads).
 Guest -> host: ``{"id": N, "event": KIND}`` + data (streamed output, zero or more), then
 exactly one ``{"id": N, "ok": true, "result": {...}}`` or ``{"id": N, "ok": false, "error": MSG}``.
 Requests are independent: the agent runs each in its own thread, so replies may interleave.
+Archives of any size travel in chunks of at most 1 MiB (guest/chunks.py): an upload as
+``{"id": N}`` frames after its request, a download as ``chunk`` events.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
 HEADER = struct.Struct(">II")
 MAX_JSON = 4 * 1024 * 1024
-MAX_DATA = 256 * 1024 * 1024
+MAX_DATA = 256 * 1024 * 1024  # one frame's data; archives stream in 1 MiB chunks instead
 PROTOCOL_VERSION = 1
 
 

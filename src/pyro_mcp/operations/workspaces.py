@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, cast
 
 from ..environments.catalog import DEFAULT_ENVIRONMENT
-from ..validation import ID_PATTERN
+from ..validation import ID_PATTERN, NAME_PATTERN
 from ..workspaces.records import NETWORK_POLICIES, parse_label_args
 from ..workspaces.secrets import NAME_RE as SECRET_NAME_RE
 from ..workspaces.secrets import parse_cli
@@ -185,11 +185,12 @@ class WorkspaceOperations(OperationsBase):
             Param(
                 "Fork from this snapshot of the source (baseline too) instead of its live state.",
                 metavar="NAME",
+                pattern=NAME_PATTERN,  # shown to a model as snapshot_create's name is
                 in_core=False,  # workspace-core has no snapshot tools: a live fork there
             ),
         ] = None,
         name: Annotated[
-            str | None, Param("The new workspace's name (default: the source's).")
+            str | None, Param("The new workspace's name (≤120 chars; default: the source's).")
         ] = None,
         labels: Labels = None,
     ) -> WorkspaceForked:

@@ -3,7 +3,8 @@
 The walk (guest/tree.py) holds one directory fd, opens every entry relative to its parent's
 fd with ``O_NOFOLLOW`` and checks ``..`` on the way back up, so swapping a directory for a
 symlink mid-walk cannot lead us outside the source tree, at any depth. The size limit lives
-in :data:`archive_rules.MAX_ARCHIVE_BYTES`.
+in :data:`archive_rules.MAX_ARCHIVE_BYTES` unless the caller names another (the disk limit
+of the workspace it is for); the tar is written to a file as it is made, never held whole.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import posixpath
 import stat
 import tarfile
 from pathlib import Path
+from typing import IO
 
 from pyro_mcp.errors import ValidationError
 from pyro_mcp.guest import tree
@@ -32,18 +34,19 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def too_big(what: str) -> ValidationError:
-    limit = archive_rules.MAX_ARCHIVE_BYTES
+def too_big(what: str, limit: int | None = None) -> ValidationError:
+    limit = archive_rules.MAX_ARCHIVE_BYTES if limit is None else limit
     return ValidationError(f"{what} is larger than the {limit}-byte archive limit")
 
 
 class _Packer:
     """Deterministic tar writer: sorted names, int mtime, uid/gid 0, empty user/group names."""
 
-    def __init__(self, root: Path, tar: tarfile.TarFile, buffer: io.BytesIO) -> None:
+    def __init__(self, root: Path, tar: tarfile.TarFile, out: IO[bytes], limit: int) -> None:
         self.root = root
         self.tar = tar
-        self.buffer = buffer
+        self.out = out
+        self.limit = limit
         self.entry_count = 0
         self.bytes_written = 0
 
@@ -70,8 +73,8 @@ class _Packer:
                 f"{host} is a {kind}; only regular files, directories and symlinks can be copied"
             )
         self.entry_count += 1
-        if self.buffer.tell() > archive_rules.MAX_ARCHIVE_BYTES:
-            raise too_big(f"directory {self.root}")
+        if self.out.tell() > self.limit:
+            raise too_big(f"directory {self.root}", self.limit)
 
     def add_symlink(self, target: str, host: Path, arcname: str, st: os.stat_result) -> None:
         # Over MCP the target is host layout the model may not see: the link is named alone.
@@ -90,9 +93,8 @@ class _Packer:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ValidationError(f"{host} changed type while it was being read")
-            limit = archive_rules.MAX_ARCHIVE_BYTES
-            if self.buffer.tell() + st.st_size + 3 * tarfile.BLOCKSIZE > limit:
-                raise too_big(f"directory {self.root}")
+            if self.out.tell() + st.st_size + 3 * tarfile.BLOCKSIZE > self.limit:
+                raise too_big(f"directory {self.root}", self.limit)
             info = self.info(arcname, tarfile.REGTYPE, st)
             info.size = st.st_size
             self.tar.addfile(info, handle)  # hard links become plain copies: no inode table
@@ -100,24 +102,34 @@ class _Packer:
 
 
 def pack_directory(source: Path, *, fd: int | None = None) -> tuple[bytes, int, int]:
-    """Tar the children of ``source`` (sorted by name, never following symlinks).
+    """:func:`pack_directory_to` in memory: ``(tar_bytes, entry_count, bytes_written)``."""
+    buffer = io.BytesIO()
+    count, written = pack_directory_to(source, buffer, fd=fd)
+    return buffer.getvalue(), count, written
 
-    Returns ``(tar_bytes, entry_count, bytes_written)`` where ``bytes_written`` is the total
-    size of regular files. Hard-linked files are stored as separate copies. Absolute or
-    escaping symlinks, sockets, FIFOs and devices are refused with the offending host path.
+
+def pack_directory_to(
+    source: Path, out: IO[bytes], *, fd: int | None = None, limit: int | None = None
+) -> tuple[int, int]:
+    """Tar the children of ``source`` (sorted by name, never following symlinks) into the
+    new (empty) seekable file ``out``, at most ``limit`` bytes (default :data:`MAX_ARCHIVE_BYTES`).
+
+    Returns ``(entry_count, bytes_written)`` where ``bytes_written`` is the total size of
+    regular files. Hard-linked files are stored as separate copies. Absolute or escaping
+    symlinks, sockets, FIFOs and devices are refused with the offending host path.
     ``source`` itself may be a symlink to a directory (the user named it). ``fd``: the
     directory already opened (it is closed here); ``source`` then only names it in messages.
     """
     source = Path(source)
+    limit = archive_rules.MAX_ARCHIVE_BYTES if limit is None else limit
     if fd is None and not source.is_dir():
         raise ValidationError(f"{source} is not a directory")
-    buffer = io.BytesIO()
     host = source
     try:
         top = os.open(source, _DIR_FLAGS & ~os.O_NOFOLLOW) if fd is None else fd
         try:
-            with tarfile.open(fileobj=buffer, mode="w:", format=tarfile.PAX_FORMAT) as tar:
-                packer = _Packer(source, tar, buffer)
+            with tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as tar:
+                packer = _Packer(source, tar, out, limit)
                 for entry in tree.walk(top):  # iterative: any depth, one directory fd
                     host = source / entry.path
                     try:
@@ -129,8 +141,10 @@ def pack_directory(source: Path, *, fd: int | None = None) -> tuple[bytes, int, 
             os.close(top)
     except OSError as exc:
         raise ValidationError(f"cannot read {host}: {exc.strerror or exc}") from None
-    data = buffer.getvalue()
-    if len(data) > archive_rules.MAX_ARCHIVE_BYTES:
-        raise too_big(f"directory {source}")
-    archive_rules.validate_members(data)  # belt and braces: the rules the guest applies too
-    return data, packer.entry_count, packer.bytes_written
+    size = out.tell()
+    if size > limit:
+        raise too_big(f"directory {source}", limit)
+    out.seek(0)
+    archive_rules.validate_file(out, size)  # belt and braces: the rules the guest applies too
+    out.seek(0)
+    return packer.entry_count, packer.bytes_written

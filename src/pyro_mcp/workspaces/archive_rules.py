@@ -11,16 +11,18 @@ import re
 import tarfile
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import IO, Literal
 
 from pyro_mcp.errors import ValidationError
 from pyro_mcp.guest.archive import ArchiveError, check_length
 
 ArtifactType = Literal["file", "directory", "symlink"]
 
-MAX_ARCHIVE_BYTES = 256 * 1024 * 1024  # = the agent protocol's largest frame
-"""Largest plain tar we build or accept (after decompression); archives are held in memory.
-Code reads it as ``archive_rules.MAX_ARCHIVE_BYTES`` at call time, so tests can lower it."""
+MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
+"""Largest plain tar built or accepted (after decompression) when the caller names no
+limit: archives held in memory. Seeds and sync sources are spooled to a file instead and
+bounded by the workspace's disk limit (they stream, any size). Code reads it as
+``archive_rules.MAX_ARCHIVE_BYTES`` at call time, so tests can lower it."""
 
 MAX_SYMLINK_HOPS = 40
 """Symlinks followed while checking one link target; more is treated as a loop."""
@@ -73,6 +75,34 @@ def member_path(name: str) -> str:
     return "/".join(parts)
 
 
+class MemberRules:
+    """The rules applied one member at a time, for an archive read as a stream: ``add``
+    each member before it is used, ``finish`` once all are in (symlink escapes need them
+    all). ``guest_links`` lifts only the symlink-target rule, for trees read from the guest."""
+
+    def __init__(self, *, guest_links: bool = False) -> None:
+        self.guest_links = guest_links
+        self.kinds: dict[str, ArtifactType] = {}
+        self.explicit: set[str] = set()
+        self.members: list[MemberInfo] = []
+
+    def add(self, raw: tarfile.TarInfo) -> MemberInfo | None:
+        """Check one member; its info (None: the archive root, skipped)."""
+        info = _member_info(raw, self.guest_links)
+        if info is not None:
+            _place(info, self.kinds, self.explicit)
+            self.members.append(info)
+        return info
+
+    def finish(self) -> list[MemberInfo]:
+        if not self.guest_links:
+            links = {m.path: m.link_target for m in self.members if m.link_target is not None}
+            for member in self.members:
+                if member.link_target is not None:
+                    _check_link_escape(member.path, member.link_target, links)
+        return self.members
+
+
 def validate_members(tar_bytes: bytes, *, guest_links: bool = False) -> list[MemberInfo]:
     """Check a plain (uncompressed) tar against every safety rule; return its members in order.
 
@@ -81,45 +111,51 @@ def validate_members(tar_bytes: bytes, *, guest_links: bool = False) -> list[Mem
     outside the root (following other symlinks in the archive), members under a symlinked or
     file parent, type conflicts, duplicates, truncated data and trailing garbage. The archive
     root entry (``.`` or ``./``) is accepted and skipped. Each error names the member.
-    ``guest_links`` lifts only the symlink-target rule, for trees read from the guest.
+    ``guest_links`` lifts only the symlink-target rule, for trees read from the guest
+    (a venv's bin/python -> /usr/bin/python3: nothing here follows them on the host, and
+    they are only ever restored into the guest).
     """
     if not tar_bytes:
         return []
-    kinds: dict[str, ArtifactType] = {}
-    explicit: set[str] = set()
-    members: list[MemberInfo] = []
+    return validate_file(io.BytesIO(tar_bytes), len(tar_bytes), guest_links=guest_links)
+
+
+def validate_file(file: IO[bytes], size: int, *, guest_links: bool = False) -> list[MemberInfo]:
+    """:func:`validate_members` of a seekable file of ``size`` bytes, read member by member
+    from its start (headers only: contents are skipped, so memory stays small whatever the
+    size)."""
+    rules = MemberRules(guest_links=guest_links)
+    file.seek(0)
     try:
-        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+        with tarfile.open(fileobj=file, mode="r:") as tar:
             for raw in tar:  # member by member: a bad one stops the read at once
-                _check_data(tar_bytes, raw)
-                info = _member_info(raw, guest_links)
-                if info is not None:
-                    _place(info, kinds, explicit)
-                    members.append(info)
+                _check_data(size, raw)
+                rules.add(raw)
+                tar.members.clear()  # type: ignore[attr-defined]  # keep no list of members
             end = tar.offset
     except (tarfile.TarError, ValueError, OverflowError, EOFError) as exc:
         if isinstance(exc, ValidationError):
             raise
         raise ValidationError(f"not a valid tar archive: {exc}") from None
-    if end > len(tar_bytes) or tar_bytes.count(0, end) != len(tar_bytes) - end:
+    if end > size or not _zeros(file, end):
         raise ValidationError(
             f"archive has unreadable data after byte {end} (corrupt header or trailing garbage)"
         )
-    if guest_links:
-        # A tree the guest made itself (diff, snapshots): its symlinks may point anywhere
-        # in the guest (a venv's bin/python -> /usr/bin/python3). Nothing here follows
-        # them on the host, and they are only ever restored into the guest.
-        return members
-    links = {m.path: m.link_target for m in members if m.link_target is not None}
-    for member in members:
-        if member.link_target is not None:
-            _check_link_escape(member.path, member.link_target, links)
-    return members
+    return rules.finish()
 
 
-def _check_data(tar_bytes: bytes, raw: tarfile.TarInfo) -> None:
+def _zeros(file: IO[bytes], start: int) -> bool:
+    """Whether everything from ``start`` to the end of ``file`` is zero bytes."""
+    file.seek(start)
+    while chunk := file.read(1024 * 1024):
+        if chunk.count(0) != len(chunk):
+            return False
+    return True
+
+
+def _check_data(size: int, raw: tarfile.TarInfo) -> None:
     """tarfile silently stops at a truncated member; we do not."""
-    if raw.isreg() and raw.offset_data + raw.size > len(tar_bytes):
+    if raw.isreg() and raw.offset_data + raw.size > size:
         raise ValidationError(f"archive member {raw.name!r}: data is truncated")
 
 

@@ -11,11 +11,13 @@ and renamed in whole: a copy never reads a half-made one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import PyroError
@@ -112,6 +114,20 @@ def copy_image(source: Path, target: Path) -> None:
         target.unlink(missing_ok=True)
         raise
     shutil.copyfile(source, target)
+
+
+@contextlib.contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """Where to make the new image for ``target`` (a reset's): it is put in place whole, by
+    a rename, once the block ends. A process killed meanwhile leaves ``target`` as it was
+    (and a ``.partial`` file), never missing or half copied, which no start could mount;
+    the old image, if a sandbox still uses it, stays intact (it is unlinked, not changed)."""
+    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        yield partial
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def make(home: Path, target: Path, disk_mib: int) -> None:

@@ -1,4 +1,4 @@
-"""Workspace diff: compare two tars in memory, without extracting anything (spec §2.10).
+"""Workspace diff: compare two tars as streams, without extracting anything (spec §2.10).
 
 Improvement over the reference (§7.15): a permission change of a regular file (e.g. ``+x``)
 is reported as ``modified`` with an extra ``mode_change: "100644 -> 100755"`` field.
@@ -7,12 +7,16 @@ is reported as ``modified`` with an extra ``mode_change: "100644 -> 100755"`` fi
 from __future__ import annotations
 
 import difflib
+import hashlib
 import io
 import tarfile
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import IO, Any, Literal, cast
 
-from pyro_mcp.workspaces.archive_rules import ArtifactType, member_path, validate_members
+from pyro_mcp.engines.agent_client import Readable
+from pyro_mcp.errors import ValidationError
+from pyro_mcp.guest.chunks import CHUNK_BYTES
+from pyro_mcp.workspaces.archive_rules import ArtifactType, MemberInfo, MemberRules
 from pyro_mcp.workspaces.bounds import head_tail, next_offset, take_page
 from pyro_mcp.workspaces.patch import split_lines
 
@@ -23,43 +27,105 @@ CONTEXT_LINES = 3
 _NO_NEWLINE = "\\ No newline at end of file\n"
 
 
+EMPTY_TAR = bytes(2 * tarfile.BLOCKSIZE)
+TEXT_LIMIT = 4 * 1024 * 1024
+"""Files larger than this are compared by content hash alone: no text patch."""
+TEXT_BUDGET = 64 * 1024 * 1024
+"""Changed text kept for patches in one diff; files past it are compared by hash alone."""
+
+
 @dataclass(frozen=True)
 class _Node:
     kind: ArtifactType
     mode: int = 0
-    data: bytes = b""
+    digest: bytes = b""
+    data: bytes | None = None
+    """The content, kept only while it may need a text patch (small, no NUL byte)."""
+    offset: int = -1
+    """Where the content starts in a seekable tar (read again when a patch needs it)."""
+    size: int = 0
     target: str | None = None
 
 
-def _read_tree(tar_bytes: bytes) -> dict[str, _Node]:
-    """Validated members by path, contents included; implied parent directories added."""
-    infos = {m.path: m for m in validate_members(tar_bytes, guest_links=True)}
-    tree: dict[str, _Node] = {}
-    if not infos:
-        return tree
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
-        for raw in tar:
-            path = member_path(raw.name)
-            info = infos.get(path)
-            if info is None:
-                continue
-            data = b""
-            if info.artifact_type == "file":
-                handle = tar.extractfile(raw)
-                data = handle.read() if handle is not None else b""
-            tree[path] = _Node(info.artifact_type, info.mode, data, info.link_target)
-            parts = path.split("/")
-            for depth in range(1, len(parts)):
-                tree.setdefault("/".join(parts[:depth]), _Node("directory"))
-    return tree
+class _Tree:
+    """A tar's members by path, read once as a stream, contents hashed (never held whole);
+    implied parent directories added."""
+
+    def __init__(self, source: IO[bytes] | Readable, seekable: bool) -> None:
+        self.source = source
+        self.seekable = seekable
+        self.nodes: dict[str, _Node] = {}
+        self.kept = 0  # bytes of content kept for patches
+
+    def read(self, old: _Tree | None = None) -> _Tree:
+        """Read the tar; ``old``: the other side, whose unchanged contents are not kept."""
+        rules = MemberRules(guest_links=True)
+        mode: Literal["r:", "r|"] = "r:" if self.seekable else "r|"
+        try:
+            with tarfile.open(fileobj=cast(IO[bytes], self.source), mode=mode) as tar:
+                while (raw := tar.next()) is not None:
+                    tar.members.clear()  # type: ignore[attr-defined]  # a stream: keep none
+                    info = rules.add(raw)
+                    if info is not None:
+                        self._add(tar, raw, info, old)
+        except (tarfile.TarError, ValueError, OverflowError, EOFError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            raise ValidationError(f"not a valid tar archive: {exc}") from None
+        rules.finish()
+        return self
+
+    def _add(
+        self, tar: tarfile.TarFile, raw: tarfile.TarInfo, info: MemberInfo, old: _Tree | None
+    ) -> None:
+        node = _Node(info.artifact_type, info.mode, target=info.link_target)
+        if info.artifact_type == "file":
+            digest, data = _hash(tar, raw, keep=raw.size <= TEXT_LIMIT and not self.seekable)
+            before = old.nodes.get(info.path) if old is not None else None
+            if before is not None and before.digest == digest:
+                data = None  # unchanged: no patch will need it
+            elif data is not None and self.kept + len(data) > TEXT_BUDGET:
+                data = None  # past the budget: compared by hash alone
+            self.kept += len(data or b"")
+            offset = raw.offset_data if self.seekable else -1
+            node = replace(node, digest=digest, data=data, offset=offset, size=raw.size)
+        self.nodes[info.path] = node
+        parts = info.path.split("/")
+        for depth in range(1, len(parts)):
+            self.nodes.setdefault("/".join(parts[:depth]), _Node("directory"))
+
+    def content(self, node: _Node) -> bytes | None:
+        """A file's content when it may be text (None: too large, or unknown)."""
+        if node.data is not None or node.offset < 0 or node.size > TEXT_LIMIT:
+            return node.data
+        file = cast(IO[bytes], self.source)
+        file.seek(node.offset)
+        return file.read(node.size)
+
+
+def _hash(tar: tarfile.TarFile, raw: tarfile.TarInfo, keep: bool) -> tuple[bytes, bytes | None]:
+    """The sha256 of a member's content, read in chunks, and the content itself when
+    ``keep`` and it has no NUL byte (so it may be text)."""
+    digest = hashlib.sha256()
+    kept: list[bytes] | None = [] if keep else None
+    handle = tar.extractfile(raw)
+    if handle is None:
+        return digest.digest(), b"" if keep else None
+    while chunk := handle.read(CHUNK_BYTES):
+        digest.update(chunk)
+        if kept is not None and b"\0" in chunk:
+            kept = None  # not text: only its hash counts
+        elif kept is not None:
+            kept.append(chunk)
+    return digest.digest(), None if kept is None else b"".join(kept)
 
 
 def _non_empty_dirs(tree: dict[str, _Node]) -> set[str]:
     return {path.rpartition("/")[0] for path in tree if "/" in path}
 
 
-def _text(data: bytes) -> str | None:
-    if b"\0" in data:
+def _text(data: bytes | None) -> str | None:
+    if data is None or b"\0" in data:
         return None
     try:
         return data.decode("utf-8")
@@ -99,7 +165,9 @@ def _mode_label(mode: int) -> str:
     return f"{0o100000 | mode:06o}"
 
 
-def _compare(path: str, old: _Node | None, new: _Node | None) -> dict[str, Any] | None:
+def _compare(
+    path: str, old: _Node | None, new: _Node | None, sides: tuple[_Tree, _Tree]
+) -> dict[str, Any] | None:
     """The entry for one path (at least one side present), or None when unchanged."""
     if old is None or new is None:
         node = new or old
@@ -108,7 +176,7 @@ def _compare(path: str, old: _Node | None, new: _Node | None) -> dict[str, Any] 
         entry: dict[str, Any] = {"path": path, "status": status, "artifact_type": node.kind}
         entry["text_patch"] = None
         if node.kind == "file":
-            text = _text(node.data)
+            text = _text(sides[old is None].content(node))
             entry["_non_text"] = text is None
             if text is not None:
                 pair = (None, text) if old is None else (text, None)
@@ -127,11 +195,11 @@ def _compare(path: str, old: _Node | None, new: _Node | None) -> dict[str, Any] 
         if old.target == new.target:
             return None
         return {"path": path, "status": "modified", "artifact_type": "symlink", "text_patch": None}
-    if old.data == new.data and old.mode == new.mode:
+    if old.digest == new.digest and old.mode == new.mode:
         return None
     entry = {"path": path, "status": "modified", "artifact_type": "file", "text_patch": None}
-    if old.data != new.data:
-        old_text, new_text = _text(old.data), _text(new.data)
+    if old.digest != new.digest:
+        old_text, new_text = _text(sides[0].content(old)), _text(sides[1].content(new))
         entry["_non_text"] = old_text is None or new_text is None
         if old_text is not None and new_text is not None:
             entry["text_patch"] = _unified(path, old_text, new_text)
@@ -140,15 +208,22 @@ def _compare(path: str, old: _Node | None, new: _Node | None) -> dict[str, Any] 
     return entry
 
 
-def diff_trees(baseline_tar: bytes, current_tar: bytes) -> dict[str, Any]:
-    """Compare two plain tars (both validated first) as §2.10 describes.
+def diff_trees(baseline: bytes | IO[bytes], current: bytes | Readable) -> dict[str, Any]:
+    """Compare two plain tars as §2.10 describes: ``baseline`` a seekable file (or bytes),
+    ``current`` read once as a stream (or bytes). Every member is checked as it is read,
+    contents are hashed in chunks, and only small text that changed is kept for its patch,
+    so memory stays bounded whatever the trees' size.
 
     Returns ``{changed, summary:{total, added, modified, deleted, type_changed, text_patched,
     non_text}, entries:[{path, status, artifact_type, text_patch, [mode_change]}], patch,
     patch_truncated}``. Entries are sorted by path; directories appear only when they are
     empty on the side that has them (plus type changes).
     """
-    old_tree, new_tree = _read_tree(baseline_tar), _read_tree(current_tar)
+    old_file = io.BytesIO(baseline or EMPTY_TAR) if isinstance(baseline, bytes) else baseline
+    olds = _Tree(old_file, seekable=True).read()
+    new_file = io.BytesIO(current or EMPTY_TAR) if isinstance(current, bytes) else current
+    news = _Tree(new_file, seekable=False).read(olds)
+    old_tree, new_tree = olds.nodes, news.nodes
     old_parents, new_parents = _non_empty_dirs(old_tree), _non_empty_dirs(new_tree)
     entries: list[dict[str, Any]] = []
     non_text = 0
@@ -158,7 +233,7 @@ def diff_trees(baseline_tar: bytes, current_tar: bytes) -> dict[str, Any]:
             continue
         if new is None and old is not None and old.kind == "directory" and path in old_parents:
             continue
-        entry = _compare(path, old, new)
+        entry = _compare(path, old, new, (olds, news))
         if entry is None:
             continue
         non_text += bool(entry.pop("_non_text", False))

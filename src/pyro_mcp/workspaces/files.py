@@ -6,16 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from .. import hostpaths, validation
-from ..engines.agent_client import AgentInvalid
+from ..engines.agent_client import AgentCallError, AgentInvalid
 from ..errors import ValidationError
 from ..hostpaths import NewEntry
-from .archives import extract_export, seed_archive, validate_members
+from .archives import extract_export, seed_archive
 from .bounds import next_offset, take_page
 from .content import file_content
 from .diff import diff_trees, page_diff
 from .handle import Handle, operation
+from .layout import archive_limit, disk_full
 from .patch import parse_patch, plan_patch, summarize_patch
 from .paths import normalize_workspace_path
+from .streams import STREAM_TIMEOUT, Download, download
 
 MAX_READ_BYTES = 1024 * 1024
 MAX_WRITE_BYTES = 1024 * 1024
@@ -25,8 +27,17 @@ MAX_WRITE_BYTES = 1024 * 1024
 def sync_push(ws: Handle, source_path: str, dest: str) -> dict[str, Any]:
     record = ws.started("workspace_sync_push")
     destination = normalize_workspace_path(dest)
-    archive = seed_archive(source_path, label="source_path")
-    result, _ = ws.call("tar_in", {"dest": destination}, data=archive.tar_bytes)
+    # Spooled to a private file beside the workspace and streamed in: any size that fits.
+    limit = archive_limit(record["disk_mib"])
+    with seed_archive(
+        source_path, label="source_path", limit=limit, spool_dir=ws.layout.root
+    ) as archive:
+        try:
+            result, _ = ws.call(
+                "tar_in", {"dest": destination}, data=archive.file, timeout=STREAM_TIMEOUT
+            )
+        except AgentCallError as exc:
+            raise disk_full(exc, record["disk_mib"]) from None
     ws.touch()
     return {
         "workspace_id": ws.id,
@@ -151,9 +162,11 @@ def export(ws: Handle, path: str, output_path: str) -> dict[str, Any]:
     target = hostpaths.resolve(output_path, "output_path")
     # Refused before the guest does any work (undoing any parent the check made).
     NewEntry(target, "output_path").close(failed=True)
-    info, data = ws.call("tar_out", {"path": normalize_workspace_path(path)}, timeout=600)
-    validate_members(data)
-    result = extract_export(data, target, artifact_type=info["artifact_type"])
+
+    def extract(stream: Download) -> dict[str, Any]:
+        return extract_export(stream, target, artifact_type=lambda: stream.reply()["artifact_type"])
+
+    info, result = download(ws, normalize_workspace_path(path), extract)
     return {
         "workspace_id": ws.id,
         "workspace_path": info["workspace_path"],
@@ -165,17 +178,11 @@ def export(ws: Handle, path: str, output_path: str) -> dict[str, Any]:
     }
 
 
-def _current_tree(ws: Handle) -> bytes:
-    _info, data = ws.call("tar_out", {"path": "/workspace"}, timeout=600)
-    validate_members(data, guest_links=True)
-    return data
-
-
 @operation
 def diff(
     ws: Handle, offset: int = 0, limit: int | None = None, budget: int | None = None
 ) -> dict[str, Any]:
     ws.started("workspace_diff")
-    baseline = ws.layout.baseline.read_bytes()
-    result = diff_trees(baseline, _current_tree(ws))
+    with ws.layout.baseline.open("rb") as baseline:  # both read as streams: any size
+        _info, result = download(ws, "/workspace", lambda current: diff_trees(baseline, current))
     return {"workspace_id": ws.id, **page_diff(result, offset, limit, budget)}

@@ -78,7 +78,7 @@ def _fork(
         raise StateError(f"workspace {workspace_id!r} cannot be forked (its engine has no disks)")
     source = None if snapshot is None else snapshots.source(ws, snapshot)
     carried = dict(record["labels"])
-    carried.update(ws.redactor.value(records.labels(labels)))
+    carried.update(ws.redactor.labels(records.labels(labels)))
     child = lifecycle.new_record(
         name=records.workspace_name(name) if name is not None else record["name"],
         labels=dict(sorted(carried.items())),
@@ -168,7 +168,8 @@ def _images(ws: Handle, dest: Path, source: snapshots.Source | None, live: bool)
         return
     dest.mkdir(mode=0o700)
     if source is not None and source.images is not None:
-        for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE):
-            blank_disk.copy_image(source.images / name, dest / name)
+        with snapshots.copying(source.images):  # one deleted meanwhile: in one line
+            for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE):
+                blank_disk.copy_image(source.images / name, dest / name)
     else:
         fork_copy.copy_stopped(ws.layout, dest)

@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
-from ..engines.agent_client import AgentGone
+from ..engines.agent_client import AgentGone, Readable
 from ..engines.profile import profile_of
 from ..errors import StateError
 from . import records
@@ -69,7 +69,7 @@ class Handle:
         self,
         op: str,
         args: dict[str, Any] | None = None,
-        data: bytes = b"",
+        data: bytes | Readable = b"",
         timeout: float | None = None,
         on_event: Any = None,
     ) -> tuple[dict[str, Any], bytes]:

@@ -16,7 +16,8 @@ elsewhere. Quiescing:
 
 A freeze never outlasts ``WATCHDOG_SECONDS`` (a frozen file system hangs every writer in the
 guest): a watchdog thaws it (on the host, and in the guest for a host that never asks), and
-a copy that took longer is refused, never kept half-consistent.
+a copy that took longer is refused, never kept half-consistent. On the host a guard process
+thaws it too if the supervisor is killed mid-copy (``Freeze``, ``GUARD``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import contextlib
 import errno
 import fcntl
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -59,10 +62,10 @@ def partial(snapshots_dir: Path, name: str) -> Path:
 
 
 def remove_partials(layout: WorkspaceLayout) -> list[str]:
-    """A supervisor's boot: the partial snapshot copies a crash left, removed. Only the
-    supervisor writes snapshot directories and none serves this workspace yet, so every
-    one is stale. Their names."""
-    stale = sorted(layout.snapshots_dir.glob(f".*{PARTIAL}*"))
+    """A supervisor's boot: the partial snapshot copies (directories) a crash left, removed.
+    Only the supervisor writes snapshot directories and none serves this workspace yet, so
+    every one is stale (a tar snapshot's partial file is its client's). Their names."""
+    stale = sorted(p for p in layout.snapshots_dir.glob(f".*{PARTIAL}*") if p.is_dir())
     for path in stale:
         remove_quietly(path)
     return [path.name for path in stale]
@@ -95,16 +98,34 @@ def entries(mount: Path | str) -> int:
     return max(0, stat.f_files - stat.f_ffree - EXT4_RESERVED_INODES)
 
 
+# The guard (a process of its own session, so a kill of the supervisor's group spares it):
+# it holds the frozen directories' descriptors and thaws them when its stdin ends (the
+# freezer thawed them, or was killed: the kernel keeps a file system frozen after its
+# freezer died, and its loop device then blocks every later mount of that image), or after
+# its own watchdog. Unthawed file systems are refused (EINVAL): harmless.
+GUARD = (
+    "import fcntl,select,sys\n"
+    "select.select([0],[],[],float(sys.argv[1]))\n"
+    "for fd in sys.argv[2:]:\n"
+    f" try: fcntl.ioctl(int(fd),{FITHAW},0)\n"
+    " except OSError: pass\n"
+)
+GUARD_SLACK_SECONDS = 5.0
+
+
 class Freeze:
     """File systems frozen by FIFREEZE on an open directory of each, thawed by ``thaw()``
-    or by a watchdog after ``seconds``; ``expired`` says the watchdog came first."""
+    or by a watchdog after ``seconds``; ``expired`` says the watchdog came first. A guard
+    process thaws them too if this process dies meanwhile (``GUARD``)."""
 
     def __init__(self, seconds: float) -> None:
         self.fds: list[int] = []
         self.lock = threading.Lock()
         self.expired = False
+        self.seconds = seconds
         self.timer = threading.Timer(seconds, self._expire)
         self.timer.daemon = True
+        self.guard: subprocess.Popen[bytes] | None = None
 
     def freeze(self, paths: list[str]) -> None:
         """Freeze the file system mounted at each (a failure thaws those frozen already and
@@ -114,17 +135,23 @@ class Freeze:
             for path in paths:
                 if not os.path.ismount(path):
                     raise OSError(errno.EINVAL, f"{path} is not mounted")
-                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    fcntl.ioctl(fd, FIFREEZE, 0)  # the kernel syncs the file system first
-                except OSError:
-                    os.close(fd)
-                    raise
-                self.fds.append(fd)
+                self.fds.append(os.open(path, os.O_RDONLY | os.O_DIRECTORY))
+            self._start_guard()  # before the first freeze: no window without it
+            for fd in self.fds:
+                fcntl.ioctl(fd, FIFREEZE, 0)  # the kernel syncs the file system first
             self.timer.start()
         except OSError as exc:
             self.thaw()
             raise SandboxError(f"cannot freeze the workspace's disks: {exc.strerror}") from None
+
+    def _start_guard(self) -> None:
+        limit = self.seconds + GUARD_SLACK_SECONDS
+        self.guard = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", GUARD, str(limit), *map(str, self.fds)],
+            stdin=subprocess.PIPE,
+            pass_fds=self.fds,
+            start_new_session=True,
+        )
 
     def _expire(self) -> None:
         self.expired = True
@@ -135,10 +162,14 @@ class Freeze:
         self.timer.cancel()
         with self.lock:
             fds, self.fds = self.fds, []
+            guard, self.guard = self.guard, None
         for fd in fds:
             with contextlib.suppress(OSError):
                 fcntl.ioctl(fd, FITHAW, 0)
             os.close(fd)
+        if guard is not None:  # it ends now, and is reaped: never a thaw of a later freeze
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                guard.communicate(timeout=10)
         return self.expired
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -106,16 +109,16 @@ class WorkspaceLayout:
         self, image: bool, disk_mib: int = DEFAULT_DISK_MIB, source: Path | None = None
     ) -> None:
         """An empty /workspace: a new directory, or a new sparse ext4 disk of ``disk_mib``
-        (a disk in use stays intact: it is unlinked, not truncated); with ``source`` (a
+        (a disk in use stays intact: it is replaced, not truncated); with ``source`` (a
         full snapshot's directory, images.py) a copy of the disk it holds."""
         if image:
             if self.volume_dir.is_dir() and not os.path.ismount(self.volume_dir):
                 remove_tree(str(self.volume_dir))  # a gVisor /workspace of an older version
-            self.disk.unlink(missing_ok=True)
-            if source is not None:
-                blank_disk.copy_image(source / WORKSPACE_IMAGE, self.disk)
-                return
-            blank_disk.make(self.root.parent.parent, self.disk, disk_mib)
+            with blank_disk.replacing(self.disk) as new:
+                if source is not None:
+                    blank_disk.copy_image(source / WORKSPACE_IMAGE, new)
+                else:
+                    blank_disk.make(self.root.parent.parent, new, disk_mib)
         else:
             remove_tree(str(self.volume_dir))
             self.volume_dir.mkdir(mode=0o755)
@@ -130,39 +133,57 @@ class WorkspaceLayout:
         self.volume_dir.mkdir(mode=0o755)
         return aside
 
-    def leave_seed(self, seed: bytes) -> None:
-        """``seed`` left for the supervisor to unpack (``pending_seed``): a hard link to the
-        baseline when that holds these very bytes (a create's seed, a stopped workspace's
-        reset), which spares writing them again; else a new file."""
+    def leave_seed(self, seed: bytes | Path) -> None:
+        """``seed`` (a tar's bytes or file) left for the supervisor to unpack
+        (``pending_seed``): a hard link to the baseline when that holds these very bytes (a
+        create's seed, a stopped workspace's reset), which spares writing them again; else
+        a new file."""
         self.pending_seed.unlink(missing_ok=True)
         try:
-            if self.baseline.stat().st_size == len(seed) and self.baseline.read_bytes() == seed:
+            if (isinstance(seed, Path) and os.path.samefile(seed, self.baseline)) or (
+                isinstance(seed, bytes)
+                and self.baseline.stat().st_size == len(seed)
+                and self.baseline.read_bytes() == seed
+            ):
                 os.link(self.baseline, self.pending_seed)
                 return
         except OSError:
             pass
-        self.pending_seed.write_bytes(seed)
+        if isinstance(seed, bytes):
+            self.pending_seed.write_bytes(seed)
+        else:
+            shutil.copyfile(seed, self.pending_seed)
 
-    def unpack_into_volume(self, tar_bytes: bytes) -> dict[str, Any]:
+    def unpack_into_volume(self, tar: bytes | Path) -> dict[str, Any]:
         """Fill a fresh, empty /workspace directory (gVisor, host compat) from a seed or the
-        baseline before a sandbox uses it: the agent's own checked unpacking (no ``..``,
-        no absolute names, no links out, no symlinked parents; every path opened under the
-        root with O_NOFOLLOW), without streaming the bytes through the sandbox.
+        baseline (its bytes, or its file: read as a stream, any size) before a sandbox uses
+        it: the agent's own checked unpacking (no ``..``, no absolute names, no links out,
+        no symlinked parents; every path opened under the root with O_NOFOLLOW), without
+        streaming the bytes through the sandbox.
 
         Only for archives the host made from validated input (seeds, the baseline). A named
         snapshot came out of the guest and may hold links pointing anywhere: it is always
         unpacked inside the guest.
         """
         from ..guest import archive
-        from .archive_rules import validate_members
+        from .archive_rules import validate_file
 
         root = str(self.volume_dir)
         try:
-            validate_members(tar_bytes)  # the host's stricter rules, again, right here
-            result = archive.unpack(root, tar_bytes, root=root)
+            with contextlib.ExitStack() as stack:
+                file = (
+                    io.BytesIO(tar)
+                    if isinstance(tar, bytes)
+                    else stack.enter_context(tar.open("rb"))
+                )
+                validate_file(file, file.seek(0, os.SEEK_END))  # the host's stricter rules, again
+                file.seek(0)
+                result = archive.unpack(root, file, root=root)
         except ValueError as exc:
             raise ValidationError(guest_view(str(exc), root)) from exc
         except OSError as exc:
+            if exc.errno == errno.ENOSPC and self.disk.exists():  # the image is disk_mib big
+                raise disk_full(exc, self.disk.stat().st_size // (1024 * 1024)) from exc
             message = guest_view(str(exc), root)
             raise StateError(f"cannot unpack into /workspace: {message}") from exc
         return {**result, "destination": "/workspace"}
@@ -179,6 +200,23 @@ class WorkspaceLayout:
         except OSError as exc:
             raise StateError(f"cannot delete {self.root}: {exc.strerror or exc}") from None
         remove_quietly(trash)
+
+
+def archive_limit(disk_mib: int) -> int:
+    """The most bytes any archive into or out of a workspace may hold: twice its disk limit
+    (tar headers of empty files and directories, files the guest made sparse). Within it a
+    too-large archive fails on the workspace's full disk; past it, it is refused unread."""
+    return 2 * int(disk_mib) * 1024 * 1024
+
+
+def disk_full(exc: Exception, disk_mib: int | None) -> Exception:
+    """ENOSPC while filling /workspace as one line naming the disk limit (else ``exc``)."""
+    if "No space left on device" not in str(exc):
+        return exc
+    return StateError(
+        "/workspace is full (No space left on device): the workspace's disk limit is "
+        f"{disk_mib} MiB (disk_mib)"
+    )
 
 
 TRASH_PREFIX = ".trash-"

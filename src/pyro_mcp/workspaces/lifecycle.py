@@ -17,10 +17,11 @@ import sys
 import tarfile
 import threading
 import time
+from pathlib import Path
 from typing import Any, cast
 
 from .. import lifetime, validation
-from ..engines.agent_client import AgentClient
+from ..engines.agent_client import AgentCallError, AgentClient
 from ..errors import NotFoundError, SandboxError, StateError, ValidationError
 from ..hostcmd import start_detached
 from ..lifetime import Lifetime
@@ -29,8 +30,9 @@ from ..runtime import Runtime
 from . import fork_copy, owners, suspend
 from . import secrets as secret_store
 from .handle import Handle
-from .layout import WorkspaceLayout, sweep, uses_image
+from .layout import WorkspaceLayout, disk_full, sweep, uses_image
 from .store import Store
+from .streams import STREAM_TIMEOUT, tar_source
 from .supervisor_start import SPARES
 
 SUPERVISOR_START_TIMEOUT = 300.0
@@ -313,9 +315,10 @@ class WorkspaceLifecycle:
         }
 
     def boot_fresh(
-        self, record: dict[str, Any], seed: bytes, guest_links: bool = False
+        self, record: dict[str, Any], seed: bytes | Path, guest_links: bool = False
     ) -> dict[str, Any]:
-        """Fresh /workspace, supervisor up, seed unpacked. Raises with everything cleaned."""
+        """Fresh /workspace, supervisor up, seed (a tar's bytes, or a tar file: streamed,
+        any size) unpacked. Raises with everything cleaned."""
         workspace_id = record["workspace_id"]
         layout = self.layout(workspace_id)
         real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
@@ -331,7 +334,10 @@ class WorkspaceLifecycle:
             self.spawn(workspace_id)
             return result
         self.spawn(workspace_id)
-        result, _ = Handle(self, workspace_id).call(
-            "tar_in", {"dest": "/workspace", "guest_links": guest_links}, data=seed
-        )
+        args = {"dest": "/workspace", "guest_links": guest_links}
+        with tar_source(seed) as data:
+            try:
+                result, _ = Handle(self, workspace_id).call("tar_in", args, data, STREAM_TIMEOUT)
+            except AgentCallError as exc:
+                raise disk_full(exc, record["disk_mib"]) from None
         return result

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import shutil
 import time
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from .. import validation
+from ..environments.store import InstalledEnvironment
 from ..errors import StateError, ValidationError
+from ..guest.chunks import CHUNK_BYTES
 from ..lifetime import Lifetime, extend
-from ..runtime import Runtime
+from ..runtime import EngineChoice, Runtime
 from . import owners, records
 from . import secrets as secret_store
 from . import suspend as suspension
 from .archives import seed_archive
 from .bounds import paged
 from .handle import Handle
+from .layout import archive_limit
 from .lifecycle import WorkspaceLifecycle, empty_tar
 from .network import allow_hosts_for, network_info, save_allow_hosts
 from .redaction import redact_every_workspace_operation
@@ -67,45 +73,53 @@ class WorkspaceManager:
         secret_store.check_network(secret_values, policy)
         # Nothing is stored before its secret values are masked: labels neither.
         masked = secret_store.Redactor(secret.value for secret in secret_values)
-        clean_labels = masked.value(records.labels(labels))
-        seed, seed_info = _seed(seed_path)
+        clean_labels = masked.labels(records.labels(labels))
+        seed, seed_info = _seed(seed_path, disk_mib, self.lifecycle.runtime.home)
+        with seed:  # its private spool file, closed (gone) once the create is done
+            env, choice = self._admit(environment, allow_host_compat, progress, notify, policy)
+            if secret_values and not choice.profile.isolated:
+                raise StateError(
+                    "secrets are unavailable for host_compat workspaces "
+                    "(no sandbox engine works here)"
+                )
+            record = self.lifecycle.new_record(
+                name=clean_name,
+                labels=clean_labels,
+                environment=env.spec.name,
+                environment_version=env.spec.version,
+                vcpu_count=vcpu_count,
+                mem_mib=mem_mib,
+                disk_mib=disk_mib,
+                ttl_seconds=ttl_seconds,
+                idle_stop_seconds=idle_stop_seconds,
+                network_policy=policy,
+                allow_host_compat=allow_host_compat,
+                engine=choice.key,
+                workspace_seed=seed_info,
+                secrets=[secret.public() for secret in secret_values],
+            )
+            self._build(record, seed, secret_values, hosts)
+            # A new workspace runs no service yet: no call to its guest to count them.
+            created = {**self.lifecycle.record(record["workspace_id"]), **NO_SERVICES}
+            return {
+                **records.payload(created),
+                **network_info(self.lifecycle.layout(created["workspace_id"])),
+            }
+
+    def _admit(
+        self, environment: str, allow_host_compat: bool, progress: Any, notify: Any, policy: str
+    ) -> tuple[InstalledEnvironment, EngineChoice]:
+        """Admitted by the cap (before any download), then the environment and engine."""
         self.lifecycle.reap_expired()
-        self.lifecycle.lifetime.admit_workspace(self.store.count_active())  # before any download
-        env, choice = self.lifecycle.runtime.prepare(
+        self.lifecycle.lifetime.admit_workspace(self.store.count_active())
+        return self.lifecycle.runtime.prepare(
             environment, allow_host_compat, progress, notify, need_network=policy != "off"
         )
-        if secret_values and not choice.profile.isolated:
-            raise StateError(
-                "secrets are unavailable for host_compat workspaces (no sandbox engine works here)"
-            )
-        record = self.lifecycle.new_record(
-            name=clean_name,
-            labels=clean_labels,
-            environment=env.spec.name,
-            environment_version=env.spec.version,
-            vcpu_count=vcpu_count,
-            mem_mib=mem_mib,
-            disk_mib=disk_mib,
-            ttl_seconds=ttl_seconds,
-            idle_stop_seconds=idle_stop_seconds,
-            network_policy=policy,
-            allow_host_compat=allow_host_compat,
-            engine=choice.key,
-            workspace_seed=seed_info,
-            secrets=[secret.public() for secret in secret_values],
-        )
-        self._build(record, seed, secret_values, hosts)
-        # A new workspace runs no service yet: no call to its guest to count them.
-        created = {**self.lifecycle.record(record["workspace_id"]), **NO_SERVICES}
-        return {
-            **records.payload(created),
-            **network_info(self.lifecycle.layout(created["workspace_id"])),
-        }
 
     def _build(
         self,
         record: dict[str, Any],
-        seed: bytes,
+        seed: IO[bytes],
         secret_values: list[secret_store.Secret],
         hosts: list[str],
     ) -> None:
@@ -117,12 +131,13 @@ class WorkspaceManager:
         try:
             layout = self.lifecycle.layout(workspace_id)
             layout.create()
-            layout.baseline.write_bytes(seed)
+            with layout.baseline.open("xb") as baseline:
+                shutil.copyfileobj(seed, baseline, CHUNK_BYTES)
             save_allow_hosts(layout, hosts)
             if secret_values:
                 secret_store.store(layout.secrets_dir, secret_values)
             self.store.insert_admitted(record, self.lifecycle.lifetime.admit_workspace)
-            unpacked = self.lifecycle.boot_fresh(record, seed)
+            unpacked = self.lifecycle.boot_fresh(record, layout.baseline)
             seed_info = dict(record["workspace_seed"], destination="/workspace")
             seed_info["entry_count"] = unpacked.get("entry_count", 0)
             seed_info["bytes_written"] = unpacked.get("bytes_written", 0)
@@ -228,7 +243,7 @@ class WorkspaceManager:
         if idle_stop_seconds is not None:
             changes["idle_stop_seconds"] = validation.idle_stop_seconds(idle_stop_seconds)
         new_labels = dict(record["labels"])
-        new_labels.update(self.lifecycle.redactor(workspace_id).value(records.labels(labels)))
+        new_labels.update(self.lifecycle.redactor(workspace_id).labels(records.labels(labels)))
         for key in clear_labels or []:
             new_labels.pop(records.label_key(key), None)
         if new_labels != record["labels"]:
@@ -248,9 +263,12 @@ class WorkspaceManager:
         return self.status(workspace_id)
 
 
-def _seed(seed_path: str | None) -> tuple[bytes, dict[str, Any]]:
-    """A new workspace's /workspace as a checked tar, and what the record says of it."""
+def _seed(seed_path: str | None, disk_mib: int, home: Path) -> tuple[IO[bytes], dict[str, Any]]:
+    """A new workspace's /workspace as a checked tar (a file: a seed is spooled to a private
+    one in ``home``, at most ``disk_mib``), and what the record says of it."""
     if seed_path is None:
-        return empty_tar(), {"mode": "empty", "seed_path": None}
-    archive = seed_archive(seed_path, label="seed_path")
-    return archive.tar_bytes, {"mode": archive.mode, "seed_path": str(archive.seed_path)}
+        return io.BytesIO(empty_tar()), {"mode": "empty", "seed_path": None}
+    archive = seed_archive(
+        seed_path, label="seed_path", limit=archive_limit(disk_mib), spool_dir=home
+    )
+    return archive.file, {"mode": archive.mode, "seed_path": str(archive.seed_path)}

@@ -301,6 +301,11 @@ class Redactor:
             return type(value)(self.value(item) for item in value)
         return value
 
+    def labels(self, labels: dict[str, str]) -> dict[str, str]:
+        """Labels to store: keys masked too (a label key is the caller's text, unlike the
+        field names ``value`` keeps)."""
+        return {self.text(key): self.text(item) for key, item in labels.items()}
+
     def error(self, exc: BaseException) -> None:
         """Redact an exception's message in place (its type and traceback are kept)."""
         if self.pattern is not None:

@@ -7,20 +7,26 @@ host-compat workspace's (and a 3.6 one's, ``snapshots/<name>.tar``) is a tar of 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import NotFoundError, StateError, ValidationError
-from . import images, records, system_layer
+from ..guest.chunks import CHUNK_BYTES, WAITING_CHUNKS
+from . import images, records, suspend, system_layer
 from .archives import validate_members
 from .bounds import paged
 from .handle import Handle, operation
 from .history import forget_streams
 from .layout import remove_quietly, uses_image
+from .streams import STREAM_TIMEOUT, tar_source
 
 INFO = "snapshot.json"  # a full snapshot's entry_count and bytes_written
+SMALL_BYTES = CHUNK_BYTES * WAITING_CHUNKS  # a larger baseline: its supervisor reads it
 
 
 def _path(ws: Handle, name: str) -> Path:
@@ -60,26 +66,53 @@ def copy_live(ws: Handle, dest: Path) -> dict[str, Any]:
     return info
 
 
-def _create_full(ws: Handle, name: str) -> dict[str, Any]:
-    partial = images.partial(ws.layout.snapshots_dir, name)
+def _partial(ws: Handle, name: str) -> Path:
+    """Where a snapshot is made before it is ``_keep``-ed (its own: creates may race)."""
+    return images.partial(ws.layout.snapshots_dir, name)
+
+
+def _create_full(ws: Handle, name: str) -> tuple[Path, dict[str, Any]]:
+    partial = _partial(ws, name)
     info = copy_live(ws, partial)
     try:
         (partial / INFO).write_text(json.dumps(info))
-        partial.rename(_dir(ws, name))
     except BaseException:
         remove_quietly(partial)
         raise
-    return info
+    return partial, info
 
 
-def _create_tar(ws: Handle, name: str) -> dict[str, Any]:
+def _create_tar(ws: Handle, name: str) -> tuple[Path, dict[str, Any]]:
     info, data = ws.call("tar_out", {"path": "/workspace"}, timeout=600)
     validate_members(data, guest_links=True)
-    path = _path(ws, name)
-    tmp = path.with_suffix(".partial")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return info
+    partial = _partial(ws, name)
+    partial.write_bytes(data)
+    return partial, info
+
+
+def _keep(ws: Handle, name: str, partial: Path, info: dict[str, Any], now: float) -> None:
+    """The snapshot recorded, then moved in place. The record comes first: it is the name's
+    one owner (two creates of one name race to it; the loser's copy goes, never the
+    winner's), and whatever sits at the name unrecorded (a create killed after its move)
+    is a leftover the owner replaces."""
+    try:
+        ws.store.add_snapshot(ws.id, name, now, info["entry_count"], info["bytes_written"])
+    except sqlite3.IntegrityError:
+        remove_quietly(partial)
+        raise ValidationError(f"snapshot {name!r} already exists") from None
+    except BaseException:
+        remove_quietly(partial)
+        raise
+    try:
+        if partial.is_dir():
+            remove_quietly(_dir(ws, name))
+            partial.rename(_dir(ws, name))
+        else:
+            partial.replace(_path(ws, name))
+    except BaseException:
+        ws.store.delete_snapshot(ws.id, name)
+        remove_quietly(partial)
+        raise
 
 
 @operation
@@ -91,8 +124,9 @@ def snapshot_create(ws: Handle, name: str) -> dict[str, Any]:
     if any(s["snapshot_name"] == name for s in ws.store.snapshots(ws.id)):
         raise ValidationError(f"snapshot {name!r} already exists")
     full = full_snapshots(ws, record)
-    info = _create_full(ws, name) if full else _create_tar(ws, name)
+    partial, info = _create_full(ws, name) if full else _create_tar(ws, name)
     now = time.time()
+    _keep(ws, name, partial, info, now)
     snapshot = {
         "workspace_id": ws.id,
         "snapshot_name": name,
@@ -102,11 +136,6 @@ def snapshot_create(ws: Handle, name: str) -> dict[str, Any]:
         "bytes_written": info["bytes_written"],
         "deletable": True,
     }
-    try:
-        ws.store.add_snapshot(ws.id, name, now, info["entry_count"], info["bytes_written"])
-    except BaseException:
-        _remove(ws, name)
-        raise
     ws.touch(now)
     return {
         "workspace_id": ws.id,
@@ -157,10 +186,11 @@ def _remove(ws: Handle, name: str) -> None:
 
 
 class Source(NamedTuple):
-    """What a reset restores: a tar of /workspace (``seed``) or a full snapshot's images
-    (``images``, a directory), and its kind (baseline or named)."""
+    """What a reset restores: a tar of /workspace (``seed``: its bytes, or the baseline's
+    file, streamed at any size) or a full snapshot's images (``images``, a directory), and
+    its kind (baseline or named)."""
 
-    seed: bytes
+    seed: bytes | Path
     images: Path | None
     kind: str
     info: dict[str, Any]
@@ -168,7 +198,7 @@ class Source(NamedTuple):
 
 def source(ws: Handle, snapshot: str) -> Source:
     if snapshot == "baseline":
-        return Source(ws.layout.baseline.read_bytes(), None, "baseline", {})
+        return Source(ws.layout.baseline, None, "baseline", {})
     name = _name(snapshot)
     if images.has_images(_dir(ws, name)):
         info = json.loads((_dir(ws, name) / INFO).read_text())
@@ -178,17 +208,42 @@ def source(ws: Handle, snapshot: str) -> Source:
     return Source(_path(ws, name).read_bytes(), None, "named", {})
 
 
+@contextlib.contextmanager
+def copying(directory: Path) -> Iterator[None]:
+    """Copies from the full snapshot in ``directory``: one deleted meanwhile fails as if it
+    had never existed (in one line, no host path)."""
+    try:
+        yield
+    except FileNotFoundError:
+        if not images.has_images(directory):
+            raise NotFoundError(f"snapshot {directory.name!r} does not exist") from None
+        raise
+
+
 def _reboot(ws: Handle, src: Source) -> dict[str, Any]:
     """A started workspace: its supervisor stays, only the sandbox and its disks change."""
-    args: dict[str, Any] = {"guest_links": src.kind == "named"}
+    data = src.seed if isinstance(src.seed, bytes) else _small(src.seed)
+    if data is None and not ws.call("supervisor_status")[0].get("streams"):
+        data = _small(src.seed, whole=True)  # a supervisor of an older pyro: as it was
+    # else a larger baseline the supervisor reads itself
+    args: dict[str, Any] = {"guest_links": src.kind == "named", "baseline": data is None}
     if src.images is not None:
         args["images"] = str(src.images)
-    rebooted, _ = ws.call("supervisor_reboot", args, data=src.seed, timeout=1200)
+    rebooted, _ = ws.call("supervisor_reboot", args, data=data or b"", timeout=STREAM_TIMEOUT)
     unpacked = rebooted.get("unpacked")
     if unpacked is None:  # a supervisor started by an older pyro ignores the data
         args = {"dest": "/workspace", "guest_links": src.kind == "named"}
-        unpacked, _ = ws.call("tar_in", args, data=src.seed, timeout=600)
+        with tar_source(src.seed) as seed:
+            unpacked, _ = ws.call("tar_in", args, data=seed, timeout=STREAM_TIMEOUT)
     return dict(unpacked)
+
+
+def _small(seed: bytes | Path, whole: bool = False) -> bytes | None:
+    """The baseline's bytes when it is small enough to travel in one frame (or ``whole``:
+    any size), else None."""
+    if isinstance(seed, bytes) or (not whole and seed.stat().st_size > SMALL_BYTES):
+        return None
+    return seed.read_bytes()
 
 
 def _boot_stopped(ws: Handle, src: Source) -> dict[str, Any]:
@@ -196,12 +251,15 @@ def _boot_stopped(ws: Handle, src: Source) -> dict[str, Any]:
     on /workspace from the tar (or the snapshot's image)."""
     lifecycle = ws.lifecycle
     fresh = lifecycle.record(ws.id, refresh=False)
-    if uses_image(fresh["engine"]):
-        system_layer.fresh_image(ws.layout, fresh["disk_mib"], src.images)
+    suspend.forget(ws.layout)  # a suspended VM's memory fits its old disks only: never resumed
     if src.images is not None:
-        ws.layout.fresh_volume(True, fresh["disk_mib"], src.images)
+        with copying(src.images):
+            system_layer.fresh_image(ws.layout, fresh["disk_mib"], src.images)
+            ws.layout.fresh_volume(True, fresh["disk_mib"], src.images)
         lifecycle.spawn(ws.id)
         return {}
+    if uses_image(fresh["engine"]):
+        system_layer.fresh_image(ws.layout, fresh["disk_mib"])
     return lifecycle.boot_fresh(fresh, src.seed, guest_links=src.kind == "named")
 
 

@@ -22,6 +22,7 @@ from .. import lifetime
 from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
 from ..errors import PyroError
+from ..guest.chunks import Uploads, serve
 from ..guest.protocol import FrameTooLarge, ProtocolError, encode, read_frame, split_output
 from ..guest.workers import Workers
 from ..paths import socket_address
@@ -35,6 +36,7 @@ from .paths import host_compat_args
 from .ports import SERVICE_OPS, PortTable, validate_ports
 from .service_records import ServiceRecords
 from .store import Store
+from .streams import unpack_in_guest
 from .system_layer import Beside
 from .watchers import InFlight, watch_engine, watch_ttl
 
@@ -86,7 +88,7 @@ class Supervisor:
             last_error="; ".join(errors) or None,
         )
 
-    def _boot_sandbox(self, seed: bytes | None = None) -> dict[str, Any] | None:
+    def _boot_sandbox(self, seed: bytes | Path | None = None) -> dict[str, Any] | None:
         """A new sandbox on /workspace; ``seed`` (a reset's host-made tar) or a seed the create
         left pending unpacked into it beside the boot (volume_mount.Filling): its result."""
         record = self.store.get(self.workspace_id)
@@ -138,12 +140,12 @@ class Supervisor:
         return unpacked
 
     def reset(
-        self, seed: bytes = b"", guest_links: bool = False, snapshot: Any = None
+        self, seed: bytes | Path = b"", guest_links: bool = False, snapshot: Any = None
     ) -> dict[str, Any]:
         """Reset: a fresh sandbox from the pristine environment and /workspace from ``seed``
-        (a tar; ``guest_links``: a named snapshot the guest made), or both disk images from
-        the full snapshot in the directory ``snapshot`` (images.py), without restarting
-        this supervisor.
+        (a tar's bytes or file, e.g. the baseline; ``guest_links``: a named snapshot the
+        guest made), or both disk images from the full snapshot in the directory
+        ``snapshot`` (images.py), without restarting this supervisor.
 
         With a host-directory /workspace (gVisor, host compat) the old sandbox is torn down
         and a host-made seed (the baseline) unpacked into the new directory while the new
@@ -175,14 +177,8 @@ class Supervisor:
                 old = None  # the teardown owns it now (or it is gone)
                 renewing.result()
                 unpacked = self._boot_sandbox(None if real_vm or guest_links else seed or None)
-                if seed and unpacked is None:
-                    assert self.sandbox is not None
-                    unpacked, _ = self.sandbox.client.call(
-                        "tar_in",
-                        {"dest": "/workspace", "guest_links": guest_links},
-                        data=seed,
-                        timeout=600,
-                    )
+                if seed and unpacked is None:  # a VM's, a guest-made snapshot's: in the guest
+                    unpacked = unpack_in_guest(self.sandbox, seed, guest_links)
             finally:
                 if old is not None:  # failed before handing it over: never leave it running
                     old.kill()
@@ -205,7 +201,7 @@ class Supervisor:
     def _client(self, conn: socket.socket) -> None:
         reader = conn.makefile("rb")
         writer = conn.makefile("wb")
-        lock = threading.Lock()
+        lock, uploads = threading.Lock(), Uploads()  # uploads: this client's, by request id
 
         def send(message: dict[str, Any], data: bytes = b"") -> None:
             try:
@@ -222,7 +218,9 @@ class Supervisor:
         try:
             while True:
                 message, data = read_frame(reader)
-                self.workers.submit(self.in_flight.enter().run, self._request, message, data, send)
+                if not uploads.route(message, data):  # else an upload's chunk: passed on
+                    request = (self._request, message, uploads.body(message, data), send)
+                    self.workers.submit(self.in_flight.enter().run, serve, *request)
         except (ProtocolError, OSError):
             pass
         finally:
@@ -232,7 +230,7 @@ class Supervisor:
                 except OSError:
                     pass
 
-    def _request(self, message: dict[str, Any], data: bytes, send: Any) -> None:
+    def _request(self, message: dict[str, Any], data: Any, send: Any) -> None:
         req_id = message.get("id")
         op = str(message.get("op"))
         args = dict(message.get("args") or {})
@@ -241,7 +239,8 @@ class Supervisor:
             return
         if op == "supervisor_reboot":  # a reset's wire name (clients of every version send it)
             try:
-                result = self.reset(data, bool(args.get("guest_links")), args.get("images"))
+                seed = self.layout.baseline if args.get("baseline") else data  # read here
+                result = self.reset(seed, bool(args.get("guest_links")), args.get("images"))
                 send({"id": req_id, "ok": True, "result": result})
             except Exception as exc:  # any failure is answered (and stops the workspace)
                 error = str(exc) if isinstance(exc, PyroError) else f"reset failed: {exc!r}"
@@ -284,7 +283,7 @@ class Supervisor:
         send({"id": req_id, "ok": True, "result": result}, payload)
 
     def _call(
-        self, box: Sandbox, op: str, args: dict[str, Any], data: bytes = b"", emit: Any = None
+        self, box: Sandbox, op: str, args: dict[str, Any], data: Any = b"", emit: Any = None
     ) -> tuple[dict[str, Any], bytes]:
         """One agent call, with the services' side on the host: published ports, records."""
         request = dict(args)
@@ -303,6 +302,7 @@ class Supervisor:
             "engine_pid": self.sandbox.pid,
             "engine_alive": self.sandbox.alive(),
             "hello": self.sandbox.hello,
+            "streams": True,  # reads the baseline itself for a reset (supervisor_reboot)
         }
 
     # -- shutdown ------------------------------------------------------------------------------

@@ -63,13 +63,13 @@ def image(layout: WorkspaceLayout, disk_mib: int) -> Path:
 
 
 def fresh_image(layout: WorkspaceLayout, disk_mib: int, source: Path | None = None) -> Path:
-    """A new, empty system image (one still in use stays intact: it is unlinked), or a
+    """A new, empty system image (one still in use stays intact: it is replaced), or a
     copy of the one in ``source`` (a full snapshot's directory, images.py)."""
-    layout.system_disk.unlink(missing_ok=True)
-    if source is not None:
-        blank_disk.copy_image(source / SYSTEM_IMAGE, layout.system_disk)
-    else:
-        blank_disk.make(layout.root.parent.parent, layout.system_disk, disk_mib)
+    with blank_disk.replacing(layout.system_disk) as new:
+        if source is not None:
+            blank_disk.copy_image(source / SYSTEM_IMAGE, new)
+        else:
+            blank_disk.make(layout.root.parent.parent, new, disk_mib)
     return layout.system_disk
 
 

@@ -113,19 +113,19 @@ class Filling:
     and nothing in the guest looks at /workspace before the supervisor has waited for this
     and answered. A seed the create left pending is removed once it is in."""
 
-    def __init__(self, layout: WorkspaceLayout, tar_bytes: bytes | None, pending: bool) -> None:
+    def __init__(self, layout: WorkspaceLayout, tar: bytes | Path | None, pending: bool) -> None:
         self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
-        if tar_bytes is not None:
+        if tar is not None:
             self.thread = threading.Thread(
-                target=self._run, args=(layout, tar_bytes, pending), daemon=True
+                target=self._run, args=(layout, tar, pending), daemon=True
             )
             self.thread.start()
 
-    def _run(self, layout: WorkspaceLayout, tar_bytes: bytes, pending: bool) -> None:
+    def _run(self, layout: WorkspaceLayout, tar: bytes | Path, pending: bool) -> None:
         try:
-            self.result = layout.unpack_into_volume(tar_bytes)
+            self.result = layout.unpack_into_volume(tar)  # a file: read as a stream
             if pending:
                 layout.pending_seed.unlink()
         except BaseException as exc:  # raised again by wait(), in the supervisor's thread
@@ -143,11 +143,11 @@ class Filling:
         return self.result
 
 
-def fill(layout: WorkspaceLayout, seed: bytes | None) -> Filling:
+def fill(layout: WorkspaceLayout, seed: bytes | Path | None) -> Filling:
     """Start unpacking ``seed`` (a reset's host-made tar), else a seed the create left
     pending (gVisor only), into /workspace; a Filling with nothing to do when neither."""
     if seed is None and layout.pending_seed.exists():
-        return Filling(layout, layout.pending_seed.read_bytes(), pending=True)
+        return Filling(layout, layout.pending_seed, pending=True)
     return Filling(layout, seed, pending=False)
 
 
