@@ -115,3 +115,21 @@ def test_fresh_volume_replaces_a_disk_in_use_without_touching_it(tmp_path: Path)
         old.seek(0)
         assert old.read(4096) == b"x" * 4096
     assert layout.disk.read_bytes() == blank_disk.template(tmp_path / "home", 64).read_bytes()
+
+
+def test_a_copy_never_takes_the_hosts_last_free_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "source.img"
+    source.write_bytes(os.urandom(1 << 20))
+    free_mib = shutil.disk_usage(tmp_path).free >> 20
+    monkeypatch.setenv("PYRO_MIN_FREE_MIB", str(free_mib + 1))  # the reserve is all there is
+    with pytest.raises(PyroError, match=r"^not enough free disk on the host for this copy: "):
+        blank_disk.copy_image(source, tmp_path / "copy.img")
+    assert not (tmp_path / "copy.img").exists()
+    monkeypatch.setenv("PYRO_MIN_FREE_MIB", "x")
+    with pytest.raises(PyroError, match="PYRO_MIN_FREE_MIB must be a whole number of MiB"):
+        blank_disk.copy_image(source, tmp_path / "copy.img")
+    monkeypatch.setenv("PYRO_MIN_FREE_MIB", "0")
+    blank_disk.copy_image(source, tmp_path / "copy.img")
+    assert (tmp_path / "copy.img").read_bytes() == source.read_bytes()

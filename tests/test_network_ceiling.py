@@ -182,3 +182,37 @@ def assert_host_loopback_unreachable(client: McpClient, wid: str) -> None:
             listener.accept()  # nothing ever arrived
     log = client.ok("workspace_network_log", workspace_id=wid)
     assert any(not e["allowed"] and e["port"] == port for e in log["entries"]), log
+
+
+# -- a fork copies its source's network: held to the ceiling too ------------------------------
+
+
+def test_a_copy_of_a_network_gets_no_more_than_the_ceiling() -> None:
+    off, listed = NetworkCeiling(), NetworkCeiling.from_args("egress", OPERATOR_HOSTS)
+    off.check_copy("workspace_fork", {"network_policy": "off"})
+    with pytest.raises(ValidationError, match=r"network_policy 'egress'.*at most 'off'"):
+        off.check_copy("workspace_fork", {"network_policy": "egress", "allow_hosts": []})
+    listed.check_copy("workspace_fork", {"network_policy": "egress", "allow_hosts": ["pypi.org"]})
+    for hosts, shown in ((["evil.com"], "evil.com"), ([], "any host")):
+        with pytest.raises(ValidationError, match=f"reaches {shown}, beyond what the operator"):
+            listed.check_copy("workspace_fork", {"network_policy": "egress", "allow_hosts": hosts})
+    with pytest.raises(ValidationError, match="at most 'egress'"):
+        listed.check_copy("workspace_fork", {"network_policy": "egress+published-ports"})
+
+
+@pytest.mark.guest
+def test_a_model_cannot_fork_a_networked_workspace_past_the_ceiling(ws_home: Path) -> None:
+    from pyro_mcp import Pyro
+
+    with Pyro(base_dir=ws_home) as pyro:
+        source = pyro.create_workspace(environment=ENVIRONMENT, network_policy="egress")
+    wid = source["workspace_id"]
+    try:
+        with McpClient(ws_home, "workspace-core") as client:  # the default ceiling: off
+            error = client.error("workspace_fork", workspace_id=wid)
+            one_line(error, "workspace_fork: the workspace's network_policy 'egress'", "'off'")
+            assert "--network-ceiling" not in error
+            assert client.ok("workspace_list")["count"] == 1  # nothing was forked
+    finally:
+        with Pyro(base_dir=ws_home) as pyro:
+            pyro.delete_workspace(wid)

@@ -139,6 +139,21 @@ class NetworkCeiling:
             )
         return asked or list(self.allow_hosts)
 
+    def check_copy(self, tool: str, status: dict[str, Any]) -> None:
+        """A new workspace that copies an existing one's network (a fork) gets no more
+        than the ceiling either, whatever the source was given under an earlier one."""
+        policy = status.get("network_policy", "off")
+        if policy not in self.policies:
+            raise self._refuse_above(f"{tool}: the workspace's network_policy {policy!r}")
+        hosts = status.get("allow_hosts") or []
+        if policy != "off" and self.allow_hosts:
+            outside = [entry for entry in hosts if not _within(entry, self.allow_hosts)]
+            if outside or not hosts:
+                raise ValidationError(
+                    f"{tool}: the workspace reaches {', '.join(outside) or 'any host'}, beyond "
+                    f"what the operator allows ({self.hosts_text})"
+                )
+
     def arguments(self, roles: dict[str, str], tool: str, kwargs: dict[str, Any]) -> None:
         """Check (and fill in) one call's network arguments in place. ``roles``: the call's
         network parameters by role, with their defaults as ``kwargs`` values when omitted."""

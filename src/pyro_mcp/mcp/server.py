@@ -68,7 +68,12 @@ def tool_signature(
 def _call(policy: OperatorPolicy, op: Operation, method: Any, kwargs: dict[str, Any]) -> Any:
     """One tool call, in a worker thread, under the operator's policy."""
     with hostpaths.confined(policy.roots):
-        return method(**policy.arguments(op, kwargs))
+        args = policy.arguments(op, kwargs)
+        for param in op.params:  # a workspace whose network the call copies (a fork)
+            if param.meta.mcp_role == "network_source" and args.get(param.name):
+                status = method.__self__.status_workspace(args[param.name])
+                policy.network.check_copy(op.mcp_name or op.name, status)
+        return method(**args)
 
 
 class RefusedArgument(PyroError):

@@ -56,6 +56,16 @@ WorkspaceId = Annotated[
         pattern=ID_PATTERN,
     ),
 ]
+ForkSource = Annotated[
+    str,
+    Param(
+        "The id of the workspace to fork (12 hex characters).",
+        cli="positional",
+        metavar="WORKSPACE_ID",
+        pattern=ID_PATTERN,
+        mcp_role="network_source",  # the new one gets its network: held to a server's ceiling
+    ),
+]
 Labels = Annotated[
     dict[str, str] | None,
     Param(
@@ -179,7 +189,7 @@ class WorkspaceOperations(OperationsBase):
     )
     def fork_workspace(
         self,
-        workspace_id: WorkspaceId,
+        workspace_id: ForkSource,
         snapshot: Annotated[
             str | None,
             Param(

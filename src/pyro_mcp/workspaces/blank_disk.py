@@ -106,7 +106,9 @@ def copy_image(source: Path, target: Path) -> None:
     ``target`` by ``copy_file_range``, hole for hole. Within one btrfs or XFS file system
     the kernel makes that a reflink (copy-on-write: no data is written and no space used
     until either side changes a block); elsewhere (ext4) it is a sparse copy of the data.
-    A file system that cannot tell holes apart gets a plain copy."""
+    A file system that cannot tell holes apart gets a plain copy. A copy that would leave
+    the host's disk below the operator's reserve is refused (``check_room``)."""
+    check_room(target.parent, os.stat(source).st_blocks * 512)
     try:
         if copy_sparse(source, target):
             return
@@ -114,6 +116,35 @@ def copy_image(source: Path, target: Path) -> None:
         target.unlink(missing_ok=True)
         raise
     shutil.copyfile(source, target)
+
+
+MIN_FREE_SETTING = "PYRO_MIN_FREE_MIB"
+MIN_FREE_DEFAULT_MIB = 1024
+
+
+def min_free_mib() -> int:
+    """The host disk space snapshots and forks leave free (``PYRO_MIN_FREE_MIB``, default
+    1 GiB), read when used."""
+    raw = os.environ.get(MIN_FREE_SETTING, "").strip()
+    if not raw:
+        return MIN_FREE_DEFAULT_MIB
+    if not raw.isdigit():
+        raise PyroError(f"{MIN_FREE_SETTING} must be a whole number of MiB (got {raw!r})")
+    return int(raw)
+
+
+def check_room(directory: Path, needed: int) -> None:
+    """Refuse a copy of ``needed`` bytes (its data: at most, where copies share blocks)
+    that would leave the host's disk under the operator's reserve: a model taking snapshot
+    after snapshot (or fork after fork) is stopped there, the host's disk never filled."""
+    free = shutil.disk_usage(directory).free
+    reserve = min_free_mib() * 1024 * 1024
+    if free - needed < reserve:
+        raise PyroError(
+            f"not enough free disk on the host for this copy: it needs {needed >> 20} MiB, "
+            f"{free >> 20} MiB are free and {reserve >> 20} MiB stay free "
+            f"({MIN_FREE_SETTING}); delete snapshots or workspaces first"
+        )
 
 
 @contextlib.contextmanager
