@@ -7,6 +7,7 @@ import types
 import typing
 from typing import Any
 
+from ..errors import ValidationError
 from ..validation import number_in_range, text, within_ceiling
 from .registry import ParamInfo
 
@@ -21,9 +22,17 @@ def _numeric(annotation: Any) -> type | None:
     return next((t for t in options if t in (int, float)), None)
 
 
+def _flag(annotation: Any) -> bool:
+    """bool, also inside ``bool | None``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return bool in typing.get_args(annotation)
+    return annotation is bool
+
+
 def has_checks(param: ParamInfo) -> bool:
     meta = param.meta
-    return meta.ceiling or any(b is not None for b in (meta.ge, meta.le, meta.gt, meta.max_length))
+    bounds = (meta.ge, meta.le, meta.gt, meta.max_length)
+    return meta.ceiling or any(b is not None for b in bounds) or _flag(param.annotation)
 
 
 def check_value(param: ParamInfo, value: Any, shown: str) -> None:
@@ -32,6 +41,8 @@ def check_value(param: ParamInfo, value: Any, shown: str) -> None:
     meta = param.meta
     if value is None and param.default is None:
         return
+    if _flag(param.annotation) and not isinstance(value, bool):  # "yes" is not True
+        raise ValidationError(f"{shown} must be true or false (got {value!r:.40})")
     number = _numeric(param.annotation)
     if number is not None and meta.ceiling:  # the operator's bound, named in its refusal
         within_ceiling(shown, value, int(meta.ge or 0))
