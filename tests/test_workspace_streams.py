@@ -77,7 +77,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def test_a_512_mib_workspace_exports_and_diffs_in_bounded_memory(
+def test_a_512_mib_workspace_exports_diffs_and_snapshots(
     ws_pyro: Pyro, ws_home: Path, new_workspace: Callable[..., dict[str, Any]], tmp_path: Path
 ) -> None:
     workspace_id = new_workspace(disk_mib=1024)["workspace_id"]
@@ -117,6 +117,13 @@ def test_a_512_mib_workspace_exports_and_diffs_in_bounded_memory(
         supervisor_peak(ws_pyro, workspace_id) // MIB,
     ]
     print(f"512 MiB export {export_seconds:.1f} s; peak MiB (export, diff, supervisor) {peaks}")
+
+    # ... and snapshots: a full snapshot, then the file changed, then a reset back to it.
+    ws_pyro.create_snapshot(workspace_id, "big")
+    ws_pyro.exec_workspace(workspace_id, "rm big.bin")
+    ws_pyro.reset_workspace(workspace_id, snapshot="big")
+    again = ws_pyro.exec_workspace(workspace_id, "sha256sum big.bin", timeout_seconds=120)
+    assert again["stdout"].split()[0] == guest_sha, again
 
 
 def big_source(root: Path) -> str:
