@@ -194,7 +194,9 @@ class WorkspaceLifecycle:
     def wait_status(self, workspace_id: str, first: subprocess.Popen[bytes]) -> dict[str, Any]:
         """How the boot of the supervisor ``launch`` started ended (raises if it failed)."""
         layout = self.layout(workspace_id)
-        first.wait()  # it forks the real supervisor and exits at once
+        # It forks the real supervisor and exits 0 at once; anything else (a spare killed
+        # before it read its job) leaves no process that would ever write the status.
+        code = first.wait()
         deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
         while time.monotonic() < deadline:
             if layout.status.exists():
@@ -203,6 +205,11 @@ class WorkspaceLifecycle:
                     SPARES.prepare(SUPERVISOR_MODULE)  # for the next one
                     return cast(dict[str, Any], status)
                 raise SandboxError(f"workspace {workspace_id!r} failed to start: {status['error']}")
+            if code != 0:
+                raise SandboxError(
+                    f"workspace {workspace_id!r} failed to start: its supervisor ended "
+                    f"before it began (exit status {code})"
+                )
             time.sleep(0.005)
         raise SandboxError(f"workspace {workspace_id!r} did not start within the time limit")
 

@@ -15,6 +15,7 @@ setting starts the supervisor afresh).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,6 +40,17 @@ class Spares:
         self._lock = threading.Lock()
         self._spare: tuple[str, int, subprocess.Popen[bytes]] | None = None
         self.enabled = True  # off for a one-command CLI process: it would end unused
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        """In a forked child (multiprocessing's fork, the CLI helper's command): the parent's
+        spare is not its own. Its pipe's copy is closed, or the spare would outlive its
+        starter as long as the child lives; the lock is new (another thread may have held it)."""
+        self._lock = threading.Lock()
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[2].stdin is not None:
+            with contextlib.suppress(OSError):
+                spare[2].stdin.close()
 
     def waiting(self) -> int | None:
         """The pid of the spare waiting for a job, if there is one."""
