@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -128,7 +129,7 @@ def min_free_mib() -> int:
     raw = os.environ.get(MIN_FREE_SETTING, "").strip()
     if not raw:
         return MIN_FREE_DEFAULT_MIB
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() too, which int() refuses
         raise PyroError(f"{MIN_FREE_SETTING} must be a whole number of MiB (got {raw!r})")
     return int(raw)
 
@@ -136,18 +137,23 @@ def min_free_mib() -> int:
 REFLINKS = ("btrfs", "xfs")  # where copy_file_range clones blocks
 
 
-def _file_system(directory: Path) -> str:
-    """The type of the file system holding ``directory`` (/proc/self/mountinfo)."""
+def _file_system(directory: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
+    """The type of the file system holding ``directory``. A mount point there is its bytes
+    with space, tab, newline and backslash written in octal (``\\040``); others are raw."""
     path, best, kind = os.path.realpath(directory), "", ""
-    with open("/proc/self/mountinfo") as mounts:
+    with mountinfo.open("rb") as mounts:
         for line in mounts:
             fields = line.split()
-            point = fields[4].encode().decode("unicode_escape")
-            rest = fields[fields.index("-") + 1 :]
+            point = os.fsdecode(re.sub(rb"\\([0-7]{3})", _octal, fields[4]))
+            rest = [field.decode(errors="replace") for field in fields[fields.index(b"-") + 1 :]]
             inside = path == point or path.startswith(point.rstrip("/") + "/")
             if inside and len(point) >= len(best) and rest:
                 best, kind = point, rest[0]
     return kind
+
+
+def _octal(escape: re.Match[bytes]) -> bytes:
+    return bytes([int(escape[1], 8) & 0xFF])
 
 
 def check_room(directory: Path, needed: int) -> None:
