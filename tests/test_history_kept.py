@@ -83,3 +83,38 @@ def test_an_exec_ending_after_its_workspace_was_removed_leaves_nothing(tmp_path:
         history.record({"command": "true"}, answer)
     assert not workspace_dir.exists() and store.commands(WORKSPACE_ID) == []
     store.close()
+
+
+def test_output_reads_back_byte_exact_inline_or_kept_and_stale_files_are_not_read(
+    tmp_path: Path,
+) -> None:
+    """Lone surrogates (undecodable guest bytes), NUL, exactly INLINE_CHARS characters and
+    one more of 4 bytes each come back as printed; a file a killed attempt left for the
+    same sequence is never read as the new entry's."""
+    from pyro_mcp.workspaces.history import kept_dir, page_logs
+
+    secrets_dir = tmp_path / "secrets"
+    store_secrets(secrets_dir, [Secret("T", SECRET, "literal")])
+    store = Store(tmp_path / "state.db")
+    store.insert_admitted(workspace_row(WORKSPACE_ID), lambda active: None)
+    history = History(store, WORKSPACE_ID, secrets_dir)
+    outputs = [
+        "bad \udcff byte\n",
+        "nul\0inside",
+        "é" * INLINE_CHARS,
+        "\U0001f600" * (INLINE_CHARS + 1),
+        "",
+    ]
+    directory = kept_dir(tmp_path)
+    directory.mkdir()
+    for sequence, text in enumerate(outputs, start=1):  # a killed attempt's leftovers
+        (directory / f"{sequence}.stdout").write_text("STALE")
+        (directory / f"{sequence}.stderr").write_text("STALE")
+        history.record({"command": "x"}, {"exit_code": 0, "duration_ms": 1, "stdout": text})
+    logs = {"workspace_id": WORKSPACE_ID, "entries": store.commands(WORKSPACE_ID)}
+    read = page_logs(logs, directory=directory)["entries"]
+    assert [(e["stdout"], e["stderr"]) for e in read] == [(t, "") for t in outputs]
+    for sequence, text in enumerate(outputs, start=1):
+        whole = page_logs(logs, sequence=sequence, stream="stdout", directory=directory)
+        assert whole["entries"][0]["stdout"] == text
+    store.close()
