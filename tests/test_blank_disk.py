@@ -143,28 +143,3 @@ def test_a_reserve_in_other_digits_is_refused_in_one_line(monkeypatch: pytest.Mo
             blank_disk.min_free_mib()
     monkeypatch.setenv("PYRO_MIN_FREE_MIB", " 7 ")
     assert blank_disk.min_free_mib() == 7
-
-
-def test_the_file_system_is_found_through_escaped_and_non_ascii_mount_points(
-    tmp_path: Path,
-) -> None:
-    # mountinfo escapes space, tab, newline and backslash as octal; other bytes are raw UTF-8.
-    mountinfo = tmp_path / "mountinfo"
-    mountinfo.write_bytes(
-        b"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n"
-        b"2 1 8:2 / /mnt/donn\xc3\xa9es rw shared:1 - btrfs /dev/sda2 rw\n"
-        b"3 1 8:3 / /mnt/my\\040disk rw - xfs /dev/sda3 rw\n"
-        b"4 3 8:4 / /mnt/my\\040disk/a\\134b rw - ext4 /dev/sda4 rw\n"
-        b"5 1 0:5 / /mnt/my rw - tmpfs tmpfs rw\n"
-    )
-    found = {
-        path: blank_disk._file_system(Path(path), mountinfo)
-        for path in ("/mnt/données/x", "/mnt/my disk/y", "/mnt/my disk/a\\b/z", "/mnt/myx", "/")
-    }
-    assert found == {
-        "/mnt/données/x": "btrfs",
-        "/mnt/my disk/y": "xfs",
-        "/mnt/my disk/a\\b/z": "ext4",
-        "/mnt/myx": "ext4",
-        "/": "ext4",
-    }

@@ -12,9 +12,9 @@ and renamed in whole: a copy never reads a half-made one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import uuid
@@ -104,12 +104,17 @@ def copy_sparse(source: Path, target: Path) -> bool:
 
 def copy_image(source: Path, target: Path) -> None:
     """The one copy of a disk image (snapshots, reset to one, fork): ``source`` to a new
-    ``target`` by ``copy_file_range``, hole for hole. Within one btrfs or XFS file system
-    the kernel makes that a reflink (copy-on-write: no data is written and no space used
-    until either side changes a block); elsewhere (ext4) it is a sparse copy of the data.
-    A file system that cannot tell holes apart gets a plain copy. A copy that would leave
-    the host's disk below the operator's reserve is refused (``check_room``)."""
-    check_room(target.parent, os.stat(source).st_blocks * 512)
+    ``target``. Where the file system can (btrfs, XFS with reflinks) it is a clone: no data
+    is written and no space used until either side changes a block. Elsewhere (ext4) it is
+    a sparse copy of the data by ``copy_file_range``, hole for hole (a plain copy where
+    holes cannot be told apart), refused if it would leave the host's disk below the
+    operator's reserve (``check_room``)."""
+    if _clone(source, target):
+        return
+    info = os.stat(source)
+    extents = sum(length for _, length in _extents_of(source, info.st_size))
+    sparse = extents <= info.st_blocks * 512 + SLACK_BYTES
+    check_room(target.parent, info.st_blocks * 512 if sparse else info.st_size)
     try:
         if copy_sparse(source, target):
             return
@@ -117,6 +122,26 @@ def copy_image(source: Path, target: Path) -> None:
         target.unlink(missing_ok=True)
         raise
     shutil.copyfile(source, target)
+
+
+FICLONE = 0x40049409  # ioctl: the whole of one file's blocks shared into another
+
+
+def _clone(source: Path, target: Path) -> bool:
+    """``target`` made a clone of ``source`` (False, nothing left, where that cannot be)."""
+    with source.open("rb") as src, target.open("xb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+            return True
+        except OSError:  # EOPNOTSUPP, EXDEV, EINVAL …: no shared blocks here
+            pass
+    target.unlink(missing_ok=True)
+    return False
+
+
+def _extents_of(path: Path, size: int) -> list[tuple[int, int]]:
+    with path.open("rb") as handle:
+        return data_extents(handle.fileno(), size)
 
 
 MIN_FREE_SETTING = "PYRO_MIN_FREE_MIB"
@@ -134,34 +159,10 @@ def min_free_mib() -> int:
     return int(raw)
 
 
-REFLINKS = ("btrfs", "xfs")  # where copy_file_range clones blocks
-
-
-def _file_system(directory: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
-    """The type of the file system holding ``directory``. A mount point there is its bytes
-    with space, tab, newline and backslash written in octal (``\\040``); others are raw."""
-    path, best, kind = os.path.realpath(directory), "", ""
-    with mountinfo.open("rb") as mounts:
-        for line in mounts:
-            fields = line.split()
-            point = os.fsdecode(re.sub(rb"\\([0-7]{3})", _octal, fields[4]))
-            rest = [field.decode(errors="replace") for field in fields[fields.index(b"-") + 1 :]]
-            inside = path == point or path.startswith(point.rstrip("/") + "/")
-            if inside and len(point) >= len(best) and rest:
-                best, kind = point, rest[0]
-    return kind
-
-
-def _octal(escape: re.Match[bytes]) -> bytes:
-    return bytes([int(escape[1], 8) & 0xFF])
-
-
 def check_room(directory: Path, needed: int) -> None:
-    """Refuse a copy of ``needed`` bytes (its data; none where copies share blocks)
-    that would leave the host's disk under the operator's reserve: a model taking snapshot
-    after snapshot (or fork after fork) is stopped there, the host's disk never filled."""
-    if _file_system(directory) in REFLINKS:
-        return  # the copy shares its blocks until either side changes one: it takes none
+    """Refuse a copy that writes ``needed`` bytes and would leave the host's disk under the
+    operator's reserve: a model taking snapshot after snapshot (or fork after fork) is
+    stopped there, the host's disk never filled."""
     free = shutil.disk_usage(directory).free
     reserve = min_free_mib() * 1024 * 1024
     if free - needed < reserve:
