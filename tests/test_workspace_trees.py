@@ -113,10 +113,17 @@ def test_a_tree_past_the_path_limit_is_refused_in_one_line_and_still_deletes(
     wid = new_workspace(seed_path=None)["workspace_id"]
     deep = MAKE_DEEP.replace("range(DEPTH)", "range(3000)")  # past PATH_MAX
     assert ws_pyro.exec_workspace(wid, command=deep, timeout_seconds=120)["exit_code"] == 0
-    for call in (ws_pyro.diff_workspace, lambda w: ws_pyro.create_snapshot(w, "s")):
-        with pytest.raises(ValueError, match=r"path is longer than 4096 bytes") as caught:
-            call(wid)
-        assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+    with pytest.raises(ValueError, match=r"path is longer than 4096 bytes") as caught:
+        ws_pyro.diff_workspace(wid)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+    # A full snapshot copies the disk images, not paths: the deep tree is kept whole.
+    depth = "find /workspace -mindepth 2990 | wc -l"
+    kept = int(ws_pyro.exec_workspace(wid, command=depth, timeout_seconds=120)["stdout"])
+    ws_pyro.create_snapshot(wid, "s")
+    ws_pyro.exec_workspace(wid, command="rm -rf /workspace/*", timeout_seconds=120)
+    ws_pyro.reset_workspace(wid, snapshot="s")
+    again = ws_pyro.exec_workspace(wid, command=depth, timeout_seconds=120)["stdout"]
+    assert kept > 0 and int(again) == kept
     assert ws_pyro.reset_workspace(wid)["workspace_reset"]["entry_count"] == 0
     assert ws_pyro.exec_workspace(wid, command=deep, timeout_seconds=120)["exit_code"] == 0
     assert ws_pyro.delete_workspace(wid)["deleted"] is True
