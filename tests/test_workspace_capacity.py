@@ -4,7 +4,6 @@ by the same rule (lifetime.py), racing creates cannot overshoot it."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,8 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pyro_mcp import Pyro
-from support import ENVIRONMENT, short_tmp_dir
-from workspace_fixtures import assert_home_is_clean, delete_all_workspaces, forget, supervisor_pids
+from support import ENVIRONMENT
+from workspace_fixtures import (
+    capped_home,
+    forget,
+    supervisor_pids,
+)
 
 pytestmark = pytest.mark.guest
 
@@ -21,14 +24,8 @@ pytestmark = pytest.mark.guest
 @pytest.fixture
 def capped() -> Iterator[Pyro]:
     """A state dir of its own with max_active_vms=2, so other tests' workspaces never count."""
-    home = short_tmp_dir("pyro-cap-")
-    with Pyro(backend_name="gvisor", base_dir=home, max_active_vms=2) as pyro:
+    with capped_home("pyro-cap-", 2) as pyro:
         yield pyro
-    delete_all_workspaces(home)
-    try:
-        assert_home_is_clean(home)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 CAP = r"max active VMs reached \(2\)"

@@ -4,7 +4,6 @@ the fork the two share nothing writable. Real sandboxes on both engines (workspa
 from __future__ import annotations
 
 import errno
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,9 @@ import pytest
 from pyro_mcp import Pyro
 from pyro_mcp.workspaces import fork, owners
 from pyro_mcp.workspaces.lifecycle import WorkspaceLifecycle
-from support import ENVIRONMENT, short_tmp_dir
+from support import ENVIRONMENT
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
-from workspace_fixtures import assert_home_is_clean, delete_all_workspaces, run_cli
+from workspace_fixtures import capped_home, run_cli
 
 pytestmark = pytest.mark.guest
 
@@ -190,14 +189,8 @@ def test_a_fork_that_fails_mid_copy_ends_its_launched_child(
 @pytest.fixture
 def capped() -> Iterator[Pyro]:
     """A state dir of its own with max_active_vms=1."""
-    home = short_tmp_dir("pyro-forkcap-")
-    with Pyro(backend_name="gvisor", base_dir=home, max_active_vms=1) as pyro:
+    with capped_home("pyro-forkcap-", 1) as pyro:
         yield pyro
-    delete_all_workspaces(home)
-    try:
-        assert_home_is_clean(home)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_a_fork_counts_against_the_cap(capped: Pyro) -> None:

@@ -11,6 +11,7 @@ supervisor, no runsc or qemu process mentioning the module's state dir.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -350,3 +351,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def capped_home(prefix: str, cap: int) -> Iterator[Pyro]:
+    """A gVisor SDK on a state dir of its own whose cap is ``cap`` running workspaces (other
+    tests' workspaces never count), checked clean and removed afterwards."""
+    home = short_tmp_dir(prefix)
+    with Pyro(backend_name="gvisor", base_dir=home, max_active_vms=cap) as pyro:
+        yield pyro
+    delete_all_workspaces(home)
+    try:
+        assert_home_is_clean(home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
