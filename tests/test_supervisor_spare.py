@@ -32,6 +32,20 @@ def _parent(line: str) -> str:
         return ""
 
 
+def _kill_starter_and_expect_its_spare_gone(proc: subprocess.Popen[bytes]) -> None:
+    """``proc`` printed "ready" once its spare was started: kill it; the spare must end."""
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    mine = [p for p in processes_mentioning(SPARE_FLAG) if _parent(p) == str(proc.pid)]
+    assert len(mine) == 1
+    spare = int(mine[0].split()[0])
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while owners.identity(spare) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert owners.identity(spare) is None, "the spare outlived its starter"
+
+
 def test_a_spare_is_not_used_once_the_environment_changed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -66,17 +80,10 @@ def test_a_spare_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        mine = [p for p in processes_mentioning(SPARE_FLAG) if _parent(p) == str(proc.pid)]
-        assert len(mine) == 1
-        spare = int(mine[0].split()[0])
+        _kill_starter_and_expect_its_spare_gone(proc)
     finally:
         proc.kill()
         proc.wait()
-    deadline = time.monotonic() + 10
-    while owners.identity(spare) is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert owners.identity(spare) is None, "the spare outlived its starter"
 
 
 @pytest.mark.guest
@@ -145,16 +152,7 @@ def test_a_forked_child_does_not_keep_its_parents_spare(tmp_path: Path) -> None:
         [sys.executable, "-c", script], stdout=subprocess.PIPE, start_new_session=True
     )
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        mine = [p for p in processes_mentioning(SPARE_FLAG) if _parent(p) == str(proc.pid)]
-        assert len(mine) == 1
-        spare = int(mine[0].split()[0])
-        proc.kill()
-        proc.wait()
-        deadline = time.monotonic() + 10
-        while owners.identity(spare) is not None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert owners.identity(spare) is None, "the spare outlived its starter"
+        _kill_starter_and_expect_its_spare_gone(proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the forked child too
         proc.wait()
