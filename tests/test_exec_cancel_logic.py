@@ -191,3 +191,20 @@ def test_progress_never_shows_a_secret_split_by_chunks_or_lines() -> None:
     call.report_output("é".encode()[:1], redact)  # a character split between chunks
     call.report_output("é".encode()[1:] + b" ok\n", redact)
     assert call.latest()[1] == "é ok"
+
+
+def test_late_cancels_never_crowd_out_an_early_one() -> None:
+    """Cancels that came after their exec ended are never claimed: past the bound the
+    oldest give way, so a cancel that overtakes its exec still counts."""
+    from pyro_mcp.guest import execution
+
+    for n in range(execution.MAX_EARLY_CANCELS + 50):
+        assert execution.cancel(f"late-{n}") is False
+    assert len(execution.EARLY_CANCELS) == execution.MAX_EARLY_CANCELS
+    assert execution.cancel("early") is False
+    args = {"command": "sleep 30", "cancel_key": "early", "cwd": "/tmp"}
+    started = time.monotonic()
+    reply, _ = execution.run_command(args, lambda kind, chunk: None)
+    assert reply["cancelled"] is True and time.monotonic() - started < 5
+    assert "early" not in execution.EARLY_CANCELS and "early" not in execution.CANCELS
+    execution.EARLY_CANCELS.clear()

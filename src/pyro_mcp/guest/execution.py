@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import OrderedDict
 
 from . import limits, netenv, secrets
 from .prestart import NextShell, start_shell
@@ -101,19 +102,39 @@ def prepare_next(args: dict[str, Any]) -> None:
         NEXT_SHELL.prepare(args.get("cwd") or "/", command_env(args))
 
 
-# Running execs that a client may cancel, by the key it gave (``exec_cancel``).
+# Running execs that a client may cancel, by the key it gave (``exec_cancel``), and the keys
+# of cancels that came first (their exec has not arrived) or too late (it had ended): the
+# latter are never claimed, so the oldest give way once there are too many.
 CANCELS: dict[str, threading.Event] = {}
-MAX_EARLY_CANCELS = 1024  # keys kept for execs that have not arrived (or already ended)
+EARLY_CANCELS: OrderedDict[str, None] = OrderedDict()
+MAX_EARLY_CANCELS = 1024
+CANCELS_LOCK = threading.Lock()
 CANCELLED_EXIT_CODE = 130  # as a shell reports a command ended by Ctrl-C
 
 
 def cancel(key: str) -> bool:
     """Cancel the exec with ``key``: True if it was running. One that has not arrived yet
     (the cancel overtook it) is cancelled as it starts."""
-    running = key in CANCELS
-    if running or len(CANCELS) < MAX_EARLY_CANCELS:  # bounded: a late cancel leaves one
-        CANCELS.setdefault(key, threading.Event()).set()
-    return running
+    with CANCELS_LOCK:
+        running = CANCELS.get(key)
+        if running is not None:
+            running.set()
+            return True
+        EARLY_CANCELS[key] = None
+        while len(EARLY_CANCELS) > MAX_EARLY_CANCELS:
+            EARLY_CANCELS.popitem(last=False)
+        return False
+
+
+def _cancel_event(key: str) -> threading.Event:
+    """The event an exec's cancel sets (already set if its cancel came first)."""
+    event = threading.Event()
+    if key:
+        with CANCELS_LOCK:
+            if EARLY_CANCELS.pop(key, 0) is None:
+                event.set()
+            CANCELS[key] = event
+    return event
 
 
 def mark_cancelled(result: dict[str, Any], take: Emit) -> None:
@@ -169,7 +190,7 @@ def run_command(
         os.makedirs(cwd, exist_ok=True)
     env = command_env(args)
     key = str(args.get("cancel_key") or "")
-    cancelled = CANCELS.setdefault(key, threading.Event()) if key else threading.Event()
+    cancelled = _cancel_event(key)
     started = time.monotonic()
     try:
         proc = _start(args, cwd, env, stdin)
@@ -177,7 +198,8 @@ def run_command(
         timed_out = pump.run(proc, started + timeout, cancelled)
         exit_code = proc.wait()
     finally:
-        CANCELS.pop(key, None)
+        with CANCELS_LOCK:
+            CANCELS.pop(key, None)
     for note in limits.notes_for(proc.pid, started):  # the command's session: its pid
         pump.take("stderr", note.encode())
     was_cancelled = timed_out and cancelled.is_set()  # killed for the cancel, not ended
