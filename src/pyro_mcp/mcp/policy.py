@@ -18,7 +18,7 @@ Parameters opt in with ``Param(mcp_role=...)``; this is the one place that acts 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,11 +214,20 @@ class OperatorPolicy:
     def annotation(self, param: ParamInfo) -> Any:
         return list[str] | None if param.meta.mcp_role == "secret_names" else param.annotation
 
-    def arguments(self, op: Operation, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def arguments(
+        self,
+        op: Operation,
+        kwargs: dict[str, Any],
+        network_of: Callable[[str], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """A model's arguments for one call (SDK names) as the SDK gets them: operator
-        settings filled in, secret names resolved, network held to the ceiling."""
+        settings filled in, secret names resolved, network held to the ceiling (also the
+        network a new workspace copies from another, read with ``network_of``: a fork)."""
         roles: dict[str, str] = {}
         for param in op.params:
+            source = kwargs.get(param.name)
+            if param.meta.mcp_role == "network_source" and source and network_of:
+                self.network.check_copy(op.mcp_name or op.name, network_of(source))
             if param.meta.mcp_role == "operator":
                 kwargs[param.name] = self.operator_value(param)
             elif param.name in kwargs:

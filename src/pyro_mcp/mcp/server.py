@@ -67,13 +67,9 @@ def tool_signature(
 
 def _call(policy: OperatorPolicy, op: Operation, method: Any, kwargs: dict[str, Any]) -> Any:
     """One tool call, in a worker thread, under the operator's policy."""
+    network_of = method.__self__.manager.workspaces.network_of  # method: bound to a Pyro
     with hostpaths.confined(policy.roots):
-        args = policy.arguments(op, kwargs)
-        for param in op.params:  # a workspace whose network the call copies (a fork)
-            if param.meta.mcp_role == "network_source" and args.get(param.name):
-                status = method.__self__.status_workspace(args[param.name])
-                policy.network.check_copy(op.mcp_name or op.name, status)
-        return method(**args)
+        return method(**policy.arguments(op, kwargs, network_of))
 
 
 class RefusedArgument(PyroError):

@@ -162,6 +162,12 @@ class WorkspaceManager:
         page, where = paged(rows, entry, offset, limit, budget)
         return {"count": len(page), "workspaces": page, **where}
 
+    def network_of(self, workspace_id: str) -> dict[str, Any]:
+        """Its network policy and allowlist, from the record (no call to its guest)."""
+        record = self.lifecycle.record(workspace_id)
+        layout = self.lifecycle.layout(workspace_id)
+        return {"network_policy": record["network_policy"], **network_info(layout)}
+
     def status(self, workspace_id: str) -> dict[str, Any]:
         record = self._with_counts(self.lifecycle.record(workspace_id))
         layout = self.lifecycle.layout(workspace_id)
