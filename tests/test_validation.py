@@ -62,11 +62,11 @@ def test_out_of_range_names_the_field_the_range_and_the_value(check, name, low, 
 
 def test_the_lifetime_ceiling_is_the_operators(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYRO_MAX_TTL_SECONDS", "7200")
-    assert validation.ttl_seconds(7200) == 7200
-    assert validation.ttl_seconds(5, 1) == 5  # an extension may be short
+    assert validation.within_ceiling("ttl_seconds", 7200, 60) == 7200
+    assert validation.within_ceiling("ttl_seconds", 5, 1) == 5  # an extension may be short
     assert validation.idle_stop_seconds(0) == 0
     with pytest.raises(ValidationError) as info:
-        validation.ttl_seconds(7201, 1)
+        validation.within_ceiling("ttl_seconds", 7201, 1)
     assert str(info.value) == (
         "ttl_seconds must be between 1 and 7200 (got 7201): 7200 is the operator's ceiling "
         "(PYRO_MAX_TTL_SECONDS)"
@@ -75,7 +75,7 @@ def test_the_lifetime_ceiling_is_the_operators(monkeypatch: pytest.MonkeyPatch) 
         validation.idle_stop_seconds(7201)
     monkeypatch.setenv("PYRO_MAX_TTL_SECONDS", "soon")
     with pytest.raises(ValidationError, match=r"^PYRO_MAX_TTL_SECONDS must be a whole number"):
-        validation.ttl_seconds(600)
+        validation.within_ceiling("ttl_seconds", 600, 60)
 
 
 @pytest.mark.parametrize(("check", "name", "low", "high"), RANGES)
@@ -333,7 +333,10 @@ def test_a_huge_number_is_refused_in_one_line() -> None:
     huge = 10**5000
     for call, message in (
         (lambda: validation.int_in_range("x", huge, 1, 5), "x must be between 1 and 5"),
-        (lambda: validation.ttl_seconds(-huge), "ttl_seconds must be between 60"),
+        (
+            lambda: validation.within_ceiling("ttl_seconds", -huge, 60),
+            "ttl_seconds must be between 60",
+        ),
         (
             lambda: validation.number_in_range("t", huge, integer=False, gt=0, le=10),
             "t must be at most 10",

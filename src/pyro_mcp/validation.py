@@ -108,11 +108,6 @@ def within_ceiling(name: str, value: Any, low: int) -> int:
         raise
 
 
-def ttl_seconds(value: Any, low: int = TTL_MIN) -> int:
-    """A lifetime: ``low`` (a create's 60, an extension's 1) up to the operator's ceiling."""
-    return within_ceiling("ttl_seconds", value, low)
-
-
 def idle_stop_seconds(value: Any) -> int:
     """Stop after this long without activity; 0: never."""
     return within_ceiling("idle_stop_seconds", value, 0)

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .. import validation
 from ..environments.store import InstalledEnvironment
 from ..errors import StateError, ValidationError
 from ..guest.chunks import CHUNK_BYTES
@@ -244,10 +243,11 @@ class WorkspaceManager:
             changes["name"] = records.workspace_name(name)
         if clear_name:
             changes["name"] = None
+        # Their ranges (to the operator's ceiling) are the Params', checked before this runs.
         if ttl_seconds is not None:
-            changes.update(extend(validation.ttl_seconds(ttl_seconds, 1)))
+            changes.update(extend(int(ttl_seconds)))
         if idle_stop_seconds is not None:
-            changes["idle_stop_seconds"] = validation.idle_stop_seconds(idle_stop_seconds)
+            changes["idle_stop_seconds"] = int(idle_stop_seconds)
         new_labels = dict(record["labels"])
         new_labels.update(self.lifecycle.redactor(workspace_id).labels(records.labels(labels)))
         for key in clear_labels or []:
