@@ -205,9 +205,13 @@ def test_a_supervisor_killed_mid_reset_leaves_a_disk_the_next_start_mounts(
     pid = ws_pyro.manager.workspaces.store.get(wid)["supervisor_pid"]
     root = ws_pyro.manager.runtime.home / "workspaces" / wid
 
+    failed: list[Exception] = []
+
     def reset() -> None:
-        with contextlib.suppress(ValueError, RuntimeError):  # its supervisor is killed
+        try:
             ws_pyro.reset_workspace(wid, snapshot="s1")
+        except (ValueError, RuntimeError) as exc:  # its supervisor is killed
+            failed.append(exc)
 
     thread = threading.Thread(target=reset, daemon=True)
     thread.start()
@@ -223,6 +227,7 @@ def test_a_supervisor_killed_mid_reset_leaves_a_disk_the_next_start_mounts(
         pytest.fail("the reset's copy never began")
     os.kill(pid, signal.SIGKILL)
     thread.join(60)
+    assert failed, "the reset ended before the kill: nothing was tested"
     assert ws_pyro.start_workspace(wid)["state"] == "started"
     probe = ws_pyro.exec_workspace(wid, command="cat /workspace/f && echo x > /workspace/n")
     assert probe["stdout"] == "before\n" and probe["exit_code"] == 0
