@@ -44,14 +44,20 @@ def _thaw_all(expired: bool) -> bool:
     return was
 
 
+def entries(mount: str | os.PathLike[str]) -> int:
+    """Files and directories on an ext4 mount (its used inodes, less the reserved ones): a
+    snapshot's entry_count, in the guest and on the host (workspaces/images.py)."""
+    stat = os.statvfs(mount)
+    return max(0, stat.f_files - stat.f_ffree - EXT4_RESERVED_INODES)
+
+
 def op_fs_freeze(args: dict[str, Any], data: bytes, emit: Any) -> dict[str, Any]:
     seconds = min(float(args.get("watchdog_seconds") or 10), MAX_WATCHDOG_SECONDS)
     targets: list[str | int] = [paths.ROOT, *sysroot.DISK_DIRS]
     _thaw_all(False)  # an earlier freeze the host never ended
     if not os.path.ismount(paths.ROOT):  # never the root's file system instead
         raise RuntimeError("cannot freeze the workspace's disks: /workspace is not mounted")
-    stat = os.statvfs(paths.ROOT)
-    count = max(0, stat.f_files - stat.f_ffree - EXT4_RESERVED_INODES)
+    count = entries(paths.ROOT)
     os.sync()
     fds: list[int] = []
     try:

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StateError
 from ..network import policy
-from . import blank_disk, fork_copy, owners, records, snapshots
+from . import fork_copy, images, owners, records, snapshots
 from .handle import Handle
-from .layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout
+from .layout import WorkspaceLayout
 from .network import network_info, save_allow_hosts
 
 if TYPE_CHECKING:
@@ -169,7 +169,6 @@ def _images(ws: Handle, dest: Path, source: snapshots.Source | None, live: bool)
     dest.mkdir(mode=0o700)
     if source is not None and source.images is not None:
         with snapshots.copying(source.images):  # one deleted meanwhile: in one line
-            for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE):
-                blank_disk.copy_image(source.images / name, dest / name)
+            images.copy_images(images.in_snapshot(source.images), dest)
     else:
         fork_copy.copy_stopped(ws.layout, dest)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SandboxError, StateError
-from . import blank_disk, images, owners
+from . import images, owners
 from .layout import SYSTEM_IMAGE, remove_quietly
 
 if TYPE_CHECKING:
@@ -96,10 +96,7 @@ def copy_stopped(source: WorkspaceLayout, dest: Path) -> None:
     """A stopped workspace's images into the directory ``dest``, by the names a snapshot
     gives them; never its memory image. A system image not made yet (a workspace never
     started by this version) is left out: the child's boot makes a fresh one."""
-    for name, path in images.sources(source).items():
-        if name == SYSTEM_IMAGE and not path.exists():
-            continue
-        blank_disk.copy_image(path, dest / name)
+    images.copy_images(images.sources(source), dest, optional=(SYSTEM_IMAGE,))
 
 
 class Staging:

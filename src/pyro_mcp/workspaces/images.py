@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PyroError, SandboxError, StateError
+from ..guest.freeze import FIFREEZE, FITHAW, entries
 from . import blank_disk
 from .layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout, remove_quietly
 
@@ -42,12 +43,9 @@ if TYPE_CHECKING:
     from ..engines.base import Sandbox
     from .supervisor import Supervisor
 
-FIFREEZE = 0xC0045877
-FITHAW = 0xC0045878
 WATCHDOG_SECONDS = 20.0
 COPY_OP = "supervisor_copy_images"  # the supervisor's own op (supervisor.py)
 PARTIAL = ".partial-"  # in the name of a snapshot directory still being copied
-EXT4_RESERVED_INODES = 10  # counted as used on an empty ext4 (the root among them)
 
 
 def sources(layout: WorkspaceLayout) -> dict[str, Path]:
@@ -75,12 +73,19 @@ def has_images(directory: Path) -> bool:
     return all((directory / name).is_file() for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE))
 
 
-def copy_images(layout: WorkspaceLayout, dest: Path) -> int:
-    """Both images of ``layout`` copied into the directory ``dest``; the disk bytes the
-    copies use (none on a reflink)."""
-    for name, source in sources(layout).items():
-        blank_disk.copy_image(source, dest / name)
+def copy_images(images: dict[str, Path], dest: Path, optional: tuple[str, ...] = ()) -> int:
+    """The images (``sources`` of a workspace, or a snapshot's) copied into the directory
+    ``dest`` under their names, one in ``optional`` only if it exists; the disk bytes the
+    copies use (none for a clone). The one loop of snapshots, fork and their resets."""
+    for name, source in images.items():
+        if name not in optional or source.exists():
+            blank_disk.copy_image(source, dest / name)
     return used_bytes(dest)
+
+
+def in_snapshot(directory: Path) -> dict[str, Path]:
+    """A full snapshot's images, by name."""
+    return {name: directory / name for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE)}
 
 
 def used_bytes(directory: Path) -> int:
@@ -90,12 +95,6 @@ def used_bytes(directory: Path) -> int:
         with contextlib.suppress(FileNotFoundError):
             total += (directory / name).stat().st_blocks * 512
     return total
-
-
-def entries(mount: Path | str) -> int:
-    """Files and directories on an ext4 mount (its used inodes, less the reserved ones)."""
-    stat = os.statvfs(mount)
-    return max(0, stat.f_files - stat.f_ffree - EXT4_RESERVED_INODES)
 
 
 # The guard (a process of its own session, so a kill of the supervisor's group spares it):
@@ -214,7 +213,7 @@ def serve_copy(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
         if sandbox is None:
             raise StateError("the workspace is restarting")
         with quiesced(sandbox, sup.layout) as info:
-            used = copy_images(sup.layout, dest)
+            used = copy_images(sources(sup.layout), dest)
     return {"entry_count": int(info.get("entry_count", 0)), "bytes_written": used}
 
 
