@@ -5,9 +5,10 @@ bare work measured in the same run:
   two disk images (what any image snapshot must at least do on this file system);
 - a second snapshot of an unchanged 1 GiB workspace, with the disk it takes, against the same
   `cp`: once with PYRO_HOME where the bench puts it (this host's /tmp file system; ext4 here:
-  a sparse copy of the data), and once on a btrfs loop image the bench makes, mounts and
-  removes itself (the copy is a reflink there). Disk growth: on the host, the blocks the
-  snapshot's files hold (other users of that file system would blur a `df`); on the btrfs
+  chunks shared with the first snapshot, image_chunks.py), and once on a btrfs loop image
+  the bench makes, mounts and removes itself (the copy is a reflink there). Disk growth: on
+  the host, the blocks only the snapshot's files hold (a chunk linked from the first
+  snapshot is not counted; other users of that file system would blur a `df`); on the btrfs
   image, which nobody else uses, its `df` before and after;
 - a fork of a running 10 MB workspace to the first exec in the child, against a bare
   `runsc run /bin/true` (agent mounted) plus the same `cp`.
@@ -66,7 +67,10 @@ def bare_copy(images: list[Path], target: Path) -> float:
 
 
 def allocated(directory: Path) -> int:
-    return sum(p.stat().st_blocks * 512 for p in directory.iterdir())
+    """The blocks a snapshot's directory alone holds: its directories and the files no
+    other name links to (a chunk shared with an earlier snapshot costs nothing more)."""
+    paths = [directory, *directory.rglob("*")]
+    return sum(p.stat().st_blocks * 512 for p in paths if p.is_dir() or p.stat().st_nlink == 1)
 
 
 def used(path: Path) -> int:

@@ -120,7 +120,7 @@ def test_fresh_volume_replaces_a_disk_in_use_without_touching_it(tmp_path: Path)
 def test_a_copy_never_takes_the_hosts_last_free_space(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(blank_disk, "_clone", lambda source, target: False)  # as on ext4
+    monkeypatch.setattr(blank_disk, "clone", lambda source, target: False)  # as on ext4
     source = tmp_path / "source.img"
     source.write_bytes(os.urandom(1 << 20))
     free_mib = shutil.disk_usage(tmp_path).free >> 20

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from pyro_mcp import Pyro
-from pyro_mcp.workspaces import blank_disk
+from pyro_mcp.workspaces import image_chunks
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 
 pytestmark = pytest.mark.guest
@@ -39,15 +40,17 @@ def test_a_supervisor_killed_mid_copy_leaves_no_frozen_disk(
     """SIGKILL while both disks are frozen: the next start mounts them again (a disk left
     frozen keeps its loop device for ever: 'still in use by an earlier sandbox')."""
     wid = new_workspace(disk_mib=1024)["workspace_id"]
-    big = "head -c 400M /dev/zero > /workspace/big && sync"
+    big = "head -c 400M /dev/urandom > /workspace/big && sync"  # no zeros: chunks skip them
     assert ws_pyro.exec_workspace(wid, command=big, timeout_seconds=120)["exit_code"] == 0
     pid = ws_pyro.manager.workspaces.store.get(wid)["supervisor_pid"]
     snapshots = ws_pyro.manager.runtime.home / "workspaces" / wid / "snapshots"
     thread = snapshot_in_background(ws_pyro, wid, "s1")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the copy has begun: the disks are frozen
-        copies = list(snapshots.glob(".s1.partial-*/workspace.img"))
+        copies = list(snapshots.glob(".s1.partial-*/workspace.img"))  # a clone's home
         if copies and copies[0].stat().st_blocks > 0:
+            break
+        if any(snapshots.glob(".s1.partial-*/workspace.img.chunks/*")):  # ext4's chunks
             break
         time.sleep(0.005)
     else:
@@ -147,16 +150,18 @@ def test_a_snapshot_deleted_meanwhile_is_said_in_one_line(
     ws_pyro.create_snapshot(wid, "s1")
     home = ws_pyro.manager.runtime.home
     before = sorted(p.name for p in (home / "workspaces").iterdir())
-    system_image = home / "workspaces" / wid / "snapshots" / "s1" / "system.img"
-    copy_image = blank_disk.copy_image
+    snapshot = home / "workspaces" / wid / "snapshots" / "s1"
+    restore = image_chunks.restore
 
-    def deleting_copy(source: Path, target: Path) -> None:
-        system_image.unlink(missing_ok=True)
-        copy_image(source, target)
+    def deleting_copy(directory: Path, name: str, target: Path) -> None:
+        (snapshot / "system.img").unlink(missing_ok=True)  # kept whole (a clone's home)
+        (snapshot / "system.img.manifest").unlink(missing_ok=True)  # or as chunks (ext4)
+        shutil.rmtree(snapshot / "system.img.chunks", ignore_errors=True)
+        restore(directory, name, target)
 
     if action != "fork":
         ws_pyro.stop_workspace(wid)
-    monkeypatch.setattr(blank_disk, "copy_image", deleting_copy)
+    monkeypatch.setattr(image_chunks, "restore", deleting_copy)
     with pytest.raises(ValueError) as caught:
         if action == "fork":
             ws_pyro.fork_workspace(wid, snapshot="s1")

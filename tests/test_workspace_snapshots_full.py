@@ -4,10 +4,12 @@ fresh system and the baseline /workspace. Real sandboxes on both engines."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pyro_mcp.workspaces import blank_disk, images
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 
 pytestmark = pytest.mark.guest
@@ -19,6 +21,16 @@ CHANGE = (
     "echo w > /workspace/work.txt"
 )
 PROBE = "cat /usr/local/bin/pyro-tool /etc/pyro-test.conf /workspace/work.txt 2>/dev/null; true"
+
+
+def clones(directory: Path) -> bool:
+    """Whether the file system of ``directory`` makes clones (btrfs, XFS)."""
+    (directory / ".probe").write_bytes(b"x")
+    try:
+        return blank_disk.clone(directory / ".probe", directory / ".probe-clone")
+    finally:
+        (directory / ".probe").unlink()
+        (directory / ".probe-clone").unlink(missing_ok=True)
 
 
 def probe(pyro: Any, wid: str) -> str:
@@ -38,13 +50,20 @@ def test_a_snapshot_holds_the_system_layer_and_workspace(
 
     created = pyro.create_snapshot(wid, "installed")["snapshot"]
     assert created["kind"] == "named" and created["entry_count"] >= 1
-    assert created["bytes_written"] > 0  # the disk the two images take
     snapshot_dir = pyro.manager.runtime.home / "workspaces" / wid / "snapshots" / "installed"
-    assert sorted(p.name for p in snapshot_dir.iterdir()) == [
-        "snapshot.json",
-        "system.img",
-        "workspace.img",
-    ]
+    assert images.has_images(snapshot_dir)
+    names = sorted(p.name for p in snapshot_dir.iterdir())
+    if clones(snapshot_dir.parent):  # btrfs, XFS: the images, cloned
+        assert names == ["snapshot.json", "system.img", "workspace.img"]
+    else:  # ext4: as chunks, what the snapshot wrote counted
+        assert created["bytes_written"] > 0
+        assert names == [
+            "snapshot.json",
+            "system.img.chunks",
+            "system.img.manifest",
+            "workspace.img.chunks",
+            "workspace.img.manifest",
+        ]
     # later changes on top of the snapshot
     pyro.exec_workspace(wid, command="echo later > /etc/pyro-test.conf; rm /workspace/work.txt")
 
@@ -61,6 +80,30 @@ def test_a_snapshot_holds_the_system_layer_and_workspace(
 
     deleted = pyro.delete_snapshot(wid, "installed")
     assert deleted["deleted"] is True and not snapshot_dir.exists()
+
+
+def test_a_second_snapshot_of_an_unchanged_workspace_shares_its_chunks(
+    ws_pyro: Any, new_workspace: Any
+) -> None:
+    """ext4 (where the home cannot clone): the second snapshot links the first's chunks,
+    writes only what changed, and outlives the first."""
+    wid = new_workspace(disk_mib=512)["workspace_id"]
+    snapshots = ws_pyro.manager.runtime.home / "workspaces" / wid / "snapshots"
+    if clones(snapshots):
+        pytest.skip("this home clones (btrfs/XFS): no chunks")
+    fill = "head -c 33554432 /dev/urandom > /workspace/big && md5sum < big && " + CHANGE
+    digest = ws_pyro.exec_workspace(wid, command=fill)["stdout"]
+    first = ws_pyro.create_snapshot(wid, "first")["snapshot"]
+    assert first["bytes_written"] > 32 * 1024 * 1024
+    second = ws_pyro.create_snapshot(wid, "second")["snapshot"]
+    assert second["bytes_written"] < 4 * 1024 * 1024, second  # superblocks, manifests
+    chunks = list((snapshots / "second" / "workspace.img.chunks").iterdir())
+    assert len(chunks) > 32 and sum(c.stat().st_nlink == 2 for c in chunks) > 32
+    ws_pyro.delete_snapshot(wid, "first")
+    ws_pyro.exec_workspace(wid, command="rm /workspace/big /etc/pyro-test.conf")
+    ws_pyro.reset_workspace(wid, snapshot="second")
+    assert ws_pyro.exec_workspace(wid, command="md5sum < /workspace/big")["stdout"] == digest
+    assert probe(ws_pyro, wid) == "x\ny\nw\n"
 
 
 def test_a_stopped_workspace_resets_to_a_snapshot_and_to_the_baseline(

@@ -109,7 +109,7 @@ def copy_image(source: Path, target: Path) -> None:
     a sparse copy of the data by ``copy_file_range``, hole for hole (a plain copy where
     holes cannot be told apart), refused if it would leave the host's disk below the
     operator's reserve (``check_room``)."""
-    if _clone(source, target):
+    if clone(source, target):
         return
     info = os.stat(source)
     extents = sum(length for _, length in _extents_of(source, info.st_size))
@@ -127,7 +127,7 @@ def copy_image(source: Path, target: Path) -> None:
 FICLONE = 0x40049409  # ioctl: the whole of one file's blocks shared into another
 
 
-def _clone(source: Path, target: Path) -> bool:
+def clone(source: Path, target: Path) -> bool:
     """``target`` made a clone of ``source`` (False, nothing left, where that cannot be)."""
     with source.open("rb") as src, target.open("xb") as dst:
         try:

@@ -169,6 +169,6 @@ def _images(ws: Handle, dest: Path, source: snapshots.Source | None, live: bool)
     dest.mkdir(mode=0o700)
     if source is not None and source.images is not None:
         with snapshots.copying(source.images):  # one deleted meanwhile: in one line
-            images.copy_images(images.in_snapshot(source.images), dest)
+            images.restore_images(source.images, dest)
     else:
         fork_copy.copy_stopped(ws.layout, dest)

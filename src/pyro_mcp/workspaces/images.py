@@ -1,9 +1,11 @@
 """Full snapshots and forks: a workspace's two disk images (/workspace's and the system
 layer's, see layout.py) copied while the file systems on them are quiesced.
 
-The copy is ``blank_disk.copy_image``: ``copy_file_range`` hole for hole, which is a reflink
-(copy-on-write, no data written) when PYRO_HOME is on btrfs or XFS, and a sparse copy
-elsewhere. Quiescing:
+A fork's copy is ``blank_disk.copy_image``: a clone (copy-on-write, no data written) when
+PYRO_HOME is on btrfs or XFS, a sparse copy elsewhere. A snapshot is a clone too where the
+home can; elsewhere its images are kept as chunks shared with the workspace's earlier
+snapshots (image_chunks.py), so an unchanged workspace's next snapshot writes next to
+nothing. Quiescing:
 
 - gVisor: the supervisor mounts both images on the host, in its private mount namespace
   (volume_mount.py, system_layer.py). The guest's ``sync`` writes what gVisor's own page
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PyroError, SandboxError, StateError
 from ..guest.freeze import FIFREEZE, FITHAW, entries
-from . import blank_disk
+from . import blank_disk, image_chunks
 from .layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout, remove_quietly
 
 if TYPE_CHECKING:
@@ -70,7 +72,8 @@ def remove_partials(layout: WorkspaceLayout) -> list[str]:
 
 
 def has_images(directory: Path) -> bool:
-    return all((directory / name).is_file() for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE))
+    """Whether ``directory`` holds both images (a snapshot's: whole, or as chunks)."""
+    return all(image_chunks.is_kept(directory, name) for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE))
 
 
 def copy_images(images: dict[str, Path], dest: Path, optional: tuple[str, ...] = ()) -> int:
@@ -83,9 +86,27 @@ def copy_images(images: dict[str, Path], dest: Path, optional: tuple[str, ...] =
     return used_bytes(dest)
 
 
-def in_snapshot(directory: Path) -> dict[str, Path]:
-    """A full snapshot's images, by name."""
-    return {name: directory / name for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE)}
+def keep_images(images: dict[str, Path], dest: Path, snapshots_dir: Path) -> int:
+    """A snapshot's copy: each image cloned into ``dest`` where the home can, else kept as
+    chunks shared with the finished snapshots in ``snapshots_dir`` (image_chunks.py); the
+    data bytes written (a clone writes none)."""
+    held: dict[str, Path] | None = None
+    written = 0
+    for name, source in images.items():
+        if blank_disk.clone(source, dest / name):
+            continue
+        if held is None:
+            held = image_chunks.known(snapshots_dir)
+        written += image_chunks.save(source, dest, name, held)
+    return written
+
+
+def restore_images(snapshot: Path, dest: Path) -> int:
+    """Both images of the full snapshot in ``snapshot`` made anew in ``dest`` (a fork's);
+    the disk bytes they use."""
+    for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE):
+        image_chunks.restore(snapshot, name, dest / name)
+    return used_bytes(dest)
 
 
 def used_bytes(directory: Path) -> int:
@@ -206,14 +227,18 @@ def inside(path: Any, home: Path) -> Path:
 
 
 def serve_copy(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
-    """The supervisor's side: both images copied into ``args["dest"]`` while quiesced."""
+    """The supervisor's side: both images copied into ``args["dest"]`` while quiesced (kept
+    as a snapshot's with ``args["snapshot"]``, else whole images, a fork's)."""
     dest = inside(args.get("dest"), sup.runtime.home)
     with sup.reboot_lock:  # the sandbox is not replaced meanwhile
         sandbox = sup.sandbox
         if sandbox is None:
             raise StateError("the workspace is restarting")
         with quiesced(sandbox, sup.layout) as info:
-            used = copy_images(sources(sup.layout), dest)
+            if args.get("snapshot"):
+                used = keep_images(sources(sup.layout), dest, sup.layout.snapshots_dir)
+            else:
+                used = copy_images(sources(sup.layout), dest)
     return {"entry_count": int(info.get("entry_count", 0)), "bytes_written": used}
 
 

@@ -15,7 +15,7 @@ from ..engines.profile import profile_of
 from ..errors import StateError, ValidationError
 from ..guest.tree import remove_tree
 from ..paths import private_dir
-from . import blank_disk
+from . import blank_disk, image_chunks
 
 WORKSPACE_IMAGE, SYSTEM_IMAGE = "workspace.img", "system.img"  # in a full snapshot's directory
 DEFAULT_DISK_MIB = 8192  # a workspace disk's size unless its create says otherwise (sparse)
@@ -116,7 +116,7 @@ class WorkspaceLayout:
                 remove_tree(str(self.volume_dir))  # a gVisor /workspace of an older version
             with blank_disk.replacing(self.disk) as new:
                 if source is not None:
-                    blank_disk.copy_image(source / WORKSPACE_IMAGE, new)
+                    image_chunks.restore(source, WORKSPACE_IMAGE, new)
                 else:
                     blank_disk.make(self.root.parent.parent, new, disk_mib)
         else:

@@ -53,13 +53,15 @@ def full_snapshots(ws: Handle, record: dict[str, Any]) -> bool:
 
 
 @operation
-def copy_live(ws: Handle, dest: Path) -> dict[str, Any]:
+def copy_live(ws: Handle, dest: Path, snapshot: bool = False) -> dict[str, Any]:
     """Both images of the running workspace copied into the new directory ``dest`` by its
-    supervisor, its file systems quiesced meanwhile (images.py); nothing left at ``dest``
-    if that fails. What the copy saw: ``entry_count``, ``bytes_written``."""
+    supervisor, its file systems quiesced meanwhile (images.py), kept as a ``snapshot``'s
+    or as whole images (a fork's); nothing left at ``dest`` if that fails. What the copy
+    saw: ``entry_count``, ``bytes_written``."""
     dest.mkdir(mode=0o700)
     try:
-        info, _ = ws.call(images.COPY_OP, {"dest": str(dest)}, timeout=600)
+        args = {"dest": str(dest), "snapshot": snapshot}
+        info, _ = ws.call(images.COPY_OP, args, timeout=600)
     except BaseException:
         remove_quietly(dest)
         raise
@@ -73,7 +75,7 @@ def _partial(ws: Handle, name: str) -> Path:
 
 def _create_full(ws: Handle, name: str) -> tuple[Path, dict[str, Any]]:
     partial = _partial(ws, name)
-    info = copy_live(ws, partial)
+    info = copy_live(ws, partial, snapshot=True)
     try:
         (partial / INFO).write_text(json.dumps(info))
     except BaseException:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from ..errors import SandboxError
-from . import blank_disk, volume_mount
+from . import blank_disk, image_chunks, volume_mount
 from .layout import SYSTEM_IMAGE, WorkspaceLayout, uses_image
 
 WHAT = "system disk"
@@ -67,7 +67,7 @@ def fresh_image(layout: WorkspaceLayout, disk_mib: int, source: Path | None = No
     copy of the one in ``source`` (a full snapshot's directory, images.py)."""
     with blank_disk.replacing(layout.system_disk) as new:
         if source is not None:
-            blank_disk.copy_image(source / SYSTEM_IMAGE, new)
+            image_chunks.restore(source, SYSTEM_IMAGE, new)
         else:
             blank_disk.make(layout.root.parent.parent, new, disk_mib)
     return layout.system_disk

@@ -1,0 +1,142 @@
+"""Snapshots kept as shared chunks where the home cannot clone (workspaces/image_chunks.py):
+real sparse files on the test's file system, no sandbox. The guest-backed side is in
+test_workspace_snapshots_full.py."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pyro_mcp.errors import PyroError, StateError
+from pyro_mcp.workspaces import image_chunks, images
+from pyro_mcp.workspaces.layout import SYSTEM_IMAGE, WORKSPACE_IMAGE
+
+MIB = 1024 * 1024
+CHUNK = image_chunks.CHUNK_BYTES
+
+
+def sparse_image(path: Path, size: int, writes: dict[int, bytes]) -> Path:
+    with path.open("wb") as handle:
+        handle.truncate(size)
+        for offset, data in writes.items():
+            handle.seek(offset)
+            handle.write(data)
+    return path
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    """64 MiB and a half chunk (the last chunk is short), holes, a run of written zeros."""
+    writes = {0: b"super", 5 * MIB + 7: os.urandom(3 * MIB), 20 * MIB: bytes(2 * MIB)}
+    writes[64 * MIB + CHUNK // 2 - 4] = b"tail"
+    return sparse_image(tmp_path / "disk.img", 64 * MIB + CHUNK // 2, writes)
+
+
+def kept(tmp_path: Path, name: str) -> Path:
+    directory = tmp_path / "snapshots" / name
+    directory.mkdir(parents=True)
+    return directory
+
+
+def test_a_restore_is_the_image_hole_for_hole(tmp_path: Path, image: Path) -> None:
+    snap = kept(tmp_path, "one")
+    written = image_chunks.save(image, snap, "disk.img", {})
+    # chunks 0, 5..8 and the short last one: never the holes nor the written zeros
+    held = sorted(int(p.name) for p in image_chunks.chunks(snap, "disk.img").iterdir())
+    assert held == [0, 5, 6, 7, 8, 64]
+    assert 5 * CHUNK < written < 6 * CHUNK + 4096
+    image_chunks.restore(snap, "disk.img", tmp_path / "back.img")
+    back = tmp_path / "back.img"
+    assert back.read_bytes() == image.read_bytes()
+    assert back.stat().st_blocks * 512 <= 7 * CHUNK  # sparse: no 64 MiB of zeros written
+
+
+def test_a_second_snapshot_of_an_unchanged_image_links_every_chunk(
+    tmp_path: Path, image: Path
+) -> None:
+    first = kept(tmp_path, "first")
+    image_chunks.save(image, first, "disk.img", {})
+    second = kept(tmp_path, "second")
+    written = image_chunks.save(image, second, "disk.img", image_chunks.known(first.parent))
+    assert written == image_chunks.manifest(second, "disk.img").stat().st_size
+    for chunk in image_chunks.chunks(second, "disk.img").iterdir():
+        assert chunk.stat().st_nlink == 2
+    # one changed byte: one new chunk, the rest shared
+    with image.open("r+b") as handle:
+        handle.seek(6 * MIB)
+        handle.write(b"!")
+    third = kept(tmp_path, "third")
+    written = image_chunks.save(image, third, "disk.img", image_chunks.known(first.parent))
+    assert CHUNK <= written < CHUNK + 4096
+    # deleting the earlier snapshots frees nothing the later one needs
+    for directory in (first, second):
+        for chunk in image_chunks.chunks(directory, "disk.img").iterdir():
+            chunk.unlink()
+    image_chunks.restore(third, "disk.img", tmp_path / "back.img")
+    assert (tmp_path / "back.img").read_bytes() == image.read_bytes()
+
+
+def test_a_source_gone_meanwhile_is_written_instead(tmp_path: Path, image: Path) -> None:
+    first = kept(tmp_path, "first")
+    image_chunks.save(image, first, "disk.img", {})
+    held = image_chunks.known(first.parent)
+    for chunk in image_chunks.chunks(first, "disk.img").iterdir():
+        chunk.unlink()  # a delete of that snapshot racing this one
+    second = kept(tmp_path, "second")
+    assert image_chunks.save(image, second, "disk.img", held) > 5 * CHUNK
+    image_chunks.restore(second, "disk.img", tmp_path / "back.img")
+    assert (tmp_path / "back.img").read_bytes() == image.read_bytes()
+
+
+def test_a_partial_snapshot_is_never_a_source(tmp_path: Path, image: Path) -> None:
+    partial = kept(tmp_path, ".first.partial-0000")
+    image_chunks.save(image, partial, "disk.img", {})
+    assert image_chunks.known(partial.parent) == {}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda m: m.write_text("{not json"),
+        lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "version": 9})),
+        lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "size": -1})),
+        lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "chunks": {"../x": ""}})),
+        lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "chunks": {"99": ""}})),
+        lambda m: (m.parent / "disk.img.chunks" / "5").write_bytes(b"short"),
+    ],
+)
+def test_a_damaged_snapshot_fails_in_one_line_and_leaves_nothing(
+    tmp_path: Path, image: Path, damage: object
+) -> None:
+    snap = kept(tmp_path, "one")
+    image_chunks.save(image, snap, "disk.img", {})
+    damage(image_chunks.manifest(snap, "disk.img"))  # type: ignore[operator]
+    with pytest.raises(StateError, match=r"^snapshot 'one' is damaged \(disk.img\)$"):
+        image_chunks.restore(snap, "disk.img", tmp_path / "back.img")
+    assert not (tmp_path / "back.img").exists()
+
+
+def test_the_host_reserve_stops_a_save(
+    tmp_path: Path, image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYRO_MIN_FREE_MIB", str(1 << 40))
+    with pytest.raises(PyroError, match="not enough free disk on the host"):
+        image_chunks.save(image, kept(tmp_path, "one"), "disk.img", {})
+
+
+def test_keep_images_and_a_fork_from_them(tmp_path: Path, image: Path) -> None:
+    """images.keep_images on this file system (chunks on ext4, clones on btrfs/XFS), and
+    images.restore_images back: both images as they were."""
+    system = sparse_image(tmp_path / "system.img", 8 * MIB, {MIB: b"etc"})
+    sources = {WORKSPACE_IMAGE: image, SYSTEM_IMAGE: system}
+    snap = kept(tmp_path, "one")
+    assert images.keep_images(sources, snap, snap.parent) > 0
+    assert images.has_images(snap)
+    child = tmp_path / "child"
+    child.mkdir()
+    images.restore_images(snap, child)
+    for name, source in sources.items():
+        assert (child / name).read_bytes() == source.read_bytes()
