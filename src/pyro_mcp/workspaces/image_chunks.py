@@ -23,6 +23,8 @@ import contextlib
 import errno
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ MANIFEST, CHUNKS = ".manifest", ".chunks"
 VERSION = 1
 ROOM_STEP = 64 * CHUNK_BYTES  # new bytes written between two checks of the host's room
 MAX_IMAGE_BYTES = 1 << 50
+WORKERS = 2
 
 
 def manifest(directory: Path, name: str) -> Path:
@@ -117,46 +120,64 @@ def _write(target: Path, data: memoryview) -> None:
         os.close(fd)
 
 
+class _Saver:
+    """One image's save: the chunks split between ``WORKERS`` threads (reading and BLAKE3
+    both let go of the GIL), what they share under a lock."""
+
+    def __init__(self, fd: int, size: int, target: Path, held: dict[str, Path]) -> None:
+        self.fd, self.size, self.target, self.held = fd, size, target, held
+        self.digests: dict[int, str] = {}
+        self.written = self.unchecked = 0
+        self.lock = threading.Lock()
+
+    def run(self, indexes: list[int]) -> None:
+        buffer = bytearray(CHUNK_BYTES)
+        for index in indexes:
+            length = min(CHUNK_BYTES, self.size - index * CHUNK_BYTES)
+            data = memoryview(buffer)[:length]
+            if os.preadv(self.fd, [data], index * CHUNK_BYTES) != length:
+                raise OSError(errno.EIO, "the image ended early")
+            digest = blake3.blake3(data).hexdigest()
+            if not _is_zero(data, digest):
+                self._keep(index, digest, data)
+
+    def _keep(self, index: int, digest: str, data: memoryview) -> None:
+        path = self.target / str(index)
+        with self.lock:
+            self.digests[index] = digest
+            source = self.held.get(digest)
+            check = self.unchecked == 0
+            self.unchecked = (self.unchecked + len(data)) % ROOM_STEP
+        if _link(source, path):
+            return
+        if check:
+            blank_disk.check_room(self.target, ROOM_STEP)
+        _write(path, data)
+        with self.lock:
+            self.held[digest] = path
+            self.written += len(data)
+
+
 def save(image: Path, directory: Path, name: str, held: dict[str, Path]) -> int:
     """``image`` kept in ``directory`` as ``name``'s chunks and manifest, linking each chunk
     ``held`` (by digest) already has; what it wrote, in bytes. ``held`` learns the new chunks.
     The host's reserve (``blank_disk.check_room``) is checked as new data is written."""
     target = chunks(directory, name)
     target.mkdir(mode=0o700)
-    digests: dict[int, str] = {}
-    written = unchecked = 0
-    buffer = bytearray(CHUNK_BYTES)
     with image.open("rb") as handle:
-        fd = handle.fileno()
-        size = os.fstat(fd).st_size
-        for index in _indexes(fd, size):
-            length = min(CHUNK_BYTES, size - index * CHUNK_BYTES)
-            data = memoryview(buffer)[:length]
-            if os.preadv(fd, [data], index * CHUNK_BYTES) != length:
-                raise OSError(errno.EIO, f"{image.name} ended early")
-            digest = blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest()
-            if _is_zero(data, digest):
-                continue
-            digests[index] = digest
-            path = target / str(index)
-            if _link(held.get(digest), path):
-                continue
-            if unchecked == 0:
-                blank_disk.check_room(directory, ROOM_STEP)
-            _write(path, data)
-            held[digest] = path
-            written += length
-            unchecked = (unchecked + length) % ROOM_STEP
+        size = os.fstat(handle.fileno()).st_size
+        saver = _Saver(handle.fileno(), size, target, held)
+        indexes = _indexes(handle.fileno(), size)
+        with ThreadPoolExecutor(WORKERS) as pool:
+            done = [pool.submit(saver.run, indexes[n::WORKERS]) for n in range(WORKERS)]
+            for future in done:
+                future.result()  # the first failure, raised here
+    chunk_digests = {str(i): d for i, d in sorted(saver.digests.items())}
     text = json.dumps(
-        {
-            "version": VERSION,
-            "size": size,
-            "chunk_bytes": CHUNK_BYTES,
-            "chunks": {str(i): d for i, d in digests.items()},
-        }
+        {"version": VERSION, "size": size, "chunk_bytes": CHUNK_BYTES, "chunks": chunk_digests}
     )
     manifest(directory, name).write_text(text)
-    return written + len(text)
+    return saver.written + len(text)
 
 
 def _checked(directory: Path, name: str) -> tuple[int, list[int]]:
