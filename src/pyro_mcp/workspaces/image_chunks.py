@@ -127,7 +127,7 @@ class _Saver:
     def __init__(self, fd: int, size: int, target: Path, held: dict[str, Path]) -> None:
         self.fd, self.size, self.target, self.held = fd, size, target, held
         self.digests: dict[int, str] = {}
-        self.written = self.unchecked = 0
+        self.written = self.room = 0  # room: bytes checked against the reserve, not yet written
         self.lock = threading.Lock()
 
     def run(self, indexes: list[int]) -> None:
@@ -146,12 +146,13 @@ class _Saver:
         with self.lock:
             self.digests[index] = digest
             source = self.held.get(digest)
-            check = self.unchecked == 0
-            self.unchecked = (self.unchecked + len(data)) % ROOM_STEP
         if _link(source, path):
             return
-        if check:
-            blank_disk.check_room(self.target, ROOM_STEP)
+        with self.lock:  # every byte written is within a check, whatever was linked
+            if self.room < len(data):
+                blank_disk.check_room(self.target, ROOM_STEP)
+                self.room += ROOM_STEP
+            self.room -= len(data)
         _write(path, data)
         with self.lock:
             self.held[digest] = path
