@@ -45,8 +45,10 @@ def test_a_restore_is_the_image_hole_for_hole(tmp_path: Path, image: Path) -> No
     snap = kept(tmp_path, "one")
     written = image_chunks.save(image, snap, "disk.img", {})
     # chunks 0, 5..8 and the short last one: never the holes nor the written zeros
-    held = sorted(int(p.name) for p in image_chunks.chunks(snap, "disk.img").iterdir())
-    assert held == [0, 5, 6, 7, 8, 64]
+    held = json.loads(image_chunks.manifest(snap, "disk.img").read_text())["chunks"]
+    assert sorted(map(int, held)) == [0, 5, 6, 7, 8, 64]
+    files = sorted(p.name for p in image_chunks.chunks(snap, "disk.img").iterdir())
+    assert files == sorted(held.values())  # each named by its digest
     assert 5 * CHUNK < written < 6 * CHUNK + 4096
     image_chunks.restore(snap, "disk.img", tmp_path / "back.img")
     back = tmp_path / "back.img"
@@ -105,7 +107,11 @@ def test_a_partial_snapshot_is_never_a_source(tmp_path: Path, image: Path) -> No
         lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "size": -1})),
         lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "chunks": {"../x": ""}})),
         lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "chunks": {"99": ""}})),
-        lambda m: (m.parent / "disk.img.chunks" / "5").write_bytes(b"short"),
+        lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "chunks": {"0": "../x"}})),
+        lambda m: m.write_text(
+            json.dumps({**json.loads(m.read_text()), "chunks": {"0": "a" * 64, "00": "a" * 64}})
+        ),
+        lambda m: next((m.parent / "disk.img.chunks").iterdir()).write_bytes(b"short"),
     ],
 )
 def test_a_damaged_snapshot_fails_in_one_line_and_leaves_nothing(

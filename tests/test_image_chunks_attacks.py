@@ -5,6 +5,7 @@ file system, no sandbox."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,19 @@ def test_every_byte_a_save_writes_was_checked_against_the_reserve(
     monkeypatch.setenv("PYRO_MIN_FREE_MIB", str(1 << 40))
     with pytest.raises(PyroError, match="not enough free disk on the host"):
         image_chunks.save(image, kept(tmp_path, "third"), "disk.img", dict(held))
+
+
+def test_a_snapshot_name_reused_meanwhile_never_lends_other_bytes(tmp_path: Path) -> None:
+    """A save's known chunks are read before it links them: a snapshot deleted and made
+    again under the same name meanwhile (other bytes) must not end up in this one."""
+    mine = image_of(tmp_path / "mine.img", {0: b"mine", 1: b"also mine"}, 2)
+    first = kept(tmp_path, "first")
+    image_chunks.save(mine, first, "disk.img", {})
+    held = image_chunks.known(first.parent)
+    shutil.rmtree(first)  # deleted, then a new "first" of other bytes
+    other = image_of(tmp_path / "other.img", {0: b"other", 1: b"not mine"}, 2)
+    image_chunks.save(other, kept(tmp_path, "first"), "disk.img", {})
+    second = kept(tmp_path, "second")
+    image_chunks.save(mine, second, "disk.img", held)
+    image_chunks.restore(second, "disk.img", tmp_path / "back.img")
+    assert (tmp_path / "back.img").read_bytes() == mine.read_bytes()

@@ -3,13 +3,15 @@ shared between the snapshots of one workspace.
 
 A clone (btrfs, XFS) costs a snapshot nothing; elsewhere a plain copy of an unchanged 1 GiB
 workspace wrote 1 GiB each time. Here an image ``NAME`` in a snapshot's directory is
-``NAME.chunks/`` (a file per 1 MiB chunk that is not all zeros, named by its index) and
-``NAME.manifest`` (JSON: the image's size and each chunk's BLAKE3 digest by index). A
-chunk an earlier snapshot of the same workspace already holds (same digest) is a hard link
-to that snapshot's file, so a second snapshot of an unchanged workspace writes only what
+``NAME.chunks/`` (a file per distinct 1 MiB chunk that is not all zeros, named by its
+BLAKE3 digest) and ``NAME.manifest`` (JSON: the image's size and each chunk's digest by
+index). A chunk an earlier snapshot of the same workspace already holds (same digest) is a
+hard link to that snapshot's file, so a second snapshot of an unchanged workspace writes only what
 changed (each image's superblock: one chunk) and the manifests. The kernel's link counts
 are the reference counts: deleting a snapshot's directory frees what only it held, and a
-link to a file whose snapshot is being deleted meanwhile fails and is written instead.
+link to a file whose snapshot is being deleted meanwhile fails and is written instead. A
+file's name is its content's digest, so a link made by name is right even where that
+snapshot was deleted and its name reused meanwhile (an index would name other bytes).
 Chunk files are never written after they are made, nor ever shared outside one
 workspace's snapshots; a restore copies them (it never links them into a live image).
 
@@ -23,6 +25,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,9 +38,10 @@ from . import blank_disk
 
 CHUNK_BYTES = 1 << 20
 MANIFEST, CHUNKS = ".manifest", ".chunks"
-VERSION = 1
+VERSION = 2  # 1: chunk files named by index (never released)
 ROOM_STEP = 64 * CHUNK_BYTES  # new bytes written between two checks of the host's room
 MAX_IMAGE_BYTES = 1 << 50
+DIGEST_RE = re.compile(r"[0-9a-f]{64}")  # BLAKE3's, in hex: a chunk file's name
 WORKERS = 2
 
 
@@ -64,18 +68,20 @@ def _is_zero(data: memoryview, digest: str) -> bool:
     return digest == zero
 
 
-def _load(path: Path) -> dict[int, str] | None:
-    """A manifest's chunks by index, or None if it is not one we can read."""
+def _load(path: Path) -> set[str]:
+    """The digests of a manifest's chunks (none if it is not one we can read)."""
     try:
         data = json.loads(path.read_text())
-        return {int(i): str(d) for i, d in data["chunks"].items()}
+        if data.get("version") == VERSION:
+            return {str(d) for d in data["chunks"].values()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+        pass
+    return set()
 
 
 def known(snapshots_dir: Path) -> dict[str, Path]:
-    """The chunk files the finished snapshots in ``snapshots_dir`` hold, by digest (a
-    partial one, named with a leading dot, is never a source)."""
+    """The chunk directories of the finished snapshots in ``snapshots_dir`` by the digests
+    they hold (a partial one, named with a leading dot, is never a source)."""
     found: dict[str, Path] = {}
     with contextlib.suppress(FileNotFoundError):
         for directory in snapshots_dir.iterdir():
@@ -83,8 +89,8 @@ def known(snapshots_dir: Path) -> dict[str, Path]:
                 continue
             for path in directory.glob(f"*{MANIFEST}"):
                 held = path.with_name(path.name[: -len(MANIFEST)] + CHUNKS)
-                for index, digest in (_load(path) or {}).items():
-                    found.setdefault(digest, held / str(index))
+                for digest in _load(path):
+                    found.setdefault(digest, held)
     return found
 
 
@@ -97,12 +103,12 @@ def _indexes(fd: int, size: int) -> list[int]:
 
 
 def _link(source: Path | None, target: Path) -> bool:
-    """``target`` made a link to ``source`` (False where it cannot: gone meanwhile, too many
-    links)."""
+    """``target`` made a link to the file of its name in the directory ``source`` (False
+    where it cannot: gone meanwhile, too many links)."""
     if source is None:
         return False
     try:
-        os.link(source, target)
+        os.link(source / target.name, target)
         return True
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.EMLINK):
@@ -127,6 +133,7 @@ class _Saver:
     def __init__(self, fd: int, size: int, target: Path, held: dict[str, Path]) -> None:
         self.fd, self.size, self.target, self.held = fd, size, target, held
         self.digests: dict[int, str] = {}
+        self.mine: set[str] = set()  # the digests this image's chunk files have (or will)
         self.written = self.room = 0  # room: bytes checked against the reserve, not yet written
         self.lock = threading.Lock()
 
@@ -142,9 +149,12 @@ class _Saver:
                 self._keep(index, digest, data)
 
     def _keep(self, index: int, digest: str, data: memoryview) -> None:
-        path = self.target / str(index)
+        path = self.target / digest
         with self.lock:
             self.digests[index] = digest
+            if digest in self.mine:  # the same bytes at another index: one file
+                return
+            self.mine.add(digest)
             source = self.held.get(digest)
         if _link(source, path):
             return
@@ -155,13 +165,14 @@ class _Saver:
             self.room -= len(data)
         _write(path, data)
         with self.lock:
-            self.held[digest] = path
+            self.held[digest] = self.target
             self.written += len(data)
 
 
 def save(image: Path, directory: Path, name: str, held: dict[str, Path]) -> int:
     """``image`` kept in ``directory`` as ``name``'s chunks and manifest, linking each chunk
-    ``held`` (by digest) already has; what it wrote, in bytes. ``held`` learns the new chunks.
+    ``held`` (chunk directories by digest) has; what it wrote, in bytes. ``held`` learns the
+    new chunks.
     The host's reserve (``blank_disk.check_room``) is checked as new data is written."""
     target = chunks(directory, name)
     target.mkdir(mode=0o700)
@@ -181,8 +192,9 @@ def save(image: Path, directory: Path, name: str, held: dict[str, Path]) -> int:
     return saver.written + len(text)
 
 
-def _checked(directory: Path, name: str) -> tuple[int, list[int]]:
-    """A manifest's size and chunk indexes, checked; a one-line error if it is damaged."""
+def _checked(directory: Path, name: str) -> tuple[int, list[tuple[int, str]]]:
+    """A manifest's size and chunks (index, digest), checked; a one-line error if it is
+    damaged."""
     damaged = StateError(f"snapshot {directory.name!r} is damaged ({name})")
     try:
         data: Any = json.loads(manifest(directory, name).read_text())
@@ -197,14 +209,16 @@ def _checked(directory: Path, name: str) -> tuple[int, list[int]]:
         raise damaged
     if chunk_bytes != CHUNK_BYTES or not isinstance(held, dict):
         raise damaged
-    indexes = []
-    for key in held:
+    found = []
+    for key, digest in held.items():
         if not (isinstance(key, str) and key.isascii() and key.isdigit()):
             raise damaged
-        if int(key) * CHUNK_BYTES >= size:
+        if str(int(key)) != key or int(key) * CHUNK_BYTES >= size:  # "01" would be "1" too
             raise damaged
-        indexes.append(int(key))
-    return size, sorted(indexes)
+        if not (isinstance(digest, str) and DIGEST_RE.fullmatch(digest)):  # a file's name
+            raise damaged
+        found.append((int(key), digest))
+    return size, sorted(found)
 
 
 def restore(directory: Path, name: str, target: Path) -> None:
@@ -214,14 +228,14 @@ def restore(directory: Path, name: str, target: Path) -> None:
     if (directory / name).is_file():
         blank_disk.copy_image(directory / name, target)
         return
-    size, indexes = _checked(directory, name)
-    blank_disk.check_room(target.parent, len(indexes) * CHUNK_BYTES)
-    held = chunks(directory, name)
+    size, held = _checked(directory, name)
+    blank_disk.check_room(target.parent, len(held) * CHUNK_BYTES)
+    files = chunks(directory, name)
     try:
         with target.open("xb") as dst:
-            for index in indexes:
+            for index, digest in held:
                 length = min(CHUNK_BYTES, size - index * CHUNK_BYTES)
-                with (held / str(index)).open("rb") as src:
+                with (files / digest).open("rb") as src:
                     if os.fstat(src.fileno()).st_size != length:
                         raise StateError(f"snapshot {directory.name!r} is damaged ({name})")
                     _copy(src.fileno(), dst.fileno(), length, index * CHUNK_BYTES)
