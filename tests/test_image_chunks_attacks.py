@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pyro_mcp.errors import PyroError
-from pyro_mcp.workspaces import blank_disk, image_chunks
+from pyro_mcp.errors import PyroError, StateError
+from pyro_mcp.workspaces import blank_disk, image_chunks, images
 
 CHUNK = image_chunks.CHUNK_BYTES
 
@@ -78,3 +78,106 @@ def test_a_snapshot_name_reused_meanwhile_never_lends_other_bytes(tmp_path: Path
     image_chunks.save(mine, second, "disk.img", held)
     image_chunks.restore(second, "disk.img", tmp_path / "back.img")
     assert (tmp_path / "back.img").read_bytes() == mine.read_bytes()
+
+
+def _chunk_files(directory: Path) -> list[Path]:
+    return sorted(image_chunks.chunks(directory, "disk.img").iterdir())
+
+
+def _symlinked_chunk(snap: Path, tmp_path: Path) -> None:
+    chunk = _chunk_files(snap)[0]
+    outside = tmp_path / "outside"
+    shutil.copyfile(chunk, outside)  # the same bytes, elsewhere
+    chunk.unlink()
+    chunk.symlink_to(outside)
+
+
+def _symlinked_dir(snap: Path, tmp_path: Path) -> None:
+    held = image_chunks.chunks(snap, "disk.img")
+    shutil.copytree(held, tmp_path / "elsewhere")
+    shutil.rmtree(held)
+    held.symlink_to(tmp_path / "elsewhere")
+
+
+def _symlinked_manifest(snap: Path, tmp_path: Path) -> None:
+    path = image_chunks.manifest(snap, "disk.img")
+    shutil.copyfile(path, tmp_path / "manifest")
+    path.unlink()
+    path.symlink_to(tmp_path / "manifest")
+
+
+def _chunk_is_a_directory(snap: Path, tmp_path: Path) -> None:
+    chunk = _chunk_files(snap)[0]
+    chunk.unlink()
+    chunk.mkdir()
+
+
+@pytest.mark.parametrize(
+    "damage", [_symlinked_chunk, _symlinked_dir, _symlinked_manifest, _chunk_is_a_directory]
+)
+def test_a_restore_reads_only_its_own_files(tmp_path: Path, damage: object) -> None:
+    """Never a symlink (chunk, chunk directory, manifest) nor anything but a regular file,
+    even with the right bytes behind it: one line, nothing left."""
+    snap = kept(tmp_path, "one")
+    image = image_of(tmp_path / "disk.img", {0: b"a", 3: b"b"}, 4)
+    image_chunks.save(image, snap, "disk.img", {})
+    damage(snap, tmp_path)  # type: ignore[operator]
+    with pytest.raises(StateError, match=r"^snapshot 'one' is damaged \(disk.img\)$"):
+        image_chunks.restore(snap, "disk.img", tmp_path / "back.img")
+    assert not (tmp_path / "back.img").exists()
+
+
+def _fifo_chunk(snap: Path, tmp_path: Path) -> None:
+    chunk = _chunk_files(snap)[0]
+    chunk.unlink()
+    os.mkfifo(chunk)
+
+
+def _fifo_manifest(snap: Path, tmp_path: Path) -> None:
+    path = image_chunks.manifest(snap, "disk.img")
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _missing_chunk(snap: Path, tmp_path: Path) -> None:
+    _chunk_files(snap)[0].unlink()
+
+
+def _missing_dir(snap: Path, tmp_path: Path) -> None:
+    shutil.rmtree(image_chunks.chunks(snap, "disk.img"))
+
+
+def _whole_image_symlinked(snap: Path, tmp_path: Path) -> None:
+    (snap / "disk.img").symlink_to(tmp_path / "disk.img")  # an old-format snapshot's name
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "damage", [_fifo_chunk, _fifo_manifest, _missing_chunk, _missing_dir, _whole_image_symlinked]
+)
+def test_a_restore_of_odd_files_fails_in_one_line(tmp_path: Path, damage: object) -> None:
+    """A FIFO never hangs a restore; a chunk gone while its manifest stays is damage."""
+    test_a_restore_reads_only_its_own_files(tmp_path, damage)
+
+
+def test_a_snapshot_deleted_meanwhile_is_not_found(tmp_path: Path) -> None:
+    """Its manifest gone too (a delete): FileNotFoundError, which the callers say as
+    'does not exist' (snapshots.copying)."""
+    snap = kept(tmp_path, "one")
+    image_chunks.save(image_of(tmp_path / "disk.img", {0: b"a"}, 2), snap, "disk.img", {})
+    image_chunks.manifest(snap, "disk.img").rename(tmp_path / "manifest")
+    with pytest.raises(FileNotFoundError):
+        image_chunks.restore(snap, "disk.img", tmp_path / "back.img")
+
+
+def test_a_delete_unlists_a_snapshot_before_removing_its_chunks(tmp_path: Path) -> None:
+    """snapshots._remove's first step: a restore that starts or goes on meanwhile fails as
+    deleted (FileNotFoundError), not as damaged, and has_images says it is gone."""
+    snap = kept(tmp_path, "one")
+    image = image_of(tmp_path / "disk.img", {0: b"a", 1: b"b"}, 2)
+    for name in ("workspace.img", "system.img"):
+        image_chunks.save(image, snap, name, {})
+    image_chunks.unlist(snap)
+    assert not images.has_images(snap)
+    with pytest.raises(FileNotFoundError):
+        image_chunks.restore(snap, "workspace.img", tmp_path / "back.img")

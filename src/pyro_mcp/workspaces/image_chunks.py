@@ -26,6 +26,7 @@ import errno
 import json
 import os
 import re
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -92,6 +93,13 @@ def known(snapshots_dir: Path) -> dict[str, Path]:
                 for digest in _load(path):
                     found.setdefault(digest, held)
     return found
+
+
+def unlist(directory: Path) -> None:
+    """A snapshot being deleted: its manifests go first, so a restore racing the delete
+    finds it gone ('does not exist'), never half gone ('damaged')."""
+    for path in directory.glob(f"*{MANIFEST}"):
+        path.unlink(missing_ok=True)
 
 
 def _indexes(fd: int, size: int) -> list[int]:
@@ -192,12 +200,31 @@ def save(image: Path, directory: Path, name: str, held: dict[str, Path]) -> int:
     return saver.written + len(text)
 
 
+def _damaged(directory: Path, name: str) -> StateError:
+    return StateError(f"snapshot {directory.name!r} is damaged ({name})")
+
+
+def _open(path: str | Path, dir_fd: int | None = None, directory: bool = False) -> int:
+    """A snapshot's own file (or directory) opened to read: never through a symlink (ELOOP),
+    never a FIFO's wait (the check of its type is the caller's)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    return os.open(path, flags | (os.O_DIRECTORY if directory else 0), dir_fd=dir_fd)
+
+
+def _read_manifest(path: Path) -> Any:
+    fd = _open(path)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a file")
+        return json.loads(handle.read())
+
+
 def _checked(directory: Path, name: str) -> tuple[int, list[tuple[int, str]]]:
     """A manifest's size and chunks (index, digest), checked; a one-line error if it is
     damaged."""
-    damaged = StateError(f"snapshot {directory.name!r} is damaged ({name})")
+    damaged = _damaged(directory, name)
     try:
-        data: Any = json.loads(manifest(directory, name).read_text())
+        data: Any = _read_manifest(manifest(directory, name))
     except FileNotFoundError:
         raise
     except (OSError, ValueError):
@@ -224,31 +251,56 @@ def _checked(directory: Path, name: str) -> tuple[int, list[tuple[int, str]]]:
 def restore(directory: Path, name: str, target: Path) -> None:
     """Image ``name`` of the snapshot in ``directory`` made anew at ``target`` (which must
     not exist): a copy of its chunks (or of the whole image, a clone where the home can),
-    hole for hole; nothing left at ``target`` if that fails."""
-    if (directory / name).is_file():
-        blank_disk.copy_image(directory / name, target)
+    hole for hole; nothing left at ``target`` if that fails. Only the snapshot's own
+    regular files are read (no symlink); a chunk missing while its manifest is still there
+    is damage, one missing with it a snapshot deleted meanwhile (FileNotFoundError)."""
+    whole = directory / name
+    if whole.exists() or whole.is_symlink():
+        if whole.is_symlink() or not whole.is_file():
+            raise _damaged(directory, name)
+        blank_disk.copy_image(whole, target)
         return
     size, held = _checked(directory, name)
     blank_disk.check_room(target.parent, len(held) * CHUNK_BYTES)
-    files = chunks(directory, name)
     try:
         with target.open("xb") as dst:
-            for index, digest in held:
-                length = min(CHUNK_BYTES, size - index * CHUNK_BYTES)
-                with (files / digest).open("rb") as src:
-                    if os.fstat(src.fileno()).st_size != length:
-                        raise StateError(f"snapshot {directory.name!r} is damaged ({name})")
-                    _copy(src.fileno(), dst.fileno(), length, index * CHUNK_BYTES)
+            files = _open(chunks(directory, name), directory=True)
+            try:
+                for index, digest in held:
+                    length = min(CHUNK_BYTES, size - index * CHUNK_BYTES)
+                    _copy_chunk(files, digest, length, dst.fileno(), index * CHUNK_BYTES)
+            finally:
+                os.close(files)
             dst.truncate(size)
-    except BaseException:
+    except BaseException as exc:
         target.unlink(missing_ok=True)
+        if isinstance(exc, FileNotFoundError) and not manifest(directory, name).exists():
+            raise  # deleted meanwhile
+        if isinstance(exc, _Damaged) or (isinstance(exc, OSError) and exc.errno in DAMAGE):
+            raise _damaged(directory, name) from None
         raise
 
 
-def _copy(src: int, dst: int, length: int, offset: int) -> None:
-    done = 0
-    while done < length:
-        copied = os.copy_file_range(src, dst, length - done, done, offset + done)
-        if copied == 0:
-            raise OSError(errno.EIO, "a snapshot chunk ended early")
-        done += copied
+DAMAGE = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR)  # a chunk (directory) gone or a symlink
+
+
+class _Damaged(Exception):
+    """A chunk file that is not what its manifest says (``restore`` says which snapshot)."""
+
+
+def _copy_chunk(files: int, digest: str, length: int, dst: int, offset: int) -> None:
+    """The chunk file ``digest`` of the directory ``files`` copied into ``dst`` at
+    ``offset``; it must be a regular file of ``length`` bytes."""
+    src = _open(digest, dir_fd=files)
+    try:
+        info = os.fstat(src)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != length:
+            raise _Damaged(digest)
+        done = 0
+        while done < length:
+            copied = os.copy_file_range(src, dst, length - done, done, offset + done)
+            if copied == 0:
+                raise OSError(errno.EIO, "a snapshot chunk ended early")
+            done += copied
+    finally:
+        os.close(src)

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from ..errors import NotFoundError, StateError, ValidationError
 from ..guest.chunks import CHUNK_BYTES, WAITING_CHUNKS
-from . import images, records, suspend, system_layer
+from . import image_chunks, images, records, suspend, system_layer
 from .archives import validate_members
 from .bounds import paged
 from .handle import Handle, operation
@@ -184,6 +184,7 @@ def snapshot_delete(ws: Handle, name: str) -> dict[str, Any]:
 def _remove(ws: Handle, name: str) -> None:
     _path(ws, name).unlink(missing_ok=True)
     if _dir(ws, name).is_dir():
+        image_chunks.unlist(_dir(ws, name))
         remove_quietly(_dir(ws, name))
 
 
