@@ -181,3 +181,42 @@ def test_a_delete_unlists_a_snapshot_before_removing_its_chunks(tmp_path: Path) 
     assert not images.has_images(snap)
     with pytest.raises(FileNotFoundError):
         image_chunks.restore(snap, "workspace.img", tmp_path / "back.img")
+
+
+def test_known_parses_each_manifest_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot reads only the manifests it has not read yet (under the freeze: every
+    earlier snapshot's, each time, grew with their number)."""
+    for name in ("a", "b"):
+        image = image_of(tmp_path / f"{name}.img", {0: name.encode()}, 2)
+        image_chunks.save(image, kept(tmp_path, name), "disk.img", {})
+    parsed: list[Path] = []
+    load = image_chunks._load
+
+    def counting(path: Path) -> object:
+        parsed.append(path)
+        return load(path)
+
+    monkeypatch.setattr(image_chunks, "_load", counting)
+    first = image_chunks.known(tmp_path / "snapshots")
+    assert len(parsed) == 2 and len(first) == 2
+    image_chunks.save(
+        image_of(tmp_path / "c.img", {0: b"c"}, 2), kept(tmp_path, "c"), "disk.img", {}
+    )
+    more = image_chunks.known(tmp_path / "snapshots")
+    assert len(parsed) == 3 and len(more) == 3  # only c's read
+    assert image_chunks.known(tmp_path / "snapshots") == more and len(parsed) == 3
+    shutil.rmtree(tmp_path / "snapshots" / "a")  # a delete: read afresh, a's forgotten
+    again = image_chunks.known(tmp_path / "snapshots")
+    assert len(parsed) == 5 and len(again) == 2
+    assert all(held.parent.name in ("b", "c") for held in again.values())
+
+
+@pytest.mark.timeout(20)
+def test_known_skips_a_manifest_that_is_not_a_file(tmp_path: Path) -> None:
+    """A FIFO (or symlink) named like a manifest never hangs a snapshot under its freeze."""
+    snap = kept(tmp_path, "one")
+    image_chunks.save(image_of(tmp_path / "a.img", {0: b"a"}, 2), snap, "disk.img", {})
+    os.mkfifo(image_chunks.manifest(snap, "other.img"))
+    image_chunks.manifest(snap, "link.img").symlink_to(image_chunks.manifest(snap, "disk.img"))
+    held = image_chunks.known(snap.parent)
+    assert set(held.values()) == {image_chunks.chunks(snap, "disk.img")}

@@ -72,7 +72,7 @@ def _is_zero(data: memoryview, digest: str) -> bool:
 def _load(path: Path) -> set[str]:
     """The digests of a manifest's chunks (none if it is not one we can read)."""
     try:
-        data = json.loads(path.read_text())
+        data = _read_manifest(path)
         if data.get("version") == VERSION:
             return {str(d) for d in data["chunks"].values()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -80,19 +80,47 @@ def _load(path: Path) -> set[str]:
     return set()
 
 
+class _Index:
+    """What ``known`` read of one snapshots directory: each manifest read (by path, its
+    file's identity) and the digests they hold. Manifests are never rewritten: a new
+    snapshot's are read once, and a deleted one's (or a changed one's) starts it afresh."""
+
+    def __init__(self) -> None:
+        self.read: dict[Path, tuple[int, ...]] = {}
+        self.found: dict[str, Path] = {}
+
+
+INDEXES: dict[Path, _Index] = {}  # by snapshots directory (a supervisor serves one)
+
+
+def _manifests(snapshots_dir: Path) -> dict[Path, tuple[int, ...]]:
+    """The finished snapshots' manifests (a partial one, named with a leading dot, is
+    never a source), by path, with their identities."""
+    found: dict[Path, tuple[int, ...]] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for directory in os.scandir(snapshots_dir):
+            if directory.name.startswith(".") or not directory.is_dir(follow_symlinks=False):
+                continue
+            for path in Path(directory.path).glob(f"*{MANIFEST}"):
+                with contextlib.suppress(OSError):
+                    info = path.lstat()
+                    found[path] = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return found
+
+
 def known(snapshots_dir: Path) -> dict[str, Path]:
     """The chunk directories of the finished snapshots in ``snapshots_dir`` by the digests
-    they hold (a partial one, named with a leading dot, is never a source)."""
-    found: dict[str, Path] = {}
-    with contextlib.suppress(FileNotFoundError):
-        for directory in snapshots_dir.iterdir():
-            if directory.name.startswith(".") or not directory.is_dir():
-                continue
-            for path in directory.glob(f"*{MANIFEST}"):
-                held = path.with_name(path.name[: -len(MANIFEST)] + CHUNKS)
-                for digest in _load(path):
-                    found.setdefault(digest, held)
-    return found
+    they hold; a copy (the caller's to add to). Only manifests not read before are read."""
+    current = _manifests(snapshots_dir)
+    index = INDEXES.get(snapshots_dir)
+    if index is None or any(current.get(p) != seen for p, seen in index.read.items()):
+        index = INDEXES[snapshots_dir] = _Index()
+    for path, identity in current.items():
+        if path not in index.read:
+            held = path.with_name(path.name[: -len(MANIFEST)] + CHUNKS)
+            index.found.update(dict.fromkeys(_load(path), held))
+            index.read[path] = identity
+    return dict(index.found)
 
 
 def unlist(directory: Path) -> None:
