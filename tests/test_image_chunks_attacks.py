@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyro_mcp.errors import PyroError, StateError
+from pyro_mcp.errors import NotFoundError, PyroError, StateError
 from pyro_mcp.workspaces import blank_disk, image_chunks, images
 
 CHUNK = image_chunks.CHUNK_BYTES
@@ -161,25 +161,24 @@ def test_a_restore_of_odd_files_fails_in_one_line(tmp_path: Path, damage: object
 
 
 def test_a_snapshot_deleted_meanwhile_is_not_found(tmp_path: Path) -> None:
-    """Its manifest gone too (a delete): FileNotFoundError, which the callers say as
-    'does not exist' (snapshots.copying)."""
+    """Its manifest gone too (a delete): it does not exist, in one line."""
     snap = kept(tmp_path, "one")
     image_chunks.save(image_of(tmp_path / "disk.img", {0: b"a"}, 2), snap, "disk.img", {})
     image_chunks.manifest(snap, "disk.img").rename(tmp_path / "manifest")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(NotFoundError, match=r"^snapshot 'one' does not exist$"):
         image_chunks.restore(snap, "disk.img", tmp_path / "back.img")
 
 
 def test_a_delete_unlists_a_snapshot_before_removing_its_chunks(tmp_path: Path) -> None:
     """snapshots._remove's first step: a restore that starts or goes on meanwhile fails as
-    deleted (FileNotFoundError), not as damaged, and has_images says it is gone."""
+    deleted ('does not exist'), not as damaged, and has_images says it is gone."""
     snap = kept(tmp_path, "one")
     image = image_of(tmp_path / "disk.img", {0: b"a", 1: b"b"}, 2)
     for name in ("workspace.img", "system.img"):
         image_chunks.save(image, snap, name, {})
     image_chunks.unlist(snap)
     assert not images.has_images(snap)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(NotFoundError, match=r"^snapshot 'one' does not exist$"):
         image_chunks.restore(snap, "workspace.img", tmp_path / "back.img")
 
 

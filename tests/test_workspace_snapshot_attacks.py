@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from pyro_mcp import Pyro
-from pyro_mcp.workspaces import image_chunks
+from pyro_mcp.errors import PyroError
+from pyro_mcp.workspaces import image_chunks, snapshots
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 
 pytestmark = pytest.mark.guest
@@ -236,3 +237,30 @@ def test_a_supervisor_killed_mid_reset_leaves_a_disk_the_next_start_mounts(
     assert ws_pyro.start_workspace(wid)["state"] == "started"
     probe = ws_pyro.exec_workspace(wid, command="cat /workspace/f && echo x > /workspace/n")
     assert probe["stdout"] == "before\n" and probe["exit_code"] == 0
+
+
+def test_a_started_workspace_reset_to_a_snapshot_deleted_meanwhile_says_so(
+    ws_pyro: Pyro, new_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot goes after the client found it, before its supervisor restores it:
+    one line naming it (not 'reset failed: FileNotFoundError(...)'), the disks as they were."""
+    wid = new_workspace(disk_mib=256)["workspace_id"]
+    ws_pyro.exec_workspace(wid, command="echo kept > /workspace/f")
+    ws_pyro.create_snapshot(wid, "s1")
+    found = snapshots.source
+
+    def deleted_after_lookup(ws: Any, name: str) -> snapshots.Source:
+        src = found(ws, name)
+        assert src.images is not None
+        image_chunks.unlist(src.images)  # what a delete does first, then the rest
+        shutil.rmtree(src.images)
+        return src
+
+    monkeypatch.setattr(snapshots, "source", deleted_after_lookup)
+    with pytest.raises(PyroError) as caught:  # the supervisor's answer
+        ws_pyro.reset_workspace(wid, snapshot="s1")
+    monkeypatch.undo()
+    assert str(caught.value) == "snapshot 's1' does not exist"
+    if ws_pyro.manager.workspaces.store.get(wid)["state"] != "started":
+        ws_pyro.start_workspace(wid)
+    assert ws_pyro.exec_workspace(wid, command="cat /workspace/f")["stdout"] == "kept\n"

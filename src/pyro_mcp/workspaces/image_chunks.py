@@ -34,7 +34,7 @@ from typing import Any
 
 import blake3
 
-from ..errors import StateError
+from ..errors import NotFoundError, StateError
 from . import blank_disk
 
 CHUNK_BYTES = 1 << 20
@@ -281,7 +281,16 @@ def restore(directory: Path, name: str, target: Path) -> None:
     not exist): a copy of its chunks (or of the whole image, a clone where the home can),
     hole for hole; nothing left at ``target`` if that fails. Only the snapshot's own
     regular files are read (no symlink); a chunk missing while its manifest is still there
-    is damage, one missing with it a snapshot deleted meanwhile (FileNotFoundError)."""
+    is damage, a snapshot deleted meanwhile (its manifests go first) does not exist."""
+    try:
+        _restore(directory, name, target)
+    except FileNotFoundError:
+        if is_kept(directory, name):
+            raise
+        raise NotFoundError(f"snapshot {directory.name!r} does not exist") from None
+
+
+def _restore(directory: Path, name: str, target: Path) -> None:
     whole = directory / name
     if whole.exists() or whole.is_symlink():
         if whole.is_symlink() or not whole.is_file():

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PyroError, SandboxError, StateError
+from ..errors import NotFoundError, PyroError, SandboxError, StateError
 from ..guest.freeze import FIFREEZE, FITHAW, entries
 from . import blank_disk, image_chunks
 from .layout import SYSTEM_IMAGE, WORKSPACE_IMAGE, WorkspaceLayout, remove_quietly
@@ -224,6 +224,16 @@ def inside(path: Any, home: Path) -> Path:
     if not where.is_absolute() or not where.resolve().is_relative_to(root) or not where.is_dir():
         raise StateError(f"{where} is not a directory of this pyro home")
     return where
+
+
+def snapshot_at(path: Any, home: Path) -> Path:
+    """The full snapshot a reset names (``inside`` the home): one deleted since the client
+    found it does not exist, in one line (never a host path)."""
+    where = Path(str(path or ""))
+    under = where.is_absolute() and where.resolve().is_relative_to(home.resolve())
+    if under and not has_images(where):
+        raise NotFoundError(f"snapshot {where.name!r} does not exist")
+    return inside(where, home)
 
 
 def serve_copy(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:

@@ -159,7 +159,7 @@ class Supervisor:
             old = self.sandbox
             self.sandbox = None
             teardown: threading.Thread | None = None
-            source = images.inside(snapshot, self.runtime.home) if snapshot else None
+            source = images.snapshot_at(snapshot, self.runtime.home) if snapshot else None
             renewing = Beside(system_layer.renew, self.layout, record, source)  # a fresh system
             self.services.clear()  # and no services
             try:
