@@ -59,6 +59,7 @@ def test_a_supervisor_killed_mid_copy_leaves_no_frozen_disk(
     os.kill(pid, signal.SIGKILL)
     thread.join(60)
     assert ws_pyro.start_workspace(wid)["state"] == "started"
+    assert not list(snapshots.glob(".s1.partial-*"))  # the next boot swept the half copy
     wrote = ws_pyro.exec_workspace(wid, command="echo hi > /workspace/a && cat /workspace/a")
     assert wrote["stdout"] == "hi\n"
     assert ws_pyro.create_snapshot(wid, "s1")["snapshot"]["snapshot_name"] == "s1"
@@ -264,3 +265,30 @@ def test_a_started_workspace_reset_to_a_snapshot_deleted_meanwhile_says_so(
     if ws_pyro.manager.workspaces.store.get(wid)["state"] != "started":
         ws_pyro.start_workspace(wid)
     assert ws_pyro.exec_workspace(wid, command="cat /workspace/f")["stdout"] == "kept\n"
+
+
+@pytest.mark.timeout(240)
+def test_a_snapshot_made_while_the_one_it_links_to_is_deleted_loses_nothing(
+    ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    """s2's copy links s1's chunks while s1 is deleted (from the moment s2's first chunk
+    file appears): every link that fails is written instead, and s2 restores whole."""
+    wid = new_workspace(disk_mib=512)["workspace_id"]
+    fill = "head -c 96M /dev/urandom > /workspace/big && md5sum < /workspace/big"
+    digest = ws_pyro.exec_workspace(wid, command=fill, timeout_seconds=120)["stdout"]
+    ws_pyro.create_snapshot(wid, "s1")
+    snapshots = ws_pyro.manager.runtime.home / "workspaces" / wid / "snapshots"
+    thread = snapshot_in_background(ws_pyro, wid, "s2")
+    deadline = time.monotonic() + 60
+    while not any(snapshots.glob(".s2.partial-*/*.chunks/*")):
+        assert time.monotonic() < deadline, "the copy never began"
+        time.sleep(0.001)
+    ws_pyro.delete_snapshot(wid, "s1")
+    thread.join(120)
+    assert [s["snapshot_name"] for s in ws_pyro.list_snapshots(wid)["snapshots"]] == [
+        "baseline",
+        "s2",
+    ]
+    ws_pyro.exec_workspace(wid, command="rm /workspace/big")
+    ws_pyro.reset_workspace(wid, snapshot="s2")
+    assert ws_pyro.exec_workspace(wid, command="md5sum < /workspace/big")["stdout"] == digest
