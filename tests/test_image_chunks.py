@@ -107,6 +107,9 @@ def test_a_partial_snapshot_is_never_a_source(tmp_path: Path, image: Path) -> No
         lambda m: m.write_text("{not json"),
         lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "version": 9})),
         lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "size": -1})),
+        lambda m: m.write_text(
+            json.dumps({**json.loads(m.read_text()), "size": 1 << 50, "chunks": {}})
+        ),
         lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "chunks": {"../x": ""}})),
         lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "chunks": {"99": ""}})),
         lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "chunks": {"0": "../x"}})),

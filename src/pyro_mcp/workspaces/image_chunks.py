@@ -318,7 +318,8 @@ def _restore(directory: Path, name: str, target: Path) -> None:
         raise
 
 
-DAMAGE = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR)  # a chunk (directory) gone or a symlink
+# a chunk (directory) gone or a symlink; a size no file here can have
+DAMAGE = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EFBIG)
 
 
 class _Damaged(Exception):
