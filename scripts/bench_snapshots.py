@@ -67,10 +67,15 @@ def bare_copy(images: list[Path], target: Path) -> float:
 
 
 def allocated(directory: Path) -> int:
-    """The blocks a snapshot's directory alone holds: its directories and the files no
-    other name links to (a chunk shared with an earlier snapshot costs nothing more)."""
-    paths = [directory, *directory.rglob("*")]
-    return sum(p.stat().st_blocks * 512 for p in paths if p.is_dir() or p.stat().st_nlink == 1)
+    """The blocks a snapshot's directory alone holds: its directories and the files whose
+    every link is in it (a chunk shared with an earlier snapshot costs nothing more; one
+    its two images share is counted once)."""
+    inodes: dict[int, tuple[int, int, int]] = {}  # inode: links here, all links, blocks
+    for path in [directory, *directory.rglob("*")]:
+        info = path.stat()
+        here, links, blocks = inodes.get(info.st_ino, (0, info.st_nlink, info.st_blocks))
+        inodes[info.st_ino] = (here + 1, 1 if path.is_dir() else links, blocks)
+    return sum(blocks * 512 for here, links, blocks in inodes.values() if here >= links)
 
 
 def used(path: Path) -> int:
@@ -125,7 +130,9 @@ def second_snapshot(bench: Any, home: Path, where: str, by_df: bool) -> None:
     with Pyro(backend_name="gvisor", base_dir=home) as pyro:
         wid = pyro.create_workspace(environment=ENVIRONMENT, disk_mib=2048)["workspace_id"]
         try:
-            fill = "head -c 1073741824 /dev/zero > /workspace/big && sync && wc -c < big"
+            # random, not zeros: a chunked snapshot skips all-zero chunks, so a workspace of
+            # zeros would show no disk growth even if no chunk were ever shared
+            fill = "head -c 1073741824 /dev/urandom > /workspace/big && sync && wc -c < big"
             done = pyro.exec_workspace(wid, fill, timeout_seconds=600)
             if done["stdout"].strip() != "1073741824":
                 raise RuntimeError(f"bench: could not write 1 GiB in the workspace: {done}")
