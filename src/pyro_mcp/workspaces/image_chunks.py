@@ -146,11 +146,12 @@ class _Saver:
         with self.lock:
             self.digests[index] = digest
             source = self.held.get(digest)
-            check = self.unchecked == 0
-            self.unchecked = (self.unchecked + len(data)) % ROOM_STEP
         if _link(source, path):
             return
-        if check:
+        with self.lock:  # the host's room, checked before each ROOM_STEP of new data
+            due = self.unchecked == 0 or self.unchecked + len(data) > ROOM_STEP
+            self.unchecked = len(data) if due else self.unchecked + len(data)
+        if due:
             blank_disk.check_room(self.target, ROOM_STEP)
         _write(path, data)
         with self.lock:
