@@ -80,7 +80,7 @@ def _fork(
     carried = dict(record["labels"])
     carried.update(ws.redactor.labels(records.labels(labels)))
     child = lifecycle.new_record(
-        name=records.workspace_name(name) if name is not None else record["name"],
+        name=ws.redactor.text(records.workspace_name(name)) if name is not None else record["name"],
         labels=dict(sorted(carried.items())),
         **{key: record[key] for key in CARRIED},
     )
