@@ -211,3 +211,27 @@ def test_an_old_snapshot_of_whole_images_still_restores(tmp_path: Path, image: P
     images.restore_images(snap, child)
     assert (child / WORKSPACE_IMAGE).read_bytes() == image.read_bytes()
     assert (child / SYSTEM_IMAGE).read_bytes() == system.read_bytes()
+
+
+def test_the_reserve_is_checked_before_each_step_of_new_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However linked chunks fall between the written ones, no more than ROOM_STEP of new
+    data goes unchecked: here every 4th chunk is linked, the others written anew."""
+    monkeypatch.setattr(image_chunks, "ROOM_STEP", 4 * CHUNK)
+    monkeypatch.setattr(image_chunks, "WORKERS", 1)  # chunks in order
+    calls: list[int] = []
+    monkeypatch.setattr(image_chunks.blank_disk, "check_room", lambda d, n: calls.append(n))
+    size = 40 * MIB
+    image = sparse_image(tmp_path / "disk.img", size, {0: os.urandom(size)})
+    older = kept(tmp_path, "older")
+    image_chunks.save(image, older, "disk.img", {})
+    by_index = json.loads(image_chunks.manifest(older, "disk.img").read_text())["chunks"]
+    held = image_chunks.known(older.parent)
+    for index, digest in by_index.items():
+        if int(index) % 4:
+            del held[digest]
+    calls.clear()
+    written = image_chunks.save(image, kept(tmp_path, "newer"), "disk.img", held)
+    assert 30 * MIB <= written < 31 * MIB
+    assert len(calls) >= 30 // 4

@@ -73,9 +73,13 @@ def test_the_lifetime_ceiling_is_the_operators(monkeypatch: pytest.MonkeyPatch) 
     )
     with pytest.raises(ValidationError, match=r"^idle_stop_seconds must be between 0 and 7200"):
         validation.idle_stop_seconds(7201)
-    monkeypatch.setenv("PYRO_MAX_TTL_SECONDS", "soon")
-    with pytest.raises(ValidationError, match=r"^PYRO_MAX_TTL_SECONDS must be a whole number"):
-        validation.within_ceiling("ttl_seconds", 600, 60)
+    for raw in ("soon", "+7200", "7_200", "\u0667\u0662\u0660\u0660", "59"):
+        monkeypatch.setenv("PYRO_MAX_TTL_SECONDS", raw)  # int() takes all but the first
+        with pytest.raises(ValidationError) as info:
+            validation.within_ceiling("ttl_seconds", 600, 60)
+        assert str(info.value) == (
+            f"PYRO_MAX_TTL_SECONDS must be a whole number of seconds of at least 60 (got {raw!r})"
+        )
 
 
 @pytest.mark.parametrize(("check", "name", "low", "high"), RANGES)

@@ -178,20 +178,19 @@ def test_a_snapshot_deleted_meanwhile_is_said_in_one_line(
 
 
 @pytest.mark.timeout(300)
-def test_a_secret_value_as_a_label_key_is_never_shown_or_stored(
+def test_a_secret_value_as_a_label_key_or_name_is_never_shown_or_stored(
     ws_pyro: Pyro, new_workspace: Any
 ) -> None:
     value = "hunter2-label-key-value"
     secrets = [{"name": "TOK", "value": value}]
-    created = new_workspace(disk_mib=256, secrets=secrets, labels={value: "z"})
+    created = new_workspace(disk_mib=256, secrets=secrets, labels={value: "z"}, name=value)
     wid = created["workspace_id"]
     assert value not in str(created)
-    forked = ws_pyro.fork_workspace(wid, labels={value: "x", "k": value})
+    forked = ws_pyro.fork_workspace(wid, labels={value: "x", "k": value}, name=f"my {value}")
     try:
-        updated = ws_pyro.update_workspace(wid, labels={value: "y"})
-        stored = [
-            ws_pyro.manager.workspaces.store.get(w)["labels"] for w in (wid, forked["workspace_id"])
-        ]
+        updated = ws_pyro.update_workspace(wid, labels={value: "y"}, name=f"{value}!")
+        store = ws_pyro.manager.workspaces.store
+        stored = [store.get(w) for w in (wid, forked["workspace_id"])]
         for shown in (forked, updated, ws_pyro.list_workspaces(), stored):
             assert value not in str(shown)
     finally:
@@ -206,7 +205,7 @@ def test_a_supervisor_killed_mid_reset_leaves_a_disk_the_next_start_mounts(
     place ('cannot mount the workspace disk: Invalid argument' at every start); now the new
     image is put in place whole, so the next start boots the disk as it was before."""
     wid = new_workspace(disk_mib=1024)["workspace_id"]
-    fill = "echo before > /workspace/f && head -c 400M /dev/zero > /workspace/big && sync"
+    fill = "echo before > /workspace/f && head -c 400M /dev/urandom > /workspace/big && sync"
     assert ws_pyro.exec_workspace(wid, command=fill, timeout_seconds=120)["exit_code"] == 0
     ws_pyro.create_snapshot(wid, "s1")
     pid = ws_pyro.manager.workspaces.store.get(wid)["supervisor_pid"]

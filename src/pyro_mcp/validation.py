@@ -76,22 +76,22 @@ def number_in_range(
     return value
 
 
-def max_ttl_seconds() -> int:
-    """The operator's ceiling (``PYRO_MAX_TTL_SECONDS``, default 24 h), read when used, so a
-    long-lived process follows its environment as started."""
-    raw = os.environ.get(MAX_TTL_SETTING, "").strip()
+def operator_setting(name: str, default: int, minimum: int, unit: str) -> int:
+    """The one reader of an operator's whole-number setting (``PYRO_MAX_TTL_SECONDS``,
+    ``PYRO_MIN_FREE_MIB``): from the environment when used, so a long-lived process follows
+    its environment as started; ASCII digits only (``int`` would take "+5", "1_0", "٥")."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return MAX_TTL_DEFAULT
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < TTL_MIN:
-        raise ValidationError(
-            f"{MAX_TTL_SETTING} must be a whole number of seconds of at least {TTL_MIN} "
-            f"(got {raw!r})"
-        )
-    return value
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < minimum:
+        least = f" of at least {minimum}" if minimum else ""
+        raise ValidationError(f"{name} must be a whole number of {unit}{least} (got {raw!r})")
+    return int(raw)
+
+
+def max_ttl_seconds() -> int:
+    """The operator's ceiling (``PYRO_MAX_TTL_SECONDS``, default 24 h)."""
+    return operator_setting(MAX_TTL_SETTING, MAX_TTL_DEFAULT, TTL_MIN, "seconds")
 
 
 def within_ceiling(name: str, value: Any, low: int) -> int:

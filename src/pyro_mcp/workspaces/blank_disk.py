@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import PyroError
 from ..hostcmd import MKFS_EXT4
 from ..paths import private_dir
+from ..validation import operator_setting
 
 MKFS = [
     *MKFS_EXT4,
@@ -151,12 +152,7 @@ MIN_FREE_DEFAULT_MIB = 1024
 def min_free_mib() -> int:
     """The host disk space snapshots and forks leave free (``PYRO_MIN_FREE_MIB``, default
     1 GiB), read when used."""
-    raw = os.environ.get(MIN_FREE_SETTING, "").strip()
-    if not raw:
-        return MIN_FREE_DEFAULT_MIB
-    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() too, which int() refuses
-        raise PyroError(f"{MIN_FREE_SETTING} must be a whole number of MiB (got {raw!r})")
-    return int(raw)
+    return operator_setting(MIN_FREE_SETTING, MIN_FREE_DEFAULT_MIB, 0, "MiB")
 
 
 def check_room(directory: Path, needed: int) -> None:

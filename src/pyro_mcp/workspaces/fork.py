@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StateError
 from ..network import policy
 from . import fork_copy, images, owners, records, snapshots
+from . import secrets as secret_store
 from .handle import Handle
 from .layout import WorkspaceLayout
 from .network import network_info, save_allow_hosts
@@ -80,7 +81,7 @@ def _fork(
     carried = dict(record["labels"])
     carried.update(ws.redactor.labels(records.labels(labels)))
     child = lifecycle.new_record(
-        name=records.workspace_name(name) if name is not None else record["name"],
+        name=ws.redactor.text(records.workspace_name(name)) if name is not None else record["name"],
         labels=dict(sorted(carried.items())),
         **{key: record[key] for key in CARRIED},
     )
@@ -111,7 +112,9 @@ def _build(
     try:
         layout = lifecycle.layout(child_id)
         layout.create()
-        _carry_files(ws.layout, layout)
+        with secret_store.locked(ws.layout.secrets_dir):  # the record's list and files agree
+            child["secrets"] = ws.record()["secrets"]
+            _carry_files(ws.layout, layout)
         store.insert_admitted(child, lifecycle.lifetime.admit_workspace)
         if source is None or source.images is not None:
             _boot_on_copies(manager, ws, layout, source, live)

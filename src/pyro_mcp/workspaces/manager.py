@@ -70,8 +70,9 @@ class WorkspaceManager:
         clean_name = records.workspace_name(name) if name is not None else None
         secret_values = secret_store.resolve(secrets)
         secret_store.check_network(secret_values, policy)
-        # Nothing is stored before its secret values are masked: labels neither.
+        # Nothing is stored before its secret values are masked: the name and labels neither.
         masked = secret_store.Redactor(secret.value for secret in secret_values)
+        clean_name = masked.text(clean_name) if clean_name is not None else None
         clean_labels = masked.labels(records.labels(labels))
         seed, seed_info = _seed(seed_path, disk_mib, self.lifecycle.runtime.home)
         with seed:  # its private spool file, closed (gone) once the create is done
@@ -240,7 +241,9 @@ class WorkspaceManager:
         record = self.lifecycle.record(workspace_id)
         changes: dict[str, Any] = {}
         if name is not None:
-            changes["name"] = records.workspace_name(name)
+            changes["name"] = self.lifecycle.redactor(workspace_id).text(
+                records.workspace_name(name)
+            )
         if clear_name:
             changes["name"] = None
         # Their ranges (to the operator's ceiling) are the Params', checked before this runs.

@@ -19,22 +19,22 @@ from .handle import Handle, operation
 @operation
 def set_secret(ws: Handle, item: dict[str, Any]) -> dict[str, Any]:
     workspace_id = ws.id
-    record = ws.record()
     [secret] = secret_store.resolve([{k: v for k, v in item.items() if v is not None}])
-    secret_store.check_network([secret], record["network_policy"])
-    if not profile_of(record["engine"]).isolated:
-        raise StateError("secrets are unavailable for host_compat workspaces")
-    known = {s["name"]: s for s in record["secrets"]}
-    existed = secret.name in known
-    known[secret.name] = secret.public()
     directory = ws.layout.secrets_dir
-    secret_store.store(directory, [secret])
-    ws.store.update(workspace_id, secrets=list(known.values()), last_activity_at=time.time())
-    installed = False
-    if record["state"] == "started":
-        payload = secret_store.install_payload(directory)
-        ws.call("secrets_install", data=payload, timeout=30)
-        installed = True
+    with secret_store.locked(directory):  # another set's secret is never lost
+        record = ws.record()
+        secret_store.check_network([secret], record["network_policy"])
+        if not profile_of(record["engine"]).isolated:
+            raise StateError("secrets are unavailable for host_compat workspaces")
+        known = {s["name"]: s for s in record["secrets"]}
+        existed = secret.name in known
+        known[secret.name] = secret.public()
+        secret_store.store(directory, [secret])
+        ws.store.update(workspace_id, secrets=list(known.values()), last_activity_at=time.time())
+        installed = record["state"] == "started"
+        if installed:  # in order: a later set's install always holds this one's secret
+            payload = secret_store.install_payload(directory)
+            ws.call("secrets_install", data=payload, timeout=30)
     return {
         "workspace_id": workspace_id,
         "secret": secret.public(),

@@ -8,10 +8,12 @@ hosts) never is: the guest gets its placeholder and the egress proxy adds the va
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,6 +25,7 @@ from ..network.policy import allow_hosts
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_SECRET_BYTES = 64 * 1024
 MARK_TEXT = MARK.decode()
+LOCK = "secrets.lock"  # in the workspace's directory (``locked``)
 
 
 def secret_name(name: Any, what: str = "secret name") -> str:
@@ -231,6 +234,19 @@ def env_mapping(mapping: Any, known: list[str]) -> dict[str, str] | None:
             raise ValidationError(f"env var {env_name!r} is mapped twice")
         out[env_name] = secret
     return out
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """The workspace's secrets held still while the block runs (an ``flock`` beside
+    ``directory``): a set (files, bindings and the record's list: each a read, then a write)
+    never loses another's secret, and a fork copies them all or none of one set."""
+    fd = os.open(directory.parent / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def store(directory: Path, values: list[Secret]) -> None:
