@@ -235,3 +235,21 @@ def test_the_reserve_is_checked_before_each_step_of_new_data(
     written = image_chunks.save(image, kept(tmp_path, "newer"), "disk.img", held)
     assert 30 * MIB <= written < 31 * MIB
     assert len(calls) >= 30 // 4
+
+
+def test_a_version_1_snapshot_still_restores(tmp_path: Path, image: Path) -> None:
+    """Chunk files named by index (this format's first version, on main before 3.7.0):
+    restored as they are; never a link source (a name there is no digest)."""
+    snap = kept(tmp_path, "v1")
+    image_chunks.save(image, snap, "disk.img", {})
+    path = image_chunks.manifest(snap, "disk.img")
+    data = json.loads(path.read_text())
+    held = image_chunks.chunks(snap, "disk.img")
+    for index, digest in data["chunks"].items():
+        os.link(held / digest, held / index)
+    for digest in set(data["chunks"].values()):
+        (held / digest).unlink()
+    path.write_text(json.dumps({**data, "version": 1}))
+    assert image_chunks.known(snap.parent) == {}
+    image_chunks.restore(snap, "disk.img", tmp_path / "back.img")
+    assert (tmp_path / "back.img").read_bytes() == image.read_bytes()

@@ -39,7 +39,7 @@ from . import blank_disk
 
 CHUNK_BYTES = 1 << 20
 MANIFEST, CHUNKS = ".manifest", ".chunks"
-VERSION = 2  # 1: chunk files named by index (never released)
+VERSION = 2  # 1 (main before 3.7.0): chunk files named by index; still restored, never linked
 ROOM_STEP = 64 * CHUNK_BYTES  # new bytes written between two checks of the host's room
 MAX_IMAGE_BYTES = 1 << 50
 DIGEST_RE = re.compile(r"[0-9a-f]{64}")  # BLAKE3's, in hex: a chunk file's name
@@ -248,8 +248,8 @@ def _read_manifest(path: Path) -> Any:
 
 
 def _checked(directory: Path, name: str) -> tuple[int, list[tuple[int, str]]]:
-    """A manifest's size and chunks (index, digest), checked; a one-line error if it is
-    damaged."""
+    """A manifest's size and chunks (index, the name of its file: its digest, or its index
+    in a version 1 manifest), checked; a one-line error if it is damaged."""
     damaged = _damaged(directory, name)
     try:
         data: Any = _read_manifest(manifest(directory, name))
@@ -257,7 +257,7 @@ def _checked(directory: Path, name: str) -> tuple[int, list[tuple[int, str]]]:
         raise
     except (OSError, ValueError):
         raise damaged from None
-    if not isinstance(data, dict) or data.get("version") != VERSION:
+    if not isinstance(data, dict) or data.get("version") not in (1, VERSION):
         raise damaged
     size, chunk_bytes, held = data.get("size"), data.get("chunk_bytes"), data.get("chunks")
     if not isinstance(size, int) or not 0 <= size <= MAX_IMAGE_BYTES:
@@ -272,7 +272,7 @@ def _checked(directory: Path, name: str) -> tuple[int, list[tuple[int, str]]]:
             raise damaged
         if not (isinstance(digest, str) and DIGEST_RE.fullmatch(digest)):  # a file's name
             raise damaged
-        found.append((int(key), digest))
+        found.append((int(key), digest if data["version"] == VERSION else key))
     return size, sorted(found)
 
 
