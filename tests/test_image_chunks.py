@@ -55,6 +55,7 @@ def test_a_restore_is_the_image_hole_for_hole(tmp_path: Path, image: Path) -> No
     image_chunks.restore(snap, "disk.img", tmp_path / "back.img")
     back = tmp_path / "back.img"
     assert back.read_bytes() == image.read_bytes()
+    assert image_chunks.data_bytes(snap, "disk.img") == 5 * CHUNK + CHUNK // 2
     assert back.stat().st_blocks * 512 <= 7 * CHUNK  # sparse: no 64 MiB of zeros written
 
 

@@ -101,7 +101,8 @@ def test_a_second_snapshot_of_an_unchanged_workspace_shares_its_chunks(
     assert len(chunks) > 32 and sum(c.stat().st_nlink == 2 for c in chunks) > 32
     ws_pyro.delete_snapshot(wid, "first")
     ws_pyro.exec_workspace(wid, command="rm /workspace/big /etc/pyro-test.conf")
-    ws_pyro.reset_workspace(wid, snapshot="second")
+    reset = ws_pyro.reset_workspace(wid, snapshot="second")["workspace_reset"]
+    assert reset["bytes_written"] > 32 * 1024 * 1024  # what the reset restored, not 2 MiB
     assert ws_pyro.exec_workspace(wid, command="md5sum < /workspace/big")["stdout"] == digest
     assert probe(ws_pyro, wid) == "x\ny\nw\n"
 

@@ -123,6 +123,18 @@ def known(snapshots_dir: Path) -> dict[str, Path]:
     return dict(index.found)
 
 
+def data_bytes(directory: Path, name: str) -> int:
+    """The data image ``name`` of the snapshot in ``directory`` holds (what a restore of it
+    writes): its chunks' bytes, or a whole image's blocks; 0 if it cannot be read."""
+    whole = directory / name
+    with contextlib.suppress(OSError, StateError):
+        if whole.is_file():
+            return whole.stat().st_blocks * 512
+        size, held = _checked(directory, name)
+        return sum(min(CHUNK_BYTES, size - index * CHUNK_BYTES) for index, _ in held)
+    return 0
+
+
 def unlist(directory: Path) -> None:
     """A snapshot being deleted: its manifests go first, so a restore racing the delete
     finds it gone ('does not exist'), never half gone ('damaged')."""

@@ -71,9 +71,12 @@ def remove_partials(layout: WorkspaceLayout) -> list[str]:
     return [path.name for path in stale]
 
 
+NAMES = (WORKSPACE_IMAGE, SYSTEM_IMAGE)  # a full snapshot's images
+
+
 def has_images(directory: Path) -> bool:
     """Whether ``directory`` holds both images (a snapshot's: whole, or as chunks)."""
-    return all(image_chunks.is_kept(directory, name) for name in (WORKSPACE_IMAGE, SYSTEM_IMAGE))
+    return all(image_chunks.is_kept(directory, name) for name in NAMES)
 
 
 def copy_images(images: dict[str, Path], dest: Path, optional: tuple[str, ...] = ()) -> int:

@@ -205,7 +205,8 @@ def source(ws: Handle, snapshot: str) -> Source:
     name = _name(snapshot)
     if images.has_images(_dir(ws, name)):
         info = json.loads((_dir(ws, name) / INFO).read_text())
-        return Source(b"", _dir(ws, name), "named", info)
+        restored = sum(image_chunks.data_bytes(_dir(ws, name), n) for n in images.NAMES)
+        return Source(b"", _dir(ws, name), "named", {**info, "bytes_written": restored})
     if not _path(ws, name).is_file():
         raise NotFoundError(f"snapshot {snapshot!r} does not exist")
     return Source(_path(ws, name).read_bytes(), None, "named", {})
