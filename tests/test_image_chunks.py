@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -254,3 +255,22 @@ def test_a_version_1_snapshot_still_restores(tmp_path: Path, image: Path) -> Non
     assert image_chunks.known(snap.parent) == {}
     image_chunks.restore(snap, "disk.img", tmp_path / "back.img")
     assert (tmp_path / "back.img").read_bytes() == image.read_bytes()
+
+
+def test_a_failed_save_stops_every_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One thread's write fails (a full disk): the other stops too, instead of reading,
+    hashing and writing the rest of its half of the image."""
+    calls: list[int] = []
+    real = image_chunks._write
+
+    def failing_once(path: Path, data: Any) -> None:
+        calls.append(len(data))
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    big = sparse_image(tmp_path / "big.img", 128 * MIB, {0: os.urandom(128 * MIB)})
+    monkeypatch.setattr(image_chunks, "_write", failing_once)
+    with pytest.raises(OSError):
+        image_chunks.save(big, kept(tmp_path, "one"), "disk.img", {})
+    assert len(calls) < 16, f"{len(calls)} of 128 chunks written after the failure"

@@ -184,10 +184,21 @@ class _Saver:
         self.mine: set[str] = set()  # the digests this image's chunk files have (or will)
         self.written = self.room = 0  # room: bytes checked against the reserve, not yet written
         self.lock = threading.Lock()
+        self.stopped = False
 
     def run(self, indexes: list[int]) -> None:
+        """Save these chunks; the first failure (of any thread) stops them all."""
+        try:
+            self._run(indexes)
+        except BaseException:
+            self.stopped = True
+            raise
+
+    def _run(self, indexes: list[int]) -> None:
         buffer = bytearray(CHUNK_BYTES)
         for index in indexes:
+            if self.stopped:
+                return
             length = min(CHUNK_BYTES, self.size - index * CHUNK_BYTES)
             data = memoryview(buffer)[:length]
             if os.preadv(self.fd, [data], index * CHUNK_BYTES) != length:
