@@ -322,24 +322,16 @@ class WorkspaceOperations(OperationsBase):
         Paged: total, offset and next_offset say where the page is. Long output is cut in
         the middle (marked); read a whole stream with sequence and stream.
         """
-        from ..workspaces.history import kept_dir, page_logs
-
-        logs = self._manager.workspaces.logs(workspace_id)
-        ws = self._ws(workspace_id)
-        return cast(
-            "WorkspaceLogs",
-            page_logs(
-                logs,
-                sequence=sequence,
-                stream=stream,
-                offset=offset,
-                limit=limit,
-                tail=tail,
-                budget=max_result_bytes,
-                directory=kept_dir(ws.layout.root),
-                redact=ws.redactor.text,
-            ),
+        page = self._manager.workspaces.logs(
+            workspace_id,
+            sequence=sequence,
+            stream=stream,
+            offset=offset,
+            limit=limit,
+            tail=tail,
+            budget=max_result_bytes,
         )
+        return cast("WorkspaceLogs", page)
 
     @operation(
         mcp="workspace_delete",

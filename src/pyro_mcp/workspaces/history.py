@@ -13,9 +13,9 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..engines.profile import GUEST_EXECUTION
 from ..errors import SandboxError, ValidationError
@@ -151,13 +151,57 @@ Redact = Callable[[str], str]
 
 
 def _loaded(entry: dict[str, Any], directory: Path | None, redact: Redact) -> dict[str, Any]:
-    """An entry with its streams, masked with the workspace's secrets of now (the file was
-    redacted when written, but a secret added since must not show either)."""
-    return {**entry, **{name: redact(_stream(entry, name, directory)) for name in STREAMS}}
+    """An entry with its streams, its text masked with the workspace's secrets of now (the
+    file was redacted when written, but a secret added since must not show either)."""
+    streams = {name: _stream(entry, name, directory) for name in STREAMS}
+    return {k: redact(v) if isinstance(v, str) else v for k, v in {**entry, **streams}.items()}
 
 
-def page_logs(
-    logs: dict[str, Any],
+class Rows(Protocol):
+    """A workspace's history to page (history_store.HistoryView, or a list: ``Entries``)."""
+
+    def total(self) -> int: ...
+
+    def one(self, sequence: int) -> dict[str, Any] | None: ...
+
+    def rows(self, offset: int, limit: int | None) -> Iterable[dict[str, Any]]: ...
+
+
+class Entries:
+    """A history held whole in a list."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self.entries = entries
+
+    def total(self) -> int:
+        return len(self.entries)
+
+    def one(self, sequence: int) -> dict[str, Any] | None:
+        return next((e for e in self.entries if e["sequence"] == sequence), None)
+
+    def rows(self, offset: int, limit: int | None) -> Iterable[dict[str, Any]]:
+        return self.entries[offset:] if limit is None else self.entries[offset : offset + limit]
+
+
+def read_logs(
+    store: Store, workspace_id: str, directory: Path, redact: Redact, **options: Any
+) -> dict[str, Any]:
+    """One page of the workspace's history as ``page_history`` cuts it, reading from the
+    store only the rows it shows (one read snapshot: an exec appending meanwhile is not in
+    it)."""
+    with store.history(workspace_id) as view:
+        header = {"workspace_id": workspace_id}
+        return page_history(view, header, directory=directory, redact=redact, **options)
+
+
+def page_logs(logs: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """``page_history`` of a history held whole: ``logs["entries"]``."""
+    return page_history(Entries(logs["entries"]), logs, **options)
+
+
+def page_history(
+    history: Rows,
+    header: dict[str, Any],
     *,
     sequence: int | None = None,
     stream: str | None = None,
@@ -168,41 +212,44 @@ def page_logs(
     directory: Path | None = None,
     redact: Redact = str,
 ) -> dict[str, Any]:
-    """One page of a workspace's history (``logs``: the whole of it, as the manager reads
-    it): entries from ``offset`` (or the last ``tail``), at most ``limit`` and within
-    ``budget``; or with ``stream``, bytes ``offset`` .. ``offset + limit`` of that stream of
-    command ``sequence``. ``total`` counts the entries; ``next_offset`` is where to go on.
-    ``directory``: where the output is kept (kept_dir); ``redact``: the workspace's
-    redaction (the result's own comes too late: pages are cut from the masked text)."""
-    entries = logs["entries"]
+    """One page of a workspace's history (``header``: the result's other fields): entries
+    from ``offset`` (or the last ``tail``), at most ``limit`` and within ``budget``; or
+    with ``stream``, bytes ``offset`` .. ``offset + limit`` of that stream of command
+    ``sequence``. ``total`` counts the entries; ``next_offset`` is where to go on. Only the
+    entries shown are read. ``directory``: where the output is kept (kept_dir);
+    ``redact``: the workspace's redaction (the result's own comes too late: pages are cut
+    from the masked text)."""
     if stream is not None and sequence is None:
         raise ValidationError("stream needs sequence: the command whose output to read")
     if stream is not None and stream not in STREAMS:
         raise ValidationError(f"stream must be stdout or stderr, not {stream!r}")
     if sequence is not None:
-        entries = [e for e in entries if e["sequence"] == sequence]
-        if not entries:
+        found = history.one(sequence)
+        if found is None:
             raise ValidationError(f"the history has no command with sequence {sequence}")
-    if stream is not None and sequence is not None:
-        entry = _loaded(entries[0], directory, redact)
-        return _stream_page(logs, entry, sequence, stream, offset, limit, budget)
+        if stream is not None:
+            entry = _loaded(found, directory, redact)
+            return _stream_page(header, entry, sequence, stream, offset, limit, budget)
+        history = Entries([found])
+    total = history.total()
     if tail is not None:
-        offset = max(len(entries) - tail, 0)
+        offset = max(total - tail, 0)
     each = None if budget is None else max(budget // 4, 768)
-    shown = (bound_streams(_loaded(e, directory, redact), each) for e in entries[offset:])
-    page = take_page(shown, limit, budget)  # reads the kept output of these entries only
+    rows = history.rows(offset, limit)
+    shown = (bound_streams(_loaded(e, directory, redact), each) for e in rows)
+    page = take_page(shown, limit, budget)  # reads (and loads) the entries it shows only
     return {
-        **logs,
+        **header,
         "count": len(page),
         "entries": page,
-        "total": len(entries),
+        "total": total,
         "offset": offset,
-        "next_offset": next_offset(offset, len(page), len(entries)),
+        "next_offset": next_offset(offset, len(page), total),
     }
 
 
 def _stream_page(
-    logs: dict[str, Any],
+    header: dict[str, Any],
     entry: dict[str, Any],
     sequence: int,
     stream: str,
@@ -218,7 +265,7 @@ def _stream_page(
     page = byte_page(text, offset, ALL if limit is None else limit, room)
     entry[stream] = page.pop("text")
     return {
-        **logs,
+        **header,
         "count": 1,
         "entries": [entry],
         "total": 1,

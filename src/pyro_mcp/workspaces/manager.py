@@ -19,6 +19,7 @@ from . import suspend as suspension
 from .archives import seed_archive
 from .bounds import paged
 from .handle import Handle
+from .history import kept_dir, read_logs
 from .layout import archive_limit
 from .lifecycle import WorkspaceLifecycle, empty_tar
 from .network import allow_hosts_for, network_info, save_allow_hosts
@@ -178,14 +179,13 @@ class WorkspaceManager:
         total, running = service_counts(self.handle(record["workspace_id"]), record)
         return {**record, "service_count": total, "running_service_count": running}
 
-    def logs(self, workspace_id: str) -> dict[str, Any]:
+    def logs(self, workspace_id: str, **page: Any) -> dict[str, Any]:
+        """One page of the history (``history.page_history``'s options), reading only the
+        rows it shows."""
         self.lifecycle.record(workspace_id)
-        entries = self.store.commands(workspace_id)
-        for entry in entries:
-            entry.pop("workspace_id", None)
-            entry["stdout_file"] = entry["stderr_file"] = None
-            entry["cancelled"] = bool(entry.get("cancelled"))
-        return {"workspace_id": workspace_id, "count": len(entries), "entries": entries}
+        directory = kept_dir(self.lifecycle.layout(workspace_id).root)
+        redact = self.lifecycle.redactor(workspace_id).text
+        return read_logs(self.store, workspace_id, directory, redact, **page)
 
     def delete(self, workspace_id: str) -> dict[str, Any]:
         record = self.store.get(workspace_id) if isinstance(workspace_id, str) else None

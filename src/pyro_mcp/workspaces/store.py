@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .history_store import CommandRows
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
     workspace_id TEXT PRIMARY KEY,
@@ -88,7 +90,9 @@ JSON_COLUMNS = ("labels", "workspace_seed", "secrets", "last_command")
 Admit = Callable[[int], None]
 
 
-class Store:
+class Store(CommandRows):
+    """The records; the command history's queries are ``CommandRows``' (history_store.py)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
@@ -281,69 +285,6 @@ class Store:
     def count_active(self) -> int:
         with self.connect() as db:
             return self._active(db)
-
-    # -- command history ----------------------------------------------------------------
-    def record_command(
-        self,
-        workspace_id: str,
-        entry: dict[str, Any],
-        activity: float,
-        keep: Callable[[int], None] | None = None,
-    ) -> int:
-        """Append to the history; returns the new sequence number. Bumps activity.
-        ``keep(sequence)`` runs before the commit: if it fails, nothing is recorded."""
-        with self.transaction() as db:
-            row = db.execute(
-                "SELECT COALESCE(MAX(sequence), 0) FROM commands WHERE workspace_id = ?",
-                (workspace_id,),
-            ).fetchone()
-            sequence = int(row[0]) + 1
-            db.execute(
-                "INSERT INTO commands (workspace_id, sequence, command, cwd, exit_code, "
-                "duration_ms, execution_mode, recorded_at, stdout, stderr, cancelled) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    workspace_id,
-                    sequence,
-                    entry["command"],
-                    entry["cwd"],
-                    entry["exit_code"],
-                    entry["duration_ms"],
-                    entry["execution_mode"],
-                    activity,
-                    entry["stdout"],
-                    entry["stderr"],
-                    int(bool(entry.get("cancelled"))),
-                ),
-            )
-            last = {
-                "sequence": sequence,
-                "command": entry["command"],
-                "exit_code": entry["exit_code"],
-                "recorded_at": activity,
-            }
-            updated = db.execute(
-                "UPDATE workspaces SET command_count = command_count + 1, last_command = ?, "
-                "last_activity_at = ? WHERE workspace_id = ?",
-                (json.dumps(last), activity, workspace_id),
-            )
-            if updated.rowcount == 0:  # removed meanwhile (an expiry): no entry outlives it
-                raise sqlite3.IntegrityError(f"workspace {workspace_id!r} is gone")
-            if keep is not None:
-                keep(sequence)
-        return sequence
-
-    def commands(self, workspace_id: str) -> list[dict[str, Any]]:
-        with self.connect() as db:
-            rows = db.execute(
-                "SELECT * FROM commands WHERE workspace_id = ? ORDER BY sequence",
-                (workspace_id,),
-            ).fetchall()
-        return [dict(r) for r in rows]
-
-    def clear_commands(self, workspace_id: str) -> None:
-        with self.connect() as db:
-            db.execute("DELETE FROM commands WHERE workspace_id = ?", (workspace_id,))
 
     # -- snapshots ---------------------------------------------------------------------------
     def add_snapshot(
