@@ -92,6 +92,8 @@ def _old_path(store: Store, root: Path, **options: Any) -> dict[str, Any]:
         ({"offset": 1995, "limit": 10, "budget": 7168}, 11),  # 2000 has a kept file
         ({"budget": 7168}, None),  # no limit: as many as fit, and one to see it does not
         ({"offset": 6000}, 1),
+        ({"offset": 10**30, "limit": 10**30}, 1),  # beyond sqlite's integers: no traceback
+        ({"offset": 4998, "limit": 10**30}, 3),
         ({"sequence": 2800}, 1),
         ({"sequence": 3000, "stream": "stdout", "offset": 100, "limit": 50}, 1),
         ({"sequence": 3000, "stream": "stdout", "budget": 2000}, 1),
@@ -131,6 +133,7 @@ def test_bad_requests_fail_in_one_line(history: tuple[Store, Path]) -> None:
     store, root = history
     for options, message in [
         ({"sequence": ENTRIES + 1}, f"no command with sequence {ENTRIES + 1}"),
+        ({"sequence": 10**30}, "no command with sequence 1000000000000000000000000000000"),
         ({"stream": "stdout"}, "stream needs sequence"),
         ({"sequence": 1, "stream": "both"}, "stream must be stdout or stderr"),
     ]:

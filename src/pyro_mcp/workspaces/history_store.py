@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 ROWS = "SELECT * FROM commands WHERE workspace_id = ? ORDER BY sequence LIMIT ? OFFSET ?"
+SQL_MAX = (1 << 63) - 1  # sqlite's largest integer: a larger offset or limit means "all"
 
 
 def entry_of(row: sqlite3.Row) -> dict[str, Any]:
@@ -42,6 +43,8 @@ class HistoryView:
         return int(row[0])
 
     def one(self, sequence: int) -> dict[str, Any] | None:
+        if sequence > SQL_MAX:
+            return None  # no row has it (sqlite cannot even be asked)
         row = self.db.execute(
             "SELECT * FROM commands WHERE workspace_id = ? AND sequence = ?",
             (self.workspace_id, sequence),
@@ -63,7 +66,8 @@ def select(
     db: sqlite3.Connection, workspace_id: str, offset: int = 0, limit: int | None = None
 ) -> sqlite3.Cursor:
     """The rows from ``offset`` in order (skipped ones are stepped over, never decoded)."""
-    return db.execute(ROWS, (workspace_id, -1 if limit is None else limit, offset))
+    count = -1 if limit is None else min(limit, SQL_MAX)
+    return db.execute(ROWS, (workspace_id, count, min(offset, SQL_MAX)))
 
 
 class CommandRows:
