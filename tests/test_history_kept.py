@@ -118,3 +118,46 @@ def test_output_reads_back_byte_exact_inline_or_kept_and_stale_files_are_not_rea
         whole = page_logs(logs, sequence=sequence, stream="stdout", directory=directory)
         assert whole["entries"][0]["stdout"] == text
     store.close()
+
+
+def test_a_reset_racing_records_never_keeps_an_entry_without_its_output(tmp_path: Path) -> None:
+    """Entries with long output (kept in files) recorded while resets clear the history:
+    right after each reset, every entry left has its files (rows and files used to be
+    cleared in two steps, so an entry recorded between them kept its row, not its output)."""
+    import threading
+    import time
+
+    from pyro_mcp.workspaces.history import forget_streams, kept_dir
+
+    store = Store(tmp_path / "state.db")
+    store.insert_admitted(workspace_row(WORKSPACE_ID), lambda active: None)
+    history = History(store, WORKSPACE_ID, tmp_path / "secrets")
+    answer = {"exit_code": 0, "duration_ms": 1, "stdout": "y" * (INLINE_CHARS + 1), "stderr": ""}
+    done = threading.Event()
+
+    def record() -> None:
+        while not done.is_set():
+            history.record({"command": "x"}, answer)
+        store.close()
+
+    def forget() -> None:
+        time.sleep(0.002)  # a reset's removal takes a while: records come meanwhile
+        forget_streams(tmp_path)
+
+    def lost() -> list[int]:
+        here = kept_dir(tmp_path)
+        entries = store.commands(WORKSPACE_ID)
+        return [e["sequence"] for e in entries if not (here / f"{e['sequence']}.stdout").exists()]
+
+    thread = threading.Thread(target=record)
+    thread.start()
+    missing: list[int] = []
+    try:
+        for _ in range(200):
+            store.clear_commands(WORKSPACE_ID, forget)
+            missing += lost()  # before a later reset clears them
+    finally:
+        done.set()
+        thread.join(30)
+    assert missing == [], f"{len(missing)} entries lost their output"
+    store.close()

@@ -134,9 +134,14 @@ class CommandRows:
         with self.connect() as db:
             return [dict(row) for row in select(db, workspace_id)]
 
-    def clear_commands(self, workspace_id: str) -> None:
-        with self.connect() as db:
+    def clear_commands(self, workspace_id: str, forget: Callable[[], None] | None = None) -> None:
+        """The history emptied (a reset's); ``forget()`` (removing the kept output) runs in
+        the same transaction, so an entry recorded meanwhile is gone with its files or kept
+        with them, never kept without them."""
+        with self.transaction() as db:
             db.execute("DELETE FROM commands WHERE workspace_id = ?", (workspace_id,))
+            if forget is not None:
+                forget()
 
     @contextlib.contextmanager
     def history(self, workspace_id: str) -> Iterator[HistoryView]:

@@ -291,8 +291,7 @@ def reset(ws: Handle, snapshot: str = "baseline") -> dict[str, Any]:
         if booting:
             ws.store.release(ws.id)  # this process's start is over
     now = time.time()
-    ws.store.clear_commands(ws.id)
-    forget_streams(ws.layout.root)
+    ws.store.clear_commands(ws.id, lambda: forget_streams(ws.layout.root))
     ws.store.update(
         ws.id,
         command_count=0,
