@@ -53,6 +53,7 @@ from typing import Any
 from bench_support import (
     BareRunsc,
     Checkpoints,
+    HostIdle,
     Stats,
     alternate_blocks,
     bare_qemu_boot,
@@ -464,6 +465,7 @@ class Bench:
         pyro_s: list[float] = []
         bare_s: list[float] = []
         guest_ms: list[int] = []
+        idle = HostIdle()
         try:
             with self.pyro("gvisor") as pyro, bare.sleeping() as container:
                 vm_id = pyro.create_vm(environment=ENVIRONMENT)["vm_id"]
@@ -484,7 +486,9 @@ class Bench:
                         run_checked(bare_cmd, what="runsc exec")
                     guest_ms.clear()
                     pyro_s, bare_s = alternate_blocks(
-                        pyro_exec, lambda: run_checked(bare_cmd, what="runsc exec"), runs
+                        lambda: idle.measure(pyro_exec),
+                        lambda: run_checked(bare_cmd, what="runsc exec"),
+                        runs,
                     )
                     floor = self.spawn_floor(vms, vm_id) if self.args.profile else ""
                 finally:
@@ -501,7 +505,7 @@ class Bench:
         )
         print(
             f"  pyro: {stats.millis()}; in-guest duration_ms median "
-            f"{statistics.median(guest_ms):.0f}"
+            f"{statistics.median(guest_ms):.0f}; {idle.describe()}"
         )
         print(
             f"  bare = `runsc exec <sleeping container> /bin/true` (a new runsc process per "
