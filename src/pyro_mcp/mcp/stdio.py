@@ -1,10 +1,12 @@
-"""The stdio transport without a thread hop per line.
+"""The stdio transport without a hop per message.
 
-The MCP SDK's stdio server reads and writes through ``anyio.wrap_file``: every line read,
-every line written and every flush is a trip to a worker thread (three or four per call,
-each one a wake-up on a busy host). Here stdin is read by the event loop itself and a
-reply is written straight to the stdout pipe. Anything that is not a pipe or socket (a
-file, a terminal) falls back to the SDK's own transport.
+The MCP SDK's stdio server reads and writes through ``anyio.wrap_file`` (every line read,
+every line written and every flush a trip to a worker thread) and hands each message
+between its reader task, the session and its writer task through memory streams: on a
+host that sleeps between calls, each hop is a cold wake-up. Here, on pipes, the session
+reads stdin itself (the event loop's reader; a line is parsed in the session's task) and a
+reply is written straight to the stdout pipe by the task that sends it. Anything that is
+not a pipe or socket (a file, a terminal) falls back to the SDK's own transport.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import asyncio
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator
+from types import TracebackType
 from typing import IO, Any, cast
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.fastmcp import FastMCP
-from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp.types import JSONRPCMessage
 
 LINE_LIMIT = 256 * 1024 * 1024  # one JSON-RPC message per line; file contents can be large
 
@@ -28,48 +32,68 @@ def _is_stream(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-class _LineReader:
-    """An async iterator of stdin's lines (text), read by the event loop."""
+class _Closing:
+    """The async context manager the session opens its streams with."""
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Messages(_Closing):
+    """The session's read stream: stdin's messages, each line parsed as the SDK's reader
+    does (a line that is not a JSON-RPC message is handed on as its error)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self.reader = reader
 
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._lines()
+    def __aiter__(self) -> Messages:
+        return self
 
-    async def _lines(self) -> AsyncIterator[str]:
-        while line := await self.reader.readline():
-            yield line.decode("utf-8", "replace")
+    async def __anext__(self) -> SessionMessage | Exception:
+        line = await self.reader.readline()
+        if not line:
+            raise StopAsyncIteration
+        try:
+            return SessionMessage(
+                JSONRPCMessage.model_validate_json(line.decode("utf-8", "replace"))
+            )
+        except Exception as exc:
+            return exc
 
 
-class _LineWriter:
-    """Writes a reply to the stdout pipe at once (a small write to a pipe does not block)."""
+class Replies(_Closing):
+    """The session's write stream: each message written to the stdout pipe at once (a
+    small write to a pipe does not block)."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
 
-    async def write(self, text: str) -> None:
-        self.out.write(text.encode("utf-8"))
-
-    async def flush(self) -> None:
+    async def send(self, message: SessionMessage) -> None:
+        text = message.message.model_dump_json(by_alias=True, exclude_none=True)
+        self.out.write(text.encode("utf-8") + b"\n")
         self.out.flush()
 
 
-async def _open_stdin() -> _LineReader:
+async def _open_stdin() -> Messages:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return _LineReader(reader)
+    return Messages(reader)
 
 
 async def _run(server: FastMCP) -> None:
     low = server._mcp_server
-    stdin: Any = await _open_stdin()
-    stdout: Any = _LineWriter(sys.stdout.buffer)
-    async with stdio_server(
-        cast(anyio.AsyncFile[str], stdin), cast(anyio.AsyncFile[str], stdout)
-    ) as (read_stream, write_stream):
-        await low.run(read_stream, write_stream, low.create_initialization_options())
+    read_stream = cast(MemoryObjectReceiveStream[SessionMessage | Exception], await _open_stdin())
+    write_stream = cast(MemoryObjectSendStream[SessionMessage], Replies(sys.stdout.buffer))
+    await low.run(read_stream, write_stream, low.create_initialization_options())
 
 
 def _separate_streams() -> bool:
