@@ -5,8 +5,9 @@ every line written and every flush a trip to a worker thread) and hands each mes
 between its reader task, the session and its writer task through memory streams: on a
 host that sleeps between calls, each hop is a cold wake-up. Here, on pipes, the session
 reads stdin itself (the event loop's reader; a line is parsed in the session's task) and a
-reply is written straight to the stdout pipe by the task that sends it. Anything that is
-not a pipe or socket (a file, a terminal) falls back to the SDK's own transport.
+reply is written straight to the stdout pipe by the task that sends it, or by the worker
+thread that built a tool's answer (``Replies``). Anything that is not a pipe or socket (a
+file, a terminal) falls back to the SDK's own transport.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import os
 import stat
 import sys
+import threading
 from types import TracebackType
 from typing import IO, Any, cast
 
@@ -22,7 +24,16 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
-from mcp.types import JSONRPCMessage
+from mcp.types import (
+    CallToolResult,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCResponse,
+    RequestId,
+    ServerResult,
+)
+
+from .reply import EARLY
 
 LINE_LIMIT = 256 * 1024 * 1024  # one JSON-RPC message per line; file contents can be large
 
@@ -71,15 +82,47 @@ class Messages(_Closing):
 
 class Replies(_Closing):
     """The session's write stream: each message written to the stdout pipe at once (a
-    small write to a pipe does not block)."""
+    small write to a pipe does not block).
+
+    A tool's worker thread may answer its request itself (``answer``: reply.py) once the
+    request is ``expect``-ed; whichever answer comes first is written and the other is
+    dropped (the session's is the same result, or a cancel or error that came first)."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
+        self.lock = threading.Lock()  # one writer at a time: the loop or a worker thread
+        self.expected: set[RequestId] = set()  # may be answered by a worker thread
+        self.answered: set[RequestId] = set()  # was: the session's answer is dropped
 
-    async def send(self, message: SessionMessage) -> None:
-        text = message.message.model_dump_json(by_alias=True, exclude_none=True)
+    def _write(self, message: JSONRPCMessage) -> None:
+        text = message.model_dump_json(by_alias=True, exclude_none=True)
         self.out.write(text.encode("utf-8") + b"\n")
         self.out.flush()
+
+    async def send(self, message: SessionMessage) -> None:
+        root = message.message.root
+        with self.lock:
+            if isinstance(root, JSONRPCResponse | JSONRPCError):
+                if root.id in self.answered:
+                    self.answered.discard(root.id)
+                    return
+                self.expected.discard(root.id)
+            self._write(message.message)
+
+    def expect(self, request_id: RequestId) -> None:
+        with self.lock:
+            self.expected.add(request_id)
+
+    def answer(self, request_id: RequestId, result: CallToolResult) -> None:
+        """Answer a request from a worker thread, as the session would have."""
+        dumped = ServerResult(result).model_dump(by_alias=True, mode="json", exclude_none=True)
+        message = JSONRPCMessage(JSONRPCResponse(jsonrpc="2.0", id=request_id, result=dumped))
+        with self.lock:
+            if request_id not in self.expected:  # the session answered first
+                return
+            self.expected.discard(request_id)
+            self.answered.add(request_id)
+            self._write(message)
 
 
 async def _open_stdin() -> Messages:
@@ -92,7 +135,9 @@ async def _open_stdin() -> Messages:
 async def _run(server: FastMCP) -> None:
     low = server._mcp_server
     read_stream = cast(MemoryObjectReceiveStream[SessionMessage | Exception], await _open_stdin())
-    write_stream = cast(MemoryObjectSendStream[SessionMessage], Replies(sys.stdout.buffer))
+    replies = Replies(sys.stdout.buffer)
+    EARLY.set(replies)  # the session's tasks are started in this context
+    write_stream = cast(MemoryObjectSendStream[SessionMessage], replies)
     await low.run(read_stream, write_stream, low.create_initialization_options())
 
 
