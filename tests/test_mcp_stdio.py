@@ -3,6 +3,7 @@ anything else (a file as stdin), and the compact text block of every tool result
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -12,8 +13,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp.server.fastmcp import FastMCP
+from mcp.shared.message import SessionMessage
+from mcp.types import ErrorData, JSONRPCError, JSONRPCMessage, JSONRPCResponse, ServerResult
 
 from pyro_mcp.mcp import stdio
 from pyro_mcp.mcp.reply import OutputCheck, OutputMismatch, tool_result
@@ -30,6 +34,13 @@ def _answers(stdout: str) -> dict[int, Any]:
     return {msg["id"]: msg for msg in map(json.loads, stdout.splitlines()) if "id" in msg}
 
 
+def _once(answers: dict[int, Any], line: str) -> None:
+    """Add a line's answer; a request answered twice fails (worker and session both)."""
+    for key, msg in _answers(line).items():
+        assert key not in answers, f"request {key} answered twice: {answers[key]} and {msg}"
+        answers[key] = msg
+
+
 def _check(answers: dict[int, Any]) -> None:
     assert answers[1]["result"]["serverInfo"]["name"] == "pyro_mcp"
     assert "error" not in answers[2], answers[2]
@@ -41,9 +52,10 @@ def _check(answers: dict[int, Any]) -> None:
     assert "\n" not in block["text"]
 
 
-def _converse(messages: list[dict[str, Any]], wanted: set[int]) -> dict[int, Any]:
-    """Send ``messages`` through pipes and keep stdin open until every ``wanted`` id is
-    answered (at EOF the server drops calls in flight); a watchdog ends a stuck server."""
+def _converse(*rounds: tuple[list[Any], set[int]]) -> dict[int, Any]:
+    """Send each round's messages through pipes once the round before is answered, and keep
+    stdin open until every ``wanted`` id is (at EOF the server drops calls in flight); a
+    watchdog ends a stuck server. A request answered twice fails."""
     proc = subprocess.Popen(
         [*pyro_argv(), "mcp", "serve", "--profile", "workspace-core"],
         stdin=subprocess.PIPE,
@@ -56,13 +68,17 @@ def _converse(messages: list[dict[str, Any]], wanted: set[int]) -> dict[int, Any
     answers: dict[int, Any] = {}
     try:
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
-        proc.stdin.flush()
-        for line in proc.stdout:
-            answers.update(_answers(line))
-            if wanted <= set(answers):
-                break
+        for messages, wanted in rounds:
+            lines = (m if isinstance(m, str) else json.dumps(m) for m in messages)
+            proc.stdin.write("".join(line + "\n" for line in lines))
+            proc.stdin.flush()
+            for line in proc.stdout:
+                _once(answers, line)
+                if wanted <= set(answers):
+                    break
         proc.stdin.close()
+        for line in proc.stdout:  # anything written after the last answer we waited for
+            _once(answers, line)
         assert proc.wait(timeout=60) == 0
     finally:
         watchdog.cancel()
@@ -72,11 +88,15 @@ def _converse(messages: list[dict[str, Any]], wanted: set[int]) -> dict[int, Any
 
 
 def test_pipes_are_served_by_the_event_loop_reader() -> None:
-    """Large lines too: one message of 1 MiB (beyond asyncio's default 64 KiB line limit)."""
+    """Large lines too: one message of 1 MiB (beyond asyncio's default 64 KiB line limit);
+    a line that is not a message is skipped, as by the SDK's transport."""
     big = {"jsonrpc": "2.0", "id": 3, "method": "ping", "params": {"_meta": {"x": "y" * 2**20}}}
-    answers = _converse([*MESSAGES, big], {1, 2, 3})
+    after = {"jsonrpc": "2.0", "id": 4, "method": "ping"}
+    # The tool's answer comes from its worker thread; the ping after it gives the session's
+    # own copy of that answer time to be written, were it not dropped.
+    answers = _converse((MESSAGES, {1, 2}), ([big, "not json", after], {3, 4}))
     _check(answers)
-    assert answers[3]["result"] == {}
+    assert answers[3]["result"] == answers[4]["result"] == {}
 
 
 def test_a_file_as_stdin_falls_back_to_the_sdk_transport(tmp_path: Path) -> None:
@@ -155,3 +175,34 @@ def test_results_are_checked_against_the_declared_output_schema() -> None:
         tool_result({"stdout": ""}, check)
     with pytest.raises(OutputMismatch, match=r"data\.exit_code must be integer"):
         check({"exit_code": "0"})
+
+
+def _session_answer(replies: stdio.Replies, request_id: int, answer: Any) -> None:
+    """What the SDK's session sends for a request: its result, or an error (a cancel)."""
+    if isinstance(answer, ErrorData):
+        root: Any = JSONRPCError(jsonrpc="2.0", id=request_id, error=answer)
+    else:
+        dumped = ServerResult(answer).model_dump(by_alias=True, mode="json", exclude_none=True)
+        root = JSONRPCResponse(jsonrpc="2.0", id=request_id, result=dumped)
+    anyio.run(replies.send, SessionMessage(JSONRPCMessage(root)))
+
+
+def test_a_worker_thread_answer_is_the_only_answer() -> None:
+    """A tool's worker thread writes its answer at once and the session's copy of it is
+    dropped; a session answer that came first (a cancel) is kept and the worker's dropped."""
+    out = io.BytesIO()
+    replies = stdio.Replies(out)
+    result = tool_result({"exit_code": 0, "stdout": "grüße"})
+    replies.expect(1)
+    replies.answer(1, result)  # the worker, then the session
+    _session_answer(replies, 1, result)
+    replies.expect(2)
+    _session_answer(replies, 2, ErrorData(code=0, message="Request cancelled"))
+    replies.answer(2, result)  # late: the session answered
+    replies.answer(3, result)  # never expected (a progress token's call): the session's
+    _session_answer(replies, 3, result)
+    lines = [json.loads(line) for line in out.getvalue().decode().splitlines()]
+    assert [(line["id"], "error" in line) for line in lines] == [(1, False), (2, True), (3, False)]
+    assert lines[0] == lines[2] | {"id": 1}  # the worker writes what the session would
+    assert lines[0]["result"]["structuredContent"] == {"exit_code": 0, "stdout": "grüße"}
+    assert replies.expected == replies.answered == set()

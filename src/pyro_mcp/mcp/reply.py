@@ -6,18 +6,52 @@
   compiled to Python code once per tool (fastjsonschema: ~10 us a call). Left to the SDK,
   every call ran ``jsonschema.validate``, which checks the schema itself against its
   metaschema first (1-2 ms a call); a compiled ``jsonschema`` validator still took ~0.2 ms.
+- Over stdio the answer is written by the worker thread that built it (``early_sender``),
+  not after a wake-up of the event loop; the transport drops the session's own copy, so
+  each request still gets exactly one answer (stdio.py ``Replies``).
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import fastjsonschema
-from mcp.server.fastmcp import FastMCP
-from mcp.types import CallToolResult, TextContent
+from mcp.server.fastmcp import Context, FastMCP
+from mcp.types import CallToolResult, RequestId, TextContent
 
-__all__ = ["CallToolResult", "OutputCheck", "OutputMismatch", "tool_result"]
+__all__ = ["CallToolResult", "OutputCheck", "OutputMismatch", "early_sender", "tool_result"]
+
+
+class EarlyAnswers(Protocol):
+    def expect(self, request_id: RequestId) -> None: ...
+
+    def answer(self, request_id: RequestId, result: CallToolResult) -> None: ...
+
+
+# The transport that takes answers from worker threads (stdio's; none over HTTP).
+EARLY: contextvars.ContextVar[EarlyAnswers | None] = contextvars.ContextVar(
+    "pyro_early_answers", default=None
+)
+
+
+def early_sender(ctx: Context[Any, Any, Any]) -> Callable[[CallToolResult], None] | None:
+    """What sends this request's answer from the worker thread, when the transport can
+    (not with a progress token: its notifications come before the answer)."""
+    transport = EARLY.get()
+    if transport is None:
+        return None
+    try:
+        request = ctx.request_context
+    except ValueError:  # not inside a request (a direct call in tests)
+        return None
+    if request.meta is not None and request.meta.progressToken is not None:
+        return None
+    transport.expect(request.request_id)
+    return functools.partial(transport.answer, request.request_id)
 
 
 class OutputMismatch(RuntimeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from mcp.server.fastmcp import FastMCP
@@ -18,7 +19,7 @@ from ..version import __version__
 from . import schema
 from .policy import OperatorPolicy
 from .progress import run_tool
-from .reply import CallToolResult, OutputCheck, tool_result
+from .reply import CallToolResult, OutputCheck, early_sender, tool_result
 
 if typing.TYPE_CHECKING:
     from ..api import Pyro
@@ -70,6 +71,23 @@ def _call(policy: OperatorPolicy, op: Operation, method: Any, kwargs: dict[str, 
     network_of = method.__self__.manager.workspaces.network_of  # method: bound to a Pyro
     with hostpaths.confined(policy.roots):
         return method(**policy.arguments(op, kwargs, network_of))
+
+
+def _answer(
+    call: functools.partial[Any],
+    policy: OperatorPolicy,
+    check: OutputCheck,
+    send: Callable[[CallToolResult], None] | None,
+) -> CallToolResult:
+    """The call and its whole answer, in the worker thread; ``send`` (if the transport
+    takes one) writes it at once (reply.py)."""
+    result = call()
+    if isinstance(result, list):
+        result = {"count": len(result), "items": result}
+    answer = tool_result(policy.mark(typing.cast(dict[str, Any], json_safe(result))), check)
+    if send is not None:
+        send(answer)
+    return answer
 
 
 class RefusedArgument(PyroError):
@@ -130,12 +148,11 @@ def _make_tool(
         kwargs = {renames.get(key, key): value for key, value in kwargs.items()}
         # Tools block (boots, commands): run them off the event loop so calls overlap,
         # reporting progress and ending early when the client cancels (progress.py).
-        result = await run_tool(
-            functools.partial(_call, policy, op, method, kwargs), server.get_context()
+        ctx = server.get_context()
+        call = functools.partial(_call, policy, op, method, kwargs)
+        return await run_tool(
+            functools.partial(_answer, call, policy, check, early_sender(ctx)), ctx
         )
-        if isinstance(result, list):
-            result = {"count": len(result), "items": result}
-        return tool_result(policy.mark(typing.cast(dict[str, Any], json_safe(result))), check)
 
     tool.__name__ = op.mcp_name or op.name
     tool.__doc__ = op.description

@@ -1,9 +1,12 @@
-"""The stdio transport without a thread hop per line.
+"""The stdio transport without a hop per message.
 
-The MCP SDK's stdio server reads and writes through ``anyio.wrap_file``: every line read,
-every line written and every flush is a trip to a worker thread (three or four per call,
-each one a wake-up on a busy host). Here stdin is read by the event loop itself and a
-reply is written straight to the stdout pipe. Anything that is not a pipe or socket (a
+The MCP SDK's stdio server reads and writes through ``anyio.wrap_file`` (every line read,
+every line written and every flush a trip to a worker thread) and hands each message
+between its reader task, the session and its writer task through memory streams: on a
+host that sleeps between calls, each hop is a cold wake-up. Here, on pipes, the session
+reads stdin itself (the event loop's reader; a line is parsed in the session's task) and a
+reply is written straight to the stdout pipe by the task that sends it, or by the worker
+thread that built a tool's answer (``Replies``). Anything that is not a pipe or socket (a
 file, a terminal) falls back to the SDK's own transport.
 """
 
@@ -13,12 +16,24 @@ import asyncio
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator
+import threading
+from types import TracebackType
 from typing import IO, Any, cast
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.fastmcp import FastMCP
-from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp.types import (
+    CallToolResult,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCResponse,
+    RequestId,
+    ServerResult,
+)
+
+from .reply import EARLY
 
 LINE_LIMIT = 256 * 1024 * 1024  # one JSON-RPC message per line; file contents can be large
 
@@ -28,48 +43,102 @@ def _is_stream(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-class _LineReader:
-    """An async iterator of stdin's lines (text), read by the event loop."""
+class _Closing:
+    """The async context manager the session opens its streams with."""
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Messages(_Closing):
+    """The session's read stream: stdin's messages, each line parsed as the SDK's reader
+    does (a line that is not a JSON-RPC message is handed on as its error)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self.reader = reader
 
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._lines()
+    def __aiter__(self) -> Messages:
+        return self
 
-    async def _lines(self) -> AsyncIterator[str]:
-        while line := await self.reader.readline():
-            yield line.decode("utf-8", "replace")
+    async def __anext__(self) -> SessionMessage | Exception:
+        line = await self.reader.readline()
+        if not line:
+            raise StopAsyncIteration
+        try:
+            return SessionMessage(
+                JSONRPCMessage.model_validate_json(line.decode("utf-8", "replace"))
+            )
+        except Exception as exc:
+            return exc
 
 
-class _LineWriter:
-    """Writes a reply to the stdout pipe at once (a small write to a pipe does not block)."""
+class Replies(_Closing):
+    """The session's write stream: each message written to the stdout pipe at once (a
+    small write to a pipe does not block).
+
+    A tool's worker thread may answer its request itself (``answer``: reply.py) once the
+    request is ``expect``-ed; whichever answer comes first is written and the other is
+    dropped (the session's is the same result, or a cancel or error that came first)."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
+        self.lock = threading.Lock()  # one writer at a time: the loop or a worker thread
+        self.expected: set[RequestId] = set()  # may be answered by a worker thread
+        self.answered: set[RequestId] = set()  # was: the session's answer is dropped
 
-    async def write(self, text: str) -> None:
-        self.out.write(text.encode("utf-8"))
-
-    async def flush(self) -> None:
+    def _write(self, message: JSONRPCMessage) -> None:
+        text = message.model_dump_json(by_alias=True, exclude_none=True)
+        self.out.write(text.encode("utf-8") + b"\n")
         self.out.flush()
 
+    async def send(self, message: SessionMessage) -> None:
+        root = message.message.root
+        with self.lock:
+            if isinstance(root, JSONRPCResponse | JSONRPCError):
+                if root.id in self.answered:
+                    self.answered.discard(root.id)
+                    return
+                self.expected.discard(root.id)
+            self._write(message.message)
 
-async def _open_stdin() -> _LineReader:
+    def expect(self, request_id: RequestId) -> None:
+        with self.lock:
+            self.expected.add(request_id)
+
+    def answer(self, request_id: RequestId, result: CallToolResult) -> None:
+        """Answer a request from a worker thread, as the session would have."""
+        dumped = ServerResult(result).model_dump(by_alias=True, mode="json", exclude_none=True)
+        message = JSONRPCMessage(JSONRPCResponse(jsonrpc="2.0", id=request_id, result=dumped))
+        with self.lock:
+            if request_id not in self.expected:  # the session answered first
+                return
+            self.expected.discard(request_id)
+            self.answered.add(request_id)
+            self._write(message)
+
+
+async def _open_stdin() -> Messages:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return _LineReader(reader)
+    return Messages(reader)
 
 
 async def _run(server: FastMCP) -> None:
     low = server._mcp_server
-    stdin: Any = await _open_stdin()
-    stdout: Any = _LineWriter(sys.stdout.buffer)
-    async with stdio_server(
-        cast(anyio.AsyncFile[str], stdin), cast(anyio.AsyncFile[str], stdout)
-    ) as (read_stream, write_stream):
-        await low.run(read_stream, write_stream, low.create_initialization_options())
+    read_stream = cast(MemoryObjectReceiveStream[SessionMessage | Exception], await _open_stdin())
+    replies = Replies(sys.stdout.buffer)
+    EARLY.set(replies)  # the session's tasks are started in this context
+    write_stream = cast(MemoryObjectSendStream[SessionMessage], replies)
+    await low.run(read_stream, write_stream, low.create_initialization_options())
 
 
 def _separate_streams() -> bool:
