@@ -228,3 +228,18 @@ def test_host_compat_follows_the_host_profile(
             one_line(str(info.value), "services are unavailable for host_compat workspaces")
         finally:
             pyro.delete_workspace(workspace_id)
+
+
+def test_proc_stat_fields_are_read_in_one_place() -> None:
+    """procfs.stat_fields, used by owners (identities) and gvisor_cgroups (CPU time)."""
+    import os
+
+    from pyro_mcp.engines.gvisor_cgroups import process_seconds
+    from pyro_mcp.procfs import stat_fields
+    from pyro_mcp.workspaces.owners import identity
+
+    fields = stat_fields(os.getpid())
+    assert fields is not None and fields[0] in ("R", "S")
+    assert identity(os.getpid()) == f"{os.getpid()}:{fields[19]}"
+    assert process_seconds([os.getpid()]) > 0
+    assert stat_fields(2**22 + 1) is None  # beyond pid_max: gone

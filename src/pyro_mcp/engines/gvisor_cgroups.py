@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..procfs import stat_fields
 from .limits import host_cpus, host_memory_bytes, host_pids_limit, process_limit
 
 ROOT = Path("/sys/fs/cgroup")
@@ -186,7 +187,7 @@ def process_seconds(pids: Iterable[int]) -> float:
     """User and system CPU time of processes (their threads and reaped children included)."""
     ticks = 0
     for pid in pids:
-        fields = _read(Path(f"/proc/{pid}/stat")).rsplit(")", 1)[-1].split()
+        fields = stat_fields(pid) or []
         if len(fields) > 14:  # utime stime cutime cstime: fields 14-17 of the full line
             ticks += sum(int(v) for v in fields[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")

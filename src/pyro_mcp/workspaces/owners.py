@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..engines.profile import ENGINE_BINARIES
+from ..procfs import stat_fields
 from .layout import WorkspaceLayout
 
 BINARIES = tuple(name.encode() for name in ENGINE_BINARIES)
@@ -21,18 +22,9 @@ BINARIES = tuple(name.encode() for name in ENGINE_BINARIES)
 SUPERVISOR_MODULE = b"pyro_mcp.workspaces.supervisor"
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def identity(pid: int) -> str | None:
     """``pid:start-time`` of a live (non-zombie) process, or None."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     if fields is None or fields[0] in ("Z", "X"):
         return None
     return f"{pid}:{fields[19]}"  # field 22 of stat: start time in clock ticks after boot
