@@ -69,7 +69,7 @@ class Messages(_Closing):
         return self
 
     async def __anext__(self) -> SessionMessage | Exception:
-        line = await self.reader.readline()
+        line = await self._line()
         if not line:
             raise StopAsyncIteration
         try:
@@ -78,6 +78,31 @@ class Messages(_Closing):
             )
         except Exception as exc:
             return exc
+
+    async def _line(self) -> bytes:
+        """The next line (empty at EOF); one over ``LINE_LIMIT`` is skipped whole, said on
+        stderr in one line (asyncio's ``readline`` raised, ending the session, and kept the
+        line's unread rest as the next line)."""
+        while True:
+            try:
+                return await self.reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as eof:  # a last line without its newline
+                return eof.partial
+            except asyncio.LimitOverrunError as over:
+                await self._skip(over.consumed)
+                sys.stderr.write(f"[mcp] skipped a message over the {LINE_LIMIT}-byte line limit\n")
+
+    async def _skip(self, consumed: int) -> None:
+        """Drop the rest of a line whose first ``consumed`` bytes are buffered."""
+        while True:
+            await self.reader.readexactly(consumed)
+            try:
+                await self.reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as over:
+                consumed = over.consumed
+            except asyncio.IncompleteReadError:
+                return
 
 
 class Replies(_Closing):

@@ -1,0 +1,71 @@
+"""``pyro mcp serve`` over stdio under hostile input and racing answers (a real server
+process on pipes, raw JSON-RPC): every request gets exactly one answer and a bad line costs
+that line only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from support import INITIALIZE
+
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def _serve(line_limit: int | None = None) -> subprocess.Popen[bytes]:
+    """The stdio server, with a smaller line limit when given (the real one is 256 MiB)."""
+    setup = f"import pyro_mcp.mcp.stdio as s; s.LINE_LIMIT = {line_limit}; " if line_limit else ""
+    code = setup + "from pyro_mcp.cli import main; main()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "mcp", "serve", "--profile", "workspace-core"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _exchange(proc: subprocess.Popen[bytes], lines: list[bytes], last: int) -> list[Any]:
+    """Write ``lines``, read replies until request ``last`` is answered (or stdout ends),
+    close stdin; a watchdog ends a stuck server."""
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
+    replies: list[Any] = []
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"".join(line + b"\n" for line in lines))
+        proc.stdin.flush()
+        for raw in proc.stdout:
+            replies.append(json.loads(raw))
+            if replies[-1].get("id") == last:
+                break
+        proc.stdin.close()
+        replies.extend(json.loads(raw) for raw in proc.stdout)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        watchdog.cancel()
+        proc.kill()
+        proc.wait()
+    return replies
+
+
+def _ping(request_id: int, padding: int = 0) -> bytes:
+    params = {"_meta": {"x": "y" * padding}} if padding else {}
+    message = {"jsonrpc": "2.0", "id": request_id, "method": "ping", "params": params}
+    return json.dumps(message).encode()
+
+
+def test_a_line_over_the_limit_is_skipped_and_the_server_goes_on() -> None:
+    """Whether the reader holds the line's end or not yet (one line far over the limit, one
+    just over it), the line is dropped whole and the next message is answered; no traceback."""
+    proc = _serve(line_limit=100_000)
+    start = [json.dumps(INITIALIZE).encode(), json.dumps(INITIALIZED).encode()]
+    lines = [*start, _ping(2, 1_000_000), _ping(3), _ping(4, 100_010), _ping(5)]
+    replies = _exchange(proc, lines, last=5)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read().decode()
+    assert [r["id"] for r in replies if "id" in r] == [1, 3, 5], replies
+    assert "Traceback" not in stderr and "│" not in stderr, stderr
+    assert stderr.count("[mcp] skipped a message over the 100000-byte line limit\n") == 2, stderr
