@@ -69,3 +69,35 @@ def test_a_line_over_the_limit_is_skipped_and_the_server_goes_on() -> None:
     assert [r["id"] for r in replies if "id" in r] == [1, 3, 5], replies
     assert "Traceback" not in stderr and "│" not in stderr, stderr
     assert stderr.count("[mcp] skipped a message over the 100000-byte line limit\n") == 2, stderr
+
+
+def test_every_request_in_a_bad_line_gets_one_error_answer() -> None:
+    """A line that is not a JSON-RPC message but names request ids (a batch, a request with
+    a bad envelope) has each of them answered with -32600, once; a line that names none is
+    skipped with one line on stderr; the server goes on (the SDK's reader answered none of
+    them: the client waited forever, and stderr got pages of pydantic's report)."""
+    bad = [
+        b"[" + _ping(5) + b"," + _ping(6) + b"]",  # MCP has no batches (2025-06-18)
+        b'{"jsonrpc": "2.0", "id": 9, "method": "ping", "params": "x"}',
+        b'{"id": "ten", "method": "ping"}',
+        b"not json",
+        b"\xff\xfe{",
+        b"{}",
+        b"[" * 100_000,  # deeper than the parsers recurse
+        b'{"jsonrpc": "2.0", "id": 11, "method": "ping", "params": {"_meta": {"x": "\xff"}}}',
+    ]
+    start = [json.dumps(INITIALIZE).encode(), json.dumps(INITIALIZED).encode()]
+    proc = _serve()
+    replies = _exchange(proc, [*start, *bad, _ping(12)], last=12)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read().decode()
+    answers = [r for r in replies if "id" in r]
+    assert [r["id"] for r in answers] == [1, 5, 6, 9, "ten", 11, 12], replies
+    assert [r for r in replies if "id" not in r] == []  # no "Internal Server Error" notices
+    for answer in answers[1:5]:
+        assert answer["error"]["code"] == -32600, answer
+        assert "\n" not in answer["error"]["message"]
+    assert "batch" in answers[1]["error"]["message"]
+    assert answers[5]["result"] == answers[6]["result"] == {}
+    assert "Traceback" not in stderr and "│" not in stderr, stderr
+    assert len(stderr.splitlines()) == 7, stderr  # one per bad line but the last one

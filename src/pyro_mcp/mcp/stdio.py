@@ -13,6 +13,7 @@ file, a terminal) falls back to the SDK's own transport.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import sys
@@ -25,7 +26,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.server.fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 from mcp.types import (
+    INVALID_REQUEST,
     CallToolResult,
+    ErrorData,
     JSONRPCError,
     JSONRPCMessage,
     JSONRPCResponse,
@@ -59,25 +62,27 @@ class _Closing:
 
 
 class Messages(_Closing):
-    """The session's read stream: stdin's messages, each line parsed as the SDK's reader
-    does (a line that is not a JSON-RPC message is handed on as its error)."""
+    """The session's read stream: stdin's messages, one a line. A line that is not a
+    JSON-RPC message never reaches the session (its reader answered nothing and logged
+    pages): each request id it names is answered with -32600 (``refuse``), and stderr gets
+    one line."""
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+    def __init__(self, reader: asyncio.StreamReader, replies: Replies) -> None:
         self.reader = reader
+        self.replies = replies
 
     def __aiter__(self) -> Messages:
         return self
 
-    async def __anext__(self) -> SessionMessage | Exception:
-        line = await self._line()
-        if not line:
-            raise StopAsyncIteration
-        try:
-            return SessionMessage(
-                JSONRPCMessage.model_validate_json(line.decode("utf-8", "replace"))
-            )
-        except Exception as exc:
-            return exc
+    async def __anext__(self) -> SessionMessage:
+        while line := await self._line():
+            text = line.decode("utf-8", "replace")
+            try:
+                return SessionMessage(JSONRPCMessage.model_validate_json(text))
+            except ValueError:
+                why = refuse(text, self.replies)
+                sys.stderr.write(f"[mcp] skipped a line that is not a JSON-RPC message: {why}\n")
+        raise StopAsyncIteration
 
     async def _line(self) -> bytes:
         """The next line (empty at EOF); one over ``LINE_LIMIT`` is skipped whole, said on
@@ -124,6 +129,10 @@ class Replies(_Closing):
         self.out.write(text.encode("utf-8") + b"\n")
         self.out.flush()
 
+    def write(self, message: JSONRPCMessage) -> None:
+        with self.lock:
+            self._write(message)
+
     async def send(self, message: SessionMessage) -> None:
         root = message.message.root
         with self.lock:
@@ -150,17 +159,37 @@ class Replies(_Closing):
             self._write(message)
 
 
-async def _open_stdin() -> Messages:
+def refuse(text: str, replies: Replies) -> str:
+    """Answer each request a bad line names (an id and a method) with -32600; what was
+    wrong with the line, in a few words."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return "not JSON"
+    except RecursionError:
+        return "nested too deeply"
+    batch = isinstance(data, list)
+    why = "a batch (one message a line, no batches)" if batch else 'not {"jsonrpc": "2.0", ...}'
+    for item in data if batch else [data]:
+        request_id = item.get("id") if isinstance(item, dict) and "method" in item else None
+        if isinstance(request_id, str | int) and not isinstance(request_id, bool):
+            error = ErrorData(code=INVALID_REQUEST, message=f"Invalid request: {why}")
+            replies.write(JSONRPCMessage(JSONRPCError(jsonrpc="2.0", id=request_id, error=error)))
+    return why
+
+
+async def _open_stdin(replies: Replies) -> Messages:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return Messages(reader)
+    return Messages(reader, replies)
 
 
 async def _run(server: FastMCP) -> None:
     low = server._mcp_server
-    read_stream = cast(MemoryObjectReceiveStream[SessionMessage | Exception], await _open_stdin())
     replies = Replies(sys.stdout.buffer)
+    messages = await _open_stdin(replies)
+    read_stream = cast(MemoryObjectReceiveStream[SessionMessage | Exception], messages)
     EARLY.set(replies)  # the session's tasks are started in this context
     write_stream = cast(MemoryObjectSendStream[SessionMessage], replies)
     await low.run(read_stream, write_stream, low.create_initialization_options())
