@@ -8,8 +8,12 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
+import pytest
+
+from support import ENVIRONMENT as ENV
 from support import INITIALIZE
 
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
@@ -101,3 +105,103 @@ def test_every_request_in_a_bad_line_gets_one_error_answer() -> None:
     assert answers[5]["result"] == answers[6]["result"] == {}
     assert "Traceback" not in stderr and "│" not in stderr, stderr
     assert len(stderr.splitlines()) == 7, stderr  # one per bad line but the last one
+
+
+class _Client:
+    """Raw JSON-RPC over the server's pipes: requests written at any time, every line read
+    by a thread (a line that is not whole JSON fails the test)."""
+
+    def __init__(self) -> None:
+        self.proc = _serve()
+        self.lines: list[Any] = []
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self.changed:
+                self.lines.append(json.loads(raw))
+                self.changed.notify_all()
+
+    def send(self, *messages: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+        self.proc.stdin.flush()
+
+    def answers(self, request_id: Any) -> list[Any]:
+        return [line for line in self.lines if line.get("id") == request_id]
+
+    def wait(self, *ids: Any) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: all(self.answers(i) for i in ids), 120), ids
+
+
+def _call(request_id: Any, name: str, arguments: dict[str, Any], token: str = "") -> Any:
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    if token:
+        params["_meta"] = {"progressToken": token}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+@pytest.mark.guest
+def test_racing_answers_are_each_written_once() -> None:
+    """More calls than the pool has threads (they queue and each gets its own answer),
+    cancels racing the worker thread's answer, a progress token's call (its notifications
+    before its answer) and pings between them: every request is answered exactly once."""
+    client = _Client()
+    watchdog = threading.Timer(240, client.proc.kill)
+    watchdog.start()
+    try:
+        client.send(INITIALIZE, INITIALIZED, _call(2, "workspace_create", {"environment": ENV}))
+        client.wait(1, 2)
+        workspace = client.answers(2)[0]["result"]["structuredContent"]["workspace_id"]
+        execs = {100 + i: f"sleep 0.3; echo {i}" for i in range(45)}
+        client.send(
+            *(
+                _call(i, "workspace_exec", {"workspace_id": workspace, "command": c})
+                for i, c in execs.items()
+            )
+        )
+        client.send(
+            _call(
+                200,
+                "workspace_exec",
+                {"workspace_id": workspace, "command": "for i in 1 2 3; do echo $i; sleep 1; done"},
+                token="t",
+            )
+        )
+        for i in range(20):
+            client.send(
+                _call(
+                    300 + i, "workspace_exec", {"workspace_id": workspace, "command": "sleep 0.2"}
+                ),
+                {"jsonrpc": "2.0", "id": 400 + i, "method": "ping"},
+            )
+            time.sleep(i * 0.02)  # before, about at and after the answer
+            cancel = {"requestId": 300 + i, "reason": "race"}
+            client.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel})
+        ids = [*execs, 200, *range(300, 320), *range(400, 420)]
+        client.wait(*ids)
+        client.send(_call(3, "workspace_delete", {"workspace_id": workspace}))
+        client.wait(3)  # the session's own copies of the answers above were dropped by now
+        for i in ids:
+            assert len(client.answers(i)) == 1, client.answers(i)
+        for i, command in execs.items():
+            result = client.answers(i)[0]["result"]["structuredContent"]
+            assert result["stdout"] == f"{command.split()[-1]}\n", result
+        for i in range(300, 320):  # the cancel came first, or the command's result did
+            [raced] = client.answers(i)
+            error = raced.get("error", {}).get("message")
+            assert error == "Request cancelled" or raced["result"]["isError"] is False, raced
+        [answer] = client.answers(200)
+        notes = [n for n in client.lines if n.get("method") == "notifications/progress"]
+        assert notes and all(client.lines.index(n) < client.lines.index(answer) for n in notes)
+        assert client.proc.stdin is not None
+        client.proc.stdin.close()
+        assert client.proc.wait(timeout=60) == 0
+    finally:
+        watchdog.cancel()
+        client.proc.kill()
+        client.proc.wait()
