@@ -205,3 +205,37 @@ def test_racing_answers_are_each_written_once() -> None:
         watchdog.cancel()
         client.proc.kill()
         client.proc.wait()
+
+
+def test_a_request_id_used_again_gets_its_own_answer() -> None:
+    """A client that sends its next request under the id of the one just answered (MCP
+    forbids it; plain JSON-RPC clients do it) gets that request's answer: the worker's answer
+    of the first reaches the client before the session's copy of it is dropped, and the copy
+    dropped must be that copy, not the next request's answer (a ping answered with a tool's
+    result in ~6 % of rounds)."""
+    client = _Client()
+    watchdog = threading.Timer(120, client.proc.kill)
+    watchdog.start()
+    try:
+        client.send(INITIALIZE, INITIALIZED)
+        client.wait(1)
+        for _ in range(300):
+            client.send(_call(7, "workspace_list", {}))
+            with client.changed:
+                assert client.changed.wait_for(lambda: len(client.answers(7)) == 1, 60)
+            client.send({"jsonrpc": "2.0", "id": 7, "method": "ping"})
+            with client.changed:
+                assert client.changed.wait_for(lambda: len(client.answers(7)) == 2, 60)
+            tool, ping = client.answers(7)
+            assert "structuredContent" in tool["result"] and ping["result"] == {}, (tool, ping)
+            client.lines.clear()
+        client.send({"jsonrpc": "2.0", "id": 8, "method": "ping"})
+        client.wait(8)
+        assert client.answers(7) == []  # no stale copy came late
+        assert client.proc.stdin is not None
+        client.proc.stdin.close()
+        assert client.proc.wait(timeout=60) == 0
+    finally:
+        watchdog.cancel()
+        client.proc.kill()
+        client.proc.wait()

@@ -13,6 +13,7 @@ file, a terminal) falls back to the SDK's own transport.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import stat
@@ -110,13 +111,20 @@ class Messages(_Closing):
                 return
 
 
+# The request whose tool call runs in this task (the session answers a request in the task
+# that handled it): set where a worker thread may answer it (``Replies.expect``).
+_OWN: contextvars.ContextVar[RequestId | None] = contextvars.ContextVar("pyro_own", default=None)
+
+
 class Replies(_Closing):
     """The session's write stream: each message written to the stdout pipe at once (a
     small write to a pipe does not block).
 
     A tool's worker thread may answer its request itself (``answer``: reply.py) once the
     request is ``expect``-ed; whichever answer comes first is written and the other is
-    dropped (the session's is the same result, or a cancel or error that came first)."""
+    dropped (the session's is the same result, or a cancel or error that came first). The
+    session's copy is told apart from the answer of a later request under the same id by
+    the task it comes from (or it is the cancel's error, sent by the session's reader)."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
@@ -135,8 +143,11 @@ class Replies(_Closing):
 
     async def send(self, message: SessionMessage) -> None:
         root = message.message.root
+        ours = isinstance(root, JSONRPCError) or (
+            isinstance(root, JSONRPCResponse) and _OWN.get() == root.id
+        )
         with self.lock:
-            if isinstance(root, JSONRPCResponse | JSONRPCError):
+            if ours and isinstance(root, JSONRPCResponse | JSONRPCError):
                 if root.id in self.answered:
                     self.answered.discard(root.id)
                     return
@@ -144,6 +155,8 @@ class Replies(_Closing):
             self._write(message.message)
 
     def expect(self, request_id: RequestId) -> None:
+        """In the task that handles the request (its tool function)."""
+        _OWN.set(request_id)
         with self.lock:
             self.expected.add(request_id)
 
