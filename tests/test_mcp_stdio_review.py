@@ -239,3 +239,27 @@ def test_a_request_id_used_again_gets_its_own_answer() -> None:
         watchdog.cancel()
         client.proc.kill()
         client.proc.wait()
+
+
+def test_a_client_that_closes_stdout_ends_the_server_cleanly() -> None:
+    """Nothing can reach a client that closed its end of stdout: the server ends by itself
+    (stdin still open), exit 0 and one line on stderr (it ended with 'internal error:
+    ExceptionGroup', exit 1, before and after the fast path)."""
+    proc = _serve()
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(json.dumps(INITIALIZE).encode() + b"\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == 1
+        proc.stdout.close()
+        lines = [INITIALIZED, _call(2, "workspace_list", {}), json.loads(_ping(3))]
+        proc.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in lines))
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 0
+        assert proc.stderr.read().decode() == "[mcp] the client closed stdout: the server ends\n"
+    finally:
+        watchdog.cancel()
+        proc.kill()
+        proc.wait()

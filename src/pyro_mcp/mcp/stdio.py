@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import os
 import stat
 import sys
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any, cast
 
@@ -126,16 +128,30 @@ class Replies(_Closing):
     session's copy is told apart from the answer of a later request under the same id by
     the task it comes from (or it is the cancel's error, sent by the session's reader)."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: IO[bytes], on_gone: Callable[[], object] = lambda: None) -> None:
         self.out = out
+        self.on_gone = on_gone  # the client closed stdout: end the session
         self.lock = threading.Lock()  # one writer at a time: the loop or a worker thread
         self.expected: set[RequestId] = set()  # may be answered by a worker thread
         self.answered: set[RequestId] = set()  # was: the session's answer is dropped
 
     def _write(self, message: JSONRPCMessage) -> None:
         text = message.model_dump_json(by_alias=True, exclude_none=True)
-        self.out.write(text.encode("utf-8") + b"\n")
+        try:
+            self.out.write(text.encode("utf-8") + b"\n")
+            self.out.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        """Nothing reaches the client any more: what is still written (and the interpreter's
+        last flush) goes to /dev/null, and the session ends (its reader is closed)."""
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, self.out.fileno())
+        os.close(null)
         self.out.flush()
+        sys.stderr.write("[mcp] the client closed stdout: the server ends\n")
+        self.on_gone()
 
     def write(self, message: JSONRPCMessage) -> None:
         with self.lock:
@@ -194,7 +210,10 @@ def refuse(text: str, replies: Replies) -> str:
 async def _open_stdin(replies: Replies) -> Messages:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    pipe, _protocol = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+    replies.on_gone = functools.partial(loop.call_soon_threadsafe, pipe.close)  # stdin's end
     return Messages(reader, replies)
 
 
