@@ -13,10 +13,14 @@ file, a terminal) falls back to the SDK's own transport.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import json
 import os
 import stat
 import sys
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any, cast
 
@@ -25,7 +29,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.server.fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 from mcp.types import (
+    INVALID_REQUEST,
     CallToolResult,
+    ErrorData,
     JSONRPCError,
     JSONRPCMessage,
     JSONRPCResponse,
@@ -59,25 +65,57 @@ class _Closing:
 
 
 class Messages(_Closing):
-    """The session's read stream: stdin's messages, each line parsed as the SDK's reader
-    does (a line that is not a JSON-RPC message is handed on as its error)."""
+    """The session's read stream: stdin's messages, one a line. A line that is not a
+    JSON-RPC message never reaches the session (its reader answered nothing and logged
+    pages): each request id it names is answered with -32600 (``refuse``), and stderr gets
+    one line."""
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+    def __init__(self, reader: asyncio.StreamReader, replies: Replies) -> None:
         self.reader = reader
+        self.replies = replies
 
     def __aiter__(self) -> Messages:
         return self
 
-    async def __anext__(self) -> SessionMessage | Exception:
-        line = await self.reader.readline()
-        if not line:
-            raise StopAsyncIteration
-        try:
-            return SessionMessage(
-                JSONRPCMessage.model_validate_json(line.decode("utf-8", "replace"))
-            )
-        except Exception as exc:
-            return exc
+    async def __anext__(self) -> SessionMessage:
+        while line := await self._line():
+            text = line.decode("utf-8", "replace")
+            try:
+                return SessionMessage(JSONRPCMessage.model_validate_json(text))
+            except ValueError:
+                why = refuse(text, self.replies)
+                sys.stderr.write(f"[mcp] skipped a line that is not a JSON-RPC message: {why}\n")
+        raise StopAsyncIteration
+
+    async def _line(self) -> bytes:
+        """The next line (empty at EOF); one over ``LINE_LIMIT`` is skipped whole, said on
+        stderr in one line (asyncio's ``readline`` raised, ending the session, and kept the
+        line's unread rest as the next line)."""
+        while True:
+            try:
+                return await self.reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as eof:  # a last line without its newline
+                return eof.partial
+            except asyncio.LimitOverrunError as over:
+                await self._skip(over.consumed)
+                sys.stderr.write(f"[mcp] skipped a message over the {LINE_LIMIT}-byte line limit\n")
+
+    async def _skip(self, consumed: int) -> None:
+        """Drop the rest of a line whose first ``consumed`` bytes are buffered."""
+        while True:
+            await self.reader.readexactly(consumed)
+            try:
+                await self.reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as over:
+                consumed = over.consumed
+            except asyncio.IncompleteReadError:
+                return
+
+
+# The request whose tool call runs in this task (the session answers a request in the task
+# that handled it): set where a worker thread may answer it (``Replies.expect``).
+_OWN: contextvars.ContextVar[RequestId | None] = contextvars.ContextVar("pyro_own", default=None)
 
 
 class Replies(_Closing):
@@ -86,23 +124,46 @@ class Replies(_Closing):
 
     A tool's worker thread may answer its request itself (``answer``: reply.py) once the
     request is ``expect``-ed; whichever answer comes first is written and the other is
-    dropped (the session's is the same result, or a cancel or error that came first)."""
+    dropped (the session's is the same result, or a cancel or error that came first). The
+    session's copy is told apart from the answer of a later request under the same id by
+    the task it comes from (or it is the cancel's error, sent by the session's reader)."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: IO[bytes], on_gone: Callable[[], object] = lambda: None) -> None:
         self.out = out
+        self.on_gone = on_gone  # the client closed stdout: end the session
         self.lock = threading.Lock()  # one writer at a time: the loop or a worker thread
         self.expected: set[RequestId] = set()  # may be answered by a worker thread
         self.answered: set[RequestId] = set()  # was: the session's answer is dropped
 
     def _write(self, message: JSONRPCMessage) -> None:
         text = message.model_dump_json(by_alias=True, exclude_none=True)
-        self.out.write(text.encode("utf-8") + b"\n")
+        try:
+            self.out.write(text.encode("utf-8") + b"\n")
+            self.out.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        """Nothing reaches the client any more: what is still written (and the interpreter's
+        last flush) goes to /dev/null, and the session ends (its reader is closed)."""
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, self.out.fileno())
+        os.close(null)
         self.out.flush()
+        sys.stderr.write("[mcp] the client closed stdout: the server ends\n")
+        self.on_gone()
+
+    def write(self, message: JSONRPCMessage) -> None:
+        with self.lock:
+            self._write(message)
 
     async def send(self, message: SessionMessage) -> None:
         root = message.message.root
+        ours = isinstance(root, JSONRPCError) or (
+            isinstance(root, JSONRPCResponse) and _OWN.get() == root.id
+        )
         with self.lock:
-            if isinstance(root, JSONRPCResponse | JSONRPCError):
+            if ours and isinstance(root, JSONRPCResponse | JSONRPCError):
                 if root.id in self.answered:
                     self.answered.discard(root.id)
                     return
@@ -110,6 +171,8 @@ class Replies(_Closing):
             self._write(message.message)
 
     def expect(self, request_id: RequestId) -> None:
+        """In the task that handles the request (its tool function)."""
+        _OWN.set(request_id)
         with self.lock:
             self.expected.add(request_id)
 
@@ -125,17 +188,40 @@ class Replies(_Closing):
             self._write(message)
 
 
-async def _open_stdin() -> Messages:
+def refuse(text: str, replies: Replies) -> str:
+    """Answer each request a bad line names (an id and a method) with -32600; what was
+    wrong with the line, in a few words."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return "not JSON"
+    except RecursionError:
+        return "nested too deeply"
+    batch = isinstance(data, list)
+    why = "a batch (one message a line, no batches)" if batch else 'not {"jsonrpc": "2.0", ...}'
+    for item in data if batch else [data]:
+        request_id = item.get("id") if isinstance(item, dict) and "method" in item else None
+        if isinstance(request_id, str | int) and not isinstance(request_id, bool):
+            error = ErrorData(code=INVALID_REQUEST, message=f"Invalid request: {why}")
+            replies.write(JSONRPCMessage(JSONRPCError(jsonrpc="2.0", id=request_id, error=error)))
+    return why
+
+
+async def _open_stdin(replies: Replies) -> Messages:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return Messages(reader)
+    pipe, _protocol = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+    replies.on_gone = functools.partial(loop.call_soon_threadsafe, pipe.close)  # stdin's end
+    return Messages(reader, replies)
 
 
 async def _run(server: FastMCP) -> None:
     low = server._mcp_server
-    read_stream = cast(MemoryObjectReceiveStream[SessionMessage | Exception], await _open_stdin())
     replies = Replies(sys.stdout.buffer)
+    messages = await _open_stdin(replies)
+    read_stream = cast(MemoryObjectReceiveStream[SessionMessage | Exception], messages)
     EARLY.set(replies)  # the session's tasks are started in this context
     write_stream = cast(MemoryObjectSendStream[SessionMessage], replies)
     await low.run(read_stream, write_stream, low.create_initialization_options())
