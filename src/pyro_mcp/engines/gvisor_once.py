@@ -35,6 +35,8 @@ from .gvisor_cgroups import CgroupWatch
 if TYPE_CHECKING:
     from .gvisor import GvisorEngine, Launched
 
+KILL_WAIT_SECONDS = 10.0
+KILL_RETRY_SECONDS = 0.05
 RUNSC_FAILED = 128  # runsc's exit code when it fails itself (a command may return it too)
 
 
@@ -94,17 +96,17 @@ class OneShot:
         ended it, if one did (read before the engine removes the cgroups)."""
         proc = launched.process
         backstop = CgroupWatch(launched.cgroups)
-        timer = threading.Timer(timeout, self._expire, args=(launched.container_id,))
+        timer = threading.Timer(timeout, self._expire, args=(launched,))
         timer.start()
         clean = False
         try:
-            with calls.on_cancel(lambda: self._cancel(launched.container_id)):
+            with calls.on_cancel(lambda: self._cancel(launched)):
                 self._pump(proc)
                 code = proc.wait()
             limit = backstop.reason(code, self.spec.mem_mib)
             clean = not self.timed_out.is_set() and not self._left_behind(launched)
         except BaseException:
-            self._expire(launched.container_id)
+            self._expire(launched)
             proc.kill()
             proc.wait()
             raise
@@ -113,13 +115,19 @@ class OneShot:
             self.engine.release(launched, clean)
         return code, limit
 
-    def _expire(self, container: str) -> None:
+    def _expire(self, launched: Launched) -> None:
+        """End the sandbox's processes. A container runsc has not made (or started) yet
+        cannot be killed (a cancel that came before or during its start): the kill is sent
+        again until the sandbox is gone, for at most KILL_WAIT_SECONDS."""
         self.timed_out.set()
-        self.engine.runsc("kill", "--all", container, "KILL")
+        deadline = time.monotonic() + KILL_WAIT_SECONDS
+        while launched.process.poll() is None and time.monotonic() < deadline:
+            self.engine.runsc("kill", "--all", launched.container_id, "KILL")
+            time.sleep(KILL_RETRY_SECONDS)  # a container made after this kill: the next one
 
-    def _cancel(self, container: str) -> None:
+    def _cancel(self, launched: Launched) -> None:
         self.cancelled.set()
-        self._expire(container)
+        self._expire(launched)
 
     def _left_behind(self, launched: Launched) -> bool:
         """runsc left state for the container (it was killed, or failed): a command's
