@@ -35,7 +35,8 @@ HEARTBEAT_SECONDS = 4.0  # under the 5 s a client may count on
 WORKERS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="pyro-tool")
 
 
-def _wants_progress(ctx: Context[Any, Any, Any]) -> bool:
+def wants_progress(ctx: Context[Any, Any, Any]) -> bool:
+    """Whether the client asked for progress notifications (a ``progressToken``)."""
     try:
         meta = ctx.request_context.meta
     except ValueError:  # not inside a request (a direct call in tests)
@@ -84,7 +85,7 @@ async def run_tool(work: Callable[[], T], ctx: Context[Any, Any, Any]) -> T:
     """Run ``work`` in a worker thread as a call that reports progress and can be
     cancelled. Its error is raised as it is (never inside an exception group)."""
     call = calls.Call()
-    if not _wants_progress(ctx):
+    if not wants_progress(ctx):
         return await _run(call, work)
     outcome: list[T] = []
     error: list[Exception] = []

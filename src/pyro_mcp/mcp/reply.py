@@ -23,6 +23,8 @@ import fastjsonschema
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import CallToolResult, RequestId, TextContent
 
+from .progress import wants_progress
+
 __all__ = ["CallToolResult", "OutputCheck", "OutputMismatch", "early_sender", "tool_result"]
 
 
@@ -42,16 +44,14 @@ def early_sender(ctx: Context[Any, Any, Any]) -> Callable[[CallToolResult], None
     """What sends this request's answer from the worker thread, when the transport can
     (not with a progress token: its notifications come before the answer)."""
     transport = EARLY.get()
-    if transport is None:
+    if transport is None or wants_progress(ctx):
         return None
     try:
-        request = ctx.request_context
+        request_id = ctx.request_context.request_id
     except ValueError:  # not inside a request (a direct call in tests)
         return None
-    if request.meta is not None and request.meta.progressToken is not None:
-        return None
-    transport.expect(request.request_id)
-    return functools.partial(transport.answer, request.request_id)
+    transport.expect(request_id)
+    return functools.partial(transport.answer, request_id)
 
 
 class OutputMismatch(RuntimeError):
