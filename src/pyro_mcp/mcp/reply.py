@@ -29,9 +29,9 @@ __all__ = ["CallToolResult", "OutputCheck", "OutputMismatch", "early_sender", "t
 
 
 class EarlyAnswers(Protocol):
-    def expect(self, request_id: RequestId) -> None: ...
+    def expect(self, request_id: RequestId) -> Any: ...
 
-    def answer(self, request_id: RequestId, result: CallToolResult) -> None: ...
+    def answer(self, request: Any, result: CallToolResult) -> None: ...
 
 
 # The transport that takes answers from worker threads (stdio's; none over HTTP).
@@ -50,8 +50,7 @@ def early_sender(ctx: Context[Any, Any, Any]) -> Callable[[CallToolResult], None
         request_id = ctx.request_context.request_id
     except ValueError:  # not inside a request (a direct call in tests)
         return None
-    transport.expect(request_id)
-    return functools.partial(transport.answer, request_id)
+    return functools.partial(transport.answer, transport.expect(request_id))
 
 
 class OutputMismatch(RuntimeError):

@@ -113,9 +113,21 @@ class Messages(_Closing):
                 return
 
 
+class Request:
+    """One request a worker thread may answer (``Replies.expect``), and who answered it:
+    ``None`` (nobody yet), ``"worker"`` or ``"session"``. Told apart from a later request
+    under the same id (MCP forbids reusing ids; plain JSON-RPC clients do it)."""
+
+    __slots__ = ("by", "id")
+
+    def __init__(self, request_id: RequestId) -> None:
+        self.id = request_id
+        self.by: str | None = None
+
+
 # The request whose tool call runs in this task (the session answers a request in the task
 # that handled it): set where a worker thread may answer it (``Replies.expect``).
-_OWN: contextvars.ContextVar[RequestId | None] = contextvars.ContextVar("pyro_own", default=None)
+_OWN: contextvars.ContextVar[Request | None] = contextvars.ContextVar("pyro_own", default=None)
 
 
 class Replies(_Closing):
@@ -132,8 +144,7 @@ class Replies(_Closing):
         self.out = out
         self.on_gone = on_gone  # the client closed stdout: end the session
         self.lock = threading.Lock()  # one writer at a time: the loop or a worker thread
-        self.expected: set[RequestId] = set()  # may be answered by a worker thread
-        self.answered: set[RequestId] = set()  # was: the session's answer is dropped
+        self.open: dict[RequestId, Request] = {}  # the latest expected request of each id
 
     def _write(self, message: JSONRPCMessage) -> None:
         text = message.model_dump_json(by_alias=True, exclude_none=True)
@@ -157,35 +168,51 @@ class Replies(_Closing):
         with self.lock:
             self._write(message)
 
+    def _request_of(self, root: Any) -> Request | None:
+        """The expected request a session's answer is for: its handling task's (a result or
+        an error it raised), or the open one of that id for an error from elsewhere (a
+        cancel, sent by the session's reader); None for any other answer."""
+        own = _OWN.get()
+        if own is not None and own.id == root.id:
+            return own
+        if isinstance(root, JSONRPCError):
+            return self.open.get(root.id)
+        return None
+
+    def _close(self, request: Request, by: str) -> None:
+        request.by = by
+        if self.open.get(request.id) is request:
+            del self.open[request.id]
+
     async def send(self, message: SessionMessage) -> None:
         root = message.message.root
-        ours = isinstance(root, JSONRPCError) or (
-            isinstance(root, JSONRPCResponse) and _OWN.get() == root.id
-        )
         with self.lock:
-            if ours and isinstance(root, JSONRPCResponse | JSONRPCError):
-                if root.id in self.answered:
-                    self.answered.discard(root.id)
-                    return
-                self.expected.discard(root.id)
+            if isinstance(root, JSONRPCResponse | JSONRPCError):
+                request = self._request_of(root)
+                if request is not None:
+                    if request.by == "worker":  # its copy: the worker's is out already
+                        return
+                    self._close(request, "session")
             self._write(message.message)
 
-    def expect(self, request_id: RequestId) -> None:
-        """In the task that handles the request (its tool function)."""
-        _OWN.set(request_id)
+    def expect(self, request_id: RequestId) -> Request:
+        """In the task that handles the request (its tool function): what ``answer`` takes."""
+        request = Request(request_id)
+        _OWN.set(request)
         with self.lock:
-            self.expected.add(request_id)
+            self.open[request_id] = request
+        return request
 
-    def answer(self, request_id: RequestId, result: CallToolResult) -> None:
-        """Answer a request from a worker thread, as the session would have."""
+    def answer(self, request: Request, result: CallToolResult) -> None:
+        """Answer a request from a worker thread, as the session would have (unless the
+        session answered it first: a cancel, an error)."""
         dumped = ServerResult(result).model_dump(by_alias=True, mode="json", exclude_none=True)
-        message = JSONRPCMessage(JSONRPCResponse(jsonrpc="2.0", id=request_id, result=dumped))
+        root = JSONRPCResponse(jsonrpc="2.0", id=request.id, result=dumped)
         with self.lock:
-            if request_id not in self.expected:  # the session answered first
+            if request.by is not None:
                 return
-            self.expected.discard(request_id)
-            self.answered.add(request_id)
-            self._write(message)
+            self._close(request, "worker")
+            self._write(JSONRPCMessage(root))
 
 
 def refuse(text: str, replies: Replies) -> str:
