@@ -19,6 +19,7 @@ from .handle import Handle, operation
 @operation
 def set_secret(ws: Handle, item: dict[str, Any]) -> dict[str, Any]:
     workspace_id = ws.id
+    ws.record()  # a workspace that does not exist: said before anything is made for it
     [secret] = secret_store.resolve([{k: v for k, v in item.items() if v is not None}])
     directory = ws.layout.secrets_dir
     with secret_store.locked(directory):  # another set's secret is never lost

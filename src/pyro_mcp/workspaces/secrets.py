@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import ValidationError
+from ..errors import NotFoundError, ValidationError
 from ..guest.secrets import MARK
 from ..network import broker
 from ..network.policy import allow_hosts
@@ -241,7 +241,11 @@ def locked(directory: Path) -> Iterator[None]:
     """The workspace's secrets held still while the block runs (an ``flock`` beside
     ``directory``): a set (files, bindings and the record's list: each a read, then a write)
     never loses another's secret, and a fork copies them all or none of one set."""
-    fd = os.open(directory.parent / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(directory.parent / LOCK, flags, 0o600)
+    except FileNotFoundError:  # its workspace was deleted meanwhile
+        raise NotFoundError(f"workspace {directory.parent.name!r} does not exist") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
