@@ -135,9 +135,12 @@ def test_a_reset_racing_records_never_keeps_an_entry_without_its_output(tmp_path
     answer = {"exit_code": 0, "duration_ms": 1, "stdout": "y" * (INLINE_CHARS + 1), "stderr": ""}
     done = threading.Event()
 
+    recorded: list[int] = []
+
     def record() -> None:
         while not done.is_set():
-            history.record({"command": "x"}, answer)
+            recorded.append(history.record({"command": "x"}, answer)["sequence"])
+            time.sleep(0.0005)
         store.close()
 
     def forget() -> None:
@@ -146,18 +149,23 @@ def test_a_reset_racing_records_never_keeps_an_entry_without_its_output(tmp_path
 
     def lost() -> list[int]:
         here = kept_dir(tmp_path)
-        entries = store.commands(WORKSPACE_ID)
+        with store.transaction():  # the rows and the record's count as of one moment
+            entries = store.commands(WORKSPACE_ID)
+            count = store.get(WORKSPACE_ID)["command_count"]
+        assert count == len(entries)  # the record counts what the history holds
         return [e["sequence"] for e in entries if not (here / f"{e['sequence']}.stdout").exists()]
 
     thread = threading.Thread(target=record)
     thread.start()
     missing: list[int] = []
     try:
-        for _ in range(200):
+        for _ in range(60):
             store.clear_commands(WORKSPACE_ID, forget)
             missing += lost()  # before a later reset clears them
+            time.sleep(0.003)  # the recorder's turn (sqlite's busy wait would starve it)
     finally:
         done.set()
         thread.join(30)
+    assert len(recorded) > 30, "the recorder never got a turn: nothing was tested"
     assert missing == [], f"{len(missing)} entries lost their output"
     store.close()

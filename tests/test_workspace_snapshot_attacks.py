@@ -17,6 +17,7 @@ import pytest
 from pyro_mcp import Pyro
 from pyro_mcp.errors import PyroError
 from pyro_mcp.workspaces import image_chunks, snapshots
+from support import processes_mentioning
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
 
 pytestmark = pytest.mark.guest
@@ -262,6 +263,12 @@ def test_a_started_workspace_reset_to_a_snapshot_deleted_meanwhile_says_so(
     monkeypatch.undo()
     assert str(caught.value) == "snapshot 's1' does not exist"
     if ws_pyro.manager.workspaces.store.get(wid)["state"] != "started":
+        # the failed reset stopped it: no sandbox of it left running (one was orphaned)
+        root = str(ws_pyro.manager.runtime.home / "workspaces" / wid)
+        deadline = time.monotonic() + 10
+        while [line for line in processes_mentioning(root) if "runsc" in line]:
+            assert time.monotonic() < deadline, processes_mentioning(root)
+            time.sleep(0.1)
         ws_pyro.start_workspace(wid)
     assert ws_pyro.exec_workspace(wid, command="cat /workspace/f")["stdout"] == "kept\n"
 

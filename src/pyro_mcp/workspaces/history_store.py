@@ -140,6 +140,11 @@ class CommandRows:
         with them, never kept without them."""
         with self.transaction() as db:
             db.execute("DELETE FROM commands WHERE workspace_id = ?", (workspace_id,))
+            db.execute(  # and the record's count with them (record_command's counterpart)
+                "UPDATE workspaces SET command_count = 0, last_command = NULL "
+                "WHERE workspace_id = ?",
+                (workspace_id,),
+            )
             if forget is not None:
                 forget()
 

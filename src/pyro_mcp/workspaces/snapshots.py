@@ -294,8 +294,6 @@ def reset(ws: Handle, snapshot: str = "baseline") -> dict[str, Any]:
     ws.store.clear_commands(ws.id, lambda: forget_streams(ws.layout.root))
     ws.store.update(
         ws.id,
-        command_count=0,
-        last_command=None,
         reset_count=record["reset_count"] + 1,
         last_reset_at=now,
         last_activity_at=now,

@@ -156,10 +156,10 @@ class Supervisor:
             if record is None:
                 raise PyroError(f"workspace {self.workspace_id!r} does not exist")
             real_vm = self.runtime.engine_by_key(record["engine"]).engine.info().real_vm
-            old = self.sandbox
+            source = images.snapshot_at(snapshot, self.runtime.home) if snapshot else None
+            old = self.sandbox  # (a snapshot gone meanwhile: said above, the sandbox kept)
             self.sandbox = None
             teardown: threading.Thread | None = None
-            source = images.snapshot_at(snapshot, self.runtime.home) if snapshot else None
             renewing = Beside(system_layer.renew, self.layout, record, source)  # a fresh system
             self.services.clear()  # and no services
             try:
