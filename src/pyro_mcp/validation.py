@@ -79,11 +79,12 @@ def number_in_range(
 def operator_setting(name: str, default: int, minimum: int, unit: str) -> int:
     """The one reader of an operator's whole-number setting (``PYRO_MAX_TTL_SECONDS``,
     ``PYRO_MIN_FREE_MIB``): from the environment when used, so a long-lived process follows
-    its environment as started; ASCII digits only (``int`` would take "+5", "1_0", "٥")."""
+    its environment as started; ASCII digits only (``int`` would take "+5", "1_0", "٥"), at
+    most 18 of them (past 4300, ``int`` itself refuses)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < minimum:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) < minimum:
         least = f" of at least {minimum}" if minimum else ""
         raise ValidationError(f"{name} must be a whole number of {unit}{least} (got {raw!r})")
     return int(raw)
