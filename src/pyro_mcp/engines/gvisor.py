@@ -12,6 +12,7 @@ and starting Python in the sandbox is most of what such a run costs (gvisor_once
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -194,15 +195,17 @@ class GvisorEngine(Engine):
         else:
             self.destroy(launched.container_id)
 
-    def runsc(self, *args: str) -> None:
-        """Run a runsc command on this engine's state (kill, delete), ignoring failure."""
-        subprocess.run(
-            [*self.runsc_base(), *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-            timeout=30,
-        )
+    def runsc(self, *args: str, timeout: float = 30) -> None:
+        """Run a runsc command on this engine's state (kill, delete), ignoring failure (a
+        runsc that hangs past ``timeout`` is killed, as one that failed)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(
+                [*self.runsc_base(), *args],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+                timeout=timeout,
+            )
 
     def destroy(self, container: str) -> None:
         """End a container whatever state it is in, and remove its host cgroups (runsc

@@ -121,8 +121,8 @@ class OneShot:
         again until the sandbox is gone, for at most KILL_WAIT_SECONDS."""
         self.timed_out.set()
         deadline = time.monotonic() + KILL_WAIT_SECONDS
-        while launched.process.poll() is None and time.monotonic() < deadline:
-            self.engine.runsc("kill", "--all", launched.container_id, "KILL")
+        while launched.process.poll() is None and (left := deadline - time.monotonic()) > 0:
+            self.engine.runsc("kill", "--all", launched.container_id, "KILL", timeout=left)
             time.sleep(KILL_RETRY_SECONDS)  # a container made after this kill: the next one
 
     def _cancel(self, launched: Launched) -> None:
