@@ -4,11 +4,13 @@ that line only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -137,6 +139,24 @@ class _Client:
         with self.changed:
             assert self.changed.wait_for(lambda: all(self.answers(i) for i in ids), 120), ids
 
+    @contextlib.contextmanager
+    def watched(self, seconds: float) -> Iterator[None]:
+        """The server killed after ``seconds`` (a hang fails the test), and at the end."""
+        watchdog = threading.Timer(seconds, self.proc.kill)
+        watchdog.start()
+        try:
+            yield
+        finally:
+            watchdog.cancel()
+            self.proc.kill()
+            self.proc.wait()
+
+    def ends_cleanly(self) -> None:
+        """Its stdin closed, the server ends with exit 0."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=60) == 0
+
 
 def _call(request_id: Any, name: str, arguments: dict[str, Any], token: str = "") -> Any:
     params: dict[str, Any] = {"name": name, "arguments": arguments}
@@ -151,9 +171,7 @@ def test_racing_answers_are_each_written_once() -> None:
     cancels racing the worker thread's answer, a progress token's call (its notifications
     before its answer) and pings between them: every request is answered exactly once."""
     client = _Client()
-    watchdog = threading.Timer(240, client.proc.kill)
-    watchdog.start()
-    try:
+    with client.watched(240):
         client.send(INITIALIZE, INITIALIZED, _call(2, "workspace_create", {"environment": ENV}))
         client.wait(1, 2)
         workspace = client.answers(2)[0]["result"]["structuredContent"]["workspace_id"]
@@ -198,13 +216,7 @@ def test_racing_answers_are_each_written_once() -> None:
         [answer] = client.answers(200)
         notes = [n for n in client.lines if n.get("method") == "notifications/progress"]
         assert notes and all(client.lines.index(n) < client.lines.index(answer) for n in notes)
-        assert client.proc.stdin is not None
-        client.proc.stdin.close()
-        assert client.proc.wait(timeout=60) == 0
-    finally:
-        watchdog.cancel()
-        client.proc.kill()
-        client.proc.wait()
+        client.ends_cleanly()
 
 
 def test_a_request_id_used_again_gets_its_own_answer() -> None:
@@ -214,9 +226,7 @@ def test_a_request_id_used_again_gets_its_own_answer() -> None:
     dropped must be that copy, not the next request's answer (a ping answered with a tool's
     result in ~6 % of rounds)."""
     client = _Client()
-    watchdog = threading.Timer(120, client.proc.kill)
-    watchdog.start()
-    try:
+    with client.watched(120):
         client.send(INITIALIZE, INITIALIZED)
         client.wait(1)
         for _ in range(300):
@@ -232,13 +242,7 @@ def test_a_request_id_used_again_gets_its_own_answer() -> None:
         client.send({"jsonrpc": "2.0", "id": 8, "method": "ping"})
         client.wait(8)
         assert client.answers(7) == []  # no stale copy came late
-        assert client.proc.stdin is not None
-        client.proc.stdin.close()
-        assert client.proc.wait(timeout=60) == 0
-    finally:
-        watchdog.cancel()
-        client.proc.kill()
-        client.proc.wait()
+        client.ends_cleanly()
 
 
 def test_a_client_that_closes_stdout_ends_the_server_cleanly() -> None:

@@ -19,8 +19,7 @@ from pyro_mcp.errors import ValidationError
 from pyro_mcp.workspaces.store import SCHEMA, Store
 from support import ENVIRONMENT, processes_mentioning, short_tmp_dir
 from workspace_fixtures import (
-    assert_home_is_clean,
-    delete_all_workspaces,
+    clean_up,
     supervisor_pids,
     wait_for,
     workspace_processes,
@@ -36,11 +35,7 @@ DD = "dd if=/dev/zero of=/workspace/big bs=1M count=1400 2>&1; echo rc=$?"
 def home() -> Iterator[Path]:
     path = short_tmp_dir("pyro-disk-")
     yield path
-    delete_all_workspaces(path)
-    try:
-        assert_home_is_clean(path)
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    clean_up(path)
 
 
 def host_traces(home: Path) -> list[str]:

@@ -263,7 +263,7 @@ def test_a_started_workspace_reset_to_a_snapshot_deleted_meanwhile_says_so(
     monkeypatch.undo()
     assert str(caught.value) == "snapshot 's1' does not exist"
     if ws_pyro.manager.workspaces.store.get(wid)["state"] != "started":
-        # the failed reset stopped it: no sandbox of it left running (one was orphaned)
+        # the failed reset stopped it: no sandbox of it is left running
         root = str(ws_pyro.manager.runtime.home / "workspaces" / wid)
         deadline = time.monotonic() + 10
         while [line for line in processes_mentioning(root) if "runsc" in line]:

@@ -75,6 +75,16 @@ def delete_all_workspaces(home: Path) -> None:
                 pass
 
 
+def clean_up(home: Path) -> None:
+    """A test's state dir after it: every workspace deleted, nothing of them left running
+    (checked), then the directory removed whatever the check found."""
+    delete_all_workspaces(home)
+    try:
+        assert_home_is_clean(home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def assert_home_is_clean(home: Path, timeout: float = 15.0) -> None:
     """No supervisor, runsc or qemu process for ``home`` and no workspace record or dir."""
     left = wait_until_no_process(str(home), timeout=timeout)
@@ -94,11 +104,7 @@ def ws_home() -> Iterator[Path]:
         mp.setenv("PYRO_HOME", str(home))
         mp.setenv("PYRO_ENGINE", "gvisor")
         yield home
-    delete_all_workspaces(home)
-    try:
-        assert_home_is_clean(home)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    clean_up(home)
 
 
 @pytest.fixture(scope="module")
@@ -360,8 +366,4 @@ def capped_home(prefix: str, cap: int) -> Iterator[Pyro]:
     home = short_tmp_dir(prefix)
     with Pyro(backend_name="gvisor", base_dir=home, max_active_vms=cap) as pyro:
         yield pyro
-    delete_all_workspaces(home)
-    try:
-        assert_home_is_clean(home)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    clean_up(home)
