@@ -14,11 +14,13 @@ import pytest
 
 from pyro_mcp import Pyro
 from pyro_mcp.doctor import run_doctor
+from pyro_mcp.engines import gvisor_cgroups
 from pyro_mcp.engines.base import BootSpec
 from pyro_mcp.engines.detect import AUTO_ORDER, EngineSelector
 from pyro_mcp.engines.gvisor import GvisorEngine, container_id
 from pyro_mcp.engines.gvisor_cgroups import HostCgroups
 from pyro_mcp.engines.host import HostEngine
+from pyro_mcp.engines.limits import host_cpu_quota
 from pyro_mcp.engines.profile import PROFILES, profile_of
 from pyro_mcp.errors import EngineUnavailable, SandboxError, ValidationError
 from pyro_mcp.runtime import Runtime
@@ -175,9 +177,13 @@ def test_gvisor_run_once_through_the_engine_shares_its_launch(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="host cgroups need root")
-def test_a_sandbox_weighs_its_vcpus_and_all_sandboxes_one_task_per_cpu() -> None:
+def test_a_sandbox_weighs_its_vcpus_and_all_sandboxes_one_task_per_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The quota caps a sandbox at its vCPUs; its weight keeps a busy host from slowing it
-    more than the same runsc outside any cgroup (engines/gvisor_cgroups.py)."""
+    more than the same runsc outside any cgroup (engines/gvisor_cgroups.py). As on a host
+    with more CPUs than the quota (here, with 2, the quota would bound nothing)."""
+    monkeypatch.setattr(gvisor_cgroups, "host_cpu_quota", lambda vcpus, cpus_on_host: vcpus + 1)
     cgroups = HostCgroups(f"pyro-engprof-test-{os.getpid()}", 512, vcpu_count=2)
     cgroups.create()
     try:
@@ -192,6 +198,36 @@ def test_a_sandbox_weighs_its_vcpus_and_all_sandboxes_one_task_per_cpu() -> None
     finally:
         cgroups.remove()
     assert not any(path.exists() for path in cgroups.dirs)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="host cgroups need root")
+def test_a_quota_of_every_host_cpu_is_no_cpu_cgroup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the quota would be every CPU the host has, it bounds nothing: the sandbox joins
+    no CPU cgroup (being in one costs every exec), only its memory and task limits."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # vCPUs 1 + the engine's 1 = the host
+    cgroups = HostCgroups(f"pyro-engprof-test-{os.getpid()}", 512, vcpu_count=1)
+    cgroups.create()
+    try:
+        wrapped = " ".join(cgroups.wrap(["/bin/true"]))
+        if cgroups.v2:
+            (cgroup,) = cgroups.dirs
+            assert (cgroup / "cpu.max").read_text().split()[0] == "max"  # never written
+        else:
+            memory, pids, cpu = cgroups.dirs
+            assert cgroups.joined == [memory, pids] and not cpu.exists()
+            assert str(cpu) not in wrapped and str(memory) in wrapped
+        limit = cgroups.dirs[0] / ("memory.max" if cgroups.v2 else "memory.limit_in_bytes")
+        assert int(limit.read_text()) == (512 + 256) * 1024 * 1024
+    finally:
+        cgroups.remove()
+    assert not any(path.exists() for path in cgroups.dirs)
+
+
+def test_the_cpu_quota_is_set_only_where_it_bounds_something() -> None:
+    assert host_cpu_quota(1, cpus_on_host=2) is None
+    assert host_cpu_quota(2, cpus_on_host=2) is None
+    assert host_cpu_quota(1, cpus_on_host=3) == 2
+    assert host_cpu_quota(2, cpus_on_host=64) == 3
 
 
 def test_host_compat_follows_the_host_profile(

@@ -6,8 +6,10 @@ cgroup handling off: runsc making them cost ~40 ms of every start here. Everythi
 starts (gofer, sentry, systrap stubs) inherits them. ``/sys/fs/cgroup/<controller>/
 pyro-gvisor/<container id>`` on a cgroup v1 host; one directory under ``pyro-gvisor`` on v2.
 
-CPU: the quota caps a sandbox at its vCPUs plus one for the engine (``limits.host_cpus``);
-its weight (shares) only matters when the host is
+CPU: the quota caps a sandbox at its vCPUs plus one for the engine (``limits.host_cpus``),
+where that is fewer CPUs than the host has; elsewhere it would bound nothing and the sandbox
+joins no CPU cgroup at all, since being in one costs every exec wake-up latency
+(``limits.host_cpu_quota``). Its weight (shares) only matters when the host is
 busy. Each sandbox weighs its vCPUs in busy tasks and ``pyro-gvisor`` (all sandboxes
 together) one busy task per host CPU: at the default weight of one task, a sandbox on a busy
 host ran ~15-25 % slower than the same runsc outside any cgroup (whose threads each count).
@@ -22,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..procfs import stat_fields
-from .limits import host_cpus, host_memory_bytes, host_pids_limit, process_limit
+from .limits import host_cpu_quota, host_memory_bytes, host_pids_limit, process_limit
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "pyro-gvisor"
@@ -51,7 +53,9 @@ class HostCgroups:
     def __init__(self, container_id: str, mem_mib: int = 0, vcpu_count: int = 1) -> None:
         self.v2 = (ROOT / "cgroup.controllers").exists()
         controllers = ("",) if self.v2 else V1
+        # every one it may have (a removal takes them all); ``joined``: those it was made in
         self.dirs = [ROOT / c / PARENT / container_id for c in controllers]
+        self.joined: list[Path] = []
         self.mem_mib = mem_mib
         self.vcpu_count = vcpu_count
 
@@ -59,32 +63,37 @@ class HostCgroups:
         """Make the cgroups with their limits (raises OSError where cgroups cannot be made)."""
         memory = str(host_memory_bytes(self.mem_mib))
         pids = str(host_pids_limit(self.mem_mib))
-        quota = str(host_cpus(self.vcpu_count) * PERIOD_US)
+        cpus = host_cpu_quota(self.vcpu_count, os.cpu_count() or 1)
+        quota = f"{cpus * PERIOD_US}" if cpus is not None else None
         if self.v2:
-            (cgroup,) = self.dirs
+            (cgroup,) = self.joined = self.dirs
             cgroup.parent.mkdir(exist_ok=True)  # another sandbox may be starting too
-            _write(cgroup.parent / "cgroup.subtree_control", "+memory +pids +cpu")
+            wanted = "+memory +pids" + (" +cpu" if quota else "")
+            _write(cgroup.parent / "cgroup.subtree_control", wanted)
             cgroup.mkdir()
             _write(cgroup / "memory.max", memory)
             _write(cgroup / "pids.max", pids)
-            _write(cgroup / "cpu.max", f"{quota} {PERIOD_US}")
-            _weigh(cgroup.parent / "cpu.weight", os.cpu_count() or 1)
-            _weigh(cgroup / "cpu.weight", self.vcpu_count)
+            if quota:
+                _write(cgroup / "cpu.max", f"{quota} {PERIOD_US}")
+                _weigh(cgroup.parent / "cpu.weight", os.cpu_count() or 1)
+                _weigh(cgroup / "cpu.weight", self.vcpu_count)
             return
         memory_dir, pids_dir, cpu_dir = self.dirs
-        for path in self.dirs:
+        self.joined = [memory_dir, pids_dir, *([cpu_dir] if quota else [])]
+        for path in self.joined:
             path.mkdir(parents=True, exist_ok=True)
         _write(memory_dir / "memory.limit_in_bytes", memory)
         _write(pids_dir / "pids.max", pids)
-        _write(cpu_dir / "cpu.cfs_period_us", str(PERIOD_US))
-        _write(cpu_dir / "cpu.cfs_quota_us", quota)
-        _weigh(cpu_dir.parent / "cpu.shares", os.cpu_count() or 1)
-        _weigh(cpu_dir / "cpu.shares", self.vcpu_count)
+        if quota:
+            _write(cpu_dir / "cpu.cfs_period_us", str(PERIOD_US))
+            _write(cpu_dir / "cpu.cfs_quota_us", quota)
+            _weigh(cpu_dir.parent / "cpu.shares", os.cpu_count() or 1)
+            _weigh(cpu_dir / "cpu.shares", self.vcpu_count)
 
     def wrap(self, argv: list[str]) -> list[str]:
-        """``argv`` started inside them: a shell enters each cgroup, then execs it (a
-        ``preexec_fn`` is unsafe in the threaded processes that start sandboxes)."""
-        enter = "; ".join(f"echo 0 > {shlex.quote(str(p / 'cgroup.procs'))}" for p in self.dirs)
+        """``argv`` started inside the cgroups ``create`` made: a shell enters each, then
+        execs it (a ``preexec_fn`` is unsafe in the threaded processes that start sandboxes)."""
+        enter = "; ".join(f"echo 0 > {shlex.quote(str(p / 'cgroup.procs'))}" for p in self.joined)
         return ["/bin/sh", "-c", f'set -e; {enter}; exec "$@"', argv[0], *argv]
 
     def remove(self, wait: float = 2.0) -> None:
