@@ -14,8 +14,8 @@ Figures (each printed with its ratio to the bare engine):
   qemu     QEMU start to first result (`run_in_vm ... true`): from pyro's boot template, versus
            bare QEMU restoring that same saved state; and a true cold boot, versus the same QEMU
            command line, kernel and initrd booting to a shell in the real root (section_qemu).
-  exec     warm `true` round trip on a started gVisor VM (manager.vms.exec), calls back to
-           back (no shell is started ahead between such calls), versus
+  exec     warm `true` round trip on started gVisor VMs (manager.vms.exec, spread over 3),
+           calls back to back (no shell is started ahead between such calls), versus
            `runsc exec <container> /bin/true` on a sleeping bare container.
   workspace, mcp, network, suspend, snapshot: see bench_workspaces.py, bench_mcp.py,
            bench_network.py, bench_suspend.py (QEMU stop --suspend and resume beside a plain
@@ -84,6 +84,7 @@ ENVIRONMENT = "debian:12"
 GVISOR_TARGET_RATIO = 1.5
 QEMU_TARGET_SECONDS = 3.5
 EXEC_TARGET_MS = 15.0
+EXEC_VMS = 3  # the exec figure's calls are spread over this many fresh VMs
 SECTIONS = ("gvisor", "qemu", "exec", "workspace", "mcp", "network", "suspend", "snapshot")
 
 
@@ -459,40 +460,27 @@ class Bench:
         runs = self.args.exec_runs
         print(
             f"\n== warm exec round trip on gVisor: `true` ({runs} calls each, back to back, "
-            "blocks of 25) =="
+            f"blocks of 25, spread over {EXEC_VMS} VMs) =="
         )
         bare = BareRunsc(self.workdir / "bare-exec", self.env, self.agent_dir)
         pyro_s: list[float] = []
         bare_s: list[float] = []
         guest_ms: list[int] = []
+        per_vm: list[float] = []
         idle = HostIdle()
+        floor = ""
         try:
             with self.pyro("gvisor") as pyro, bare.sleeping() as container:
-                vm_id = pyro.create_vm(environment=ENVIRONMENT)["vm_id"]
-                try:
-                    pyro.start_vm(vm_id)
-                    vms = pyro.manager.vms
-                    bare_cmd = bare.exec_command(container, "/bin/true")
-
-                    def pyro_exec() -> float:
-                        elapsed, result = timed(lambda: vms.exec(vms.get(vm_id), "true", 30))
-                        if result["exit_code"] != 0:
-                            raise RuntimeError(f"unexpected exec result: {result}")
-                        guest_ms.append(int(result["duration_ms"]))
-                        return elapsed
-
-                    for _ in range(3):  # warm-up
-                        pyro_exec()
-                        run_checked(bare_cmd, what="runsc exec")
-                    guest_ms.clear()
-                    pyro_s, bare_s = alternate_blocks(
-                        lambda: idle.measure(pyro_exec),
-                        lambda: run_checked(bare_cmd, what="runsc exec"),
-                        runs,
+                bare_cmd = bare.exec_command(container, "/bin/true")
+                for index in range(EXEC_VMS):
+                    share = runs // EXEC_VMS + (1 if index < runs % EXEC_VMS else 0)
+                    mine, theirs, profiled = self.exec_on_one_vm(
+                        pyro, bare_cmd, share, guest_ms, idle, profile=index == 0
                     )
-                    floor = self.spawn_floor(vms, vm_id) if self.args.profile else ""
-                finally:
-                    pyro.delete_vm(vm_id)
+                    floor = floor or profiled
+                    pyro_s += mine
+                    bare_s += theirs
+                    per_vm.append(statistics.median(mine) * 1000)
         finally:
             sweep_runsc_root(bare.state)
         stats, base = Stats(pyro_s), Stats(bare_s)
@@ -508,12 +496,55 @@ class Bench:
             f"{statistics.median(guest_ms):.0f}; {idle.describe()}"
         )
         print(
+            "  median of each VM (a sandbox's exec speed varies from one to the next): "
+            + ", ".join(f"{ms:.1f}" for ms in per_vm)
+            + " ms"
+        )
+        print(
             f"  bare = `runsc exec <sleeping container> /bin/true` (a new runsc process per "
             f"call): {base.millis()}"
         )
         if floor:
             print("  -- profile: what spawning costs inside this gVisor sandbox (Python, 20 runs)")
             print(floor)
+
+    def exec_on_one_vm(
+        self,
+        pyro: Pyro,
+        bare_cmd: list[str],
+        runs: int,
+        guest_ms: list[int],
+        idle: HostIdle,
+        profile: bool,
+    ) -> tuple[list[float], list[float], str]:
+        """``runs`` back-to-back execs on a fresh VM, alternating in blocks with bare runsc."""
+        vm_id = pyro.create_vm(environment=ENVIRONMENT)["vm_id"]
+        try:
+            pyro.start_vm(vm_id)
+            vms = pyro.manager.vms
+            timed_ms: list[int] = []
+
+            def pyro_exec() -> float:
+                elapsed, result = timed(lambda: vms.exec(vms.get(vm_id), "true", 30))
+                if result["exit_code"] != 0:
+                    raise RuntimeError(f"unexpected exec result: {result}")
+                timed_ms.append(int(result["duration_ms"]))
+                return elapsed
+
+            for _ in range(3):  # warm-up
+                pyro_exec()
+                run_checked(bare_cmd, what="runsc exec")
+            timed_ms.clear()
+            mine, theirs = alternate_blocks(
+                lambda: idle.measure(pyro_exec),
+                lambda: run_checked(bare_cmd, what="runsc exec"),
+                runs,
+            )
+            guest_ms += timed_ms
+            floor = self.spawn_floor(vms, vm_id) if self.args.profile and profile else ""
+            return mine, theirs, floor
+        finally:
+            pyro.delete_vm(vm_id)
 
     @staticmethod
     def spawn_floor(vms: VmRegistry, vm_id: str) -> str:
