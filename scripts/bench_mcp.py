@@ -2,8 +2,9 @@
 `pyro mcp serve` (stdio, driven by the official `mcp` client) beside the same exec through
 the SDK, in the same run, on the same workspace.
 
-Both sides are paced like bench_workspaces' headline figure (one call every 50 ms) and taken
-in alternating blocks, so background load hits both alike. The MCP server shares the bench's
+Both sides are paced like bench_workspaces' headline figure (one call every 50 ms), twice as
+many calls as the other exec figures, interleaved call by call, so background load hits both
+alike. The MCP server shares the bench's
 private PYRO_HOME; the workspace is created and deleted through MCP.
 """
 
@@ -25,7 +26,6 @@ from mcp.client.stdio import stdio_client
 ENVIRONMENT = "debian:12"
 MCP_TARGET_RATIO = 1.3
 PACE_SECONDS = 0.05
-BLOCK = 25
 SETTLE = 3
 PINGS = 20
 
@@ -50,21 +50,22 @@ async def _paced(call: Callable[[], Awaitable[None]]) -> float:
     return time.perf_counter() - started
 
 
-async def _alternate(
+async def _interleave(
     first: Callable[[], Awaitable[float]], second: Callable[[], Awaitable[float]], runs: int
 ) -> tuple[list[float], list[float]]:
-    """bench_support.alternate_blocks for coroutines."""
+    """``runs`` samples of each, call by call (which goes first alternates), after a few
+    untimed calls of each: drift on a shared host then hits both sides alike. (Blocks of 25,
+    as the runsc figures take them, left two blocks a side; the ratio of medians swung
+    1.16-1.54 between runs of unchanged code.)"""
+    for _ in range(SETTLE):
+        await first()
+        await second()
     a: list[float] = []
     b: list[float] = []
-    while len(a) < runs or len(b) < runs:
-        for samples, step in ((a, first), (b, second)):
-            count = min(BLOCK, runs - len(samples))
-            if count <= 0:
-                continue
-            for _ in range(SETTLE):
-                await step()
-            for _ in range(count):
-                samples.append(await step())
+    for index in range(runs):
+        order = ((a, first), (b, second)) if index % 2 == 0 else ((b, second), (a, first))
+        for samples, step in order:
+            samples.append(await step())
     return a, b
 
 
@@ -119,7 +120,7 @@ async def measure(bench: Any, runs: int) -> tuple[list[float], list[float], floa
                 async def sdk_exec() -> None:
                     _check_true(pyro.exec_workspace(wid, "true"), "the SDK")
 
-                mcp_s, sdk_s = await _alternate(
+                mcp_s, sdk_s = await _interleave(
                     lambda: _paced(mcp_exec), lambda: _paced(sdk_exec), runs
                 )
             tools = {tool.name: tool for tool in (await session.list_tools()).tools}
@@ -133,7 +134,7 @@ async def measure(bench: Any, runs: int) -> tuple[list[float], list[float], floa
 
 
 def section_mcp(bench: Any) -> None:
-    runs = bench.args.exec_runs
+    runs = 2 * bench.args.exec_runs  # a ratio of two medians: twice the samples
     print(
         f"\n== MCP: warm workspace exec of `true` through `pyro mcp serve` (stdio, official "
         f"client) beside the SDK, {runs} calls each, one every {PACE_SECONDS * 1000:.0f} ms =="

@@ -59,6 +59,9 @@ def test_a_6s_exec_with_a_progress_token_gets_progress_carrying_output(ws_home: 
             assert failed.isError is True
             text = failed.content[0].text
             assert "workspace path must stay inside /workspace" in text and "\n" not in text
+            # without one, the stdio fast path runs it (mcp/direct.py): the same answer
+            plain = client._submit(client.session.call_tool("workspace_exec", bad), 60)
+            assert plain.isError is True and plain.content[0].text == text
         finally:
             client.ok("workspace_delete", workspace_id=workspace_id)
 

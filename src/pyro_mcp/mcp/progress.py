@@ -61,7 +61,7 @@ async def _report(call: calls.Call, ctx: Context[Any, Any, Any]) -> None:
         seen, sent_at = version, now
 
 
-def _in_call(call: calls.Call, work: Callable[[], T]) -> T:
+def in_call(call: calls.Call, work: Callable[[], T]) -> T:
     token = calls.CURRENT.set(call)
     try:
         return work()
@@ -73,7 +73,7 @@ async def _run(call: calls.Call, work: Callable[[], T]) -> T:
     """``work`` in a worker thread (in a copy of this context, as anyio's threads run); a
     cancelled caller stops waiting for it at once."""
     context = contextvars.copy_context()
-    future = asyncio.get_running_loop().run_in_executor(WORKERS, context.run, _in_call, call, work)
+    future = asyncio.get_running_loop().run_in_executor(WORKERS, context.run, in_call, call, work)
     try:
         return await future
     except anyio.get_cancelled_exc_class():

@@ -17,6 +17,7 @@ from ..jsonsafe import json_safe
 from ..operations.registry import PROFILES, REQUIRED, Operation, ParamInfo, collect
 from ..version import __version__
 from . import schema
+from .direct import DIRECT_ATTR
 from .policy import OperatorPolicy
 from .progress import run_tool
 from .reply import CallToolResult, OutputCheck, early_sender, tool_result
@@ -144,15 +145,21 @@ def _make_tool(
 
     renames = {p.meta.mcp_name: p.name for p in op.params if p.meta.mcp_name}
 
-    async def tool(**kwargs: Any) -> CallToolResult:
+    def start(
+        kwargs: dict[str, Any], send: Callable[[CallToolResult], None] | None
+    ) -> Callable[[], CallToolResult]:
+        """The call and its answer, for a worker thread (``send``: writes it at once)."""
         kwargs = {renames.get(key, key): value for key, value in kwargs.items()}
+        call = functools.partial(_call, policy, op, method, kwargs)
+        return functools.partial(_answer, call, policy, check, send)
+
+    async def tool(**kwargs: Any) -> CallToolResult:
         # Tools block (boots, commands): run them off the event loop so calls overlap,
         # reporting progress and ending early when the client cancels (progress.py).
         ctx = server.get_context()
-        call = functools.partial(_call, policy, op, method, kwargs)
-        return await run_tool(
-            functools.partial(_answer, call, policy, check, early_sender(ctx)), ctx
-        )
+        return await run_tool(start(kwargs, early_sender(ctx)), ctx)
+
+    setattr(tool, DIRECT_ATTR, start)  # the stdio fast path's way in (direct.py)
 
     tool.__name__ = op.mcp_name or op.name
     tool.__doc__ = op.description

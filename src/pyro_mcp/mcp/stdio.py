@@ -36,9 +36,9 @@ from mcp.types import (
     JSONRPCMessage,
     JSONRPCResponse,
     RequestId,
-    ServerResult,
 )
 
+from .direct import DirectCalls
 from .reply import EARLY
 
 LINE_LIMIT = 256 * 1024 * 1024  # one JSON-RPC message per line; file contents can be large
@@ -70,9 +70,12 @@ class Messages(_Closing):
     pages): each request id it names is answered with -32600 (``refuse``), and stderr gets
     one line."""
 
-    def __init__(self, reader: asyncio.StreamReader, replies: Replies) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, replies: Replies, direct: DirectCalls | None = None
+    ) -> None:
         self.reader = reader
         self.replies = replies
+        self.direct = direct  # takes plain tool calls past the session (direct.py)
 
     def __aiter__(self) -> Messages:
         return self
@@ -81,10 +84,13 @@ class Messages(_Closing):
         while line := await self._line():
             text = line.decode("utf-8", "replace")
             try:
-                return SessionMessage(JSONRPCMessage.model_validate_json(text))
+                message = JSONRPCMessage.model_validate_json(text)
             except ValueError:
                 why = refuse(text, self.replies)
                 sys.stderr.write(f"[mcp] skipped a line that is not a JSON-RPC message: {why}\n")
+                continue
+            if self.direct is None or not self.direct.take(message):
+                return SessionMessage(message)
         raise StopAsyncIteration
 
     async def _line(self) -> bytes:
@@ -147,7 +153,9 @@ class Replies(_Closing):
         self.open: dict[RequestId, Request] = {}  # the latest expected request of each id
 
     def _write(self, message: JSONRPCMessage) -> None:
-        text = message.model_dump_json(by_alias=True, exclude_none=True)
+        self._write_line(message.model_dump_json(by_alias=True, exclude_none=True))
+
+    def _write_line(self, text: str) -> None:
         try:
             self.out.write(text.encode("utf-8") + b"\n")
             self.out.flush()
@@ -195,24 +203,42 @@ class Replies(_Closing):
                     self._close(request, "session")
             self._write(message.message)
 
-    def expect(self, request_id: RequestId) -> Request:
-        """In the task that handles the request (its tool function): what ``answer`` takes."""
+    def register(self, request_id: RequestId) -> Request:
+        """A request a worker thread will answer (``answer`` takes it)."""
         request = Request(request_id)
-        _OWN.set(request)
         with self.lock:
             self.open[request_id] = request
         return request
 
+    def expect(self, request_id: RequestId) -> Request:
+        """In the task that handles the request (its tool function): what ``answer`` takes."""
+        request = self.register(request_id)
+        _OWN.set(request)
+        return request
+
+    def cancelled(self, request: Request) -> bool:
+        """Answer a direct call (direct.py) its client cancelled, as the SDK answers a
+        cancelled request, unless it was answered already: True when this answer went out
+        (the call's own answer is then dropped)."""
+        error = ErrorData(code=0, message="Request cancelled")
+        with self.lock:
+            if request.by is not None:
+                return False
+            self._close(request, "session")
+            self._write(JSONRPCMessage(JSONRPCError(jsonrpc="2.0", id=request.id, error=error)))
+        return True
+
     def answer(self, request: Request, result: CallToolResult) -> None:
         """Answer a request from a worker thread, as the session would have (unless the
         session answered it first: a cancel, an error)."""
-        dumped = ServerResult(result).model_dump(by_alias=True, mode="json", exclude_none=True)
-        root = JSONRPCResponse(jsonrpc="2.0", id=request.id, result=dumped)
+        # the line JSONRPCResponse(result=ServerResult(result)) dumps to, serialized once
+        body = result.model_dump_json(by_alias=True, exclude_none=True)
+        line = f'{{"jsonrpc":"2.0","id":{json.dumps(request.id)},"result":{body}}}'
         with self.lock:
             if request.by is not None:
                 return
             self._close(request, "worker")
-            self._write(JSONRPCMessage(root))
+            self._write_line(line)
 
 
 def refuse(text: str, replies: Replies) -> str:
@@ -234,20 +260,20 @@ def refuse(text: str, replies: Replies) -> str:
     return why
 
 
-async def _open_stdin(replies: Replies) -> Messages:
+async def _open_stdin(replies: Replies, direct: DirectCalls | None = None) -> Messages:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
     pipe, _protocol = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
     )
     replies.on_gone = functools.partial(loop.call_soon_threadsafe, pipe.close)  # stdin's end
-    return Messages(reader, replies)
+    return Messages(reader, replies, direct)
 
 
 async def _run(server: FastMCP) -> None:
     low = server._mcp_server
     replies = Replies(sys.stdout.buffer)
-    messages = await _open_stdin(replies)
+    messages = await _open_stdin(replies, DirectCalls(server, replies))
     read_stream = cast(MemoryObjectReceiveStream[SessionMessage | Exception], messages)
     EARLY.set(replies)  # the session's tasks are started in this context
     write_stream = cast(MemoryObjectSendStream[SessionMessage], replies)
