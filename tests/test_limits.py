@@ -122,12 +122,15 @@ def test_fork_bomb_stays_inside_the_workspace(
     def sandbox_tasks() -> int:
         return sum(int(f.read_text()) for f in cgroup_files("pids", workspace_id, "pids.current"))
 
+    escaped = command.startswith(ESCAPE)
     with Watchdog(ws_home, sandbox_tasks) as watch:
         try:  # the exec's time limit kills the bomb's process group in the guest
             result = engine_pyro.exec_workspace(workspace_id, command=command, timeout_seconds=8)
             assert result["exit_code"] in (124, 137), result
-        except RuntimeError as exc:  # gVisor's backstop ended and restarted the sandbox
-            assert gvisor, exc
+        except RuntimeError as exc:
+            # gVisor's backstop ended and restarted the sandbox; or, in a VM, a root guest's
+            # escaped bomb starved the agent: it was restarted too (watchers.restart_if_mute)
+            assert gvisor or (escaped and "restarted" in str(exc)), exc
         answered = first_true_exec(engine_pyro, workspace_id, within=5.0)
     assert not watch.tripped, f"the host reached {watch.peak_processes} processes"
     if gvisor:
@@ -138,7 +141,8 @@ def test_fork_bomb_stays_inside_the_workspace(
     status = engine_pyro.status_workspace(workspace_id)
     assert status["state"] == "started"
     if status["last_error"]:
-        assert "process limit" in status["last_error"], status["last_error"]
+        why = "process limit" if gvisor else "stopped answering"
+        assert why in status["last_error"], status["last_error"]
     kept = engine_pyro.exec_workspace(workspace_id, command="cat /workspace/kept")
     assert kept["stdout"] == "kept\n"
     # In the guest: a fork past the cap fails with EAGAIN, and the cap is the documented one.

@@ -23,6 +23,15 @@ class AgentGone(SandboxError):
     """The sandbox's agent stream closed (the sandbox stopped or crashed)."""
 
 
+class AgentTimeout(AgentGone):
+    """The agent did not answer a request within its time limit (it may be alive, or not)."""
+
+    def __init__(self, name: str, op: str, timeout: float) -> None:
+        super().__init__(f"{name} did not answer {op!r} within {timeout:g}s")
+        self.op = op
+        self.timeout = timeout
+
+
 class AgentCallError(SandboxError):
     """The agent ran the request and reported an error."""
 
@@ -129,7 +138,7 @@ class AgentClient:
         except queue.Empty:
             with self._lock:
                 self._pending.pop(req_id, None)
-            raise AgentGone(f"{self._name} did not answer {op!r} within {timeout}s") from None
+            raise AgentTimeout(self._name, op, timeout or 0.0) from None
         if message.get("gone"):
             raise AgentGone(f"{self._name} stopped during {op!r} ({message.get('error')})")
         if not message.get("ok"):

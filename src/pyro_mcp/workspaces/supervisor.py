@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import lifetime
-from ..engines.agent_client import AgentGone
+from ..engines.agent_client import AgentGone, AgentTimeout
 from ..engines.base import Sandbox
 from ..errors import PyroError
 from ..guest.chunks import Uploads, serve
@@ -38,7 +38,7 @@ from .service_records import ServiceRecords
 from .store import Store
 from .streams import unpack_in_guest
 from .system_layer import Beside
-from .watchers import InFlight, watch_engine, watch_ttl
+from .watchers import InFlight, agent_timeout, restart_if_mute, watch_engine, watch_ttl
 
 if TYPE_CHECKING:  # imported when a workspace has a network (~20-40 ms of every start)
     from ..network.proxy import EgressProxy
@@ -276,9 +276,10 @@ class Supervisor:
                 entry = self.history.record(request, split_output(result, payload))
                 # the output stays raw bytes in the frame's data (it is the same, redacted)
                 result.update((k, v) for k, v in entry.items() if k not in ("stdout", "stderr"))
-        except PyroError as exc:
+        except PyroError as exc:  # a mute agent is replaced before the answer (watchers.py)
+            said = restart_if_mute(self, sandbox, exc) if isinstance(exc, AgentTimeout) else None
             kind = "invalid" if isinstance(exc, ValueError) else "failed"
-            send({"id": req_id, "ok": False, "error": str(exc), "kind": kind})
+            send({"id": req_id, "ok": False, "error": said or str(exc), "kind": kind})
             return
         send({"id": req_id, "ok": True, "result": result}, payload)
 
@@ -288,7 +289,7 @@ class Supervisor:
         """One agent call, with the services' side on the host: published ports, records."""
         request = dict(args)
         ports = validate_ports(args.pop("published_ports", None)) if op == "service_start" else []
-        result, payload = box.client.call(op, args, data, on_event=emit)
+        result, payload = box.client.call(op, args, data, emit, agent_timeout(op, args))
         if ports and result.get("state") == "running":
             result = self.ports.publish_or_fail(args["name"], ports, result)
         if op in SERVICE_OPS:
@@ -382,17 +383,15 @@ def main(argv: list[str] | None = None) -> None:
     runtime = Runtime(home=opts.home, cache=opts.cache)
     store = Store(runtime.home / "state.db")
     supervisor = Supervisor(runtime, store, opts.workspace)
-    status_path = supervisor.layout.status
     try:
         supervisor.boot()
     except Exception as exc:
         message = str(exc) or type(exc).__name__
-        start.write_status(status_path, {"ok": False, "error": message})
+        start.write_status(supervisor.layout.status, {"ok": False, "error": message})
         store.update(opts.workspace, state="stopped", supervisor_pid=None, last_error=message)
         sys.exit(1)
-    start.write_status(
-        status_path, {"ok": True, "pid": os.getpid(), "unpacked": supervisor.unpacked}
-    )
+    booted = {"ok": True, "pid": os.getpid(), "unpacked": supervisor.unpacked}
+    start.write_status(supervisor.layout.status, booted)
     supervisor.serve()
 
 

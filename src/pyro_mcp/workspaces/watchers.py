@@ -8,10 +8,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import lifetime
+from ..engines.agent_client import AgentGone, AgentTimeout
 from ..engines.base import Sandbox
+from ..errors import PyroError
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -32,23 +34,67 @@ def watch_engine(supervisor: Supervisor, sandbox: Sandbox) -> None:
 def restart_after_limit(supervisor: Supervisor, sandbox: Sandbox, limit: str) -> bool:
     """A sandbox the engine's backstop ended (the guest went past a limit faster than
     the agent could hold it): boot a fresh one on the same /workspace and say why."""
+    return restart(supervisor, sandbox, f"the sandbox went over its {limit}")
+
+
+def restart(supervisor: Supervisor, sandbox: Sandbox, why: str) -> bool:
+    """Replace ``sandbox`` by a fresh one on the same disks, saying ``why`` in the record's
+    last_error; False when the new one could not boot."""
     with supervisor.reboot_lock:
         if sandbox is not supervisor.sandbox or supervisor.stopping.is_set():
             return True  # a reset or stop took over
         supervisor.sandbox = None
-        # What the engine left (runsc's state, cgroups) is cleaned up beside the new boot:
-        # the workspace answers again sooner.
-        threading.Thread(target=sandbox.kill, daemon=True).start()
+        if sandbox.alive():  # a mute one: ended first, so nothing of it outlives this process
+            sandbox.kill()
+        else:  # what the engine left (runsc's state, cgroups) goes beside the new boot
+            threading.Thread(target=sandbox.kill, daemon=True).start()
         try:
             supervisor._boot_sandbox()
         except Exception:  # reported as the stop's reason below
             return False
     supervisor.store.update(
         supervisor.workspace_id,
-        last_error=f"the sandbox went over its {limit} and was restarted: /workspace is "
-        "intact; its processes, shells and services were ended",
+        last_error=f"{why} and was restarted: /workspace is intact; its processes, shells "
+        "and services were ended",
     )
     return True
+
+
+# How long a sandbox whose agent let a call run out of time gets to answer a ping.
+PING_SECONDS = 5.0
+# How long past an exec's own time limit its agent may take to answer (it kills the command
+# at that limit): well inside the 30 s a client waits beyond it, so a mute sandbox is
+# replaced (ping, fresh boot) before the client gives up.
+EXEC_ANSWER_SLACK = 10.0
+
+
+def agent_timeout(op: str, args: dict[str, Any]) -> float | None:
+    """How long the supervisor waits for the agent's answer: an exec's own limit and slack;
+    other calls as long as they take."""
+    if op != "exec":
+        return None
+    return float(args.get("timeout_seconds") or 30) + EXEC_ANSWER_SLACK
+
+
+def restart_if_mute(supervisor: Supervisor, sandbox: Sandbox, late: AgentTimeout) -> str:
+    """The agent let a call run out of time: if it does not answer a ping either, it cannot
+    answer anything (a guest that starves it: a root fork bomb in a VM), so a fresh sandbox
+    replaces it, or the workspace stops; never "started" and mute. What to answer the call."""
+    why = f"the sandbox did not answer {late.op!r} within {late.timeout:g}s"
+    if sandbox is not supervisor.sandbox or supervisor.stopping.is_set():
+        return why
+    try:
+        sandbox.client.call("hello", {}, timeout=PING_SECONDS)
+        return why  # alive: only that call was slow
+    except AgentGone:
+        pass
+    except PyroError:
+        return why
+    why = f"{why}, nor a ping within {PING_SECONDS:g}s"
+    if not restart(supervisor, sandbox, f"the sandbox stopped answering ({why})"):
+        supervisor.shutdown("stopped", error=f"the sandbox stopped answering ({why})")
+        return f"{why}: the workspace was stopped"
+    return f"{why}: it was restarted (/workspace is intact, its processes were ended)"
 
 
 def watch_agent(supervisor: Supervisor, sandbox: Sandbox) -> None:
