@@ -22,6 +22,7 @@ from pyro_mcp import Pyro, calls
 from pyro_mcp.mcp import progress, stdio
 from pyro_mcp.mcp.direct import DIRECT_ATTR, DirectCalls
 from pyro_mcp.mcp.server import create_server
+from support import INITIALIZE as INITIALIZE_REQUEST
 from test_mcp_direct import INITIALIZED, _call, _passed_on
 
 WATCHDOG = 20.0
@@ -214,3 +215,44 @@ def test_the_end_of_stdin_cancels_running_direct_calls(
     _passed_on([INITIALIZED, _call(3, "workspace_list", {})], direct)  # then EOF
     _wait_for(lambda: direct.running == {}, within=5.0)  # not the gate's 20 s
     assert ran == [] or cancelled == [True], (ran, cancelled)
+
+
+# -- a real server over pipes --------------------------------------------------------------------
+
+
+def _cancel(request_id: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": request_id},
+    }
+
+
+def test_cancels_racing_answers_and_odd_ids_get_exactly_one_answer_each() -> None:
+    """On ``pyro mcp serve``: 300 direct calls each followed at once by its cancel (the cancel
+    races the worker's answer), cancels of unknown and finished ids, string, huge and zero
+    ids: every request is answered exactly once (a result or "Request cancelled"), under
+    the id it was sent with, and the server ends cleanly."""
+    from test_mcp_stdio_review import _Client
+
+    client = _Client()
+    with client.watched(120):
+        client.send(INITIALIZE_REQUEST, INITIALIZED, _cancel(999), _cancel("nope"))
+        client.wait(1)
+        ids: list[Any] = [0, "a-1", 2**70, -5, *range(1000, 1300)]
+        for number, request_id in enumerate(ids):
+            client.send(_call(request_id, "workspace_list", {}))
+            time.sleep(number % 8 * 0.0005)  # before, about at and after the answer
+            client.send(_cancel(request_id))
+        client.wait(*ids)
+        client.send(_cancel(1000), _cancel(0), {"jsonrpc": "2.0", "id": "end", "method": "ping"})
+        client.wait("end")
+        for request_id in ids:
+            [answer] = client.answers(request_id)
+            assert answer["id"] == request_id and type(answer["id"]) is type(request_id)
+            if "error" in answer:
+                assert answer["error"] == {"code": 0, "message": "Request cancelled"}
+            else:
+                assert answer["result"]["isError"] is False
+        client.ends_cleanly()
+        assert len([line for line in client.lines if "id" in line]) == len(ids) + 2
