@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +27,7 @@ from pyro_mcp.mcp.direct import DIRECT_ATTR, DirectCalls
 from pyro_mcp.mcp.server import create_server
 from support import INITIALIZE as INITIALIZE_REQUEST
 from test_mcp_direct import INITIALIZED, _call, _passed_on
+from test_mcp_stdio_review import _Client
 
 WATCHDOG = 20.0
 
@@ -233,8 +237,6 @@ def test_cancels_racing_answers_and_odd_ids_get_exactly_one_answer_each() -> Non
     races the worker's answer), cancels of unknown and finished ids, string, huge and zero
     ids: every request is answered exactly once (a result or "Request cancelled"), under
     the id it was sent with, and the server ends cleanly."""
-    from test_mcp_stdio_review import _Client
-
     client = _Client()
     with client.watched(120):
         client.send(INITIALIZE_REQUEST, INITIALIZED, _cancel(999), _cancel("nope"))
@@ -256,3 +258,64 @@ def test_cancels_racing_answers_and_odd_ids_get_exactly_one_answer_each() -> Non
                 assert answer["result"]["isError"] is False
         client.ends_cleanly()
         assert len([line for line in client.lines if "id" in line]) == len(ids) + 2
+
+
+NO_ENV = "nope:1"  # every call below fails or answers before any sandbox would start
+NO_WS = "0123456789ab"
+SAME_EITHER_WAY: list[tuple[str, dict[str, Any]]] = [
+    ("workspace_list", {}),
+    ("workspace_list", {"limit": "5", "offset": None}),  # pre_parse_json; null for a default
+    ("workspace_list", {"limit": "abc"}),
+    ("workspace_list", {"limit": -1, "bogus": 1}),
+    ("workspace_status", {"workspace_id": NO_WS}),
+    ("workspace_status", {"workspace_id": 7}),
+    ("workspace_status", {}),
+    ("workspace_create", {"environment": NO_ENV, "allow_host_compat": True}),
+    ("workspace_create", {"environment": NO_ENV, "network_policy": "egress"}),  # over the ceiling
+    ("workspace_create", {"environment": NO_ENV, "seed_path": "/etc"}),  # outside the host root
+    ("workspace_create", {"environment": NO_ENV, "labels": '{"a": "b"}'}),  # JSON in a string
+    ("workspace_create", {"environment": NO_ENV, "secrets": [{"name": "TOKEN", "value": "v"}]}),
+    ("workspace_create", {"environment": NO_ENV, "secrets": ["UNDECLARED"]}),
+    ("workspace_create", {"environment": NO_ENV, "secrets": '["TOKEN"]'}),
+    ("vm_run", {"environment": NO_ENV, "command": "true", "network": True}),
+    ("vm_create", {"environment": NO_ENV, "network": True}),
+    ("workspace_exec", {"workspace_id": NO_WS, "command": "true", "secret_env": {"X": "NOPE"}}),
+    ("workspace_exec", {"workspace_id": NO_WS, "command": "true", "cwd": "/etc"}),
+    ("workspace_sync_push", {"workspace_id": NO_WS, "source_path": "/etc"}),
+    ("workspace_export", {"workspace_id": NO_WS, "path": "x", "output_path": "/etc/x"}),
+    ("workspace_secret_set", {"workspace_id": NO_WS, "name": "TOKEN"}),
+]
+
+
+def test_a_direct_call_answers_what_the_sdk_answers(tmp_path: Path) -> None:
+    """Each call twice on ``pyro mcp serve`` (workspace-full, a declared secret, the default
+    network ceiling and host root): without a progress token (the fast path, where it takes
+    it) and with one (the SDK's session): the same answer, operator refusals included."""
+    code = "from pyro_mcp.cli import main; main()"
+    argv = ["mcp", "serve", "--profile", "workspace-full", "--secret", "TOKEN"]
+    argv += ["--secret-plain", "TOKEN", "--host-root", str(tmp_path)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TOKEN": "s3cret"},
+        cwd=tmp_path,
+    )
+    client = _Client(proc)
+    with client.watched(120):
+        client.send(INITIALIZE_REQUEST, INITIALIZED)
+        client.wait(1)
+        for number, (name, arguments) in enumerate(SAME_EITHER_WAY):
+            client.send(
+                _call(10 + 2 * number, name, arguments),
+                _call(11 + 2 * number, name, arguments, _meta={"progressToken": number}),
+            )
+        every = [10 + n for n in range(2 * len(SAME_EITHER_WAY))]
+        client.wait(*every)
+        for number, call in enumerate(SAME_EITHER_WAY):
+            [direct], [session] = client.answers(10 + 2 * number), client.answers(11 + 2 * number)
+            direct.pop("id"), session.pop("id")
+            assert direct == session, call
+            assert "s3cret" not in json.dumps(direct)
+        client.ends_cleanly()
