@@ -319,3 +319,27 @@ def test_a_direct_call_answers_what_the_sdk_answers(tmp_path: Path) -> None:
             assert direct == session, call
             assert "s3cret" not in json.dumps(direct)
         client.ends_cleanly()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"requestId": 8, "reason": 5}, {"requestId": True}, {"requestId": 8.0}, None],
+    ids=["reason-not-a-string", "id-true", "id-float", "no-params"],
+)
+def test_a_cancel_the_session_would_ignore_cancels_nothing(
+    direct: DirectCalls, gated: tuple[threading.Event, list[str]], params: Any
+) -> None:
+    """The session validates a ``notifications/cancelled`` and ignores one that does not
+    pass (a reason that is not a string); the fast path cancelled the call anyway."""
+    gate, ran = gated
+    direct.take(JSONRPCMessage.model_validate(INITIALIZED))
+    assert direct.take(JSONRPCMessage.model_validate(_call(8, "workspace_list", {})))
+    _wait_for(lambda: ran == ["started"])
+    cancel: dict[str, Any] = {"jsonrpc": "2.0", "method": "notifications/cancelled"}
+    if params is not None:
+        cancel["params"] = params
+    assert direct.take(JSONRPCMessage.model_validate(cancel)) is False
+    gate.set()
+    _wait_for(lambda: direct.running == {})
+    [answer] = _lines(direct)
+    assert answer["result"]["isError"] is False, answer

@@ -34,6 +34,7 @@ from mcp.server.fastmcp import FastMCP
 from mcp.types import (
     CallToolRequestParams,
     CallToolResult,
+    CancelledNotificationParams,
     JSONRPCMessage,
     JSONRPCNotification,
     JSONRPCRequest,
@@ -127,10 +128,13 @@ class DirectCalls:
     def _notice(self, root: JSONRPCNotification) -> None:
         if root.method == "notifications/initialized":
             self.initialized = True
-        elif root.method == "notifications/cancelled" and isinstance(root.params, dict):
-            request_id = root.params.get("requestId")
-            if isinstance(request_id, str | int) and not isinstance(request_id, bool):
-                self._cancel(request_id)
+        elif root.method == "notifications/cancelled":
+            try:  # as the session validates it (it ignores one that does not pass)
+                params = CancelledNotificationParams.model_validate(root.params)
+            except ValueError:
+                return
+            if params.requestId is not None:
+                self._cancel(params.requestId)
 
     def close(self) -> None:
         """The end of stdin: every running call is cancelled, as the SDK cancels the requests
