@@ -90,6 +90,8 @@ def gated(direct: DirectCalls) -> Iterator[tuple[threading.Event, list[str]]]:
         _call(2, "workspace_list", ""),
         _call(2, "workspace_list", {}, _meta="p1"),  # _meta not an object
         _call(2, "workspace_list", {}, _meta={"progressToken": 1.5}),
+        _call(2, "workspace_list", {}, _meta={"progressToken": 0}),  # falsy tokens are tokens
+        _call(2, "workspace_list", {}, _meta={"progressToken": ""}),
         _call(2, "workspace_list", {}, task="soon"),  # the SDK validates task metadata
     ],
     ids=[
@@ -99,13 +101,16 @@ def gated(direct: DirectCalls) -> Iterator[tuple[threading.Event, list[str]]]:
         "args-empty-str",
         "meta-str",
         "token-float",
+        "token-0",
+        "token-empty",
         "task-str",
     ],
 )
 def test_params_the_sdk_refuses_go_to_the_session(direct: DirectCalls, call: Any) -> None:
     """The SDK validates the whole request (CallToolRequestParams) and answers -32602
     "Invalid request parameters"; the fast path ran such a call (``arguments or {}``, a
-    ``_meta`` that is not an object ignored) and answered a result."""
+    ``_meta`` that is not an object ignored) and answered a result. (A token of 0 or "" is
+    a token: the session runs the call with progress.)"""
     passed = _passed_on([INITIALIZED, call], direct)
     assert [getattr(m, "id", None) for m in passed] == [None, 2]
     assert _lines(direct) == []
