@@ -115,7 +115,7 @@ class DirectCalls:
 
     def _run(self, name: str, request: Request, call: calls.Call, work: Work) -> None:
         try:
-            if call.cancelled.is_set():  # cancelled (and answered) while queued: never starts,
+            if request.by is not None:  # cancelled (and answered) while queued: never starts,
                 return  # as the SDK's queued future is cancelled with its task
             in_call(call, work)  # the work answers itself (its starter's send)
         except Exception as error:
@@ -138,8 +138,9 @@ class DirectCalls:
 
     def close(self) -> None:
         """The end of stdin: every running call is cancelled, as the SDK cancels the requests
-        it still runs when its transport closes (unanswered; an exec's process group is
-        killed), so a client that went away leaves no command running on."""
+        it still runs when its transport closes (an exec's process group is killed; one
+        still queued starts cancelled), so a client that went away leaves no command
+        running on. Each still writes its answer (as the SDK path's worker does)."""
         with self.lock:
             entries = list(self.running.values())
         for _request, call in entries:
