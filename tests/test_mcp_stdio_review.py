@@ -113,8 +113,8 @@ class _Client:
     """Raw JSON-RPC over the server's pipes: requests written at any time, every line read
     by a thread (a line that is not whole JSON fails the test)."""
 
-    def __init__(self) -> None:
-        self.proc = _serve()
+    def __init__(self, proc: subprocess.Popen[bytes] | None = None) -> None:
+        self.proc = proc or _serve()
         self.lines: list[Any] = []
         self.changed = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)

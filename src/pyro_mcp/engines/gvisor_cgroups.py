@@ -75,8 +75,11 @@ class HostCgroups:
             _write(cgroup / "pids.max", pids)
             if quota:
                 _write(cgroup / "cpu.max", f"{quota} {PERIOD_US}")
-                _weigh(cgroup.parent / "cpu.weight", os.cpu_count() or 1)
-                _weigh(cgroup / "cpu.weight", self.vcpu_count)
+            # weighed with or without a quota: pyro-gvisor is a CPU cgroup wherever the
+            # root enables cpu, and a sandbox's own is one once any sandbox enabled cpu
+            # below it (best effort: without the controller there is no file to write)
+            _weigh(cgroup.parent / "cpu.weight", os.cpu_count() or 1)
+            _weigh(cgroup / "cpu.weight", self.vcpu_count)
             return
         memory_dir, pids_dir, cpu_dir = self.dirs
         self.joined = [memory_dir, pids_dir, *([cpu_dir] if quota else [])]
@@ -117,7 +120,8 @@ class HostCgroups:
         """Remove the empty cgroups of sandboxes gone for a while (whose last processes
         outlived a removal's wait): never one that was just made for a starting sandbox."""
         now = time.time()
-        for top in [ROOT / PARENT] + [ROOT / c / PARENT for c in V1]:
+        # every controller's (v1): runsc made them in all of its own before pyro did
+        for top in {ROOT / PARENT, *ROOT.glob(f"*/{PARENT}")}:
             try:
                 entries = list(os.scandir(top))
             except OSError:

@@ -8,6 +8,7 @@ exec. Here the stdio reader (stdio.py ``Messages``) hands a call over when it is
 the SDK would run the same way:
 
 - the session is initialized (``notifications/initialized`` went by),
+- its params pass the SDK's own model (``CallToolRequestParams``: else the session's -32602),
 - the tool is one of ours (``DIRECT_ATTR``) and its arguments pass the tool's own argument
   model (FastMCP's, with our checks), after FastMCP's own pre-parsing,
 - the client gave no progress token (progress notifications go through the session).
@@ -16,8 +17,9 @@ Anything else (and anything that fails those checks) goes to the session as befo
 answers it the SDK's way, so an invalid call gets the same one-line error either way. A
 direct call's worker writes its answer (stdio.py ``Replies``); an exception becomes the
 error result FastMCP would have made of it; a ``notifications/cancelled`` for it cancels
-the call (an exec: the guest command's process group is killed) and answers "Request
-cancelled", as the SDK answers a cancelled request.
+the call (an exec: the guest command's process group is killed; one still queued never
+starts) and answers "Request cancelled", as the SDK answers a cancelled request. At the end
+of stdin every running call is cancelled, as the SDK cancels the requests it still runs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.fastmcp import FastMCP
 from mcp.types import (
+    CallToolRequestParams,
     CallToolResult,
+    CancelledNotificationParams,
     JSONRPCMessage,
     JSONRPCNotification,
     JSONRPCRequest,
@@ -80,7 +84,7 @@ class DirectCalls:
         if started is None:
             return False
         name, starter, kwargs = started
-        request = self.replies.register(root.id)
+        request = self.replies.direct(root.id)
         call = calls.Call()
         with self.lock:
             self.running[root.id] = (request, call)
@@ -91,13 +95,13 @@ class DirectCalls:
 
     def _prepare(self, params: dict[str, Any]) -> tuple[str, Starter, dict[str, Any]] | None:
         """The tool's name, starter and validated arguments; None where the SDK must run it."""
-        meta = params.get("_meta")
-        if isinstance(meta, dict) and meta.get("progressToken") is not None:
+        try:  # the request as the session validates it (else its -32602 error)
+            request = CallToolRequestParams.model_validate(params)
+        except ValueError:
             return None
-        name = params.get("name")
-        arguments = params.get("arguments") or {}
-        if not isinstance(name, str) or not isinstance(arguments, dict):
+        if request.meta is not None and request.meta.progressToken is not None:
             return None
+        name, arguments = request.name, request.arguments or {}
         tool = self.server._tool_manager.get_tool(name)
         starter = getattr(tool.fn, DIRECT_ATTR, None) if tool is not None else None
         if tool is None or starter is None or tool.context_kwarg is not None:
@@ -111,6 +115,8 @@ class DirectCalls:
 
     def _run(self, name: str, request: Request, call: calls.Call, work: Work) -> None:
         try:
+            if request.by is not None:  # cancelled (and answered) while queued: never starts,
+                return  # as the SDK's queued future is cancelled with its task
             in_call(call, work)  # the work answers itself (its starter's send)
         except Exception as error:
             self.replies.answer(request, error_result(name, error))
@@ -122,10 +128,23 @@ class DirectCalls:
     def _notice(self, root: JSONRPCNotification) -> None:
         if root.method == "notifications/initialized":
             self.initialized = True
-        elif root.method == "notifications/cancelled" and isinstance(root.params, dict):
-            request_id = root.params.get("requestId")
-            if isinstance(request_id, str | int) and not isinstance(request_id, bool):
-                self._cancel(request_id)
+        elif root.method == "notifications/cancelled":
+            try:  # as the session validates it (it ignores one that does not pass)
+                params = CancelledNotificationParams.model_validate(root.params)
+            except ValueError:
+                return
+            if params.requestId is not None:
+                self._cancel(params.requestId)
+
+    def close(self) -> None:
+        """The end of stdin: every running call is cancelled, as the SDK cancels the requests
+        it still runs when its transport closes (an exec's process group is killed; one
+        still queued starts cancelled), so a client that went away leaves no command
+        running on. Each still writes its answer (as the SDK path's worker does)."""
+        with self.lock:
+            entries = list(self.running.values())
+        for _request, call in entries:
+            threading.Thread(target=call.cancel, daemon=True, name="pyro-cancel").start()
 
     def _cancel(self, request_id: Any) -> None:
         with self.lock:

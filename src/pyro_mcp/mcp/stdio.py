@@ -91,6 +91,8 @@ class Messages(_Closing):
                 continue
             if self.direct is None or not self.direct.take(message):
                 return SessionMessage(message)
+        if self.direct is not None:
+            self.direct.close()
         raise StopAsyncIteration
 
     async def _line(self) -> bytes:
@@ -209,6 +211,11 @@ class Replies(_Closing):
         with self.lock:
             self.open[request_id] = request
         return request
+
+    def direct(self, request_id: RequestId) -> Request:
+        """A direct call's request (direct.py): only its worker or its cancel answers it,
+        never an error the session sends under its id (that answers a later request)."""
+        return Request(request_id)
 
     def expect(self, request_id: RequestId) -> Request:
         """In the task that handles the request (its tool function): what ``answer`` takes."""
