@@ -87,7 +87,8 @@ def restart_if_mute(supervisor: Supervisor, sandbox: Sandbox, late: AgentTimeout
         sandbox.client.call("hello", {}, timeout=PING_SECONDS)
         return why  # alive: only that call was slow
     except AgentGone:
-        pass
+        if sandbox.client.delivering:  # our reader waits on a client that is not reading:
+            return f"{why} (its answers wait behind a client that stopped reading)"
     except PyroError:
         return why
     why = f"{why}, nor a ping within {PING_SECONDS:g}s"

@@ -1,0 +1,94 @@
+"""A mute agent is replaced, a live one never (watchers.restart_if_mute), on real sandboxes.
+
+- A client that stops reading a streamed exec's output stalls the supervisor's one agent
+  reader (its events are sent to that client in the reader's thread): every other answer,
+  a ping's too, waits behind it. The agent is alive: its sandbox must not be restarted.
+- Two execs that time out together against a mute agent: one restart, both told why.
+
+Every test carries a timeout (pytest-timeout): a broken limit fails the test, never the host.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyro_mcp import Pyro
+from pyro_mcp.guest.protocol import encode
+from pyro_mcp.paths import socket_address
+from pyro_mcp.workspaces.layout import WorkspaceLayout
+from workspace_fixtures import *  # noqa: F403  (the fixtures)
+from workspace_fixtures import engine_pids
+
+pytestmark = pytest.mark.guest
+
+
+def stalled_client(home: Path, workspace_id: str) -> socket.socket:
+    """A client of the workspace's supervisor that asks for a streamed exec of 8 MB and
+    never reads: its socket fills and the supervisor's sends to it block."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with socket_address(WorkspaceLayout(home, workspace_id).socket) as address:
+        sock.connect(address)
+    args = {"command": "yes | head -c 8000000", "stream": True, "timeout_seconds": 60}
+    sock.sendall(encode({"id": 1, "op": "exec", "args": args}))
+    return sock
+
+
+@pytest.mark.timeout(180)
+def test_a_stalled_client_never_gets_a_live_sandbox_restarted(
+    ws_home: Path, ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    wid = new_workspace()["workspace_id"]
+    ws_pyro.exec_workspace(wid, command="echo kept > /workspace/kept")
+    engines = sorted(engine_pids(ws_home, wid))
+    sock = stalled_client(ws_home, wid)
+    try:
+        time.sleep(3)  # the stream fills the socket: the supervisor's reader blocks on it
+        started = time.monotonic()
+        try:
+            result: Any = ws_pyro.exec_workspace(wid, command="echo live", timeout_seconds=1)
+        except RuntimeError as exc:
+            result = str(exc)
+        took = time.monotonic() - started
+    finally:
+        sock.close()
+    status = ws_pyro.status_workspace(wid)
+    print(f"answer after {took:.1f}s: {result!r}; last_error {status['last_error']!r}")
+    assert "restarted" not in str(result), result
+    assert status["last_error"] is None, status["last_error"]
+    assert sorted(engine_pids(ws_home, wid)) == engines  # the same sandbox serves on
+
+
+@pytest.mark.timeout(240)
+def test_two_execs_timing_out_together_get_one_restart(
+    ws_home: Path, ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    wid = new_workspace()["workspace_id"]
+    ws_pyro.exec_workspace(wid, command="echo kept > /workspace/kept")
+    stop_agent = "kill -STOP $PPID; sleep 1"
+
+    def one(command: str) -> str:
+        try:
+            return repr(ws_pyro.exec_workspace(wid, command=command, timeout_seconds=2))
+        except RuntimeError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(one, stop_agent)
+        time.sleep(0.5)
+        second = pool.submit(one, "sleep 1")
+        answers = [first.result(), second.result()]
+    print(answers)
+    status = ws_pyro.status_workspace(wid)
+    print(status["state"], status["last_error"])
+    assert all("restarted" in answer for answer in answers), answers
+    assert status["state"] == "started"
+    assert len(engine_pids(ws_home, wid)) >= 1
+    kept = ws_pyro.exec_workspace(wid, command="cat /workspace/kept")
+    assert kept["stdout"] == "kept\n"
