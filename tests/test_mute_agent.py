@@ -92,3 +92,53 @@ def test_two_execs_timing_out_together_get_one_restart(
     assert len(engine_pids(ws_home, wid)) >= 1
     kept = ws_pyro.exec_workspace(wid, command="cat /workspace/kept")
     assert kept["stdout"] == "kept\n"
+
+
+STOP_AGENT = "echo ran > /workspace/ran; kill -STOP $PPID; sleep 1"
+
+
+def mute_restart(pyro: Pyro, wid: str) -> str:
+    with pytest.raises(RuntimeError, match="restarted") as caught:
+        pyro.exec_workspace(wid, command=STOP_AGENT, timeout_seconds=2)
+    return str(caught.value)
+
+
+def sandbox_cgroups(workspace_id: str) -> list[str]:
+    return sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"**/pyro-{workspace_id}-*"))
+
+
+@pytest.mark.timeout(240)
+def test_a_mute_restart_leaves_one_sandbox_and_records_the_exec(
+    ws_home: Path, ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    """The old sandbox is gone (process, cgroups) and the exec that ran is in the history
+    ("the complete exec history"): its effect is in /workspace."""
+    wid = new_workspace()["workspace_id"]
+    before = len(ws_pyro.logs_workspace(wid)["entries"])
+    mute_restart(ws_pyro, wid)
+    time.sleep(2)
+    engines = engine_pids(ws_home, wid)
+    cgroups = sandbox_cgroups(wid)
+    ran = ws_pyro.exec_workspace(wid, command="cat /workspace/ran")["stdout"]
+    entries = ws_pyro.logs_workspace(wid)["entries"]
+    print(f"engines {engines}; cgroups {cgroups}; ran {ran!r}; entries {len(entries)}")
+    assert len(engines) == 1, engines
+    assert len({c.rsplit("/", 1)[-1] for c in cgroups}) <= 1, cgroups
+    assert ran == "ran\n"
+    lost = [entry for entry in entries[before:] if entry["command"] == STOP_AGENT]
+    assert lost, [entry["command"] for entry in entries[before:]]
+    assert lost[0]["exit_code"] == 124, lost[0]
+    assert "it was restarted" in lost[0]["stderr"], lost[0]
+
+
+@pytest.mark.timeout(400)
+def test_a_restarted_vm_suspends_and_resumes(qemu_pyro: Pyro, new_workspace: Any) -> None:
+    wid = new_workspace(qemu_pyro)["workspace_id"]
+    mute_restart(qemu_pyro, wid)
+    qemu_pyro.exec_workspace(wid, command="echo mem > /dev/shm/mem")
+    stopped = qemu_pyro.stop_workspace(wid, suspend=True)
+    print("stopped:", stopped["state"], stopped.get("last_error"))
+    started = qemu_pyro.start_workspace(wid)
+    print("started:", started["state"], started.get("last_error"))
+    kept = qemu_pyro.exec_workspace(wid, command="cat /dev/shm/mem /workspace/ran")
+    assert kept["stdout"] == "mem\nran\n", kept

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import lifetime
-from ..engines.agent_client import AgentGone, AgentTimeout
+from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
 from ..errors import PyroError
 from ..guest.chunks import Uploads, serve
@@ -38,7 +38,7 @@ from .service_records import ServiceRecords
 from .store import Store
 from .streams import unpack_in_guest
 from .system_layer import Beside
-from .watchers import InFlight, agent_timeout, restart_if_mute, watch_engine, watch_ttl
+from .watchers import InFlight, agent_timeout, answer_late, watch_engine, watch_ttl
 
 if TYPE_CHECKING:  # imported when a workspace has a network (~20-40 ms of every start)
     from ..network.proxy import EgressProxy
@@ -277,7 +277,7 @@ class Supervisor:
                 # the output stays raw bytes in the frame's data (it is the same, redacted)
                 result.update((k, v) for k, v in entry.items() if k not in ("stdout", "stderr"))
         except PyroError as exc:  # a mute agent is replaced before the answer (watchers.py)
-            said = restart_if_mute(self, sandbox, exc) if isinstance(exc, AgentTimeout) else None
+            said = answer_late(self, sandbox, exc, request)
             kind = "invalid" if isinstance(exc, ValueError) else "failed"
             send({"id": req_id, "ok": False, "error": said or str(exc), "kind": kind})
             return

@@ -98,6 +98,23 @@ def restart_if_mute(supervisor: Supervisor, sandbox: Sandbox, late: AgentTimeout
     return f"{why}: it was restarted (/workspace is intact, its processes were ended)"
 
 
+def answer_late(
+    supervisor: Supervisor, sandbox: Sandbox, late: PyroError, request: dict[str, Any]
+) -> str | None:
+    """A call the agent did not answer in time: the sandbox replaced if it is mute
+    (restart_if_mute); an exec's entry still goes in the history, as one that ran out of
+    time (exit 124, its output lost: "the complete exec history"). What to answer (None:
+    another failure, answered as it is)."""
+    if not isinstance(late, AgentTimeout):
+        return None
+    said = restart_if_mute(supervisor, sandbox, late)
+    if late.op == "exec":
+        result = {"exit_code": 124, "duration_ms": int(late.timeout * 1000), "stderr": said}
+        with contextlib.suppress(PyroError):  # a workspace gone meanwhile: nothing to keep
+            supervisor.history.record(request, result)
+    return said
+
+
 def watch_agent(supervisor: Supervisor, sandbox: Sandbox) -> None:
     """A broken agent stream with the engine still up: no call can be answered any
     more, so the workspace is stopped and says why (never "started" and mute)."""
