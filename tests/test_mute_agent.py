@@ -4,6 +4,8 @@
   reader (its events are sent to that client in the reader's thread): every other answer,
   a ping's too, waits behind it. The agent is alive: its sandbox must not be restarted.
 - Two execs that time out together against a mute agent: one restart, both told why.
+- After a mute restart: one sandbox, the old one's cgroups gone, the exec in the history; a
+  VM suspends and resumes; a mute agent is found by a quick call (a file read) too.
 
 Every test carries a timeout (pytest-timeout): a broken limit fails the test, never the host.
 """
@@ -142,3 +144,25 @@ def test_a_restarted_vm_suspends_and_resumes(qemu_pyro: Pyro, new_workspace: Any
     print("started:", started["state"], started.get("last_error"))
     kept = qemu_pyro.exec_workspace(wid, command="cat /dev/shm/mem /workspace/ran")
     assert kept["stdout"] == "mem\nran\n", kept
+
+
+@pytest.mark.timeout(240)
+def test_a_mute_agent_is_found_by_a_file_read_too(ws_pyro: Pyro, new_workspace: Any) -> None:
+    """The agent stopped from a background process (a service, a shell, a job) and the next
+    call a file read: it was never pinged (only an exec had a time limit at the supervisor),
+    the caller's 60 s wait ran out ("stopped during file_read", a false "stopped") and the
+    workspace stayed "started" and mute. A quick call now finds it as an exec does."""
+    wid = new_workspace()["workspace_id"]
+    ws_pyro.write_workspace_file(wid, "kept", text="kept\n")
+    stop_later = 'a=$PPID; setsid sh -c "sleep 2; kill -STOP $a" >/dev/null 2>&1 < /dev/null &'
+    ws_pyro.exec_workspace(wid, command=stop_later)
+    time.sleep(4)
+    started = time.monotonic()
+    try:
+        answer: Any = ws_pyro.read_workspace_file(wid, "kept")
+    except Exception as exc:  # the caller's wait ran out
+        answer = f"{type(exc).__name__}: {exc}"
+    took = time.monotonic() - started
+    status = ws_pyro.status_workspace(wid)
+    print(f"after {took:.0f}s: {answer!r}; {status['state']} {status['last_error']!r}")
+    assert "restarted" in str(answer) or "restarted" in str(status["last_error"]), answer

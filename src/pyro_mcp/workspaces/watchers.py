@@ -68,9 +68,17 @@ PING_SECONDS = 5.0
 EXEC_ANSWER_SLACK = 10.0
 
 
+# Calls a live agent answers at once, whatever the guest holds (bounded reads and writes,
+# records): a mute agent is found by them too, well inside a client's 60 s wait.
+QUICK_OPS = frozenset(("file_read", "file_write", "service_status", "service_list"))
+QUICK_ANSWER_SECONDS = 30.0
+
+
 def agent_timeout(op: str, args: dict[str, Any]) -> float | None:
-    """How long the supervisor waits for the agent's answer: an exec's own limit and slack;
-    other calls as long as they take."""
+    """How long the supervisor waits for the agent's answer: an exec's own limit and slack,
+    a quick call's QUICK_ANSWER_SECONDS; other calls as long as they take."""
+    if op in QUICK_OPS:
+        return QUICK_ANSWER_SECONDS
     if op != "exec":
         return None
     return float(args.get("timeout_seconds") or 30) + EXEC_ANSWER_SLACK
