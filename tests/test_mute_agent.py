@@ -166,3 +166,27 @@ def test_a_mute_agent_is_found_by_a_file_read_too(ws_pyro: Pyro, new_workspace: 
     status = ws_pyro.status_workspace(wid)
     print(f"after {took:.0f}s: {answer!r}; {status['state']} {status['last_error']!r}")
     assert "restarted" in str(answer) or "restarted" in str(status["last_error"]), answer
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("limit", ["x", -100, 1e300])
+def test_a_bad_time_limit_from_a_raw_client_is_answered(
+    limit: Any, ws_home: Path, ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    """The supervisor's own wait (agent_timeout) must not fail on a limit it did not check:
+    the request was never answered (its worker died) and the client hung."""
+    from pyro_mcp.guest.protocol import read_frame
+
+    wid = new_workspace()["workspace_id"]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        with socket_address(WorkspaceLayout(ws_home, wid).socket) as address:
+            sock.connect(address)
+        sock.settimeout(30)
+        args = {"command": "true", "timeout_seconds": limit}
+        sock.sendall(encode({"id": 7, "op": "exec", "args": args}))
+        try:
+            message, _ = read_frame(sock.makefile("rb"))
+        except TimeoutError:
+            message = {"error": "no answer within 30 s"}
+    print(limit, message)
+    assert message.get("id") == 7, message

@@ -14,6 +14,7 @@ from .. import lifetime
 from ..engines.agent_client import AgentGone, AgentTimeout
 from ..engines.base import Sandbox
 from ..errors import PyroError
+from ..validation import MAX_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -81,7 +82,11 @@ def agent_timeout(op: str, args: dict[str, Any]) -> float | None:
         return QUICK_ANSWER_SECONDS
     if op != "exec":
         return None
-    return float(args.get("timeout_seconds") or 30) + EXEC_ANSWER_SLACK
+    try:  # a raw client's limit is checked by the agent: one it refuses, no wait here
+        limit = float(args.get("timeout_seconds") or 30)
+    except (TypeError, ValueError):
+        return None
+    return limit + EXEC_ANSWER_SLACK if 0 < limit <= MAX_TIMEOUT_SECONDS else None
 
 
 def restart_if_mute(supervisor: Supervisor, sandbox: Sandbox, late: AgentTimeout) -> str:
