@@ -190,3 +190,38 @@ def test_a_bad_time_limit_from_a_raw_client_is_answered(
             message = {"error": "no answer within 30 s"}
     print(limit, message)
     assert message.get("id") == 7, message
+
+
+@pytest.mark.timeout(240)
+def test_supervisor_status_during_a_mute_restart_is_answered(
+    ws_home: Path, ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    """While a sandbox is replaced (a mute restart, a reset) the supervisor has none: a
+    reset's first call, supervisor_status, asserted one (its worker died unanswered and
+    the reset waited out its 60 s). Asked every 50 ms through the restart: all answered."""
+    from pyro_mcp.guest.protocol import read_frame
+
+    wid = new_workspace()["workspace_id"]
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        mute = pool.submit(mute_restart, ws_pyro, wid)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            with socket_address(WorkspaceLayout(ws_home, wid).socket) as address:
+                sock.connect(address)
+            sock.settimeout(20)
+            reader = sock.makefile("rb")
+            asked = 0
+            while not mute.done() and time.monotonic() - started < 60:
+                time.sleep(0.05)
+                asked += 1
+                sock.sendall(encode({"id": asked, "op": "supervisor_status"}))
+            answered = 0
+            try:
+                while answered < asked:
+                    read_frame(reader)
+                    answered += 1
+            except TimeoutError:
+                pass
+        mute.result()
+    print(f"asked {asked}, answered {answered}")
+    assert answered == asked

@@ -38,7 +38,7 @@ from .service_records import ServiceRecords
 from .store import Store
 from .streams import unpack_in_guest
 from .system_layer import Beside
-from .watchers import InFlight, agent_timeout, answer_late, watch_engine, watch_ttl
+from .watchers import InFlight, agent_timeout, answer_late, status, watch_engine, watch_ttl
 
 if TYPE_CHECKING:  # imported when a workspace has a network (~20-40 ms of every start)
     from ..network.proxy import EgressProxy
@@ -235,7 +235,7 @@ class Supervisor:
         op = str(message.get("op"))
         args = dict(message.get("args") or {})
         if op == "supervisor_status":
-            send({"id": req_id, "ok": True, "result": self._status()})
+            send({"id": req_id, "ok": True, "result": status(self)})
             return
         if op == "supervisor_reboot":  # a reset's wire name (clients of every version send it)
             try:
@@ -295,16 +295,6 @@ class Supervisor:
         if op in SERVICE_OPS:
             result = self.services.after(op, request, self.ports.after(op, args, result))
         return result, payload
-
-    def _status(self) -> dict[str, Any]:
-        assert self.sandbox is not None
-        return {
-            "pid": os.getpid(),
-            "engine_pid": self.sandbox.pid,
-            "engine_alive": self.sandbox.alive(),
-            "hello": self.sandbox.hello,
-            "streams": True,  # reads the baseline itself for a reset (supervisor_reboot)
-        }
 
     # -- shutdown ------------------------------------------------------------------------------
     def _remove(self) -> None:

@@ -4,6 +4,7 @@ stream, and the workspace's lifetime; each ends or restarts the sandbox and says
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import threading
 import time
@@ -137,6 +138,21 @@ def watch_agent(supervisor: Supervisor, sandbox: Sandbox) -> None:
     if sandbox is supervisor.sandbox and sandbox.alive() and not supervisor.stopping.is_set():
         reason = sandbox.client.close_reason
         supervisor.shutdown("stopped", error=f"the sandbox agent's stream broke ({reason})")
+
+
+def status(supervisor: Supervisor) -> dict[str, Any]:
+    """A supervisor's answer to supervisor_status, also while a reset or a restart boots
+    its new sandbox (then the one it boots: asked with none, the request died unanswered)."""
+    with supervisor.reboot_lock:
+        sandbox = supervisor.sandbox
+    alive = sandbox is not None and sandbox.alive()
+    return {
+        "pid": os.getpid(),
+        "engine_pid": sandbox.pid if sandbox else None,
+        "engine_alive": alive,
+        "hello": sandbox.hello if sandbox else None,
+        "streams": True,  # reads the baseline itself for a reset (supervisor_reboot)
+    }
 
 
 class InFlight:
