@@ -110,12 +110,14 @@ def sandbox_cgroups(workspace_id: str) -> list[str]:
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("engine", ["gvisor", "qemu"])
 def test_a_mute_restart_leaves_one_sandbox_and_records_the_exec(
-    ws_home: Path, ws_pyro: Pyro, new_workspace: Any
+    engine: str, ws_home: Path, pyro_for: Any, new_workspace: Any
 ) -> None:
     """The old sandbox is gone (process, cgroups) and the exec that ran is in the history
     ("the complete exec history"): its effect is in /workspace."""
-    wid = new_workspace()["workspace_id"]
+    ws_pyro = pyro_for(engine)
+    wid = new_workspace(ws_pyro)["workspace_id"]
     before = len(ws_pyro.logs_workspace(wid)["entries"])
     mute_restart(ws_pyro, wid)
     time.sleep(2)
