@@ -25,7 +25,7 @@ from pyro_mcp.guest.protocol import encode
 from pyro_mcp.paths import socket_address
 from pyro_mcp.workspaces.layout import WorkspaceLayout
 from workspace_fixtures import *  # noqa: F403  (the fixtures)
-from workspace_fixtures import engine_pids
+from workspace_fixtures import engine_pids, supervisor_pids, wait_for
 
 pytestmark = pytest.mark.guest
 
@@ -227,3 +227,37 @@ def test_supervisor_status_during_a_mute_restart_is_answered(
         mute.result()
     print(f"asked {asked}, answered {answered}")
     assert answered == asked
+
+
+@pytest.mark.timeout(240)
+def test_a_mute_sandbox_that_cannot_be_replaced_says_the_workspace_stopped(
+    ws_home: Path, ws_pyro: Pyro, new_workspace: Any
+) -> None:
+    """The fresh boot fails (here: the record names an environment that is not there): the
+    workspace stops, and the caller is told so; the stop used to end the supervisor before
+    its answer (the caller got a dropped connection: "stopped during exec")."""
+    wid = new_workspace()["workspace_id"]
+    store = ws_pyro.manager.workspaces.store
+    environment = store.get(wid)["environment"]
+
+    def mute() -> str:
+        try:
+            ws_pyro.exec_workspace(wid, command=STOP_AGENT, timeout_seconds=2)
+        except RuntimeError as exc:
+            return str(exc)
+        return "answered"
+
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(mute)
+        time.sleep(5)
+        store.update(wid, environment="missing:1")
+        try:
+            error = answer.result()
+        finally:
+            store.update(wid, environment=environment)
+    status = ws_pyro.status_workspace(wid)
+    print(f"{error!r}; {status['state']} {status['last_error']!r}")
+    assert "the workspace was stopped" in error, error
+    assert status["state"] == "stopped"
+    left = lambda: supervisor_pids(ws_home, wid) + engine_pids(ws_home, wid)  # noqa: E731
+    assert wait_for(lambda: not left(), 15, "the supervisor and engine to end")

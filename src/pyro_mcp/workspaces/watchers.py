@@ -107,9 +107,27 @@ def restart_if_mute(supervisor: Supervisor, sandbox: Sandbox, late: AgentTimeout
         return why
     why = f"{why}, nor a ping within {PING_SECONDS:g}s"
     if not restart(supervisor, sandbox, f"the sandbox stopped answering ({why})"):
-        supervisor.shutdown("stopped", error=f"the sandbox stopped answering ({why})")
+        error = f"the sandbox stopped answering ({why})"
+        threading.Thread(target=stop_after_answers, args=(supervisor, error), daemon=True).start()
         return f"{why}: the workspace was stopped"
     return f"{why}: it was restarted (/workspace is intact, its processes were ended)"
+
+
+# How long a stop waits for the answers in flight (the one that says why among them).
+ANSWERS_SECONDS = 5.0
+
+
+def stop_after_answers(supervisor: Supervisor, error: str) -> None:
+    """Stop the workspace once the requests in flight are answered (a stop ends this
+    process: called from a request, it ended it before its answer); stopped at once in
+    its record, as shutdown does first."""
+    supervisor.store.update(
+        supervisor.workspace_id, state="stopped", supervisor_pid=None, last_error=error
+    )
+    deadline = time.monotonic() + ANSWERS_SECONDS
+    while supervisor.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    supervisor.shutdown("stopped", error=error)
 
 
 def answer_late(
