@@ -148,6 +148,20 @@ def test_a_restarted_vm_suspends_and_resumes(qemu_pyro: Pyro, new_workspace: Any
     assert kept["stdout"] == "mem\nran\n", kept
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("engine", ["gvisor", "qemu"])
+def test_a_restarted_workspace_forks(engine: str, pyro_for: Any, new_workspace: Any) -> None:
+    pyro = pyro_for(engine)
+    wid = new_workspace(pyro)["workspace_id"]
+    mute_restart(pyro, wid)
+    child = pyro.fork_workspace(wid)["workspace_id"]
+    try:
+        ran = pyro.exec_workspace(child, command="cat /workspace/ran")
+        assert ran["stdout"] == "ran\n", ran
+    finally:
+        pyro.delete_workspace(child)
+
+
 @pytest.mark.timeout(240)
 def test_a_mute_agent_is_found_by_a_file_read_too(ws_pyro: Pyro, new_workspace: Any) -> None:
     """The agent stopped from a background process (a service, a shell, a job) and the next
