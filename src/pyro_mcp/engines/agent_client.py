@@ -57,6 +57,7 @@ class AgentClient:
         self._write_lock = threading.Lock()
         self._closed: str | None = None
         self.ended = threading.Event()  # set once the stream is closed or broken
+        self.delivering = False  # the reader is in an event's handler (it may block on it)
         self._thread = threading.Thread(target=self._read_loop, daemon=True, name=f"agent-{name}")
         self._thread.start()
 
@@ -83,7 +84,11 @@ class AgentClient:
                     continue
                 if "event" in message:
                     if pending.on_event is not None:
-                        pending.on_event(str(message["event"]), data)
+                        self.delivering = True
+                        try:
+                            pending.on_event(str(message["event"]), data)
+                        finally:
+                            self.delivering = False
                     continue
                 with self._lock:
                     self._pending.pop(int(message["id"]), None)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import lifetime
-from ..engines.agent_client import AgentGone, AgentTimeout
+from ..engines.agent_client import AgentGone
 from ..engines.base import Sandbox
 from ..errors import PyroError
 from ..guest.chunks import Uploads, serve
@@ -38,7 +38,7 @@ from .service_records import ServiceRecords
 from .store import Store
 from .streams import unpack_in_guest
 from .system_layer import Beside
-from .watchers import InFlight, agent_timeout, restart_if_mute, watch_engine, watch_ttl
+from .watchers import InFlight, agent_timeout, answer_late, status, watch_engine, watch_ttl
 
 if TYPE_CHECKING:  # imported when a workspace has a network (~20-40 ms of every start)
     from ..network.proxy import EgressProxy
@@ -235,7 +235,7 @@ class Supervisor:
         op = str(message.get("op"))
         args = dict(message.get("args") or {})
         if op == "supervisor_status":
-            send({"id": req_id, "ok": True, "result": self._status()})
+            send({"id": req_id, "ok": True, "result": status(self)})
             return
         if op == "supervisor_reboot":  # a reset's wire name (clients of every version send it)
             try:
@@ -277,7 +277,7 @@ class Supervisor:
                 # the output stays raw bytes in the frame's data (it is the same, redacted)
                 result.update((k, v) for k, v in entry.items() if k not in ("stdout", "stderr"))
         except PyroError as exc:  # a mute agent is replaced before the answer (watchers.py)
-            said = restart_if_mute(self, sandbox, exc) if isinstance(exc, AgentTimeout) else None
+            said = answer_late(self, sandbox, exc, request)
             kind = "invalid" if isinstance(exc, ValueError) else "failed"
             send({"id": req_id, "ok": False, "error": said or str(exc), "kind": kind})
             return
@@ -295,16 +295,6 @@ class Supervisor:
         if op in SERVICE_OPS:
             result = self.services.after(op, request, self.ports.after(op, args, result))
         return result, payload
-
-    def _status(self) -> dict[str, Any]:
-        assert self.sandbox is not None
-        return {
-            "pid": os.getpid(),
-            "engine_pid": self.sandbox.pid,
-            "engine_alive": self.sandbox.alive(),
-            "hello": self.sandbox.hello,
-            "streams": True,  # reads the baseline itself for a reset (supervisor_reboot)
-        }
 
     # -- shutdown ------------------------------------------------------------------------------
     def _remove(self) -> None:

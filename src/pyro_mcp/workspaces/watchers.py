@@ -4,6 +4,7 @@ stream, and the workspace's lifetime; each ends or restarts the sandbox and says
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import threading
 import time
@@ -14,6 +15,7 @@ from .. import lifetime
 from ..engines.agent_client import AgentGone, AgentTimeout
 from ..engines.base import Sandbox
 from ..errors import PyroError
+from ..validation import MAX_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -68,12 +70,24 @@ PING_SECONDS = 5.0
 EXEC_ANSWER_SLACK = 10.0
 
 
+# Calls a live agent answers at once, whatever the guest holds (bounded reads and writes,
+# records): a mute agent is found by them too, well inside a client's 60 s wait.
+QUICK_OPS = frozenset(("file_read", "file_write", "service_status", "service_list"))
+QUICK_ANSWER_SECONDS = 30.0
+
+
 def agent_timeout(op: str, args: dict[str, Any]) -> float | None:
-    """How long the supervisor waits for the agent's answer: an exec's own limit and slack;
-    other calls as long as they take."""
+    """How long the supervisor waits for the agent's answer: an exec's own limit and slack,
+    a quick call's QUICK_ANSWER_SECONDS; other calls as long as they take."""
+    if op in QUICK_OPS:
+        return QUICK_ANSWER_SECONDS
     if op != "exec":
         return None
-    return float(args.get("timeout_seconds") or 30) + EXEC_ANSWER_SLACK
+    try:  # a raw client's limit is checked by the agent: one it refuses, no wait here
+        limit = float(args.get("timeout_seconds") or 30)
+    except (TypeError, ValueError):
+        return None
+    return limit + EXEC_ANSWER_SLACK if 0 < limit <= MAX_TIMEOUT_SECONDS else None
 
 
 def restart_if_mute(supervisor: Supervisor, sandbox: Sandbox, late: AgentTimeout) -> str:
@@ -87,14 +101,50 @@ def restart_if_mute(supervisor: Supervisor, sandbox: Sandbox, late: AgentTimeout
         sandbox.client.call("hello", {}, timeout=PING_SECONDS)
         return why  # alive: only that call was slow
     except AgentGone:
-        pass
+        if sandbox.client.delivering:  # our reader waits on a client that is not reading:
+            return f"{why} (its answers wait behind a client that stopped reading)"
     except PyroError:
         return why
     why = f"{why}, nor a ping within {PING_SECONDS:g}s"
     if not restart(supervisor, sandbox, f"the sandbox stopped answering ({why})"):
-        supervisor.shutdown("stopped", error=f"the sandbox stopped answering ({why})")
+        error = f"the sandbox stopped answering ({why})"
+        threading.Thread(target=stop_after_answers, args=(supervisor, error), daemon=True).start()
         return f"{why}: the workspace was stopped"
     return f"{why}: it was restarted (/workspace is intact, its processes were ended)"
+
+
+# How long a stop waits for the answers in flight (the one that says why among them).
+ANSWERS_SECONDS = 5.0
+
+
+def stop_after_answers(supervisor: Supervisor, error: str) -> None:
+    """Stop the workspace once the requests in flight are answered (a stop ends this
+    process: called from a request, it ended it before its answer); stopped at once in
+    its record, as shutdown does first."""
+    supervisor.store.update(
+        supervisor.workspace_id, state="stopped", supervisor_pid=None, last_error=error
+    )
+    deadline = time.monotonic() + ANSWERS_SECONDS
+    while supervisor.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    supervisor.shutdown("stopped", error=error)
+
+
+def answer_late(
+    supervisor: Supervisor, sandbox: Sandbox, late: PyroError, request: dict[str, Any]
+) -> str | None:
+    """A call the agent did not answer in time: the sandbox replaced if it is mute
+    (restart_if_mute); an exec's entry still goes in the history, as one that ran out of
+    time (exit 124, its output lost: "the complete exec history"). What to answer (None:
+    another failure, answered as it is)."""
+    if not isinstance(late, AgentTimeout):
+        return None
+    said = restart_if_mute(supervisor, sandbox, late)
+    if late.op == "exec":
+        result = {"exit_code": 124, "duration_ms": int(late.timeout * 1000), "stderr": said}
+        with contextlib.suppress(PyroError):  # a workspace gone meanwhile: nothing to keep
+            supervisor.history.record(request, result)
+    return said
 
 
 def watch_agent(supervisor: Supervisor, sandbox: Sandbox) -> None:
@@ -106,6 +156,21 @@ def watch_agent(supervisor: Supervisor, sandbox: Sandbox) -> None:
     if sandbox is supervisor.sandbox and sandbox.alive() and not supervisor.stopping.is_set():
         reason = sandbox.client.close_reason
         supervisor.shutdown("stopped", error=f"the sandbox agent's stream broke ({reason})")
+
+
+def status(supervisor: Supervisor) -> dict[str, Any]:
+    """A supervisor's answer to supervisor_status, also while a reset or a restart boots
+    its new sandbox (then the one it boots: asked with none, the request died unanswered)."""
+    with supervisor.reboot_lock:
+        sandbox = supervisor.sandbox
+    alive = sandbox is not None and sandbox.alive()
+    return {
+        "pid": os.getpid(),
+        "engine_pid": sandbox.pid if sandbox else None,
+        "engine_alive": alive,
+        "hello": sandbox.hello if sandbox else None,
+        "streams": True,  # reads the baseline itself for a reset (supervisor_reboot)
+    }
 
 
 class InFlight:
