@@ -109,7 +109,7 @@ def sandbox_cgroups(workspace_id: str) -> list[str]:
     return sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"**/pyro-{workspace_id}-*"))
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("engine", ["gvisor", "qemu"])
 def test_a_mute_restart_leaves_one_sandbox_and_records_the_exec(
     engine: str, ws_home: Path, pyro_for: Any, new_workspace: Any
@@ -119,7 +119,13 @@ def test_a_mute_restart_leaves_one_sandbox_and_records_the_exec(
     ws_pyro = pyro_for(engine)
     wid = new_workspace(ws_pyro)["workspace_id"]
     before = len(ws_pyro.logs_workspace(wid)["entries"])
-    mute_restart(ws_pyro, wid)
+    started = time.monotonic()
+    said = mute_restart(ws_pyro, wid)
+    assert time.monotonic() - started < 2 + 30  # inside the SDK's own wait for the answer
+    assert "did not answer 'exec' within 12s, nor a ping within 5s: it was restarted" in said
+    status = ws_pyro.status_workspace(wid)
+    assert status["state"] == "started", status
+    assert (status["last_error"] or "").startswith("the sandbox stopped answering"), status
     time.sleep(2)
     engines = engine_pids(ws_home, wid)
     cgroups = sandbox_cgroups(wid)
@@ -133,33 +139,19 @@ def test_a_mute_restart_leaves_one_sandbox_and_records_the_exec(
     assert lost, [entry["command"] for entry in entries[before:]]
     assert lost[0]["exit_code"] == 124, lost[0]
     assert "it was restarted" in lost[0]["stderr"], lost[0]
-
-
-@pytest.mark.timeout(400)
-def test_a_restarted_vm_suspends_and_resumes(qemu_pyro: Pyro, new_workspace: Any) -> None:
-    wid = new_workspace(qemu_pyro)["workspace_id"]
-    mute_restart(qemu_pyro, wid)
-    qemu_pyro.exec_workspace(wid, command="echo mem > /dev/shm/mem")
-    stopped = qemu_pyro.stop_workspace(wid, suspend=True)
-    print("stopped:", stopped["state"], stopped.get("last_error"))
-    started = qemu_pyro.start_workspace(wid)
-    print("started:", started["state"], started.get("last_error"))
-    kept = qemu_pyro.exec_workspace(wid, command="cat /dev/shm/mem /workspace/ran")
-    assert kept["stdout"] == "mem\nran\n", kept
-
-
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("engine", ["gvisor", "qemu"])
-def test_a_restarted_workspace_forks(engine: str, pyro_for: Any, new_workspace: Any) -> None:
-    pyro = pyro_for(engine)
-    wid = new_workspace(pyro)["workspace_id"]
-    mute_restart(pyro, wid)
-    child = pyro.fork_workspace(wid)["workspace_id"]
+    # the restarted workspace forks, and (a VM) suspends and resumes its memory
+    child = ws_pyro.fork_workspace(wid)["workspace_id"]
     try:
-        ran = pyro.exec_workspace(child, command="cat /workspace/ran")
-        assert ran["stdout"] == "ran\n", ran
+        forked = ws_pyro.exec_workspace(child, command="cat /workspace/ran")
+        assert forked["stdout"] == "ran\n", forked
     finally:
-        pyro.delete_workspace(child)
+        ws_pyro.delete_workspace(child)
+    if engine == "qemu":
+        ws_pyro.exec_workspace(wid, command="echo mem > /dev/shm/mem")
+        ws_pyro.stop_workspace(wid, suspend=True)
+        ws_pyro.start_workspace(wid)
+        kept = ws_pyro.exec_workspace(wid, command="cat /dev/shm/mem /workspace/ran")
+        assert kept["stdout"] == "mem\nran\n", kept
 
 
 @pytest.mark.timeout(240)
