@@ -17,7 +17,7 @@ from mcp.types import JSONRPCMessage, JSONRPCResponse, ServerResult
 
 from pyro_mcp import Pyro
 from pyro_mcp.mcp import stdio
-from pyro_mcp.mcp.direct import DirectCalls
+from pyro_mcp.mcp.direct import DirectCalls, Request
 from pyro_mcp.mcp.reply import tool_result
 from pyro_mcp.mcp.server import create_server
 from support import INITIALIZE
@@ -82,7 +82,7 @@ def test_a_plain_tool_call_is_answered_by_its_worker_not_the_session(
     assert result["isError"] is False
     assert result["structuredContent"]["workspaces"] == []
     assert json.loads(result["content"][0]["text"]) == result["structuredContent"]
-    assert direct.replies.open == {} and direct.running == {}
+    assert direct.running == {}
 
 
 @pytest.mark.parametrize(
@@ -124,20 +124,19 @@ def test_a_cancel_answers_once_and_drops_the_late_answer() -> None:
     the SDK's "Request cancelled", then nothing more for that request."""
     out = io.BytesIO()
     replies = stdio.Replies(out)
-    request = replies.register(9)
+    request = Request(9)
     assert replies.cancelled(request) is True
     replies.answer(request, tool_result({"exit_code": 0}))  # the worker, late
     assert replies.cancelled(request) is False
     [line] = [json.loads(x) for x in out.getvalue().decode().splitlines()]
     assert line == {"jsonrpc": "2.0", "id": 9, "error": {"code": 0, "message": "Request cancelled"}}
-    assert replies.open == {}
 
 
 def test_a_worker_answer_is_the_line_the_session_would_write() -> None:
     out = io.BytesIO()
     replies = stdio.Replies(out)
     result = tool_result({"exit_code": 0, "stdout": "grüße\n"})
-    replies.answer(replies.register("a-1"), result)
+    replies.answer(Request("a-1"), result)
     written = out.getvalue().decode().rstrip("\n")
     dumped = ServerResult(result).model_dump(by_alias=True, mode="json", exclude_none=True)
     session = JSONRPCMessage(JSONRPCResponse(jsonrpc="2.0", id="a-1", result=dumped))

@@ -3,8 +3,6 @@ anything else (a file as stdin), and the compact text block of every tool result
 
 from __future__ import annotations
 
-import contextvars
-import io
 import json
 import os
 import socket
@@ -14,11 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp.server.fastmcp import FastMCP
-from mcp.shared.message import SessionMessage
-from mcp.types import ErrorData, JSONRPCError, JSONRPCMessage, JSONRPCResponse, ServerResult
 
 from pyro_mcp.mcp import stdio
 from pyro_mcp.mcp.reply import OutputCheck, OutputMismatch, tool_result
@@ -176,76 +171,3 @@ def test_results_are_checked_against_the_declared_output_schema() -> None:
         tool_result({"stdout": ""}, check)
     with pytest.raises(OutputMismatch, match=r"data\.exit_code must be integer"):
         check({"exit_code": "0"})
-
-
-def _session_answer(replies: stdio.Replies, request_id: int, answer: Any) -> None:
-    """What the SDK's session sends for a request: its result, or an error (a cancel)."""
-    if isinstance(answer, ErrorData):
-        root: Any = JSONRPCError(jsonrpc="2.0", id=request_id, error=answer)
-    else:
-        dumped = ServerResult(answer).model_dump(by_alias=True, mode="json", exclude_none=True)
-        root = JSONRPCResponse(jsonrpc="2.0", id=request_id, result=dumped)
-    anyio.run(replies.send, SessionMessage(JSONRPCMessage(root)))
-
-
-def _in_task(replies: stdio.Replies, request_id: int) -> tuple[contextvars.Context, Any]:
-    """The context of the task that handles a tool call (where ``expect`` runs) and what
-    its worker thread answers with."""
-    context = contextvars.copy_context()
-    return context, context.run(replies.expect, request_id)
-
-
-def _lines(out: io.BytesIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.getvalue().decode().splitlines()]
-
-
-def test_a_worker_thread_answer_is_the_only_answer() -> None:
-    """A tool's worker thread writes its answer at once and the session's copy of it is
-    dropped; a session answer that came first (a cancel) is kept and the worker's dropped."""
-    out = io.BytesIO()
-    replies = stdio.Replies(out)
-    result = tool_result({"exit_code": 0, "stdout": "grüße"})
-    one, first = _in_task(replies, 1)
-    replies.answer(first, result)  # the worker, then the session (in the handling task)
-    one.run(_session_answer, replies, 1, result)
-    _two, second = _in_task(replies, 2)
-    _session_answer(replies, 2, ErrorData(code=0, message="Request cancelled"))  # the reader's
-    replies.answer(second, result)  # late: the session answered
-    _session_answer(replies, 3, result)  # never expected (a progress token's call)
-    lines = _lines(out)
-    assert [(line["id"], "error" in line) for line in lines] == [(1, False), (2, True), (3, False)]
-    assert lines[0] == lines[2] | {"id": 1}  # the worker writes what the session would
-    assert lines[0]["result"]["structuredContent"] == {"exit_code": 0, "stdout": "grüße"}
-    assert replies.open == {}
-
-
-def test_an_id_used_again_after_a_cancel_gets_its_own_answer() -> None:
-    """Call A (id 1) is cancelled; B comes under id 1; A's worker finishes late: its
-    stale result must not be written as B's answer, nor B's own answer dropped."""
-    out = io.BytesIO()
-    replies = stdio.Replies(out)
-    _a, a = _in_task(replies, 1)
-    _session_answer(replies, 1, ErrorData(code=0, message="Request cancelled"))
-    b_task, b = _in_task(replies, 1)
-    replies.answer(a, tool_result({"exit_code": 0, "stdout": "A"}))  # late
-    replies.answer(b, tool_result({"exit_code": 0, "stdout": "B"}))
-    b_task.run(_session_answer, replies, 1, tool_result({"exit_code": 0, "stdout": "B"}))
-    lines = _lines(out)
-    assert ["error" in line for line in lines] == [True, False], lines
-    assert lines[1]["result"]["structuredContent"]["stdout"] == "B"
-
-
-def test_an_id_used_again_before_the_session_copy_gets_its_own_error() -> None:
-    """A's worker answered (id 1); before the session's copy of A is sent, B comes under
-    id 1 and draws an error from the session (an unknown method): B's error is written,
-    A's copy dropped, and A never twice."""
-    out = io.BytesIO()
-    replies = stdio.Replies(out)
-    a_task, a = _in_task(replies, 1)
-    result = tool_result({"exit_code": 0, "stdout": "A"})
-    replies.answer(a, result)
-    _session_answer(replies, 1, ErrorData(code=-32601, message="Method not found"))  # B's
-    a_task.run(_session_answer, replies, 1, result)  # A's copy, late
-    lines = _lines(out)
-    assert [("error" in line) for line in lines] == [False, True], lines
-    assert lines[1]["error"]["message"] == "Method not found"

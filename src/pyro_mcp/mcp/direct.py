@@ -45,7 +45,7 @@ from .. import calls
 from .progress import WORKERS, in_call
 
 if TYPE_CHECKING:
-    from .stdio import Replies, Request
+    from .stdio import Replies
 
 # The attribute of a tool function that starts its call without the SDK: given the
 # validated arguments and what sends the answer, the work a worker thread runs
@@ -53,6 +53,19 @@ if TYPE_CHECKING:
 DIRECT_ATTR = "pyro_direct"
 Work = Callable[[], object]
 Starter = Callable[[dict[str, Any], Callable[[CallToolResult], None]], Work]
+
+
+class Request:
+    """One direct call's request , and who answered it: ``None`` (nobody yet),
+    ``"worker"`` or ``"cancel"``. Its own object, so an answer the session sends under the
+    same id (a later request reusing it: MCP forbids that, plain JSON-RPC clients do it)
+    never counts as this one's."""
+
+    __slots__ = ("by", "id")
+
+    def __init__(self, request_id: Any) -> None:
+        self.id = request_id
+        self.by: str | None = None
 
 
 def error_result(tool_name: str, error: Exception) -> CallToolResult:
@@ -84,7 +97,7 @@ class DirectCalls:
         if started is None:
             return False
         name, starter, kwargs = started
-        request = self.replies.direct(root.id)
+        request = Request(root.id)
         call = calls.Call()
         with self.lock:
             self.running[root.id] = (request, call)

@@ -6,51 +6,20 @@
   compiled to Python code once per tool (fastjsonschema: ~10 us a call). Left to the SDK,
   every call ran ``jsonschema.validate``, which checks the schema itself against its
   metaschema first (1-2 ms a call); a compiled ``jsonschema`` validator still took ~0.2 ms.
-- Over stdio the answer is written by the worker thread that built it (``early_sender``),
-  not after a wake-up of the event loop; the transport drops the session's own copy, so
-  each request still gets exactly one answer (stdio.py ``Replies``).
+- Over stdio a plain call's answer is written by the worker thread that built it, not
+  after a wake-up of the event loop (direct.py).
 """
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import json
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import fastjsonschema
-from mcp.server.fastmcp import Context, FastMCP
-from mcp.types import CallToolResult, RequestId, TextContent
+from mcp.server.fastmcp import FastMCP
+from mcp.types import CallToolResult, TextContent
 
-from .progress import wants_progress
-
-__all__ = ["CallToolResult", "OutputCheck", "OutputMismatch", "early_sender", "tool_result"]
-
-
-class EarlyAnswers(Protocol):
-    def expect(self, request_id: RequestId) -> Any: ...
-
-    def answer(self, request: Any, result: CallToolResult) -> None: ...
-
-
-# The transport that takes answers from worker threads (stdio's; none over HTTP).
-EARLY: contextvars.ContextVar[EarlyAnswers | None] = contextvars.ContextVar(
-    "pyro_early_answers", default=None
-)
-
-
-def early_sender(ctx: Context[Any, Any, Any]) -> Callable[[CallToolResult], None] | None:
-    """What sends this request's answer from the worker thread, when the transport can
-    (not with a progress token: its notifications come before the answer)."""
-    transport = EARLY.get()
-    if transport is None or wants_progress(ctx):
-        return None
-    try:
-        request_id = ctx.request_context.request_id
-    except ValueError:  # not inside a request (a direct call in tests)
-        return None
-    return functools.partial(transport.answer, transport.expect(request_id))
+__all__ = ["CallToolResult", "OutputCheck", "OutputMismatch", "tool_result"]
 
 
 class OutputMismatch(RuntimeError):

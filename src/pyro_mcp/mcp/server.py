@@ -20,7 +20,7 @@ from . import schema
 from .direct import DIRECT_ATTR
 from .policy import OperatorPolicy
 from .progress import run_tool
-from .reply import CallToolResult, OutputCheck, early_sender, tool_result
+from .reply import CallToolResult, OutputCheck, tool_result
 
 if typing.TYPE_CHECKING:
     from ..api import Pyro
@@ -157,7 +157,7 @@ def _make_tool(
         # Tools block (boots, commands): run them off the event loop so calls overlap,
         # reporting progress and ending early when the client cancels (progress.py).
         ctx = server.get_context()
-        return await run_tool(start(kwargs, early_sender(ctx)), ctx)
+        return await run_tool(start(kwargs, None), ctx)
 
     setattr(tool, DIRECT_ATTR, start)  # the stdio fast path's way in (direct.py)
 

@@ -4,16 +4,16 @@ The MCP SDK's stdio server reads and writes through ``anyio.wrap_file`` (every l
 every line written and every flush a trip to a worker thread) and hands each message
 between its reader task, the session and its writer task through memory streams: on a
 host that sleeps between calls, each hop is a cold wake-up. Here, on pipes, the session
-reads stdin itself (the event loop's reader; a line is parsed in the session's task) and a
-reply is written straight to the stdout pipe by the task that sends it, or by the worker
-thread that built a tool's answer (``Replies``). Anything that is not a pipe or socket (a
-file, a terminal) falls back to the SDK's own transport.
+reads stdin itself (the event loop's reader; a line is parsed in the session's task), a
+plain tool call is started by that reader itself (direct.py), and a reply is written
+straight to the stdout pipe by the task that sends it, or by the worker thread that built a
+direct call's answer (``Replies``). Anything that is not a pipe or socket (a file, a
+terminal) falls back to the SDK's own transport.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import json
 import os
@@ -34,12 +34,9 @@ from mcp.types import (
     ErrorData,
     JSONRPCError,
     JSONRPCMessage,
-    JSONRPCResponse,
-    RequestId,
 )
 
-from .direct import DirectCalls
-from .reply import EARLY
+from .direct import DirectCalls, Request
 
 LINE_LIMIT = 256 * 1024 * 1024  # one JSON-RPC message per line; file contents can be large
 
@@ -121,38 +118,16 @@ class Messages(_Closing):
                 return
 
 
-class Request:
-    """One request a worker thread may answer (``Replies.expect``), and who answered it:
-    ``None`` (nobody yet), ``"worker"`` or ``"session"``. Told apart from a later request
-    under the same id (MCP forbids reusing ids; plain JSON-RPC clients do it)."""
-
-    __slots__ = ("by", "id")
-
-    def __init__(self, request_id: RequestId) -> None:
-        self.id = request_id
-        self.by: str | None = None
-
-
-# The request whose tool call runs in this task (the session answers a request in the task
-# that handled it): set where a worker thread may answer it (``Replies.expect``).
-_OWN: contextvars.ContextVar[Request | None] = contextvars.ContextVar("pyro_own", default=None)
-
-
 class Replies(_Closing):
     """The session's write stream: each message written to the stdout pipe at once (a
-    small write to a pipe does not block).
-
-    A tool's worker thread may answer its request itself (``answer``: reply.py) once the
-    request is ``expect``-ed; whichever answer comes first is written and the other is
-    dropped (the session's is the same result, or a cancel or error that came first). The
-    session's copy is told apart from the answer of a later request under the same id by
-    the task it comes from (or it is the cancel's error, sent by the session's reader)."""
+    small write to a pipe does not block), from the event loop (the session's answers) or
+    from a worker thread (a direct call's: ``answer``). A direct call gets exactly one
+    answer: its worker's, or its cancel's when that came first (``cancelled``)."""
 
     def __init__(self, out: IO[bytes], on_gone: Callable[[], object] = lambda: None) -> None:
         self.out = out
         self.on_gone = on_gone  # the client closed stdout: end the session
         self.lock = threading.Lock()  # one writer at a time: the loop or a worker thread
-        self.open: dict[RequestId, Request] = {}  # the latest expected request of each id
 
     def _write(self, message: JSONRPCMessage) -> None:
         self._write_line(message.model_dump_json(by_alias=True, exclude_none=True))
@@ -178,50 +153,8 @@ class Replies(_Closing):
         with self.lock:
             self._write(message)
 
-    def _request_of(self, root: Any) -> Request | None:
-        """The expected request a session's answer is for: its handling task's (a result or
-        an error it raised), or the open one of that id for an error from elsewhere (a
-        cancel, sent by the session's reader); None for any other answer."""
-        own = _OWN.get()
-        if own is not None and own.id == root.id:
-            return own
-        if isinstance(root, JSONRPCError):
-            return self.open.get(root.id)
-        return None
-
-    def _close(self, request: Request, by: str) -> None:
-        request.by = by
-        if self.open.get(request.id) is request:
-            del self.open[request.id]
-
     async def send(self, message: SessionMessage) -> None:
-        root = message.message.root
-        with self.lock:
-            if isinstance(root, JSONRPCResponse | JSONRPCError):
-                request = self._request_of(root)
-                if request is not None:
-                    if request.by == "worker":  # its copy: the worker's is out already
-                        return
-                    self._close(request, "session")
-            self._write(message.message)
-
-    def register(self, request_id: RequestId) -> Request:
-        """A request a worker thread will answer (``answer`` takes it)."""
-        request = Request(request_id)
-        with self.lock:
-            self.open[request_id] = request
-        return request
-
-    def direct(self, request_id: RequestId) -> Request:
-        """A direct call's request (direct.py): only its worker or its cancel answers it,
-        never an error the session sends under its id (that answers a later request)."""
-        return Request(request_id)
-
-    def expect(self, request_id: RequestId) -> Request:
-        """In the task that handles the request (its tool function): what ``answer`` takes."""
-        request = self.register(request_id)
-        _OWN.set(request)
-        return request
+        self.write(message.message)
 
     def cancelled(self, request: Request) -> bool:
         """Answer a direct call (direct.py) its client cancelled, as the SDK answers a
@@ -231,20 +164,20 @@ class Replies(_Closing):
         with self.lock:
             if request.by is not None:
                 return False
-            self._close(request, "session")
+            request.by = "cancel"
             self._write(JSONRPCMessage(JSONRPCError(jsonrpc="2.0", id=request.id, error=error)))
         return True
 
     def answer(self, request: Request, result: CallToolResult) -> None:
-        """Answer a request from a worker thread, as the session would have (unless the
-        session answered it first: a cancel, an error)."""
+        """Answer a direct call from its worker thread, as the session would have (unless
+        its cancel answered it first)."""
         # the line JSONRPCResponse(result=ServerResult(result)) dumps to, serialized once
         body = result.model_dump_json(by_alias=True, exclude_none=True)
         line = f'{{"jsonrpc":"2.0","id":{json.dumps(request.id)},"result":{body}}}'
         with self.lock:
             if request.by is not None:
                 return
-            self._close(request, "worker")
+            request.by = "worker"
             self._write_line(line)
 
 
@@ -282,7 +215,6 @@ async def _run(server: FastMCP) -> None:
     replies = Replies(sys.stdout.buffer)
     messages = await _open_stdin(replies, DirectCalls(server, replies))
     read_stream = cast(MemoryObjectReceiveStream[SessionMessage | Exception], messages)
-    EARLY.set(replies)  # the session's tasks are started in this context
     write_stream = cast(MemoryObjectSendStream[SessionMessage], replies)
     await low.run(read_stream, write_stream, low.create_initialization_options())
 
