@@ -125,6 +125,7 @@ INITIALIZE = {
         "clientInfo": {"name": "test", "version": "1"},
     },
 }
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 def workspace_row(workspace_id: str, state: str = "started") -> dict[str, Any]:

@@ -20,9 +20,7 @@ from pyro_mcp.mcp import stdio
 from pyro_mcp.mcp.direct import DirectCalls, Request
 from pyro_mcp.mcp.reply import tool_result
 from pyro_mcp.mcp.server import create_server
-from support import INITIALIZE
-
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+from support import INITIALIZE, INITIALIZED
 
 
 def _call(request_id: int, name: str, arguments: Any = None, **params: Any) -> dict[str, Any]:
@@ -56,10 +54,15 @@ def _passed_on(messages: list[dict[str, Any]], direct: DirectCalls | None) -> li
     return asyncio.run(read())
 
 
+def make_direct(home: Path) -> DirectCalls:
+    """The fast path of a real workspace-core server on ``home``, writing to a buffer."""
+    server = create_server(Pyro(base_dir=home), profile="workspace-core")
+    return DirectCalls(server, stdio.Replies(io.BytesIO()))
+
+
 @pytest.fixture
 def direct(tmp_path: Path) -> DirectCalls:
-    server = create_server(Pyro(base_dir=tmp_path), profile="workspace-core")
-    return DirectCalls(server, stdio.Replies(io.BytesIO()))
+    return make_direct(tmp_path)
 
 
 def _out(direct: DirectCalls) -> io.BytesIO:

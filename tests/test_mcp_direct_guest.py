@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 
 from pyro_mcp import Pyro
-from support import INITIALIZE, pyro_argv
+from support import INITIALIZE, INITIALIZED, pyro_argv
 from workspace_fixtures import *  # noqa: F403 - the fixtures
 
 pytestmark = pytest.mark.guest
-
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 @pytest.mark.parametrize("meta", [{}, {"_meta": {"progressToken": "p"}}], ids=["direct", "sdk"])
@@ -59,12 +57,10 @@ def test_a_client_that_closes_stdin_mid_exec_gets_its_command_cancelled(
             assert time.monotonic() < deadline, "the command never started"
             time.sleep(0.2)
         proc.stdin.close()
-        closed_at = time.monotonic()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             pytest.fail("the server still runs its direct exec 15 s after stdin ended")
-        assert time.monotonic() - closed_at < 15
     finally:
         watchdog.cancel()
         proc.kill()

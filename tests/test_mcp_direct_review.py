@@ -21,12 +21,12 @@ import pytest
 from mcp.shared.message import SessionMessage
 from mcp.types import ErrorData, JSONRPCError, JSONRPCMessage
 
-from pyro_mcp import Pyro, calls
+from pyro_mcp import calls
 from pyro_mcp.mcp import progress, stdio
 from pyro_mcp.mcp.direct import DIRECT_ATTR, DirectCalls
-from pyro_mcp.mcp.server import create_server
 from support import INITIALIZE as INITIALIZE_REQUEST
-from test_mcp_direct import INITIALIZED, _call, _passed_on
+from support import INITIALIZED
+from test_mcp_direct import _call, _passed_on, make_direct
 from test_mcp_stdio_review import _Client
 
 WATCHDOG = 20.0
@@ -34,8 +34,8 @@ WATCHDOG = 20.0
 
 @pytest.fixture
 def direct(tmp_path: Path) -> DirectCalls:
-    server = create_server(Pyro(base_dir=tmp_path), profile="workspace-core")
-    return DirectCalls(server, stdio.Replies(io.BytesIO()))
+    """test_mcp_direct's (a fixture imported by name would shadow every argument)."""
+    return make_direct(tmp_path)
 
 
 def _lines(direct: DirectCalls) -> list[dict[str, Any]]:
@@ -221,7 +221,8 @@ def test_the_end_of_stdin_cancels_running_direct_calls(
         return hooked
 
     setattr(tool.fn, DIRECT_ATTR, start)
-    _passed_on([INITIALIZED, _call(3, "workspace_list", {})], direct)  # then EOF
+    passed = _passed_on([INITIALIZED, _call(3, "workspace_list", {})], direct)  # then EOF
+    assert len(passed) == 1, passed  # the notification: the call went direct
     _wait_for(lambda: direct.running == {}, within=5.0)  # not the gate's 20 s
     assert ran == [] or cancelled == [True], (ran, cancelled)
 

@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 
 from support import ENVIRONMENT as ENV
-from support import INITIALIZE
-
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+from support import INITIALIZE, INITIALIZED
 
 
 def _serve(line_limit: int | None = None) -> subprocess.Popen[bytes]:

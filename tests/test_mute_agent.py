@@ -47,7 +47,6 @@ def test_a_stalled_client_never_gets_a_live_sandbox_restarted(
     ws_home: Path, ws_pyro: Pyro, new_workspace: Any
 ) -> None:
     wid = new_workspace()["workspace_id"]
-    ws_pyro.exec_workspace(wid, command="echo kept > /workspace/kept")
     engines = sorted(engine_pids(ws_home, wid))
     sock = stalled_client(ws_home, wid)
     try:
@@ -62,6 +61,7 @@ def test_a_stalled_client_never_gets_a_live_sandbox_restarted(
         sock.close()
     status = ws_pyro.status_workspace(wid)
     print(f"answer after {took:.1f}s: {result!r}; last_error {status['last_error']!r}")
+    assert took > 1 + 10, "the exec was answered at once: the stall never happened"
     assert "restarted" not in str(result), result
     assert status["last_error"] is None, status["last_error"]
     assert sorted(engine_pids(ws_home, wid)) == engines  # the same sandbox serves on
@@ -91,7 +91,7 @@ def test_two_execs_timing_out_together_get_one_restart(
     print(status["state"], status["last_error"])
     assert all("restarted" in answer for answer in answers), answers
     assert status["state"] == "started"
-    assert len(engine_pids(ws_home, wid)) >= 1
+    assert len(engine_pids(ws_home, wid)) == 1  # one restart: no second sandbox beside it
     kept = ws_pyro.exec_workspace(wid, command="cat /workspace/kept")
     assert kept["stdout"] == "kept\n"
 
@@ -133,7 +133,8 @@ def test_a_mute_restart_leaves_one_sandbox_and_records_the_exec(
     entries = ws_pyro.logs_workspace(wid)["entries"]
     print(f"engines {engines}; cgroups {cgroups}; ran {ran!r}; entries {len(entries)}")
     assert len(engines) == 1, engines
-    assert len({c.rsplit("/", 1)[-1] for c in cgroups}) <= 1, cgroups
+    expected = 1 if engine == "gvisor" else 0  # the new sandbox's (a VM has none)
+    assert len({c.rsplit("/", 1)[-1] for c in cgroups}) == expected, cgroups
     assert ran == "ran\n"
     lost = [entry for entry in entries[before:] if entry["command"] == STOP_AGENT]
     assert lost, [entry["command"] for entry in entries[before:]]
@@ -166,14 +167,14 @@ def test_a_mute_agent_is_found_by_a_file_read_too(ws_pyro: Pyro, new_workspace: 
     ws_pyro.exec_workspace(wid, command=stop_later)
     time.sleep(4)
     started = time.monotonic()
-    try:
-        answer: Any = ws_pyro.read_workspace_file(wid, "kept")
-    except Exception as exc:  # the caller's wait ran out
-        answer = f"{type(exc).__name__}: {exc}"
+    with pytest.raises(RuntimeError, match="did not answer 'file_read' within 30s") as caught:
+        ws_pyro.read_workspace_file(wid, "kept")
     took = time.monotonic() - started
     status = ws_pyro.status_workspace(wid)
-    print(f"after {took:.0f}s: {answer!r}; {status['state']} {status['last_error']!r}")
-    assert "restarted" in str(answer) or "restarted" in str(status["last_error"]), answer
+    print(f"after {took:.0f}s: {caught.value}; {status['state']} {status['last_error']!r}")
+    assert "it was restarted" in str(caught.value)
+    assert took < 30 + 5 + 20  # found by the supervisor, not by the caller's 60 s wait
+    assert status["state"] == "started"
 
 
 @pytest.mark.timeout(120)
@@ -232,7 +233,7 @@ def test_supervisor_status_during_a_mute_restart_is_answered(
                 pass
         mute.result()
     print(f"asked {asked}, answered {answered}")
-    assert answered == asked
+    assert asked > 20 and answered == asked  # asked through the whole restart
 
 
 @pytest.mark.timeout(240)
