@@ -472,8 +472,9 @@ class Bench:
         try:
             with self.pyro("gvisor") as pyro, bare.sleeping() as container:
                 bare_cmd = bare.exec_command(container, "/bin/true")
-                for index in range(EXEC_VMS):
-                    share = runs // EXEC_VMS + (1 if index < runs % EXEC_VMS else 0)
+                count = min(EXEC_VMS, runs)  # every VM gets calls (--exec-runs 1 or 2)
+                for index in range(count):
+                    share = runs // count + (1 if index < runs % count else 0)
                     mine, theirs, profiled = self.exec_on_one_vm(
                         pyro, bare_cmd, share, guest_ms, idle, profile=index == 0
                     )

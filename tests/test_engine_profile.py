@@ -180,9 +180,9 @@ def test_gvisor_run_once_through_the_engine_shares_its_launch(
 def test_a_sandbox_weighs_its_vcpus_and_all_sandboxes_one_task_per_cpu(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The quota caps a sandbox at its vCPUs; its weight keeps a busy host from slowing it
-    more than the same runsc outside any cgroup (engines/gvisor_cgroups.py). As on a host
-    with more CPUs than the quota (here, with 2, the quota would bound nothing)."""
+    """The quota caps a sandbox at its vCPUs plus the engine's one; its weight keeps a busy
+    host from slowing it more than the same runsc outside any cgroup (gvisor_cgroups.py).
+    As on a host with more CPUs than the quota (here, with 2, it would bound nothing)."""
     monkeypatch.setattr(gvisor_cgroups, "host_cpu_quota", lambda vcpus, cpus_on_host: vcpus + 1)
     cgroups = HostCgroups(f"pyro-engprof-test-{os.getpid()}", 512, vcpu_count=2)
     cgroups.create()
